@@ -1,0 +1,165 @@
+// The private extension module fastadapt._core. The Python layer
+// (python/fastadapt) is the public API; this file only marshals.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "dispatch.hpp"
+#include "kernel_table.hpp"
+#include "stepper.hpp"
+#include "tensor_check.hpp"
+#include "thread_pool.hpp"
+
+namespace py = pybind11;
+using namespace fastadapt;
+
+namespace {
+
+// Gradient utilities work over a list of arrays, chunked like the step.
+struct GradList {
+  std::vector<ArrayView> arrays;
+  std::vector<ChunkRef> chunks;
+  std::vector<ChunkResult> results;
+  std::size_t total = 0;
+
+  GradList(const py::sequence& keys, const py::list& arrays_in, bool writeable) {
+    if (keys.size() != arrays_in.size()) throw py::value_error("internal: keys and arrays differ");
+    std::vector<std::size_t> sizes;
+    for (std::size_t i = 0; i < arrays_in.size(); ++i) {
+      arrays.push_back(check_float_array(arrays_in[i], KeyRef{"grads", &keys, i}, writeable));
+      sizes.push_back(arrays.back().size);
+      total += arrays.back().size;
+    }
+    plan_chunks(sizes, &chunks);
+    results.resize(chunks.size());
+  }
+
+  char* chunk_ptr(std::size_t c) const {
+    const ArrayView& a = arrays[chunks[c].tensor];
+    return a.data + chunks[c].begin * (a.dtype == kF32 ? 4 : 8);
+  }
+
+  template <class F>
+  void for_chunks(F&& f) {
+    struct Ctx { GradList* self; F* f; } ctx{this, &f};
+    auto task = [](void* c, std::size_t i) {
+      auto* x = static_cast<Ctx*>(c);
+      (*x->f)(i);
+    };
+    py::gil_scoped_release nogil;
+    if (total < 2 * kChunk) {
+      for (std::size_t i = 0; i < chunks.size(); ++i) f(i);
+    } else {
+      ThreadPool::instance().parallel_for(chunks.size(), task, &ctx);
+    }
+  }
+
+  std::pair<double, std::uint64_t> sumsq(bool skip_nonfinite) {
+    const KernelTable& kt = active_kernels();
+    for_chunks([&](std::size_t c) {
+      const ArrayView& a = arrays[chunks[c].tensor];
+      results[c] = kt.sumsq[a.dtype](chunk_ptr(c), chunks[c].size, skip_nonfinite);
+    });
+    double s = 0.0;
+    std::uint64_t n = 0;
+    for (const auto& r : results) { s += r.sumsq; n += r.nonfinite; }
+    return {s, n};
+  }
+};
+
+py::tuple global_sumsq(const py::sequence& keys, const py::list& arrays, bool skip_nonfinite) {
+  GradList gl(keys, arrays, false);
+  auto r = gl.sumsq(skip_nonfinite);
+  return py::make_tuple(r.first, r.second);
+}
+
+// In place: g = g * S(scale) with scale = max_norm / max(norm, max_norm).
+py::tuple clip_by_global_norm(const py::sequence& keys, const py::list& arrays, double max_norm) {
+  if (!(std::isfinite(max_norm) && max_norm > 0))
+    throw py::value_error("max_norm must be a finite number > 0, got " + std::to_string(max_norm));
+  GradList gl(keys, arrays, true);
+  const auto r = gl.sumsq(false);
+  const double norm = std::sqrt(r.first);
+  const double scale = clip_scale(norm, max_norm);
+  if (!(scale == 1.0)) {
+    const KernelTable& kt = active_kernels();
+    gl.for_chunks([&](std::size_t c) {
+      kt.scale[gl.arrays[gl.chunks[c].tensor].dtype](gl.chunk_ptr(c), gl.chunks[c].size, scale);
+    });
+  }
+  return py::make_tuple(norm, scale);
+}
+
+std::uint64_t sanitize(const py::sequence& keys, const py::list& arrays) {
+  GradList gl(keys, arrays, true);
+  const KernelTable& kt = active_kernels();
+  std::vector<std::uint64_t> counts(gl.chunks.size());
+  gl.for_chunks([&](std::size_t c) {
+    counts[c] = kt.sanitize[gl.arrays[gl.chunks[c].tensor].dtype](gl.chunk_ptr(c), gl.chunks[c].size);
+  });
+  std::uint64_t n = 0;
+  for (auto c : counts) n += c;
+  return n;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastadapt's fused optimizer kernels (private; use the fastadapt package)";
+
+  m.attr("CHUNK_ELEMENTS") = kChunk;
+  m.attr("NORM_LANES") = kNormLanes;
+  m.attr("MAX_SCALARS") = kMaxScalars;
+  m.attr("ALGORITHMS") = py::dict(py::arg("adam") = int(kAdam), py::arg("adagrad") = int(kAdaGrad),
+                                  py::arg("rmsprop") = int(kRMSProp), py::arg("sgd") = int(kSGD));
+  m.attr("FLAGS") = py::dict(
+      py::arg("l2") = unsigned(kL2), py::arg("decoupled") = unsigned(kDecoupled),
+      py::arg("amsgrad") = unsigned(kAmsgrad), py::arg("maximize") = unsigned(kMaximize),
+      py::arg("centered") = unsigned(kCentered), py::arg("momentum") = unsigned(kMomentum),
+      py::arg("nesterov") = unsigned(kNesterov), py::arg("init_buffer") = unsigned(kInitBuffer));
+  // Slot order of the per-group scalar vector, per algorithm (kernel_table.hpp).
+  m.attr("SCALAR_SLOTS") = py::dict(
+      py::arg("adam") = py::make_tuple("b1", "one_minus_b1", "b2", "one_minus_b2", "bc2_sqrt",
+                                       "eps", "step_size", "wd", "decay"),
+      py::arg("adagrad") = py::make_tuple("wd", "clr", "eps"),
+      py::arg("rmsprop") = py::make_tuple("wd", "alpha", "one_minus_alpha", "eps", "momentum", "lr"),
+      py::arg("sgd") = py::make_tuple("wd", "momentum", "one_minus_dampening", "lr"));
+  m.attr("POLICIES") = py::dict(py::arg("propagate") = int(kPropagate), py::arg("zero") = int(kZero),
+                                py::arg("skip") = int(kSkip), py::arg("raise") = int(kRaise));
+
+  py::class_<Stepper>(m, "Stepper", "Per-optimizer step plan and reusable buffers.")
+      .def(py::init<int>(), py::arg("algorithm"))
+      .def_property_readonly("algorithm", &Stepper::algo)
+      .def("step", &Stepper::step, py::arg("keys"), py::arg("params"), py::arg("grads"),
+           py::arg("states"), py::arg("tensor_group").noconvert(),
+           py::arg("group_scalars").noconvert(), py::arg("group_flags").noconvert(),
+           py::arg("policy"), py::arg("max_norm"));
+
+  m.def("global_sumsq", &global_sumsq, py::arg("keys"), py::arg("arrays"),
+        py::arg("skip_nonfinite") = false,
+        "Sum of squares in float64 (fixed chunk/lane order) and the non-finite count.");
+  m.def("clip_by_global_norm", &clip_by_global_norm, py::arg("keys"), py::arg("arrays"),
+        py::arg("max_norm"), "Scale in place; returns (norm before clipping, scale).");
+  m.def("sanitize", &sanitize, py::arg("keys"), py::arg("arrays"),
+        "Replace NaN/Inf by 0 in place; returns how many were replaced.");
+
+  m.def("compiled_isas", &compiled_isas);
+  m.def("supported_isas", &supported_isas);
+  m.def("active_isa", [] { return std::string(active_kernels().name); });
+  m.def("_set_simd", &set_active_isa, py::arg("name"),
+        "Force a SIMD path (tests and benchmarks).");
+  m.def("get_num_threads", [] { return ThreadPool::instance().num_threads(); });
+  m.def("default_num_threads", &ThreadPool::default_num_threads);
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("num_threads must be >= 1, got " + std::to_string(n));
+        py::gil_scoped_release nogil;  // may wait for a running step to finish
+        ThreadPool::instance().set_num_threads(n);
+      },
+      py::arg("n"));
+}

@@ -1,0 +1,8 @@
+// The avx2 instantiation of kernels.hpp (target flags set in CMakeLists.txt).
+#define FA_ISA isa_avx2
+#define FA_ISA_NAME "avx2"
+#include "kernels.hpp"
+
+namespace fastadapt {
+const KernelTable& kernels_avx2() { return isa_avx2::table(); }
+}  // namespace fastadapt

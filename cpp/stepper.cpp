@@ -1,0 +1,275 @@
+#include "stepper.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "dispatch.hpp"
+#include "thread_pool.hpp"
+
+namespace fastadapt {
+namespace {
+
+// Below this many elements a step runs on the calling thread: waking the pool
+// costs more than it saves.
+constexpr std::size_t kMinParallelElements = 2 * kChunk;
+
+const char* const kStateNames[kNumAlgos][3] = {
+    {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    {"sum", nullptr, nullptr},
+    {"square_avg", "grad_avg", "momentum_buffer"},
+    {"momentum_buffer", nullptr, nullptr},
+};
+
+// Which state slots a group with these flags reads and writes.
+unsigned required_slots(int algo, unsigned flags) {
+  switch (algo) {
+    case kAdam: return 0b011u | ((flags & kAmsgrad) ? 0b100u : 0u);
+    case kAdaGrad: return 0b001u;
+    case kRMSProp:
+      return 0b001u | ((flags & kCentered) ? 0b010u : 0u) | ((flags & kMomentum) ? 0b100u : 0u);
+    case kSGD: return (flags & kMomentum) ? 0b001u : 0u;
+  }
+  return 0;
+}
+
+struct StepContext {
+  const KernelTable* kt;
+  int algo;
+  const TensorPlan* tensors;
+  const ChunkRef* chunks;
+  ChunkResult* results;
+  const double* scalars;
+  const std::uint32_t* flags;
+  GradPrep prep;
+  bool skip_nonfinite;  // for the pre-pass
+};
+
+std::size_t elem_size(DType d) { return d == kF32 ? 4 : 8; }
+
+void prepass_task(void* c, std::size_t i) {
+  auto* ctx = static_cast<StepContext*>(c);
+  const ChunkRef& ch = ctx->chunks[i];
+  const TensorPlan& t = ctx->tensors[ch.tensor];
+  const char* g = static_cast<const char*>(t.g) + ch.begin * elem_size(t.dtype);
+  ctx->results[i] = ctx->kt->sumsq[t.dtype](g, ch.size, ctx->skip_nonfinite);
+}
+
+void step_task(void* c, std::size_t i) {
+  auto* ctx = static_cast<StepContext*>(c);
+  const ChunkRef& ch = ctx->chunks[i];
+  const TensorPlan& t = ctx->tensors[ch.tensor];
+  const std::size_t off = ch.begin * elem_size(t.dtype);
+  ChunkTask task;
+  task.p = static_cast<char*>(t.p) + off;
+  task.g = static_cast<const char*>(t.g) + off;
+  for (int s = 0; s < 3; ++s) task.s[s] = t.s[s] ? static_cast<char*>(t.s[s]) + off : nullptr;
+  task.n = ch.size;
+  task.scalars = ctx->scalars + static_cast<std::size_t>(t.group) * kMaxScalars;
+  task.flags = ctx->flags[t.group];
+  ctx->results[i] = ctx->kt->step[ctx->algo][t.dtype](task, ctx->prep);
+}
+
+void run_chunks(std::size_t nchunks, std::size_t total_elements, ThreadPool::TaskFn fn,
+                StepContext* ctx) {
+  if (total_elements < kMinParallelElements) {
+    for (std::size_t i = 0; i < nchunks; ++i) fn(ctx, i);
+  } else {
+    ThreadPool::instance().parallel_for(nchunks, fn, ctx);
+  }
+}
+
+// Chunk partial sums are added in chunk order: the same for any thread count.
+void reduce(const std::vector<ChunkResult>& r, double* sumsq, std::uint64_t* nonfinite) {
+  double s = 0.0;
+  std::uint64_t n = 0;
+  for (const auto& x : r) {
+    s += x.sumsq;
+    n += x.nonfinite;
+  }
+  *sumsq = s;
+  *nonfinite = n;
+}
+
+}  // namespace
+
+double clip_scale(double norm, double max_norm) {
+  const double denom = (std::isnan(norm) || norm > max_norm) ? norm : max_norm;
+  return max_norm / denom;
+}
+
+void plan_chunks(const std::vector<std::size_t>& sizes, std::vector<ChunkRef>* chunks) {
+  chunks->clear();
+  for (std::size_t t = 0; t < sizes.size(); ++t)
+    for (std::size_t b = 0; b < sizes[t]; b += kChunk)
+      chunks->push_back({static_cast<std::uint32_t>(t), b, std::min(kChunk, sizes[t] - b)});
+}
+
+Stepper::Stepper(int algo) : algo_(algo) {
+  if (algo < 0 || algo >= kNumAlgos) throw py::value_error("unknown algorithm id");
+}
+
+void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
+                           const py::list& grads, const py::list& states,
+                           const py::array_t<std::int32_t>& tensor_group,
+                           const py::array_t<double>& group_scalars,
+                           const py::array_t<std::uint32_t>& group_flags) {
+  const std::size_t n = params.size();
+  if (grads.size() != n || keys.size() != n || static_cast<std::size_t>(tensor_group.size()) != n)
+    throw py::value_error("internal: params, grads, keys and groups differ in length");
+  if (states.size() != 3) throw py::value_error("internal: expected 3 state slots");
+  const std::size_t ngroups = static_cast<std::size_t>(group_flags.size());
+  if (group_scalars.ndim() != 2 || static_cast<std::size_t>(group_scalars.shape(0)) != ngroups ||
+      group_scalars.shape(1) != kMaxScalars)
+    throw py::value_error("internal: group scalars must have shape (groups, kMaxScalars)");
+
+  // Copy group data into our own buffers (reused between steps).
+  scalars_.assign(group_scalars.data(), group_scalars.data() + ngroups * kMaxScalars);
+  flags_.assign(group_flags.data(), group_flags.data() + ngroups);
+
+  tensors_.clear();
+  sizes_.clear();
+  params_view_.clear();
+  const std::int32_t* groups = tensor_group.data();
+  py::object slot_lists[3];
+  bool has_slot[3];
+  for (int s = 0; s < 3; ++s) {
+    slot_lists[s] = states[s];
+    has_slot[s] = !slot_lists[s].is_none();
+    if (has_slot[s] && (!py::isinstance<py::list>(slot_lists[s]) || py::len(slot_lists[s]) != n))
+      throw py::value_error("internal: each state slot must be None or a list per tensor");
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const KeyRef pw{"params", &keys, i};
+    const KeyRef gw{"grads", &keys, i};
+    py::handle p = params[i];
+    const ArrayView pv = check_float_array(p, pw, /*writeable=*/true);
+    const ArrayView gv = check_matching_array(grads[i], gw, p, pv, pw, /*writeable=*/false,
+                                                  nullptr);
+    if (groups[i] < 0 || static_cast<std::size_t>(groups[i]) >= ngroups)
+      throw py::value_error("internal: group index out of range");
+    TensorPlan t{pv.data, gv.data, {nullptr, nullptr, nullptr}, pv.size, pv.dtype,
+                 static_cast<std::uint32_t>(groups[i])};
+    const unsigned need = required_slots(algo_, flags_[t.group]);
+    for (int s = 0; s < 3; ++s) {
+      if (!(need & (1u << s))) continue;
+      const char* name = kStateNames[algo_][s];
+      py::handle item = has_slot[s] ? py::handle(PyList_GET_ITEM(slot_lists[s].ptr(), i)) : py::none();
+      if (item.is_none())
+        throw py::value_error(std::string("internal: optimizer state '") + name + "' is missing");
+      const KeyRef sw{name, &keys, i};
+      const ArrayView sv = check_matching_array(
+          item, sw, p, pv, pw, true,
+          "the parameter changed since the optimizer state was created; call opt.reset() "
+          "(or load a matching state_dict)");
+      if (overlaps(sv, gv))
+        throw py::value_error(sw.str() + ": optimizer state shares memory with " + gw.str() +
+                              "; call opt.reset() or load a fresh state_dict");
+      t.s[s] = sv.data;
+    }
+    tensors_.push_back(t);
+    sizes_.push_back(pv.size);
+    params_view_.push_back(pv);
+  }
+  check_param_overlap(keys);
+}
+
+// Two parameters sharing memory would be updated twice (or raced on); a grad
+// overlapping another key's parameter would be read while it is written.
+// Sorting is redone only when some parameter array changed since last step.
+void Stepper::check_param_overlap(const py::sequence& keys) {
+  const std::size_t n = params_view_.size();
+  bool same = last_params_view_.size() == n;
+  for (std::size_t i = 0; same && i < n; ++i)
+    same = params_view_[i].data == last_params_view_[i].data &&
+           params_view_[i].nbytes == last_params_view_[i].nbytes;
+  if (!same) {
+    order_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+    std::sort(order_.begin(), order_.end(), [&](std::size_t a, std::size_t b) {
+      return params_view_[a].data < params_view_[b].data;
+    });
+    for (std::size_t k = 1; k < n; ++k) {
+      const ArrayView& a = params_view_[order_[k - 1]];
+      const ArrayView& b = params_view_[order_[k]];
+      if (overlaps(a, b))
+        throw py::value_error(KeyRef{"params", &keys, order_[k]}.str() + " shares memory with " +
+                              KeyRef{"params", &keys, order_[k - 1]}.str() +
+                              "; every parameter must be its own array");
+    }
+  }
+  // Each gradient against the parameters (binary search in address order).
+  for (std::size_t i = 0; i < n; ++i) {
+    const TensorPlan& t = tensors_[i];
+    if (t.size == 0) continue;
+    const char* g = static_cast<const char*>(t.g);
+    const std::size_t gbytes = t.size * elem_size(t.dtype);
+    auto it = std::upper_bound(order_.begin(), order_.end(), g, [&](const char* x, std::size_t k) {
+      return x < params_view_[k].data;
+    });
+    // Candidates: the parameter starting at or before g, and the next ones up
+    // to g + gbytes.
+    if (it != order_.begin()) --it;
+    for (; it != order_.end() && params_view_[*it].data < g + gbytes; ++it) {
+      const ArrayView gv{const_cast<char*>(g), t.size, gbytes, t.dtype};
+      if (*it != i && overlaps(gv, params_view_[*it]))
+        throw py::value_error(KeyRef{"grads", &keys, i}.str() + " shares memory with " +
+                              KeyRef{"params", &keys, *it}.str() +
+                              "; the gradient must be a separate array (pass g.copy())");
+    }
+  }
+  last_params_view_ = params_view_;
+}
+
+py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const py::list& grads,
+                        const py::list& states, const py::array_t<std::int32_t>& tensor_group,
+                        const py::array_t<double>& group_scalars,
+                        const py::array_t<std::uint32_t>& group_flags, int policy,
+                        double max_norm) {
+  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+  if (!lock.owns_lock())
+    throw py::value_error("this optimizer is already stepping in another thread; "
+                          "use one optimizer per thread");
+  if (policy < kPropagate || policy > kRaise) throw py::value_error("internal: bad policy");
+  check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags);
+
+  const bool clip = std::isfinite(max_norm) && max_norm > 0;
+  if (sizes_ != planned_sizes_) {
+    plan_chunks(sizes_, &chunks_);
+    planned_sizes_ = sizes_;
+  }
+  results_.resize(chunks_.size());
+  std::size_t total = 0;
+  for (std::size_t s : sizes_) total += s;
+
+  StepContext ctx{&active_kernels(), algo_, tensors_.data(), chunks_.data(), results_.data(),
+                  scalars_.data(), flags_.data(), GradPrep{}, policy == kZero};
+  int status = kStepped;
+  double sumsq = 0.0;
+  std::uint64_t nonfinite = 0;
+  std::int64_t first_bad = -1;
+  {
+    py::gil_scoped_release nogil;
+    const bool prepass = clip || policy == kSkip || policy == kRaise;
+    if (prepass) {
+      run_chunks(chunks_.size(), total, prepass_task, &ctx);
+      reduce(results_, &sumsq, &nonfinite);
+      if (nonfinite > 0 && (policy == kSkip || policy == kRaise)) {
+        status = policy == kSkip ? kSkipped : kNonfiniteFound;
+        for (std::size_t c = 0; c < chunks_.size(); ++c)
+          if (results_[c].nonfinite) { first_bad = chunks_[c].tensor; break; }
+      }
+    }
+    if (status == kStepped) {
+      ctx.prep.zero_nonfinite = policy == kZero;
+      ctx.prep.track_norm = !prepass;
+      ctx.prep.clip = clip;
+      ctx.prep.scale = clip ? clip_scale(std::sqrt(sumsq), max_norm) : 1.0;
+      run_chunks(chunks_.size(), total, step_task, &ctx);
+      if (!prepass) reduce(results_, &sumsq, &nonfinite);
+    }
+  }
+  return py::make_tuple(status, std::sqrt(sumsq), nonfinite, first_bad);
+}
+
+}  // namespace fastadapt

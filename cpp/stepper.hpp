@@ -1,0 +1,77 @@
+// One optimizer step over all tensors in one call: check every array, build
+// (or reuse) the chunk plan, then run the pre-pass (norm / non-finite scan,
+// when clipping or skip/raise need it) and the update, each as one parallel
+// region over fixed chunks, with the GIL released.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "kernel_table.hpp"
+#include "tensor_check.hpp"
+
+namespace fastadapt {
+namespace py = pybind11;
+
+enum NonfinitePolicy : int { kPropagate = 0, kZero = 1, kSkip = 2, kRaise = 3 };
+enum StepStatus : int { kStepped = 0, kSkipped = 1, kNonfiniteFound = 2 };
+
+// The seed's clipping rule with NaN propagating: scale = c / max(norm, c).
+double clip_scale(double norm, double max_norm);
+
+struct TensorPlan {
+  void* p;
+  const void* g;
+  void* s[3];
+  std::size_t size;
+  DType dtype;
+  std::uint32_t group;
+};
+
+struct ChunkRef {
+  std::uint32_t tensor;
+  std::size_t begin;
+  std::size_t size;
+};
+
+// Cuts tensors of the given sizes into kChunk-element chunks, in order.
+void plan_chunks(const std::vector<std::size_t>& sizes, std::vector<ChunkRef>* chunks);
+
+class Stepper {
+ public:
+  explicit Stepper(int algo);
+
+  // states: a list of 3 entries (state slots of the algorithm), each None or
+  // a list with one array per tensor. Returns
+  // (status, grad_norm, nonfinite_count, first_nonfinite_tensor or -1).
+  py::tuple step(const py::sequence& keys, const py::list& params, const py::list& grads,
+                 const py::list& states, const py::array_t<std::int32_t>& tensor_group,
+                 const py::array_t<double>& group_scalars,
+                 const py::array_t<std::uint32_t>& group_flags, int policy, double max_norm);
+
+  int algo() const { return algo_; }
+
+ private:
+  void check_inputs(const py::sequence& keys, const py::list& params, const py::list& grads,
+                    const py::list& states, const py::array_t<std::int32_t>& tensor_group,
+                    const py::array_t<double>& group_scalars,
+                    const py::array_t<std::uint32_t>& group_flags);
+  void check_param_overlap(const py::sequence& keys);
+
+  int algo_;
+  std::mutex busy_;  // one step at a time per optimizer
+  // Reused between steps: no heap allocation once the plan is warm.
+  std::vector<TensorPlan> tensors_;
+  std::vector<std::size_t> sizes_, planned_sizes_;
+  std::vector<ChunkRef> chunks_;
+  std::vector<ChunkResult> results_;
+  std::vector<ArrayView> params_view_, last_params_view_;
+  std::vector<std::size_t> order_;
+  std::vector<double> scalars_;     // groups x kMaxScalars
+  std::vector<std::uint32_t> flags_;
+};
+
+}  // namespace fastadapt

@@ -1,0 +1,117 @@
+#include "tensor_check.hpp"
+
+#include <sstream>
+
+namespace fastadapt {
+namespace {
+
+const char* dtype_name(DType d) { return d == kF32 ? "float32" : "float64"; }
+
+std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+std::string describe(py::handle obj) {
+  if (!py::isinstance<py::array>(obj)) return type_name(obj);
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  return std::string(py::str(a.dtype())) + " array of shape " + shape_str(obj);
+}
+
+bool native_float(const py::array& a, DType* out) {
+  const py::dtype dt = a.dtype();
+  const char bo = dt.byteorder();
+  if (bo != '=' && bo != '<' && bo != '|') return false;  // x86 is little-endian
+  if (dt.num() == py::detail::npy_api::NPY_FLOAT_) { *out = kF32; return true; }
+  if (dt.num() == py::detail::npy_api::NPY_DOUBLE_) { *out = kF64; return true; }
+  return false;
+}
+
+[[noreturn]] void fail_type(const KeyRef& w, const std::string& msg) {
+  throw py::type_error(w.str() + ": " + msg);
+}
+[[noreturn]] void fail_value(const KeyRef& w, const std::string& msg) {
+  throw py::value_error(w.str() + ": " + msg);
+}
+
+}  // namespace
+
+std::string KeyRef::str() const {
+  std::string key = py::str((*keys)[index]);
+  if (key.empty()) return role;
+  return std::string(role) + "['" + key + "']";
+}
+
+std::string shape_str(py::handle obj) {
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  std::ostringstream os;
+  os << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
+  os << (a.ndim() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+static ArrayView view_of(const py::array& a, DType dt) {
+  ArrayView v;
+  v.data = static_cast<char*>(const_cast<void*>(a.data()));
+  v.size = static_cast<std::size_t>(a.size());
+  v.nbytes = v.size * (dt == kF32 ? 4 : 8);
+  v.dtype = dt;
+  return v;
+}
+
+static void check_layout(const py::array& a, const KeyRef& w, bool writeable, const char* fix) {
+  const int flags = a.flags();
+  if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_))
+    fail_value(w, "expected a C-contiguous array, got a non-contiguous view of shape " +
+                      shape_str(a) + "; fastadapt never copies silently: " + fix);
+  if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    fail_value(w, "expected an aligned array, got an unaligned view; " + std::string(fix));
+  if (writeable && !(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
+    fail_value(w, "array is read-only, but it is updated in place; pass a writeable array "
+                  "(a.copy(), or a.setflags(write=True) if you own its memory)");
+}
+
+ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
+  if (!py::isinstance<py::array>(obj))
+    fail_type(w, "expected a float32 or float64 NumPy array, got " + describe(obj) +
+                     (writeable ? "; parameters are updated in place, so store a NumPy array "
+                                  "(np.asarray(x, dtype=np.float32)) in the structure and keep "
+                                  "using that array"
+                                : "; pass np.asarray(x, dtype=np.float32)"));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  DType dt;
+  if (!native_float(a, &dt))
+    fail_type(w, "expected a float32 or float64 array in native byte order, got " + describe(obj) +
+                     "; convert it once with .astype(np.float32) (or np.float64)");
+  check_layout(a, w, writeable,
+               writeable ? "store np.ascontiguousarray(p) in the structure instead"
+                         : "pass np.ascontiguousarray(g)");
+  return view_of(a, dt);
+}
+
+ArrayView check_matching_array(py::handle obj, const KeyRef& w, py::handle param,
+                               const ArrayView& pv, const KeyRef& pw, bool writeable,
+                               const char* fix) {
+  if (!py::isinstance<py::array>(obj))
+    fail_type(w, "expected a NumPy array like " + pw.str() + " (" + dtype_name(pv.dtype) +
+                     ", shape " + shape_str(param) + "), got " + describe(obj) +
+                     "; pass np.asarray(g, dtype=np." + dtype_name(pv.dtype) + ")");
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  DType dt;
+  if (!native_float(a, &dt) || dt != pv.dtype)
+    fail_type(w, std::string("expected ") + dtype_name(pv.dtype) + " (the dtype of " + pw.str() +
+                     "), got " + describe(obj) + "; " +
+                     (fix ? std::string(fix) : "cast it with .astype(np." + std::string(dtype_name(pv.dtype)) + ")"));
+  auto p = py::reinterpret_borrow<py::array>(param);
+  bool same_shape = a.ndim() == p.ndim();
+  for (py::ssize_t i = 0; same_shape && i < a.ndim(); ++i) same_shape = a.shape(i) == p.shape(i);
+  if (!same_shape)
+    fail_value(w, "expected shape " + shape_str(param) + " (the shape of " + pw.str() + "), got " +
+                      shape_str(obj) + "; " + (fix ? fix : "the gradient must have the parameter's shape"));
+  check_layout(a, w, writeable, "pass np.ascontiguousarray(g)");
+  ArrayView v = view_of(a, dt);
+  if (overlaps(v, pv))
+    fail_value(w, "shares memory with " + pw.str() +
+                      "; the gradient must be a separate array (pass g.copy())");
+  return v;
+}
+
+}  // namespace fastadapt

@@ -1,0 +1,123 @@
+#include "thread_pool.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+namespace fastadapt {
+namespace {
+
+ThreadPool* g_pool = nullptr;
+std::once_flag g_pool_once;
+
+// After fork() only the forking thread exists in the child: the old pool's
+// workers are gone and its mutexes may be held. Leak it and start afresh.
+void reset_pool_in_child() {
+  if (g_pool) g_pool = new ThreadPool(g_pool->num_threads());
+}
+
+}  // namespace
+
+ThreadPool& ThreadPool::instance() {
+  std::call_once(g_pool_once, [] {
+    g_pool = new ThreadPool(default_num_threads());  // never destroyed: workers may outlive statics
+    pthread_atfork(nullptr, nullptr, reset_pool_in_child);
+  });
+  return *g_pool;
+}
+
+int ThreadPool::default_num_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc > 0 ? static_cast<int>(hc) : 1;
+}
+
+ThreadPool::ThreadPool(int n) : num_threads_(n < 1 ? 1 : n) {}
+
+ThreadPool::~ThreadPool() {
+  std::lock_guard<std::mutex> run(run_mu_);
+  stop_workers();
+}
+
+void ThreadPool::set_num_threads(int n) {
+  if (n < 1) n = 1;
+  std::lock_guard<std::mutex> run(run_mu_);
+  if (n == num_threads()) return;
+  stop_workers();
+  num_threads_.store(n, std::memory_order_relaxed);  // workers start lazily
+}
+
+void ThreadPool::start_workers() {
+  stop_ = false;
+  const int want = num_threads() - 1;
+  workers_.reserve(static_cast<std::size_t>(want));
+  for (int i = 0; i < want; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+void ThreadPool::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  wake_cv_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+}
+
+void ThreadPool::drain() {
+  for (;;) {
+    const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+    if (i >= count_) return;
+    fn_(ctx_, i);
+  }
+}
+
+void ThreadPool::worker_loop() {
+  std::uint64_t seen = 0;
+  for (;;) {
+    // Spin briefly before sleeping: back-to-back optimizer steps then skip
+    // the futex round trip.
+    for (int spin = 0; spin < 4000 && published_.load(std::memory_order_acquire) == seen; ++spin)
+      __builtin_ia32_pause();
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      wake_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+    }
+    drain();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--busy_workers_ == 0) done_cv_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::parallel_for(std::size_t count, TaskFn fn, void* ctx) {
+  if (count == 0) return;
+  std::unique_lock<std::mutex> run(run_mu_, std::try_to_lock);
+  if (count == 1 || num_threads() == 1 || !run.owns_lock()) {
+    for (std::size_t i = 0; i < count; ++i) fn(ctx, i);
+    return;
+  }
+  if (workers_.empty()) start_workers();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    fn_ = fn;
+    ctx_ = ctx;
+    count_ = count;
+    next_.store(0, std::memory_order_relaxed);
+    busy_workers_ = static_cast<int>(workers_.size());
+    ++generation_;
+    published_.store(generation_, std::memory_order_release);
+  }
+  wake_cv_.notify_all();
+  drain();
+  std::unique_lock<std::mutex> lk(mu_);
+  done_cv_.wait(lk, [&] { return busy_workers_ == 0; });
+}
+
+}  // namespace fastadapt

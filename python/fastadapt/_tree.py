@@ -1,0 +1,111 @@
+"""Nested parameter structures: dicts, lists and tuples of arrays.
+
+A :class:`TreeDef` records the structure of ``params`` on the first update and
+flattens later ``params``/``grads`` in the same order, with dotted key paths
+(``"fc1.w"``, ``"layers.0.b"``) for messages and per-key overrides.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, List, Optional, Tuple
+
+_DICT, _SEQ, _LEAF = 0, 1, 2
+
+
+def _is_container(x: Any) -> bool:
+    if isinstance(x, dict):
+        return True
+    # A list of plain numbers is a leaf, so the error says "got list".
+    if isinstance(x, (list, tuple)):
+        return not x or not all(isinstance(e, numbers.Number) for e in x)
+    return False
+
+
+def _join(prefix: str, key: Any) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _show(path: str) -> str:
+    return f"['{path}']" if path else ""
+
+
+class TreeDef:
+    """Structure of a nested dict/list/tuple whose leaves are arrays."""
+
+    __slots__ = ("kind", "keys", "children", "path", "paths")
+
+    def __init__(self, kind: int, keys: Tuple[Any, ...], children: Tuple["TreeDef", ...], path: str):
+        self.kind = kind
+        self.keys = keys
+        self.children = children
+        self.path = path
+        self.paths: Optional[List[str]] = None
+
+    @classmethod
+    def of(cls, tree: Any) -> "TreeDef":
+        root = cls._build(tree, "")
+        paths: List[str] = []
+        root._collect(paths)
+        root.paths = paths
+        return root
+
+    @classmethod
+    def _build(cls, node: Any, path: str) -> "TreeDef":
+        if isinstance(node, dict) and _is_container(node):
+            keys = tuple(node)
+            return cls(_DICT, keys, tuple(cls._build(node[k], _join(path, k)) for k in keys), path)
+        if _is_container(node):
+            keys = tuple(range(len(node)))
+            return cls(_SEQ, keys, tuple(cls._build(v, _join(path, i)) for i, v in enumerate(node)), path)
+        return cls(_LEAF, (), (), path)
+
+    def _collect(self, out: List[str]) -> None:
+        if self.kind == _LEAF:
+            out.append(self.path)
+        for c in self.children:
+            c._collect(out)
+
+    def flatten(self, tree: Any, role: str, fix: str) -> list:
+        """Leaves of ``tree`` in this structure's order; ValueError naming the
+        first key where ``tree`` differs (``fix`` says what to do)."""
+        out: list = []
+        self._flatten(tree, out, role, fix)
+        return out
+
+    def _flatten(self, node: Any, out: list, role: str, fix: str) -> None:
+        kind = self.kind
+        if kind == _LEAF:
+            out.append(node)
+            return
+        if kind == _DICT:
+            if not isinstance(node, dict):
+                raise ValueError(f"{role}{_show(self.path)}: expected a dict, got "
+                                 f"{type(node).__name__}; {fix}")
+            if len(node) != len(self.keys):
+                self._key_mismatch(node, role, fix)
+            try:
+                for k, child in zip(self.keys, self.children):
+                    child._flatten(node[k], out, role, fix)
+            except KeyError:
+                self._key_mismatch(node, role, fix)
+            return
+        if not isinstance(node, (list, tuple)) or len(node) != len(self.keys):
+            got = f"length {len(node)}" if isinstance(node, (list, tuple)) else type(node).__name__
+            raise ValueError(f"{role}{_show(self.path)}: expected a list of length {len(self.keys)}, "
+                             f"got {got}; {fix}")
+        for v, child in zip(node, self.children):
+            child._flatten(v, out, role, fix)
+
+    def _key_mismatch(self, node: dict, role: str, fix: str) -> None:
+        missing = [k for k in self.keys if k not in node]
+        if missing:
+            raise ValueError(f"{role} is missing key '{_join(self.path, missing[0])}'; {fix}")
+        extra = [k for k in node if k not in set(self.keys)]
+        raise ValueError(f"{role} has an unexpected key '{_join(self.path, extra[0])}'; {fix}")
+
+
+def flatten_any(tree: Any) -> Tuple[List[str], list]:
+    """Key paths and leaves of any nested structure (no cached structure)."""
+    td = TreeDef.of(tree)
+    return list(td.paths or []), td.flatten(tree, "tree", "")

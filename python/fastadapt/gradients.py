@@ -1,0 +1,46 @@
+"""Gradient utilities over nested structures: the global L2 norm, clipping
+by it, and replacing non-finite values. Each is one C++ call over all arrays,
+chunked like the optimizer step (same norm bits for any thread count)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._tree import flatten_any
+
+__all__ = ["global_norm", "clip_by_global_norm", "sanitize"]
+
+
+def _leaves(grads: Any):
+    if isinstance(grads, np.ndarray):
+        return ("",), [grads]
+    paths, leaves = flatten_any(grads)
+    return tuple(paths), leaves
+
+
+def global_norm(grads: Any) -> float:
+    """``sqrt(sum of g*g over all arrays)``, accumulated in float64 in a
+    fixed order. NaN/Inf propagate. Arrays must be float32/float64 and
+    C-contiguous (nothing is copied)."""
+    paths, leaves = _leaves(grads)
+    sumsq, _ = _core.global_sumsq(paths, leaves, False)
+    return math.sqrt(sumsq)
+
+
+def clip_by_global_norm(grads: Any, max_norm: float) -> float:
+    """Scale all arrays in place by ``max_norm / max(norm, max_norm)`` (no
+    change when the norm is within bounds) and return the norm before
+    clipping, like ``torch.nn.utils.clip_grad_norm_``."""
+    paths, leaves = _leaves(grads)
+    norm, _ = _core.clip_by_global_norm(paths, leaves, float(max_norm))
+    return norm
+
+
+def sanitize(grads: Any) -> int:
+    """Replace NaN and ±Inf by 0 in place; return how many were replaced."""
+    paths, leaves = _leaves(grads)
+    return int(_core.sanitize(paths, leaves))

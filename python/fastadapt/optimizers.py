@@ -1,0 +1,645 @@
+"""The optimizers: Adam, AdamW, AdaGrad, RMSProp and SGD over nested dicts of
+NumPy arrays, each step one fused C++ call that updates the arrays in place.
+
+Definitions follow torch.optim (see ALGORITHMS.md in the docs); the seed
+article's double bias correction in Adam is not reproduced.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import warnings
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from . import _hyper as hv
+from ._hyper import Hyper
+from ._tree import TreeDef
+
+__all__ = ["Optimizer", "Adam", "AdamW", "AdaGrad", "RMSProp", "SGD", "make_optimizer"]
+
+_FLAG = _core.FLAGS
+_POLICY = _core.POLICIES
+_STRUCTURE_FIX = ("params must keep the structure it had at the first update; "
+                  "call opt.reset() to start over with a new structure")
+_GRADS_FIX = "grads must have exactly the structure and keys of params"
+
+Pattern = Union[str, Callable[[str, np.ndarray], bool]]
+Overrides = Union[Mapping[str, Mapping[str, Any]], Sequence[Tuple[Pattern, Mapping[str, Any]]], None]
+
+
+class Optimizer:
+    """Base class: structure, groups, state, the step call and checkpoints.
+
+    Subclasses declare their hyperparameters as :class:`Hyper` attributes and
+    say how a group's hyperparameters become kernel scalars and flags.
+    """
+
+    algorithm: ClassVar[str] = ""                      # public name (make_optimizer, state_dict)
+    _kernel: ClassVar[str] = ""                         # which C++ update rule
+    _per_key: ClassVar[Tuple[str, ...]] = ()           # hyperparameters that overrides may set
+    _state_slots: ClassVar[Tuple[Optional[str], ...]] = (None, None, None)
+    _always_slots: ClassVar[Tuple[int, ...]] = ()       # created on the first step whatever the flags
+
+    max_grad_norm = Hyper(hv.max_grad_norm, "Clip the global gradient norm to this value (None: off).")
+    nonfinite = Hyper(hv.nonfinite_policy, "What to do with NaN/Inf gradients: propagate, zero, skip, raise.")
+
+    def __init__(self, hyper: Dict[str, Any], *, max_grad_norm: Optional[float], nonfinite: str,
+                 overrides: Overrides):
+        self._hyper: Dict[str, Any] = {}
+        candidate = {name: getattr(type(self), name).validate(name, v) for name, v in hyper.items()}
+        candidate["max_grad_norm"] = hv.max_grad_norm("max_grad_norm", max_grad_norm)
+        candidate["nonfinite"] = hv.nonfinite_policy("nonfinite", nonfinite)
+        self._check_consistency(candidate, where="")
+        self._hyper = candidate
+        self._overrides = self._normalize_overrides(overrides)
+        self._stepper = _core.Stepper(_core.ALGORITHMS[self._kernel])
+        self._slot_names = _core.SCALAR_SLOTS[self._kernel]
+        self._pending_state: Optional[Dict[str, Dict[str, np.ndarray]]] = None
+        self.skipped_steps = 0
+        self.total_nonfinite_count = 0
+        self._unbind()
+        self._step = 0
+
+    # ---- hyperparameters -------------------------------------------------
+    def _check_consistency(self, hp: Dict[str, Any], where: str) -> None:
+        """Cross-checks between hyperparameters (subclasses extend)."""
+
+    @property
+    def hyperparameters(self) -> Dict[str, Any]:
+        """The current default hyperparameters and options (a copy)."""
+        return dict(self._hyper)
+
+    def _normalize_overrides(self, overrides: Overrides) -> List[Tuple[Pattern, Dict[str, Any]]]:
+        if overrides is None:
+            return []
+        items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
+        out = []
+        for entry in items:
+            if not (isinstance(entry, tuple) and len(entry) == 2):
+                raise TypeError(f"overrides entries must be (pattern, {{name: value}}) pairs, got {entry!r}")
+            pattern, values = entry
+            if not (isinstance(pattern, str) or callable(pattern)):
+                raise TypeError(f"override pattern must be a glob string or a callable (path, array) -> bool, "
+                                f"got {pattern!r}")
+            if not isinstance(values, Mapping):
+                raise TypeError(f"overrides[{pattern!r}] must be a dict of hyperparameters, got {values!r}")
+            checked = {}
+            for name, v in values.items():
+                if name not in self._per_key:
+                    raise TypeError(f"overrides[{pattern!r}]: {name!r} is not a per-key hyperparameter of "
+                                    f"{type(self).__name__} (expected one of {', '.join(self._per_key)})")
+                checked[name] = getattr(type(self), name).validate(f"overrides[{pattern!r}][{name!r}]", v)
+            merged = dict(self._hyper)
+            merged.update(checked)
+            self._check_consistency(merged, where=f"overrides[{pattern!r}]: ")
+            out.append((pattern, checked))
+        return out
+
+    # ---- structure and state ---------------------------------------------
+    def _unbind(self) -> None:
+        self._tree: Optional[TreeDef] = None
+        self._paths: Tuple[str, ...] = ()
+        self._state: Dict[str, List[Optional[np.ndarray]]] = {}
+        self._slot_lists: List[Optional[list]] = [None, None, None]
+        self._group_masks: List[Tuple[int, ...]] = []
+        self._group_members: List[List[int]] = []
+        self._group_ready: List[set] = []
+        self._tensor_group = np.zeros(0, dtype=np.int32)
+        self._scalars = np.zeros((0, _core.MAX_SCALARS))
+        self._flags = np.zeros(0, dtype=np.uint32)
+        self._param_meta: Dict[str, Tuple[Tuple[int, ...], np.dtype]] = {}
+        self.last_grad_norm: Optional[float] = None
+        self.last_nonfinite_count = 0
+
+    def reset(self) -> None:
+        """Forget the structure, the state and the step count (hyperparameters stay)."""
+        self._unbind()
+        self._pending_state = None
+        self._step = 0
+        self.skipped_steps = 0
+        self.total_nonfinite_count = 0
+
+    def _bind(self, params: Any) -> None:
+        tree = TreeDef.of(params)
+        leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
+        paths = tuple(tree.paths or ())
+        masks = []
+        matched = [False] * len(self._overrides)
+        for path, leaf in zip(paths, leaves):
+            mask = []
+            for i, (pattern, _) in enumerate(self._overrides):
+                hit = fnmatch.fnmatchcase(path, pattern) if isinstance(pattern, str) else bool(pattern(path, leaf))
+                if hit:
+                    mask.append(i)
+                    matched[i] = True
+            masks.append(tuple(mask))
+        for (pattern, _), hit in zip(self._overrides, matched):
+            if not hit:
+                warnings.warn(f"override {pattern!r} matched no parameter (keys: {', '.join(paths[:8])}"
+                              f"{', ...' if len(paths) > 8 else ''})", UserWarning, stacklevel=3)
+        group_of: Dict[Tuple[int, ...], int] = {}
+        members: List[List[int]] = []
+        for i, m in enumerate(masks):
+            if m not in group_of:
+                group_of[m] = len(group_of)
+                members.append([])
+            members[group_of[m]].append(i)
+        self._tree = tree
+        self._paths = paths
+        self._group_masks = list(group_of)
+        self._group_members = members
+        self._group_ready = [set() for _ in members]
+        self._tensor_group = np.array([group_of[m] for m in masks], dtype=np.int32)
+        self._scalars = np.zeros((len(members), _core.MAX_SCALARS))
+        self._flags = np.zeros(len(members), dtype=np.uint32)
+        self._state = {name: [None] * len(paths) for name in self._state_slots if name}
+        self._slot_lists = [self._state[name] if name else None for name in self._state_slots]
+        self._param_meta = {p: (leaf.shape, leaf.dtype) for p, leaf in zip(paths, leaves)
+                            if isinstance(leaf, np.ndarray)}
+        if self._pending_state is not None:
+            try:
+                self._check_state_against(self._pending_state, self._pending_step)
+            except BaseException:
+                self._unbind()
+                raise
+            # Kept until an update succeeds: a failing first update unbinds.
+            self._install_state(self._pending_state)
+
+    def _group_hyper(self, g: int) -> Dict[str, Any]:
+        mask = self._group_masks[g]
+        if not mask:
+            return self._hyper
+        hp = dict(self._hyper)
+        for i in mask:
+            hp.update(self._overrides[i][1])
+        return hp
+
+    def _needed_slots(self, flags: int) -> Tuple[int, ...]:
+        return self._always_slots
+
+    def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
+        return np.zeros_like(param)
+
+    def _prepare(self, t: int, leaves: list) -> List[Tuple[int, int]]:
+        """Fill the per-group scalars and flags for step t and create missing
+        state buffers; returns the (slot, tensor) pairs created."""
+        created: List[Tuple[int, int]] = []
+        names = self._slot_names
+        for g, members in enumerate(self._group_members):
+            hp = self._group_hyper(g)
+            if self._group_masks[g]:
+                self._check_consistency(hp, where="")
+            values = self._scalars_for(hp, t)
+            self._scalars[g, :len(names)] = [values[n] for n in names]
+            flags = self._flags_for(hp)
+            ready = self._group_ready[g]
+            for slot in self._needed_slots(flags):
+                if slot in ready:
+                    continue
+                lst = self._slot_lists[slot]
+                fresh = False
+                for i in members:
+                    if lst[i] is None:
+                        leaf = leaves[i]
+                        if not isinstance(leaf, np.ndarray):
+                            continue  # the kernel call reports the bad param
+                        lst[i] = self._new_state(slot, leaf, hp)
+                        created.append((slot, i))
+                        fresh = True
+                if fresh:
+                    flags |= self._fresh_flag(slot)
+                ready.add(slot)
+            self._flags[g] = flags
+        return created
+
+    def _fresh_flag(self, slot: int) -> int:
+        return 0
+
+    def _drop(self, created: List[Tuple[int, int]]) -> None:
+        for slot, i in created:
+            self._slot_lists[slot][i] = None
+            self._group_ready[self._tensor_group[i]].discard(slot)
+
+    # ---- the step ----------------------------------------------------------
+    def update(self, params: Any, grads: Any) -> Any:
+        """One optimizer step: update ``params`` in place from ``grads`` (same
+        structure) and return ``params``. On any error nothing is changed."""
+        bound_now = self._tree is None
+        created: List[Tuple[int, int]] = []
+        try:
+            if bound_now:
+                self._bind(params)
+            tree = self._tree
+            leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
+            gleaves = tree.flatten(grads, "grads", _GRADS_FIX)
+            t = self._step + 1
+            created = self._prepare(t, leaves)
+            hp = self._hyper
+            policy = hp["nonfinite"]
+            max_norm = hp["max_grad_norm"]
+            status, norm, nonfinite, bad = self._stepper.step(
+                self._paths, leaves, gleaves, self._slot_lists, self._tensor_group,
+                self._scalars, self._flags, _POLICY[policy], -1.0 if max_norm is None else max_norm)
+        except BaseException:
+            self._drop(created)
+            if bound_now:
+                self._unbind()
+            raise
+        self.last_grad_norm = norm
+        self.last_nonfinite_count = nonfinite if policy != "propagate" else 0
+        self.total_nonfinite_count += self.last_nonfinite_count
+        if status == 0:
+            self._step = t
+            self._pending_state = None
+        else:
+            self._drop(created)
+            if status == 1:
+                self.skipped_steps += 1
+            else:
+                key = self._paths[bad]
+                raise FloatingPointError(
+                    f"grads{f'[{key!r}]' if key else ''} contains NaN or Inf ({nonfinite} non-finite "
+                    f"value(s) in this step); nothing was updated. Pass nonfinite='zero' or 'skip' "
+                    f"to tolerate them.")
+        return params
+
+    @property
+    def step_count(self) -> int:
+        """Steps taken (skipped steps do not count); bias corrections use it."""
+        return self._step
+
+    @property
+    def state(self) -> Dict[str, Dict[str, np.ndarray]]:
+        """Live state arrays by key path and buffer name (mutating them changes the optimizer)."""
+        out: Dict[str, Dict[str, np.ndarray]] = {}
+        for i, path in enumerate(self._paths):
+            entry = {name: lst[i] for name, lst in self._state.items() if lst[i] is not None}
+            if entry:
+                out[path] = entry
+        return out
+
+    # ---- checkpoints -----------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Plain data (numbers, strings, tuples, NumPy arrays; copies) that
+        :meth:`load_state_dict` turns back into exactly this optimizer state."""
+        hyper = {k: v for k, v in self._hyper.items()}
+        return {
+            "algorithm": self.algorithm,
+            "step": self._step,
+            "skipped_steps": self.skipped_steps,
+            "total_nonfinite_count": self.total_nonfinite_count,
+            "hyperparameters": hyper,
+            "state": {k: {n: a.copy() for n, a in v.items()} for k, v in self.state.items()}
+            if self._tree is not None else
+            {k: {n: a.copy() for n, a in v.items()} for k, v in (self._pending_state or {}).items()},
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`. Everything is checked first; on any
+        error the optimizer is left exactly as it was."""
+        sd = state_dict
+        if not isinstance(sd, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
+        expected = {"algorithm", "step", "skipped_steps", "total_nonfinite_count", "hyperparameters", "state"}
+        if set(sd) != expected:
+            missing, extra = expected - set(sd), set(sd) - expected
+            raise ValueError(f"state_dict keys differ: missing {sorted(missing)}, unexpected {sorted(extra)}; "
+                             f"pass what {type(self).__name__}.state_dict() returned")
+        if sd["algorithm"] != self.algorithm:
+            raise ValueError(f"state_dict is for {sd['algorithm']!r}, this optimizer is {self.algorithm!r}")
+        counts = {}
+        for name in ("step", "skipped_steps", "total_nonfinite_count"):
+            v = sd[name]
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"state_dict[{name!r}] must be an integer >= 0, got {v!r}")
+            counts[name] = int(v)
+        hyper_in = sd["hyperparameters"]
+        if not isinstance(hyper_in, Mapping) or set(hyper_in) != set(self._hyper):
+            got = sorted(hyper_in) if isinstance(hyper_in, Mapping) else hyper_in
+            raise ValueError(f"state_dict['hyperparameters'] must have exactly the keys "
+                             f"{sorted(self._hyper)}, got {got}")
+        hyper = {name: getattr(type(self), name).validate(name, v) for name, v in hyper_in.items()}
+        self._check_consistency(hyper, where="state_dict['hyperparameters']: ")
+        state = sd["state"]
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state_dict['state'] must be a dict of key -> {{buffer: array}}, got "
+                            f"{type(state).__name__}")
+        valid_names = {n for n in self._state_slots if n}
+        for key, entry in state.items():
+            if not isinstance(entry, Mapping):
+                raise TypeError(f"state_dict['state'][{key!r}] must be a dict of buffers, got {type(entry).__name__}")
+            for name, arr in entry.items():
+                if name not in valid_names:
+                    raise ValueError(f"state_dict['state'][{key!r}] has unknown buffer {name!r} "
+                                     f"(expected one of {sorted(valid_names)})")
+                if not isinstance(arr, np.ndarray) or arr.dtype not in (np.float32, np.float64):
+                    raise TypeError(f"state_dict['state'][{key!r}][{name!r}] must be a float32/float64 "
+                                    f"NumPy array, got {type(arr).__name__}")
+        if self._tree is not None:
+            self._check_state_against(state, counts["step"])
+            self._install_state(state)
+        else:
+            self._pending_state = {k: {n: np.array(a, copy=True, order="C") for n, a in v.items()}
+                                   for k, v in state.items()}
+            self._pending_step = counts["step"]
+        self._hyper = hyper
+        self._step = counts["step"]
+        self.skipped_steps = counts["skipped_steps"]
+        self.total_nonfinite_count = counts["total_nonfinite_count"]
+
+    def _check_state_against(self, state: Mapping[str, Any], step: int) -> None:
+        """Check loaded state against the bound parameters (keys, shapes, dtypes)."""
+        paths = set(self._paths)
+        for key in state:
+            if key not in paths:
+                raise ValueError(f"state_dict['state'] has key {key!r}, which the parameters do not have")
+        always = [self._state_slots[s] for s in self._always_slots]
+        if step > 0 and always:
+            for key in self._paths:
+                for name in always:
+                    if name not in state.get(key, {}):
+                        raise ValueError(f"state_dict['state'][{key!r}] lacks buffer {name!r}, which every "
+                                         f"{type(self).__name__} step creates")
+        for key, entry in state.items():
+            shape, dtype = self._param_meta.get(key, (None, None))
+            for name, arr in entry.items():
+                if arr.shape != shape or arr.dtype != dtype:
+                    want = f"{np.dtype(dtype).name} array of shape {shape}" if shape is not None else "a float array"
+                    raise ValueError(f"state_dict['state'][{key!r}][{name!r}]: expected {want} (like params"
+                                     f"[{key!r}]), got {arr.dtype.name} array of shape {arr.shape}")
+        for members in self._group_members:
+            for name in self._state:
+                have = {name in state.get(self._paths[i], {}) for i in members}
+                if len(have) > 1:
+                    raise ValueError(f"state_dict['state']: buffer {name!r} is present for some keys of a "
+                                     f"group and missing for others")
+
+    def _install_state(self, state: Mapping[str, Any]) -> None:
+        for name, lst in self._state.items():
+            for i, path in enumerate(self._paths):
+                arr = state.get(path, {}).get(name)
+                lst[i] = None if arr is None else np.array(arr, copy=True, order="C")
+        self._group_ready = [set() for _ in self._group_members]
+
+    # ---- display ---------------------------------------------------------
+    def __repr__(self) -> str:
+        parts = [f"{k}={v!r}" for k, v in self._hyper.items()]
+        if self._overrides:
+            shown = {(p if isinstance(p, str) else getattr(p, "__name__", repr(p))): v for p, v in self._overrides}
+            parts.append(f"overrides={shown!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    # ---- per algorithm -------------------------------------------------------
+    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def _flags_for(self, hp: Dict[str, Any]) -> int:
+        raise NotImplementedError
+
+
+def _flag_bits(**on: bool) -> int:
+    bits = 0
+    for name, is_on in on.items():
+        if is_on:
+            bits |= _FLAG[name]
+    return bits
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), with torch.optim's definition and defaults.
+
+    Update (ALGORITHMS.md, t counts from 1)::
+
+        g = g + wd * p                      (weight_decay, L2 form)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g       (amsgrad: vmax = max(vmax, v))
+        p = p - lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)
+
+    Args:
+        lr, betas, eps, weight_decay, amsgrad, maximize: as torch.optim.Adam.
+        max_grad_norm: clip the global gradient norm first (None: off).
+        nonfinite: "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+        overrides: per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}``
+            (glob on dotted key paths) or ``[(predicate, {...})]``; later
+            entries win.
+
+    Example::
+
+        opt = fa.Adam(lr=1e-3)
+        opt.update(params, grads)   # in place
+    """
+
+    algorithm = "adam"
+    _kernel = "adam"
+    _decoupled = False
+    _per_key = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+    _state_slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _always_slots = (0, 1)
+
+    lr = Hyper(hv.nonnegative, "Learning rate.")
+    betas = Hyper(hv.betas, "Decay rates (beta1, beta2) of the moment estimates.")
+    eps = Hyper(hv.nonnegative, "Added to the denominator for stability.")
+    weight_decay = Hyper(hv.nonnegative, "Weight decay (L2 for Adam, decoupled for AdamW).")
+    amsgrad = Hyper(hv.flag, "Use the running maximum of the second moment (AMSGrad).")
+    maximize = Hyper(hv.flag, "Ascend instead of descend.")
+
+    def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
+                 overrides: Overrides = None):
+        super().__init__(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                              maximize=maximize),
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+
+    def _needed_slots(self, flags: int) -> Tuple[int, ...]:
+        return (0, 1, 2) if flags & _FLAG["amsgrad"] else (0, 1)
+
+    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
+        b1, b2 = hp["betas"]
+        lr, wd = hp["lr"], hp["weight_decay"]
+        return {"b1": b1, "one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2,
+                "bc2_sqrt": math.sqrt(1.0 - b2 ** t), "eps": hp["eps"],
+                "step_size": lr / (1.0 - b1 ** t), "wd": wd, "decay": 1.0 - lr * wd}
+
+    def _flags_for(self, hp: Dict[str, Any]) -> int:
+        wd = hp["weight_decay"] != 0.0
+        return _flag_bits(l2=wd and not self._decoupled, decoupled=wd and self._decoupled,
+                          amsgrad=hp["amsgrad"], maximize=hp["maximize"])
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay,
+    ``p = p * (1 - lr * wd)`` before the Adam step. Default weight_decay 1e-2,
+    as torch.optim.AdamW."""
+
+    algorithm = "adamw"
+    _decoupled = True
+
+    def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
+                 overrides: Overrides = None):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad (Duchi et al., 2011), torch.optim.Adagrad's definition::
+
+        g = g + wd * p
+        sum = sum + g * g
+        p = p - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(sum) + eps)
+
+    ``sum`` starts at ``initial_accumulator_value``.
+    """
+
+    algorithm = "adagrad"
+    _kernel = "adagrad"
+    _per_key = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
+    _state_slots = ("sum", None, None)
+    _always_slots = (0,)
+
+    lr = Hyper(hv.nonnegative, "Learning rate.")
+    lr_decay = Hyper(hv.nonnegative, "Learning-rate decay per step.")
+    weight_decay = Hyper(hv.nonnegative, "L2 weight decay.")
+    initial_accumulator_value = Hyper(hv.nonnegative, "Starting value of the squared-gradient sum.")
+    eps = Hyper(hv.nonnegative, "Added to the denominator for stability.")
+    maximize = Hyper(hv.flag, "Ascend instead of descend.")
+
+    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False,
+                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
+                 overrides: Overrides = None):
+        super().__init__(dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                              initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize),
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+
+    def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
+        return np.full_like(param, hp["initial_accumulator_value"])
+
+    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
+        return {"wd": hp["weight_decay"], "clr": hp["lr"] / (1.0 + (t - 1) * hp["lr_decay"]), "eps": hp["eps"]}
+
+    def _flags_for(self, hp: Dict[str, Any]) -> int:
+        return _flag_bits(l2=hp["weight_decay"] != 0.0, maximize=hp["maximize"])
+
+
+class RMSProp(Optimizer):
+    """RMSProp (Hinton, 2012), torch.optim.RMSprop's definition::
+
+        g = g + wd * p
+        sq = alpha * sq + (1 - alpha) * g * g
+        avg = sqrt(sq) + eps                        (centered: sqrt(sq - ga * ga) + eps,
+                                                     ga = alpha * ga + (1 - alpha) * g)
+        p = p - lr * g / avg                        (momentum: buf = momentum * buf + g / avg,
+                                                     p = p - lr * buf)
+    """
+
+    algorithm = "rmsprop"
+    _kernel = "rmsprop"
+    _per_key = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+    _state_slots = ("square_avg", "grad_avg", "momentum_buffer")
+    _always_slots = (0,)
+
+    lr = Hyper(hv.nonnegative, "Learning rate.")
+    alpha = Hyper(hv.unit_closed, "Smoothing constant of the squared-gradient average.")
+    eps = Hyper(hv.nonnegative, "Added to the denominator for stability.")
+    weight_decay = Hyper(hv.nonnegative, "L2 weight decay.")
+    momentum = Hyper(hv.nonnegative, "Momentum factor (0: off).")
+    centered = Hyper(hv.flag, "Normalize by the estimated variance of the gradient.")
+    maximize = Hyper(hv.flag, "Ascend instead of descend.")
+
+    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False, *, maximize: bool = False,
+                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
+                 overrides: Overrides = None):
+        super().__init__(dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                              centered=centered, maximize=maximize),
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+
+    def _needed_slots(self, flags: int) -> Tuple[int, ...]:
+        return (0,) + ((1,) if flags & _FLAG["centered"] else ()) + ((2,) if flags & _FLAG["momentum"] else ())
+
+    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
+        return {"wd": hp["weight_decay"], "alpha": hp["alpha"], "one_minus_alpha": 1.0 - hp["alpha"],
+                "eps": hp["eps"], "momentum": hp["momentum"], "lr": hp["lr"]}
+
+    def _flags_for(self, hp: Dict[str, Any]) -> int:
+        return _flag_bits(l2=hp["weight_decay"] != 0.0, centered=hp["centered"], momentum=hp["momentum"] > 0.0,
+                          maximize=hp["maximize"])
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, torch.optim.SGD's definition::
+
+        g = g + wd * p
+        buf = g (first step)  else  momentum * buf + (1 - dampening) * g
+        g = g + momentum * buf  (nesterov)  else  buf
+        p = p - lr * g
+    """
+
+    algorithm = "sgd"
+    _kernel = "sgd"
+    _per_key = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+    _state_slots = ("momentum_buffer", None, None)
+
+    lr = Hyper(hv.nonnegative, "Learning rate.")
+    momentum = Hyper(hv.nonnegative, "Momentum factor (0: plain SGD).")
+    dampening = Hyper(hv.unit_closed, "Dampening of the momentum update.")
+    weight_decay = Hyper(hv.nonnegative, "L2 weight decay.")
+    nesterov = Hyper(hv.flag, "Nesterov momentum (needs momentum > 0 and dampening 0).")
+    maximize = Hyper(hv.flag, "Ascend instead of descend.")
+
+    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
+                 overrides: Overrides = None):
+        super().__init__(dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                              nesterov=nesterov, maximize=maximize),
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+
+    def _check_consistency(self, hp: Dict[str, Any], where: str) -> None:
+        if hp.get("nesterov") and (hp.get("momentum", 0.0) <= 0.0 or hp.get("dampening", 0.0) != 0.0):
+            raise ValueError(f"{where}Nesterov momentum requires momentum > 0 and dampening = 0 "
+                             f"(got momentum={hp.get('momentum')}, dampening={hp.get('dampening')}); "
+                             f"set momentum first or nesterov=False")
+
+    def _needed_slots(self, flags: int) -> Tuple[int, ...]:
+        return (0,) if flags & _FLAG["momentum"] else ()
+
+    def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
+        return np.empty_like(param)  # the first momentum step writes buf = g
+
+    def _fresh_flag(self, slot: int) -> int:
+        return _FLAG["init_buffer"]
+
+    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
+        return {"wd": hp["weight_decay"], "momentum": hp["momentum"],
+                "one_minus_dampening": 1.0 - hp["dampening"], "lr": hp["lr"]}
+
+    def _flags_for(self, hp: Dict[str, Any]) -> int:
+        return _flag_bits(l2=hp["weight_decay"] != 0.0, momentum=hp["momentum"] != 0.0,
+                          nesterov=hp["nesterov"], maximize=hp["maximize"])
+
+
+OPTIMIZERS: Dict[str, type] = {"adam": Adam, "adamw": AdamW, "adagrad": AdaGrad, "rmsprop": RMSProp, "sgd": SGD}
+
+
+def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
+    """An optimizer by name (``adam``, ``adamw``, ``adagrad``, ``rmsprop``,
+    ``sgd``; case-insensitive) with keyword hyperparameters. An optimizer
+    instance is returned as is (no keywords allowed then)."""
+    if isinstance(name, Optimizer):
+        if kwargs:
+            raise TypeError("make_optimizer got an optimizer instance and keyword arguments; pass one or the other")
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer name must be a string, got {type(name).__name__}")
+    cls = OPTIMIZERS.get(name.lower())
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    return cls(**kwargs)
