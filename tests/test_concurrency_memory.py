@@ -1,0 +1,115 @@
+"""Threads, fork and memory: optimizers in two Python threads, a forked
+child, and many small steps with flat memory."""
+
+import gc
+import multiprocessing
+import os
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastadapt as fa
+
+from conftest import copy_tree, trees_same_bits
+
+
+def workload(seed):
+    rng = np.random.default_rng(seed)
+    params = {"w": rng.standard_normal(200_000).astype(np.float32), "b": rng.standard_normal(100).astype(np.float32)}
+    grads = [{"w": rng.standard_normal(200_000).astype(np.float32),
+              "b": rng.standard_normal(100).astype(np.float32)} for _ in range(20)]
+    return params, grads
+
+
+def run(opt, params, grads):
+    for g in grads:
+        opt.update(params, g)
+
+
+def test_two_optimizers_in_two_threads_match_sequential_runs():
+    pa, ga = workload(1)
+    pb, gb = workload(2)
+    seq_a, seq_b = copy_tree(pa), copy_tree(pb)
+    run(fa.Adam(lr=1e-2, max_grad_norm=10.0), seq_a, ga)
+    run(fa.RMSProp(momentum=0.9), seq_b, gb)
+    threads = [threading.Thread(target=run, args=(fa.Adam(lr=1e-2, max_grad_norm=10.0), pa, ga)),
+               threading.Thread(target=run, args=(fa.RMSProp(momentum=0.9), pb, gb))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert trees_same_bits(pa, seq_a)
+    assert trees_same_bits(pb, seq_b)
+
+
+def test_one_optimizer_from_two_threads_is_refused_not_corrupted():
+    params, grads = workload(3)
+    opt = fa.Adam()
+    errors = []
+
+    def hammer():
+        for g in grads:
+            try:
+                opt.update(params, g)
+            except ValueError as e:
+                errors.append(str(e))
+
+    ts = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all("another thread" in e for e in errors)
+    assert opt.step_count + len(errors) == 2 * len(grads)
+
+
+def _child(conn):
+    params, grads = workload(4)
+    run(fa.Adam(lr=1e-2), params, grads)
+    conn.send(params["w"].tobytes())
+    conn.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_steps_with_a_fresh_pool():
+    params, grads = workload(4)
+    run(fa.Adam(lr=1e-2), params, grads)  # parent's pool is warm
+    ctx = multiprocessing.get_context("fork")
+    parent_conn, child_conn = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child_conn,))
+    proc.start()
+    assert parent_conn.poll(60), "child hung"
+    got = parent_conn.recv()
+    proc.join(10)
+    assert proc.exitcode == 0
+    assert got == params["w"].tobytes()
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+def test_100k_small_steps_leave_memory_flat():
+    params = {"a": {"w": np.ones((8, 4), np.float32), "b": np.zeros(4, np.float32)}, "c": np.ones(3)}
+    grads = {"a": {"w": np.full((8, 4), 1e-3, np.float32), "b": np.full(4, 1e-3, np.float32)}, "c": np.ones(3)}
+    opt = fa.Adam(lr=1e-4, max_grad_norm=1.0, nonfinite="zero")
+    for _ in range(1000):
+        opt.update(params, grads)
+    gc.collect()
+    tracemalloc.start()
+    rss0 = _rss_bytes()
+    snap0 = tracemalloc.take_snapshot()
+    for _ in range(100_000):
+        opt.update(params, grads)
+    gc.collect()
+    snap1 = tracemalloc.take_snapshot()
+    rss1 = _rss_bytes()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in snap1.compare_to(snap0, "filename") if s.size_diff > 0)
+    assert grown < 64 * 1024, f"Python heap grew by {grown} bytes"
+    assert rss1 - rss0 < 4 * 1024 * 1024, f"RSS grew by {rss1 - rss0} bytes"
+    assert opt.step_count == 101_000
