@@ -1,0 +1,50 @@
+"""Shared pieces of the benchmarks: thread control and a summary of ratios
+(time of each case / time of the fastadapt case in its group) and effective
+bandwidth, printed after pytest-benchmark's own table."""
+
+import pytest
+
+import fastadapt as fa
+
+try:
+    import torch
+except ImportError:  # torch is optional: its cases skip
+    torch = None
+
+ALL_THREADS = fa.get_num_threads()
+
+
+@pytest.fixture(params=sorted({1, ALL_THREADS}), ids=lambda n: f"{n}thr")
+def threads(request):
+    """Same thread count for fastadapt and torch."""
+    before = fa.get_num_threads()
+    fa.set_num_threads(request.param)
+    torch_before = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(request.param)
+    yield request.param
+    fa.set_num_threads(before)
+    if torch:
+        torch.set_num_threads(torch_before)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or session.disabled or not session.benchmarks:
+        return
+    rows = {}
+    for bench in session.benchmarks:
+        if not getattr(bench, "stats", None):
+            continue
+        rows.setdefault(bench.group, []).append(bench)
+    tr = terminalreporter
+    tr.section("fastadapt: medians, ratios and effective bandwidth")
+    for group, benches in sorted(rows.items()):
+        base = next((b for b in benches if b.extra_info.get("impl") == "fastadapt"), None)
+        tr.write_line(f"[{group}]")
+        for b in sorted(benches, key=lambda b: b.stats.median):
+            med = b.stats.median
+            nbytes = b.extra_info.get("bytes", 0)
+            ratio = f"{med / base.stats.median:7.2f}x fastadapt time" if base else ""
+            tr.write_line(f"  {b.extra_info.get('impl', b.name):<28} {med * 1e3:10.3f} ms  "
+                          f"{nbytes / med / 1e9:7.2f} GB/s  {ratio}")
