@@ -13,7 +13,7 @@ import pytest
 import fastadapt as fa
 from fastadapt import reference as ref
 
-from conftest import copy_tree, same_bits, trees_same_bits
+from helpers import copy_tree, same_bits, trees_same_bits
 
 TORCH_DEFAULTS = {
     "Adam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False),

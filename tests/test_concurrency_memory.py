@@ -12,7 +12,7 @@ import pytest
 
 import fastadapt as fa
 
-from conftest import copy_tree, trees_same_bits
+from helpers import copy_tree, trees_same_bits
 
 
 def workload(seed):

@@ -9,7 +9,7 @@ import pytest
 import fastadapt as fa
 from fastadapt import reference as ref
 
-from conftest import copy_tree, same_bits
+from helpers import copy_tree, same_bits
 
 # Sizes 0, 1, 7, 17, 4099, multi-dimensional shapes, and one tensor of several
 # chunks so the multi-threaded path runs.
@@ -79,7 +79,7 @@ def run_pair(name, options, dtype, *, steps=4, max_grad_norm=None, nonfinite="pr
 
 
 def _flat(tree):
-    from conftest import leaves
+    from helpers import leaves
     return list(leaves(tree))
 
 

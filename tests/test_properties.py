@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import fastadapt as fa
 from fastadapt import reference as ref
 
-from conftest import copy_tree, same_bits
+from helpers import copy_tree, same_bits
 
 shapes = st.lists(st.integers(0, 40), min_size=0, max_size=3).map(tuple)
 unit = st.floats(0.0, 0.999)

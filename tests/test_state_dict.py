@@ -7,7 +7,7 @@ import pytest
 
 import fastadapt as fa
 
-from conftest import copy_tree, trees_same_bits
+from helpers import copy_tree, trees_same_bits
 
 CONFIGS = [
     ("Adam", dict(amsgrad=True, weight_decay=0.01)),
