@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -34,8 +35,23 @@ struct GradList {
       sizes.push_back(arrays.back().size);
       total += arrays.back().size;
     }
+    if (writeable) check_no_shared_memory(keys);
     plan_chunks(sizes, &chunks);
     results.resize(chunks.size());
+  }
+
+  // In-place operations on two views of the same memory would apply twice.
+  void check_no_shared_memory(const py::sequence& keys) const {
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < arrays.size(); ++i)
+      if (arrays[i].nbytes > 0) order.push_back(i);
+    std::sort(order.begin(), order.end(),
+              [&](std::size_t a, std::size_t b) { return arrays[a].data < arrays[b].data; });
+    for (std::size_t k = 1; k < order.size(); ++k)
+      if (overlaps(arrays[order[k - 1]], arrays[order[k]]))
+        throw py::value_error(KeyRef{"grads", &keys, order[k]}.str() + " shares memory with " +
+                              KeyRef{"grads", &keys, order[k - 1]}.str() +
+                              "; each array may appear once (it is modified in place)");
   }
 
   char* chunk_ptr(std::size_t c) const {
@@ -106,6 +122,68 @@ std::uint64_t sanitize(const py::sequence& keys, const py::list& arrays) {
   return n;
 }
 
+// The roof kernel over cached buffers (benchmarks only): buffers[k][t] is
+// buffer k of tensor t; the first `nreads` buffers are read, the rest written.
+class Roof {
+ public:
+  Roof(const py::list& buffers, int nreads) : nreads_(nreads) {
+    const int nbuf = static_cast<int>(buffers.size());
+    if (nreads < 1 || nbuf - nreads < 1 || nreads > kMaxRoofBuffers || nbuf - nreads > kMaxRoofBuffers)
+      throw py::value_error("roof: need 1..6 read and 1..6 written buffers");
+    nwrites_ = nbuf - nreads;
+    const py::list first = buffers[0].cast<py::list>();
+    py::list keys;
+    for (std::size_t t = 0; t < first.size(); ++t) keys.append(py::str("t" + std::to_string(t)));
+    keys_ = keys;
+    std::vector<std::size_t> sizes;
+    for (int k = 0; k < nbuf; ++k) {
+      const py::list lst = buffers[k].cast<py::list>();
+      if (lst.size() != first.size()) throw py::value_error("roof: every buffer needs one array per tensor");
+      for (std::size_t t = 0; t < lst.size(); ++t) {
+        views_.push_back(check_float_array(lst[t], KeyRef{"buffer", &keys_, t}, k >= nreads));
+        if (k == 0) sizes.push_back(views_.back().size);
+        else if (views_.back().size != sizes[t] || views_.back().dtype != views_[t].dtype)
+          throw py::value_error("roof: buffers of one tensor must match in size and dtype");
+      }
+      arrays_.append(lst);  // keep the arrays alive
+    }
+    ntensors_ = first.size();
+    plan_chunks(sizes, &chunks_);
+    for (std::size_t s : sizes) total_ += s;
+  }
+
+  void run() {
+    struct Ctx { Roof* self; const KernelTable* kt; } ctx{this, &active_kernels()};
+    auto task = [](void* c, std::size_t i) {
+      auto* x = static_cast<Ctx*>(c);
+      Roof& r = *x->self;
+      const ChunkRef& ch = r.chunks_[i];
+      const ArrayView& v0 = r.views_[ch.tensor];
+      const std::size_t off = ch.begin * (v0.dtype == kF32 ? 4 : 8);
+      char* rd[kMaxRoofBuffers];
+      char* wr[kMaxRoofBuffers];
+      for (int k = 0; k < r.nreads_; ++k) rd[k] = r.views_[k * r.ntensors_ + ch.tensor].data + off;
+      for (int k = 0; k < r.nwrites_; ++k)
+        wr[k] = r.views_[(r.nreads_ + k) * r.ntensors_ + ch.tensor].data + off;
+      x->kt->roof[v0.dtype](rd, r.nreads_, wr, r.nwrites_, ch.size);
+    };
+    py::gil_scoped_release nogil;
+    if (total_ < 2 * kChunk) {
+      for (std::size_t i = 0; i < chunks_.size(); ++i) task(&ctx, i);
+    } else {
+      ThreadPool::instance().parallel_for(chunks_.size(), task, &ctx);
+    }
+  }
+
+ private:
+  int nreads_, nwrites_ = 0;
+  std::size_t ntensors_ = 0, total_ = 0;
+  py::sequence keys_;
+  py::list arrays_;
+  std::vector<ArrayView> views_;
+  std::vector<ChunkRef> chunks_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -146,6 +224,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("max_norm"), "Scale in place; returns (norm before clipping, scale).");
   m.def("sanitize", &sanitize, py::arg("keys"), py::arg("arrays"),
         "Replace NaN/Inf by 0 in place; returns how many were replaced.");
+
+  py::class_<Roof>(m, "_Roof", "Memory-roof yardstick for benchmarks (private).")
+      .def(py::init<const py::list&, int>(), py::arg("buffers"), py::arg("nreads"))
+      .def("run", &Roof::run);
 
   m.def("compiled_isas", &compiled_isas);
   m.def("supported_isas", &supported_isas);

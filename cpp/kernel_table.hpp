@@ -65,6 +65,10 @@ using StepFn = ChunkResult (*)(const ChunkTask&, const GradPrep&);
 using SumSqFn = ChunkResult (*)(const void* g, std::size_t n, bool skip_nonfinite);
 using SanitizeFn = std::uint64_t (*)(void* g, std::size_t n);
 using ScaleFn = void (*)(void* g, std::size_t n, double scale);
+// Benchmark yardstick: reads `nreads` buffers and writes `nwrites` buffers of
+// n elements each (their sum, no arithmetic worth the name).
+constexpr int kMaxRoofBuffers = 6;
+using RoofFn = void (*)(char* const* reads, int nreads, char* const* writes, int nwrites, std::size_t n);
 
 struct KernelTable {
   const char* name;
@@ -72,6 +76,7 @@ struct KernelTable {
   SumSqFn sumsq[2];
   SanitizeFn sanitize[2];
   ScaleFn scale[2];
+  RoofFn roof[2];
 };
 
 // One table per ISA translation unit.

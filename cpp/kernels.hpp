@@ -232,6 +232,26 @@ void scale_chunk(void* gv, std::size_t n, double scale) {
   for (; i < n; ++i) (Scalar<T>::load(g + i) * Scalar<T>::set1(s)).store(g + i);
 }
 
+template <class T>
+void roof_chunk(char* const* reads, int nreads, char* const* writes, int nwrites, std::size_t n) {
+  using V = Widest<T>;
+  const T* r[kMaxRoofBuffers];
+  T* w[kMaxRoofBuffers];
+  for (int k = 0; k < nreads; ++k) r[k] = reinterpret_cast<const T*>(reads[k]);
+  for (int k = 0; k < nwrites; ++k) w[k] = reinterpret_cast<T*>(writes[k]);
+  std::size_t i = 0;
+  for (; i + V::W <= n; i += V::W) {
+    V s = V::load(r[0] + i);
+    for (int k = 1; k < nreads; ++k) s = s + V::load(r[k] + i);
+    for (int k = 0; k < nwrites; ++k) s.store(w[k] + i);
+  }
+  for (; i < n; ++i) {
+    T s = r[0][i];
+    for (int k = 1; k < nreads; ++k) s = s + r[k][i];
+    for (int k = 0; k < nwrites; ++k) w[k][i] = s;
+  }
+}
+
 inline const KernelTable& table() {
   static const KernelTable t = {
       FA_ISA_NAME,
@@ -242,6 +262,7 @@ inline const KernelTable& table() {
       {sumsq_chunk<float>, sumsq_chunk<double>},
       {sanitize_chunk<float>, sanitize_chunk<double>},
       {scale_chunk<float>, scale_chunk<double>},
+      {roof_chunk<float>, roof_chunk<double>},
   };
   return t;
 }

@@ -176,7 +176,9 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
 
 // Two parameters sharing memory would be updated twice (or raced on); a grad
 // overlapping another key's parameter would be read while it is written.
-// Sorting is redone only when some parameter array changed since last step.
+// The address order of the parameters is recomputed only when some parameter
+// array changed since the last check that passed. Empty arrays own no memory
+// and stay out of the order (they would hide a neighbouring overlap).
 void Stepper::check_param_overlap(const py::sequence& keys) {
   const std::size_t n = params_view_.size();
   bool same = last_params_view_.size() == n;
@@ -184,41 +186,40 @@ void Stepper::check_param_overlap(const py::sequence& keys) {
     same = params_view_[i].data == last_params_view_[i].data &&
            params_view_[i].nbytes == last_params_view_[i].nbytes;
   if (!same) {
-    order_.resize(n);
-    for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+    last_params_view_.clear();  // nothing cached until this check passes
+    order_.clear();
+    for (std::size_t i = 0; i < n; ++i)
+      if (params_view_[i].nbytes > 0) order_.push_back(i);
     std::sort(order_.begin(), order_.end(), [&](std::size_t a, std::size_t b) {
       return params_view_[a].data < params_view_[b].data;
     });
-    for (std::size_t k = 1; k < n; ++k) {
-      const ArrayView& a = params_view_[order_[k - 1]];
-      const ArrayView& b = params_view_[order_[k]];
-      if (overlaps(a, b))
+    // Sorted by start, non-empty: any overlap shows between neighbours.
+    for (std::size_t k = 1; k < order_.size(); ++k) {
+      if (overlaps(params_view_[order_[k - 1]], params_view_[order_[k]]))
         throw py::value_error(KeyRef{"params", &keys, order_[k]}.str() + " shares memory with " +
                               KeyRef{"params", &keys, order_[k - 1]}.str() +
                               "; every parameter must be its own array");
     }
+    last_params_view_ = params_view_;
   }
   // Each gradient against the parameters (binary search in address order).
   for (std::size_t i = 0; i < n; ++i) {
     const TensorPlan& t = tensors_[i];
     if (t.size == 0) continue;
-    const char* g = static_cast<const char*>(t.g);
-    const std::size_t gbytes = t.size * elem_size(t.dtype);
-    auto it = std::upper_bound(order_.begin(), order_.end(), g, [&](const char* x, std::size_t k) {
-      return x < params_view_[k].data;
-    });
-    // Candidates: the parameter starting at or before g, and the next ones up
-    // to g + gbytes.
+    const ArrayView gv{const_cast<char*>(static_cast<const char*>(t.g)), t.size,
+                       t.size * elem_size(t.dtype), t.dtype};
+    auto it = std::upper_bound(order_.begin(), order_.end(), gv.data,
+                               [&](const char* x, std::size_t k) { return x < params_view_[k].data; });
+    // Candidates: the parameter starting at or before the grad, then those
+    // starting inside it.
     if (it != order_.begin()) --it;
-    for (; it != order_.end() && params_view_[*it].data < g + gbytes; ++it) {
-      const ArrayView gv{const_cast<char*>(g), t.size, gbytes, t.dtype};
+    for (; it != order_.end() && params_view_[*it].data < gv.data + gv.nbytes; ++it) {
       if (*it != i && overlaps(gv, params_view_[*it]))
         throw py::value_error(KeyRef{"grads", &keys, i}.str() + " shares memory with " +
                               KeyRef{"params", &keys, *it}.str() +
                               "; the gradient must be a separate array (pass g.copy())");
     }
   }
-  last_params_view_ = params_view_;
 }
 
 py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const py::list& grads,

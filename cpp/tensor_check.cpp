@@ -63,27 +63,32 @@ static void check_layout(const py::array& a, const KeyRef& w, bool writeable, co
     fail_value(w, "expected a C-contiguous array, got a non-contiguous view of shape " +
                       shape_str(a) + "; fastadapt never copies silently: " + fix);
   if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    fail_value(w, "expected an aligned array, got an unaligned view; " + std::string(fix));
+    fail_value(w, std::string("expected an aligned array, got an unaligned view; ") +
+                      (writeable ? "store a.copy() in the structure instead" : "pass g.copy()"));
   if (writeable && !(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
     fail_value(w, "array is read-only, but it is updated in place; pass a writeable array "
                   "(a.copy(), or a.setflags(write=True) if you own its memory)");
 }
 
 ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
+  const bool is_param = std::string(w.role) == "params";
   if (!py::isinstance<py::array>(obj))
     fail_type(w, "expected a float32 or float64 NumPy array, got " + describe(obj) +
-                     (writeable ? "; parameters are updated in place, so store a NumPy array "
-                                  "(np.asarray(x, dtype=np.float32)) in the structure and keep "
-                                  "using that array"
-                                : "; pass np.asarray(x, dtype=np.float32)"));
+                     (is_param ? "; parameters are updated in place, so store a NumPy array "
+                                 "(np.asarray(x, dtype=np.float32)) in the structure and keep "
+                                 "using that array"
+                      : writeable ? "; it is modified in place, so pass a NumPy array "
+                                    "(np.asarray(x, dtype=np.float32)) and use that array"
+                                  : "; pass np.asarray(x, dtype=np.float32)"));
   auto a = py::reinterpret_borrow<py::array>(obj);
   DType dt;
   if (!native_float(a, &dt))
     fail_type(w, "expected a float32 or float64 array in native byte order, got " + describe(obj) +
                      "; convert it once with .astype(np.float32) (or np.float64)");
   check_layout(a, w, writeable,
-               writeable ? "store np.ascontiguousarray(p) in the structure instead"
-                         : "pass np.ascontiguousarray(g)");
+               is_param    ? "store np.ascontiguousarray(p) in the structure instead"
+               : writeable ? "pass np.ascontiguousarray(g) and use the result (it is modified in place)"
+                           : "pass np.ascontiguousarray(g)");
   return view_of(a, dt);
 }
 

@@ -13,12 +13,19 @@ from typing import Any, List, Optional, Tuple
 _DICT, _SEQ, _LEAF = 0, 1, 2
 
 
+def _is_numeric_list(x: Any) -> bool:
+    """A (nested) list of plain numbers: array data, not a structure."""
+    if isinstance(x, numbers.Number):
+        return True
+    return isinstance(x, (list, tuple)) and bool(x) and all(_is_numeric_list(e) for e in x)
+
+
 def _is_container(x: Any) -> bool:
     if isinstance(x, dict):
         return True
-    # A list of plain numbers is a leaf, so the error says "got list".
+    # A (nested) list of numbers is a leaf, so the error says "got list".
     if isinstance(x, (list, tuple)):
-        return not x or not all(isinstance(e, numbers.Number) for e in x)
+        return not x or not _is_numeric_list(x)
     return False
 
 

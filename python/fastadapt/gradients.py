@@ -5,6 +5,7 @@ chunked like the optimizer step (same norm bits for any thread count)."""
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,13 @@ def clip_by_global_norm(grads: Any, max_norm: float) -> float:
     """Scale all arrays in place by ``max_norm / max(norm, max_norm)`` (no
     change when the norm is within bounds) and return the norm before
     clipping, like ``torch.nn.utils.clip_grad_norm_``."""
+    if isinstance(max_norm, (bool, np.bool_)) or not isinstance(max_norm, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"max_norm must be a real number > 0, got {type(max_norm).__name__} {max_norm!r}")
+    limit = float(max_norm)
+    if not (math.isfinite(limit) and limit > 0):
+        raise ValueError(f"Invalid max_norm: {limit} (must be a finite number > 0)")
     paths, leaves = _leaves(grads)
-    norm, _ = _core.clip_by_global_norm(paths, leaves, float(max_norm))
+    norm, _ = _core.clip_by_global_norm(paths, leaves, limit)
     return norm
 
 

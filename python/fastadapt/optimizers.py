@@ -65,6 +65,16 @@ class Optimizer:
         self._step = 0
 
     # ---- hyperparameters -------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A typo (opt.learning_rate = ...) must not be a silent no-op.
+        if not name.startswith("_") and not hasattr(type(self), name) and name not in self.__dict__ \
+                and name not in self._COUNTERS:
+            raise AttributeError(f"{type(self).__name__} has no hyperparameter {name!r}; hyperparameters: "
+                                 f"{', '.join(self._hyper)}")
+        object.__setattr__(self, name, value)
+
+    _COUNTERS = ("skipped_steps", "total_nonfinite_count", "last_grad_norm", "last_nonfinite_count")
+
     def _check_consistency(self, hp: Dict[str, Any], where: str) -> None:
         """Cross-checks between hyperparameters (subclasses extend)."""
 
@@ -310,11 +320,14 @@ class Optimizer:
             raise ValueError(f"state_dict keys differ: missing {sorted(missing)}, unexpected {sorted(extra)}; "
                              f"pass what {type(self).__name__}.state_dict() returned")
         if sd["algorithm"] != self.algorithm:
-            raise ValueError(f"state_dict is for {sd['algorithm']!r}, this optimizer is {self.algorithm!r}")
+            raise ValueError(f"state_dict is for {sd['algorithm']!r}, this optimizer is {self.algorithm!r}; "
+                             f"load it into fa.make_optimizer({sd['algorithm']!r})")
         counts = {}
         for name in ("step", "skipped_steps", "total_nonfinite_count"):
             v = sd[name]
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"state_dict[{name!r}] must be an integer >= 0, got {type(v).__name__} {v!r}")
+            if v < 0:
                 raise ValueError(f"state_dict[{name!r}] must be an integer >= 0, got {v!r}")
             counts[name] = int(v)
         hyper_in = sd["hyperparameters"]
@@ -356,7 +369,9 @@ class Optimizer:
         paths = set(self._paths)
         for key in state:
             if key not in paths:
-                raise ValueError(f"state_dict['state'] has key {key!r}, which the parameters do not have")
+                raise ValueError(f"state_dict['state'] has key {key!r}, which the parameters do not have; "
+                                 f"load a state_dict saved for these parameters (or call opt.reset() and "
+                                 f"train from scratch)")
         always = [self._state_slots[s] for s in self._always_slots]
         if step > 0 and always:
             for key in self._paths:
@@ -367,16 +382,23 @@ class Optimizer:
         for key, entry in state.items():
             shape, dtype = self._param_meta.get(key, (None, None))
             for name, arr in entry.items():
-                if arr.shape != shape or arr.dtype != dtype:
-                    want = f"{np.dtype(dtype).name} array of shape {shape}" if shape is not None else "a float array"
-                    raise ValueError(f"state_dict['state'][{key!r}][{name!r}]: expected {want} (like params"
-                                     f"[{key!r}]), got {arr.dtype.name} array of shape {arr.shape}")
+                if shape is None:
+                    continue  # that param is not an array: the update reports it
+                where = f"state_dict['state'][{key!r}][{name!r}]"
+                if arr.dtype != dtype:
+                    raise TypeError(f"{where}: expected {np.dtype(dtype).name} (the dtype of params[{key!r}]), "
+                                    f"got {arr.dtype.name}; the state_dict belongs to other parameters")
+                if arr.shape != shape:
+                    raise ValueError(f"{where}: expected shape {shape} (the shape of params[{key!r}]), got "
+                                     f"{arr.shape}; the state_dict belongs to other parameters")
         for members in self._group_members:
             for name in self._state:
-                have = {name in state.get(self._paths[i], {}) for i in members}
-                if len(have) > 1:
-                    raise ValueError(f"state_dict['state']: buffer {name!r} is present for some keys of a "
-                                     f"group and missing for others")
+                have = [i for i in members if name in state.get(self._paths[i], {})]
+                if have and len(have) != len(members):
+                    lacking = next(self._paths[i] for i in members if i not in have)
+                    raise ValueError(f"state_dict['state'][{lacking!r}] lacks buffer {name!r}, which keys with "
+                                     f"the same hyperparameters have (e.g. {self._paths[have[0]]!r}); pass a "
+                                     f"complete state_dict")
 
     def _install_state(self, state: Mapping[str, Any]) -> None:
         for name, lst in self._state.items():
