@@ -12,9 +12,10 @@ except ImportError:  # torch is optional: its cases skip
     torch = None
 
 ALL_THREADS = fa.get_num_threads()
+THREAD_COUNTS = sorted({1, ALL_THREADS})
 
 
-@pytest.fixture(params=sorted({1, ALL_THREADS}), ids=lambda n: f"{n}thr")
+@pytest.fixture(params=THREAD_COUNTS, ids=lambda n: f"{n}thr")
 def threads(request):
     """Same thread count for fastadapt and torch."""
     before = fa.get_num_threads()
@@ -38,13 +39,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             continue
         rows.setdefault(bench.group, []).append(bench)
     tr = terminalreporter
-    tr.section("fastadapt: medians, ratios and effective bandwidth")
+    tr.section("fastadapt: medians, effective bandwidth, fraction of the roof, time / fastadapt time")
     for group, benches in sorted(rows.items()):
         base = next((b for b in benches if b.extra_info.get("impl") == "fastadapt"), None)
+        roof = next((b for b in benches if b.extra_info.get("impl") == "roof"), None)
         tr.write_line(f"[{group}]")
         for b in sorted(benches, key=lambda b: b.stats.median):
             med = b.stats.median
             nbytes = b.extra_info.get("bytes", 0)
-            ratio = f"{med / base.stats.median:7.2f}x fastadapt time" if base else ""
-            tr.write_line(f"  {b.extra_info.get('impl', b.name):<28} {med * 1e3:10.3f} ms  "
-                          f"{nbytes / med / 1e9:7.2f} GB/s  {ratio}")
+            ratio = f"{med / base.stats.median:7.2f}x fastadapt" if base else ""
+            of_roof = f"{roof.stats.median / med * 100:5.0f}% of roof" if roof else ""
+            tr.write_line(f"  {b.extra_info.get('impl', b.name):<22} {med * 1e3:10.3f} ms  "
+                          f"{nbytes / med / 1e9:7.2f} GB/s  {of_roof}  {ratio}")

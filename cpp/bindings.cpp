@@ -24,6 +24,7 @@ namespace {
 struct GradList {
   std::vector<ArrayView> arrays;
   std::vector<ChunkRef> chunks;
+  std::vector<WorkUnit> units;
   std::vector<ChunkResult> results;
   std::size_t total = 0;
 
@@ -37,6 +38,7 @@ struct GradList {
     }
     if (writeable) check_no_shared_memory(keys);
     plan_chunks(sizes, &chunks);
+    plan_units(chunks, &units);
     results.resize(chunks.size());
   }
 
@@ -61,17 +63,9 @@ struct GradList {
 
   template <class F>
   void for_chunks(F&& f) {
-    struct Ctx { GradList* self; F* f; } ctx{this, &f};
-    auto task = [](void* c, std::size_t i) {
-      auto* x = static_cast<Ctx*>(c);
-      (*x->f)(i);
-    };
+    auto task = [](void* c, std::size_t i) { (*static_cast<F*>(c))(i); };
     py::gil_scoped_release nogil;
-    if (total < 2 * kChunk) {
-      for (std::size_t i = 0; i < chunks.size(); ++i) f(i);
-    } else {
-      ThreadPool::instance().parallel_for(chunks.size(), task, &ctx);
-    }
+    run_chunks(units, total, task, &f);
   }
 
   std::pair<double, std::uint64_t> sumsq(bool skip_nonfinite) {
@@ -149,6 +143,7 @@ class Roof {
     }
     ntensors_ = first.size();
     plan_chunks(sizes, &chunks_);
+    plan_units(chunks_, &units_);
     for (std::size_t s : sizes) total_ += s;
   }
 
@@ -168,11 +163,7 @@ class Roof {
       x->kt->roof[v0.dtype](rd, r.nreads_, wr, r.nwrites_, ch.size);
     };
     py::gil_scoped_release nogil;
-    if (total_ < 2 * kChunk) {
-      for (std::size_t i = 0; i < chunks_.size(); ++i) task(&ctx, i);
-    } else {
-      ThreadPool::instance().parallel_for(chunks_.size(), task, &ctx);
-    }
+    run_chunks(units_, total_, task, &ctx);
   }
 
  private:
@@ -182,6 +173,7 @@ class Roof {
   py::list arrays_;
   std::vector<ArrayView> views_;
   std::vector<ChunkRef> chunks_;
+  std::vector<WorkUnit> units_;
 };
 
 }  // namespace

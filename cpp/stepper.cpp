@@ -12,7 +12,7 @@ namespace {
 
 // Below this many elements a step runs on the calling thread: waking the pool
 // costs more than it saves.
-constexpr std::size_t kMinParallelElements = 2 * kChunk;
+constexpr std::size_t kMinParallelElements = 8 * kChunk;
 
 const char* const kStateNames[kNumAlgos][3] = {
     {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
@@ -70,13 +70,15 @@ void step_task(void* c, std::size_t i) {
   ctx->results[i] = ctx->kt->step[ctx->algo][t.dtype](task, ctx->prep);
 }
 
-void run_chunks(std::size_t nchunks, std::size_t total_elements, ThreadPool::TaskFn fn,
-                StepContext* ctx) {
-  if (total_elements < kMinParallelElements) {
-    for (std::size_t i = 0; i < nchunks; ++i) fn(ctx, i);
-  } else {
-    ThreadPool::instance().parallel_for(nchunks, fn, ctx);
-  }
+struct UnitContext {
+  const WorkUnit* units;
+  ChunkFn fn;
+  void* ctx;
+};
+
+void unit_task(void* c, std::size_t u) {
+  auto* x = static_cast<UnitContext*>(c);
+  for (std::size_t i = x->units[u].first; i < x->units[u].last; ++i) x->fn(x->ctx, i);
 }
 
 // Chunk partial sums are added in chunk order: the same for any thread count.
@@ -96,6 +98,29 @@ void reduce(const std::vector<ChunkResult>& r, double* sumsq, std::uint64_t* non
 double clip_scale(double norm, double max_norm) {
   const double denom = (std::isnan(norm) || norm > max_norm) ? norm : max_norm;
   return max_norm / denom;
+}
+
+void plan_units(const std::vector<ChunkRef>& chunks, std::vector<WorkUnit>* units) {
+  units->clear();
+  std::size_t first = 0, elements = 0;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    elements += chunks[i].size;
+    if (elements >= kChunk) {
+      units->push_back({first, i + 1});
+      first = i + 1;
+      elements = 0;
+    }
+  }
+  if (first < chunks.size()) units->push_back({first, chunks.size()});
+}
+
+void run_chunks(const std::vector<WorkUnit>& units, std::size_t total_elements, ChunkFn fn, void* ctx) {
+  UnitContext uc{units.data(), fn, ctx};
+  if (total_elements < kMinParallelElements || units.size() < 2) {
+    for (std::size_t u = 0; u < units.size(); ++u) unit_task(&uc, u);
+  } else {
+    ThreadPool::instance().parallel_for(units.size(), unit_task, &uc);
+  }
 }
 
 void plan_chunks(const std::vector<std::size_t>& sizes, std::vector<ChunkRef>* chunks) {
@@ -237,6 +262,7 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
   const bool clip = std::isfinite(max_norm) && max_norm > 0;
   if (sizes_ != planned_sizes_) {
     plan_chunks(sizes_, &chunks_);
+    plan_units(chunks_, &units_);
     planned_sizes_ = sizes_;
   }
   results_.resize(chunks_.size());
@@ -253,7 +279,7 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
     py::gil_scoped_release nogil;
     const bool prepass = clip || policy == kSkip || policy == kRaise;
     if (prepass) {
-      run_chunks(chunks_.size(), total, prepass_task, &ctx);
+      run_chunks(units_, total, prepass_task, &ctx);
       reduce(results_, &sumsq, &nonfinite);
       if (nonfinite > 0 && (policy == kSkip || policy == kRaise)) {
         status = policy == kSkip ? kSkipped : kNonfiniteFound;
@@ -266,7 +292,7 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
       ctx.prep.track_norm = !prepass;
       ctx.prep.clip = clip;
       ctx.prep.scale = clip ? clip_scale(std::sqrt(sumsq), max_norm) : 1.0;
-      run_chunks(chunks_.size(), total, step_task, &ctx);
+      run_chunks(units_, total, step_task, &ctx);
       if (!prepass) reduce(results_, &sumsq, &nonfinite);
     }
   }

@@ -40,6 +40,20 @@ struct ChunkRef {
 // Cuts tensors of the given sizes into kChunk-element chunks, in order.
 void plan_chunks(const std::vector<std::size_t>& sizes, std::vector<ChunkRef>* chunks);
 
+// Groups consecutive chunks into work units of at least kChunk elements, so
+// a thousand small tensors are a few units for the pool, not a thousand.
+// Units only schedule: every chunk is still computed on its own, so results
+// do not depend on them.
+struct WorkUnit {
+  std::size_t first, last;  // chunk indices [first, last)
+};
+void plan_units(const std::vector<ChunkRef>& chunks, std::vector<WorkUnit>* units);
+
+// Runs fn(ctx, chunk) for every chunk: on the calling thread when the work
+// is small, else over the units on the pool.
+using ChunkFn = void (*)(void* ctx, std::size_t chunk);
+void run_chunks(const std::vector<WorkUnit>& units, std::size_t total_elements, ChunkFn fn, void* ctx);
+
 class Stepper {
  public:
   explicit Stepper(int algo);
@@ -67,6 +81,7 @@ class Stepper {
   std::vector<TensorPlan> tensors_;
   std::vector<std::size_t> sizes_, planned_sizes_;
   std::vector<ChunkRef> chunks_;
+  std::vector<WorkUnit> units_;
   std::vector<ChunkResult> results_;
   std::vector<ArrayView> params_view_, last_params_view_;
   std::vector<std::size_t> order_;
