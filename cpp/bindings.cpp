@@ -183,6 +183,7 @@ PYBIND11_MODULE(_core, m) {
 
   m.attr("CHUNK_ELEMENTS") = kChunk;
   m.attr("NORM_LANES") = kNormLanes;
+  m.attr("MIN_PARALLEL_ELEMENTS") = kMinParallelElements;
   m.attr("MAX_SCALARS") = kMaxScalars;
   m.attr("ALGORITHMS") = py::dict(py::arg("adam") = int(kAdam), py::arg("adagrad") = int(kAdaGrad),
                                   py::arg("rmsprop") = int(kRMSProp), py::arg("sgd") = int(kSGD));

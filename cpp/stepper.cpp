@@ -10,9 +10,6 @@
 namespace fastadapt {
 namespace {
 
-// Below this many elements a step runs on the calling thread: waking the pool
-// costs more than it saves.
-constexpr std::size_t kMinParallelElements = 8 * kChunk;
 
 const char* const kStateNames[kNumAlgos][3] = {
     {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},

@@ -11,10 +11,12 @@ from fastadapt import reference as ref
 
 from helpers import copy_tree, same_bits
 
-# Sizes 0, 1, 7, 17, 4099, multi-dimensional shapes, and one tensor of several
-# chunks so the multi-threaded path runs.
+from fastadapt import _core
+
+# Sizes 0, 1, 7, 17, 4099, multi-dimensional shapes, and one tensor of many
+# chunks, large enough that the step runs on the thread pool.
 SHAPES = {"empty": (0,), "one": (1,), "seven": (7,), "seventeen": (17,), "odd": (4099,),
-          "matrix": (33, 65), "cube": (3, 5, 7), "scalar": (), "big": (2 * 16384 + 1234,)}
+          "matrix": (33, 65), "cube": (3, 5, 7), "scalar": (), "big": (_core.MIN_PARALLEL_ELEMENTS + 1234,)}
 
 
 def make_params(rng, dtype):
@@ -26,7 +28,7 @@ def make_grads(rng, dtype, nonfinite=False):
     g = make_params(rng, dtype)
     if nonfinite:
         g["layer"]["odd"][[3, 100, 4098]] = [np.nan, np.inf, -np.inf]
-        g["big"][[0, 20000]] = [np.nan, np.inf]
+        g["big"][[0, 20000, _core.MIN_PARALLEL_ELEMENTS + 1000]] = [np.nan, np.inf, -np.inf]
     return g
 
 
@@ -134,7 +136,7 @@ def test_clipping_changes_the_step_only_when_norm_exceeds_max():
 def test_grad_norm_is_exact_and_independent_of_isa_and_threads(dtype):
     from fastadapt import _core
     rng = np.random.default_rng(2)
-    arrays = [rng.standard_normal(n).astype(dtype) * 10 for n in (0, 1, 17, 16384 * 3 + 5, 99)]
+    arrays = [rng.standard_normal(n).astype(dtype) * 10 for n in (0, 1, 17, _core.MIN_PARALLEL_ELEMENTS + 5, 99)]
     expected = ref.global_norm(arrays)
     seen = set()
     before_isa, before_threads = _core.active_isa(), fa.get_num_threads()
