@@ -208,7 +208,7 @@ PYBIND11_MODULE(_core, m) {
       .def("step", &Stepper::step, py::arg("keys"), py::arg("params"), py::arg("grads"),
            py::arg("states"), py::arg("tensor_group").noconvert(),
            py::arg("group_scalars").noconvert(), py::arg("group_flags").noconvert(),
-           py::arg("policy"), py::arg("max_norm"));
+           py::arg("policy"), py::arg("max_norm"), py::arg("track_norm"));
 
   m.def("global_sumsq", &global_sumsq, py::arg("keys"), py::arg("arrays"),
         py::arg("skip_nonfinite") = false,

@@ -46,15 +46,28 @@ struct Prep {
   }
 };
 
+// Prefetches the cache lines of block [i, i + kNormLanes) kPrefetchBytes ahead.
+template <class T, std::size_t N>
+FA_INLINE void prefetch_block(const T* const (&streams)[N], std::size_t i) {
+  constexpr std::size_t kBlockBytes = kNormLanes * sizeof(T);
+  for (std::size_t s = 0; s < N; ++s) {
+    const char* base = reinterpret_cast<const char*>(streams[s] + i) + kPrefetchBytes;
+    for (std::size_t off = 0; off < kBlockBytes; off += 64) __builtin_prefetch(base + off, 0, 3);
+  }
+}
+
 // Runs body over n elements: blocks of kNormLanes elements with the widest
 // vector, then the tail one element at a time, continuing the same norm lanes.
-template <class T, class Body>
-FA_INLINE ChunkResult run_chunk(std::size_t n, const GradPrep& gp, bool maximize, Body&& body) {
+// `streams` are the arrays the rule reads (prefetched ahead).
+template <class T, std::size_t N, class Body>
+FA_INLINE ChunkResult run_chunk(std::size_t n, const GradPrep& gp, bool maximize,
+                                const T* const (&streams)[N], Body&& body) {
   using V = Widest<T>;
   constexpr int kPerBlock = kNormLanes / V::W;
   Prep<V> pv(gp, maximize);
   std::size_t i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
+    prefetch_block(streams, i);
     for (int k = 0; k < kPerBlock; ++k) body(pv, i + static_cast<std::size_t>(k) * V::W, k);
   }
   Prep<Scalar<T>> ps(gp, maximize);
@@ -79,7 +92,8 @@ ChunkResult adam_chunk(const ChunkTask& t, const GradPrep& gp) {
           omb2 = T(s[kAdamOneMinusB2]), bc2s = T(s[kAdamBc2Sqrt]), eps = T(s[kAdamEps]),
           step = T(s[kAdamStepSize]), wd = T(s[kAdamWd]), decay = T(s[kAdamDecay]);
   const bool l2 = t.flags & kL2, decoupled = t.flags & kDecoupled, ams = t.flags & kAmsgrad;
-  return run_chunk<T>(t.n, gp, t.flags & kMaximize, [&](auto& pr, std::size_t i, int k) {
+  const T* const streams[] = {g, p, m, v, ams ? vmax : v};
+  return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
     using W = VecOf<decltype(pr)>;
     W gi = pr.grad(g, i, k);
     W pi = W::load(p + i);
@@ -108,7 +122,8 @@ ChunkResult adagrad_chunk(const ChunkTask& t, const GradPrep& gp) {
   const double* s = t.scalars;
   const T wd = T(s[kAdaGradWd]), clr = T(s[kAdaGradClr]), eps = T(s[kAdaGradEps]);
   const bool l2 = t.flags & kL2;
-  return run_chunk<T>(t.n, gp, t.flags & kMaximize, [&](auto& pr, std::size_t i, int k) {
+  const T* const streams[] = {g, p, sum};
+  return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
     using W = VecOf<decltype(pr)>;
     W gi = pr.grad(g, i, k);
     W pi = W::load(p + i);
@@ -131,7 +146,9 @@ ChunkResult rmsprop_chunk(const ChunkTask& t, const GradPrep& gp) {
   const T wd = T(s[kRmsWd]), alpha = T(s[kRmsAlpha]), oma = T(s[kRmsOneMinusAlpha]),
           eps = T(s[kRmsEps]), mom = T(s[kRmsMomentum]), lr = T(s[kRmsLr]);
   const bool l2 = t.flags & kL2, centered = t.flags & kCentered, momentum = t.flags & kMomentum;
-  return run_chunk<T>(t.n, gp, t.flags & kMaximize, [&](auto& pr, std::size_t i, int k) {
+  // Optional buffers fall back to sq (already fetched) when unused.
+  const T* const streams[] = {g, p, sq, centered ? ga : sq, momentum ? buf : sq};
+  return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
     using W = VecOf<decltype(pr)>;
     W gi = pr.grad(g, i, k);
     W pi = W::load(p + i);
@@ -167,7 +184,8 @@ ChunkResult sgd_chunk(const ChunkTask& t, const GradPrep& gp) {
           lr = T(s[kSgdLr]);
   const bool l2 = t.flags & kL2, momentum = t.flags & kMomentum, nesterov = t.flags & kNesterov,
              init = t.flags & kInitBuffer;
-  return run_chunk<T>(t.n, gp, t.flags & kMaximize, [&](auto& pr, std::size_t i, int k) {
+  const T* const streams[] = {g, p, (momentum && !init) ? buf : p};
+  return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
     using W = VecOf<decltype(pr)>;
     W gi = pr.grad(g, i, k);
     W pi = W::load(p + i);
@@ -192,7 +210,9 @@ ChunkResult sumsq_chunk(const void* gv, std::size_t n, bool skip_nonfinite) {
   SqAcc<V> acc;
   std::uint64_t bad = 0;
   std::size_t i = 0;
+  const T* const streams[] = {g};
   for (; i + kNormLanes <= n; i += kNormLanes) {
+    prefetch_block(streams, i);
     for (int k = 0; k < kPerBlock; ++k) {
       V x = V::load(g + i + static_cast<std::size_t>(k) * V::W);
       if (skip_nonfinite) x = finite_or_zero(x, bad);
@@ -241,6 +261,11 @@ void roof_chunk(char* const* reads, int nreads, char* const* writes, int nwrites
   for (int k = 0; k < nwrites; ++k) w[k] = reinterpret_cast<T*>(writes[k]);
   std::size_t i = 0;
   for (; i + V::W <= n; i += V::W) {
+    // The same prefetching as the update rules, so the roof stays a roof.
+    if (i % kNormLanes == 0)
+      for (int k = 0; k < nreads; ++k)
+        for (std::size_t off = 0; off < kNormLanes * sizeof(T); off += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(r[k] + i) + kPrefetchBytes + off, 0, 3);
     V s = V::load(r[0] + i);
     for (int k = 1; k < nreads; ++k) s = s + V::load(r[k] + i);
     for (int k = 0; k < nwrites; ++k) s.store(w[k] + i);

@@ -248,7 +248,7 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
                         const py::list& states, const py::array_t<std::int32_t>& tensor_group,
                         const py::array_t<double>& group_scalars,
                         const py::array_t<std::uint32_t>& group_flags, int policy,
-                        double max_norm) {
+                        double max_norm, bool track_norm) {
   std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
   if (!lock.owns_lock())
     throw py::value_error("this optimizer is already stepping in another thread; "
@@ -286,14 +286,16 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
     }
     if (status == kStepped) {
       ctx.prep.zero_nonfinite = policy == kZero;
-      ctx.prep.track_norm = !prepass;
+      ctx.prep.track_norm = track_norm && !prepass;
       ctx.prep.clip = clip;
       ctx.prep.scale = clip ? clip_scale(std::sqrt(sumsq), max_norm) : 1.0;
       run_chunks(units_, total, step_task, &ctx);
       if (!prepass) reduce(results_, &sumsq, &nonfinite);
     }
   }
-  return py::make_tuple(status, std::sqrt(sumsq), nonfinite, first_bad);
+  const bool have_norm = track_norm || clip || policy == kSkip || policy == kRaise;
+  return py::make_tuple(status, have_norm ? py::object(py::float_(std::sqrt(sumsq))) : py::object(py::none()),
+                        nonfinite, first_bad);
 }
 
 }  // namespace fastadapt

@@ -60,11 +60,14 @@ class Stepper {
 
   // states: a list of 3 entries (state slots of the algorithm), each None or
   // a list with one array per tensor. Returns
-  // (status, grad_norm, nonfinite_count, first_nonfinite_tensor or -1).
+  // (status, grad_norm or None, nonfinite_count, first_nonfinite_tensor or -1).
+  // The norm is computed when asked (track_norm, fused into the step) or when
+  // a pre-pass reads the grads anyway (clipping, skip, raise).
   py::tuple step(const py::sequence& keys, const py::list& params, const py::list& grads,
                  const py::list& states, const py::array_t<std::int32_t>& tensor_group,
                  const py::array_t<double>& group_scalars,
-                 const py::array_t<std::uint32_t>& group_flags, int policy, double max_norm);
+                 const py::array_t<std::uint32_t>& group_flags, int policy, double max_norm,
+                 bool track_norm);
 
   int algo() const { return algo_; }
 

@@ -151,9 +151,27 @@ def test_nonfinite_policies():
     assert trees_same_bits(p, setup()) and opt.step_count == 0
 
     p = setup()
-    opt = fa.SGD(lr=0.5)  # propagate
+    opt = fa.SGD(lr=0.5, track_grad_norm=True)  # propagate
     opt.update(p, bad)
     assert np.isnan(p["a"][1]) and np.isinf(p["a"][3]) and np.isnan(opt.last_grad_norm)
+
+
+def test_grad_norm_is_opt_in_and_fused():
+    rng = np.random.default_rng(9)
+    g = {"a": rng.standard_normal(1000), "b": rng.standard_normal((3, 4))}
+    plain = fa.Adam()
+    plain.update({k: np.zeros_like(v) for k, v in g.items()}, g)
+    assert plain.last_grad_norm is None
+    for opt in (fa.Adam(track_grad_norm=True), fa.Adam(max_grad_norm=1e9), fa.Adam(nonfinite="skip"),
+                fa.Adam(nonfinite="raise")):
+        opt.update({k: np.zeros_like(v) for k, v in g.items()}, g)
+        assert opt.last_grad_norm == ref.global_norm(list(g.values()))
+    zero = fa.Adam(track_grad_norm=True, nonfinite="zero")
+    h = {"a": g["a"].copy(), "b": g["b"].copy()}
+    h["a"][5] = np.nan
+    zero.update({k: np.zeros_like(v) for k, v in h.items()}, h)
+    clean = {"a": np.where(np.isfinite(h["a"]), h["a"], 0.0), "b": h["b"]}
+    assert zero.last_grad_norm == ref.global_norm(list(clean.values()))
 
 
 def test_sgd_first_momentum_step_is_not_garbage_after_a_skipped_step():

@@ -146,7 +146,7 @@ def test_grad_norm_is_exact_and_independent_of_isa_and_threads(dtype):
             for n in (1, 2, 3):
                 fa.set_num_threads(n)
                 seen.add(fa.global_norm(arrays))
-                opt = fa.SGD(lr=0.0)
+                opt = fa.SGD(lr=0.0, track_grad_norm=True)
                 opt.update([a.copy() for a in arrays], arrays)
                 seen.add(opt.last_grad_norm)
     finally:

@@ -46,13 +46,16 @@ class Optimizer:
 
     max_grad_norm = Hyper(hv.max_grad_norm, "Clip the global gradient norm to this value (None: off).")
     nonfinite = Hyper(hv.nonfinite_policy, "What to do with NaN/Inf gradients: propagate, zero, skip, raise.")
+    track_grad_norm = Hyper(hv.flag, "Compute the global gradient norm in every step (last_grad_norm); "
+                                     "about 5% of a memory-bound step. Always on with clipping, skip and raise.")
 
     def __init__(self, hyper: Dict[str, Any], *, max_grad_norm: Optional[float], nonfinite: str,
-                 overrides: Overrides):
+                 track_grad_norm: bool, overrides: Overrides):
         self._hyper: Dict[str, Any] = {}
         candidate = {name: getattr(type(self), name).validate(name, v) for name, v in hyper.items()}
         candidate["max_grad_norm"] = hv.max_grad_norm("max_grad_norm", max_grad_norm)
         candidate["nonfinite"] = hv.nonfinite_policy("nonfinite", nonfinite)
+        candidate["track_grad_norm"] = hv.flag("track_grad_norm", track_grad_norm)
         self._check_consistency(candidate, where="")
         self._hyper = candidate
         self._overrides = self._normalize_overrides(overrides)
@@ -253,7 +256,8 @@ class Optimizer:
             max_norm = hp["max_grad_norm"]
             status, norm, nonfinite, bad = self._stepper.step(
                 self._paths, leaves, gleaves, self._slot_lists, self._tensor_group,
-                self._scalars, self._flags, _POLICY[policy], -1.0 if max_norm is None else max_norm)
+                self._scalars, self._flags, _POLICY[policy], -1.0 if max_norm is None else max_norm,
+                hp["track_grad_norm"])
         except BaseException:
             self._drop(created)
             if bound_now:
@@ -445,6 +449,8 @@ class Adam(Optimizer):
         lr, betas, eps, weight_decay, amsgrad, maximize: as torch.optim.Adam.
         max_grad_norm: clip the global gradient norm first (None: off).
         nonfinite: "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+        track_grad_norm: compute ``last_grad_norm`` in every step (it is
+            always computed when clipping or with skip/raise).
         overrides: per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}``
             (glob on dotted key paths) or ``[(predicate, {...})]``; later
             entries win.
@@ -472,10 +478,11 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None):
         super().__init__(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                               maximize=maximize),
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
+                         track_grad_norm=track_grad_norm, overrides=overrides)
 
     def _needed_slots(self, flags: int) -> Tuple[int, ...]:
         return (0, 1, 2) if flags & _FLAG["amsgrad"] else (0, 1)
@@ -504,9 +511,10 @@ class AdamW(Adam):
     def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None):
         super().__init__(lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
+                         track_grad_norm=track_grad_norm, overrides=overrides)
 
 
 class AdaGrad(Optimizer):
@@ -535,10 +543,11 @@ class AdaGrad(Optimizer):
     def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None):
         super().__init__(dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                               initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize),
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
+                         track_grad_norm=track_grad_norm, overrides=overrides)
 
     def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
         return np.full_like(param, hp["initial_accumulator_value"])
@@ -578,10 +587,11 @@ class RMSProp(Optimizer):
     def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  momentum: float = 0.0, centered: bool = False, *, maximize: bool = False,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None):
         super().__init__(dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                               centered=centered, maximize=maximize),
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
+                         track_grad_norm=track_grad_norm, overrides=overrides)
 
     def _needed_slots(self, flags: int) -> Tuple[int, ...]:
         return (0,) + ((1,) if flags & _FLAG["centered"] else ()) + ((2,) if flags & _FLAG["momentum"] else ())
@@ -619,10 +629,11 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None):
         super().__init__(dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                               nesterov=nesterov, maximize=maximize),
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides)
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
+                         track_grad_norm=track_grad_norm, overrides=overrides)
 
     def _check_consistency(self, hp: Dict[str, Any], where: str) -> None:
         if hp.get("nesterov") and (hp.get("momentum", 0.0) <= 0.0 or hp.get("dampening", 0.0) != 0.0):
