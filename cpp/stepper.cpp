@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <string>
 
 #include "dispatch.hpp"
@@ -251,8 +252,8 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
                         double max_norm, bool track_norm) {
   std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
   if (!lock.owns_lock())
-    throw py::value_error("this optimizer is already stepping in another thread; "
-                          "use one optimizer per thread");
+    throw std::runtime_error("this optimizer is already stepping in another thread; "
+                             "use one optimizer per thread");
   if (policy < kPropagate || policy > kRaise) throw py::value_error("internal: bad policy");
   check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags);
 

@@ -1,6 +1,8 @@
 #include "thread_pool.hpp"
 
 #include <pthread.h>
+
+#include <chrono>
 #include <sched.h>
 
 namespace fastadapt {
@@ -78,10 +80,14 @@ void ThreadPool::drain() {
 void ThreadPool::worker_loop() {
   std::uint64_t seen = 0;
   for (;;) {
-    // Spin briefly before sleeping: back-to-back optimizer steps then skip
-    // the futex round trip.
-    for (int spin = 0; spin < 4000 && published_.load(std::memory_order_acquire) == seen; ++spin)
-      __builtin_ia32_pause();
+    // Spin briefly before sleeping, so back-to-back steps skip the futex round
+    // trip; bounded by time (~20 us), because a spinning worker steals the core
+    // from whatever the process runs next (NumPy's BLAS, torch, the user's code).
+    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+    while (published_.load(std::memory_order_acquire) == seen) {
+      for (int k = 0; k < 16; ++k) __builtin_ia32_pause();
+      if (std::chrono::steady_clock::now() >= spin_until) break;
+    }
     {
       std::unique_lock<std::mutex> lk(mu_);
       wake_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });

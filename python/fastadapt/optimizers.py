@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import threading
 import warnings
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -52,6 +53,9 @@ class Optimizer:
     def __init__(self, hyper: Dict[str, Any], *, max_grad_norm: Optional[float], nonfinite: str,
                  track_grad_norm: bool, overrides: Overrides):
         self._hyper: Dict[str, Any] = {}
+        # One update (or load/reset) at a time: the step count and state are
+        # read before and written after the kernel runs without the GIL.
+        self._busy = threading.Lock()
         candidate = {name: getattr(type(self), name).validate(name, v) for name, v in hyper.items()}
         candidate["max_grad_norm"] = hv.max_grad_norm("max_grad_norm", max_grad_norm)
         candidate["nonfinite"] = hv.nonfinite_policy("nonfinite", nonfinite)
@@ -130,6 +134,13 @@ class Optimizer:
 
     def reset(self) -> None:
         """Forget the structure, the state and the step count (hyperparameters stay)."""
+        self._acquire()
+        try:
+            self._reset()
+        finally:
+            self._busy.release()
+
+    def _reset(self) -> None:
         self._unbind()
         self._pending_state = None
         self._step = 0
@@ -241,6 +252,18 @@ class Optimizer:
     def update(self, params: Any, grads: Any) -> Any:
         """One optimizer step: update ``params`` in place from ``grads`` (same
         structure) and return ``params``. On any error nothing is changed."""
+        self._acquire()
+        try:
+            return self._update(params, grads)
+        finally:
+            self._busy.release()
+
+    def _acquire(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"this {type(self).__name__} is already in use by another thread; "
+                               f"use one optimizer per thread")
+
+    def _update(self, params: Any, grads: Any) -> Any:
         bound_now = self._tree is None
         created: List[Tuple[int, int]] = []
         try:
@@ -315,6 +338,13 @@ class Optimizer:
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict`. Everything is checked first; on any
         error the optimizer is left exactly as it was."""
+        self._acquire()
+        try:
+            self._load_state_dict(state_dict)
+        finally:
+            self._busy.release()
+
+    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         sd = state_dict
         if not isinstance(sd, Mapping):
             raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
