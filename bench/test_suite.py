@@ -13,7 +13,6 @@ import pytest
 
 from fastadapt import benchmarks as fb
 
-from conftest import THREAD_COUNTS
 
 BASE_IMPLS = ["fastadapt", "roof", "numpy", "torch-single", "torch-foreach", "torch-fused"]
 VARIANT_IMPLS = [f"fastadapt+{v}" for v in fb.VARIANTS]

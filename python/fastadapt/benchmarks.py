@@ -101,7 +101,8 @@ def _arrays(layout: str, dtype: Any, seed: int) -> Tuple[Dict[str, np.ndarray], 
     rng = np.random.default_rng(seed)
     sizes = LAYOUTS[layout]
     params = {f"t{i}": rng.standard_normal(n).astype(dtype) for i, n in enumerate(sizes)}
-    # Gradients scaled so the global norm exceeds 1 (clipping really scales).
+    # Standard-normal gradients: the global norm is sqrt(size) > 1, so the
+    # clip variant (max_grad_norm=1) really scales.
     grads = {k: rng.standard_normal(v.size).astype(dtype) for k, v in params.items()}
     return params, grads
 
