@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <xmmintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -227,6 +229,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("active_isa", [] { return std::string(active_kernels().name); });
   m.def("_set_simd", &set_active_isa, py::arg("name"),
         "Force a SIMD path (tests and benchmarks).");
+  m.def(
+      "_mxcsr",
+      [](long value) {
+        const unsigned before = _mm_getcsr();
+        if (value >= 0) _mm_setcsr(static_cast<unsigned>(value));
+        return before;
+      },
+      py::arg("value") = -1, "Read (and with value >= 0 set) this thread's MXCSR (tests only).");
   m.def("get_num_threads", [] { return ThreadPool::instance().num_threads(); });
   m.def("default_num_threads", &ThreadPool::default_num_threads);
   m.def(

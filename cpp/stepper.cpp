@@ -1,5 +1,7 @@
 #include "stepper.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -134,11 +136,11 @@ Stepper::Stepper(int algo) : algo_(algo) {
 
 void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
                            const py::list& grads, const py::list& states,
-                           const py::array_t<std::int32_t>& tensor_group,
-                           const py::array_t<double>& group_scalars,
-                           const py::array_t<std::uint32_t>& group_flags) {
+                           const IntArray& tensor_group, const DoubleArray& group_scalars,
+                           const FlagArray& group_flags) {
   const std::size_t n = params.size();
-  if (grads.size() != n || keys.size() != n || static_cast<std::size_t>(tensor_group.size()) != n)
+  if (grads.size() != n || keys.size() != n || static_cast<std::size_t>(tensor_group.size()) != n ||
+      tensor_group.ndim() != 1 || group_flags.ndim() != 1)
     throw py::value_error("internal: params, grads, keys and groups differ in length");
   if (states.size() != 3) throw py::value_error("internal: expected 3 state slots");
   const std::size_t ngroups = static_cast<std::size_t>(group_flags.size());
@@ -153,13 +155,15 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
   tensors_.clear();
   sizes_.clear();
   params_view_.clear();
+  keep_alive_.clear();
   const std::int32_t* groups = tensor_group.data();
   py::object slot_lists[3];
   bool has_slot[3];
   for (int s = 0; s < 3; ++s) {
     slot_lists[s] = states[s];
     has_slot[s] = !slot_lists[s].is_none();
-    if (has_slot[s] && (!py::isinstance<py::list>(slot_lists[s]) || py::len(slot_lists[s]) != n))
+    if (has_slot[s] && (!PyList_Check(slot_lists[s].ptr()) ||
+                        static_cast<std::size_t>(PyList_GET_SIZE(slot_lists[s].ptr())) != n))
       throw py::value_error("internal: each state slot must be None or a list per tensor");
   }
   for (std::size_t i = 0; i < n; ++i) {
@@ -190,6 +194,10 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
                               "; call opt.reset() or load a fresh state_dict");
       t.s[s] = sv.data;
     }
+    keep_alive_.push_back(py::reinterpret_borrow<py::object>(p));
+    keep_alive_.push_back(py::reinterpret_borrow<py::object>(grads[i]));
+    for (int s = 0; s < 3; ++s)
+      if (t.s[s]) keep_alive_.push_back(py::reinterpret_borrow<py::object>(PyList_GET_ITEM(slot_lists[s].ptr(), i)));
     tensors_.push_back(t);
     sizes_.push_back(pv.size);
     params_view_.push_back(pv);
@@ -246,14 +254,23 @@ void Stepper::check_param_overlap(const py::sequence& keys) {
 }
 
 py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const py::list& grads,
-                        const py::list& states, const py::array_t<std::int32_t>& tensor_group,
-                        const py::array_t<double>& group_scalars,
-                        const py::array_t<std::uint32_t>& group_flags, int policy,
-                        double max_norm, bool track_norm) {
-  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-  if (!lock.owns_lock())
-    throw std::runtime_error("this optimizer is already stepping in another thread; "
-                             "use one optimizer per thread");
+                        const py::list& states, const IntArray& tensor_group,
+                        const DoubleArray& group_scalars, const FlagArray& group_flags,
+                        int policy, double max_norm, bool track_norm) {
+  const int me = static_cast<int>(getpid());
+  int owner = 0;
+  if (!busy_pid_.compare_exchange_strong(owner, me)) {
+    if (owner == me || !busy_pid_.compare_exchange_strong(owner, me))
+      throw std::runtime_error("this optimizer is already stepping in another thread; "
+                               "use one optimizer per thread");
+  }
+  struct Release {
+    Stepper* s;
+    ~Release() {
+      s->keep_alive_.clear();  // GIL held: we are back in Python's thread
+      s->busy_pid_.store(0);
+    }
+  } release{this};
   if (policy < kPropagate || policy > kRaise) throw py::value_error("internal: bad policy");
   check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags);
 

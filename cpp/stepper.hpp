@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -54,6 +55,10 @@ void plan_units(const std::vector<ChunkRef>& chunks, std::vector<WorkUnit>* unit
 using ChunkFn = void (*)(void* ctx, std::size_t chunk);
 void run_chunks(const std::vector<WorkUnit>& units, std::size_t total_elements, ChunkFn fn, void* ctx);
 
+using IntArray = py::array_t<std::int32_t, py::array::c_style>;
+using DoubleArray = py::array_t<double, py::array::c_style>;
+using FlagArray = py::array_t<std::uint32_t, py::array::c_style>;
+
 class Stepper {
  public:
   explicit Stepper(int algo);
@@ -64,22 +69,26 @@ class Stepper {
   // The norm is computed when asked (track_norm, fused into the step) or when
   // a pre-pass reads the grads anyway (clipping, skip, raise).
   py::tuple step(const py::sequence& keys, const py::list& params, const py::list& grads,
-                 const py::list& states, const py::array_t<std::int32_t>& tensor_group,
-                 const py::array_t<double>& group_scalars,
-                 const py::array_t<std::uint32_t>& group_flags, int policy, double max_norm,
-                 bool track_norm);
+                 const py::list& states, const IntArray& tensor_group,
+                 const DoubleArray& group_scalars, const FlagArray& group_flags, int policy,
+                 double max_norm, bool track_norm);
 
   int algo() const { return algo_; }
 
  private:
   void check_inputs(const py::sequence& keys, const py::list& params, const py::list& grads,
-                    const py::list& states, const py::array_t<std::int32_t>& tensor_group,
-                    const py::array_t<double>& group_scalars,
-                    const py::array_t<std::uint32_t>& group_flags);
+                    const py::list& states, const IntArray& tensor_group,
+                    const DoubleArray& group_scalars, const FlagArray& group_flags);
   void check_param_overlap(const py::sequence& keys);
 
   int algo_;
-  std::mutex busy_;  // one step at a time per optimizer
+  // One step at a time per optimizer: the pid of the process stepping, or 0.
+  // A value from another pid was inherited locked through fork(); the child
+  // may take it over.
+  std::atomic<int> busy_pid_{0};
+  // References to every array of the running step, so none can be freed
+  // while the kernels write without the GIL.
+  std::vector<py::object> keep_alive_;
   // Reused between steps: no heap allocation once the plan is warm.
   std::vector<TensorPlan> tensors_;
   std::vector<std::size_t> sizes_, planned_sizes_;

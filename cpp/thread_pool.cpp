@@ -1,6 +1,7 @@
 #include "thread_pool.hpp"
 
 #include <pthread.h>
+#include <xmmintrin.h>
 
 #include <chrono>
 #include <sched.h>
@@ -53,10 +54,17 @@ void ThreadPool::set_num_threads(int n) {
 }
 
 void ThreadPool::start_workers() {
-  stop_ = false;
+  std::uint64_t current;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = false;
+    current = generation_;
+  }
+  // A new worker has seen every region published so far: it must neither run
+  // nor count itself out of a region that finished before it started.
   const int want = num_threads() - 1;
   workers_.reserve(static_cast<std::size_t>(want));
-  for (int i = 0; i < want; ++i) workers_.emplace_back([this] { worker_loop(); });
+  for (int i = 0; i < want; ++i) workers_.emplace_back([this, current] { worker_loop(current); });
 }
 
 void ThreadPool::stop_workers() {
@@ -77,8 +85,8 @@ void ThreadPool::drain() {
   }
 }
 
-void ThreadPool::worker_loop() {
-  std::uint64_t seen = 0;
+void ThreadPool::worker_loop(std::uint64_t seen) {
+  const unsigned own_csr = _mm_getcsr();
   for (;;) {
     // Spin briefly before sleeping, so back-to-back steps skip the futex round
     // trip; bounded by time (~20 us), because a spinning worker steals the core
@@ -94,7 +102,11 @@ void ThreadPool::worker_loop() {
       if (stop_) return;
       seen = generation_;
     }
+    // Run with the caller's floating-point mode (flush-to-zero, rounding), as
+    // the calling thread and the NumPy reference do.
+    _mm_setcsr(csr_);
     drain();
+    _mm_setcsr(own_csr);
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (--busy_workers_ == 0) done_cv_.notify_one();
@@ -115,6 +127,7 @@ void ThreadPool::parallel_for(std::size_t count, TaskFn fn, void* ctx) {
     fn_ = fn;
     ctx_ = ctx;
     count_ = count;
+    csr_ = _mm_getcsr();
     next_.store(0, std::memory_order_relaxed);
     busy_workers_ = static_cast<int>(workers_.size());
     ++generation_;

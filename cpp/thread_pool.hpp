@@ -38,7 +38,7 @@ class ThreadPool {
  private:
   void start_workers();  // requires run_mu_
   void stop_workers();   // requires run_mu_
-  void worker_loop();
+  void worker_loop(std::uint64_t seen);
   void drain();          // take indices until none are left
 
   std::atomic<int> num_threads_;
@@ -53,6 +53,7 @@ class ThreadPool {
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
   std::size_t count_ = 0;
+  unsigned csr_ = 0;  // the caller's MXCSR for this region
   std::atomic<std::size_t> next_{0};
 };
 

@@ -258,3 +258,14 @@ def test_public_api_is_documented():
         obj = getattr(fa, name)
         if callable(obj):
             assert inspect.getdoc(obj), name
+
+
+def test_internal_arrays_must_be_contiguous():
+    from fastadapt import _core
+    st = _core.Stepper(_core.ALGORITHMS["sgd"])
+    p, g = np.ones(4), np.ones(4)
+    scal = np.zeros((1, 2 * _core.MAX_SCALARS))[:, ::2]  # strided view
+    with pytest.raises(TypeError):
+        st.step(("w",), [p], [g], [None, None, None], np.zeros(1, np.int32), scal,
+                np.zeros(1, np.uint32), 0, -1.0, False)
+    assert np.array_equal(p, np.ones(4))

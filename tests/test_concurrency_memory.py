@@ -114,3 +114,45 @@ def test_100k_small_steps_leave_memory_flat():
     assert grown < 64 * 1024, f"Python heap grew by {grown} bytes"
     assert rss1 - rss0 < 4 * 1024 * 1024, f"RSS grew by {rss1 - rss0} bytes"
     assert opt.step_count == 101_000
+
+
+def test_workers_use_the_callers_floating_point_mode():
+    """Flush-to-zero set by the caller (as torch.set_flush_denormal does) must
+    hold on every pool thread, or results depend on the thread count."""
+    from fastadapt import _core
+    tiny = np.full(_core.MIN_PARALLEL_ELEMENTS * 2, 1e-39, np.float32)  # subnormal
+    results = []
+    before_threads = fa.get_num_threads()
+    for n in (2, 1):
+        fa.set_num_threads(n)
+        p = {"w": tiny.copy()}
+        fa.SGD(lr=0.0).update(p, {"w": np.zeros_like(tiny)})  # warm the pool
+        old = _core._mxcsr()
+        _core._mxcsr(old | 0x8040)  # FTZ | DAZ
+        try:
+            p = {"w": tiny.copy()}
+            fa.SGD(lr=0.5).update(p, {"w": tiny.copy()})
+        finally:
+            _core._mxcsr(old)
+        results.append(p["w"])
+    fa.set_num_threads(before_threads)
+    assert results[0].tobytes() == results[1].tobytes()
+    assert not results[0].any()  # flushed to zero everywhere
+
+
+def test_changing_thread_counts_between_steps_never_hangs():
+    """Restarted workers must not take part in a region that finished before
+    they started (that miscounted and could deadlock)."""
+    code = """
+import numpy as np, fastadapt as fa
+from fastadapt import _core
+g = np.ones(_core.MIN_PARALLEL_ELEMENTS * 4, np.float32)
+for it in range(300):
+    fa.set_num_threads(6 + it % 2)
+    assert fa.global_norm(g) == float(np.sqrt(g.size))
+print("ok")
+"""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 import threading
 import warnings
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -56,6 +57,7 @@ class Optimizer:
         # One update (or load/reset) at a time: the step count and state are
         # read before and written after the kernel runs without the GIL.
         self._busy = threading.Lock()
+        self._busy_pid = os.getpid()
         candidate = {name: getattr(type(self), name).validate(name, v) for name, v in hyper.items()}
         candidate["max_grad_norm"] = hv.max_grad_norm("max_grad_norm", max_grad_norm)
         candidate["nonfinite"] = hv.nonfinite_policy("nonfinite", nonfinite)
@@ -260,8 +262,13 @@ class Optimizer:
 
     def _acquire(self) -> None:
         if not self._busy.acquire(blocking=False):
-            raise RuntimeError(f"this {type(self).__name__} is already in use by another thread; "
-                               f"use one optimizer per thread")
+            if self._busy_pid == os.getpid():
+                raise RuntimeError(f"this {type(self).__name__} is already in use by another thread; "
+                                   f"use one optimizer per thread")
+            # Inherited locked through fork() from a parent that was stepping.
+            self._busy = threading.Lock()
+            self._busy.acquire()
+        self._busy_pid = os.getpid()
 
     def _update(self, params: Any, grads: Any) -> Any:
         bound_now = self._tree is None
@@ -286,9 +293,10 @@ class Optimizer:
             if bound_now:
                 self._unbind()
             raise
-        self.last_grad_norm = norm
-        self.last_nonfinite_count = nonfinite if policy != "propagate" else 0
-        self.total_nonfinite_count += self.last_nonfinite_count
+        if status != 2:  # a raise leaves the optimizer exactly as it was
+            self.last_grad_norm = norm
+            self.last_nonfinite_count = nonfinite if policy != "propagate" else 0
+            self.total_nonfinite_count += self.last_nonfinite_count
         if status == 0:
             self._step = t
             self._pending_state = None
