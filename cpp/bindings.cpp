@@ -72,9 +72,10 @@ struct GradList {
 
   std::pair<double, std::uint64_t> sumsq(bool skip_nonfinite) {
     const KernelTable& kt = active_kernels();
+    const NonfiniteMode mode = skip_nonfinite ? kSkipAndCount : kSumAndCount;
     for_chunks([&](std::size_t c) {
       const ArrayView& a = arrays[chunks[c].tensor];
-      results[c] = kt.sumsq[a.dtype](chunk_ptr(c), chunks[c].size, skip_nonfinite);
+      results[c] = kt.sumsq[a.dtype](chunk_ptr(c), chunks[c].size, mode);
     });
     double s = 0.0;
     std::uint64_t n = 0;

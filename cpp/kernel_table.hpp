@@ -70,7 +70,10 @@ struct ChunkResult {
 };
 
 using StepFn = ChunkResult (*)(const ChunkTask&, const GradPrep&);
-using SumSqFn = ChunkResult (*)(const void* g, std::size_t n, bool skip_nonfinite);
+// How the sum-of-squares pass treats NaN/Inf: add them (the norm propagates
+// them; nothing counted), count them too, or count them and add 0 instead.
+enum NonfiniteMode : int { kSumOnly = 0, kSumAndCount = 1, kSkipAndCount = 2 };
+using SumSqFn = ChunkResult (*)(const void* g, std::size_t n, NonfiniteMode mode);
 using SanitizeFn = std::uint64_t (*)(void* g, std::size_t n);
 using ScaleFn = void (*)(void* g, std::size_t n, double scale);
 // Benchmark yardstick: reads `nreads` buffers and writes `nwrites` buffers of

@@ -201,9 +201,10 @@ ChunkResult sgd_chunk(const ChunkTask& t, const GradPrep& gp) {
 }
 
 // Sum of squares (and non-finite count) of a gradient chunk, with exactly the
-// lanes the step kernels use. skip_nonfinite: sum as if NaN/Inf were 0.
+// lanes the step kernels use. kSkipAndCount sums as if NaN/Inf were 0.
 template <class T>
-ChunkResult sumsq_chunk(const void* gv, std::size_t n, bool skip_nonfinite) {
+ChunkResult sumsq_chunk(const void* gv, std::size_t n, NonfiniteMode mode) {
+  const bool skip_nonfinite = mode == kSkipAndCount, count = mode == kSumAndCount;
   const T* g = static_cast<const T*>(gv);
   using V = Widest<T>;
   constexpr int kPerBlock = kNormLanes / V::W;
@@ -216,7 +217,7 @@ ChunkResult sumsq_chunk(const void* gv, std::size_t n, bool skip_nonfinite) {
     for (int k = 0; k < kPerBlock; ++k) {
       V x = V::load(g + i + static_cast<std::size_t>(k) * V::W);
       if (skip_nonfinite) x = finite_or_zero(x, bad);
-      else bad += count_nonfinite(x);
+      else if (count) bad += count_nonfinite(x);
       acc.add(x, k);
     }
   }
@@ -225,7 +226,7 @@ ChunkResult sumsq_chunk(const void* gv, std::size_t n, bool skip_nonfinite) {
   for (; i < n; ++i) {
     Scalar<T> x = Scalar<T>::load(g + i);
     if (skip_nonfinite) x = finite_or_zero(x, bad);
-    else bad += count_nonfinite(x);
+    else if (count) bad += count_nonfinite(x);
     tail.add(x, static_cast<int>(i % kNormLanes));
   }
   return {combine_lanes(tail.lane), bad};

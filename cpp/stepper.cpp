@@ -42,7 +42,7 @@ struct StepContext {
   const double* scalars;
   const std::uint32_t* flags;
   GradPrep prep;
-  bool skip_nonfinite;  // for the pre-pass
+  NonfiniteMode prepass_mode;
 };
 
 std::size_t elem_size(DType d) { return d == kF32 ? 4 : 8; }
@@ -52,7 +52,7 @@ void prepass_task(void* c, std::size_t i) {
   const ChunkRef& ch = ctx->chunks[i];
   const TensorPlan& t = ctx->tensors[ch.tensor];
   const char* g = static_cast<const char*>(t.g) + ch.begin * elem_size(t.dtype);
-  ctx->results[i] = ctx->kt->sumsq[t.dtype](g, ch.size, ctx->skip_nonfinite);
+  ctx->results[i] = ctx->kt->sumsq[t.dtype](g, ch.size, ctx->prepass_mode);
 }
 
 void step_task(void* c, std::size_t i) {
@@ -285,7 +285,8 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
   for (std::size_t s : sizes_) total += s;
 
   StepContext ctx{&active_kernels(), algo_, tensors_.data(), chunks_.data(), results_.data(),
-                  scalars_.data(), flags_.data(), GradPrep{}, policy == kZero};
+                  scalars_.data(), flags_.data(), GradPrep{},
+                  policy == kZero ? kSkipAndCount : policy == kPropagate ? kSumOnly : kSumAndCount};
   int status = kStepped;
   double sumsq = 0.0;
   std::uint64_t nonfinite = 0;
