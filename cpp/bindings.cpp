@@ -60,7 +60,7 @@ struct GradList {
 
   char* chunk_ptr(std::size_t c) const {
     const ArrayView& a = arrays[chunks[c].tensor];
-    return a.data + chunks[c].begin * (a.dtype == kF32 ? 4 : 8);
+    return a.data + chunks[c].begin * elem_size(a.dtype);
   }
 
   template <class F>
@@ -157,7 +157,7 @@ class Roof {
       Roof& r = *x->self;
       const ChunkRef& ch = r.chunks_[i];
       const ArrayView& v0 = r.views_[ch.tensor];
-      const std::size_t off = ch.begin * (v0.dtype == kF32 ? 4 : 8);
+      const std::size_t off = ch.begin * elem_size(v0.dtype);
       char* rd[kMaxRoofBuffers];
       char* wr[kMaxRoofBuffers];
       for (int k = 0; k < r.nreads_; ++k) rd[k] = r.views_[k * r.ntensors_ + ch.tensor].data + off;

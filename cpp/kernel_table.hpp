@@ -24,6 +24,7 @@ constexpr std::size_t kPrefetchBytes = 4096;
 
 enum Algo : int { kAdam = 0, kAdaGrad = 1, kRMSProp = 2, kSGD = 3, kNumAlgos = 4 };
 enum DType : int { kF32 = 0, kF64 = 1 };
+constexpr std::size_t elem_size(DType d) { return d == kF32 ? 4 : 8; }
 
 // Per-group switches, set by the Python layer from the hyperparameters.
 enum GroupFlag : unsigned {

@@ -45,8 +45,6 @@ struct StepContext {
   NonfiniteMode prepass_mode;
 };
 
-std::size_t elem_size(DType d) { return d == kF32 ? 4 : 8; }
-
 void prepass_task(void* c, std::size_t i) {
   auto* ctx = static_cast<StepContext*>(c);
   const ChunkRef& ch = ctx->chunks[i];

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <atomic>
-#include <mutex>
 #include <vector>
 
 #include "kernel_table.hpp"

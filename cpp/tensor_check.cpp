@@ -52,7 +52,7 @@ static ArrayView view_of(const py::array& a, DType dt) {
   ArrayView v;
   v.data = static_cast<char*>(const_cast<void*>(a.data()));
   v.size = static_cast<std::size_t>(a.size());
-  v.nbytes = v.size * (dt == kF32 ? 4 : 8);
+  v.nbytes = v.size * elem_size(dt);
   v.dtype = dt;
   return v;
 }
