@@ -89,8 +89,9 @@ ChunkResult adam_chunk(const ChunkTask& t, const GradPrep& gp) {
   T* vmax = static_cast<T*>(t.s[2]);
   const double* s = t.scalars;
   const T b1 = T(s[kAdamB1]), omb1 = T(s[kAdamOneMinusB1]), b2 = T(s[kAdamB2]),
-          omb2 = T(s[kAdamOneMinusB2]), bc2s = T(s[kAdamBc2Sqrt]), eps = T(s[kAdamEps]),
+          omb2 = T(s[kAdamOneMinusB2]), eps = T(s[kAdamEps]),
           step = T(s[kAdamStepSize]), wd = T(s[kAdamWd]), decay = T(s[kAdamDecay]);
+  const Divisor<T> bc2s(s[kAdamBc2Sqrt]);
   const bool l2 = t.flags & kL2, decoupled = t.flags & kDecoupled, ams = t.flags & kAmsgrad;
   const T* const streams[] = {g, p, m, v, ams ? vmax : v};
   return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
@@ -108,7 +109,7 @@ ChunkResult adam_chunk(const ChunkTask& t, const GradPrep& gp) {
       vv = max_nan(W::load(vmax + i), vi);
       vv.store(vmax + i);
     }
-    const W denom = vsqrt(vv) / W::set1(bc2s) + W::set1(eps);
+    const W denom = div_by(vsqrt(vv), bc2s) + W::set1(eps);
     pi = pi - W::set1(step) * (mi / denom);
     pi.store(p + i);
   });

@@ -8,6 +8,21 @@
 
 #define FA_INLINE inline __attribute__((always_inline))
 
+// ---- Division by a loop constant ------------------------------------------
+// x / c for a constant c of the element type, correctly rounded. float lanes
+// take x * (1/c) in double and round once to float instead of dividing
+// (the divider is the bottleneck of Adam at two threads). This is exact: the
+// double product is within 2^-52 (relative) of x/c, while x/c, a quotient of
+// two 24-bit significands, is never a float rounding midpoint and lies at
+// least 2^-49 (relative) from every one, subnormal and overflow boundaries
+// included; so both round to the same float. double lanes divide.
+template <class T>
+struct Divisor {
+  T c;
+  double recip;
+  explicit Divisor(double x) : c(static_cast<T>(x)), recip(1.0 / static_cast<double>(static_cast<T>(x))) {}
+};
+
 // ---- Scalar: the portable path, and the tail of every vector path ----------
 template <class T>
 struct Scalar {
@@ -22,6 +37,10 @@ struct Scalar {
   friend FA_INLINE Scalar operator*(Scalar a, Scalar b) { return {a.v * b.v}; }
   friend FA_INLINE Scalar operator/(Scalar a, Scalar b) { return {a.v / b.v}; }
   friend FA_INLINE Scalar operator-(Scalar a) { return {-a.v}; }
+  friend FA_INLINE Scalar div_by(Scalar a, const Divisor<T>& d) {
+    if constexpr (sizeof(T) == 4) return {static_cast<float>(static_cast<double>(a.v) * d.recip)};
+    else return {a.v / d.c};
+  }
   friend FA_INLINE Scalar vsqrt(Scalar a) {
     // float stays in float: one correctly rounded sqrtss, as NumPy does.
     if constexpr (sizeof(T) == 4) return {__builtin_sqrtf(a.v)};
@@ -76,6 +95,12 @@ struct F32x8 {
   friend FA_INLINE F32x8 operator*(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
   friend FA_INLINE F32x8 operator/(F32x8 a, F32x8 b) { return {_mm256_div_ps(a.v, b.v)}; }
   friend FA_INLINE F32x8 operator-(F32x8 a) { return {_mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f))}; }
+  friend FA_INLINE F32x8 div_by(F32x8 a, const Divisor<float>& d) {
+    const __m256d r = _mm256_set1_pd(d.recip);
+    const __m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a.v)), r));
+    const __m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1)), r));
+    return {_mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1)};
+  }
   friend FA_INLINE F32x8 vsqrt(F32x8 a) { return {_mm256_sqrt_ps(a.v)}; }
   friend FA_INLINE F32x8 max_nan(F32x8 a, F32x8 b) {
     const __m256 m = _mm256_max_ps(a.v, b.v);  // b when either is NaN
@@ -106,6 +131,7 @@ struct F64x4 {
   friend FA_INLINE F64x4 operator-(F64x4 a, F64x4 b) { return {_mm256_sub_pd(a.v, b.v)}; }
   friend FA_INLINE F64x4 operator*(F64x4 a, F64x4 b) { return {_mm256_mul_pd(a.v, b.v)}; }
   friend FA_INLINE F64x4 operator/(F64x4 a, F64x4 b) { return {_mm256_div_pd(a.v, b.v)}; }
+  friend FA_INLINE F64x4 div_by(F64x4 a, const Divisor<double>& d) { return {_mm256_div_pd(a.v, _mm256_set1_pd(d.c))}; }
   friend FA_INLINE F64x4 operator-(F64x4 a) { return {_mm256_xor_pd(a.v, _mm256_set1_pd(-0.0))}; }
   friend FA_INLINE F64x4 vsqrt(F64x4 a) { return {_mm256_sqrt_pd(a.v)}; }
   friend FA_INLINE F64x4 max_nan(F64x4 a, F64x4 b) {
@@ -165,6 +191,14 @@ struct F32x16 {
   friend FA_INLINE F32x16 operator-(F32x16 a, F32x16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
   friend FA_INLINE F32x16 operator*(F32x16 a, F32x16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
   friend FA_INLINE F32x16 operator/(F32x16 a, F32x16 b) { return {_mm512_div_ps(a.v, b.v)}; }
+  friend FA_INLINE F32x16 div_by(F32x16 a, const Divisor<float>& d) {
+    const __m512d r = _mm512_set1_pd(d.recip);
+    const __m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a.v)), r));
+    const __m256 hi = _mm512_cvtpd_ps(_mm512_mul_pd(
+        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1))), r));
+    return {_mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)),
+                                                 _mm256_castps_pd(hi), 1))};
+  }
   friend FA_INLINE F32x16 operator-(F32x16 a) {
     return {_mm512_castsi512_ps(
         _mm512_xor_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(INT32_MIN)))};
@@ -200,6 +234,7 @@ struct F64x8 {
   friend FA_INLINE F64x8 operator-(F64x8 a, F64x8 b) { return {_mm512_sub_pd(a.v, b.v)}; }
   friend FA_INLINE F64x8 operator*(F64x8 a, F64x8 b) { return {_mm512_mul_pd(a.v, b.v)}; }
   friend FA_INLINE F64x8 operator/(F64x8 a, F64x8 b) { return {_mm512_div_pd(a.v, b.v)}; }
+  friend FA_INLINE F64x8 div_by(F64x8 a, const Divisor<double>& d) { return {_mm512_div_pd(a.v, _mm512_set1_pd(d.c))}; }
   friend FA_INLINE F64x8 operator-(F64x8 a) {
     return {_mm512_castsi512_pd(
         _mm512_xor_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64(INT64_MIN)))};

@@ -49,7 +49,7 @@ class ThreadPool {
   bool stop_ = false;
   std::uint64_t generation_ = 0;  // guarded by mu_
   std::atomic<std::uint64_t> published_{0};
-  int busy_workers_ = 0;          // guarded by mu_
+  std::atomic<int> busy_workers_{0};  // workers still inside the current region
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
   std::size_t count_ = 0;

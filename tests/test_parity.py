@@ -165,3 +165,29 @@ def test_adam_is_torch_adam_not_the_articles_double_bias_correction():
     g = {"w": np.array([1.0, -2.0, 0.5, -0.25])}
     fa.Adam(lr=0.1, eps=0.0).update(p, g)
     np.testing.assert_allclose(p["w"], -0.1 * np.sign(g["w"]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("beta2", [0.999, 0.3])
+@pytest.mark.parametrize("step", [0, 1, 6, 999])
+def test_adam_bias_correction_division_is_exact_over_the_whole_float32_range(beta2, step, isa):
+    # The kernels divide sqrt(v) by the constant sqrt(1 - beta2**t) as a
+    # multiplication in double (see Divisor in simd.hpp). Second moments with
+    # every exponent, subnormals included, must still match NumPy's division.
+    rng = np.random.default_rng(step)
+    n = 200_003
+    bits = rng.integers(1, 0x7F7FFFFF, size=n, dtype=np.uint32)
+    v = bits.view(np.float32)
+    m = rng.standard_normal(n).astype(np.float32)
+    p = {"w": rng.standard_normal(n).astype(np.float32)}
+    q = copy_tree(p)
+    g = {"w": np.zeros(n, np.float32)}
+    opts = dict(lr=1e-3, betas=(0.9, beta2), eps=0.0)
+    ours, theirs = fa.Adam(**opts), ref.Adam(**opts)
+    sd = ours.state_dict()
+    sd.update(step=step, state={"w": {"exp_avg": m.copy(), "exp_avg_sq": v.copy()}})
+    ours.load_state_dict(sd)
+    theirs.step_count = step
+    theirs.state = {"w": {"exp_avg": m.copy(), "exp_avg_sq": v.copy()}}
+    ours.update(p, g)
+    theirs.update(q, g)
+    assert same_bits(p["w"], q["w"])

@@ -200,16 +200,18 @@ def _time_calls(step: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - t0) / number
 
 
-def measure(cases: Sequence[Case], rounds: int = 15, min_round_s: float = 0.01,
-            settle_s: float = 0.02) -> List[float]:
+def measure(cases: Sequence[Case], rounds: int = 15, min_round_s: float = 0.02,
+            settle_s: float = 0.02, warm_calls: int = 3) -> List[float]:
     """Median seconds per step of each case, measured in interleaved rounds
     (case A, B, C, A, B, C, ...) so slow drifts of a shared machine hit all
     cases alike. Small steps are repeated within a round.
 
-    Before each timed block the process idles ``settle_s``: thread pools
-    (torch's OpenMP, fastadapt's) spin for a while after their last task, and
-    on a small machine a pool still spinning from the previous case would be
-    measured as slowness of the next one."""
+    Before each timed block the process idles ``settle_s`` and then makes
+    ``warm_calls`` untimed steps: thread pools (torch's OpenMP, fastadapt's)
+    spin for a while after their last task and are asleep after a pause, so
+    a block must neither inherit the previous case's spinning threads nor
+    charge its own threads' wake-up to the steps it times. What is left is
+    the steady state of back-to-back steps, as in a training loop."""
     numbers = []
     for c in cases:
         c.step()  # warm-up: state allocation, page faults, thread start
@@ -219,6 +221,8 @@ def measure(cases: Sequence[Case], rounds: int = 15, min_round_s: float = 0.01,
     for _ in range(rounds):
         for i, c in enumerate(cases):
             time.sleep(settle_s)
+            for _ in range(warm_calls):
+                c.step()
             samples[i].append(_time_calls(c.step, numbers[i]))
     return [statistics.median(s) for s in samples]
 
