@@ -85,10 +85,11 @@ void ThreadPool::start_workers() {
   // A new worker has seen every region published so far: it must neither run
   // nor count itself out of a region that finished before it started.
   const int want = num_threads() - 1;
+  blocks_ = std::vector<Block>(static_cast<std::size_t>(want) + 1);
   workers_.reserve(static_cast<std::size_t>(want));
   const std::vector<int> cpus = worker_cpus(want);
   for (int i = 0; i < want; ++i) {
-    workers_.emplace_back([this, current] { worker_loop(current); });
+    workers_.emplace_back([this, current, i] { worker_loop(current, i + 1); });
     if (!cpus.empty()) {
       cpu_set_t one;
       CPU_ZERO(&one);
@@ -108,15 +109,19 @@ void ThreadPool::stop_workers() {
   workers_.clear();
 }
 
-void ThreadPool::drain() {
-  for (;;) {
-    const std::size_t i = next_.fetch_add(1, std::memory_order_relaxed);
-    if (i >= count_) return;
-    fn_(ctx_, i);
+void ThreadPool::drain(int slot) {
+  const std::size_t nblocks = blocks_.size();
+  for (std::size_t k = 0; k < nblocks; ++k) {
+    Block& b = blocks_[(static_cast<std::size_t>(slot) + k) % nblocks];
+    for (;;) {
+      const std::size_t i = b.next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= b.end) break;
+      fn_(ctx_, i);
+    }
   }
 }
 
-void ThreadPool::worker_loop(std::uint64_t seen) {
+void ThreadPool::worker_loop(std::uint64_t seen, int slot) {
   const unsigned own_csr = _mm_getcsr();
   for (;;) {
     // Spin briefly before sleeping, so back-to-back steps skip the futex round
@@ -136,7 +141,7 @@ void ThreadPool::worker_loop(std::uint64_t seen) {
     // Run with the caller's floating-point mode (flush-to-zero, rounding), as
     // the calling thread and the NumPy reference do.
     _mm_setcsr(csr_);
-    drain();
+    drain(slot);
     _mm_setcsr(own_csr);
     // The last worker out wakes the caller if it went to sleep; taking mu_
     // first means the caller cannot miss it between its check and its wait.
@@ -161,13 +166,17 @@ void ThreadPool::parallel_for(std::size_t count, TaskFn fn, void* ctx) {
     ctx_ = ctx;
     count_ = count;
     csr_ = _mm_getcsr();
-    next_.store(0, std::memory_order_relaxed);
+    const std::size_t nblocks = blocks_.size();
+    for (std::size_t k = 0; k < nblocks; ++k) {
+      blocks_[k].next.store(count * k / nblocks, std::memory_order_relaxed);
+      blocks_[k].end = count * (k + 1) / nblocks;
+    }
     busy_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
     ++generation_;
     published_.store(generation_, std::memory_order_release);
   }
   wake_cv_.notify_all();
-  drain();
+  drain(0);
   // The workers finish within a chunk or so of the caller: spin for them
   // briefly (a futex sleep and wake costs tens of microseconds on a VM),
   // then sleep.

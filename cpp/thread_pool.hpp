@@ -23,8 +23,11 @@ class ThreadPool {
   void set_num_threads(int n);
 
   // Calls fn(ctx, i) for every i in [0, count), on up to num_threads threads.
-  // Which thread runs which index is not fixed, so callers must make every
-  // index independent. If another caller is using the pool, this one runs
+  // Thread k first runs the k-th contiguous block of indices, front to back
+  // (so from step to step a core revisits the data it touched last time, and
+  // streams one long run of memory), then helps with what is left of the
+  // other blocks. Which thread runs which index is therefore not fixed, so
+  // callers must make every index independent. If another caller is using the pool, this one runs
   // the loop on its own thread (same results, no waiting, no deadlock).
   void parallel_for(std::size_t count, TaskFn fn, void* ctx);
 
@@ -38,8 +41,8 @@ class ThreadPool {
  private:
   void start_workers();  // requires run_mu_
   void stop_workers();   // requires run_mu_
-  void worker_loop(std::uint64_t seen);
-  void drain();          // take indices until none are left
+  void worker_loop(std::uint64_t seen, int slot);
+  void drain(int slot);  // run own block, then steal until none are left
 
   std::atomic<int> num_threads_;
   std::mutex run_mu_;  // one parallel region at a time
@@ -54,7 +57,13 @@ class ThreadPool {
   void* ctx_ = nullptr;
   std::size_t count_ = 0;
   unsigned csr_ = 0;  // the caller's MXCSR for this region
-  std::atomic<std::size_t> next_{0};
+  // Per-thread block of the current region: [next, end). Padded so two
+  // threads' cursors never share a cache line.
+  struct alignas(64) Block {
+    std::atomic<std::size_t> next{0};
+    std::size_t end = 0;
+  };
+  std::vector<Block> blocks_;  // one per thread (caller is slot 0); sized in start_workers
 };
 
 }  // namespace fastadapt
