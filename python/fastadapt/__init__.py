@@ -6,8 +6,10 @@ with fused, vectorized, multithreaded C++ kernels.
     opt.update(params, grads)      # one fused C++ step, in place
 """
 
-from . import reference
+from . import reference, schedules
+from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
 from .gradients import clip_by_global_norm, global_norm, sanitize
+from .lr_finder import LRFindResult, lr_find
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp, make_optimizer
 from .runtime import get_num_threads, set_num_threads, simd_info
 
@@ -28,6 +30,13 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "reference",
+    "schedules",
+    "Scheduler",
+    "ReduceLROnPlateau",
+    "EarlyStopping",
+    "AdaptiveLR",
+    "lr_find",
+    "LRFindResult",
     "__version__",
 ]
 

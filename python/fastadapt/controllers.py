@@ -1,0 +1,740 @@
+"""Controllers: callbacks that change hyperparameters (or stop training)
+while a model trains.
+
+- :class:`Scheduler` drives any hyperparameter from schedules, per step or per epoch;
+- :class:`ReduceLROnPlateau` cuts the learning rate when a metric stops improving;
+- :class:`EarlyStopping` stops when it stops improving and puts the best params back;
+- :class:`AdaptiveLR` is the seed article's scheduler: warmup, then plateau
+  reduction, with early-stop detection.
+
+Each one works standalone (call ``.step(...)`` in your own loop) or as a
+trainer callback (see :mod:`fastadapt.callbacks`), and has
+``state_dict()`` / ``load_state_dict()`` so a resumed run continues exactly
+as an uninterrupted one. The optimizer's own hyperparameters (the current
+lr included) travel in the optimizer's ``state_dict``; checkpoint both.
+
+Plateau counting (ALGORITHMS.md, Keras's count): after each epoch a metric
+``x`` improves on ``best`` if ``x < best * (1 - threshold)`` (``rel``) or
+``x < best - threshold`` (``abs``), mirrored for ``mode="max"``. On
+improvement ``wait = 0``; otherwise ``wait += 1`` and the action (cut the
+lr, stop) happens when ``wait >= patience``. torch's ReduceLROnPlateau
+acts when ``wait > patience``, one epoch later: ``patience=p`` here
+behaves like torch's ``patience=p-1``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ._tree import TreeDef
+from .callbacks import Callback
+
+__all__ = ["Scheduler", "ReduceLROnPlateau", "EarlyStopping", "AdaptiveLR"]
+
+_MODES = ("min", "max")
+_THRESHOLD_MODES = ("rel", "abs")
+
+
+# ---- argument checks -----------------------------------------------------------
+
+def _number(name: str, value: Any, *, low: float = -math.inf, low_open: bool = False,
+            high: float = math.inf, high_open: bool = False) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} must be a real number")
+    v = float(value)
+    if math.isnan(v) or v < low or (low_open and v == low) or v > high or (high_open and v == high):
+        lo = f"{'(' if low_open else '['}{low:g}"
+        hi = f"{high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name}={value!r} must be in {lo}, {hi}")
+    return v
+
+
+def _count(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an integer")
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} must be >= {minimum}")
+    return int(value)
+
+
+def _option(name: str, value: Any, options: Tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"{name}={value!r} must be one of {', '.join(map(repr, options))}")
+    return value
+
+
+def _real_or_nan(name: str, value: Any) -> float:
+    """A float; NaN and inf are allowed (a NaN metric never counts as an improvement)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}") from None
+
+
+def _cut(lr: float, factor: float, min_lr: float) -> float:
+    """One plateau cut: ``max(lr * factor, min_lr)``, but never above ``lr``
+    (an lr already under ``min_lr`` stays where it is, as in torch and Keras)."""
+    return min(lr, max(lr * factor, min_lr))
+
+
+def _epoch_arg(owner: str, epoch: Any, last_epoch: int) -> int:
+    if epoch is None:
+        return last_epoch + 1
+    return _count(f"{owner}.step(epoch=...)", epoch)
+
+
+def _monitored(owner: str, monitor: str, logs: Mapping[str, Any]) -> Any:
+    if monitor not in logs:
+        raise KeyError(f"{owner} monitors {monitor!r}, which this epoch's logs lack (logged: "
+                       f"{', '.join(map(repr, sorted(logs))) or 'nothing'}); pass monitor= one of those or "
+                       f"log {monitor!r}")
+    return logs[monitor]
+
+
+def _bound_optimizer(owner: str, optimizer: Any, needs: str) -> Any:
+    if not hasattr(optimizer, needs):
+        raise TypeError(f"{owner} needs a fastadapt optimizer (with .{needs}), got {type(optimizer).__name__}")
+    return optimizer
+
+
+def _optimizer_from(owner: str, trainer: Any) -> Any:
+    optimizer = getattr(trainer, "optimizer", None)
+    if optimizer is None:
+        raise ValueError(f"{owner} was built without an optimizer and the trainer has none at "
+                         f"on_train_begin; pass the optimizer to {owner}(...)")
+    return optimizer
+
+
+def _load_fields(owner: str, state_dict: Any, fields: Mapping[str, Callable[[str, Any], Any]]) -> Dict[str, Any]:
+    """Check a controller state_dict (exact keys, each value) before anything changes."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"{owner}.load_state_dict needs a dict, got {type(state_dict).__name__}")
+    if set(state_dict) != set(fields):
+        missing, extra = set(fields) - set(state_dict), set(state_dict) - set(fields)
+        raise ValueError(f"{owner} state_dict keys differ: missing {sorted(missing)}, unexpected {sorted(extra)}; "
+                         f"pass what {owner}.state_dict() returned")
+    return {k: check(f"state_dict[{k!r}]", state_dict[k]) for k, check in fields.items()}
+
+
+def _opt_float(name: str, value: Any) -> Optional[float]:
+    return None if value is None else _real_or_nan(name, value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r} must be True or False")
+    return bool(value)
+
+
+def _epoch_index(name: str, value: Any) -> int:
+    return _count(name, value, -1)
+
+
+# ---- the improvement test and plateau counter ----------------------------------------
+
+class _Improvement:
+    """``x`` improves on ``best``: ALGORITHMS.md's test in min or max mode."""
+
+    def __init__(self, owner: str, mode: str, threshold: float, threshold_mode: str,
+                 threshold_name: str = "threshold"):
+        self.mode = _option("mode", mode, _MODES)
+        self.threshold_mode = _option("threshold_mode", threshold_mode, _THRESHOLD_MODES)
+        # rel: best * (1 - 1) would turn inf into nan, so threshold < 1.
+        high, high_open = (1.0, True) if threshold_mode == "rel" else (math.inf, False)
+        self.threshold = _number(threshold_name, threshold, low=0.0, high=high, high_open=high_open)
+
+    @property
+    def worst(self) -> float:
+        return math.inf if self.mode == "min" else -math.inf
+
+    def __call__(self, x: float, best: float) -> bool:
+        t = self.threshold
+        if self.mode == "min":
+            return x < (best * (1.0 - t) if self.threshold_mode == "rel" else best - t)
+        return x > (best * (1.0 + t) if self.threshold_mode == "rel" else best + t)
+
+
+class _PlateauCounter:
+    """best / wait / cooldown bookkeeping of the plateau rule.
+
+    ``observe(x)`` returns True when patience has run out at this epoch;
+    the owner then acts and calls ``acted()``, which restarts ``wait`` and
+    begins ``cooldown`` epochs in which ``wait`` stays 0 (improvements still
+    update ``best``). torch's cooldown lets the same number of epochs pass;
+    Keras's counter lets one fewer.
+    """
+
+    def __init__(self, improves: _Improvement, patience: int, cooldown: int):
+        self.improves = improves
+        self.patience = patience
+        self.cooldown = cooldown
+        self.best = improves.worst
+        self.wait = 0
+        self.cooldown_left = 0
+        self.improved = False
+
+    def observe(self, x: float) -> bool:
+        self.improved = self.improves(x, self.best)
+        if self.improved:
+            self.best = x
+            self.wait = 0
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+            return False
+        if self.improved:
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def acted(self) -> None:
+        self.wait = 0
+        self.cooldown_left = self.cooldown
+
+    def state(self) -> Dict[str, Any]:
+        return {"best": self.best, "wait": self.wait, "cooldown_left": self.cooldown_left}
+
+    FIELDS = {"best": _real_or_nan, "wait": _count, "cooldown_left": _count}
+
+    def load(self, checked: Mapping[str, Any]) -> None:
+        self.best, self.wait, self.cooldown_left = checked["best"], checked["wait"], checked["cooldown_left"]
+
+
+# ---- Scheduler -------------------------------------------------------------------
+
+def _targets(optimizer: Any) -> Dict[str, Tuple[str, Optional[int]]]:
+    """Schedulable names of an optimizer: real-valued hyperparameters, and
+    ``<name><i>`` / ``<name>[i]`` for an element of a tuple (``betas0``)."""
+    out: Dict[str, Tuple[str, Optional[int]]] = {}
+    for name, value in optimizer.hyperparameters.items():
+        if isinstance(value, tuple):
+            for i in range(len(value)):
+                out[f"{name}{i}"] = (name, i)
+                out[f"{name}[{i}]"] = (name, i)
+        elif value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+            out[name] = (name, None)
+    return out
+
+
+class Scheduler(Callback):
+    """Drive optimizer hyperparameters from schedules, per step or per epoch.
+
+    Each keyword names a hyperparameter and gives a schedule (any callable
+    ``count -> value``, e.g. from :mod:`fastadapt.schedules`). An element of
+    a tuple hyperparameter is named with its index: ``betas0`` (or
+    ``"betas[0]"`` through ``**{...}``) is Adam's beta1. Like torch's
+    schedulers, the values for count 0 are applied at construction (or when
+    the optimizer is bound), and each :meth:`step` advances the count by one
+    and applies the values for the new count. Per-key overrides of the
+    optimizer keep their own values.
+
+    As a trainer callback, ``per="step"`` steps after every batch
+    (``on_batch_end``), ``per="epoch"`` after every epoch
+    (``on_epoch_end``); the count is the scheduler's own, restored from its
+    ``state_dict`` on resume.
+
+    Args:
+        optimizer: a fastadapt optimizer, or None to bind to
+            ``trainer.optimizer`` in ``on_train_begin``.
+        per: ``"step"`` or ``"epoch"``.
+        **schedules: ``name=schedule`` for each hyperparameter to drive.
+
+    A schedule value the optimizer rejects (``lr=-1``, ``betas0=1.0``)
+    raises the optimizer's error, prefixed with the name and the count.
+
+    Example::
+
+        sched = fa.Scheduler(opt, lr=fa.schedules.one_cycle(1e-2, 1000),
+                             betas0=fa.schedules.one_cycle_momentum(1000))
+        for batch in batches:
+            opt.update(params, grad_fn(params, batch))
+            sched.step()
+    """
+
+    def __init__(self, optimizer: Any = None, *, per: str = "step", **schedules: Callable[[int], float]):
+        self.per = _option("per", per, ("step", "epoch"))
+        if not schedules:
+            raise ValueError("Scheduler needs at least one schedule, e.g. Scheduler(opt, lr=fa.schedules.cosine(...))")
+        for name, schedule in schedules.items():
+            if not callable(schedule):
+                raise TypeError(f"Scheduler({name}=...) must be a schedule (a callable count -> value), "
+                                f"got {type(schedule).__name__} {schedule!r}")
+        self.schedules: Dict[str, Callable[[int], float]] = dict(schedules)
+        self.count = 0
+        self.last_values: Dict[str, float] = {}
+        self.optimizer: Any = None
+        self._where: Dict[str, Tuple[str, Optional[int]]] = {}
+        if optimizer is not None:
+            self._bind(optimizer)
+
+    def _bind(self, optimizer: Any) -> None:
+        optimizer = _bound_optimizer("Scheduler", optimizer, "hyperparameters")
+        valid = _targets(optimizer)
+        for name in self.schedules:
+            if name not in valid:
+                shown = [n for n in valid if "[" not in n]
+                raise ValueError(f"Scheduler: {type(optimizer).__name__} has no schedulable hyperparameter "
+                                 f"{name!r}; valid names: {', '.join(shown)}")
+        self.optimizer = optimizer
+        self._where = {name: valid[name] for name in self.schedules}
+        self._apply()
+
+    def _apply(self) -> None:
+        values = {}
+        for name, schedule in self.schedules.items():
+            value = schedule(self.count)
+            attr, index = self._where[name]
+            try:
+                if index is None:
+                    setattr(self.optimizer, attr, value)
+                else:
+                    elements = list(getattr(self.optimizer, attr))
+                    elements[index] = value
+                    setattr(self.optimizer, attr, tuple(elements))
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"Scheduler: schedule for {name!r} gave {value!r} at {self.per} "
+                                f"{self.count}: {err}") from err
+            values[name] = value
+        self.last_values = values
+
+    def step(self) -> Dict[str, float]:
+        """Advance the count by one and apply the new values; returns them."""
+        if self.optimizer is None:
+            raise ValueError("Scheduler has no optimizer yet: pass it to Scheduler(opt, ...) or use the "
+                             "scheduler as a trainer callback")
+        self.count += 1
+        self._apply()
+        return dict(self.last_values)
+
+    # trainer hooks
+    def on_train_begin(self, trainer: Any) -> None:
+        if self.optimizer is None:
+            self._bind(_optimizer_from("Scheduler", trainer))
+
+    def on_batch_end(self, step: int, logs: Mapping[str, Any], trainer: Any) -> None:
+        if self.per == "step":
+            self.step()
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
+        if self.per == "epoch":
+            self.step()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"count": self.count}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore the count and re-apply the values for it (schedules are pure)."""
+        checked = _load_fields("Scheduler", state_dict, {"count": _count})
+        self.count = checked["count"]
+        if self.optimizer is not None:
+            self._apply()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.schedules.items())
+        return f"Scheduler(per={self.per!r}, {shown})"
+
+
+# ---- ReduceLROnPlateau --------------------------------------------------------------
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when a metric stops improving.
+
+    Rule (ALGORITHMS.md): after each epoch with metric ``x``, ``x``
+    improves if ``x < best * (1 - threshold)`` (``threshold_mode="rel"``)
+    or ``x < best - threshold`` (``"abs"``); ``mode="max"`` mirrors both.
+    On improvement ``best = x, wait = 0``; otherwise ``wait += 1`` and when
+    ``wait >= patience``: ``lr = max(lr * factor, min_lr)``, ``wait = 0``,
+    and for the next ``cooldown`` epochs ``wait`` stays 0. A NaN metric
+    never improves.
+
+    Differences from torch.optim.lr_scheduler.ReduceLROnPlateau: the cut
+    comes when ``wait >= patience`` (Keras's count), torch's one epoch later
+    (``wait > patience``); so ``patience=p`` here matches torch's
+    ``patience=p-1``. Only the optimizer's default lr is changed, per-key
+    overrides keep theirs. The lr is read from the optimizer at each cut, so
+    other writers (a Scheduler, a user) compose with it.
+
+    Args:
+        optimizer: a fastadapt optimizer, or None to bind to
+            ``trainer.optimizer`` in ``on_train_begin``.
+        monitor: the epoch-log key read by ``on_epoch_end``.
+        mode: ``"min"`` (a loss) or ``"max"`` (an accuracy).
+        factor: in [0, 1): the multiplier of each cut.
+        patience: epochs without improvement before a cut (>= 0).
+        threshold, threshold_mode: how much better counts as better.
+        cooldown: epochs after a cut in which no waiting is counted.
+        min_lr: the lr never goes below this.
+
+    Example::
+
+        plateau = fa.ReduceLROnPlateau(opt, factor=0.5, patience=5)
+        for epoch in range(epochs):
+            train_one_epoch()
+            plateau.step(validation_loss())
+    """
+
+    def __init__(self, optimizer: Any = None, *, monitor: str = "val_loss", mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
+                 min_lr: float = 0.0):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor={monitor!r} must be a log key such as 'val_loss'")
+        self.monitor = monitor
+        self.factor = _number("factor", factor, low=0.0, high=1.0, high_open=True)
+        self.min_lr = _number("min_lr", min_lr, low=0.0, high=math.inf, high_open=True)
+        self._plateau = _PlateauCounter(_Improvement("ReduceLROnPlateau", mode, threshold, threshold_mode),
+                                        _count("patience", patience), _count("cooldown", cooldown))
+        self.last_epoch = -1
+        self.num_reductions = 0
+        self.optimizer = None if optimizer is None else _bound_optimizer("ReduceLROnPlateau", optimizer, "lr")
+
+    @property
+    def best(self) -> float:
+        """The best metric so far (inf / -inf before the first epoch)."""
+        return self._plateau.best
+
+    @property
+    def wait(self) -> int:
+        """Epochs without improvement counted towards the next cut."""
+        return self._plateau.wait
+
+    def step(self, metric: float, epoch: Optional[int] = None) -> float:
+        """Record the metric of an epoch; cut the lr if it is time. Returns the lr."""
+        if self.optimizer is None:
+            raise ValueError("ReduceLROnPlateau has no optimizer yet: pass it to ReduceLROnPlateau(opt, ...)")
+        x = _real_or_nan("ReduceLROnPlateau.step(metric)", metric)
+        self.last_epoch = _epoch_arg("ReduceLROnPlateau", epoch, self.last_epoch)
+        if self._plateau.observe(x):
+            lr = self.optimizer.lr
+            new_lr = _cut(lr, self.factor, self.min_lr)
+            if new_lr < lr:
+                self.optimizer.lr = new_lr
+                self.num_reductions += 1
+            self._plateau.acted()
+        return self.optimizer.lr
+
+    def on_train_begin(self, trainer: Any) -> None:
+        if self.optimizer is None:
+            self.optimizer = _bound_optimizer("ReduceLROnPlateau", _optimizer_from("ReduceLROnPlateau", trainer), "lr")
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
+        self.step(_monitored("ReduceLROnPlateau", self.monitor, logs), epoch)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {**self._plateau.state(), "last_epoch": self.last_epoch, "num_reductions": self.num_reductions}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        checked = _load_fields("ReduceLROnPlateau", state_dict,
+                               {**_PlateauCounter.FIELDS, "last_epoch": _epoch_index, "num_reductions": _count})
+        self._plateau.load(checked)
+        self.last_epoch, self.num_reductions = checked["last_epoch"], checked["num_reductions"]
+
+
+# ---- EarlyStopping ------------------------------------------------------------------------
+
+class EarlyStopping(Callback):
+    """Stop when a metric has stopped improving; put the best params back.
+
+    Rule: from epoch ``start_epoch`` on, ``x`` improves if
+    ``x < best - min_delta`` (``mode="max"``: ``x > best + min_delta``).
+    On improvement ``best = x`` and the params are snapshotted; ``wait``
+    restarts at 0 unless a ``baseline`` is given and not yet beaten.
+    Otherwise ``wait += 1``. Training should stop when
+    ``wait >= patience`` (Keras's count; Lightning's too). With a baseline,
+    a run that improves but stays worse than the baseline for ``patience``
+    epochs stops as well (Keras would keep going while it improves).
+
+    With ``restore_best=True`` the best params are copied back into the
+    *same arrays* (``np.copyto``) when the stop is decided, and again in
+    ``on_train_end`` (so a run that ends without stopping also ends on its
+    best params); :meth:`restore_best_params` does it by hand.
+
+    Args:
+        params: the parameter tree to snapshot, or None to bind to
+            ``trainer.params`` in ``on_train_begin`` (needed only with
+            ``restore_best=True``).
+        monitor, mode: the epoch-log key and its direction.
+        min_delta: >= 0, how much better counts as better (absolute).
+        patience: epochs without improvement before stopping (>= 0).
+        baseline: a value the metric must beat, or None.
+        start_epoch: epochs before this one are ignored (Keras's start_from_epoch).
+        restore_best: snapshot and restore the best params.
+
+    Example::
+
+        stopper = fa.EarlyStopping(params, patience=10)
+        for epoch in range(1000):
+            train_one_epoch()
+            if stopper.step(validation_loss()):
+                break               # params now hold the best epoch's values
+    """
+
+    def __init__(self, params: Any = None, *, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0,
+                 patience: int = 10, baseline: Optional[float] = None, start_epoch: int = 0,
+                 restore_best: bool = True):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor={monitor!r} must be a log key such as 'val_loss'")
+        self.monitor = monitor
+        self._improves = _Improvement("EarlyStopping", mode, min_delta, "abs", threshold_name="min_delta")
+        self.patience = _count("patience", patience)
+        self.baseline = None if baseline is None else _number("baseline", baseline)
+        self.start_epoch = _count("start_epoch", start_epoch)
+        self.restore_best = _flag("restore_best", restore_best)
+        self.best = self._improves.worst
+        self.best_epoch = -1
+        self.wait = 0
+        self.last_epoch = -1
+        self.stopped_epoch: Optional[int] = None
+        self._tree: Optional[TreeDef] = None
+        self._leaves: List[np.ndarray] = []
+        self._snapshot: Optional[List[np.ndarray]] = None
+        if params is not None:
+            self._bind(params)
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the stop has been decided."""
+        return self.stopped_epoch is not None
+
+    def _bind(self, params: Any) -> None:
+        tree = TreeDef.of(params)
+        leaves = tree.flatten(params, "params", "")
+        for path, leaf in zip(tree.paths or [], leaves):
+            if not isinstance(leaf, np.ndarray):
+                raise TypeError(f"EarlyStopping: params{f'[{path!r}]' if path else ''} must be a NumPy array, "
+                                f"got {type(leaf).__name__}")
+        if self._snapshot is not None:  # loaded from a checkpoint before the params were known
+            self._check_snapshot(self._snapshot, leaves, tree.paths or [])
+        self._tree, self._leaves = tree, leaves
+
+    @staticmethod
+    def _check_snapshot(snapshot: List[np.ndarray], leaves: List[np.ndarray], paths: List[str]) -> None:
+        if len(snapshot) != len(leaves):
+            raise ValueError(f"EarlyStopping: the saved best params have {len(snapshot)} arrays, the params "
+                             f"{len(leaves)}; load a state_dict saved for these params")
+        for path, saved, leaf in zip(paths, snapshot, leaves):
+            if saved.shape != leaf.shape or saved.dtype != leaf.dtype:
+                raise ValueError(f"EarlyStopping: saved best params[{path!r}] is {saved.dtype} {saved.shape}, "
+                                 f"the params are {leaf.dtype} {leaf.shape}; load a state_dict saved for these params")
+
+    def _take_snapshot(self) -> None:
+        if self._snapshot is None:
+            self._snapshot = [leaf.copy() for leaf in self._leaves]
+        else:  # reuse the buffers: no allocation per improvement
+            for saved, leaf in zip(self._snapshot, self._leaves):
+                np.copyto(saved, leaf)
+
+    def restore_best_params(self) -> bool:
+        """Copy the best params seen into the params arrays; False if there is no snapshot yet."""
+        if self._snapshot is None:
+            return False
+        if self._tree is None:
+            raise ValueError("EarlyStopping has a snapshot but no params to restore it into; pass "
+                             "EarlyStopping(params, ...)")
+        for leaf, saved in zip(self._leaves, self._snapshot):
+            np.copyto(leaf, saved)
+        return True
+
+    def step(self, metric: float, epoch: Optional[int] = None) -> bool:
+        """Record the metric of an epoch; returns True when training should stop."""
+        x = _real_or_nan("EarlyStopping.step(metric)", metric)
+        self.last_epoch = _epoch_arg("EarlyStopping", epoch, self.last_epoch)
+        if self.restore_best and self._tree is None:
+            raise ValueError("EarlyStopping(restore_best=True) needs the params to snapshot: pass "
+                             "EarlyStopping(params, ...) or restore_best=False")
+        if self.last_epoch < self.start_epoch or self.should_stop:
+            return self.should_stop
+        if self._improves(x, self.best):
+            self.best, self.best_epoch = x, self.last_epoch
+            if self.restore_best:
+                self._take_snapshot()
+            beaten = self.baseline is None or self._improves(x, self.baseline)
+            self.wait = 0 if beaten else self.wait + 1
+        else:
+            self.wait += 1
+        if self.wait > 0 and self.wait >= self.patience:  # patience 0 acts like 1, as in Keras
+            self.stopped_epoch = self.last_epoch
+            if self.restore_best:
+                self.restore_best_params()
+        return self.should_stop
+
+    def on_train_begin(self, trainer: Any) -> None:
+        if self._tree is None and self.restore_best:
+            params = getattr(trainer, "params", None)
+            if params is None:
+                raise ValueError("EarlyStopping(restore_best=True) was built without params and the trainer has "
+                                 "none at on_train_begin; pass EarlyStopping(params, ...)")
+            self._bind(params)
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
+        if self.step(_monitored("EarlyStopping", self.monitor, logs), epoch):
+            trainer.stop_training = True
+
+    def on_train_end(self, trainer: Any) -> None:
+        if self.restore_best:
+            self.restore_best_params()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "last_epoch": self.last_epoch,
+                "stopped_epoch": self.stopped_epoch,
+                "best_params": None if self._snapshot is None else [a.copy() for a in self._snapshot]}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        def arrays(name: str, value: Any) -> Optional[List[np.ndarray]]:
+            if value is None:
+                return None
+            if not isinstance(value, (list, tuple)) or not all(isinstance(a, np.ndarray) for a in value):
+                raise TypeError(f"EarlyStopping {name} must be None or a list of NumPy arrays")
+            return [np.array(a, copy=True) for a in value]
+
+        checked = _load_fields("EarlyStopping", state_dict,
+                               {"best": _real_or_nan, "best_epoch": _epoch_index, "wait": _count,
+                                "last_epoch": _epoch_index,
+                                "stopped_epoch": lambda n, v: None if v is None else _count(n, v),
+                                "best_params": arrays})
+        if checked["best_params"] is not None and self._tree is not None:
+            self._check_snapshot(checked["best_params"], self._leaves, self._tree.paths or [])
+        self.best, self.best_epoch, self.wait = checked["best"], checked["best_epoch"], checked["wait"]
+        self.last_epoch, self.stopped_epoch = checked["last_epoch"], checked["stopped_epoch"]
+        self._snapshot = checked["best_params"]
+
+
+# ---- AdaptiveLR ---------------------------------------------------------------------
+
+class AdaptiveLR(Callback):
+    """The seed article's scheduler: linear warmup, then plateau reduction,
+    with early-stop detection.
+
+    Rule, after each epoch ``e`` with metric ``x`` (the article's
+    ``AdaptiveLRScheduler.step(val_loss, epoch)``):
+
+    - warmup, ``e < warmup_epochs``: ``lr = init_lr * (e + 1) / warmup_epochs``;
+      the metric is ignored;
+    - then the plateau rule of :class:`ReduceLROnPlateau` with the
+      article's defaults (``threshold=0``: any decrease is an improvement,
+      no cooldown, no floor): on ``wait >= patience``,
+      ``lr = max(lr * factor, min_lr)``;
+    - ``should_stop`` turns True after ``stop_patience`` post-warmup epochs
+      without improvement (cuts do not restart this count); as a trainer
+      callback it then sets ``trainer.stop_training``.
+
+    With the defaults, the lr after each :meth:`step` equals the article's
+    return value for any metric sequence (NaN included: it never improves).
+    One difference: before the first ``step`` the article leaves the lr at
+    ``init_lr``, so epoch 0 would train without warmup; here the first
+    warmup value ``init_lr / warmup_epochs`` is applied at construction (or
+    binding), as torch's schedulers apply their initial value. The article
+    counts like Keras, one epoch ahead of torch (see :class:`ReduceLROnPlateau`).
+
+    Args:
+        optimizer: a fastadapt optimizer, or None to bind to
+            ``trainer.optimizer`` in ``on_train_begin``.
+        warmup_epochs: epochs of linear warmup (0: none).
+        patience, factor, min_lr, cooldown, threshold, threshold_mode, mode,
+            monitor: as :class:`ReduceLROnPlateau` (defaults: the article's).
+        stop_patience: post-warmup epochs without improvement before
+            ``should_stop``; default ``3 * patience`` (three cuts brought nothing).
+        init_lr: the lr warmup climbs to; default the optimizer's lr when bound.
+
+    Example::
+
+        adaptive = fa.AdaptiveLR(opt, warmup_epochs=10, patience=5, factor=0.5)
+        for epoch in range(epochs):
+            train_one_epoch()
+            adaptive.step(validation_loss())
+            if adaptive.should_stop:
+                break
+    """
+
+    def __init__(self, optimizer: Any = None, *, warmup_epochs: int = 10, patience: int = 5, factor: float = 0.5,
+                 min_lr: float = 0.0, cooldown: int = 0, threshold: float = 0.0, threshold_mode: str = "rel",
+                 mode: str = "min", stop_patience: Optional[int] = None, monitor: str = "val_loss",
+                 init_lr: Optional[float] = None):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor={monitor!r} must be a log key such as 'val_loss'")
+        self.monitor = monitor
+        self.warmup_epochs = _count("warmup_epochs", warmup_epochs)
+        self.factor = _number("factor", factor, low=0.0, high=1.0, high_open=True)
+        self.min_lr = _number("min_lr", min_lr, low=0.0, high=math.inf, high_open=True)
+        patience = _count("patience", patience)
+        self._plateau = _PlateauCounter(_Improvement("AdaptiveLR", mode, threshold, threshold_mode),
+                                        patience, _count("cooldown", cooldown))
+        self.stop_patience = max(1, 3 * patience) if stop_patience is None else _count("stop_patience", stop_patience, 1)
+        self.init_lr = None if init_lr is None else _number("init_lr", init_lr, low=0.0, high=math.inf, high_open=True)
+        self.current_lr: Optional[float] = None
+        self.last_epoch = -1
+        self.epochs_since_best = 0
+        self.num_reductions = 0
+        self.should_stop = False
+        self.optimizer: Any = None
+        if optimizer is not None:
+            self._bind(optimizer)
+
+    def _bind(self, optimizer: Any) -> None:
+        self.optimizer = _bound_optimizer("AdaptiveLR", optimizer, "lr")
+        if self.init_lr is None:
+            self.init_lr = float(optimizer.lr)
+        if self.current_lr is None:
+            self.current_lr = self.init_lr / self.warmup_epochs if self.warmup_epochs else self.init_lr
+        self.optimizer.lr = self.current_lr
+
+    @property
+    def best(self) -> float:
+        """The best post-warmup metric so far."""
+        return self._plateau.best
+
+    @property
+    def wait(self) -> int:
+        """Epochs without improvement counted towards the next cut."""
+        return self._plateau.wait
+
+    def step(self, metric: float, epoch: Optional[int] = None) -> float:
+        """Record the metric of epoch ``epoch`` (default: the next one) and set the lr; returns it."""
+        if self.optimizer is None:
+            raise ValueError("AdaptiveLR has no optimizer yet: pass it to AdaptiveLR(opt, ...)")
+        x = _real_or_nan("AdaptiveLR.step(metric)", metric)
+        e = _epoch_arg("AdaptiveLR", epoch, self.last_epoch)
+        self.last_epoch = e
+        if e < self.warmup_epochs:
+            self.current_lr = self.init_lr * (e + 1) / self.warmup_epochs
+        else:
+            if self._plateau.observe(x):
+                new_lr = _cut(self.current_lr, self.factor, self.min_lr)
+                self.num_reductions += new_lr < self.current_lr
+                self.current_lr = new_lr
+                self._plateau.acted()
+            self.epochs_since_best = 0 if self._plateau.improved else self.epochs_since_best + 1
+            if self.epochs_since_best >= self.stop_patience:
+                self.should_stop = True
+        self.optimizer.lr = self.current_lr
+        return self.current_lr
+
+    def on_train_begin(self, trainer: Any) -> None:
+        if self.optimizer is None:
+            self._bind(_optimizer_from("AdaptiveLR", trainer))
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
+        self.step(_monitored("AdaptiveLR", self.monitor, logs), epoch)
+        if self.should_stop:
+            trainer.stop_training = True
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {**self._plateau.state(), "init_lr": self.init_lr, "current_lr": self.current_lr,
+                "last_epoch": self.last_epoch, "epochs_since_best": self.epochs_since_best,
+                "num_reductions": self.num_reductions, "should_stop": self.should_stop}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore the state; a bound optimizer gets the saved current lr."""
+        checked = _load_fields("AdaptiveLR", state_dict,
+                               {**_PlateauCounter.FIELDS, "init_lr": _opt_float, "current_lr": _opt_float,
+                                "last_epoch": _epoch_index, "epochs_since_best": _count, "num_reductions": _count,
+                                "should_stop": _flag})
+        self._plateau.load(checked)
+        self.init_lr, self.current_lr = checked["init_lr"], checked["current_lr"]
+        self.last_epoch, self.epochs_since_best = checked["last_epoch"], checked["epochs_since_best"]
+        self.num_reductions, self.should_stop = checked["num_reductions"], checked["should_stop"]
+        if self.optimizer is not None and self.current_lr is not None:
+            self.optimizer.lr = self.current_lr
