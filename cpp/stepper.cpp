@@ -284,7 +284,7 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
 
   StepContext ctx{&active_kernels(), algo_, tensors_.data(), chunks_.data(), results_.data(),
                   scalars_.data(), flags_.data(), GradPrep{},
-                  policy == kZero ? kSkipAndCount : policy == kPropagate ? kSumOnly : kSumAndCount};
+                  policy == kZero ? kSkipAndCount : kSumOnly};
   int status = kStepped;
   double sumsq = 0.0;
   std::uint64_t nonfinite = 0;
@@ -295,6 +295,14 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
     if (prepass) {
       run_chunks(units_, total, prepass_task, &ctx);
       reduce(results_, &sumsq, &nonfinite);
+      // skip/raise: a NaN or Inf anywhere makes the sum of squares non-finite
+      // (float64 squares of huge finite values can too), so the pass that
+      // counts them runs only then; counting in every step costs ~8%.
+      if ((policy == kSkip || policy == kRaise) && !std::isfinite(sumsq)) {
+        ctx.prepass_mode = kSumAndCount;
+        run_chunks(units_, total, prepass_task, &ctx);
+        reduce(results_, &sumsq, &nonfinite);
+      }
       if (nonfinite > 0 && (policy == kSkip || policy == kRaise)) {
         status = policy == kSkip ? kSkipped : kNonfiniteFound;
         for (std::size_t c = 0; c < chunks_.size(); ++c)

@@ -269,3 +269,30 @@ def test_internal_arrays_must_be_contiguous():
         st.step(("w",), [p], [g], [None, None, None], np.zeros(1, np.int32), scal,
                 np.zeros(1, np.uint32), 0, -1.0, False)
     assert np.array_equal(p, np.ones(4))
+
+
+@pytest.mark.parametrize("policy", ["skip", "raise"])
+def test_skip_and_raise_count_only_when_the_norm_is_not_finite(policy):
+    # Huge finite float64 grads overflow the sum of squares to inf: that alone
+    # must neither skip nor raise (the recount finds no NaN/Inf).
+    huge = {"w": np.full(5, 1e200), "v": np.ones(3)}
+    p, q = {"w": np.ones(5), "v": np.ones(3)}, {"w": np.ones(5), "v": np.ones(3)}
+    ours, theirs = fa.SGD(lr=1e-300, nonfinite=policy), ref.SGD(lr=1e-300, nonfinite=policy)
+    ours.update(p, huge)
+    theirs.update(q, huge)
+    assert ours.step_count == 1 and ours.skipped_steps == 0 and ours.last_nonfinite_count == 0
+    assert ours.last_grad_norm == np.inf and trees_same_bits(p, q)
+    # One NaN deep in a tensor spanning many chunks (the pool path): counted exactly.
+    n = 3 * fa._core.MIN_PARALLEL_ELEMENTS
+    g = {"w": np.ones(n, np.float32)}
+    g["w"][n - 7] = np.nan
+    g["w"][11] = -np.inf
+    p = {"w": np.zeros(n, np.float32)}
+    opt = fa.Adam(nonfinite=policy)
+    if policy == "skip":
+        opt.update(p, g)
+        assert opt.skipped_steps == 1 and opt.last_nonfinite_count == 2
+    else:
+        with pytest.raises(FloatingPointError, match="2 non-finite"):
+            opt.update(p, g)
+    assert opt.step_count == 0 and not p["w"].any()
