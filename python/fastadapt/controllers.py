@@ -284,30 +284,42 @@ class Scheduler(Callback):
         self._apply()
 
     def _apply(self) -> None:
+        """Set every hyperparameter to its schedule's value at ``count``; if
+        the optimizer refuses one, put back those already set and raise."""
+        optimizer = self.optimizer
+        previous: List[Tuple[str, Any]] = []
         values = {}
         for name, schedule in self.schedules.items():
             value = schedule(self.count)
             attr, index = self._where[name]
+            previous.append((attr, getattr(optimizer, attr)))
             try:
                 if index is None:
-                    setattr(self.optimizer, attr, value)
+                    setattr(optimizer, attr, value)
                 else:
-                    elements = list(getattr(self.optimizer, attr))
+                    elements = list(getattr(optimizer, attr))
                     elements[index] = value
-                    setattr(self.optimizer, attr, tuple(elements))
+                    setattr(optimizer, attr, tuple(elements))
             except (TypeError, ValueError) as err:
+                for attr_set, old in reversed(previous):
+                    setattr(optimizer, attr_set, old)
                 raise type(err)(f"Scheduler: schedule for {name!r} gave {value!r} at {self.per} "
                                 f"{self.count}: {err}") from err
             values[name] = value
         self.last_values = values
 
     def step(self) -> Dict[str, float]:
-        """Advance the count by one and apply the new values; returns them."""
+        """Advance the count by one and apply the new values; returns them.
+        A value the optimizer refuses leaves count and optimizer unchanged."""
         if self.optimizer is None:
             raise ValueError("Scheduler has no optimizer yet: pass it to Scheduler(opt, ...) or use the "
                              "scheduler as a trainer callback")
         self.count += 1
-        self._apply()
+        try:
+            self._apply()
+        except BaseException:
+            self.count -= 1
+            raise
         return dict(self.last_values)
 
     # trainer hooks

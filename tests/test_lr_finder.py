@@ -1,0 +1,257 @@
+"""The LR range test: the suggestion on a least-squares problem whose
+stability limit is known from its Hessian, the sweep's rules, and params and
+optimizer state restored byte for byte."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+import fastadapt as fa
+from fastadapt.lr_finder import _valley
+
+from helpers import copy_tree, same_bits, trees_same_bits
+
+
+def least_squares(seed, n=256, d=10, condition=10.0):
+    """f(w) = mean((Xw - y)^2) / 2 with Hessian H = X^T X / n whose
+    eigenvalues are set (1 down to 1/condition): full-batch gradient
+    descent is stable exactly when lr < 2 / lambda_max = 2."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((n, d)))
+    v, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    X = (q * (np.sqrt(n) * np.geomspace(1.0, 1.0 / math.sqrt(condition), d))) @ v.T
+    y = X @ rng.standard_normal(d) + 0.01 * rng.standard_normal(n)
+
+    def loss_and_grad(params, batch):
+        residual = X @ params["w"] - y
+        return 0.5 * float(np.mean(residual * residual)), {"w": X.T @ residual / n}
+
+    hessian = X.T @ X / n
+    return loss_and_grad, hessian
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_suggestion_is_stable_and_within_ten_times_the_hessian_limit(seed):
+    loss_and_grad, hessian = least_squares(seed)
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    limit = 2.0 / eigenvalues.max()
+    assert limit == pytest.approx(2.0)
+    params = {"w": np.zeros(hessian.shape[0])}
+    result = fa.lr_find(fa.SGD(), params, loss_and_grad, itertools.repeat(None),
+                        start_lr=1e-7, end_lr=10.0, num_steps=100)
+    assert limit / 10 <= result.suggestion < limit
+    # stable: every mode of gradient descent at that lr contracts, and a run converges
+    assert np.max(np.abs(1.0 - result.suggestion * eigenvalues)) < 1.0
+    opt = fa.SGD(lr=result.suggestion)
+    first = loss_and_grad(params, None)[0]
+    for _ in range(300):
+        opt.update(params, loss_and_grad(params, None)[1])
+    assert loss_and_grad(params, None)[0] < 1e-3 * first
+
+
+def test_sweep_follows_the_exponential_rule_and_debiased_ema():
+    loss_and_grad, hessian = least_squares(0)
+    result = fa.lr_find(fa.SGD(), {"w": np.zeros(10)}, loss_and_grad, itertools.repeat(None),
+                        start_lr=1e-6, end_lr=1e-1, num_steps=40, smoothing=0.9)
+    k = np.arange(40)
+    assert result.stop_reason == "completed" and len(result.lrs) == 40
+    np.testing.assert_allclose(result.lrs, 1e-6 * (1e-1 / 1e-6) ** (k / 39), rtol=1e-14)
+    avg, expected = 0.0, []
+    for i, loss in enumerate(result.losses):
+        avg = 0.9 * avg + 0.1 * loss
+        expected.append(avg / (1 - 0.9 ** (i + 1)))
+    np.testing.assert_allclose(result.smoothed_losses, expected, rtol=1e-14)
+    assert result.smoothed_losses[0] == pytest.approx(result.losses[0], rel=1e-15)   # debiased: no pull to 0
+    # the suggestion is the steepest descent against log(lr), ends ignored
+    slopes = np.gradient(result.smoothed_losses, np.log(result.lrs))
+    assert result.suggestion_index == 10 + int(np.argmin(slopes[10:35]))
+
+
+def test_divergence_stops_the_sweep():
+    loss_and_grad, _ = least_squares(1)
+    result = fa.lr_find(fa.SGD(), {"w": np.zeros(10)}, loss_and_grad, itertools.repeat(None),
+                        start_lr=1e-4, end_lr=1e3, num_steps=200)
+    assert result.stop_reason == "diverged" and result.diverged
+    assert len(result.lrs) < 200 and result.lrs[-1] > 2.0           # past the stability limit
+    assert result.smoothed_losses[-1] > 4 * np.min(result.smoothed_losses[:-1])
+    assert result.suggestion < 2.0
+
+
+def test_non_finite_loss_and_gradient_stop_the_sweep():
+    calls = []
+
+    def exploding(params, batch):
+        calls.append(1)
+        bad = len(calls) == 6
+        return (math.inf if bad else 1.0), {"w": np.ones(2)}
+
+    result = fa.lr_find(fa.Adam(), {"w": np.zeros(2)}, exploding, itertools.repeat(None), num_steps=50)
+    assert result.stop_reason == "non-finite loss" and len(result.lrs) == 6
+    assert math.isnan(result.smoothed_losses[-1]) and result.suggestion is None
+    calls.clear()
+
+    def nan_gradient(params, batch):
+        calls.append(1)
+        return 1.0, {"w": np.full(2, np.nan if len(calls) == 4 else 1.0)}
+
+    params = {"w": np.zeros(2)}
+    result = fa.lr_find(fa.SGD(nonfinite="raise"), params, nan_gradient, itertools.repeat(None), num_steps=50)
+    assert result.stop_reason == "non-finite gradient" and len(result.lrs) == 4 and np.all(params["w"] == 0)
+
+
+def test_batches_cycle_and_a_one_shot_iterator_ends():
+    seen = []
+
+    def record(params, batch):
+        seen.append(batch)
+        return 1.0, {"w": np.zeros(1)}
+
+    fa.lr_find(fa.SGD(), {"w": np.zeros(1)}, record, [0, 1, 2], num_steps=7)
+    assert seen == [0, 1, 2, 0, 1, 2, 0]
+    seen.clear()
+    result = fa.lr_find(fa.SGD(), {"w": np.zeros(1)}, record, iter([0, 1, 2]), num_steps=7)
+    assert seen == [0, 1, 2] and result.stop_reason == "batches exhausted" and len(result.lrs) == 3
+    result = fa.lr_find(fa.SGD(), {"w": np.zeros(1)}, record, [], num_steps=7)
+    assert result.stop_reason == "batches exhausted" and len(result.lrs) == 0 and result.suggestion is None
+
+
+def _train(opt, params, grads_of, steps):
+    for _ in range(steps):
+        opt.update(params, grads_of(params))
+
+
+OPTIMIZERS = {
+    "adam": lambda: fa.Adam(lr=1e-2, amsgrad=True, max_grad_norm=10.0),
+    "adamw": lambda: fa.AdamW(lr=1e-2),
+    "adagrad": lambda: fa.AdaGrad(lr=0.1, lr_decay=0.01),
+    "rmsprop": lambda: fa.RMSProp(lr=1e-2, momentum=0.9, centered=True),
+    "sgd": lambda: fa.SGD(lr=1e-2, momentum=0.9, nesterov=True, overrides={"b.c": {"weight_decay": 0.1}}),
+}
+
+
+def _two_layer_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    params = {"a": rng.standard_normal(6), "b": {"c": rng.standard_normal((4, 3)).astype(np.float32)}}
+    target_a = rng.standard_normal(6)
+    target_c = rng.standard_normal((4, 3)).astype(np.float32)
+
+    def grads_of(p):
+        return {"a": p["a"] - target_a, "b": {"c": (p["b"]["c"] - target_c) * np.float32(2)}}
+
+    def loss_and_grad(p, batch):
+        loss = 0.5 * float(np.sum((p["a"] - target_a) ** 2)) + float(np.sum((p["b"]["c"] - target_c) ** 2))
+        return loss, grads_of(p)
+
+    return params, grads_of, loss_and_grad
+
+
+def _state_bytes(opt):
+    sd = opt.state_dict()
+    return ({k: v for k, v in sd.items() if k != "state"},
+            {key: {name: arr.tobytes() for name, arr in buffers.items()} for key, buffers in sd["state"].items()})
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_params_and_optimizer_state_come_back_byte_for_byte(name):
+    params, grads_of, loss_and_grad = _two_layer_problem()
+    opt, twin = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    twin_params = copy_tree(params)
+    _train(opt, params, grads_of, 3)
+    _train(twin, twin_params, grads_of, 3)
+    arrays = [params["a"], params["b"]["c"]]
+    before_params, before_state = copy_tree(params), _state_bytes(opt)
+    before_counters = (opt.last_grad_norm, opt.last_nonfinite_count)
+
+    result = fa.lr_find(opt, params, loss_and_grad, itertools.repeat(None), num_steps=30, end_lr=1.0)
+
+    assert len(result.lrs) > 1
+    assert params["a"] is arrays[0] and params["b"]["c"] is arrays[1]       # the same arrays ...
+    assert trees_same_bits(params, before_params)                            # ... with the same bytes
+    assert _state_bytes(opt) == before_state
+    assert (opt.last_grad_norm, opt.last_nonfinite_count) == before_counters
+    # and training goes on exactly as if lr_find had never run
+    _train(opt, params, grads_of, 2)
+    _train(twin, twin_params, grads_of, 2)
+    assert trees_same_bits(params, twin_params)
+
+
+def test_a_fresh_optimizer_comes_back_fresh():
+    params, grads_of, loss_and_grad = _two_layer_problem()
+    opt = fa.Adam(lr=3e-4)
+    before = _state_bytes(opt)
+    fa.lr_find(opt, params, loss_and_grad, itertools.repeat(None), num_steps=20)
+    assert _state_bytes(opt) == before and opt.lr == 3e-4 and opt.step_count == 0 and opt.state == {}
+    other = {"x": np.zeros(3)}                      # not bound to the sweep's structure
+    opt.update(other, {"x": np.ones(3)})
+    assert opt.step_count == 1
+
+
+def test_restored_when_loss_and_grad_raises():
+    params, grads_of, loss_and_grad = _two_layer_problem()
+    opt = fa.RMSProp(lr=1e-2, momentum=0.5)
+    _train(opt, params, grads_of, 2)
+    before_params, before_state = copy_tree(params), _state_bytes(opt)
+    calls = []
+
+    def failing(p, batch):
+        calls.append(1)
+        if len(calls) == 8:
+            raise RuntimeError("data loader broke")
+        return loss_and_grad(p, batch)
+
+    with pytest.raises(RuntimeError, match="data loader broke"):
+        fa.lr_find(opt, params, failing, itertools.repeat(None), num_steps=20)
+    assert trees_same_bits(params, before_params) and _state_bytes(opt) == before_state
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(start_lr=0.0), ValueError, r"start_lr=0.0 must be a finite number > 0"),
+    (dict(start_lr=1.0, end_lr=0.5), ValueError, r"end_lr=0.5 must be > start_lr=1.0"),
+    (dict(num_steps=1), ValueError, r"num_steps=1 must be >= 2"),
+    (dict(num_steps=10.0), TypeError, r"num_steps=10.0 must be an integer"),
+    (dict(smoothing=1.0), ValueError, r"smoothing=1.0 must be in \[0, 1\)"),
+    (dict(diverge_factor=1.0), ValueError, r"diverge_factor=1.0 must be > 1"),
+    (dict(skip_end=-1), ValueError, r"skip_end=-1 must be >= 0"),
+])
+def test_bad_arguments(kwargs, error, message):
+    params, _, loss_and_grad = _two_layer_problem()
+    with pytest.raises(error, match=message):
+        fa.lr_find(fa.SGD(), params, loss_and_grad, [None], **kwargs)
+
+
+def test_bad_inputs_named():
+    _, _, loss_and_grad = _two_layer_problem()
+    with pytest.raises(TypeError, match="needs a fastadapt optimizer, got str"):
+        fa.lr_find("sgd", {"w": np.zeros(2)}, loss_and_grad, [None])
+    with pytest.raises(TypeError, match=r"loss_and_grad must be a callable"):
+        fa.lr_find(fa.SGD(), {"w": np.zeros(2)}, None, [None])
+    with pytest.raises(TypeError, match=r"batches must be an iterable .* itertools.repeat\(batch\)"):
+        fa.lr_find(fa.SGD(), {"w": np.zeros(2)}, loss_and_grad, 5)
+    with pytest.raises(TypeError, match=r"params\['w'\] must be a NumPy array, got list"):
+        fa.lr_find(fa.SGD(), {"w": [0.0, 1.0]}, loss_and_grad, [None])
+
+
+def test_valley_is_the_middle_of_the_longest_decrease():
+    # longest strictly decreasing subsequence: 5, 4, 3, 2, 1 at indices 0, 1, 3, 4, 6
+    assert _valley(np.array([5.0, 4.0, 6.0, 3.0, 2.0, 7.0, 1.0, 8.0])) == 3
+    assert _valley(np.array([1.0, 2.0, 3.0])) is None
+    assert _valley(np.array([3.0, 2.0, np.nan])) == 0
+
+
+def test_result_to_json_and_plot(tmp_path):
+    loss_and_grad, _ = least_squares(2)
+    result = fa.lr_find(fa.SGD(), {"w": np.zeros(10)}, loss_and_grad, itertools.repeat(None),
+                        start_lr=1e-4, end_lr=1e3, num_steps=120)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["suggestion"] == result.suggestion and data["stop_reason"] == "diverged"
+    assert len(data["lrs"]) == len(result.lrs) and data["settings"]["optimizer"] == "SGD"
+    pytest.importorskip("matplotlib")
+    path = result.plot(str(tmp_path / "lr_find.png"))
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    figure = result.plot()
+    axes = figure.axes[0]
+    assert axes.get_xscale() == "log" and any("suggestion" in t.get_text() for t in axes.get_legend().get_texts())
