@@ -15,30 +15,20 @@ from fastadapt.lr_finder import _valley
 from helpers import copy_tree, same_bits, trees_same_bits
 
 
-def least_squares(seed, n=256, d=10, condition=10.0):
-    """f(w) = mean((Xw - y)^2) / 2 with Hessian H = X^T X / n whose
-    eigenvalues are set (1 down to 1/condition): full-batch gradient
-    descent is stable exactly when lr < 2 / lambda_max = 2."""
-    rng = np.random.default_rng(seed)
-    q, _ = np.linalg.qr(rng.standard_normal((n, d)))
-    v, _ = np.linalg.qr(rng.standard_normal((d, d)))
-    X = (q * (np.sqrt(n) * np.geomspace(1.0, 1.0 / math.sqrt(condition), d))) @ v.T
-    y = X @ rng.standard_normal(d) + 0.01 * rng.standard_normal(n)
-
-    def loss_and_grad(params, batch):
-        residual = X @ params["w"] - y
-        return 0.5 * float(np.mean(residual * residual)), {"w": X.T @ residual / n}
-
-    hessian = X.T @ X / n
-    return loss_and_grad, hessian
+def least_squares(seed):
+    """Full-batch least squares (batch None) and its Hessian, computed here from the data."""
+    problem = fa.problems.least_squares(n_samples=256, n_features=10, condition=10.0, seed=seed)
+    hessian = problem.X.T @ problem.X / len(problem.y)
+    return problem.loss_and_grad, hessian
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_suggestion_is_stable_and_within_ten_times_the_hessian_limit(seed):
     loss_and_grad, hessian = least_squares(seed)
     eigenvalues = np.linalg.eigvalsh(hessian)
-    limit = 2.0 / eigenvalues.max()
-    assert limit == pytest.approx(2.0)
+    limit = 2.0 / eigenvalues.max()   # f is quadratic: GD is stable iff lr < 2 / lambda_max
+    assert limit == pytest.approx(2.0) and fa.problems.least_squares(256, 10, seed=seed).max_stable_lr == \
+        pytest.approx(limit)
     params = {"w": np.zeros(hessian.shape[0])}
     result = fa.lr_find(fa.SGD(), params, loss_and_grad, itertools.repeat(None),
                         start_lr=1e-7, end_lr=10.0, num_steps=100)
@@ -255,3 +245,20 @@ def test_result_to_json_and_plot(tmp_path):
     figure = result.plot()
     axes = figure.axes[0]
     assert axes.get_xscale() == "log" and any("suggestion" in t.get_text() for t in axes.get_legend().get_texts())
+
+
+def test_cli_lr_find_on_least_squares(tmp_path, capsys):
+    from fastadapt.cli import main
+
+    out = tmp_path / "out"
+    assert main(["lr-find", "--problem", "least-squares", "--optimizer", "sgd", "--num-steps", "80",
+                 "--out", str(out)]) == 0
+    with open(out / "lr_find.json") as f:
+        data = json.load(f)
+    assert data["problem"] == "least-squares" and data["optimizer"].startswith("SGD(")
+    assert 0.2 <= data["suggestion"] < data["full_batch_sgd_max_stable_lr"] == pytest.approx(2.0)
+    assert "suggested lr (steepest descent)" in capsys.readouterr().out
+    if (out / "lr_find.png").exists():
+        assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["lr-find", "--optimizer", "lion", "--out", str(out)]) == 2
+    assert "unknown optimizer 'lion'" in capsys.readouterr().err

@@ -6,7 +6,7 @@ with fused, vectorized, multithreaded C++ kernels.
     opt.update(params, grads)      # one fused C++ step, in place
 """
 
-from . import reference, schedules
+from . import problems, reference, schedules
 from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .lr_finder import LRFindResult, lr_find
@@ -31,6 +31,7 @@ __all__ = [
     "get_num_threads",
     "reference",
     "schedules",
+    "problems",
     "Scheduler",
     "ReduceLROnPlateau",
     "EarlyStopping",

@@ -81,6 +81,75 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lr_find_problem(args: argparse.Namespace):
+    """(name, params, loss_and_grad, batches, facts) for ``fastadapt lr-find``."""
+    if args.problem in ("auto", "mnist"):
+        try:
+            from .datasets import load_mnist
+            from .models import MLP
+
+            data = load_mnist(args.data_dir)
+        except (ImportError, FileNotFoundError) as err:
+            if args.problem == "mnist":
+                print(f"fastadapt lr-find: MNIST is not available: {err}", file=sys.stderr)
+                return None
+            print("fastadapt lr-find: no MNIST data here; running the built-in least-squares problem",
+                  file=sys.stderr)
+        else:
+            model = MLP([784, 128, 10], seed=args.seed)
+            order = np.random.default_rng(args.seed).permutation(len(data.y_train))
+            split = np.array_split(order, max(1, len(order) // args.batch_size))
+            batches = [(data.X_train[idx], data.y_train[idx]) for idx in split]
+            return ("mnist", model.params, model.loss_and_grad, batches,
+                    {"model": repr(model), "train_samples": len(order), "batch_size": args.batch_size})
+    from .problems import least_squares
+
+    problem = least_squares(seed=args.seed)
+    return ("least-squares", problem.init_params(), problem.loss_and_grad,
+            problem.batches(args.batch_size, seed=args.seed),
+            {"samples": len(problem.y), "features": problem.X.shape[1], "batch_size": args.batch_size,
+             "full_batch_sgd_max_stable_lr": problem.max_stable_lr})
+
+
+def _lr_find(args: argparse.Namespace) -> int:
+    import os
+
+    from .lr_finder import lr_find
+    from .optimizers import make_optimizer
+
+    try:
+        optimizer = make_optimizer(args.optimizer)
+    except ValueError as err:
+        print(f"fastadapt lr-find: {err}", file=sys.stderr)
+        return 2
+    problem = _lr_find_problem(args)
+    if problem is None:
+        return 2
+    name, params, loss_and_grad, batches, facts = problem
+    result = lr_find(optimizer, params, loss_and_grad, batches, start_lr=args.start_lr, end_lr=args.end_lr,
+                     num_steps=args.num_steps)
+    os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "lr_find.json")
+    with open(json_path, "w") as f:
+        json.dump({"problem": name, **facts, "optimizer": repr(optimizer), "seed": args.seed,
+                   **result.to_dict()}, f, indent=1)
+    written = [json_path]
+    try:
+        written.append(result.plot(os.path.join(args.out, "lr_find.png")))
+    except ImportError as err:
+        print(f"fastadapt lr-find: no plot ({err})", file=sys.stderr)
+    shown = "none (too few points)" if result.suggestion is None else f"{result.suggestion:.3g}"
+    print(f"lr-find on {name} with {type(optimizer).__name__}: {len(result.lrs)} steps from "
+          f"{args.start_lr:g} to {args.end_lr:g} ({result.stop_reason})")
+    print(f"suggested lr (steepest descent): {shown}"
+          + ("" if result.valley is None else f"; valley: {result.valley:.3g}"))
+    if "full_batch_sgd_max_stable_lr" in facts:
+        print(f"for reference, full-batch SGD is stable below 2 / lambda_max(H) = "
+              f"{facts['full_batch_sgd_max_stable_lr']:.3g}")
+    print(f"wrote {', '.join(written)}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="fastadapt", description="Adaptive optimizers for NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +168,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_bench.add_argument("--json", metavar="PATH", help="write all medians as JSON")
     p_bench.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     p_bench.set_defaults(func=_bench)
+    p_lrf = sub.add_parser("lr-find", help="LR range test: suggest a learning rate, write lr_find.json and .png",
+                           description="Run fa.lr_find on the MNIST MLP (784-128-10) when MNIST data is "
+                                       "found (fastadapt.datasets), else on a built-in least-squares "
+                                       "regression (1024 x 20, Hessian eigenvalues 1 .. 0.1, so full-batch "
+                                       "SGD is stable below lr = 2).")
+    p_lrf.add_argument("--optimizer", default="adam", help="adam, adamw, adagrad, rmsprop or sgd (default adam)")
+    p_lrf.add_argument("--start-lr", type=float, default=1e-7, help="first lr of the sweep (default 1e-7)")
+    p_lrf.add_argument("--end-lr", type=float, default=10.0, help="last lr of the sweep (default 10)")
+    p_lrf.add_argument("--num-steps", type=int, default=100, help="steps in the sweep (default 100)")
+    p_lrf.add_argument("--batch-size", type=int, default=64, help="mini-batch size (default 64)")
+    p_lrf.add_argument("--problem", choices=["auto", "mnist", "least-squares"], default="auto",
+                       help="auto: MNIST when its data is found, else least squares")
+    p_lrf.add_argument("--data-dir", default=None, help="directory with the MNIST IDX files (see fastadapt.datasets)")
+    p_lrf.add_argument("--out", default=".", metavar="DIR", help="where lr_find.json and lr_find.png go (default .)")
+    p_lrf.add_argument("--seed", type=int, default=0, help="seed of the initial params and batch order")
+    p_lrf.set_defaults(func=_lr_find)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -96,7 +96,8 @@ class LRFindResult:
         ax.set_xscale("log")
         finite = self.smoothed_losses[np.isfinite(self.smoothed_losses)]
         if finite.size:  # the blow-up at the end would flatten the interesting part
-            low, high = float(finite.min()), float(max(finite[0], np.median(finite)))
+            shown = np.concatenate([finite, self.losses[np.isfinite(self.losses)]]) if show_raw else finite
+            low, high = float(shown.min()), float(max(finite[0], np.median(finite)))
             pad = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
             ax.set_ylim(low - pad, high + 3 * pad)
         ax.set_xlabel("learning rate (log scale)")
