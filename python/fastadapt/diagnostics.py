@@ -1,0 +1,546 @@
+"""Automatic diagnosis of a training history: the seed article's
+troubleshooting table (oscillating loss -> lr too high; vanishing gradients
+-> activation; exploding parameters -> clipping; overfitting ->
+regularization) as findings computed from the numbers a run logged.
+
+``fa.diagnose(history)`` returns a list of :class:`Finding`, each with a
+stable ``code``, a ``severity``, the epochs that show it, the evidence
+(numbers), a message and advice. :class:`DiagnosisCallback` runs it after
+every epoch and reports each finding once, while training runs.
+
+The rules, on per-epoch values (see ``Trainer.fit`` for what they mean);
+every threshold is a field of :class:`Thresholds`:
+
+``nonfinite`` (error)
+    An epoch had steps with a NaN/Inf loss or gradient, skipped steps,
+    replaced gradient values, or a non-finite loss or norm.
+``lr_too_high`` (error): the training loss oscillates or diverges.
+    An epoch's mean training loss is a *rise* when it exceeds the lowest
+    loss before it (the loss at initialization included, when the trainer
+    recorded it) by more than ``rise`` (25%) of that loss and by more than
+    ``rise_floor`` (5%) of the starting loss: both so that the small
+    wobbles of a nearly converged loss do not count. Found when there are
+    ``oscillation_rises`` (2) rises, one rise of ``divergence_jump`` (the
+    loss more than doubled), or the last epoch is a rise (it ends worse
+    than its best: diverging). Mean epoch losses of healthy mini-batch
+    training fall nearly monotonically, so a rise this large is the
+    optimizer overshooting.
+``exploding`` (error): gradient or parameter norm blow-up.
+    The mean gradient norm of an epoch reaches ``blowup`` (10) times the
+    median of the epochs before it, or the parameter norm reaches
+    ``blowup`` times its value at the start. Healthy runs move these norms
+    by small factors (the MNIST example: grad norm 0.4-1.7, param norm
+    16.9 -> 22).
+``vanishing_gradients`` (error)
+    For ``window`` (3) consecutive epochs the smallest per-layer gradient
+    norm is below ``layer_ratio`` (1e-3) of the largest (early layers learn
+    nothing: saturating activations, dead ReLUs, a bad init); or the global
+    gradient norm is below ``relative_grad`` (1e-6) of the parameter norm
+    while the training loss makes no progress and has not converged.
+``overfitting`` (warning): validation worsens while training improves.
+    At least ``overfit_patience`` (3) epochs after the best validation loss,
+    the validation loss is ``overfit_rise`` (5%) above that best while the
+    training loss fell by ``overfit_train_drop`` (10%) since then and sits
+    clearly below the validation loss (``overfit_gap``: at most 90% of it).
+    Not reported with ``lr_too_high``, which explains a worsening
+    validation loss better.
+``plateau`` (warning): no progress.
+    Over the last ``plateau_window`` (5) epochs the training loss improved
+    by less than ``plateau_progress`` (1%) on the epoch before them, and it
+    has not converged (it is above ``converged`` = 1% of the starting
+    loss). Not reported with ``vanishing_gradients`` or ``lr_too_high``,
+    which explain it.
+
+Epoch values that are missing (None) are skipped; non-finite ones count only
+for ``nonfinite``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .callbacks import Callback
+from .history import History
+
+__all__ = ["CODES", "SEVERITY", "DiagnosisCallback", "DiagnosisWarning", "Finding", "Thresholds", "diagnose",
+           "save_findings"]
+
+# Stable codes, in report order (the likeliest root cause first).
+SEVERITY: Dict[str, str] = {
+    "nonfinite": "error",
+    "lr_too_high": "error",
+    "exploding": "error",
+    "vanishing_gradients": "error",
+    "overfitting": "warning",
+    "plateau": "warning",
+}
+CODES: Tuple[str, ...] = tuple(SEVERITY)
+
+
+class DiagnosisWarning(UserWarning):
+    """Warning category of :class:`DiagnosisCallback`'s default report."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers behind each rule (see the module documentation)."""
+
+    rise: float = 0.25
+    rise_floor: float = 0.05
+    oscillation_rises: int = 2
+    divergence_jump: float = 1.0
+    blowup: float = 10.0
+    layer_ratio: float = 1e-3
+    relative_grad: float = 1e-6
+    window: int = 3
+    overfit_rise: float = 0.05
+    overfit_train_drop: float = 0.10
+    overfit_gap: float = 0.9
+    overfit_patience: int = 3
+    plateau_window: int = 5
+    plateau_progress: float = 0.01
+    converged: float = 0.01
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Thresholds.{f.name} must be a finite number > 0, got {value!r}")
+            if f.type in ("int", int) and int(value) != value:
+                raise ValueError(f"Thresholds.{f.name} must be a whole number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis: ``code`` (one of :data:`CODES`), ``severity``
+    (``"error"``: training is broken; ``"warning"``: it could do better), the
+    ``epochs`` that show it, the ``evidence`` (plain numbers), a ``message``
+    saying what was seen and the ``advice``."""
+
+    code: str
+    severity: str
+    epochs: List[int]
+    evidence: Dict[str, Any]
+    message: str
+    advice: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain, JSON-ready data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Finding":
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, Mapping) or set(data) != names:
+            raise ValueError(f"a finding needs exactly the keys {sorted(names)}")
+        if data["code"] not in SEVERITY:
+            raise ValueError(f"unknown finding code {data['code']!r}; expected one of {', '.join(CODES)}")
+        return cls(**{name: data[name] for name in names})
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.code} ({_span(self.epochs)}): {self.message} Advice: {self.advice}"
+
+
+def _span(epochs: Sequence[int]) -> str:
+    if not epochs:
+        return "no epoch"
+    if len(epochs) == 1:
+        return f"epoch {epochs[0]}"
+    if list(epochs) == list(range(epochs[0], epochs[-1] + 1)):
+        return f"epochs {epochs[0]}-{epochs[-1]}"
+    return "epochs " + ", ".join(map(str, epochs))
+
+
+def _num(x: float) -> float:
+    """Evidence numbers rounded to 4 significant digits (readable JSON)."""
+    return float(f"{x:.4g}")
+
+
+def _make(code: str, epochs: Sequence[int], evidence: Dict[str, Any], message: str, advice: str) -> Finding:
+    return Finding(code, SEVERITY[code], [int(e) for e in epochs], evidence, message, advice)
+
+
+# ---- reading a history -----------------------------------------------------------
+
+class _Series:
+    """The history's columns as float arrays (missing -> NaN) and its info."""
+
+    def __init__(self, history: History):
+        self.epochs = list(history.epoch)
+        self.info = history.info
+        self._history = history
+
+    def __call__(self, name: str) -> np.ndarray:
+        if name not in self._history:
+            return np.full(len(self.epochs), np.nan)
+        return self._history.array(name)
+
+    def raw(self, name: str) -> List[Optional[float]]:
+        return list(self._history[name]) if name in self._history else [None] * len(self.epochs)
+
+    def has(self, name: str) -> bool:
+        return name in self._history
+
+    def layer_names(self) -> List[str]:
+        return [k for k in self._history.keys() if k.startswith("grad_norm.")]
+
+    def info_number(self, name: str) -> Optional[float]:
+        value = self.info.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        return None
+
+    def reference_loss(self, loss: np.ndarray) -> Optional[float]:
+        """The loss training started from: recorded at initialization, else the first finite epoch."""
+        initial = self.info_number("initial_loss")
+        if initial is not None:
+            return initial
+        finite = loss[np.isfinite(loss)]
+        return float(finite[0]) if finite.size else None
+
+
+def _as_history(history: Any) -> History:
+    if isinstance(history, History):
+        return history
+    if isinstance(history, (str, os.PathLike)):
+        return History.load(history)
+    if isinstance(history, Mapping):
+        return History.from_dict(history)
+    raise TypeError(f"diagnose needs a History, a dict of per-epoch lists, or the path of a history JSON file; got "
+                    f"{type(history).__name__}")
+
+
+# ---- the rules ---------------------------------------------------------------------
+
+def _nonfinite(s: _Series, t: Thresholds) -> Optional[Finding]:
+    counters = ("nonfinite_steps", "skipped_steps", "nonfinite_grads")
+    values = ("loss", "val_loss", "grad_norm", "param_norm")
+    epochs, totals, bad_values = [], {c: 0 for c in counters}, {v: [] for v in values}
+    for i, epoch in enumerate(s.epochs):
+        hit = False
+        for c in counters:
+            count = s.raw(c)[i]
+            if count is not None and math.isfinite(count) and count > 0:
+                totals[c] += int(count)
+                hit = True
+        for v in values:
+            x = s.raw(v)[i]
+            if x is not None and not math.isfinite(x):
+                bad_values[v].append(epoch)
+                hit = True
+        if hit:
+            epochs.append(epoch)
+    if not epochs:
+        return None
+    seen = [f"{n} {c.replace('_', ' ')}" for c, n in totals.items() if n] + \
+           [f"non-finite {v} in {_span(e)}" for v, e in bad_values.items() if e]
+    evidence: Dict[str, Any] = dict(totals)
+    evidence.update({f"nonfinite_{v}_epochs": e for v, e in bad_values.items() if e})
+    return _make("nonfinite", epochs, evidence,
+                 f"NaN/Inf appeared: {'; '.join(seen)}.",
+                 "Lower the learning rate and clip gradients (max_grad_norm=1.0); keep nonfinite='skip' (or "
+                 "'zero') so one bad batch cannot poison the parameters; check the data for NaN/Inf and compute "
+                 "the loss stably (log-sum-exp softmax, no log(0)).")
+
+
+def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
+    loss = s("loss")
+    ok = np.isfinite(loss)
+    reference = s.reference_loss(loss)
+    if reference is None or ok.sum() < 1:
+        return None
+    labels: List[Optional[int]] = [e for e, good in zip(s.epochs, ok) if good]
+    values = [float(x) for x in loss[ok]]
+    initial = s.info_number("initial_loss")
+    if initial is not None:
+        labels.insert(0, None)  # the loss at initialization, before any step
+        values.insert(0, initial)
+    floor = t.rise_floor * abs(reference)
+    rises: List[Dict[str, Any]] = []
+    jumped = False
+    best, best_label = values[0], labels[0]
+    for label, value in zip(labels[1:], values[1:]):
+        excess = value - best
+        if excess > t.rise * abs(best) and excess > floor:
+            relative = excess / max(abs(best), floor, 1e-300)
+            jumped = jumped or relative >= t.divergence_jump
+            rises.append({"epoch": label, "loss": _num(value), "best_before": _num(best),
+                          "best_epoch": best_label, "rise": _num(relative)})
+        if value < best:
+            best, best_label = value, label
+    if not rises:
+        return None
+    ends_high = rises[-1]["epoch"] == labels[-1]
+    if len(rises) < t.oscillation_rises and not jumped and not ends_high:
+        return None
+    kind = "diverging" if (jumped or ends_high) else "oscillating"
+    worst = max(rises, key=lambda r: r["rise"])
+    start = "the loss at initialization" if worst["best_epoch"] is None else f"its best (epoch {worst['best_epoch']})"
+    lr = s("lr")
+    lr_seen = lr[np.isfinite(lr)]
+    evidence = {"kind": kind, "rises": rises, "reference_loss": _num(reference), "best_loss": _num(min(values)),
+                "final_loss": _num(values[-1])}
+    if lr_seen.size:
+        evidence["max_lr"] = _num(float(lr_seen.max()))
+    return _make("lr_too_high", [r["epoch"] for r in rises], evidence,
+                 f"The training loss is {kind}: epoch {worst['epoch']} averaged {worst['loss']:.4g}, above "
+                 f"{worst['best_before']:.4g}, {start} ({len(rises)} rise(s) of over {100 * t.rise:.0f}% on the "
+                 f"best so far).",
+                 "Lower the learning rate 3-10x (fa.lr_find suggests one), or warm it up "
+                 "(fa.AdaptiveLR / a warmup schedule); keep gradient clipping on.")
+
+
+def _exploding(s: _Series, t: Thresholds) -> Optional[Finding]:
+    grad = s("grad_norm")
+    param = s("param_norm")
+    epochs, evidence, seen = set(), {}, []
+    grad_hits = []
+    for i in range(1, len(grad)):
+        earlier = grad[:i][np.isfinite(grad[:i])]
+        if earlier.size and math.isfinite(grad[i]):
+            base = float(np.median(earlier))
+            if base > 0 and grad[i] >= t.blowup * base:
+                grad_hits.append({"epoch": s.epochs[i], "grad_norm": _num(grad[i]), "median_before": _num(base)})
+    if grad_hits:
+        worst = max(grad_hits, key=lambda h: h["grad_norm"] / h["median_before"])
+        evidence["grad_norm"] = grad_hits
+        epochs.update(h["epoch"] for h in grad_hits)
+        seen.append(f"the gradient norm reached {worst['grad_norm']:.4g}, "
+                    f"{worst['grad_norm'] / worst['median_before']:.3g}x its median before (epoch {worst['epoch']})")
+    start = s.info_number("initial_param_norm")
+    first = 0 if start is not None else 1
+    if start is None:
+        finite = param[np.isfinite(param)]
+        start = float(finite[0]) if finite.size else None
+    if start is not None and start > 0:
+        param_hits = [{"epoch": s.epochs[i], "param_norm": _num(param[i])} for i in range(first, len(param))
+                      if math.isfinite(param[i]) and param[i] >= t.blowup * start]
+        if param_hits:
+            worst_p = max(h["param_norm"] for h in param_hits)
+            evidence["param_norm"] = param_hits
+            evidence["param_norm_start"] = _num(start)
+            epochs.update(h["epoch"] for h in param_hits)
+            seen.append(f"the parameter norm grew from {start:.4g} to {worst_p:.4g} ({worst_p / start:.3g}x)")
+    if not epochs:
+        return None
+    optimizer = s.info.get("optimizer") if isinstance(s.info.get("optimizer"), Mapping) else {}
+    clip = optimizer.get("max_grad_norm")
+    if clip:
+        advice = (f"Gradient clipping is already on (max_grad_norm={clip}), and adaptive steps are bounded by the "
+                  f"learning rate, not the gradient: lower the learning rate, add weight decay (AdamW), or clip "
+                  f"tighter.")
+    else:
+        advice = ("Clip gradients by their global norm (max_grad_norm=1.0, or fa.clip_by_global_norm); lower "
+                  "the learning rate or add weight decay if the parameters keep growing.")
+    evidence["blowup_factor"] = t.blowup
+    return _make("exploding", sorted(epochs), evidence, f"Blow-up: {'; '.join(seen)}.", advice)
+
+
+def _windows(flags: Sequence[bool], length: int) -> List[int]:
+    """Indices covered by runs of at least ``length`` consecutive True flags."""
+    covered, run = [], 0
+    for i, flag in enumerate(flags):
+        run = run + 1 if flag else 0
+        if run == length:
+            covered.extend(range(i - length + 1, i + 1))
+        elif run > length:
+            covered.append(i)
+    return covered
+
+
+def _no_progress(loss: np.ndarray, reference: Optional[float], t: Thresholds, window: int) -> bool:
+    """The training loss did not improve over the last ``window`` epochs and is not converged."""
+    finite = loss[np.isfinite(loss)]
+    if finite.size < window + 1 or reference is None:
+        return False
+    before, recent = finite[-window - 1], finite[-window:]
+    stuck = before - recent.min() < t.plateau_progress * abs(before)
+    converged = abs(finite[-1]) <= t.converged * abs(reference)
+    return bool(stuck and not converged)
+
+
+def _vanishing(s: _Series, t: Thresholds) -> Optional[Finding]:
+    window = int(t.window)
+    layers = s.layer_names()
+    if len(layers) >= 2:
+        table = np.vstack([s(name) for name in layers])
+        ratios = []
+        for col in table.T:
+            good = col[np.isfinite(col)]
+            ratios.append(float(good.min() / good.max()) if good.size >= 2 and good.max() > 0 else math.nan)
+        covered = _windows([math.isfinite(r) and r < t.layer_ratio for r in ratios], window)
+        if covered:
+            weakest = [layers[int(np.nanargmin(table[:, i]))][len("grad_norm."):] for i in covered]
+            layer = max(set(weakest), key=weakest.count)
+            worst = min(ratios[i] for i in covered)
+            return _make("vanishing_gradients", [s.epochs[i] for i in covered],
+                         {"layer": layer, "min_layer_ratio": _num(worst),
+                          "layer_ratios": [_num(ratios[i]) for i in covered], "threshold": t.layer_ratio},
+                         f"Layer {layer!r} gets " + ("no gradient at all (its units are dead)" if worst == 0 else
+                                                     f"a gradient {worst:.3g} times the largest layer's") +
+                         f" in {_span([s.epochs[i] for i in covered])}: it has stopped learning.",
+                         "Use ReLU-family activations (or LeakyReLU/GELU if ReLUs have died: a zero gradient "
+                         "after a large step means dead units, so also lower the learning rate), He/Xavier "
+                         "initialization, normalization layers or residual connections.")
+    grad, param, loss = s("grad_norm"), s("param_norm"), s("loss")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = grad / param
+    tiny = [bool(math.isfinite(r) and r < t.relative_grad) for r in relative]
+    covered = _windows(tiny, window)
+    if covered and tiny[-1] and _no_progress(loss, s.reference_loss(loss), t, window):
+        return _make("vanishing_gradients", [s.epochs[i] for i in covered],
+                     {"relative_grad_norm": [_num(relative[i]) for i in covered], "threshold": t.relative_grad},
+                     f"The gradient norm is {relative[-1]:.3g} of the parameter norm and the loss no longer "
+                     f"improves: the gradients have vanished.",
+                     "Use ReLU-family activations instead of saturating ones (sigmoid/tanh), He initialization, "
+                     "normalization layers or residual connections; check that the loss depends on the params.")
+    return None
+
+
+def _overfitting(s: _Series, t: Thresholds) -> Optional[Finding]:
+    loss, val = s("loss"), s("val_loss")
+    both = np.isfinite(loss) & np.isfinite(val)
+    if both.sum() < t.overfit_patience + 1:
+        return None
+    idx = np.flatnonzero(both)
+    best = int(idx[np.argmin(val[idx])])
+    last = int(idx[-1])
+    after = [int(i) for i in idx if i > best]
+    if len(after) < t.overfit_patience:
+        return None
+    val_rise = (val[last] - val[best]) / abs(val[best]) if val[best] else math.inf
+    train_drop = (loss[best] - loss[last]) / abs(loss[best]) if loss[best] else 0.0
+    gap_ok = loss[last] <= t.overfit_gap * val[last]
+    if not (val_rise >= t.overfit_rise and train_drop >= t.overfit_train_drop and gap_ok):
+        return None
+    return _make("overfitting", [s.epochs[i] for i in after],
+                 {"best_epoch": s.epochs[best], "best_val_loss": _num(val[best]), "final_val_loss": _num(val[last]),
+                  "val_rise": _num(val_rise), "train_loss_at_best": _num(loss[best]),
+                  "final_train_loss": _num(loss[last]), "train_drop": _num(train_drop)},
+                 f"Since epoch {s.epochs[best]} the validation loss rose {100 * val_rise:.0f}% "
+                 f"({val[best]:.4g} -> {val[last]:.4g}) while the training loss fell {100 * train_drop:.0f}% "
+                 f"({loss[best]:.4g} -> {loss[last]:.4g}).",
+                 "Stop at the best validation epoch (fa.EarlyStopping(restore_best=True)); regularize: weight "
+                 "decay (AdamW), dropout, data augmentation, a smaller model, or more training data.")
+
+
+def _plateau(s: _Series, t: Thresholds) -> Optional[Finding]:
+    window = int(t.plateau_window)
+    loss = s("loss")
+    if not _no_progress(loss, s.reference_loss(loss), t, window):
+        return None
+    good = np.flatnonzero(np.isfinite(loss))
+    before, recent = good[-window - 1], good[-window:]
+    lr = s("lr")[recent]
+    lr_finite = lr[np.isfinite(lr)]
+    lr_moved = lr_finite.size > 1 and lr_finite.max() > lr_finite.min()
+    evidence = {"loss_before": _num(loss[before]), "best_in_window": _num(loss[recent].min()),
+                "progress": _num((loss[before] - loss[recent].min()) / abs(loss[before])),
+                "window": window}
+    if lr_finite.size:
+        evidence["lr"] = [_num(x) for x in lr_finite]
+    if lr_moved:
+        advice = ("The learning rate already moved in this window; if the loss is still high the model may lack "
+                  "capacity or the lr may now be too small: try a restart (cosine with restarts) or a "
+                  "one-cycle schedule.")
+    else:
+        advice = ("Schedule the learning rate: cut it on plateaus (fa.ReduceLROnPlateau, fa.AdaptiveLR) or use "
+                  "a cosine / one-cycle schedule; if the loss is still high, the lr may be too small "
+                  "(fa.lr_find).")
+    return _make("plateau", [s.epochs[i] for i in recent], evidence,
+                 f"The training loss improved by only {100 * evidence['progress']:.2g}% over the last {window} "
+                 f"epochs ({loss[before]:.4g} -> best {loss[recent].min():.4g}).", advice)
+
+
+def diagnose(history: Union[History, Mapping[str, Any], str, "os.PathLike[str]"],
+             thresholds: Optional[Thresholds] = None) -> List[Finding]:
+    """Findings for a training history, most likely root cause first.
+
+    Args:
+        history: a :class:`History` (``trainer.history``, ``History.load``), the
+            path of a history JSON file, or a dict (``History.to_dict()`` or
+            Keras's ``model.fit(...).history``).
+        thresholds: the rules' numbers (:class:`Thresholds`); see the module
+            documentation for each rule.
+
+    Returns:
+        A list of :class:`Finding` in the order of :data:`CODES`; empty for a
+        healthy run.
+    """
+    t = Thresholds() if thresholds is None else thresholds
+    if not isinstance(t, Thresholds):
+        raise TypeError(f"thresholds must be a fastadapt.Thresholds, got {type(t).__name__}")
+    s = _Series(_as_history(history))
+    found: Dict[str, Finding] = {}
+    for code, rule in (("nonfinite", _nonfinite), ("lr_too_high", _lr_too_high), ("exploding", _exploding),
+                       ("vanishing_gradients", _vanishing), ("overfitting", _overfitting), ("plateau", _plateau)):
+        if code == "overfitting" and "lr_too_high" in found:
+            continue
+        if code == "plateau" and ("lr_too_high" in found or "vanishing_gradients" in found):
+            continue
+        finding = rule(s, t)
+        if finding is not None:
+            found[code] = finding
+    return list(found.values())
+
+
+def save_findings(findings: Sequence[Finding], path: Union[str, "os.PathLike[str]"]) -> None:
+    """Write findings as a JSON list of their dicts."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump([finding.to_dict() for finding in findings], f, indent=1, allow_nan=False)
+        f.write("\n")
+
+
+class DiagnosisCallback(Callback):
+    """Runs :func:`diagnose` on ``trainer.history`` after every epoch and
+    reports each finding code once per run.
+
+    Args:
+        thresholds: passed to :func:`diagnose`.
+        report: ``finding -> None``; default: ``warnings.warn`` with
+            :class:`DiagnosisWarning`. Pass e.g. ``trainer.log``-based printing
+            to show findings under the progress bar.
+
+    ``findings`` lists what was reported, in order; the reported codes are its
+    state (a resumed run does not repeat them).
+    """
+
+    def __init__(self, thresholds: Optional[Thresholds] = None, report: Optional[Callable[[Finding], Any]] = None):
+        if thresholds is not None and not isinstance(thresholds, Thresholds):
+            raise TypeError(f"thresholds must be a fastadapt.Thresholds or None, got {type(thresholds).__name__}")
+        if report is not None and not callable(report):
+            raise TypeError(f"report must be a function finding -> None, got {type(report).__name__}")
+        self.thresholds = thresholds
+        self.report = report
+        self.findings: List[Finding] = []
+        self.reported: List[str] = []
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
+        for finding in diagnose(trainer.history, self.thresholds):
+            if finding.code in self.reported:
+                continue
+            self.reported.append(finding.code)
+            self.findings.append(finding)
+            if self.report is None:
+                warnings.warn(f"epoch {epoch}: {finding}", DiagnosisWarning, stacklevel=2)
+            else:
+                self.report(finding)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"reported": list(self.reported)}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        if not isinstance(state_dict, Mapping) or set(state_dict) != {"reported"}:
+            raise ValueError("DiagnosisCallback state must be {'reported': [codes]}; pass what state_dict() returned")
+        codes = state_dict["reported"]
+        if not isinstance(codes, (list, tuple)) or any(c not in SEVERITY for c in codes):
+            raise ValueError(f"DiagnosisCallback state 'reported' must list finding codes ({', '.join(CODES)}), "
+                             f"got {codes!r}")
+        self.reported = list(codes)

@@ -1,0 +1,495 @@
+"""The training loop: epochs of fused optimizer steps, a history, callbacks,
+progress and checkpoints, for any model given as ``params`` plus
+``loss_and_grad(params, batch) -> (loss, grads)``.
+
+The seed article's ``AdvancedDynamicTuner`` done as Keras users expect
+(``fit`` returns a History; callbacks follow ``fastadapt.callbacks``)::
+
+    model = fa.models.MLP([784, 128, 10], seed=0)
+    trainer = fa.Trainer("adam", lr=1e-3, loss_and_grad=model.loss_and_grad, params=model.params,
+                         loss_fn=model.loss, max_grad_norm=1.0, callbacks=[fa.EarlyStopping(patience=3)])
+    history = trainer.fit(fa.batches(X, y, 32, shuffle=True, seed=0), epochs=20,
+                          validation=(X_val, y_val), metrics={"accuracy": model.accuracy})
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._tree import flatten_any
+from .checkpoints import PathLike, load_state, save_state
+from .gradients import global_norm
+from .history import History
+from .optimizers import Optimizer, make_optimizer
+from .progress import make_progress
+
+__all__ = ["Trainer"]
+
+LossAndGrad = Callable[[Any, Any], Tuple[float, Any]]
+Metric = Callable[[Any, Any], float]
+
+CHECKPOINT_FORMAT = "fastadapt.trainer"
+CHECKPOINT_VERSION = 1
+HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+# Per-layer gradient norms are logged for trees with this many top-level
+# entries at most: enough for layer-wise models, not a flood of keys.
+MAX_LAYER_NORMS = 32
+
+
+def _batch_size(batch: Any) -> int:
+    """Samples in a batch, for weighting means: len of its first array."""
+    first = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    try:
+        return max(len(first), 1)
+    except TypeError:
+        return 1
+
+
+def _as_loss(value: Any, where: str) -> float:
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(())[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{where} must return a real scalar loss, got {type(value).__name__} {value!r:.80}")
+    return float(value)
+
+
+def _hyperparameter_values(optimizer: Optimizer) -> Dict[str, float]:
+    """Numeric hyperparameters by history name (tuples flattened: betas0, betas1)."""
+    out: Dict[str, float] = {}
+    for name, value in optimizer.hyperparameters.items():
+        if isinstance(value, tuple):
+            for i, v in enumerate(value):
+                out[f"{name}{i}"] = float(v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+class _EpochStats:
+    """Running sums of one epoch's steps."""
+
+    def __init__(self) -> None:
+        self.loss_sum = 0.0
+        self.loss_weight = 0
+        self.norm_sum = 0.0
+        self.norm_count = 0
+        self.norm_max = -math.inf
+        self.nonfinite_steps = 0
+        self.steps = 0
+
+    def add(self, loss: float, weight: int, grad_norm: Optional[float]) -> None:
+        self.steps += 1
+        finite_norm = grad_norm is None or math.isfinite(grad_norm)
+        if not (math.isfinite(loss) and finite_norm):
+            self.nonfinite_steps += 1
+        if math.isfinite(loss):
+            self.loss_sum += loss * weight
+            self.loss_weight += weight
+        if grad_norm is not None and math.isfinite(grad_norm):
+            self.norm_sum += grad_norm
+            self.norm_count += 1
+            self.norm_max = max(self.norm_max, grad_norm)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.loss_weight if self.loss_weight else math.nan
+
+
+class Trainer:
+    """Fits ``params`` with a fastadapt optimizer over epochs of batches.
+
+    Args:
+        optimizer: a name (``"adam"``, ``"adamw"``, ``"adagrad"``, ``"rmsprop"``,
+            ``"sgd"``) or an optimizer instance.
+        lr, max_grad_norm, nonfinite: used to build a named optimizer (other
+            hyperparameters: pass an instance). A named optimizer defaults to
+            ``nonfinite="skip"``: a batch with NaN/Inf gradients is skipped and
+            counted (the history and the diagnosis report it) instead of
+            poisoning the parameters. With an instance, configure it instead.
+        loss_and_grad: ``(params, batch) -> (loss, grads)``, grads shaped like params.
+        params: the parameter tree (nested dicts/lists of float arrays),
+            updated in place.
+        loss_fn: ``(params, batch) -> loss`` for validation (default: the loss
+            of ``loss_and_grad``, whose gradient is then computed for nothing).
+        callbacks: objects with some of the hooks of ``fastadapt.callbacks.Callback``.
+        progress: show progress on stderr (a tqdm bar per epoch on a terminal,
+            else a line per epoch); False: silent.
+
+    The trainer turns on ``optimizer.track_grad_norm`` so every step's global
+    gradient norm (before clipping) is known at no extra pass.
+
+    Attributes a callback may use: ``optimizer``, ``params``, ``history``,
+    ``stop_training`` (set True to stop after the current epoch), ``epoch``
+    (epochs completed), ``step`` (optimizer steps completed).
+    """
+
+    def __init__(self, optimizer: Union[str, Optimizer] = "adam", lr: Optional[float] = None, *,
+                 loss_and_grad: LossAndGrad, params: Any, loss_fn: Optional[Callable[[Any, Any], float]] = None,
+                 max_grad_norm: Optional[float] = None, nonfinite: Optional[str] = None,
+                 callbacks: Optional[Sequence[Any]] = None, progress: bool = True):
+        self.optimizer = self._build_optimizer(optimizer, lr, max_grad_norm, nonfinite)
+        self.optimizer.track_grad_norm = True
+        if not callable(loss_and_grad):
+            raise TypeError(f"loss_and_grad must be a function (params, batch) -> (loss, grads), got "
+                            f"{type(loss_and_grad).__name__}")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be a function (params, batch) -> loss or None, got "
+                            f"{type(loss_fn).__name__}")
+        self._check_params(params)
+        if callbacks is None:
+            callbacks = []
+        if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+            raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}; "
+                            f"wrap a single one: callbacks=[cb]")
+        for i, cb in enumerate(callbacks):
+            if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
+                raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the hooks {', '.join(HOOKS)}; "
+                                f"subclass fastadapt.callbacks.Callback")
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be True or False, got {progress!r}")
+        self.loss_and_grad = loss_and_grad
+        self.loss_fn = loss_fn
+        self.params = params
+        self.callbacks: List[Any] = list(callbacks)
+        self.progress = bool(progress)
+        self.history = History()
+        self.stop_training = False
+        self.stopped_epoch: Optional[int] = None
+        self.epoch = 0
+        self.step = 0
+        self._display = make_progress(False)
+
+    # ---- construction ----------------------------------------------------------
+    @staticmethod
+    def _build_optimizer(optimizer: Union[str, Optimizer], lr: Optional[float], max_grad_norm: Optional[float],
+                         nonfinite: Optional[str]) -> Optimizer:
+        if isinstance(optimizer, Optimizer):
+            given = [name for name, v in (("lr", lr), ("max_grad_norm", max_grad_norm), ("nonfinite", nonfinite))
+                     if v is not None]
+            if given:
+                raise TypeError(f"Trainer got an optimizer instance and {', '.join(given)}=; set "
+                                f"{given[0]} on the instance (e.g. fa.Adam({given[0]}=...)) or pass a name")
+            return optimizer
+        if not isinstance(optimizer, str):
+            raise TypeError(f"optimizer must be a name such as 'adam' or a fastadapt optimizer, got "
+                            f"{type(optimizer).__name__}")
+        kwargs: Dict[str, Any] = {"nonfinite": "skip" if nonfinite is None else nonfinite,
+                                  "max_grad_norm": max_grad_norm}
+        if lr is not None:
+            kwargs["lr"] = lr
+        return make_optimizer(optimizer, **kwargs)
+
+    @staticmethod
+    def _check_params(params: Any) -> None:
+        paths, leaves = flatten_any(params)
+        if not leaves:
+            raise ValueError("params is empty; pass the tree of arrays to train")
+        for path, leaf in zip(paths, leaves):
+            where = f"params[{path!r}]" if path else "params"
+            if not isinstance(leaf, np.ndarray) or leaf.dtype not in (np.float32, np.float64):
+                what = leaf.dtype.name if isinstance(leaf, np.ndarray) else type(leaf).__name__
+                raise TypeError(f"{where} must be a float32 or float64 NumPy array, got {what}")
+
+    # ---- callbacks and messages ------------------------------------------------
+    def _hooks(self, name: str) -> List[Callable[..., Any]]:
+        return [h for h in (getattr(cb, name, None) for cb in self.callbacks) if callable(h)]
+
+    def log(self, message: str) -> None:
+        """Print a message on stderr without tearing the progress bar."""
+        self._display.write(message)
+
+    # ---- evaluation ----------------------------------------------------------------
+    def evaluate(self, data: Any, metrics: Optional[Mapping[str, Metric]] = None) -> Dict[str, float]:
+        """``{"loss": ..., name: ...}`` on ``data``: one batch (e.g. ``(X, y)``), or a
+        list of batches (means weighted by batch size)."""
+        metrics = self._check_metrics(metrics)
+        parts = data if isinstance(data, list) else [data]
+        if not parts:
+            raise ValueError("evaluate: data is an empty list; pass a batch such as (X, y) or a list of batches")
+        sums = {name: 0.0 for name in ["loss", *metrics]}
+        total = 0
+        for batch in parts:
+            weight = _batch_size(batch)
+            if self.loss_fn is not None:
+                loss = _as_loss(self.loss_fn(self.params, batch), "loss_fn")
+            else:
+                loss = _as_loss(self._loss_and_grad(batch)[0], "loss_and_grad")
+            sums["loss"] += loss * weight
+            for name, fn in metrics.items():
+                sums[name] += _as_loss(fn(self.params, batch), f"metric {name!r}") * weight
+            total += weight
+        return {name: s / total for name, s in sums.items()}
+
+    @staticmethod
+    def _check_metrics(metrics: Optional[Mapping[str, Metric]]) -> Dict[str, Metric]:
+        if metrics is None:
+            return {}
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"metrics must be a dict name -> function (params, batch) -> float, got "
+                            f"{type(metrics).__name__}; e.g. metrics={{'accuracy': model.accuracy}}")
+        for name, fn in metrics.items():
+            if not isinstance(name, str) or not name or name == "loss":
+                raise ValueError(f"metric names must be non-empty strings other than 'loss', got {name!r}")
+            if not callable(fn):
+                raise TypeError(f"metrics[{name!r}] must be a function (params, batch) -> float, got "
+                                f"{type(fn).__name__}")
+        return dict(metrics)
+
+    def _loss_and_grad(self, batch: Any) -> Tuple[Any, Any]:
+        out = self.loss_and_grad(self.params, batch)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError(f"loss_and_grad must return a pair (loss, grads), got {type(out).__name__}")
+        return out
+
+    # ---- the loop --------------------------------------------------------------------
+    def fit(self, data: Any, epochs: int = 1, *, validation: Any = None,
+            metrics: Optional[Mapping[str, Metric]] = None, checkpoint_path: Optional[PathLike] = None) -> History:
+        """Train for ``epochs`` more epochs and return the history.
+
+        Args:
+            data: the batches of one epoch, iterated once per epoch: a list,
+                ``fa.batches(...)`` (its ``set_epoch`` is called, so shuffles
+                are reproducible and resumable), any re-iterable, or a function
+                ``epoch -> iterable of batches``. A one-shot iterator (a
+                generator) only serves ``epochs=1``.
+            epochs: how many epochs to run now. Epoch numbers continue from
+                ``trainer.epoch``, so after ``load_checkpoint`` a
+                ``fit(data, epochs=3)`` resumes where the saved run stopped
+                (Keras would need ``initial_epoch``).
+            validation: evaluated after each epoch (see :meth:`evaluate`):
+                logs ``val_loss`` and ``val_<metric>``.
+            metrics: ``{name: (params, batch) -> float}``, on ``validation``.
+            checkpoint_path: save a checkpoint there after every epoch.
+
+        Each epoch logs: ``loss`` (mean over finite batch losses, weighted by
+        batch size), ``val_loss``, ``val_<metric>``, ``lr`` and every other
+        numeric hyperparameter that has changed during training (``betas0``,
+        ``momentum``, ... as they stood at the end of the epoch, before the
+        epoch-end callbacks), ``grad_norm`` / ``grad_norm_max`` (mean / max
+        over steps of the global norm before clipping), ``grad_norm.<layer>``
+        (the last batch's norm per top-level entry of ``params``),
+        ``param_norm`` (after the epoch), ``nonfinite_steps`` (steps with a
+        NaN/Inf loss or gradient), ``skipped_steps`` and ``nonfinite_grads``
+        (the optimizer's counters, this epoch), ``steps`` and ``seconds``.
+        """
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+        metrics = self._check_metrics(metrics)
+        if isinstance(validation, list) and not validation:
+            raise ValueError("validation is an empty list; pass a batch such as (X, y), a list of batches, or None")
+        epoch_batches = self._epoch_source(data, int(epochs))
+        self.stop_training = False
+        self.stopped_epoch = None
+        hyper_at_start = _hyperparameter_values(self.optimizer)
+        # The configuration a run started with (fa.diagnose tailors advice to it, e.g. clipping already on).
+        self.history.info.setdefault("optimizer", {"algorithm": self.optimizer.algorithm,
+                                                   **self.optimizer.hyperparameters})
+        first, last = self.epoch, self.epoch + int(epochs) - 1
+        self._display = make_progress(self.progress)
+        try:
+            for hook in self._hooks("on_train_begin"):
+                hook(self)
+            for epoch in range(first, last + 1):
+                self._run_epoch(epoch, last, epoch_batches(epoch), validation, metrics, hyper_at_start)
+                if checkpoint_path is not None:
+                    self.save_checkpoint(checkpoint_path)
+                if self.stop_training:
+                    self.stopped_epoch = epoch
+                    break
+            for hook in self._hooks("on_train_end"):
+                hook(self)
+        finally:
+            self._display.close()
+            self._display = make_progress(False)
+        return self.history
+
+    def _epoch_source(self, data: Any, epochs: int) -> Callable[[int], Iterable[Any]]:
+        if callable(data) and not hasattr(data, "__iter__"):
+            return data
+        if not hasattr(data, "__iter__"):
+            raise TypeError(f"data must be an iterable of batches (a list, fa.batches(...)) or a function "
+                            f"epoch -> batches, got {type(data).__name__}")
+        if iter(data) is data and epochs > 1:
+            raise TypeError("data is a one-shot iterator (e.g. a generator), which is exhausted after one epoch; "
+                            "pass a list of batches, fa.batches(X, y, batch_size), or a function epoch -> batches")
+        set_epoch = getattr(data, "set_epoch", None)
+
+        def batches_of(epoch: int) -> Iterable[Any]:
+            if callable(set_epoch):
+                set_epoch(epoch)
+            return data
+
+        return batches_of
+
+    def _run_epoch(self, epoch: int, last: int, batches: Iterable[Any], validation: Any,
+                   metrics: Dict[str, Metric], hyper_at_start: Dict[str, float]) -> None:
+        opt = self.optimizer
+        started = time.perf_counter()
+        for hook in self._hooks("on_epoch_begin"):
+            hook(epoch, self)
+        batch_hooks = self._hooks("on_batch_end")
+        skipped_before, nonfinite_before = opt.skipped_steps, opt.total_nonfinite_count
+        stats = _EpochStats()
+        grads: Any = None
+        self._display.start_epoch(epoch, last, len(batches) if hasattr(batches, "__len__") else None)
+        for batch in batches:
+            lr = opt.lr
+            loss_value, grads = self._loss_and_grad(batch)
+            loss = _as_loss(loss_value, "loss_and_grad")
+            if self.step == 0:
+                # Where training starts: a first epoch whose mean loss is far above
+                # this diverged within the epoch (fa.diagnose's lr_too_high).
+                self.history.info.setdefault("initial_loss", loss)
+                self.history.info.setdefault("initial_param_norm", global_norm(self.params))
+            opt.update(self.params, grads)
+            grad_norm = opt.last_grad_norm
+            stats.add(loss, _batch_size(batch), grad_norm)
+            self.step += 1
+            if batch_hooks:
+                step_logs = {"loss": loss, "lr": lr, "grad_norm": grad_norm}
+                for hook in batch_hooks:
+                    hook(self.step - 1, step_logs, self)
+            self._display.batch_done(stats.loss)
+        if stats.steps == 0:
+            raise ValueError(f"epoch {epoch} had no batches; data must yield at least one batch per epoch")
+
+        logs: Dict[str, Any] = {"loss": stats.loss}
+        if validation is not None:
+            for name, value in self.evaluate(validation, metrics).items():
+                logs[f"val_{name}"] = value
+        hyper_now = _hyperparameter_values(opt)
+        moved = [name for name, value in hyper_now.items()
+                 if name == "lr" or name in self.history or value != hyper_at_start.get(name)]
+        logs.update({name: hyper_now[name] for name in moved})
+        logs["grad_norm"] = stats.norm_sum / stats.norm_count if stats.norm_count else math.nan
+        logs["grad_norm_max"] = stats.norm_max if stats.norm_count else math.nan
+        logs.update(self._layer_grad_norms(grads))
+        logs["param_norm"] = global_norm(self.params)
+        logs["nonfinite_steps"] = stats.nonfinite_steps
+        logs["skipped_steps"] = opt.skipped_steps - skipped_before
+        logs["nonfinite_grads"] = opt.total_nonfinite_count - nonfinite_before
+        logs["steps"] = stats.steps
+        logs["seconds"] = time.perf_counter() - started
+
+        self.history.append(epoch, logs)
+        for name in moved:
+            if name in hyper_at_start:
+                self.history.backfill(name, hyper_at_start[name])
+        recorded = dict(logs)
+        for hook in self._hooks("on_epoch_end"):
+            hook(epoch, logs, self)
+        # Keys callbacks added to the logs are recorded too (Keras's History sees them).
+        added = {k: v for k, v in logs.items() if (k not in recorded or v is not recorded[k])
+                 and (v is None or (isinstance(v, (numbers.Real, np.floating, np.integer))
+                                    and not isinstance(v, (bool, np.bool_))))}
+        if added:
+            self.history.update_last(added)
+        self.epoch = epoch + 1
+        self._display.end_epoch(epoch, last, logs, time.perf_counter() - started)
+
+    def _layer_grad_norms(self, grads: Any) -> Dict[str, float]:
+        """Norm per top-level entry of the last batch's gradient: the signal of
+        gradients vanishing in early layers, which the global norm hides."""
+        if isinstance(grads, Mapping):
+            entries = [(str(k), v) for k, v in grads.items()]
+        elif isinstance(grads, (list, tuple)):
+            entries = [(str(i), v) for i, v in enumerate(grads)]
+        else:
+            return {}
+        if not 2 <= len(entries) <= MAX_LAYER_NORMS:
+            return {}
+        return {f"grad_norm.{name}": global_norm(value) for name, value in entries}
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything a resumed run needs, as plain data: params (copies),
+        optimizer state, each callback's state, the history and the counters."""
+        paths, leaves = flatten_any(self.params)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "step": self.step,
+            "params": {path: leaf.copy() for path, leaf in zip(paths, leaves)},
+            "optimizer": self.optimizer.state_dict(),
+            "callbacks": [{"type": type(cb).__name__,
+                           "state": cb.state_dict() if callable(getattr(cb, "state_dict", None)) else None}
+                          for cb in self.callbacks],
+            "history": self.history.to_dict(),
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`: params are copied into the trainer's own
+        arrays. Checked first; a failure leaves the trainer as it was."""
+        sd = state_dict
+        if not isinstance(sd, Mapping) or sd.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a trainer checkpoint; pass what Trainer.state_dict() returned "
+                             "(or a file from Trainer.save_checkpoint)")
+        if sd.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"unsupported trainer checkpoint version {sd.get('version')!r}; "
+                             f"expected {CHECKPOINT_VERSION}")
+        for name in ("epoch", "step"):
+            v = sd.get(name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"checkpoint[{name!r}] must be an int >= 0, got {v!r}")
+        saved = sd.get("params")
+        paths, leaves = flatten_any(self.params)
+        if not isinstance(saved, Mapping) or set(saved) != set(paths):
+            got = sorted(saved) if isinstance(saved, Mapping) else type(saved).__name__
+            raise ValueError(f"checkpoint params have keys {got}, this trainer's params have {sorted(paths)}; "
+                             f"load a checkpoint of the same model")
+        for path, leaf in zip(paths, leaves):
+            arr = saved[path]
+            if not isinstance(arr, np.ndarray) or arr.shape != leaf.shape or arr.dtype != leaf.dtype:
+                got = f"{arr.dtype.name} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+                raise ValueError(f"checkpoint params[{path!r}]: expected {leaf.dtype.name} {leaf.shape}, got {got}; "
+                                 f"load a checkpoint of the same model")
+        entries = sd.get("callbacks")
+        names = [type(cb).__name__ for cb in self.callbacks]
+        if not isinstance(entries, list) or [e.get("type") if isinstance(e, Mapping) else None
+                                             for e in entries] != names:
+            saved_names = [e.get("type") if isinstance(e, Mapping) else e for e in entries] \
+                if isinstance(entries, list) else entries
+            raise ValueError(f"checkpoint callbacks {saved_names} do not match this trainer's {names}; "
+                             f"build the trainer with the same callbacks in the same order")
+        history = History.from_dict(sd.get("history", {}))
+
+        optimizer_before = self.optimizer.state_dict()
+        self.optimizer.load_state_dict(sd["optimizer"])
+        loaded: List[Tuple[Any, Dict[str, Any]]] = []
+        try:
+            for cb, entry in zip(self.callbacks, entries):
+                if entry["state"] is None:
+                    continue
+                if not callable(getattr(cb, "load_state_dict", None)):
+                    raise ValueError(f"checkpoint has state for {type(cb).__name__}, which has no load_state_dict")
+                before = cb.state_dict()
+                cb.load_state_dict(entry["state"])
+                loaded.append((cb, before))
+        except BaseException:
+            for cb, before in reversed(loaded):
+                cb.load_state_dict(before)
+            self.optimizer.load_state_dict(optimizer_before)
+            raise
+        for path, leaf in zip(paths, leaves):
+            np.copyto(leaf, saved[path])
+        self.history = history
+        self.epoch = sd["epoch"]
+        self.step = sd["step"]
+
+    def save_checkpoint(self, path: PathLike) -> None:
+        """Write :meth:`state_dict` to ``path`` (an ``.npz`` file, no pickle)."""
+        save_state(path, self.state_dict())
+
+    def load_checkpoint(self, path: PathLike) -> None:
+        """Resume from a file written by :meth:`save_checkpoint`."""
+        self.load_state_dict(load_state(path))
+
+    def __repr__(self) -> str:
+        return (f"Trainer({self.optimizer!r}, epoch={self.epoch}, step={self.step}, "
+                f"callbacks=[{', '.join(type(cb).__name__ for cb in self.callbacks)}])")
