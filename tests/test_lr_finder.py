@@ -198,13 +198,14 @@ def test_restored_when_loss_and_grad_raises():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(start_lr=0.0), ValueError, r"start_lr=0.0 must be a finite number > 0"),
+    (dict(start_lr=0.0), ValueError, r"start_lr=0.0 must be > 0"),
     (dict(start_lr=1.0, end_lr=0.5), ValueError, r"end_lr=0.5 must be > start_lr=1.0"),
     (dict(num_steps=1), ValueError, r"num_steps=1 must be >= 2"),
     (dict(num_steps=10.0), TypeError, r"num_steps=10.0 must be an integer"),
     (dict(smoothing=1.0), ValueError, r"smoothing=1.0 must be in \[0, 1\)"),
     (dict(diverge_factor=1.0), ValueError, r"diverge_factor=1.0 must be > 1"),
     (dict(skip_end=-1), ValueError, r"skip_end=-1 must be >= 0"),
+    (dict(end_lr=float("inf")), ValueError, r"end_lr=inf must be finite"),
 ])
 def test_bad_arguments(kwargs, error, message):
     params, _, loss_and_grad = _two_layer_problem()

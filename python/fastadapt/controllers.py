@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ._checks import choice, flag, integer, real
 from ._tree import TreeDef
 from .callbacks import Callback
 
@@ -39,32 +40,20 @@ _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
 
 
-# ---- argument checks -----------------------------------------------------------
+# ---- argument checks and small pieces ----------------------------------------------
 
-def _number(name: str, value: Any, *, low: float = -math.inf, low_open: bool = False,
-            high: float = math.inf, high_open: bool = False) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}={value!r} must be a real number")
-    v = float(value)
-    if math.isnan(v) or v < low or (low_open and v == low) or v > high or (high_open and v == high):
-        lo = f"{'(' if low_open else '['}{low:g}"
-        hi = f"{high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name}={value!r} must be in {lo}, {hi}")
-    return v
+def _count(name: str, value: Any) -> int:
+    return integer(name, value, 0)
 
 
-def _count(name: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an integer")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
-    return int(value)
+def _epoch_index(name: str, value: Any) -> int:
+    return integer(name, value, -1)
 
 
-def _option(name: str, value: Any, options: Tuple[str, ...]) -> str:
-    if value not in options:
-        raise ValueError(f"{name}={value!r} must be one of {', '.join(map(repr, options))}")
-    return value
+def _monitor_key(monitor: Any) -> str:
+    if not isinstance(monitor, str):
+        raise TypeError(f"monitor={monitor!r} must be a log key such as 'val_loss'")
+    return monitor
 
 
 def _real_or_nan(name: str, value: Any) -> float:
@@ -84,7 +73,7 @@ def _cut(lr: float, factor: float, min_lr: float) -> float:
 def _epoch_arg(owner: str, epoch: Any, last_epoch: int) -> int:
     if epoch is None:
         return last_epoch + 1
-    return _count(f"{owner}.step(epoch=...)", epoch)
+    return integer(f"{owner}.step(epoch=...)", epoch, 0)
 
 
 def _monitored(owner: str, monitor: str, logs: Mapping[str, Any]) -> Any:
@@ -124,28 +113,17 @@ def _opt_float(name: str, value: Any) -> Optional[float]:
     return None if value is None else _real_or_nan(name, value)
 
 
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}={value!r} must be True or False")
-    return bool(value)
-
-
-def _epoch_index(name: str, value: Any) -> int:
-    return _count(name, value, -1)
-
-
 # ---- the improvement test and plateau counter ----------------------------------------
 
 class _Improvement:
     """``x`` improves on ``best``: ALGORITHMS.md's test in min or max mode."""
 
-    def __init__(self, owner: str, mode: str, threshold: float, threshold_mode: str,
-                 threshold_name: str = "threshold"):
-        self.mode = _option("mode", mode, _MODES)
-        self.threshold_mode = _option("threshold_mode", threshold_mode, _THRESHOLD_MODES)
+    def __init__(self, mode: str, threshold: float, threshold_mode: str, threshold_name: str = "threshold"):
+        self.mode = choice("mode", mode, _MODES)
+        self.threshold_mode = choice("threshold_mode", threshold_mode, _THRESHOLD_MODES)
         # rel: best * (1 - 1) would turn inf into nan, so threshold < 1.
-        high, high_open = (1.0, True) if threshold_mode == "rel" else (math.inf, False)
-        self.threshold = _number(threshold_name, threshold, low=0.0, high=high, high_open=high_open)
+        high = 1.0 if threshold_mode == "rel" else math.inf
+        self.threshold = real(threshold_name, threshold, low=0.0, high=high, high_open=True)
 
     @property
     def worst(self) -> float:
@@ -256,7 +234,7 @@ class Scheduler(Callback):
     """
 
     def __init__(self, optimizer: Any = None, *, per: str = "step", **schedules: Callable[[int], float]):
-        self.per = _option("per", per, ("step", "epoch"))
+        self.per = choice("per", per, ("step", "epoch"))
         if not schedules:
             raise ValueError("Scheduler needs at least one schedule, e.g. Scheduler(opt, lr=fa.schedules.cosine(...))")
         for name, schedule in schedules.items():
@@ -350,18 +328,88 @@ class Scheduler(Callback):
         return f"Scheduler(per={self.per!r}, {shown})"
 
 
-# ---- ReduceLROnPlateau --------------------------------------------------------------
+# ---- the lr controllers: ReduceLROnPlateau and AdaptiveLR ---------------------------------
 
-class ReduceLROnPlateau(Callback):
+class _LRPlateau(Callback):
+    """What ReduceLROnPlateau and AdaptiveLR share: the optimizer binding,
+    the monitored metric, the plateau counter and its cut of the lr."""
+
+    def __init__(self, optimizer: Any, *, monitor: str, mode: str, factor: float, patience: int, threshold: float,
+                 threshold_mode: str, cooldown: int, min_lr: float):
+        self.monitor = _monitor_key(monitor)
+        self.factor = real("factor", factor, low=0.0, high=1.0, high_open=True)
+        self.min_lr = real("min_lr", min_lr, low=0.0)
+        self._plateau = _PlateauCounter(_Improvement(mode, threshold, threshold_mode),
+                                        _count("patience", patience), _count("cooldown", cooldown))
+        self.last_epoch = -1
+        self.num_reductions = 0
+        self.optimizer: Any = None
+        if optimizer is not None:
+            self._bind(optimizer)
+
+    @property
+    def best(self) -> float:
+        """The best metric so far (inf / -inf before the first counted epoch)."""
+        return self._plateau.best
+
+    @property
+    def wait(self) -> int:
+        """Epochs without improvement counted towards the next cut."""
+        return self._plateau.wait
+
+    def _bind(self, optimizer: Any) -> None:
+        self.optimizer = _bound_optimizer(type(self).__name__, optimizer, "lr")
+
+    def _begin_step(self, metric: Any, epoch: Optional[int]) -> float:
+        """Check the call, advance the epoch, return the metric as a float."""
+        owner = type(self).__name__
+        if self.optimizer is None:
+            raise ValueError(f"{owner} has no optimizer yet: pass it to {owner}(opt, ...) or use it as a "
+                             f"trainer callback")
+        x = _real_or_nan(f"{owner}.step(metric)", metric)
+        self.last_epoch = _epoch_arg(owner, epoch, self.last_epoch)
+        return x
+
+    def _plateau_cut(self, x: float, lr: float) -> float:
+        """The lr after observing ``x``: cut when patience has run out."""
+        if not self._plateau.observe(x):
+            return lr
+        self._plateau.acted()
+        new_lr = _cut(lr, self.factor, self.min_lr)
+        self.num_reductions += new_lr < lr
+        return new_lr
+
+    def step(self, metric: float, epoch: Optional[int] = None) -> float:
+        raise NotImplementedError
+
+    def on_train_begin(self, trainer: Any) -> None:
+        if self.optimizer is None:
+            self._bind(_optimizer_from(type(self).__name__, trainer))
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
+        self.step(_monitored(type(self).__name__, self.monitor, logs), epoch)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {**self._plateau.state(), "last_epoch": self.last_epoch, "num_reductions": self.num_reductions}
+
+    _FIELDS: Dict[str, Callable[[str, Any], Any]] = {**_PlateauCounter.FIELDS, "last_epoch": _epoch_index,
+                                                     "num_reductions": _count}
+
+    def _load_common(self, checked: Mapping[str, Any]) -> None:
+        self._plateau.load(checked)
+        self.last_epoch, self.num_reductions = checked["last_epoch"], checked["num_reductions"]
+
+
+class ReduceLROnPlateau(_LRPlateau):
     """Multiply the learning rate by ``factor`` when a metric stops improving.
 
     Rule (ALGORITHMS.md): after each epoch with metric ``x``, ``x``
     improves if ``x < best * (1 - threshold)`` (``threshold_mode="rel"``)
     or ``x < best - threshold`` (``"abs"``); ``mode="max"`` mirrors both.
     On improvement ``best = x, wait = 0``; otherwise ``wait += 1`` and when
-    ``wait >= patience``: ``lr = max(lr * factor, min_lr)``, ``wait = 0``,
-    and for the next ``cooldown`` epochs ``wait`` stays 0. A NaN metric
-    never improves.
+    ``wait >= patience``: ``lr = max(lr * factor, min_lr)`` (never raised:
+    an lr already below ``min_lr`` stays), ``wait = 0``, and for the next
+    ``cooldown`` epochs ``wait`` stays 0. A NaN metric never improves.
 
     Differences from torch.optim.lr_scheduler.ReduceLROnPlateau: the cut
     comes when ``wait >= patience`` (Keras's count), torch's one epoch later
@@ -376,8 +424,9 @@ class ReduceLROnPlateau(Callback):
         monitor: the epoch-log key read by ``on_epoch_end``.
         mode: ``"min"`` (a loss) or ``"max"`` (an accuracy).
         factor: in [0, 1): the multiplier of each cut.
-        patience: epochs without improvement before a cut (>= 0).
-        threshold, threshold_mode: how much better counts as better.
+        patience: epochs without improvement before a cut (>= 0; 0 acts like 1).
+        threshold, threshold_mode: how much better counts as better
+            (``rel``: a fraction in [0, 1); ``abs``: an amount >= 0).
         cooldown: epochs after a cut in which no waiting is counted.
         min_lr: the lr never goes below this.
 
@@ -392,57 +441,20 @@ class ReduceLROnPlateau(Callback):
     def __init__(self, optimizer: Any = None, *, monitor: str = "val_loss", mode: str = "min", factor: float = 0.1,
                  patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
                  min_lr: float = 0.0):
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor={monitor!r} must be a log key such as 'val_loss'")
-        self.monitor = monitor
-        self.factor = _number("factor", factor, low=0.0, high=1.0, high_open=True)
-        self.min_lr = _number("min_lr", min_lr, low=0.0, high=math.inf, high_open=True)
-        self._plateau = _PlateauCounter(_Improvement("ReduceLROnPlateau", mode, threshold, threshold_mode),
-                                        _count("patience", patience), _count("cooldown", cooldown))
-        self.last_epoch = -1
-        self.num_reductions = 0
-        self.optimizer = None if optimizer is None else _bound_optimizer("ReduceLROnPlateau", optimizer, "lr")
-
-    @property
-    def best(self) -> float:
-        """The best metric so far (inf / -inf before the first epoch)."""
-        return self._plateau.best
-
-    @property
-    def wait(self) -> int:
-        """Epochs without improvement counted towards the next cut."""
-        return self._plateau.wait
+        super().__init__(optimizer, monitor=monitor, mode=mode, factor=factor, patience=patience,
+                         threshold=threshold, threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr)
 
     def step(self, metric: float, epoch: Optional[int] = None) -> float:
         """Record the metric of an epoch; cut the lr if it is time. Returns the lr."""
-        if self.optimizer is None:
-            raise ValueError("ReduceLROnPlateau has no optimizer yet: pass it to ReduceLROnPlateau(opt, ...)")
-        x = _real_or_nan("ReduceLROnPlateau.step(metric)", metric)
-        self.last_epoch = _epoch_arg("ReduceLROnPlateau", epoch, self.last_epoch)
-        if self._plateau.observe(x):
-            lr = self.optimizer.lr
-            new_lr = _cut(lr, self.factor, self.min_lr)
-            if new_lr < lr:
-                self.optimizer.lr = new_lr
-                self.num_reductions += 1
-            self._plateau.acted()
+        x = self._begin_step(metric, epoch)
+        lr = self.optimizer.lr
+        new_lr = self._plateau_cut(x, lr)
+        if new_lr != lr:
+            self.optimizer.lr = new_lr
         return self.optimizer.lr
 
-    def on_train_begin(self, trainer: Any) -> None:
-        if self.optimizer is None:
-            self.optimizer = _bound_optimizer("ReduceLROnPlateau", _optimizer_from("ReduceLROnPlateau", trainer), "lr")
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
-        self.step(_monitored("ReduceLROnPlateau", self.monitor, logs), epoch)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {**self._plateau.state(), "last_epoch": self.last_epoch, "num_reductions": self.num_reductions}
-
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        checked = _load_fields("ReduceLROnPlateau", state_dict,
-                               {**_PlateauCounter.FIELDS, "last_epoch": _epoch_index, "num_reductions": _count})
-        self._plateau.load(checked)
-        self.last_epoch, self.num_reductions = checked["last_epoch"], checked["num_reductions"]
+        self._load_common(_load_fields("ReduceLROnPlateau", state_dict, self._FIELDS))
 
 
 # ---- EarlyStopping ------------------------------------------------------------------------
@@ -487,14 +499,12 @@ class EarlyStopping(Callback):
     def __init__(self, params: Any = None, *, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0,
                  patience: int = 10, baseline: Optional[float] = None, start_epoch: int = 0,
                  restore_best: bool = True):
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor={monitor!r} must be a log key such as 'val_loss'")
-        self.monitor = monitor
-        self._improves = _Improvement("EarlyStopping", mode, min_delta, "abs", threshold_name="min_delta")
+        self.monitor = _monitor_key(monitor)
+        self._improves = _Improvement(mode, min_delta, "abs", threshold_name="min_delta")
         self.patience = _count("patience", patience)
-        self.baseline = None if baseline is None else _number("baseline", baseline)
+        self.baseline = None if baseline is None else real("baseline", baseline)
         self.start_epoch = _count("start_epoch", start_epoch)
-        self.restore_best = _flag("restore_best", restore_best)
+        self.restore_best = flag("restore_best", restore_best)
         self.best = self._improves.worst
         self.best_epoch = -1
         self.wait = 0
@@ -616,7 +626,7 @@ class EarlyStopping(Callback):
 
 # ---- AdaptiveLR ---------------------------------------------------------------------
 
-class AdaptiveLR(Callback):
+class AdaptiveLR(_LRPlateau):
     """The seed article's scheduler: linear warmup, then plateau reduction,
     with early-stop detection.
 
@@ -640,6 +650,8 @@ class AdaptiveLR(Callback):
     warmup value ``init_lr / warmup_epochs`` is applied at construction (or
     binding), as torch's schedulers apply their initial value. The article
     counts like Keras, one epoch ahead of torch (see :class:`ReduceLROnPlateau`).
+    The lr is the controller's own (``current_lr``, as in the article) and
+    is written to the optimizer at every step.
 
     Args:
         optimizer: a fastadapt optimizer, or None to bind to
@@ -665,88 +677,54 @@ class AdaptiveLR(Callback):
                  min_lr: float = 0.0, cooldown: int = 0, threshold: float = 0.0, threshold_mode: str = "rel",
                  mode: str = "min", stop_patience: Optional[int] = None, monitor: str = "val_loss",
                  init_lr: Optional[float] = None):
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor={monitor!r} must be a log key such as 'val_loss'")
-        self.monitor = monitor
         self.warmup_epochs = _count("warmup_epochs", warmup_epochs)
-        self.factor = _number("factor", factor, low=0.0, high=1.0, high_open=True)
-        self.min_lr = _number("min_lr", min_lr, low=0.0, high=math.inf, high_open=True)
         patience = _count("patience", patience)
-        self._plateau = _PlateauCounter(_Improvement("AdaptiveLR", mode, threshold, threshold_mode),
-                                        patience, _count("cooldown", cooldown))
-        self.stop_patience = max(1, 3 * patience) if stop_patience is None else _count("stop_patience", stop_patience, 1)
-        self.init_lr = None if init_lr is None else _number("init_lr", init_lr, low=0.0, high=math.inf, high_open=True)
+        self.stop_patience = max(1, 3 * patience) if stop_patience is None else integer("stop_patience",
+                                                                                      stop_patience, 1)
+        self.init_lr = None if init_lr is None else real("init_lr", init_lr, low=0.0)
         self.current_lr: Optional[float] = None
-        self.last_epoch = -1
         self.epochs_since_best = 0
-        self.num_reductions = 0
         self.should_stop = False
-        self.optimizer: Any = None
-        if optimizer is not None:
-            self._bind(optimizer)
+        super().__init__(optimizer, monitor=monitor, mode=mode, factor=factor, patience=patience,
+                         threshold=threshold, threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr)
 
     def _bind(self, optimizer: Any) -> None:
-        self.optimizer = _bound_optimizer("AdaptiveLR", optimizer, "lr")
+        super()._bind(optimizer)
         if self.init_lr is None:
             self.init_lr = float(optimizer.lr)
         if self.current_lr is None:
             self.current_lr = self.init_lr / self.warmup_epochs if self.warmup_epochs else self.init_lr
         self.optimizer.lr = self.current_lr
 
-    @property
-    def best(self) -> float:
-        """The best post-warmup metric so far."""
-        return self._plateau.best
-
-    @property
-    def wait(self) -> int:
-        """Epochs without improvement counted towards the next cut."""
-        return self._plateau.wait
-
     def step(self, metric: float, epoch: Optional[int] = None) -> float:
         """Record the metric of epoch ``epoch`` (default: the next one) and set the lr; returns it."""
-        if self.optimizer is None:
-            raise ValueError("AdaptiveLR has no optimizer yet: pass it to AdaptiveLR(opt, ...)")
-        x = _real_or_nan("AdaptiveLR.step(metric)", metric)
-        e = _epoch_arg("AdaptiveLR", epoch, self.last_epoch)
-        self.last_epoch = e
-        if e < self.warmup_epochs:
-            self.current_lr = self.init_lr * (e + 1) / self.warmup_epochs
+        x = self._begin_step(metric, epoch)
+        if self.last_epoch < self.warmup_epochs:
+            self.current_lr = self.init_lr * (self.last_epoch + 1) / self.warmup_epochs
         else:
-            if self._plateau.observe(x):
-                new_lr = _cut(self.current_lr, self.factor, self.min_lr)
-                self.num_reductions += new_lr < self.current_lr
-                self.current_lr = new_lr
-                self._plateau.acted()
+            self.current_lr = self._plateau_cut(x, self.current_lr)
             self.epochs_since_best = 0 if self._plateau.improved else self.epochs_since_best + 1
             if self.epochs_since_best >= self.stop_patience:
                 self.should_stop = True
         self.optimizer.lr = self.current_lr
         return self.current_lr
 
-    def on_train_begin(self, trainer: Any) -> None:
-        if self.optimizer is None:
-            self._bind(_optimizer_from("AdaptiveLR", trainer))
-
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
-        self.step(_monitored("AdaptiveLR", self.monitor, logs), epoch)
+        super().on_epoch_end(epoch, logs, trainer)
         if self.should_stop:
             trainer.stop_training = True
 
     def state_dict(self) -> Dict[str, Any]:
-        return {**self._plateau.state(), "init_lr": self.init_lr, "current_lr": self.current_lr,
-                "last_epoch": self.last_epoch, "epochs_since_best": self.epochs_since_best,
-                "num_reductions": self.num_reductions, "should_stop": self.should_stop}
+        return {**super().state_dict(), "init_lr": self.init_lr, "current_lr": self.current_lr,
+                "epochs_since_best": self.epochs_since_best, "should_stop": self.should_stop}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the state; a bound optimizer gets the saved current lr."""
         checked = _load_fields("AdaptiveLR", state_dict,
-                               {**_PlateauCounter.FIELDS, "init_lr": _opt_float, "current_lr": _opt_float,
-                                "last_epoch": _epoch_index, "epochs_since_best": _count, "num_reductions": _count,
-                                "should_stop": _flag})
-        self._plateau.load(checked)
+                               {**self._FIELDS, "init_lr": _opt_float, "current_lr": _opt_float,
+                                "epochs_since_best": _count, "should_stop": flag})
+        self._load_common(checked)
         self.init_lr, self.current_lr = checked["init_lr"], checked["current_lr"]
-        self.last_epoch, self.epochs_since_best = checked["last_epoch"], checked["epochs_since_best"]
-        self.num_reductions, self.should_stop = checked["num_reductions"], checked["should_stop"]
+        self.epochs_since_best, self.should_stop = checked["epochs_since_best"], checked["should_stop"]
         if self.optimizer is not None and self.current_lr is not None:
             self.optimizer.lr = self.current_lr

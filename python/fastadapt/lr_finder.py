@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from ._checks import integer, real
 from ._tree import flatten_any
 
 __all__ = ["lr_find", "LRFindResult"]
@@ -109,20 +109,6 @@ class LRFindResult:
             (fig or ax.figure).savefig(path, dpi=120)
             return path
         return fig if fig is not None else ax
-
-
-def _positive_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}={value!r} must be a finite number > 0")
-    return float(value)
-
-
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an integer")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
-    return int(value)
 
 
 def _batch_stream(batches: Iterable[Any]) -> Iterator[Any]:
@@ -229,17 +215,15 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     except TypeError:
         raise TypeError(f"batches must be an iterable of batches, got {type(batches).__name__}; for one "
                         f"full batch pass itertools.repeat(batch)") from None
-    start = _positive_real("start_lr", start_lr)
-    end = _positive_real("end_lr", end_lr)
+    start = real("start_lr", start_lr, low=0.0, low_open=True)
+    end = real("end_lr", end_lr, low=0.0, low_open=True)
     if end <= start:
         raise ValueError(f"end_lr={end_lr!r} must be > start_lr={start_lr!r}")
-    n = _count("num_steps", num_steps, 2)
-    if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing={smoothing!r} must be in [0, 1)")
-    if isinstance(diverge_factor, bool) or not isinstance(diverge_factor, numbers.Real) or not diverge_factor > 1.0:
-        raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1")
-    skip_start = _count("skip_start", skip_start, 0)
-    skip_end = _count("skip_end", skip_end, 0)
+    n = integer("num_steps", num_steps, 2)
+    beta = real("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
+    diverge_factor = real("diverge_factor", diverge_factor, low=1.0, low_open=True)
+    skip_start = integer("skip_start", skip_start, 0)
+    skip_end = integer("skip_end", skip_end, 0)
     paths, leaves = flatten_any(params)
     for path, leaf in zip(paths, leaves):
         if not isinstance(leaf, np.ndarray):
@@ -251,7 +235,7 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     was_fresh = saved_state["step"] == 0 and not saved_state["state"]
     try:
         lrs, losses, smoothed, reason = _sweep(optimizer, params, loss_and_grad, _batch_stream(batches),
-                                               start, end, n, float(smoothing), float(diverge_factor))
+                                               start, end, n, beta, diverge_factor)
     finally:
         for leaf, saved in zip(leaves, saved_params):
             np.copyto(leaf, saved)
@@ -263,8 +247,8 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     lr_arr, loss_arr, smooth_arr = np.array(lrs), np.array(losses), np.array(smoothed)
     best = _steepest_descent(lr_arr, smooth_arr, skip_start, skip_end)
     valley = _valley(smooth_arr)
-    settings = {"start_lr": start, "end_lr": end, "num_steps": n, "smoothing": float(smoothing),
-                "diverge_factor": float(diverge_factor), "skip_start": skip_start, "skip_end": skip_end,
+    settings = {"start_lr": start, "end_lr": end, "num_steps": n, "smoothing": beta,
+                "diverge_factor": diverge_factor, "skip_start": skip_start, "skip_end": skip_end,
                 "optimizer": type(optimizer).__name__}
     return LRFindResult(lrs=lr_arr, losses=loss_arr, smoothed_losses=smooth_arr,
                         suggestion=None if best is None else float(lr_arr[best]), suggestion_index=best,

@@ -9,11 +9,12 @@ command line (``fastadapt lr-find`` runs on one when MNIST is not there).
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from ._checks import integer, real
 
 __all__ = ["LeastSquares", "least_squares"]
 
@@ -52,8 +53,7 @@ class LeastSquares:
 
     def batches(self, batch_size: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
         """One shuffled pass over the data in mini-batches (a list: re-iterable)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
+        integer("batch_size", batch_size, 1)
         order = np.random.default_rng(seed).permutation(len(self.y))
         return [(self.X[idx], self.y[idx]) for idx in np.array_split(order, max(1, len(order) // batch_size))]
 
@@ -66,13 +66,12 @@ def least_squares(n_samples: int = 1024, n_features: int = 20, condition: float 
     Built as ``X = U diag(s) V^T`` with random orthonormal ``U``, ``V`` and
     ``s_i^2 / n_samples`` the chosen eigenvalues; ``y = X w* + noise``.
     """
-    for name, value, low in (("n_samples", n_samples, 2), ("n_features", n_features, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+    integer("n_samples", n_samples, 2)
+    integer("n_features", n_features, 1)
     if n_features > n_samples:
         raise ValueError(f"n_features={n_features} must be <= n_samples={n_samples}")
-    if not (isinstance(condition, numbers.Real) and condition >= 1):
-        raise ValueError(f"condition={condition!r} must be a number >= 1")
+    real("condition", condition, low=1.0)
+    real("noise", noise, low=0.0)
     rng = np.random.default_rng(seed)
     u, _ = np.linalg.qr(rng.standard_normal((n_samples, n_features)))
     v, _ = np.linalg.qr(rng.standard_normal((n_features, n_features)))

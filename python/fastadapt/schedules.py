@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import bisect
 import math
-import numbers
 import operator
 from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
+
+from ._checks import choice, flag, integer, real
 
 __all__ = [
     "Schedule",
@@ -88,35 +89,8 @@ def _check_step(step: Any) -> int:
     return k
 
 
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}={value!r} must be a real number")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name}={value!r} must be finite")
-    return v
-
-
 def _positive(name: str, value: Any) -> float:
-    v = _real(name, value)
-    if v <= 0:
-        raise ValueError(f"{name}={value!r} must be > 0")
-    return v
-
-
-def _integer(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an integer")
-    v = int(value)
-    if v < minimum:
-        raise ValueError(f"{name}={value!r} must be >= {minimum}")
-    return v
-
-
-def _choice(name: str, value: Any, options: Tuple[str, ...]) -> str:
-    if value not in options:
-        raise ValueError(f"{name}={value!r} must be one of {', '.join(map(repr, options))}")
-    return value
+    return real(name, value, low=0.0, low_open=True)
 
 
 def _schedule_arg(name: str, value: Any) -> ScheduleLike:
@@ -128,7 +102,7 @@ def _schedule_arg(name: str, value: Any) -> ScheduleLike:
 def _boundaries(name: str, value: Any) -> List[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{name}={value!r} must be a list of step counts")
-    out = [_integer(f"{name}[{i}]", b, 1) for i, b in enumerate(value)]
+    out = [integer(f"{name}[{i}]", b, 1) for i, b in enumerate(value)]
     for i in range(1, len(out)):
         if out[i] <= out[i - 1]:
             raise ValueError(f"{name}={list(value)!r} must be strictly increasing "
@@ -143,7 +117,7 @@ def constant(value: float) -> Schedule:
 
     Example: ``constant(1e-3)(12345) == 1e-3``.
     """
-    v = _real("value", value)
+    v = real("value", value)
     return Schedule(lambda k: v, "constant", {"value": value})
 
 
@@ -157,8 +131,8 @@ def linear(start: float, end: float, total_steps: int) -> Schedule:
 
     Example: ``linear(0.0, 1.0, 4)`` gives 0, 0.25, 0.5, 0.75, 1, 1, ...
     """
-    a, b = _real("start", start), _real("end", end)
-    t = _integer("total_steps", total_steps, 1)
+    a, b = real("start", start), real("end", end)
+    t = integer("total_steps", total_steps, 1)
     return Schedule(lambda k: a + (b - a) * min(k, t) / t, "linear",
                     {"start": start, "end": end, "total_steps": total_steps})
 
@@ -186,8 +160,8 @@ def linear_warmup(target: Union[float, ScheduleLike], warmup_steps: int) -> Sche
 
     Example: ``linear_warmup(1e-3, 10)`` gives 1e-4, 2e-4, ..., 1e-3, 1e-3, ...
     """
-    w = _integer("warmup_steps", warmup_steps, 0)
-    inner = _schedule_arg("target", target) if callable(target) else constant(_real("target", target))
+    w = integer("warmup_steps", warmup_steps, 0)
+    inner = _schedule_arg("target", target) if callable(target) else constant(real("target", target))
     return Schedule(_warmup_then(inner, w), "linear_warmup", {"target": target, "warmup_steps": warmup_steps})
 
 
@@ -197,8 +171,8 @@ def step_decay(base: float, step_size: int, gamma: float = 0.1) -> Schedule:
     Example: ``step_decay(0.1, step_size=30, gamma=0.1)``: 0.1 for steps
     0-29, 0.01 for 30-59, ...
     """
-    b = _real("base", base)
-    s = _integer("step_size", step_size, 1)
+    b = real("base", base)
+    s = integer("step_size", step_size, 1)
     g = _positive("gamma", gamma)
     return Schedule(lambda k: b * g ** (k // s), "step_decay", {"base": base, "step_size": step_size, "gamma": gamma})
 
@@ -208,7 +182,7 @@ def exponential(base: float, gamma: float) -> Schedule:
 
     Example: ``exponential(1e-2, gamma=0.99)(100) == 1e-2 * 0.99 ** 100``.
     """
-    b = _real("base", base)
+    b = real("base", base)
     g = _positive("gamma", gamma)
     return Schedule(lambda k: b * g ** k, "exponential", {"base": base, "gamma": gamma})
 
@@ -234,9 +208,9 @@ def cosine(base: float, total_steps: int, end: float = 0.0, warmup_steps: int = 
 
     Example: ``cosine(1e-3, total_steps=10_000, warmup_steps=500)``.
     """
-    b, e = _real("base", base), _real("end", end)
-    total = _integer("total_steps", total_steps, 1)
-    w = _integer("warmup_steps", warmup_steps, 0)
+    b, e = real("base", base), real("end", end)
+    total = integer("total_steps", total_steps, 1)
+    w = integer("warmup_steps", warmup_steps, 0)
     if total <= w:
         raise ValueError(f"total_steps={total_steps!r} must be > warmup_steps={warmup_steps!r}")
     decay = total - w
@@ -264,11 +238,11 @@ def cosine_restarts(base: float, first_period: int, period_mult: int = 1, end: f
     Example: ``cosine_restarts(0.1, first_period=10, period_mult=2)``
     restarts at steps 10, 30, 70, ...
     """
-    b, e = _real("base", base), _real("end", end)
-    t0 = _integer("first_period", first_period, 1)
-    mult = _integer("period_mult", period_mult, 1)
+    b, e = real("base", base), real("end", end)
+    t0 = integer("first_period", first_period, 1)
+    mult = integer("period_mult", period_mult, 1)
     decay = _positive("cycle_decay", cycle_decay)
-    w = _integer("warmup_steps", warmup_steps, 0)
+    w = integer("warmup_steps", warmup_steps, 0)
 
     def cycles(j: int) -> float:
         if mult == 1:
@@ -324,13 +298,12 @@ def _piecewise_anneal(ends: List[float], values: List[float], kind: str) -> Call
 
 
 def _one_cycle_common(total_steps: int, pct_start: float, anneal: str, three_phase: bool) -> Tuple[int, List[float]]:
-    total = _integer("total_steps", total_steps, 2)
-    pct = _real("pct_start", pct_start)
+    total = integer("total_steps", total_steps, 2)
+    pct = real("pct_start", pct_start)
     if not 0.0 < pct < 1.0:
         raise ValueError(f"pct_start={pct_start!r} must be in (0, 1)")
-    _choice("anneal", anneal, _ANNEAL)
-    if not isinstance(three_phase, bool):
-        raise TypeError(f"three_phase={three_phase!r} must be True or False")
+    choice("anneal", anneal, _ANNEAL)
+    flag("three_phase", three_phase)
     return total, _one_cycle_phases(total, pct, three_phase)
 
 
@@ -361,7 +334,7 @@ def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_fa
         b1 = fa.schedules.one_cycle_momentum(total_steps=1000)
         fa.Scheduler(opt, lr=lr, betas0=b1)
     """
-    peak = _real("max_value", max_value)
+    peak = real("max_value", max_value)
     div = _positive("div_factor", div_factor)
     final_div = _positive("final_div_factor", final_div_factor)
     _, ends = _one_cycle_common(total_steps, pct_start, anneal, three_phase)
@@ -384,7 +357,7 @@ def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, base_momentum: 
 
     Example: ``fa.Scheduler(opt, betas0=one_cycle_momentum(1000))`` drives Adam's beta1.
     """
-    lo, hi = _real("base_momentum", base_momentum), _real("max_momentum", max_momentum)
+    lo, hi = real("base_momentum", base_momentum), real("max_momentum", max_momentum)
     if lo > hi:
         raise ValueError(f"base_momentum={base_momentum!r} must be <= max_momentum={max_momentum!r}")
     _, ends = _one_cycle_common(total_steps, pct_start, anneal, three_phase)
@@ -413,10 +386,10 @@ def cyclic(base: float, max_value: float, step_size: int, step_size_down: Union[
     Example: ``cyclic(1e-4, 1e-2, step_size=2000)``: 1e-4 at step 0,
     1e-2 at 2000, 1e-4 at 4000, ...
     """
-    lo, hi = _real("base", base), _real("max_value", max_value)
-    up = _integer("step_size", step_size, 1)
-    down = up if step_size_down is None else _integer("step_size_down", step_size_down, 1)
-    _choice("mode", mode, _CYCLIC_MODES)
+    lo, hi = real("base", base), real("max_value", max_value)
+    up = integer("step_size", step_size, 1)
+    down = up if step_size_down is None else integer("step_size_down", step_size_down, 1)
+    choice("mode", mode, _CYCLIC_MODES)
     g = _positive("gamma", gamma)
     period = up + down
 
@@ -450,7 +423,7 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
     bounds = _boundaries("boundaries", boundaries)
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise TypeError(f"values={values!r} must be a list of numbers")
-    vals = [_real(f"values[{i}]", v) for i, v in enumerate(values)]
+    vals = [real(f"values[{i}]", v) for i, v in enumerate(values)]
     if len(vals) != len(bounds) + 1:
         raise ValueError(f"values has {len(vals)} entries; with {len(bounds)} boundaries it needs {len(bounds) + 1}")
     return Schedule(lambda k: vals[bisect.bisect_right(bounds, k)], "piecewise_constant",

@@ -1,0 +1,53 @@
+"""Argument checks for schedules, controllers and the LR finder: each
+returns the cleaned value or raises TypeError/ValueError whose message
+names the argument and its value (``warmup_steps=-1 must be >= 0``)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Tuple
+
+import numpy as np
+
+
+def real(name: str, value: Any, *, low: float = -math.inf, high: float = math.inf, low_open: bool = False,
+         high_open: bool = False) -> float:
+    """A finite real number in the given range (a bound at infinity is no bound)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} must be a real number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name}={value!r} must be finite")
+    below = v < low or (low_open and v == low)
+    above = v > high or (high_open and v == high)
+    if below or above:
+        if math.isinf(high):
+            rule = f"{'>' if low_open else '>='} {low:g}"
+        elif math.isinf(low):
+            rule = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            rule = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name}={value!r} must be {rule}")
+    return v
+
+
+def integer(name: str, value: Any, minimum: int) -> int:
+    """An integer (not a bool, not a float) >= minimum."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an integer")
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} must be >= {minimum}")
+    return int(value)
+
+
+def choice(name: str, value: Any, options: Tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"{name}={value!r} must be one of {', '.join(map(repr, options))}")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r} must be True or False")
+    return bool(value)
