@@ -58,6 +58,8 @@ def _monitor_key(monitor: Any) -> str:
 
 def _real_or_nan(name: str, value: Any) -> float:
     """A float; NaN and inf are allowed (a NaN metric never counts as an improvement)."""
+    if isinstance(value, (str, bytes)):  # float("0.5") would pass silently
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -72,6 +72,8 @@ class Schedule:
 
 
 def _rebuild(builder: str, args: Dict[str, Any]) -> Schedule:
+    if builder not in __all__ or builder == "Schedule":
+        raise ValueError(f"no schedule named {builder!r}")
     return globals()[builder](**args)
 
 
