@@ -23,7 +23,7 @@ from ._tree import flatten_any
 __all__ = ["lr_find", "LRFindResult"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: no element-wise ==
 class LRFindResult:
     """What :func:`lr_find` saw.
 
@@ -126,10 +126,16 @@ def _batch_stream(batches: Iterable[Any]) -> Iterator[Any]:
             return
 
 
+def _finite_prefix(values: np.ndarray) -> int:
+    """How many values come before the first non-finite one (a sweep ends at it)."""
+    bad = ~np.isfinite(values)
+    return int(np.argmax(bad)) if bad.any() else len(values)
+
+
 def _steepest_descent(lrs: np.ndarray, smoothed: np.ndarray, skip_start: int, skip_end: int) -> Optional[int]:
     """Index of the most negative slope of the smoothed loss against log(lr),
     within the finite points after ``skip_start`` and before the last ``skip_end``."""
-    finite = int(np.argmax(~np.isfinite(smoothed))) if not np.all(np.isfinite(smoothed)) else len(smoothed)
+    finite = _finite_prefix(smoothed)
     stop = finite - skip_end
     if stop - skip_start < 2 or finite < 3:
         return None
@@ -140,7 +146,7 @@ def _steepest_descent(lrs: np.ndarray, smoothed: np.ndarray, skip_start: int, sk
 def _valley(smoothed: np.ndarray) -> Optional[int]:
     """Middle of the longest strictly decreasing subsequence of the finite
     smoothed losses (patience sorting on the negated values, O(n log n))."""
-    values = [-v for v in smoothed if math.isfinite(v)]
+    values = [-float(v) for v in smoothed[:_finite_prefix(smoothed)]]
     tails: List[float] = []          # smallest tail value of an increasing run of each length
     tail_index: List[int] = []
     previous = [-1] * len(values)
