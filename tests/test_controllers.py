@@ -2,7 +2,6 @@
 against hand-worked sequences and the seed article's scheduler, as trainer
 callbacks, and resumed from checkpoints."""
 
-import math
 import pickle
 
 import numpy as np
@@ -137,32 +136,29 @@ def _quadratic_problem(seed=0):
 
 
 def test_scheduler_resume_equals_uninterrupted_run():
-    def schedules():
-        return {"lr": S.one_cycle(0.1, 30), "betas0": S.one_cycle_momentum(30)}
+    def build(lr=1e-3):
+        opt = fa.Adam(lr=lr)
+        return opt, fa.Scheduler(opt, lr=S.one_cycle(0.1, 30), betas0=S.one_cycle_momentum(30))
+
+    def train(opt, sched, params, grads, steps):
+        for _ in range(steps):
+            opt.update(params, grads(params))
+            sched.step()
 
     params, grads = _quadratic_problem()
-    opt = fa.Adam()
-    sched = fa.Scheduler(opt, **schedules())
-    for _ in range(30):
-        opt.update(params, grads(params))
-        sched.step()
+    opt, sched = build()
+    train(opt, sched, params, grads, 30)
 
     params2, _ = _quadratic_problem()
-    opt2 = fa.Adam()
-    sched2 = fa.Scheduler(opt2, **schedules())
-    for _ in range(12):
-        opt2.update(params2, grads(params2))
-        sched2.step()
+    opt2, sched2 = build()
+    train(opt2, sched2, params2, grads, 12)
     opt_state, sched_state, saved_params = pickle.loads(pickle.dumps(
         (opt2.state_dict(), sched2.state_dict(), params2)))
-    opt3 = fa.Adam(lr=0.5)
-    sched3 = fa.Scheduler(opt3, **schedules())
+    opt3, sched3 = build(lr=0.5)
     opt3.load_state_dict(opt_state)
     sched3.load_state_dict(sched_state)
     assert opt3.lr == sched2.last_values["lr"]
-    for _ in range(18):
-        opt3.update(saved_params, grads(saved_params))
-        sched3.step()
+    train(opt3, sched3, saved_params, grads, 18)
     assert trees_same_bits(saved_params, params)
     assert sched3.state_dict() == sched.state_dict() and opt3.hyperparameters == opt.hyperparameters
 

@@ -12,7 +12,7 @@ import pytest
 import fastadapt as fa
 from fastadapt.lr_finder import _valley
 
-from helpers import copy_tree, same_bits, trees_same_bits
+from helpers import copy_tree, trees_same_bits
 
 
 def least_squares(seed):
