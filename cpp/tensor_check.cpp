@@ -1,5 +1,6 @@
 #include "tensor_check.hpp"
 
+#include <cstring>
 #include <sstream>
 
 namespace fastadapt {
@@ -71,7 +72,7 @@ static void check_layout(const py::array& a, const KeyRef& w, bool writeable, co
 }
 
 ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
-  const bool is_param = std::string(w.role) == "params";
+  const bool is_param = std::strcmp(w.role, "params") == 0;
   if (!py::isinstance<py::array>(obj))
     fail_type(w, "expected a float32 or float64 NumPy array, got " + describe(obj) +
                      (is_param ? "; parameters are updated in place, so store a NumPy array "
