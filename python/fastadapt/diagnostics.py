@@ -22,7 +22,8 @@ every threshold is a field of :class:`Thresholds`:
     wobbles of a nearly converged loss do not count. Found when there are
     ``oscillation_rises`` (2) rises, one rise of ``divergence_jump`` (the
     loss more than doubled), or the last epoch is a rise (it ends worse
-    than its best: diverging). Mean epoch losses of healthy mini-batch
+    than its best: diverging). The loss at initialization is a single
+    batch's, so against it only a jump counts. Mean epoch losses of healthy mini-batch
     training fall nearly monotonically, so a rise this large is the
     optimizer overshooting.
 ``exploding`` (error): gradient or parameter norm blow-up.
@@ -268,7 +269,9 @@ def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
     best, best_label = values[0], labels[0]
     for label, value in zip(labels[1:], values[1:]):
         excess = value - best
-        if excess > t.rise * abs(best) and excess > floor:
+        # The loss at initialization is one batch's: noisy, so against it only a jump counts.
+        needed = t.divergence_jump if best_label is None and initial is not None else t.rise
+        if excess > needed * abs(best) and excess > floor:
             relative = excess / max(abs(best), floor, 1e-300)
             jumped = jumped or relative >= t.divergence_jump
             rises.append({"epoch": label, "loss": _num(value), "best_before": _num(best),
@@ -282,7 +285,9 @@ def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
         return None
     kind = "diverging" if (jumped or ends_high) else "oscillating"
     worst = max(rises, key=lambda r: r["rise"])
-    start = "the loss at initialization" if worst["best_epoch"] is None else f"its best (epoch {worst['best_epoch']})"
+    start = f"the {worst['best_before']:.4g} at initialization" if worst["best_epoch"] is None else \
+        f"its best of {worst['best_before']:.4g} (epoch {worst['best_epoch']})"
+    times = f" It rose above its best so far {len(rises)} times." if len(rises) > 1 else ""
     lr = s("lr")
     lr_seen = lr[np.isfinite(lr)]
     evidence = {"kind": kind, "rises": rises, "reference_loss": _num(reference), "best_loss": _num(min(values)),
@@ -290,9 +295,8 @@ def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
     if lr_seen.size:
         evidence["max_lr"] = _num(float(lr_seen.max()))
     return _make("lr_too_high", [r["epoch"] for r in rises], evidence,
-                 f"The training loss is {kind}: epoch {worst['epoch']} averaged {worst['loss']:.4g}, above "
-                 f"{worst['best_before']:.4g}, {start} ({len(rises)} rise(s) of over {100 * t.rise:.0f}% on the "
-                 f"best so far).",
+                 f"The training loss is {kind}: epoch {worst['epoch']} averaged {worst['loss']:.4g}, "
+                 f"{1 + worst['rise']:.3g}x {start}.{times}",
                  "Lower the learning rate 3-10x (fa.lr_find suggests one), or warm it up "
                  "(fa.AdaptiveLR / a warmup schedule); keep gradient clipping on.")
 

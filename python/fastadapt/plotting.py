@@ -51,9 +51,12 @@ def _use_log(ax: Any, *series: np.ndarray) -> None:
         from matplotlib import ticker
 
         ax.set_yscale("log")
-        # Plain numbers (0.3, 2, 20) read faster than 3x10^-1 on these small ranges.
-        ax.yaxis.set_major_formatter(ticker.LogFormatter(labelOnlyBase=False))
-        ax.yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.5)))
+        # Plain numbers (0.3, 2, 20) read faster than 3e-01; minor ticks get
+        # labels at 2x and 5x when the axis spans few decades.
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        few_decades = data.max() / data.min() < 100
+        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
+            lambda v, _: f"{v:g}" if few_decades and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
 
 
 def plot_history(history: Union[History, Any], path: PathLike, *, findings: Optional[Sequence[Finding]] = None,
@@ -138,8 +141,8 @@ def _loss_panel(ax: Any, h: History, x: np.ndarray, findings: Sequence[Finding])
         if np.isfinite(val).any():
             best = int(np.nanargmin(val))
             ax.axvline(x[best], color="#2ca02c", ls=":", lw=1)
-            ax.annotate(f"best val {val[best]:.4g}", (x[best], val[best]), textcoords="offset points",
-                        xytext=(4, 8), fontsize=8, color="#2ca02c")
+            ax.annotate(f"best val {val[best]:.4g} (epoch {h.epoch[best]})", (x[best], val[best]),
+                        textcoords="offset points", xytext=(4, 8), fontsize=8, color="#2ca02c")
     for f in findings:
         for e in f.epochs:
             if e in h.epoch:

