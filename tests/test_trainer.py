@@ -124,15 +124,13 @@ def test_callback_protocol_order_and_indices(data):
     _, trainer = _trainer([rec])
     trainer.fit([(X[:32], y[:32]), (X[32:], y[32:])], epochs=2)
     trainer.fit([(X, y)], epochs=1)  # a second fit continues the epoch and step numbering
+    keys = ["grad_norm", "loss", "lr"]  # the per-batch logs
     assert rec.calls == [
         ("train_begin",),
-        ("epoch_begin", 0), ("batch_end", 0, ["grad_norm", "loss", "lr"]), ("batch_end", 1, ["grad_norm", "loss", "lr"]),
-        ("epoch_end", 0, 1),
-        ("epoch_begin", 1), ("batch_end", 2, ["grad_norm", "loss", "lr"]), ("batch_end", 3, ["grad_norm", "loss", "lr"]),
-        ("epoch_end", 1, 2),
+        ("epoch_begin", 0), ("batch_end", 0, keys), ("batch_end", 1, keys), ("epoch_end", 0, 1),
+        ("epoch_begin", 1), ("batch_end", 2, keys), ("batch_end", 3, keys), ("epoch_end", 1, 2),
         ("train_end",),
-        ("train_begin",), ("epoch_begin", 2), ("batch_end", 4, ["grad_norm", "loss", "lr"]), ("epoch_end", 2, 3),
-        ("train_end",),
+        ("train_begin",), ("epoch_begin", 2), ("batch_end", 4, keys), ("epoch_end", 2, 3), ("train_end",),
     ]
 
 
@@ -409,8 +407,10 @@ def test_bad_trainer_arguments(data):
         fa.Trainer(fa.Adam(), lr=1e-3, **ok)
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
         fa.Trainer("adamm", **ok)
+    given = fa.Adam()
     with pytest.raises(TypeError, match="loss_and_grad must be a function"):
-        fa.Trainer("adam", loss_and_grad=None, params=model.params)
+        fa.Trainer(given, loss_and_grad=None, params=model.params)
+    assert not given.track_grad_norm  # a refused call leaves the optimizer as it was
     with pytest.raises(TypeError, match=r"params\['fc1.w'\] must be a float32 or float64 NumPy array, got list"):
         fa.Trainer("adam", loss_and_grad=model.loss_and_grad, params={"fc1": {"w": [[1.0, 2.0]]}})
     with pytest.raises(TypeError, match=r"wrap a single one: callbacks=\[cb\]"):

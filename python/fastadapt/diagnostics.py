@@ -23,9 +23,9 @@ every threshold is a field of :class:`Thresholds`:
     ``oscillation_rises`` (2) rises, one rise of ``divergence_jump`` (the
     loss more than doubled), or the last epoch is a rise (it ends worse
     than its best: diverging). The loss at initialization is a single
-    batch's, so against it only a jump counts. Mean epoch losses of healthy mini-batch
-    training fall nearly monotonically, so a rise this large is the
-    optimizer overshooting.
+    batch's, so against it only a jump counts. Mean epoch losses of
+    healthy mini-batch training fall nearly monotonically, so a rise this
+    large is the optimizer overshooting.
 ``exploding`` (error): gradient or parameter norm blow-up.
     The mean gradient norm of an epoch reaches ``blowup`` (10) times the
     median of the epochs before it, or the parameter norm reaches
@@ -184,7 +184,8 @@ class _Series:
         return self._history.array(name)
 
     def raw(self, name: str) -> List[Optional[float]]:
-        return list(self._history[name]) if name in self._history else [None] * len(self.epochs)
+        """The values as logged: None where missing, NaN/inf kept."""
+        return self._history[name] if name in self._history else [None] * len(self.epochs)
 
     def has(self, name: str) -> bool:
         return name in self._history
@@ -224,15 +225,16 @@ def _nonfinite(s: _Series, t: Thresholds) -> Optional[Finding]:
     counters = ("nonfinite_steps", "skipped_steps", "nonfinite_grads")
     values = ("loss", "val_loss", "grad_norm", "param_norm")
     epochs, totals, bad_values = [], {c: 0 for c in counters}, {v: [] for v in values}
+    columns = {name: s.raw(name) for name in counters + values}
     for i, epoch in enumerate(s.epochs):
         hit = False
         for c in counters:
-            count = s.raw(c)[i]
+            count = columns[c][i]
             if count is not None and math.isfinite(count) and count > 0:
                 totals[c] += int(count)
                 hit = True
         for v in values:
-            x = s.raw(v)[i]
+            x = columns[v][i]
             if x is not None and not math.isfinite(x):
                 bad_values[v].append(epoch)
                 hit = True

@@ -32,8 +32,13 @@ def format_logs(logs: Mapping[str, Any]) -> str:
 
 
 class _Silent:
-    def __init__(self, stream: IO[str]):
-        self.stream = stream
+    def __init__(self, stream: Optional[IO[str]]):
+        self._stream = stream
+
+    @property
+    def stream(self) -> IO[str]:
+        # None: whatever sys.stderr is when writing (it may be swapped after construction).
+        return sys.stderr if self._stream is None else self._stream
 
     def start_epoch(self, epoch: int, last_epoch: int, num_batches: Optional[int]) -> None:
         pass
@@ -90,9 +95,9 @@ class _TqdmBars(_Silent):
 
 def make_progress(enabled: bool, stream: Optional[IO[str]] = None) -> _Silent:
     """The display for ``enabled`` on ``stream`` (default: stderr)."""
-    out = sys.stderr if stream is None else stream
     if not enabled:
-        return _Silent(out)
+        return _Silent(stream)
+    out = sys.stderr if stream is None else stream
     is_terminal = getattr(out, "isatty", lambda: False)()
     if is_terminal:
         try:

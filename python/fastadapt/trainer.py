@@ -132,8 +132,7 @@ class Trainer:
                  loss_and_grad: LossAndGrad, params: Any, loss_fn: Optional[Callable[[Any, Any], float]] = None,
                  max_grad_norm: Optional[float] = None, nonfinite: Optional[str] = None,
                  callbacks: Optional[Sequence[Any]] = None, progress: bool = True):
-        self.optimizer = self._build_optimizer(optimizer, lr, max_grad_norm, nonfinite)
-        self.optimizer.track_grad_norm = True
+        built = self._build_optimizer(optimizer, lr, max_grad_norm, nonfinite)
         if not callable(loss_and_grad):
             raise TypeError(f"loss_and_grad must be a function (params, batch) -> (loss, grads), got "
                             f"{type(loss_and_grad).__name__}")
@@ -152,6 +151,8 @@ class Trainer:
                                 f"subclass fastadapt.callbacks.Callback")
         if not isinstance(progress, (bool, np.bool_)):
             raise TypeError(f"progress must be True or False, got {progress!r}")
+        built.track_grad_norm = True  # only now: a bad argument above leaves a given optimizer untouched
+        self.optimizer = built
         self.loss_and_grad = loss_and_grad
         self.loss_fn = loss_fn
         self.params = params
@@ -451,7 +452,7 @@ class Trainer:
                                  f"load a checkpoint of the same model")
         entries = sd.get("callbacks")
         names = [type(cb).__name__ for cb in self.callbacks]
-        if not isinstance(entries, list) or [e.get("type") if isinstance(e, Mapping) else None
+        if not isinstance(entries, list) or [e.get("type") if isinstance(e, Mapping) and "state" in e else None
                                              for e in entries] != names:
             saved_names = [e.get("type") if isinstance(e, Mapping) else e for e in entries] \
                 if isinstance(entries, list) else entries
