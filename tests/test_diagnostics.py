@@ -82,6 +82,11 @@ def test_each_finding_names_the_epochs_and_numbers_that_show_it():
     assert "ReLU" in vanishing.advice
     (overfit,) = fa.diagnose(CASES["overfitting"])
     assert overfit.epochs == [3, 4, 5, 6, 7] and overfit.evidence["best_epoch"] == 2
+    assert overfit.evidence["worst_epoch"] == 7 and overfit.evidence["val_rise"] == pytest.approx(0.2857, abs=1e-4)
+    # Validation that recovers partly before the run ends still shows the overfitting it had.
+    recovered = synthetic(CASES["overfitting"]["loss"] + [0.06], val=CASES["overfitting"]["val_loss"] + [0.72])
+    assert [f.code for f in fa.diagnose(recovered)] == ["overfitting"]
+    assert fa.diagnose(recovered)[0].evidence["worst_epoch"] == 7
     assert "EarlyStopping" in overfit.advice and "weight decay" in overfit.advice
     (plateau,) = fa.diagnose(CASES["plateau"])
     assert plateau.epochs == [4, 5, 6, 7, 8] and plateau.evidence["progress"] == 0.003
@@ -156,7 +161,7 @@ def test_tiny_training_subset_with_many_epochs_is_diagnosed_overfitting(monkeypa
     codes = [f.code for f in fa.diagnose(history)]
     assert codes == ["overfitting"]
     finding = fa.diagnose(history)[0]
-    assert finding.evidence["final_train_loss"] < 0.01 < finding.evidence["best_val_loss"]
+    assert finding.evidence["train_loss_at_worst"] < 0.01 < finding.evidence["best_val_loss"]
 
 
 def test_live_callback_warns_once_per_finding():

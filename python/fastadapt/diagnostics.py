@@ -39,10 +39,12 @@ every threshold is a field of :class:`Thresholds`:
     gradient norm is below ``relative_grad`` (1e-6) of the parameter norm
     while the training loss makes no progress and has not converged.
 ``overfitting`` (warning): validation worsens while training improves.
-    At least ``overfit_patience`` (3) epochs after the best validation loss,
-    the validation loss is ``overfit_rise`` (5%) above that best while the
-    training loss fell by ``overfit_train_drop`` (10%) since then and sits
-    clearly below the validation loss (``overfit_gap``: at most 90% of it).
+    With at least ``overfit_patience`` (3) epochs after the best validation
+    loss, some epoch after it has a validation loss ``overfit_rise`` (5%)
+    above that best while the training loss fell by ``overfit_train_drop``
+    (10%) since the best and sits clearly below the validation loss
+    (``overfit_gap``: at most 90% of it). The evidence names the worst such
+    epoch (an early-stopped run often ends after a partial recovery).
     Not reported with ``lr_too_high``, which explains a worsening
     validation loss better.
 ``plateau`` (warning): no progress.
@@ -413,26 +415,32 @@ def _vanishing(s: _Series, t: Thresholds) -> Optional[Finding]:
 def _overfitting(s: _Series, t: Thresholds) -> Optional[Finding]:
     loss, val = s("loss"), s("val_loss")
     both = np.isfinite(loss) & np.isfinite(val)
-    if both.sum() < t.overfit_patience + 1:
-        return None
     idx = np.flatnonzero(both)
+    if idx.size < t.overfit_patience + 1:
+        return None
     best = int(idx[np.argmin(val[idx])])
-    last = int(idx[-1])
     after = [int(i) for i in idx if i > best]
     if len(after) < t.overfit_patience:
         return None
-    val_rise = (val[last] - val[best]) / abs(val[best]) if val[best] else math.inf
-    train_drop = (loss[best] - loss[last]) / abs(loss[best]) if loss[best] else 0.0
-    gap_ok = loss[last] <= t.overfit_gap * val[last]
-    if not (val_rise >= t.overfit_rise and train_drop >= t.overfit_train_drop and gap_ok):
+    # Judged at the worst validation epoch since the best, not only the last: a
+    # run stopped early often ends after validation partly recovered.
+    scale_val, scale_train = abs(val[best]) or 1.0, abs(loss[best]) or 1.0
+    showing = [i for i in after if (val[i] - val[best]) / scale_val >= t.overfit_rise
+               and (loss[best] - loss[i]) / scale_train >= t.overfit_train_drop
+               and loss[i] <= t.overfit_gap * val[i]]
+    if not showing:
         return None
+    worst = max(showing, key=lambda i: val[i])
+    val_rise = (val[worst] - val[best]) / scale_val
+    train_drop = (loss[best] - loss[worst]) / scale_train
     return _make("overfitting", [s.epochs[i] for i in after],
-                 {"best_epoch": s.epochs[best], "best_val_loss": _num(val[best]), "final_val_loss": _num(val[last]),
-                  "val_rise": _num(val_rise), "train_loss_at_best": _num(loss[best]),
-                  "final_train_loss": _num(loss[last]), "train_drop": _num(train_drop)},
+                 {"best_epoch": s.epochs[best], "best_val_loss": _num(val[best]), "worst_epoch": s.epochs[worst],
+                  "worst_val_loss": _num(val[worst]), "val_rise": _num(val_rise),
+                  "train_loss_at_best": _num(loss[best]), "train_loss_at_worst": _num(loss[worst]),
+                  "train_drop": _num(train_drop)},
                  f"Since epoch {s.epochs[best]} the validation loss rose {100 * val_rise:.0f}% "
-                 f"({val[best]:.4g} -> {val[last]:.4g}) while the training loss fell {100 * train_drop:.0f}% "
-                 f"({loss[best]:.4g} -> {loss[last]:.4g}).",
+                 f"({val[best]:.4g} -> {val[worst]:.4g} at epoch {s.epochs[worst]}) while the training loss fell "
+                 f"{100 * train_drop:.0f}% ({loss[best]:.4g} -> {loss[worst]:.4g}).",
                  "Stop at the best validation epoch (fa.EarlyStopping(restore_best=True)); regularize: weight "
                  "decay (AdamW), dropout, data augmentation, a smaller model, or more training data.")
 
