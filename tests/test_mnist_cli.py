@@ -4,6 +4,8 @@ its errors."""
 
 import gzip
 import json
+import pathlib
+import runpy
 import subprocess
 import sys
 import time
@@ -13,6 +15,8 @@ import pytest
 
 from fastadapt import datasets
 from fastadapt.cli import main
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture
@@ -105,3 +109,11 @@ def test_console_script_lists_the_mnist_options():
     for option in ("--epochs", "--optimizer", "--lr", "--batch-size", "--max-grad-norm", "--data-dir", "--out",
                    "--seed"):
         assert option in done.stdout
+
+
+def test_python_example_runs(mnist_subset, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(EXAMPLES / "mnist.py"), run_name="__main__")
+    assert "test accuracy: 0.9" in capsys.readouterr().out
+    assert {"history.json", "history.png", "mnist_checkpoint.npz"} <= {p.name for p in tmp_path.iterdir()}
