@@ -196,6 +196,21 @@ def test_plateau_max_mode():
     assert lrs == [1, 1, 1, 1, 1, 1, 0.5] and plateau.best == 0.7
 
 
+def test_plateau_rel_threshold_with_negative_metrics():
+    # The margin is relative to |best|: x < best - |best| * threshold. torch's
+    # x < best * (1 - threshold) would take -9.5 as an improvement on -10
+    # (best * 0.9 = -9): a loss getting worse would never be cut.
+    lrs, plateau = plateau_run([-10.0, -9.5, -9.2, -11.5, -11.6, -13.0], factor=0.5, patience=2, threshold=0.1)
+    assert lrs == [1, 1, 0.5, 0.5, 0.5, 0.5] and plateau.best == -13.0 and plateau.wait == 0
+    # max mode (a negated error): x > best + |best| * threshold
+    lrs, plateau = plateau_run([-1.0, -1.05, -1.08, -0.5, -0.48], mode="max", factor=0.5, patience=2,
+                               threshold=0.1)
+    assert lrs == [1, 1, 0.5, 0.5, 0.5] and plateau.best == -0.5 and plateau.wait == 1
+    # best == 0: any decrease improves; an infinite metric gives no NaN margin
+    lrs, plateau = plateau_run([0.0, -1e-9, float("-inf"), -5.0], factor=0.5, patience=1, threshold=0.1)
+    assert lrs == [1, 1, 1, 0.5] and plateau.best == float("-inf")
+
+
 def test_plateau_counts_like_keras_one_epoch_before_torch():
     # patience=2: the cut comes on the 2nd epoch without improvement (torch: the 3rd)
     lrs, _ = plateau_run([1.0, 1.0, 1.0, 1.0], factor=0.5, patience=2, threshold=0.0)

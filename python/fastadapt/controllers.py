@@ -14,8 +14,10 @@ as an uninterrupted one. The optimizer's own hyperparameters (the current
 lr included) travel in the optimizer's ``state_dict``; checkpoint both.
 
 Plateau counting (ALGORITHMS.md, Keras's count): after each epoch a metric
-``x`` improves on ``best`` if ``x < best * (1 - threshold)`` (``rel``) or
-``x < best - threshold`` (``abs``), mirrored for ``mode="max"``. On
+``x`` improves on ``best`` if ``x < best - |best| * threshold`` (``rel``) or
+``x < best - threshold`` (``abs``), mirrored for ``mode="max"``. (For a
+negative ``best`` the rel rule differs from torch's ``best * (1 - threshold)``,
+which there accepts a worse value as an improvement.) On
 improvement ``wait = 0``; otherwise ``wait += 1`` and the action (cut the
 lr, stop) happens when ``wait >= patience``. torch's ReduceLROnPlateau
 acts when ``wait > patience``, one epoch later: ``patience=p`` here
@@ -118,12 +120,22 @@ def _opt_float(name: str, value: Any) -> Optional[float]:
 # ---- the improvement test and plateau counter ----------------------------------------
 
 class _Improvement:
-    """``x`` improves on ``best``: ALGORITHMS.md's test in min or max mode."""
+    """``x`` improves on ``best``: ``x < best - margin`` (min mode) or
+    ``x > best + margin`` (max mode), with ``margin = threshold`` (abs) or
+    ``|best| * threshold`` (rel).
+
+    The rel margin is taken from ``|best|``, not ALGORITHMS.md's (and
+    torch's) ``best * (1 - threshold)``: with a negative ``best`` that
+    product lies on the wrong side of ``best`` (best -10, threshold 0.1:
+    -9.5 would "improve"), so a metric getting worse would keep resetting
+    the count. For ``best >= 0`` the two are the same test.
+    """
 
     def __init__(self, mode: str, threshold: float, threshold_mode: str, threshold_name: str = "threshold"):
         self.mode = choice("mode", mode, _MODES)
         self.threshold_mode = choice("threshold_mode", threshold_mode, _THRESHOLD_MODES)
-        # rel: best * (1 - 1) would turn inf into nan, so threshold < 1.
+        # rel: a margin of |best| or more would ask a loss to change sign to improve
+        # (and best * (1 - 1) would turn an infinite best into NaN).
         high = 1.0 if threshold_mode == "rel" else math.inf
         self.threshold = real(threshold_name, threshold, low=0.0, high=high, high_open=True)
 
@@ -134,8 +146,13 @@ class _Improvement:
     def __call__(self, x: float, best: float) -> bool:
         t = self.threshold
         if self.mode == "min":
-            return x < (best * (1.0 - t) if self.threshold_mode == "rel" else best - t)
-        return x > (best * (1.0 + t) if self.threshold_mode == "rel" else best + t)
+            if self.threshold_mode == "abs":
+                return x < best - t
+            # best * (1 -+ t) rather than best - |best| * t: bit for bit torch's bound when best >= 0
+            return x < best * (1.0 - t if best >= 0 else 1.0 + t)
+        if self.threshold_mode == "abs":
+            return x > best + t
+        return x > best * (1.0 + t if best >= 0 else 1.0 - t)
 
 
 class _PlateauCounter:
@@ -406,7 +423,7 @@ class ReduceLROnPlateau(_LRPlateau):
     """Multiply the learning rate by ``factor`` when a metric stops improving.
 
     Rule (ALGORITHMS.md): after each epoch with metric ``x``, ``x``
-    improves if ``x < best * (1 - threshold)`` (``threshold_mode="rel"``)
+    improves if ``x < best - |best| * threshold`` (``threshold_mode="rel"``)
     or ``x < best - threshold`` (``"abs"``); ``mode="max"`` mirrors both.
     On improvement ``best = x, wait = 0``; otherwise ``wait += 1`` and when
     ``wait >= patience``: ``lr = max(lr * factor, min_lr)`` (never raised:
@@ -416,7 +433,9 @@ class ReduceLROnPlateau(_LRPlateau):
     Differences from torch.optim.lr_scheduler.ReduceLROnPlateau: the cut
     comes when ``wait >= patience`` (Keras's count), torch's one epoch later
     (``wait > patience``); so ``patience=p`` here matches torch's
-    ``patience=p-1``. Only the optimizer's default lr is changed, per-key
+    ``patience=p-1``. The rel threshold is taken from ``|best|``; torch's
+    ``best * (1 - threshold)`` counts a worse value as an improvement when
+    ``best < 0`` (for ``best >= 0`` they agree). Only the optimizer's default lr is changed, per-key
     overrides keep theirs. The lr is read from the optimizer at each cut, so
     other writers (a Scheduler, a user) compose with it.
 
