@@ -509,3 +509,32 @@ def test_load_state_dict_checks_first(make, state, message):
     assert {k: v for k, v in after.items() if k != "best_params"} == \
         {k: v for k, v in before.items() if k != "best_params"}
 
+
+
+@pytest.mark.parametrize("make, change, message", [
+    (lambda: fa.AdaptiveLR(fa.SGD(lr=0.1), warmup_epochs=0), dict(current_lr=-1.0, wait=3),
+     r"state_dict\['current_lr'\]=-1.0 must be >= 0"),
+    (lambda: fa.AdaptiveLR(fa.SGD(lr=0.1), warmup_epochs=0), dict(init_lr=float("nan")),
+     r"state_dict\['init_lr'\]=nan must be finite"),
+    (lambda: fa.ReduceLROnPlateau(fa.SGD()), dict(best=float("nan")),
+     r"state_dict\['best'\]=nan must be a number or \+-inf, not NaN"),
+    (lambda: fa.EarlyStopping(restore_best=False), dict(best=float("nan")), r"state_dict\['best'\]=nan"),
+    (lambda: fa.Scheduler(fa.Adam(), betas0=S.linear(0.9, 1.1, 2)), dict(count=2),
+     r"'betas0' gave 1.1 at step 2"),
+])
+def test_a_refused_state_dict_changes_nothing(make, change, message):
+    controller = make()
+    optimizer = getattr(controller, "optimizer", None)
+    before = controller.state_dict()
+    hyper_before = None if optimizer is None else optimizer.hyperparameters
+    with pytest.raises((TypeError, ValueError), match=message):
+        controller.load_state_dict({**before, **change})
+    assert controller.state_dict() == before
+    assert hyper_before is None or optimizer.hyperparameters == hyper_before
+
+
+def test_early_stopping_step_refused_without_params_changes_nothing():
+    stopper = fa.EarlyStopping()
+    with pytest.raises(ValueError, match="needs the params to snapshot"):
+        stopper.step(1.0)
+    assert stopper.last_epoch == -1

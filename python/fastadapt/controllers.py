@@ -113,8 +113,17 @@ def _load_fields(owner: str, state_dict: Any, fields: Mapping[str, Callable[[str
     return {k: check(f"state_dict[{k!r}]", state_dict[k]) for k, check in fields.items()}
 
 
-def _opt_float(name: str, value: Any) -> Optional[float]:
-    return None if value is None else _real_or_nan(name, value)
+def _best_metric(name: str, value: Any) -> float:
+    """A saved ``best``: a number or +-inf (inf: nothing seen yet). Never NaN,
+    which no metric can become (NaN never improves) and after which nothing would."""
+    v = _real_or_nan(name, value)
+    if math.isnan(v):
+        raise ValueError(f"{name}={value!r} must be a number or +-inf, not NaN; pass what state_dict() returned")
+    return v
+
+
+def _opt_lr(name: str, value: Any) -> Optional[float]:
+    return None if value is None else real(name, value, low=0.0)
 
 
 # ---- the improvement test and plateau counter ----------------------------------------
@@ -195,7 +204,7 @@ class _PlateauCounter:
     def state(self) -> Dict[str, Any]:
         return {"best": self.best, "wait": self.wait, "cooldown_left": self.cooldown_left}
 
-    FIELDS = {"best": _real_or_nan, "wait": _count, "cooldown_left": _count}
+    FIELDS = {"best": _best_metric, "wait": _count, "cooldown_left": _count}
 
     def load(self, checked: Mapping[str, Any]) -> None:
         self.best, self.wait, self.cooldown_left = checked["best"], checked["wait"], checked["cooldown_left"]
@@ -338,9 +347,13 @@ class Scheduler(Callback):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the count and re-apply the values for it (schedules are pure)."""
         checked = _load_fields("Scheduler", state_dict, {"count": _count})
-        self.count = checked["count"]
+        previous, self.count = self.count, checked["count"]
         if self.optimizer is not None:
-            self._apply()
+            try:
+                self._apply()  # puts back the values it set before a refusal
+            except BaseException:
+                self.count = previous
+                raise
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.schedules.items())
@@ -583,11 +596,11 @@ class EarlyStopping(Callback):
 
     def step(self, metric: float, epoch: Optional[int] = None) -> bool:
         """Record the metric of an epoch; returns True when training should stop."""
-        x = _real_or_nan("EarlyStopping.step(metric)", metric)
-        self.last_epoch = _epoch_arg("EarlyStopping", epoch, self.last_epoch)
         if self.restore_best and self._tree is None:
             raise ValueError("EarlyStopping(restore_best=True) needs the params to snapshot: pass "
                              "EarlyStopping(params, ...) or restore_best=False")
+        x = _real_or_nan("EarlyStopping.step(metric)", metric)
+        self.last_epoch = _epoch_arg("EarlyStopping", epoch, self.last_epoch)
         if self.last_epoch < self.start_epoch or self.should_stop:
             return self.should_stop
         if self._improves(x, self.best):
@@ -634,7 +647,7 @@ class EarlyStopping(Callback):
             return [np.array(a, copy=True) for a in value]
 
         checked = _load_fields("EarlyStopping", state_dict,
-                               {"best": _real_or_nan, "best_epoch": _epoch_index, "wait": _count,
+                               {"best": _best_metric, "best_epoch": _epoch_index, "wait": _count,
                                 "last_epoch": _epoch_index,
                                 "stopped_epoch": lambda n, v: None if v is None else _count(n, v),
                                 "best_params": arrays})
@@ -742,7 +755,7 @@ class AdaptiveLR(_LRPlateau):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the state; a bound optimizer gets the saved current lr."""
         checked = _load_fields("AdaptiveLR", state_dict,
-                               {**self._FIELDS, "init_lr": _opt_float, "current_lr": _opt_float,
+                               {**self._FIELDS, "init_lr": _opt_lr, "current_lr": _opt_lr,
                                 "epochs_since_best": _count, "should_stop": flag})
         self._load_common(checked)
         self.init_lr, self.current_lr = checked["init_lr"], checked["current_lr"]
