@@ -263,3 +263,18 @@ def test_cli_lr_find_on_least_squares(tmp_path, capsys):
         assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["lr-find", "--optimizer", "lion", "--out", str(out)]) == 2
     assert "unknown optimizer 'lion'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num-steps", "1"], "num_steps=1 must be >= 2"),
+    (["--start-lr", "0"], "start_lr=0.0 must be > 0"),
+    (["--start-lr", "1", "--end-lr", "0.1"], "end_lr=0.1 must be > start_lr=1.0"),
+    (["--batch-size", "0"], "--batch-size 0 must be >= 1"),
+])
+def test_cli_lr_find_bad_arguments_exit_2_with_the_message(tmp_path, capsys, argv, message):
+    from fastadapt.cli import main
+
+    out = tmp_path / "out"
+    assert main(["lr-find", "--problem", "least-squares", "--out", str(out), *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"fastadapt lr-find: {message}"
+    assert not out.exists()                     # nothing ran, nothing written

@@ -114,11 +114,14 @@ def _lr_find_problem(args: argparse.Namespace):
 def _lr_find(args: argparse.Namespace) -> int:
     import os
 
-    from .lr_finder import lr_find
+    from .lr_finder import check_settings, lr_find
     from .optimizers import make_optimizer
 
-    try:
+    try:  # every argument is checked before any data is loaded
         optimizer = make_optimizer(args.optimizer)
+        check_settings(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.num_steps)
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size {args.batch_size} must be >= 1")
     except ValueError as err:
         print(f"fastadapt lr-find: {err}", file=sys.stderr)
         return 2

@@ -168,6 +168,20 @@ def _valley(smoothed: np.ndarray) -> Optional[int]:
     return first + (last - first) // 2
 
 
+def check_settings(*, start_lr: float, end_lr: float, num_steps: int, smoothing: float = 0.98,
+                   diverge_factor: float = 4.0, skip_start: int = 10, skip_end: int = 5) -> Dict[str, Any]:
+    """:func:`lr_find`'s sweep arguments, checked (the message names the
+    argument); the command line calls it before it loads any data."""
+    start = real("start_lr", start_lr, low=0.0, low_open=True)
+    end = real("end_lr", end_lr, low=0.0, low_open=True)
+    if end <= start:
+        raise ValueError(f"end_lr={end_lr!r} must be > start_lr={start_lr!r}")
+    return {"start_lr": start, "end_lr": end, "num_steps": integer("num_steps", num_steps, 2),
+            "smoothing": real("smoothing", smoothing, low=0.0, high=1.0, high_open=True),
+            "diverge_factor": real("diverge_factor", diverge_factor, low=1.0, low_open=True),
+            "skip_start": integer("skip_start", skip_start, 0), "skip_end": integer("skip_end", skip_end, 0)}
+
+
 def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tuple[float, Any]],
             batches: Iterable[Any], *, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
             smoothing: float = 0.98, diverge_factor: float = 4.0, skip_start: int = 10,
@@ -221,15 +235,9 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     except TypeError:
         raise TypeError(f"batches must be an iterable of batches, got {type(batches).__name__}; for one "
                         f"full batch pass itertools.repeat(batch)") from None
-    start = real("start_lr", start_lr, low=0.0, low_open=True)
-    end = real("end_lr", end_lr, low=0.0, low_open=True)
-    if end <= start:
-        raise ValueError(f"end_lr={end_lr!r} must be > start_lr={start_lr!r}")
-    n = integer("num_steps", num_steps, 2)
-    beta = real("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
-    diverge_factor = real("diverge_factor", diverge_factor, low=1.0, low_open=True)
-    skip_start = integer("skip_start", skip_start, 0)
-    skip_end = integer("skip_end", skip_end, 0)
+    settings = check_settings(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, smoothing=smoothing,
+                              diverge_factor=diverge_factor, skip_start=skip_start, skip_end=skip_end)
+    start, end, n, beta = settings["start_lr"], settings["end_lr"], settings["num_steps"], settings["smoothing"]
     paths, leaves = flatten_any(params)
     for path, leaf in zip(paths, leaves):
         if not isinstance(leaf, np.ndarray):
@@ -241,7 +249,7 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     was_fresh = saved_state["step"] == 0 and not saved_state["state"]
     try:
         lrs, losses, smoothed, reason = _sweep(optimizer, params, loss_and_grad, _batch_stream(batches),
-                                               start, end, n, beta, diverge_factor)
+                                               start, end, n, beta, settings["diverge_factor"])
     finally:
         for leaf, saved in zip(leaves, saved_params):
             np.copyto(leaf, saved)
@@ -251,11 +259,9 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
         optimizer.last_grad_norm, optimizer.last_nonfinite_count = saved_last
 
     lr_arr, loss_arr, smooth_arr = np.array(lrs), np.array(losses), np.array(smoothed)
-    best = _steepest_descent(lr_arr, smooth_arr, skip_start, skip_end)
+    best = _steepest_descent(lr_arr, smooth_arr, settings["skip_start"], settings["skip_end"])
     valley = _valley(smooth_arr)
-    settings = {"start_lr": start, "end_lr": end, "num_steps": n, "smoothing": beta,
-                "diverge_factor": diverge_factor, "skip_start": skip_start, "skip_end": skip_end,
-                "optimizer": type(optimizer).__name__}
+    settings["optimizer"] = type(optimizer).__name__
     return LRFindResult(lrs=lr_arr, losses=loss_arr, smoothed_losses=smooth_arr,
                         suggestion=None if best is None else float(lr_arr[best]), suggestion_index=best,
                         valley=None if valley is None else float(lr_arr[valley]), valley_index=valley,
