@@ -278,3 +278,10 @@ def test_cli_lr_find_bad_arguments_exit_2_with_the_message(tmp_path, capsys, arg
     assert main(["lr-find", "--problem", "least-squares", "--out", str(out), *argv]) == 2
     assert capsys.readouterr().err.strip() == f"fastadapt lr-find: {message}"
     assert not out.exists()                     # nothing ran, nothing written
+
+
+def test_least_squares_problem_compares_by_identity_and_has_a_short_repr():
+    problem = fa.problems.least_squares(64, 4, seed=1)
+    assert problem == problem and problem != fa.problems.least_squares(64, 4, seed=1)   # no element-wise ==
+    assert {problem: 1}[problem] == 1
+    assert repr(problem) == "LeastSquares(n_samples=64, n_features=4, dtype=float64, max_stable_lr=2)"

@@ -19,7 +19,7 @@ from ._checks import integer, real
 __all__ = ["LeastSquares", "least_squares"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # arrays inside: no element-wise ==, no 1000-line repr
 class LeastSquares:
     """Linear regression ``f(w) = mean((X w - y)^2) / 2``.
 
@@ -39,6 +39,10 @@ class LeastSquares:
     def max_stable_lr(self) -> float:
         """``2 / lambda_max(H)``: the largest stable full-batch SGD learning rate."""
         return 2.0 / float(np.linalg.eigvalsh(self.hessian).max())
+
+    def __repr__(self) -> str:
+        return (f"LeastSquares(n_samples={len(self.y)}, n_features={self.X.shape[1]}, dtype={self.X.dtype}, "
+                f"max_stable_lr={self.max_stable_lr:.3g})")
 
     def init_params(self) -> Dict[str, np.ndarray]:
         """``{"w": zeros}`` in the data's dtype."""
