@@ -265,7 +265,10 @@ class Trainer:
             validation: evaluated after each epoch (see :meth:`evaluate`):
                 logs ``val_loss`` and ``val_<metric>``.
             metrics: ``{name: (params, batch) -> float}``, on ``validation``.
-            checkpoint_path: save a checkpoint there after every epoch.
+            checkpoint_path: save a checkpoint there after every epoch, once
+                its callbacks ran (so before ``on_train_end``: EarlyStopping's
+                final restore of the best params is not in it, and resuming
+                from the last one continues the run exactly).
 
         Each epoch logs: ``loss`` (mean over finite batch losses, weighted by
         batch size), ``val_loss``, ``val_<metric>``, ``lr`` and every other
