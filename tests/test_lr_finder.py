@@ -285,3 +285,30 @@ def test_least_squares_problem_compares_by_identity_and_has_a_short_repr():
     assert problem == problem and problem != fa.problems.least_squares(64, 4, seed=1)   # no element-wise ==
     assert {problem: 1}[problem] == 1
     assert repr(problem) == "LeastSquares(n_samples=64, n_features=4, dtype=float64, max_stable_lr=2)"
+
+
+def test_negative_losses_do_not_count_as_divergence():
+    # smooth > 4 * best is the rule for losses >= 0; with best = -3 it would call
+    # -2.9 a blow-up. The bound is taken from |best|: best + 3 * |best|.
+    def falling(p, batch):
+        falling.k += 1
+        return -10.0 - 0.01 * falling.k, {"w": np.zeros(1)}
+
+    falling.k = 0
+    result = fa.lr_find(fa.SGD(), {"w": np.zeros(1)}, falling, [None], num_steps=30)
+    assert result.stop_reason == "completed" and len(result.lrs) == 30
+
+    def rising(p, batch):
+        rising.k += 1
+        return (-3.0 if rising.k < 10 else 7.0), {"w": np.zeros(1)}
+
+    rising.k = 0
+    result = fa.lr_find(fa.SGD(), {"w": np.zeros(1)}, rising, [None], num_steps=30, smoothing=0.0)
+    assert result.stop_reason == "diverged" and len(result.lrs) == 10     # 7 > -3 + 3 * 3
+
+
+def test_plot_of_a_flat_curve_does_not_zoom_into_rounding_noise():
+    pytest.importorskip("matplotlib")
+    result = fa.lr_find(fa.SGD(), {"w": np.zeros(2)}, lambda p, b: (1.0, {"w": np.zeros(2)}), [None], num_steps=30)
+    low, high = result.plot().axes[0].get_ylim()
+    assert low < 1.0 < high and high - low >= 1e-3

@@ -98,7 +98,8 @@ class LRFindResult:
         if finite.size:  # the blow-up at the end would flatten the interesting part
             shown = np.concatenate([finite, self.losses[np.isfinite(self.losses)]]) if show_raw else finite
             low, high = float(shown.min()), float(max(finite[0], np.median(finite)))
-            pad = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
+            # at least 0.1% of the loss: a flat curve's rounding noise is not worth the whole axis
+            pad = max(0.1 * (high - low), 1e-3 * abs(high)) or 1.0
             ax.set_ylim(low - pad, high + 3 * pad)
         ax.set_xlabel("learning rate (log scale)")
         ax.set_ylabel("loss")
@@ -194,8 +195,8 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     batch and updates. The loss is smoothed by a debiased EMA
     (``avg = b * avg + (1 - b) * loss``, ``smooth = avg / (1 - b ** (k + 1))``,
     ``b = smoothing``); the sweep stops early when
-    ``smooth > diverge_factor * best smooth`` or the loss is not finite.
-    Losses are assumed >= 0, as in fastai and Lightning.
+    ``smooth > diverge_factor * best smooth`` or the loss is not finite
+    (for a negative best: ``smooth > best + (diverge_factor - 1) * |best|``).
 
     Afterwards every param array holds byte for byte what it held before
     (copied back with ``np.copyto``, also when ``loss_and_grad`` raises),
@@ -268,6 +269,12 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
                         stop_reason=reason, settings=settings)
 
 
+def _divergence_bound(best: float, factor: float) -> float:
+    """``factor * best`` (ALGORITHMS.md) for ``best >= 0``; for a negative
+    best that product lies below it, so the bound is ``best + (factor - 1) * |best|``."""
+    return best * (factor if best >= 0 else 2.0 - factor)
+
+
 def _sweep(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tuple[float, Any]],
            stream: Iterator[Any], start: float, end: float, n: int, beta: float,
            diverge_factor: float) -> Tuple[List[float], List[float], List[float], str]:
@@ -291,7 +298,7 @@ def _sweep(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tupl
         avg = beta * avg + (1.0 - beta) * loss
         smooth = avg / (1.0 - beta ** (k + 1))
         smoothed.append(smooth)
-        if k > 0 and smooth > diverge_factor * best:
+        if k > 0 and smooth > _divergence_bound(best, diverge_factor):
             return lrs, losses, smoothed, "diverged"
         best = min(best, smooth)
         try:
