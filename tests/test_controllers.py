@@ -538,3 +538,11 @@ def test_early_stopping_step_refused_without_params_changes_nothing():
     with pytest.raises(ValueError, match="needs the params to snapshot"):
         stopper.step(1.0)
     assert stopper.last_epoch == -1
+
+
+def test_scheduler_reports_the_values_as_the_optimizer_holds_them():
+    opt = fa.Adam()
+    sched = fa.Scheduler(opt, lr=lambda k: np.float32(0.1) * (k + 1), betas0=lambda k: np.float32(0.5))
+    applied = sched.step()
+    assert applied == {"lr": opt.lr, "betas0": opt.betas[0]}
+    assert all(type(v) is float for v in applied.values()) and sched.last_values == applied

@@ -311,7 +311,8 @@ class Scheduler(Callback):
                     setattr(optimizer, attr_set, old)
                 raise type(err)(f"Scheduler: schedule for {name!r} gave {value!r} at {self.per} "
                                 f"{self.count}: {err}") from err
-            values[name] = value
+            held = getattr(optimizer, attr)  # as the optimizer validated and stored it (a float)
+            values[name] = held if index is None else held[index]
         self.last_values = values
 
     def step(self) -> Dict[str, float]:
