@@ -7,6 +7,7 @@ with fused, vectorized, multithreaded C++ kernels.
 """
 
 from . import datasets, models, problems, reference, schedules
+from . import tune
 from .batching import Batches, batches
 from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
 from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
@@ -35,6 +36,7 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "reference",
+    "tune",
     "schedules",
     "problems",
     "Scheduler",

@@ -1,0 +1,123 @@
+"""ASHA: asynchronous successive halving (Li, Jamieson, Rostamizadeh,
+Gonina, Ben-Tzur, Hardt, Recht, Talwalkar: "A System for Massively Parallel
+Hyperparameter Tuning", MLSys 2020, Algorithm 2)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from . import _checks
+from .hyperband import int_log
+from .jobs import Outcome
+from .results import COMPLETED, PAUSED, STOPPED, TrialRecord
+from .trainable import metric_is_valid
+from .tuner import Tuner
+
+__all__ = ["ASHA", "asha_rungs"]
+
+
+def asha_rungs(min_resource: int, max_resource: int, eta: int) -> List[int]:
+    """Rung resources ``floor(R / eta**(s - k))``, k = 0..s, with ``s`` the
+    largest such that ``min_resource * eta**s <= R`` (the same rungs as
+    :func:`successive_halving_schedule`; the top rung is ``R``)."""
+    min_resource = _checks.integer("min_resource", min_resource, 1)
+    max_resource = _checks.integer("max_resource", max_resource, 1)
+    eta = _checks.integer("eta", eta, 2)
+    if min_resource > max_resource:
+        raise ValueError(f"min_resource ({min_resource}) must be <= max_resource ({max_resource})")
+    s = int_log(max_resource // min_resource, eta)
+    return [max_resource // eta ** (s - k) for k in range(s + 1)]
+
+
+class ASHA(Tuner):
+    """Asynchronous successive halving: whenever a worker is free, promote a
+    config from rung ``k`` to ``k + 1`` as soon as it is in the top
+    ``floor(|rung k| / eta)`` of the results recorded at rung ``k`` and not yet
+    promoted (highest rung first); otherwise start a new config at rung 0.
+    It never waits for a rung to fill, so no worker idles while a straggler
+    finishes (a synchronous bracket's weakness).
+
+    The run starts ``num_trials`` configs and ends when no job is running and
+    no config can be promoted. Trials left below the top rung are "stopped".
+    Decisions depend on the order in which jobs finish, so results are
+    reproducible with ``executor="sequential"`` (one job at a time) but may
+    differ between parallel runs, as with any asynchronous scheduler.
+
+    Example::
+
+        result = fa.tune.ASHA(MyTrainable, space, num_trials=50, max_resource=81, eta=3, seed=0).run()
+
+    Args:
+        num_trials: configs to start.
+        max_resource: ``R``, units at the top rung.
+        min_resource: ``r``, units at least at rung 0 (the grace period).
+        eta: promotion rate (int >= 2).
+        Others: see :class:`fastadapt.tune.Tuner`.
+    """
+
+    algorithm = "asha"
+    _algorithm_fields = ("_rung_results", "_promoted", "_rung_of", "_started")
+
+    def __init__(self, trainable: Any, space: Any, *, num_trials: int, max_resource: int, min_resource: int = 1,
+                 eta: int = 3, **kwargs: Any):
+        self.num_trials = _checks.integer("num_trials", num_trials, 1)
+        self.resources = asha_rungs(min_resource, max_resource, eta)
+        self.min_resource, self.max_resource, self.eta = min_resource, max_resource, eta
+        super().__init__(trainable, space, **kwargs)
+
+    def settings(self) -> Dict[str, Any]:
+        return {"num_trials": self.num_trials, "min_resource": self.min_resource,
+                "max_resource": self.max_resource, "eta": self.eta}
+
+    def _start_algorithm(self) -> None:
+        rungs = len(self.resources)
+        self._rung_results: List[Dict[int, float]] = [{} for _ in range(rungs)]
+        self._promoted: List[Set[int]] = [set() for _ in range(rungs)]
+        self._rung_of: Dict[int, int] = {}  # the rung a trial's current (or last) job reaches
+        self._started = 0
+
+    def _promotable(self) -> Optional[Tuple[int, int]]:
+        """``(trial_id, rung)`` of the config to promote out of ``rung``, highest rung first."""
+        for k in range(len(self.resources) - 2, -1, -1):
+            results = self._rung_results[k]
+            quota = len(results) // self.eta
+            for trial_id, metric in self._ranking(list(results))[:quota]:
+                if trial_id not in self._promoted[k] and metric_is_valid(metric):
+                    return trial_id, k
+        return None
+
+    def _next_jobs(self, free: int) -> List[Tuple[int, int]]:
+        jobs = []
+        for _ in range(free):
+            promotion = self._promotable()
+            if promotion is not None:
+                trial_id, k = promotion
+                self._promoted[k].add(trial_id)
+                self._rung_of[trial_id] = k + 1
+                jobs.append((trial_id, self.resources[k + 1] - self._trials[trial_id].budget))
+            elif self._started < self.num_trials:
+                trial = self._new_trial()
+                self._started += 1
+                self._rung_of[trial.trial_id] = 0
+                jobs.append((trial.trial_id, self.resources[0]))
+            else:
+                break
+        return jobs
+
+    def _on_outcome(self, trial: TrialRecord, outcome: Outcome) -> None:
+        if not outcome.ok:
+            return
+        k = self._rung_of[trial.trial_id]
+        self._rung_results[k][trial.trial_id] = trial.metric  # type: ignore[assignment]
+        if k == len(self.resources) - 1:
+            trial.status = COMPLETED
+
+    def _finish(self) -> None:
+        for trial in self._trials.values():
+            if trial.status == PAUSED:
+                trial.status = STOPPED
+                self._drop_state(trial.trial_id)
+        self._rungs = [{"rung": k, "resource": r, "trials": sorted(self._rung_results[k]),
+                        "metrics": dict(sorted(self._rung_results[k].items())),
+                        "promoted": sorted(self._promoted[k])}
+                       for k, r in enumerate(self.resources)]

@@ -1,0 +1,113 @@
+"""One unit of tuner work and its outcome, the same on every executor.
+
+A job rebuilds the trainable from its config, loads the trial's last state
+(when there is one), trains ``budget`` more units, and sends back the metric
+and the new state. Trainables never outlive a job, so a worker that dies
+loses one job and nothing else, any executor can run any job, and the tuner
+holds every state it needs to resume.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from .trainable import TrainableSpec, parse_report
+
+__all__ = ["Job", "Outcome", "run_job", "OK", "ERROR", "DIED", "TIMEOUT"]
+
+OK, ERROR, DIED, TIMEOUT = "ok", "error", "died", "timeout"
+
+
+@dataclass
+class Job:
+    """Train ``trial_id`` for ``budget`` more units from ``state``.
+
+    ``trained`` is the budget the trial has already used; a non-resumable
+    trainable is rebuilt and trained for ``trained + budget`` from scratch.
+    ``apply_config`` calls ``set_config(config)`` after ``load`` (PBT: the
+    loaded state may carry another member's hyperparameters).
+    """
+
+    trial_id: int
+    spec: TrainableSpec
+    config: Dict[str, Any]
+    state: Any
+    trained: int
+    budget: int
+    metric: str
+    apply_config: bool = False
+    attempt: int = 0
+
+
+@dataclass
+class Outcome:
+    """What came back: ``kind`` is ok, error (the trainable raised; ``error``
+    holds the traceback), died (the worker process ended) or timeout."""
+
+    trial_id: int
+    kind: str
+    metric: Optional[float] = None
+    extras: Dict[str, float] = field(default_factory=dict)
+    state: Any = None
+    cost: int = 0
+    seconds: float = 0.0
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == OK
+
+
+def writeable_copy(state: Any) -> Any:
+    """``state`` with every read-only NumPy array replaced by a writeable copy.
+
+    Ray hands task arguments over as read-only views of its object store; an
+    optimizer updating such params in place would refuse them, and a silent
+    copy inside the trainable would be worse.
+    """
+    if isinstance(state, np.ndarray):
+        return state if state.flags.writeable else state.copy()
+    if isinstance(state, dict):
+        return {k: writeable_copy(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [writeable_copy(v) for v in state]
+    if isinstance(state, tuple) and not hasattr(state, "_fields"):
+        return tuple(writeable_copy(v) for v in state)
+    return state
+
+
+def run_job(job: Job, threads: Optional[int] = None) -> Outcome:
+    """Run one job where it lands (a worker process, a Ray task or the
+    driver). Anything the trainable raises becomes an ``error`` outcome with
+    its traceback; only KeyboardInterrupt escapes."""
+    start = time.perf_counter()
+    if threads is not None:
+        from ..runtime import set_num_threads
+
+        set_num_threads(threads)
+    try:
+        spec = job.spec
+        trainable = spec.build(job.config)
+        if spec.resumable:
+            if job.state is not None:
+                trainable.load(writeable_copy(job.state))
+                if job.apply_config:
+                    trainable.set_config(dict(job.config))
+            report = trainable.train(job.budget)
+            state = trainable.save()
+            cost = job.budget
+        else:
+            total = job.trained + job.budget
+            report = trainable.train(total)
+            state = None
+            cost = total
+        metric, extras = parse_report(report, job.metric)
+    except (Exception, SystemExit):  # SystemExit: a trial calling sys.exit() fails alone
+        return Outcome(job.trial_id, ERROR, error=traceback.format_exc(), seconds=time.perf_counter() - start)
+    return Outcome(job.trial_id, OK, metric=metric, extras=extras, state=state, cost=cost,
+                   seconds=time.perf_counter() - start)

@@ -1,0 +1,276 @@
+"""What a tuner returns: every trial with its config, budget, metric history
+and status; the best one; PBT's lineage and the rung decisions; export to
+JSON and CSV; plots.
+
+    result = fa.tune.Hyperband(MyTrainable, space, max_resource=81).run()
+    result.best_config, result.best_metric
+    result.to_json("hb.json"); result.to_csv("hb.csv"); result.plot("hb.png")
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import numbers
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .trainable import metric_is_valid
+
+__all__ = ["TrialRecord", "TuneResult", "ranked", "find_best", "PENDING", "RUNNING", "PAUSED", "COMPLETED", "STOPPED",
+           "FAILED", "STATUSES"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Trial statuses. "paused": waiting for a decision (a promotion, the next
+# generation); "stopped": early-stopped by the scheduler; "completed": reached
+# its full budget; "failed": raised, died past its retries or timed out.
+PENDING, RUNNING, PAUSED, COMPLETED, STOPPED, FAILED = "pending", "running", "paused", "completed", "stopped", \
+    "failed"
+STATUSES = (PENDING, RUNNING, PAUSED, COMPLETED, STOPPED, FAILED)
+
+
+def ranked(scores: Iterable[Tuple[int, Optional[float]]], mode: str) -> List[Tuple[int, Optional[float]]]:
+    """``(trial_id, metric)`` pairs best first. NaN and missing metrics rank
+    last; ties go to the lower trial id, so every ranking is deterministic."""
+    sign = 1.0 if mode == "min" else -1.0
+
+    def key(item: Tuple[int, Optional[float]]) -> Tuple[int, float, int]:
+        trial_id, metric = item
+        if not metric_is_valid(metric):
+            return (1, 0.0, trial_id)
+        return (0, sign * float(metric), trial_id)  # type: ignore[arg-type]
+
+    return sorted(scores, key=key)
+
+
+def find_best(trials: Iterable["TrialRecord"], mode: str) -> Optional["TrialRecord"]:
+    """The trial whose last metric is best (failed trials and NaN metrics
+    excluded; ties: the lower id), or None."""
+    by_id = {t.trial_id: t for t in trials if t.status != FAILED and t.history}
+    ranking = ranked([(tid, t.metric) for tid, t in by_id.items()], mode)
+    if not ranking or not metric_is_valid(ranking[0][1]):
+        return None
+    return by_id[ranking[0][0]]
+
+
+@dataclass
+class TrialRecord:
+    """One trial (a PBT member is one trial whose config changes).
+
+    Attributes:
+        trial_id: its number, in the order trials were created.
+        config: its current (for PBT: final) hyperparameters.
+        status: pending, running, paused, completed, stopped or failed.
+        budget: resource units the trial's model has been trained for.
+        cost: units actually computed for it; larger than ``budget`` when a
+            non-resumable trainable was retrained from scratch.
+        history: one entry per finished job: ``{"budget": b, "metric": m, ...}``
+            plus any other numbers train() returned.
+        config_history: ``{"budget": b, "config": c}`` each time the config was
+            set (PBT's exploit/explore adds entries).
+        error: the traceback (or death/timeout notice) of a failed trial.
+        retries: jobs re-run after their worker died.
+        seconds: time spent in its jobs.
+        bracket: the Hyperband bracket ``s`` (None for other tuners).
+    """
+
+    trial_id: int
+    config: Dict[str, Any]
+    status: str = PENDING
+    budget: int = 0
+    cost: int = 0
+    history: List[Dict[str, float]] = field(default_factory=list)
+    config_history: List[Dict[str, Any]] = field(default_factory=list)
+    error: Optional[str] = None
+    retries: int = 0
+    seconds: float = 0.0
+    bracket: Optional[int] = None
+
+    @property
+    def metric(self) -> Optional[float]:
+        """The last reported metric (None before the first)."""
+        return self.history[-1]["metric"] if self.history else None
+
+    @property
+    def error_summary(self) -> Optional[str]:
+        """The last line of ``error`` (``ValueError: boom``)."""
+        if not self.error:
+            return None
+        lines = [line for line in self.error.strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data: NumPy scalars and arrays to Python, tuples to lists,
+    non-finite floats to None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if value is None or isinstance(value, str):
+        return value
+    return repr(value)
+
+
+@dataclass
+class TuneResult:
+    """The outcome of ``tuner.run()``.
+
+    Attributes:
+        algorithm: "hyperband", "successive_halving", "asha" or "pbt".
+        metric, mode: what was optimized and in which direction.
+        seed: the seed that reproduces the run.
+        settings: the tuner's arguments (max_resource, eta, population, ...).
+        trials: every trial, by id.
+        lineage: PBT's exploit/explore events, in order: who copied whom
+            (``member``, ``donor``), when (``budget``, ``generation``), the
+            metrics then, and each hyperparameter's change (``changes``).
+        rungs: the successive-halving decisions: per rung its resource, its
+            trials and those promoted.
+        seconds: wall time of the run (summed over resumed parts).
+        best_state: the best trial's last saved state (resumable trainables).
+    """
+
+    algorithm: str
+    metric: str
+    mode: str
+    seed: int
+    settings: Dict[str, Any]
+    trials: List[TrialRecord]
+    lineage: List[Dict[str, Any]] = field(default_factory=list)
+    rungs: List[Dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    best_state: Any = field(default=None, repr=False)
+
+    # ---- the best trial ----------------------------------------------------
+    @property
+    def best_trial(self) -> Optional[TrialRecord]:
+        """The trial whose last metric is best (failed trials excluded; ties:
+        the lower id), or None when no trial reported a metric."""
+        return find_best(self.trials, self.mode)
+
+    @property
+    def best_config(self) -> Optional[Dict[str, Any]]:
+        best = self.best_trial
+        return None if best is None else dict(best.config)
+
+    @property
+    def best_metric(self) -> Optional[float]:
+        best = self.best_trial
+        return None if best is None else best.metric
+
+    def trial(self, trial_id: int) -> TrialRecord:
+        for t in self.trials:
+            if t.trial_id == trial_id:
+                return t
+        raise KeyError(f"no trial {trial_id!r}; trial ids are 0..{len(self.trials) - 1}")
+
+    @property
+    def total_cost(self) -> int:
+        """Resource units computed over all trials."""
+        return sum(t.cost for t in self.trials)
+
+    def count(self, status: str) -> int:
+        return sum(t.status == status for t in self.trials)
+
+    # ---- tables --------------------------------------------------------------
+    def _config_keys(self) -> List[str]:
+        keys: Dict[str, None] = {}
+        for t in self.trials:
+            keys.update(dict.fromkeys(t.config))
+        return list(keys)
+
+    def table(self) -> List[Dict[str, Any]]:
+        """One row per trial: id, status, bracket, budget, cost, last metric,
+        best metric, retries, the config and the error's last line. It holds
+        no timings, so one seed gives the same table on every executor (for
+        the synchronous tuners)."""
+        keys = self._config_keys()
+        best_of = min if self.mode == "min" else max
+        rows = []
+        for t in self.trials:
+            valid = [h["metric"] for h in t.history if metric_is_valid(h["metric"])]
+            row: Dict[str, Any] = {"trial_id": t.trial_id, "status": t.status, "bracket": t.bracket,
+                                   "budget": t.budget, "cost": t.cost, "metric": t.metric,
+                                   "best_metric": best_of(valid) if valid else None, "retries": t.retries}
+            row.update({f"config.{k}": t.config.get(k) for k in keys})
+            row["error"] = t.error_summary
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Everything but ``best_state``, as JSON-ready plain data."""
+        best = self.best_trial
+        return _plain({
+            "algorithm": self.algorithm, "metric": self.metric, "mode": self.mode, "seed": self.seed,
+            "settings": self.settings, "seconds": self.seconds, "total_cost": self.total_cost,
+            "best": None if best is None else {"trial_id": best.trial_id, "config": best.config,
+                                               "metric": best.metric, "budget": best.budget},
+            "trials": [{"trial_id": t.trial_id, "status": t.status, "config": t.config, "budget": t.budget,
+                        "cost": t.cost, "bracket": t.bracket, "retries": t.retries, "seconds": t.seconds,
+                        "history": t.history, "config_history": t.config_history, "error": t.error}
+                       for t in self.trials],
+            "lineage": self.lineage,
+            "rungs": self.rungs,
+        })
+
+    def to_json(self, path: Optional[PathLike] = None, *, indent: int = 1) -> str:
+        """The result as JSON (written to ``path`` when given); returns the text."""
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        if path is not None:
+            with open(os.fspath(path), "w") as f:
+                f.write(text + "\n")
+        return text
+
+    def to_csv(self, path: Optional[PathLike] = None) -> str:
+        """:meth:`table` as CSV (written to ``path`` when given); returns the text."""
+        rows = self.table()
+        out = io.StringIO()
+        columns = list(rows[0]) if rows else ["trial_id", "status"]
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        text = out.getvalue()
+        if path is not None:
+            with open(os.fspath(path), "w", newline="") as f:
+                f.write(text)
+        return text
+
+    # ---- plots ---------------------------------------------------------------
+    def plot(self, path: Optional[PathLike] = None, **kwargs: Any) -> Any:
+        """PBT: :meth:`plot_population`; the others: :meth:`plot_rungs`."""
+        if self.algorithm == "pbt":
+            return self.plot_population(path, **kwargs)
+        return self.plot_rungs(path, **kwargs)
+
+    def plot_rungs(self, path: Optional[PathLike] = None, *, log_x: bool = True) -> Any:
+        """Each trial's metric against its budget, one panel per bracket,
+        promoted paths drawn over stopped ones; the best trial highlighted.
+        Written to ``path`` (PNG) when given, else a matplotlib Figure."""
+        from .plots import plot_rungs
+
+        return plot_rungs(self, path, log_x=log_x)
+
+    def plot_population(self, path: Optional[PathLike] = None, *, names: Optional[Sequence[str]] = None) -> Any:
+        """PBT: each member's hyperparameters over its budget (one panel per
+        hyperparameter, exploit events marked) and its metric. Written to
+        ``path`` (PNG) when given, else a matplotlib Figure."""
+        from .plots import plot_population
+
+        return plot_population(self, path, names=names)
