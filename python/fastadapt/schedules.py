@@ -7,7 +7,7 @@ names the argument: ``warmup_steps=-1 must be >= 0``) and returns a
 :class:`Schedule`: a callable with a readable repr that pickles by its
 arguments. ``step`` is the 0-based count of steps (or epochs) taken so far.
 Past the end of a finite schedule the final value holds (torch's OneCycleLR
-raises there instead).
+raises there instead, and its CosineAnnealingLR rises again).
 
     import fastadapt as fa
     sched = fa.schedules.cosine(base=1e-3, total_steps=10_000, warmup_steps=500)
@@ -199,8 +199,10 @@ def cosine(base: float, total_steps: int, end: float = 0.0, warmup_steps: int = 
     Rule: with ``w = warmup_steps`` and ``T = total_steps - w``: the
     warmup of :func:`linear_warmup` for ``k < w``, then
     ``end + (base - end) * (1 + cos(pi * min(j, T) / T)) / 2`` with
-    ``j = k - w``; ``end`` from step ``total_steps`` on. ``total_steps``
-    counts the warmup (like Hugging Face's cosine-with-warmup).
+    ``j = k - w``; ``end`` from step ``total_steps`` on (torch's
+    CosineAnnealingLR climbs back up past ``T_max``; for cycles use
+    :func:`cosine_restarts`). ``total_steps`` counts the warmup (like
+    Hugging Face's cosine-with-warmup, whose warmup starts at 0, not ``base / w``).
 
     Args:
         base: peak value (reached at step ``w - 1`` and again at ``w``).
@@ -299,14 +301,15 @@ def _piecewise_anneal(ends: List[float], values: List[float], kind: str) -> Call
     return fn
 
 
-def _one_cycle_common(total_steps: int, pct_start: float, anneal: str, three_phase: bool) -> Tuple[int, List[float]]:
+def _one_cycle_phase_ends(total_steps: int, pct_start: float, anneal: str, three_phase: bool) -> List[float]:
+    """The arguments one_cycle and one_cycle_momentum share, checked; the phase ends."""
     total = integer("total_steps", total_steps, 2)
     pct = real("pct_start", pct_start)
     if not 0.0 < pct < 1.0:
         raise ValueError(f"pct_start={pct_start!r} must be in (0, 1)")
     choice("anneal", anneal, _ANNEAL)
     flag("three_phase", three_phase)
-    return total, _one_cycle_phases(total, pct, three_phase)
+    return _one_cycle_phases(total, pct, three_phase)
 
 
 def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
@@ -339,7 +342,7 @@ def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_fa
     peak = real("max_value", max_value)
     div = _positive("div_factor", div_factor)
     final_div = _positive("final_div_factor", final_div_factor)
-    _, ends = _one_cycle_common(total_steps, pct_start, anneal, three_phase)
+    ends = _one_cycle_phase_ends(total_steps, pct_start, anneal, three_phase)
     initial = peak / div
     values = [initial, peak, initial, initial / final_div] if three_phase else [initial, peak, initial / final_div]
     return Schedule(_piecewise_anneal(ends, values, anneal), "one_cycle",
@@ -362,7 +365,7 @@ def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, base_momentum: 
     lo, hi = real("base_momentum", base_momentum), real("max_momentum", max_momentum)
     if lo > hi:
         raise ValueError(f"base_momentum={base_momentum!r} must be <= max_momentum={max_momentum!r}")
-    _, ends = _one_cycle_common(total_steps, pct_start, anneal, three_phase)
+    ends = _one_cycle_phase_ends(total_steps, pct_start, anneal, three_phase)
     values = [hi, lo, hi, hi] if three_phase else [hi, lo, hi]
     return Schedule(_piecewise_anneal(ends, values, anneal), "one_cycle_momentum",
                     {"total_steps": total_steps, "pct_start": pct_start, "base_momentum": base_momentum,
