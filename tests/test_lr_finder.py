@@ -312,3 +312,13 @@ def test_plot_of_a_flat_curve_does_not_zoom_into_rounding_noise():
     result = fa.lr_find(fa.SGD(), {"w": np.zeros(2)}, lambda p, b: (1.0, {"w": np.zeros(2)}), [None], num_steps=30)
     low, high = result.plot().axes[0].get_ylim()
     assert low < 1.0 < high and high - low >= 1e-3
+
+
+def test_restored_when_a_one_shot_iterator_runs_out():
+    params, grads_of, loss_and_grad = _two_layer_problem()
+    opt = fa.AdaGrad(lr=0.1, lr_decay=0.01)
+    _train(opt, params, grads_of, 2)
+    before_params, before_state = copy_tree(params), _state_bytes(opt)
+    result = fa.lr_find(opt, params, loss_and_grad, iter([None] * 7), num_steps=20)
+    assert result.stop_reason == "batches exhausted" and len(result.lrs) == 7
+    assert trees_same_bits(params, before_params) and _state_bytes(opt) == before_state and opt.lr == 0.1
