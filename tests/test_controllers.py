@@ -546,3 +546,13 @@ def test_scheduler_reports_the_values_as_the_optimizer_holds_them():
     applied = sched.step()
     assert applied == {"lr": opt.lr, "betas0": opt.betas[0]}
     assert all(type(v) is float for v in applied.values()) and sched.last_values == applied
+
+
+def test_adaptive_lr_bound_loads_the_state_of_an_unbound_one():
+    # a checkpoint taken before the controller ever saw an optimizer has no lrs yet
+    state = checkpoint(fa.AdaptiveLR(warmup_epochs=2, patience=1))
+    opt = fa.SGD(lr=0.4)
+    adaptive = fa.AdaptiveLR(opt, warmup_epochs=2, patience=1)
+    adaptive.load_state_dict(state)
+    assert adaptive.init_lr == 0.4 and opt.lr == 0.2
+    assert [adaptive.step(m) for m in [3.0, 3.0, 3.0]] == [0.2, 0.4, 0.4]

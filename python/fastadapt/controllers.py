@@ -725,8 +725,13 @@ class AdaptiveLR(_LRPlateau):
 
     def _bind(self, optimizer: Any) -> None:
         super()._bind(optimizer)
+        self._start(float(optimizer.lr))
+
+    def _start(self, default_init_lr: float) -> None:
+        """Fill in the lrs a state saved before binding lacks (init_lr:
+        ``default_init_lr``; current_lr: the first warmup value) and apply current_lr."""
         if self.init_lr is None:
-            self.init_lr = float(optimizer.lr)
+            self.init_lr = default_init_lr
         if self.current_lr is None:
             self.current_lr = self.init_lr / self.warmup_epochs if self.warmup_epochs else self.init_lr
         self.optimizer.lr = self.current_lr
@@ -754,12 +759,15 @@ class AdaptiveLR(_LRPlateau):
                 "epochs_since_best": self.epochs_since_best, "should_stop": self.should_stop}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore the state; a bound optimizer gets the saved current lr."""
+        """Restore the state; a bound optimizer gets the saved current lr. A
+        state saved before binding has no lrs yet: a bound controller then
+        keeps the init_lr its own binding found."""
         checked = _load_fields("AdaptiveLR", state_dict,
                                {**self._FIELDS, "init_lr": _opt_lr, "current_lr": _opt_lr,
                                 "epochs_since_best": _count, "should_stop": flag})
+        bound_init_lr = self.init_lr
         self._load_common(checked)
         self.init_lr, self.current_lr = checked["init_lr"], checked["current_lr"]
         self.epochs_since_best, self.should_stop = checked["epochs_since_best"], checked["should_stop"]
-        if self.optimizer is not None and self.current_lr is not None:
-            self.optimizer.lr = self.current_lr
+        if self.optimizer is not None:
+            self._start(bound_init_lr)
