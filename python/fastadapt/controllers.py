@@ -447,7 +447,8 @@ class ReduceLROnPlateau(_LRPlateau):
     Differences from torch.optim.lr_scheduler.ReduceLROnPlateau: the cut
     comes when ``wait >= patience`` (Keras's count), torch's one epoch later
     (``wait > patience``); so ``patience=p`` here matches torch's
-    ``patience=p-1``. The rel threshold is taken from ``|best|``; torch's
+    ``patience=p-1``; torch also skips a cut smaller than ``eps=1e-8``, here
+    every cut applies. The rel threshold is taken from ``|best|``; torch's
     ``best * (1 - threshold)`` counts a worse value as an improvement when
     ``best < 0`` (for ``best >= 0`` they agree). Only the optimizer's default lr is changed, per-key
     overrides keep theirs. The lr is read from the optimizer at each cut, so

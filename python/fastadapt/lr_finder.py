@@ -34,9 +34,11 @@ class LRFindResult:
         suggestion: the lr where the smoothed loss falls fastest against
             ``log(lr)`` (first ``skip_start`` and last ``skip_end`` points
             ignored); None when too few points are left.
-        valley: the lr halfway along the longest stretch over which the
-            smoothed loss keeps decreasing (fastai's "valley" idea); None if
-            there is no such stretch.
+        valley: the lr halfway (in steps) between the first and last point of
+            the longest strictly decreasing subsequence of the smoothed loss
+            (fastai's "valley"); None if it has fewer than 2 points. On a
+            curve that falls all the way this lands in the flat start, far
+            below ``suggestion``.
         stop_reason: ``"completed"``, ``"diverged"`` (smoothed loss above
             ``diverge_factor`` times its best), ``"non-finite loss"``,
             ``"non-finite gradient"`` (the optimizer's ``nonfinite="raise"``)
