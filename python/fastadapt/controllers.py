@@ -450,9 +450,10 @@ class ReduceLROnPlateau(_LRPlateau):
     ``patience=p-1``; torch also skips a cut smaller than ``eps=1e-8``, here
     every cut applies. The rel threshold is taken from ``|best|``; torch's
     ``best * (1 - threshold)`` counts a worse value as an improvement when
-    ``best < 0`` (for ``best >= 0`` they agree). Only the optimizer's default lr is changed, per-key
-    overrides keep theirs. The lr is read from the optimizer at each cut, so
-    other writers (a Scheduler, a user) compose with it.
+    ``best < 0`` (for ``best >= 0`` they agree). Only the optimizer's
+    default lr is changed, per-key overrides keep theirs. The lr is read
+    from the optimizer at each cut, so other writers (a Scheduler, a user)
+    compose with it.
 
     Args:
         optimizer: a fastadapt optimizer, or None to bind to
