@@ -452,8 +452,9 @@ class ReduceLROnPlateau(_LRPlateau):
     ``best * (1 - threshold)`` counts a worse value as an improvement when
     ``best < 0`` (for ``best >= 0`` they agree). Only the optimizer's
     default lr is changed, per-key overrides keep theirs. The lr is read
-    from the optimizer at each cut, so other writers (a Scheduler, a user)
-    compose with it.
+    from the optimizer at each cut, so an lr you set by hand is the one cut;
+    a Scheduler driving ``lr`` would overwrite the cut at its next step, so
+    let one controller own the lr.
 
     Args:
         optimizer: a fastadapt optimizer, or None to bind to
