@@ -230,7 +230,9 @@ class Tuner:
         if outcome.ok:
             trial.budget += budget
             trial.cost += outcome.cost
-            trial.history.append({"budget": trial.budget, "metric": outcome.metric, **outcome.extras})
+            entry: Dict[str, Any] = {"budget": trial.budget, "metric": outcome.metric}
+            entry.update((k, v) for k, v in outcome.extras.items() if k not in entry)  # ours win a name clash
+            trial.history.append(entry)
             trial.status = PAUSED
             if self.spec.resumable:
                 self._put_state(trial.trial_id, outcome.state)

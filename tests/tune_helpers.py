@@ -1,0 +1,151 @@
+"""Deterministic fake trainables for the tuner tests.
+
+They live in an importable module (not in a test file's local scope) because
+the process and Ray executors unpickle them in other processes by module
+path, exactly as a user's trainables are.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List
+
+import fastadapt as fa
+
+# Jobs run by the sequential executor (in this process), for counting re-runs.
+CALLS: List[Dict[str, Any]] = []
+
+
+class Quadratic(fa.tune.Trainable):
+    """Metric ``(x - 0.3)^2 + 1 / (1 + trained)``: better with budget, best
+    near x = 0.3. Resumable: the state is the units trained so far."""
+
+    def __init__(self, config):
+        self.config = dict(config)
+        self.trained = 0
+
+    def train(self, budget):
+        CALLS.append({"x": self.config["x"], "from": self.trained, "budget": budget})
+        self.trained += budget
+        return (self.config["x"] - 0.3) ** 2 + 1.0 / (1 + self.trained)
+
+    def save(self):
+        return {"trained": self.trained}
+
+    def load(self, state):
+        self.trained = state["trained"]
+
+    def set_config(self, config):
+        self.config = dict(config)
+
+
+def quadratic_function(config, budget):
+    """The same metric as a plain function (trains from scratch each call)."""
+    return (config["x"] - 0.3) ** 2 + 1.0 / (1 + budget)
+
+
+def nan_above_half(config, budget):
+    """A diverging trial: NaN metric for x above 0.5."""
+    return float("nan") if config["x"] > 0.5 else config["x"]
+
+
+class ConstantMetric(fa.tune.Trainable):
+    """Metric ``x`` whatever the budget: successive-halving decisions are
+    then exactly "the smallest x go on"."""
+
+    def __init__(self, config):
+        self.x = config["x"]
+        self.trained = 0
+
+    def train(self, budget):
+        self.trained += budget
+        return self.x
+
+    def save(self):
+        return {"trained": self.trained}
+
+    def load(self, state):
+        self.trained = state["trained"]
+
+
+class Accumulator(fa.tune.Trainable):
+    """PBT fake: ``score += rate * budget`` each step (mode "max"), so ranks
+    follow rates and a copied score is visible in the next metric. Reports
+    the rate actually in effect, to check ``set_config`` after ``load``."""
+
+    def __init__(self, config):
+        self.score = 0.0
+        self.rate = config["rate"]
+        self.loaded_rate = None
+
+    def train(self, budget):
+        self.score += self.rate * budget
+        return {"metric": self.score, "rate_in_effect": self.rate}
+
+    def save(self):
+        # The state carries the rate like an optimizer state_dict carries lr.
+        return {"score": self.score, "rate": self.rate}
+
+    def load(self, state):
+        self.score = state["score"]
+        self.rate = state["rate"]
+
+    def set_config(self, config):
+        self.rate = config["rate"]
+
+
+class RaisesAboveThreshold(Quadratic):
+    """Quadratic whose train raises for x above config["fail_above"]."""
+
+    def train(self, budget):
+        if self.config["x"] > self.config["fail_above"]:
+            raise ValueError(f"boom at x={self.config['x']:.3f}")
+        return super().train(budget)
+
+
+class DiesOnce(Quadratic):
+    """Kills its worker process (os._exit) the first time a config with
+    ``die`` set trains, marked by creating the file ``marker``."""
+
+    def train(self, budget):
+        if self.config.get("die") and not os.path.exists(self.config["marker"]):
+            open(self.config["marker"], "w").close()
+            os._exit(17)
+        return super().train(budget)
+
+
+class AlwaysDies(Quadratic):
+    """Kills its worker whenever x is above 0.5."""
+
+    def train(self, budget):
+        if self.config["x"] > 0.5:
+            os._exit(9)
+        return super().train(budget)
+
+
+class Sleeps(Quadratic):
+    """Sleeps forever for x above 0.5 (a hung trial)."""
+
+    def train(self, budget):
+        if self.config["x"] > 0.5:
+            import time
+
+            time.sleep(3600)
+        return super().train(budget)
+
+
+class NoSetConfig:
+    """Resumable but without set_config: PBT must refuse it."""
+
+    def __init__(self, config):
+        self.trained = 0
+
+    def train(self, budget):
+        self.trained += budget
+        return 0.0
+
+    def save(self):
+        return self.trained
+
+    def load(self, state):
+        self.trained = state
