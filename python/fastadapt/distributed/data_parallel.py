@@ -1,0 +1,755 @@
+"""DataParallel: data-parallel training on Ray with a sharded parameter
+server whose shards are stepped by fastadapt's fused optimizers.
+
+The seed article's picture (parameter server hands out parameters, workers
+compute gradients on their data, gradients are aggregated, the server
+updates), run by Ray actors::
+
+    driver ── param refs ──> workers (one data shard each): loss_and_grad
+       │                        │ gradient, one object per shard
+       └─ update k ──> servers (one param shard + optimizer each)
+
+Arrays move only through Ray's object store: a worker reads the servers'
+parameters as read-only views, a server reads the workers' gradient shards
+as read-only views. The driver handles references and a few numbers per
+step: it fixes the order of everything, and so makes runs reproducible,
+restarts safe and checkpoints consistent.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import numbers
+import os
+import time
+import warnings
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..checkpoints import PathLike, load_state, save_state
+from ..history import History
+from ..optimizers import Optimizer, make_optimizer
+from ..progress import make_progress
+from ..trainer import HOOKS, _EpochStats
+from ._ray import RaySession
+from .server import OptimizerSpec, ParameterServer, needs_global_pass, set_hyperparameters, shard_settings
+from .sharding import ShardLayout
+from .staleness import StalenessGate
+from .worker import GradientWorker
+
+__all__ = ["DataParallel", "CHECKPOINT_FILE"]
+
+CHECKPOINT_FORMAT = "fastadapt.distributed"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_FILE = "checkpoint.npz"
+MODES = ("sync", "async")
+
+LossAndGrad = Callable[[Any, Any], Tuple[Any, Any]]
+
+
+def _clip_scale(norm: float, max_norm: float) -> float:
+    """The fused step's rule: ``max_norm / max(norm, max_norm)``, NaN when the norm is NaN."""
+    return max_norm / (norm if (math.isnan(norm) or norm > max_norm) else max_norm)
+
+
+class _EpochProgress:
+    """One epoch's running numbers: the trainer's loss and norm sums plus
+    what distribution adds. Plain data, so a checkpoint taken mid-epoch
+    resumes with the same epoch means."""
+
+    EXTRA = ("samples", "seconds", "overhead", "skipped", "nonfinite", "restarts", "discarded", "staleness_sum",
+             "staleness_max")
+
+    def __init__(self) -> None:
+        self.base = _EpochStats()
+        self.samples = 0
+        self.seconds = 0.0      # wall time spent in this epoch (across a resume)
+        self.overhead = 0.0     # sync: step wall time not spent computing or stepping
+        self.skipped = 0        # steps the non-finite policy 'skip' skipped
+        self.nonfinite = 0      # non-finite gradient values seen (policies zero and skip)
+        self.restarts = 0
+        self.discarded = 0      # async: gradients recomputed to respect max_staleness
+        self.staleness_sum = 0
+        self.staleness_max = 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**vars(self.base), **{name: getattr(self, name) for name in self.EXTRA}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "_EpochProgress":
+        progress = cls()
+        for name, value in data.items():
+            target = progress if name in cls.EXTRA else progress.base
+            if not hasattr(target, name):
+                raise ValueError(f"checkpoint epoch_progress has unknown entry {name!r}")
+            setattr(target, name, value)
+        return progress
+
+
+class DataParallel:
+    """Data-parallel training with a sharded parameter server on Ray.
+
+    Args:
+        params: the parameter tree (nested dicts/lists/tuples of float32 or
+            float64 arrays). Copied to the servers; your arrays are not
+            changed (pull the trained ones with :meth:`params`).
+        optimizer: a fastadapt optimizer (its class, hyperparameters,
+            overrides and any state it has are what every shard starts
+            from) or a name such as ``"adam"``. It stays on the driver as the
+            template: assign ``ps.optimizer.lr = ...`` (or let a schedule or
+            callback do it) and the servers follow from the next step.
+        loss_and_grad: ``(params, batch) -> (loss, grads)``, run on the
+            workers. It must be picklable (a module-level function, a bound
+            method of a picklable model such as ``fa.models.MLP``); it gets
+            read-only parameter arrays.
+        num_workers: gradient workers, one data shard each.
+        num_shards: parameter-server actors; arrays are assigned whole,
+            balanced by bytes (:func:`~fastadapt.distributed.assign_shards`).
+        mode: ``"sync"``: every step averages one batch from each worker in
+            worker order, then updates once (equal to single-process training
+            on the concatenated batch). ``"async"``: each worker's gradient
+            is applied on its own as it finishes, on parameters at most
+            ``max_staleness`` updates old.
+        max_staleness: async only; default ``num_workers - 1`` (every worker
+            busy). 0 makes async training sequential SGD.
+        address: None: use the running Ray session of this process, or start
+            a local one (shut down again by :meth:`shutdown`). A string: the
+            cluster to connect to (``"auto"``, ``"ray://head:10001"``).
+        ray_init: extra ``ray.init`` keywords when this object starts Ray
+            (e.g. ``{"num_cpus": 4}``).
+        worker_options, server_options: Ray actor options (``num_cpus``,
+            ``resources``, ...). Defaults: workers 1 CPU, servers 0 CPUs
+            (they only run the memory-bound update while workers wait).
+        max_worker_restarts: how often one worker may be replaced after it
+            dies before it is dropped (its data shard is then left out and
+            sync steps average the remaining workers).
+        callbacks: as for :class:`fastadapt.Trainer`; the ``trainer`` they get
+            is this object (``optimizer``, ``history``, ``stop_training``,
+            ``epoch``, ``step``; ``params()`` pulls a copy).
+        progress: show progress on stderr.
+
+    Example::
+
+        model = fa.models.MLP([784, 128, 10], seed=0)
+        with fa.distributed.DataParallel(model.params, fa.Adam(lr=1e-3), loss_and_grad=model.loss_and_grad,
+                                         num_workers=2, num_shards=2) as ps:
+            history = ps.fit(fa.distributed.shard_batches(X, y, num_workers=2, batch_size=64), epochs=5)
+            params = ps.params()
+    """
+
+    def __init__(self, params: Any, optimizer: Union[str, Optimizer] = "adam", *, loss_and_grad: LossAndGrad,
+                 num_workers: int = 2, num_shards: int = 1, mode: str = "sync", max_staleness: Optional[int] = None,
+                 address: Optional[str] = None, ray_init: Optional[Mapping[str, Any]] = None,
+                 worker_options: Optional[Mapping[str, Any]] = None,
+                 server_options: Optional[Mapping[str, Any]] = None, max_worker_restarts: int = 3,
+                 callbacks: Optional[Sequence[Any]] = None, progress: bool = False):
+        self.optimizer = optimizer if isinstance(optimizer, Optimizer) else self._named_optimizer(optimizer)
+        if not callable(loss_and_grad):
+            raise TypeError(f"loss_and_grad must be a function (params, batch) -> (loss, grads), got "
+                            f"{type(loss_and_grad).__name__}")
+        self.num_workers = self._count("num_workers", num_workers, 1)
+        self.max_worker_restarts = self._count("max_worker_restarts", max_worker_restarts, 0)
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} must be 'sync' or 'async'")
+        self.mode = mode
+        if max_staleness is not None and mode != "async":
+            raise ValueError("max_staleness applies to mode='async' only; drop it or pass mode='async'")
+        self.max_staleness = self.num_workers - 1 if max_staleness is None else \
+            self._count("max_staleness", max_staleness, 0)
+        self.layout = ShardLayout.of(params, self._count("num_shards", num_shards, 1))
+        self._shard_of = {p: s for s, shard in enumerate(self.layout.shards) for p in shard}
+        self.callbacks = self._check_callbacks(callbacks)
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be True or False, got {progress!r}")
+        self.progress = bool(progress)
+        self._worker_options = self._actor_options("worker_options", worker_options, {"num_cpus": 1})
+        self._server_options = self._actor_options("server_options", server_options, {"num_cpus": 0})
+
+        spec = OptimizerSpec.of(self.optimizer)
+        flat = self.layout.flat(params)
+        for pattern in spec.unmatched(flat):
+            warnings.warn(f"override {pattern!r} matched no parameter (keys: {', '.join(self.layout.paths[:8])})",
+                          UserWarning, stacklevel=2)
+        self._session = RaySession(address, ray_init)
+        ray = self._ray = self._session.ray
+        try:
+            server_class = ray.remote(ParameterServer).options(**self._server_options)
+            shards = self.layout.split(flat)
+            self.servers = [server_class.remote(s, shard, spec.for_shard(shard)) for s, shard in enumerate(shards)]
+            initial = self.optimizer.state_dict()
+            if initial["step"] or initial["state"] or initial["skipped_steps"]:
+                ray.get([srv.load.remote(shard, sd, 0) for srv, shard, sd
+                         in zip(self.servers, shards, self._split_optimizer_state(initial))])
+            self._worker_class = ray.remote(GradientWorker).options(**self._worker_options)
+            self._loss_ref: Any = ray.put(loss_and_grad)
+            # Started now, without data, so their start-up overlaps the rest of
+            # the set-up and is paid once, not at every fit.
+            self._data_refs: List[Any] = [None] * self.num_workers
+            self.workers: List[Any] = [self._new_worker(w) for w in range(self.num_workers)]
+        except BaseException:
+            for handle in getattr(self, "servers", []) + getattr(self, "workers", []):
+                ray.kill(handle, no_restart=True)
+            self._session.close()
+            raise
+        self._live: List[int] = list(range(self.num_workers))
+        self._sent_hyper = self.optimizer.hyperparameters
+        self._param_refs = [srv.get_params.remote() for srv in self.servers]
+        self.history = History()
+        self.step = 0
+        self.epoch = 0
+        self.stop_training = False
+        self.worker_restarts = [0] * self.num_workers
+        self.dropped_workers: List[int] = []
+        self._positions = [0] * self.num_workers
+        self._partial: Optional[_EpochProgress] = None
+        self._fit_start_epoch = 0
+        self._display = make_progress(False)
+        self._closed = False
+
+    # ---- argument checks -------------------------------------------------------------
+    @staticmethod
+    def _named_optimizer(name: Any) -> Optimizer:
+        if not isinstance(name, str):
+            raise TypeError(f"optimizer must be a fastadapt optimizer (fa.Adam(lr=1e-3)) or a name such as 'adam', "
+                            f"got {type(name).__name__}")
+        return make_optimizer(name)
+
+    @staticmethod
+    def _count(name: str, value: Any, minimum: int) -> int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+        if value < minimum:
+            raise ValueError(f"{name}={value!r} must be >= {minimum}")
+        return int(value)
+
+    @staticmethod
+    def _actor_options(name: str, options: Optional[Mapping[str, Any]], default: Dict[str, Any]) -> Dict[str, Any]:
+        if options is None:
+            return dict(default)
+        if not isinstance(options, Mapping):
+            raise TypeError(f"{name} must be a dict of Ray actor options such as {default}, got "
+                            f"{type(options).__name__}")
+        return {**default, **options}
+
+    @staticmethod
+    def _check_callbacks(callbacks: Optional[Sequence[Any]]) -> List[Any]:
+        if callbacks is None:
+            return []
+        if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+            raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}; wrap a single "
+                            f"one: callbacks=[cb]")
+        for i, cb in enumerate(callbacks):
+            if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
+                raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the hooks {', '.join(HOOKS)}; "
+                                f"subclass fastadapt.callbacks.Callback")
+        return list(callbacks)
+
+    def _check_data(self, data: Any) -> List[int]:
+        """Batches per epoch of each worker's data."""
+        fix = (f"pass a list with one entry per worker (num_workers={self.num_workers}), each a list of batches or "
+               f"fa.batches(...); fa.distributed.shard_batches(X, y, num_workers={self.num_workers}, "
+               f"batch_size=...) builds one")
+        if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
+            raise TypeError(f"data must be a list of per-worker data, got {type(data).__name__}; {fix}")
+        if len(data) != self.num_workers:
+            raise ValueError(f"data has {len(data)} entries for {self.num_workers} workers; {fix}")
+        lengths = []
+        for w, part in enumerate(data):
+            if not hasattr(part, "__iter__") or not hasattr(part, "__len__") or iter(part) is part:
+                raise TypeError(f"data[{w}] must be re-iterable with a length (a list of batches or fa.batches(...)), "
+                                f"got {type(part).__name__}")
+            lengths.append(len(part))
+            if lengths[-1] < 1:
+                raise ValueError(f"data[{w}] has no batches; every worker needs at least one batch per epoch")
+        if self.mode == "sync" and len(set(lengths)) > 1:
+            raise ValueError(f"mode='sync' steps all workers together, so each needs the same number of batches per "
+                             f"epoch; got {lengths}. Give every worker equally many (shard_batches does), or use "
+                             f"mode='async'")
+        return lengths
+
+    # ---- workers ---------------------------------------------------------------------
+    def _send_data(self, data: Sequence[Any]) -> None:
+        ray = self._ray
+        self._data_refs = [ray.put(part) for part in data]
+        self._live = [w for w in range(self.num_workers) if w not in self.dropped_workers]
+        calls = {w: self.workers[w].set_data.remote(self._data_refs[w]) for w in self._live}
+        for w, call in calls.items():
+            try:
+                ray.get(call)
+            except ray.exceptions.RayActorError:  # died between two fits: a fresh one gets the data
+                self.workers[w] = self._new_worker(w)
+
+    def _new_worker(self, w: int) -> Any:
+        return self._worker_class.remote(w, self._loss_ref, self.layout, self._data_refs[w])
+
+    def _submit(self, w: int, epoch: int, index: int) -> Tuple[Any, List[Any]]:
+        refs = self.workers[w].compute.options(num_returns=1 + self.layout.num_shards).remote(
+            epoch, index, *self._param_refs)
+        return refs[0], refs[1:]
+
+    def _replace(self, w: int, progress: _EpochProgress) -> bool:
+        """Worker ``w`` died: start a new one in its place (True), or drop it
+        once it has used up its restarts (False)."""
+        self._ray.kill(self.workers[w], no_restart=True)
+        self.worker_restarts[w] += 1
+        progress.restarts += 1
+        if self.worker_restarts[w] > self.max_worker_restarts:
+            self._live.remove(w)
+            self.dropped_workers.append(w)
+            if not self._live:
+                raise RuntimeError(f"every worker died more than max_worker_restarts={self.max_worker_restarts} "
+                                   f"times; training cannot go on (the servers keep the last applied step)")
+            return False
+        self.workers[w] = self._new_worker(w)
+        return True
+
+    # ---- the update (shared by both modes) -------------------------------------------------
+    def _push_hyperparameters(self) -> None:
+        """Send the template's hyperparameters to the servers when a schedule
+        or callback changed them (actor calls from here run in order, so
+        they take effect from the next update)."""
+        hyper = self.optimizer.hyperparameters
+        if hyper != self._sent_hyper:
+            self._ray.get([srv.configure.remote(hyper) for srv in self.servers])
+            self._sent_hyper = hyper
+
+    def _update(self, grads: List[List[Any]], weights: Optional[List[float]]) -> Dict[str, Any]:
+        """Apply update ``self.step`` on every shard from ``grads[shard]`` (one
+        object per contributing worker, in worker order).
+
+        Without clipping, skip or raise, each server combines and steps in one
+        call. Otherwise each server first reports its per-chunk sums of
+        squares; the driver adds them in the order one fused optimizer over
+        all params would (key paths in tree order, chunks in order), so the
+        norm, the clipping scale and the skip/raise decision are the ones
+        single-process training computes, and every shard applies the same."""
+        ray, k = self._ray, self.step
+        hyper = self._sent_hyper
+        if not needs_global_pass(hyper):
+            calls = [srv.reduce_and_apply.options(num_returns=2).remote(k, weights, *grads[s])
+                     for s, srv in enumerate(self.servers)]
+            infos = ray.get([c[0] for c in calls])
+            norm_sq = [i["norm_sq"] for i in infos]
+            norm = math.sqrt(math.fsum(norm_sq)) if None not in norm_sq else None
+            server_seconds = max(i["seconds"] for i in infos)
+        else:
+            stats = ray.get([srv.reduce.remote(k, weights, *grads[s]) for s, srv in enumerate(self.servers)])
+            sumsq = 0.0
+            for path in self.layout.paths:
+                for chunk_sum in stats[self._shard_of[path]]["chunk_sums"][path]:
+                    sumsq += chunk_sum
+            nonfinite = sum(st["nonfinite"] for st in stats)
+            norm = math.sqrt(sumsq)
+            if nonfinite and hyper["nonfinite"] == "raise":
+                ray.get([srv.discard.remote(k) for srv in self.servers])
+                bad = [st["first_bad"] for st in stats if st["first_bad"] is not None]
+                key = min(bad, key=self.layout.paths.index)
+                raise FloatingPointError(f"grads[{key!r}] contains NaN or Inf ({nonfinite} non-finite value(s) in "
+                                         f"this step); nothing was updated. Pass nonfinite='zero' or 'skip' to "
+                                         f"tolerate them.")
+            skip = bool(nonfinite) and hyper["nonfinite"] == "skip"
+            limit = hyper["max_grad_norm"]
+            scale = _clip_scale(norm, limit) if limit is not None and not skip else 1.0
+            calls = [srv.apply.options(num_returns=2).remote(k, scale, skip) for srv in self.servers]
+            infos = ray.get([c[0] for c in calls])
+            server_seconds = max(st["seconds"] for st in stats) + max(i["seconds"] for i in infos)
+        self._param_refs = [c[1] for c in calls]
+        self.step += 1
+        return {"grad_norm": norm, "skipped": infos[0]["skipped"], "nonfinite": sum(i["nonfinite"] for i in infos),
+                "server_seconds": server_seconds}
+
+    # ---- training ----------------------------------------------------------------------
+    def fit(self, data: Sequence[Any], epochs: int = 1, *, checkpoint_dir: Optional[PathLike] = None,
+            checkpoint_every: Optional[int] = None, resume: bool = False) -> History:
+        """Train for ``epochs`` epochs and return the history (the same
+        :class:`~fastadapt.History` as ``Trainer.fit``).
+
+        Args:
+            data: one entry per worker: that worker's batches of one epoch (a
+                list of batches, or ``fa.batches(...)``, whose ``set_epoch``
+                is called). Sync mode needs the same number of batches for
+                every worker; :func:`shard_batches` splits arrays that way.
+            epochs: epochs to run, counted from where this object stands
+                (``ps.epoch``), as ``Trainer.fit``.
+            checkpoint_dir: save a checkpoint there after every epoch (and
+                every ``checkpoint_every`` steps); see :meth:`save_checkpoint`.
+            checkpoint_every: also save after every this many steps.
+            resume: with ``checkpoint_dir``: if it holds a checkpoint, load it
+                and continue the run that wrote it: ``epochs`` then counts from
+                where *that* ``fit`` call started, so running the same call
+                again after a crash finishes the same run.
+
+        Each epoch logs ``loss`` (mean over batches, weighted by batch size),
+        ``lr``, ``grad_norm`` / ``grad_norm_max`` (the global gradient norm
+        before clipping, mean / max over steps), ``nonfinite_steps``,
+        ``skipped_steps``, ``nonfinite_grads``, ``steps``, ``samples``,
+        ``seconds``, ``samples_per_second``, ``worker_restarts``; sync mode
+        ``ray_overhead_ms`` (mean per step of the wall time not spent in
+        ``loss_and_grad`` by the slowest worker or in the slowest server's
+        update); async mode ``staleness_mean``, ``staleness_max`` and
+        ``recomputed`` (gradients recomputed to respect ``max_staleness``).
+        """
+        self._check_open()
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"epochs={epochs!r} must be an int >= 0")
+        if checkpoint_every is not None:
+            self._count("checkpoint_every", checkpoint_every, 1)
+            if checkpoint_dir is None:
+                raise ValueError("checkpoint_every needs checkpoint_dir= (where to write the checkpoints)")
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir= (where the checkpoint to resume from is)")
+        lengths = self._check_data(data)
+        if resume and os.path.exists(os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_FILE)):
+            self.load_checkpoint(checkpoint_dir)
+        else:
+            self._resync()
+            self._fit_start_epoch = self.epoch
+        if any(self._positions) and any(p > n for p, n in zip(self._positions, lengths)):
+            raise ValueError(f"the checkpoint stopped at batches {self._positions} of epoch {self.epoch}, beyond this "
+                             f"data's {lengths} batches per epoch; resume with the data of the interrupted run")
+        end_epoch = self._fit_start_epoch + int(epochs)
+        self.history.info.setdefault("optimizer", {"algorithm": self.optimizer.algorithm,
+                                                   **self.optimizer.hyperparameters})
+        self.history.info.update(mode=self.mode, num_workers=self.num_workers, num_shards=self.layout.num_shards)
+        self.stop_training = False
+        self._send_data(data)
+        self._display = make_progress(self.progress)
+        try:
+            for hook in self._hooks("on_train_begin"):
+                hook(self)
+            while self.epoch < end_epoch and not self.stop_training:
+                self._run_epoch(self.epoch, end_epoch - 1, lengths, checkpoint_dir, checkpoint_every)
+            for hook in self._hooks("on_train_end"):
+                hook(self)
+        finally:
+            self._display.close()
+            self._display = make_progress(False)
+        return self.history
+
+    def _hooks(self, name: str) -> List[Callable[..., Any]]:
+        return [h for h in (getattr(cb, name, None) for cb in self.callbacks) if callable(h)]
+
+    def _resync(self) -> None:
+        """Align the driver's update count with the servers' (a previous fit
+        may have been interrupted between two calls)."""
+        counts = set(self._ray.get([srv.get_version.remote() for srv in self.servers]))
+        if len(counts) != 1:
+            raise RuntimeError(f"the parameter servers disagree on the number of applied updates ({sorted(counts)}): "
+                               f"an update was interrupted halfway; load a checkpoint (load_checkpoint) to go on")
+        self.step = counts.pop()
+        self._param_refs = [srv.get_params.remote() for srv in self.servers]
+
+    def _run_epoch(self, epoch: int, last: int, lengths: List[int], checkpoint_dir: Optional[PathLike],
+                   checkpoint_every: Optional[int]) -> None:
+        progress = self._partial or _EpochProgress()
+        self._partial = progress
+        started = time.perf_counter() - progress.seconds
+        for hook in self._hooks("on_epoch_begin"):
+            hook(epoch, self)
+        self._display.start_epoch(epoch, last, max(lengths) if self.mode == "sync" else sum(lengths))
+
+        def after_step(step_logs: Dict[str, Any]) -> None:
+            progress.seconds = time.perf_counter() - started
+            for hook in self._hooks("on_batch_end"):
+                hook(self.step - 1, step_logs, self)
+            self._display.batch_done(progress.base.loss)
+            if checkpoint_every is not None and self.step % checkpoint_every == 0:
+                self.save_checkpoint(checkpoint_dir)
+
+        if self.mode == "sync":
+            self._sync_epoch(epoch, lengths[0], progress, after_step)
+        else:
+            self._async_epoch(epoch, lengths, progress, after_step)
+        progress.seconds = time.perf_counter() - started
+        logs = self._epoch_logs(progress)
+        self.history.append(epoch, logs)
+        self.epoch = epoch + 1
+        self._positions = [0] * self.num_workers
+        self._partial = None
+        recorded = dict(logs)
+        for hook in self._hooks("on_epoch_end"):
+            hook(epoch, logs, self)
+        added = {k: v for k, v in logs.items() if k not in recorded and isinstance(v, (numbers.Real, type(None)))
+                 and not isinstance(v, bool)}
+        if added:
+            self.history.update_last(added)
+        if checkpoint_dir is not None:
+            self.save_checkpoint(checkpoint_dir)
+        self._display.end_epoch(epoch, last, logs, progress.seconds)
+
+    def _epoch_logs(self, progress: _EpochProgress) -> Dict[str, Any]:
+        base = progress.base
+        steps = max(base.steps, 1)
+        logs: Dict[str, Any] = {
+            "loss": base.loss, "lr": self.optimizer.lr,
+            "grad_norm": base.norm_sum / base.norm_count if base.norm_count else math.nan,
+            "grad_norm_max": base.norm_max if base.norm_count else math.nan,
+            "nonfinite_steps": base.nonfinite_steps, "skipped_steps": progress.skipped,
+            "nonfinite_grads": progress.nonfinite,
+        }
+        logs.update(steps=base.steps, samples=progress.samples, seconds=progress.seconds,
+                    samples_per_second=progress.samples / progress.seconds if progress.seconds > 0 else math.nan,
+                    worker_restarts=progress.restarts)
+        if self.mode == "sync":
+            logs["ray_overhead_ms"] = progress.overhead / steps * 1e3
+        else:
+            logs.update(staleness_mean=progress.staleness_sum / steps, staleness_max=progress.staleness_max,
+                        recomputed=progress.discarded)
+        return logs
+
+    def _record(self, progress: _EpochProgress, infos: List[Dict[str, Any]], outcome: Dict[str, Any]) -> Dict[str, Any]:
+        samples = sum(i["samples"] for i in infos)
+        loss = math.fsum(i["loss"] * i["samples"] for i in infos) / samples
+        progress.base.add(loss, samples, outcome["grad_norm"])
+        progress.samples += samples
+        progress.skipped += int(outcome["skipped"])
+        progress.nonfinite += outcome["nonfinite"]
+        return {"loss": loss, "lr": self._sent_hyper["lr"], "grad_norm": outcome["grad_norm"]}
+
+    # ---- sync mode -------------------------------------------------------------------------
+    def _sync_epoch(self, epoch: int, num_batches: int, progress: _EpochProgress,
+                    after_step: Callable[[Dict[str, Any]], None]) -> None:
+        for index in range(self._positions[0], num_batches):
+            step_started = time.perf_counter()
+            self._push_hyperparameters()
+            infos, grads = self._gradients(epoch, index, progress)
+            sizes = [i["samples"] for i in infos]
+            total = sum(sizes)
+            weights = None if len(set(sizes)) == 1 else [n / total for n in sizes]
+            outcome = self._update([[g[s] for g in grads] for s in range(self.layout.num_shards)], weights)
+            progress.overhead += (time.perf_counter() - step_started - max(i["seconds"] for i in infos)
+                                  - outcome["server_seconds"])
+            self._positions = [index + 1] * self.num_workers
+            after_step(self._record(progress, infos, outcome))
+
+    def _gradients(self, epoch: int, index: int, progress: _EpochProgress
+                   ) -> Tuple[List[Dict[str, Any]], List[List[Any]]]:
+        """Every live worker's result for batch ``index``, in worker order. A
+        worker that died is replaced and recomputes the same batch at the
+        same parameters, so the step is exactly what it would have been."""
+        ray = self._ray
+        calls = {w: self._submit(w, epoch, index) for w in self._live}
+        results: Dict[int, Tuple[Dict[str, Any], List[Any]]] = {}
+        while calls:
+            w = min(calls)
+            info_ref, grad_refs = calls.pop(w)
+            try:
+                results[w] = (ray.get(info_ref), grad_refs)
+            except ray.exceptions.RayActorError:
+                if self._replace(w, progress):
+                    calls[w] = self._submit(w, epoch, index)
+        order = sorted(results)
+        return [results[w][0] for w in order], [results[w][1] for w in order]
+
+    # ---- async mode --------------------------------------------------------------------------
+    def _async_epoch(self, epoch: int, lengths: List[int], progress: _EpochProgress,
+                     after_step: Callable[[Dict[str, Any]], None]) -> None:
+        """Workers compute as soon as they may; finished gradients are applied
+        one at a time, in the order they finish, as far as the staleness
+        gate allows (see :mod:`fastadapt.distributed.staleness`)."""
+        ray = self._ray
+        gate = StalenessGate(self.max_staleness)
+        idle: Deque[int] = collections.deque(w for w in self._live if self._positions[w] < lengths[w])
+        running: Dict[Any, Tuple[int, List[Any]]] = {}        # info ref -> (worker, grad refs)
+        finished: List[Tuple[int, Dict[str, Any], List[Any]]] = []
+
+        def start_idle() -> None:
+            while idle and gate.may_start():
+                w = idle.popleft()
+                info_ref, grad_refs = self._submit(w, epoch, self._positions[w])
+                running[info_ref] = (w, grad_refs)
+                gate.started(w, self.step)
+
+        def apply(item: Tuple[int, Dict[str, Any], List[Any]]) -> None:
+            w, info, grad_refs = item
+            staleness = gate.staleness(w, self.step)
+            self._push_hyperparameters()
+            outcome = self._update([[g] for g in grad_refs], None)
+            gate.applied(w)
+            finished.remove(item)
+            progress.staleness_sum += staleness
+            progress.staleness_max = max(progress.staleness_max, staleness)
+            self._positions[w] += 1
+            if self._positions[w] < lengths[w] and w in self._live:
+                idle.append(w)
+            after_step(self._record(progress, [info], outcome))
+
+        def recompute(w: int) -> None:
+            gate.forget(w)
+            if w in self._live:
+                idle.appendleft(w)
+
+        start_idle()
+        while running or finished:
+            ready = next((item for item in finished if gate.may_apply(item[0], self.step)), None)
+            if ready is not None:
+                apply(ready)
+            elif running:
+                done, _ = ray.wait(list(running), num_returns=1)
+                w, grad_refs = running.pop(done[0])
+                try:
+                    finished.append((w, ray.get(done[0]), grad_refs))
+                except ray.exceptions.RayActorError:
+                    self._replace(w, progress)
+                    recompute(w)
+            else:
+                # Every unapplied gradient is done and the bound lets only one
+                # of those read at the oldest version through: apply the first
+                # to finish, recompute the others on fresh parameters.
+                apply(finished[0])
+                for w in gate.too_stale(self.step):
+                    finished[:] = [item for item in finished if item[0] != w]
+                    progress.discarded += 1
+                    recompute(w)
+            start_idle()
+
+    # ---- results ---------------------------------------------------------------------------
+    def params(self) -> Any:
+        """The current parameters, pulled from the servers: a new tree of
+        writeable NumPy arrays shaped like the params you passed."""
+        self._check_open()
+        flat: Dict[str, np.ndarray] = {}
+        for shard in self._ray.get(self._param_refs):
+            flat.update({p: np.array(a, copy=True) for p, a in shard.items()})
+        return self.layout.tree(flat)
+
+    def optimizer_state_dict(self) -> Dict[str, Any]:
+        """The shards' optimizer states merged into one ``state_dict`` in the
+        single-process format: ``fa.make_optimizer(...).load_state_dict`` of it
+        continues the same training in one process."""
+        self._check_open()
+        return self._merge_optimizer_states([st["optimizer"] for st in
+                                             self._ray.get([srv.state.remote() for srv in self.servers])])
+
+    def _merge_optimizer_states(self, shard_states: List[Dict[str, Any]]) -> Dict[str, Any]:
+        merged_state: Dict[str, Any] = {}
+        for sd in shard_states:
+            merged_state.update(sd["state"])
+        first = shard_states[0]
+        return {"algorithm": first["algorithm"], "step": first["step"], "skipped_steps": first["skipped_steps"],
+                "total_nonfinite_count": sum(sd["total_nonfinite_count"] for sd in shard_states),
+                "hyperparameters": self.optimizer.hyperparameters,
+                "state": {p: merged_state[p] for p in self.layout.paths if p in merged_state}}
+
+    def _split_optimizer_state(self, sd: Mapping[str, Any]) -> List[Dict[str, Any]]:
+        settings = shard_settings(sd["hyperparameters"])
+        return [{"algorithm": sd["algorithm"], "step": sd["step"], "skipped_steps": sd["skipped_steps"],
+                 # the count is a sum over shards: shard 0 carries it
+                 "total_nonfinite_count": sd["total_nonfinite_count"] if s == 0 else 0,
+                 "hyperparameters": settings,
+                 "state": {p: sd["state"][p] for p in shard if p in sd["state"]}}
+                for s, shard in enumerate(self.layout.shards)]
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, directory: PathLike) -> str:
+        """Write the whole training state to ``directory/checkpoint.npz``:
+        params, the merged optimizer state, the update count, the data
+        position (epoch and next batch of each worker), the running epoch's
+        sums, the history and the callbacks' states. The file is replaced
+        only once the new one is complete. Returns its path."""
+        self._check_open()
+        states = self._ray.get([srv.state.remote() for srv in self.servers])
+        params = {p: a for st in states for p, a in st["params"].items()}
+        state = {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "mode": self.mode, "num_workers": self.num_workers,
+            "step": self.step, "epoch": self.epoch, "fit_start_epoch": self._fit_start_epoch,
+            "positions": list(self._positions),
+            "epoch_progress": self._partial.to_dict() if self._partial is not None and any(self._positions) else None,
+            "params": {p: params[p] for p in self.layout.paths},
+            "optimizer": self._merge_optimizer_states([st["optimizer"] for st in states]),
+            "worker_restarts": list(self.worker_restarts), "dropped_workers": list(self.dropped_workers),
+            "callbacks": [{"type": type(cb).__name__,
+                           "state": cb.state_dict() if callable(getattr(cb, "state_dict", None)) else None}
+                          for cb in self.callbacks],
+            "history": self.history.to_dict(),
+        }
+        os.makedirs(os.fspath(directory), exist_ok=True)
+        path = os.path.join(os.fspath(directory), CHECKPOINT_FILE)
+        save_state(path, state)
+        return path
+
+    def load_checkpoint(self, directory: PathLike) -> None:
+        """Restore what :meth:`save_checkpoint` wrote (into this object's
+        servers; the params' structure, the optimizer's algorithm, the
+        callbacks and, mid-epoch, ``num_workers`` must match). The next
+        :meth:`fit` continues from the saved position."""
+        self._check_open()
+        path = os.path.join(os.fspath(directory), CHECKPOINT_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no checkpoint at {path}; save one with save_checkpoint or fit(checkpoint_dir=)")
+        sd = load_state(path)
+        if not isinstance(sd, Mapping) or sd.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a DataParallel checkpoint")
+        if sd.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path}: unsupported checkpoint version {sd.get('version')!r}, expected "
+                             f"{CHECKPOINT_VERSION}")
+        params = sd["params"]
+        if set(params) != set(self.layout.paths):
+            raise ValueError(f"{path} holds params {sorted(params)}, this model has {sorted(self.layout.paths)}; "
+                             f"load a checkpoint of the same model")
+        for p in self.layout.paths:
+            arr = params[p]
+            if arr.shape != self.layout.shapes[p] or arr.dtype.name != self.layout.dtypes[p]:
+                raise ValueError(f"{path}: params[{p!r}] is {arr.dtype.name} {arr.shape}, this model's is "
+                                 f"{self.layout.dtypes[p]} {self.layout.shapes[p]}")
+        opt = sd["optimizer"]
+        if opt["algorithm"] != self.optimizer.algorithm:
+            raise ValueError(f"{path} was written with {opt['algorithm']!r}, this DataParallel runs "
+                             f"{self.optimizer.algorithm!r}; pass the same optimizer")
+        positions = list(sd["positions"])
+        if any(positions) and len(positions) != self.num_workers:
+            raise ValueError(f"{path} stopped mid-epoch with {len(positions)} workers; resume with "
+                             f"num_workers={len(positions)} (or from an end-of-epoch checkpoint)")
+        names = [type(cb).__name__ for cb in self.callbacks]
+        saved_names = [entry["type"] for entry in sd["callbacks"]]
+        if saved_names != names:
+            raise ValueError(f"{path} has callbacks {saved_names}, this DataParallel has {names}; build it with the "
+                             f"same callbacks in the same order")
+        history = History.from_dict(sd["history"])
+        self._ray.get([srv.load.remote(shard, shard_sd, sd["step"]) for srv, shard, shard_sd in
+                       zip(self.servers, self.layout.split(params), self._split_optimizer_state(opt))])
+        set_hyperparameters(self.optimizer, opt["hyperparameters"])
+        self._sent_hyper = self.optimizer.hyperparameters
+        for cb, entry in zip(self.callbacks, sd["callbacks"]):
+            if entry["state"] is not None:
+                cb.load_state_dict(entry["state"])
+        self.history = history
+        self.step, self.epoch, self._fit_start_epoch = sd["step"], sd["epoch"], sd["fit_start_epoch"]
+        self._positions = positions if any(positions) else [0] * self.num_workers
+        self._partial = _EpochProgress.from_dict(sd["epoch_progress"]) if sd["epoch_progress"] else None
+        if len(sd["worker_restarts"]) == self.num_workers:
+            self.worker_restarts = list(sd["worker_restarts"])
+            self.dropped_workers = list(sd["dropped_workers"])
+        self._param_refs = [srv.get_params.remote() for srv in self.servers]
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this DataParallel was shut down; build a new one")
+
+    def shutdown(self) -> None:
+        """Stop the workers and servers, and Ray itself if this object started
+        it. Pull what you need (:meth:`params`) first. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._ray.is_initialized():
+                for handle in self.workers + self.servers:
+                    self._ray.kill(handle, no_restart=True)
+        finally:
+            self.workers, self.servers = [], []
+            self._session.close()
+
+    def __enter__(self) -> "DataParallel":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return (f"DataParallel({self.optimizer!r}, mode={self.mode!r}, num_workers={self.num_workers}, "
+                f"num_shards={self.layout.num_shards}, epoch={self.epoch}, step={self.step})")
