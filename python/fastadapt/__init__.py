@@ -6,7 +6,7 @@ with fused, vectorized, multithreaded C++ kernels.
     opt.update(params, grads)      # one fused C++ step, in place
 """
 
-from . import datasets, models, problems, reference, schedules
+from . import datasets, distributed, models, problems, reference, schedules
 from . import tune
 from .batching import Batches, batches
 from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
@@ -56,6 +56,7 @@ __all__ = [
     "plot_history",
     "models",
     "datasets",
+    "distributed",
     "__version__",
 ]
 
