@@ -127,10 +127,11 @@ def test_resume_after_an_interrupted_run_loses_nothing(tmp_path, make):
     assert len(H.CALLS) == uninterrupted_calls
     assert resumed.table() == reference.table()
     assert resumed.lineage == reference.lineage and resumed.rungs == reference.rungs
-    # Only trials that may still be needed keep a state file: the completed ones, one version each.
+    # Only states a result can need stay on disk, one version each: the completed trials' and the best's.
     files = os.listdir(tmp_path / "states")
-    completed = {t.trial_id for t in resumed.trials if t.status == "completed"}
-    assert len(files) == len(completed) and {int(name.split("-")[1]) for name in files} == completed
+    completed = {str(t.trial_id) for t in resumed.trials if t.status == "completed"}
+    assert len(files) == len(completed) + 1 and {name.split("-")[1] for name in files} == completed | {"best"}
+    assert resumed.best_state == reference.best_state is not None
 
 
 def test_resume_after_a_crash_with_the_process_executor(tmp_path):

@@ -54,6 +54,16 @@ def test_function_trainable_retrains_from_scratch_and_costs_more():
     assert b.best_state is None and a.best_state == {"trained": 9}
 
 
+def test_best_is_the_best_evaluation_seen_and_its_state_is_kept():
+    result = T.Hyperband(H.Overfits, SPACE, max_resource=9, eta=3, seed=0, executor="sequential").run()
+    evaluations = [(h["metric"], t.trial_id, h["budget"]) for t in result.trials for h in t.history]
+    metric, trial_id, budget = min(evaluations)
+    assert (result.best_metric, result.best_trial.trial_id, result.best_budget) == (metric, trial_id, 3)
+    # the trial went on past its best (or was stopped there); best_state is the snapshot from budget 3
+    assert result.best_state == {"trained": 3}
+    assert result.best_config == result.best_trial.config
+
+
 def test_successive_halving_is_one_bracket():
     result = T.SuccessiveHalving(H.ConstantMetric, SPACE, num_trials=9, min_resource=1, max_resource=9, eta=3,
                                  seed=0, executor="sequential").run()
@@ -158,6 +168,16 @@ def test_pbt_perturbation_factors_scale_the_donor_value():
         factor = float(event["changes"]["rate"]["how"].split("x")[1])
         assert factor in (0.8, 1.2)
         assert event["new_config"]["rate"] == pytest.approx(min(max(copied_from * factor, 0.1), 10.0))
+
+
+def test_pbt_best_config_is_the_config_at_the_best_evaluation():
+    result = T.PBT(H.Accumulator, RATE_SPACE, population=4, perturbation_interval=1, max_resource=5, mode="max",
+                   seed=1, executor="sequential").run()
+    best, budget = result.best_trial, result.best_budget
+    assert result.best_metric == max(h["metric"] for t in result.trials for h in t.history)
+    entry = next(h for h in best.history if h["budget"] == budget)
+    assert result.best_config["rate"] == entry["rate_in_effect"]
+    assert result.best_state["score"] == result.best_metric
 
 
 def test_pbt_explore_only_perturbs_every_member_and_grid_changes_nothing():

@@ -39,6 +39,14 @@ class Quadratic(fa.tune.Trainable):
         self.config = dict(config)
 
 
+class Overfits(Quadratic):
+    """Quadratic plus ``|trained - 3| / 10``: every config is at its best after 3 units."""
+
+    def train(self, budget):
+        super().train(budget)
+        return (self.config["x"] - 0.3) ** 2 + abs(self.trained - 3) / 10
+
+
 def quadratic_function(config, budget):
     """The same metric as a plain function (trains from scratch each call)."""
     return (config["x"] - 0.3) ** 2 + 1.0 / (1 + budget)

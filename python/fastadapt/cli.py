@@ -221,6 +221,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_mnist.add_argument("--train-size", type=int, default=None, help="train on the first N training samples only")
     p_mnist.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p_mnist.set_defaults(func=_mnist)
+    from .tune.command import add_tune_parser
+
+    add_tune_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -116,7 +116,6 @@ class ASHA(Tuner):
         for trial in self._trials.values():
             if trial.status == PAUSED:
                 trial.status = STOPPED
-                self._drop_state(trial.trial_id)
         self._rungs = [{"rung": k, "resource": r, "trials": sorted(self._rung_results[k]),
                         "metrics": dict(sorted(self._rung_results[k].items())),
                         "promoted": sorted(self._promoted[k])}

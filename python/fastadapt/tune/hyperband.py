@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import _checks
 from .jobs import Outcome
-from .results import COMPLETED, FAILED, PAUSED, STOPPED, TrialRecord
+from .results import COMPLETED, FAILED, STOPPED, TrialRecord
 from .trainable import metric_is_valid
 from .tuner import Tuner
 
@@ -168,18 +168,12 @@ class _BracketTuner(Tuner):
                 self._trials[tid].status = COMPLETED
             elif tid not in promoted:
                 self._trials[tid].status = STOPPED
-                self._drop_state(tid)
         if promoted:
             self._rung_members = sorted(promoted)
             self._rung_index += 1
         else:
             self._bracket_index += 1
             self._rung_members = None
-
-    def _finish(self) -> None:
-        for trial in self._trials.values():
-            if trial.status == PAUSED:  # only when a run ends early; a full run decides every trial
-                trial.status = STOPPED
 
 
 class SuccessiveHalving(_BracketTuner):
@@ -221,9 +215,9 @@ class Hyperband(_BracketTuner):
     result table on every executor. A promoted trial continues from its
     saved state when the trainable is resumable (``save``/``load``);
     otherwise it retrains from scratch (``planned_cost()`` says how much
-    that costs). The best trial is the one with the best last metric (the
-    paper returns the best loss seen; with losses that fall with budget
-    these agree).
+    that costs). As in the paper, the result's best is the best metric seen
+    at any rung (``best_metric``, ``best_budget``, ``best_config``), and
+    ``best_state`` is the trainable's state at that evaluation.
 
     Example::
 

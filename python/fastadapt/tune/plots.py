@@ -7,6 +7,7 @@ written and the path returned, otherwise the Figure is.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
@@ -32,6 +33,14 @@ def _new_figure(width: float, height: float) -> Any:
     return figure
 
 
+def _log_scale_if_wide(ax: Any, values: Sequence[Any]) -> None:
+    """Log y when all values are positive and span more than 5x: the losses
+    of diverged configs would otherwise flatten the range that matters."""
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 5:
+        ax.set_yscale("log")
+
+
 def _finish(figure: Any, path: Optional[PathLike]) -> Any:
     if path is None:
         return figure
@@ -45,8 +54,8 @@ def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: 
     for trial in result.trials:
         groups.setdefault(trial.bracket, []).append(trial)
     keys = sorted(groups, key=lambda b: -1 if b is None else -b)  # bracket s_max first, as in the paper
-    figure = _new_figure(4.2 * len(keys), 3.6)
-    axes = figure.subplots(1, len(keys), squeeze=False, sharey=True)[0]
+    figure = _new_figure(max(4.2 * len(keys), 5.5), 3.8)
+    axes = figure.subplots(1, len(keys), squeeze=False, sharex=True, sharey=True)[0]
     best = result.best_trial
     resources = sorted({r["resource"] for r in result.rungs})
     for ax, key in zip(axes, keys):
@@ -64,6 +73,9 @@ def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: 
             else:
                 style = {"color": "0.6", "lw": 0.8, "alpha": 0.6, "zorder": 1}
             ax.plot(xs, ys, marker="o", ms=3, **style)
+        if best is not None and best.bracket == key:
+            ax.plot([result.best_budget], [result.best_metric], marker="*", ms=13, color="tab:red", zorder=5,
+                    ls="none", label="best evaluation")
         for r in resources:
             ax.axvline(r, color="0.85", lw=0.6, zorder=0)
         title = "all trials" if key is None else f"bracket s={key}"
@@ -73,9 +85,10 @@ def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: 
             ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both", axis="y")
     axes[0].set_ylabel(f"{result.metric} ({result.mode})")
-    handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
-    if handles:
-        axes[0].legend(loc="best", fontsize=8)
+    _log_scale_if_wide(axes[0], [h["metric"] for t in result.trials for h in t.history])
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
     figure.suptitle(f"{result.algorithm}: grey = stopped early, blue = reached the top rung", fontsize=10)
     return _finish(figure, path)
 
@@ -109,8 +122,7 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
                 ax.plot([event["budget"]], [event["new_config"].get(name)], marker="v", ms=5,
                         color=colors[event["member"] % len(colors)], zorder=4)
         ax.set_ylabel(name)
-        spread = [t.config.get(name) for t in result.trials]
-        if positive and spread and max(spread) / max(min(spread), 1e-300) > 20:
+        if positive and result.space.get(name, "").startswith("loguniform"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     metric_ax = axes[-1]
@@ -118,10 +130,11 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
         xs = [h["budget"] for h in trial.history]
         ys = [h["metric"] for h in trial.history]
         metric_ax.plot(xs, ys, color=color, lw=1.2, marker=".", ms=3, label=f"member {trial.trial_id}")
+    _log_scale_if_wide(metric_ax, [h["metric"] for t in result.trials for h in t.history])
     metric_ax.set_ylabel(result.metric)
     metric_ax.set_xlabel("budget (resource units per member)")
     metric_ax.grid(alpha=0.3)
     if len(result.trials) <= 10:
         metric_ax.legend(fontsize=7, ncol=2)
-    figure.suptitle(f"PBT population over time (triangles: exploit, member copies a better one)", fontsize=10)
+    figure.suptitle("PBT population over time (triangles: exploit, member copies a better one)", fontsize=10)
     return _finish(figure, path)

@@ -4,16 +4,17 @@ tqdm, one line per finished job otherwise (a log file, CI)."""
 from __future__ import annotations
 
 import sys
-from typing import IO, Any, Mapping, Optional
+from typing import IO, Any, Mapping, Optional, Sequence, Tuple
 
 from .results import FAILED, TrialRecord
 
 __all__ = ["TuneProgress"]
 
 
-def _short(config: Mapping[str, Any]) -> str:
+def _short(config: Mapping[str, Any], keys: Sequence[str]) -> str:
     parts = []
-    for key, value in config.items():
+    for key in keys:
+        value = config.get(key)
         parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
     return " ".join(parts)
 
@@ -21,8 +22,10 @@ def _short(config: Mapping[str, Any]) -> str:
 class TuneProgress:
     """Reports each finished job. ``total``: jobs planned (None: unknown)."""
 
-    def __init__(self, algorithm: str, total: Optional[int], enabled: bool, stream: Optional[IO[str]] = None):
+    def __init__(self, algorithm: str, total: Optional[int], enabled: bool, keys: Sequence[str],
+                 stream: Optional[IO[str]] = None):
         self.algorithm = algorithm
+        self.keys = list(keys)  # the searched hyperparameters (constants would only repeat on every line)
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
@@ -36,11 +39,13 @@ class TuneProgress:
                 self._bar = tqdm(total=total, desc=algorithm, unit="job", file=self.stream, dynamic_ncols=True)
         self.total = total
 
-    def job_done(self, trial: TrialRecord, best: Optional[TrialRecord], note: str = "") -> None:
+    def job_done(self, trial: TrialRecord, best: Optional[Tuple[TrialRecord, Mapping[str, Any]]],
+                 note: str = "") -> None:
+        """Report a recorded job; ``best``: (trial, history entry) of the best evaluation so far."""
         self.done += 1
         if not self.enabled:
             return
-        best_text = "-" if best is None or best.metric is None else f"{best.metric:.4g} (trial {best.trial_id})"
+        best_text = "-" if best is None else f"{best[1]['metric']:.4g} (trial {best[0].trial_id})"
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix_str(f"best {best_text}", refresh=False)
@@ -51,7 +56,7 @@ class TuneProgress:
         else:
             outcome = f"metric {trial.metric:.4g}" if trial.metric is not None else "no metric"
         self.write(f"[{self.algorithm} {self.done}{of}] trial {trial.trial_id} budget {trial.budget}{note}: "
-                   f"{outcome} | best {best_text} | {_short(trial.config)}")
+                   f"{outcome} | best {best_text} | {_short(trial.config, self.keys)}")
 
     def write(self, message: str) -> None:
         if not self.enabled:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .trainable import metric_is_valid
 
-__all__ = ["TrialRecord", "TuneResult", "ranked", "find_best", "PENDING", "RUNNING", "PAUSED", "COMPLETED", "STOPPED",
+__all__ = ["TrialRecord", "TuneResult", "ranked", "best_evaluation", "evaluation_key", "PENDING", "RUNNING", "PAUSED", "COMPLETED", "STOPPED",
            "FAILED", "STATUSES"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -49,14 +49,29 @@ def ranked(scores: Iterable[Tuple[int, Optional[float]]], mode: str) -> List[Tup
     return sorted(scores, key=key)
 
 
-def find_best(trials: Iterable["TrialRecord"], mode: str) -> Optional["TrialRecord"]:
-    """The trial whose last metric is best (failed trials and NaN metrics
-    excluded; ties: the lower id), or None."""
-    by_id = {t.trial_id: t for t in trials if t.status != FAILED and t.history}
-    ranking = ranked([(tid, t.metric) for tid, t in by_id.items()], mode)
-    if not ranking or not metric_is_valid(ranking[0][1]):
-        return None
-    return by_id[ranking[0][0]]
+def evaluation_key(metric: float, trial_id: int, budget: int, mode: str) -> Tuple[float, int, int]:
+    """Sort key of one evaluation, best first: the metric (signed by mode),
+    then the lower trial id, then the smaller budget."""
+    return (metric if mode == "min" else -metric, trial_id, budget)
+
+
+def best_evaluation(trials: Iterable["TrialRecord"], mode: str) -> Optional[Tuple["TrialRecord", Dict[str, Any]]]:
+    """``(trial, history entry)`` of the best metric any trial reported, or
+    None. This is Hyperband's output in the paper (the best intermediate
+    loss seen), and it is what a tuner snapshots as ``best_state``: a
+    config whose metric worsens with more budget is caught at its best.
+    NaN never wins; ties go to the lower trial id, then the smaller budget.
+    """
+    best: Optional[Tuple["TrialRecord", Dict[str, Any]]] = None
+    best_key = None
+    for trial in trials:
+        for entry in trial.history:
+            if not metric_is_valid(entry["metric"]):
+                continue
+            key = evaluation_key(entry["metric"], trial.trial_id, entry["budget"], mode)
+            if best_key is None or key < best_key:
+                best, best_key = (trial, entry), key
+    return best
 
 
 @dataclass
@@ -96,6 +111,15 @@ class TrialRecord:
     def metric(self) -> Optional[float]:
         """The last reported metric (None before the first)."""
         return self.history[-1]["metric"] if self.history else None
+
+    def config_at(self, budget: int) -> Dict[str, Any]:
+        """The config the trial trained with in the job that ended at ``budget``
+        (PBT changes configs; for the other tuners it is ``config``)."""
+        current = self.config_history[0]["config"] if self.config_history else self.config
+        for entry in self.config_history:
+            if entry["budget"] < budget:
+                current = entry["config"]
+        return dict(current)
 
     @property
     def error_summary(self) -> Optional[str]:
@@ -143,6 +167,7 @@ class TuneResult:
         rungs: the successive-halving decisions: per rung its resource, its
             trials and those promoted.
         seconds: wall time of the run (summed over resumed parts).
+        space: each hyperparameter's domain (or constant) as text.
         best_state: the best trial's last saved state (resumable trainables).
     """
 
@@ -155,24 +180,35 @@ class TuneResult:
     lineage: List[Dict[str, Any]] = field(default_factory=list)
     rungs: List[Dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    space: Dict[str, str] = field(default_factory=dict)
     best_state: Any = field(default=None, repr=False)
 
-    # ---- the best trial ----------------------------------------------------
+    # ---- the best evaluation ------------------------------------------------
     @property
     def best_trial(self) -> Optional[TrialRecord]:
-        """The trial whose last metric is best (failed trials excluded; ties:
-        the lower id), or None when no trial reported a metric."""
-        return find_best(self.trials, self.mode)
-
-    @property
-    def best_config(self) -> Optional[Dict[str, Any]]:
-        best = self.best_trial
-        return None if best is None else dict(best.config)
+        """The trial that reported the best metric (see :func:`best_evaluation`),
+        or None when no trial reported a rankable metric."""
+        best = best_evaluation(self.trials, self.mode)
+        return None if best is None else best[0]
 
     @property
     def best_metric(self) -> Optional[float]:
-        best = self.best_trial
-        return None if best is None else best.metric
+        """The best metric reported, by any trial at any budget."""
+        best = best_evaluation(self.trials, self.mode)
+        return None if best is None else best[1]["metric"]
+
+    @property
+    def best_budget(self) -> Optional[int]:
+        """The budget at which :attr:`best_metric` was reported."""
+        best = best_evaluation(self.trials, self.mode)
+        return None if best is None else best[1]["budget"]
+
+    @property
+    def best_config(self) -> Optional[Dict[str, Any]]:
+        """The config that produced :attr:`best_metric` (for PBT: the member's
+        config at that time)."""
+        best = best_evaluation(self.trials, self.mode)
+        return None if best is None else best[0].config_at(best[1]["budget"])
 
     def trial(self, trial_id: int) -> TrialRecord:
         for t in self.trials:
@@ -218,9 +254,10 @@ class TuneResult:
         best = self.best_trial
         return _plain({
             "algorithm": self.algorithm, "metric": self.metric, "mode": self.mode, "seed": self.seed,
-            "settings": self.settings, "seconds": self.seconds, "total_cost": self.total_cost,
-            "best": None if best is None else {"trial_id": best.trial_id, "config": best.config,
-                                               "metric": best.metric, "budget": best.budget},
+            "settings": self.settings, "space": self.space, "seconds": self.seconds,
+            "total_cost": self.total_cost,
+            "best": None if best is None else {"trial_id": best.trial_id, "config": self.best_config,
+                                               "metric": self.best_metric, "budget": self.best_budget},
             "trials": [{"trial_id": t.trial_id, "status": t.status, "config": t.config, "budget": t.budget,
                         "cost": t.cost, "bracket": t.bracket, "retries": t.retries, "seconds": t.seconds,
                         "history": t.history, "config_history": t.config_history, "error": t.error}

@@ -4,6 +4,7 @@ A checkpoint directory holds::
 
     tuner.pkl                      the tuner: trials, decisions so far, random streams, jobs in flight
     states/trial-<id>-v<k>.pkl     each live trial's trainable state, version k
+    states/trial-best-v<k>.pkl     the state behind the best evaluation so far
 
 The tuner file is rewritten (atomically: a temporary file, then a rename)
 after every finished job and every decision. A trial's new state is written
@@ -30,7 +31,7 @@ CHECKPOINT_FORMAT = "fastadapt.tune"
 CHECKPOINT_VERSION = 1
 _TUNER_FILE = "tuner.pkl"
 _STATES_DIR = "states"
-_STATE_FILE = re.compile(r"^trial-(\d+)-v(\d+)\.pkl$")
+_STATE_FILE = re.compile(r"^trial-(\w+)-v(\d+)\.pkl$")
 
 
 def _write_atomically(path: str, payload: Any) -> None:
@@ -56,14 +57,14 @@ class CheckpointStore:
     def exists(self) -> bool:
         return os.path.isfile(self.tuner_file)
 
-    def _state_path(self, trial_id: int, version: int) -> str:
+    def _state_path(self, trial_id: Any, version: int) -> str:
         return os.path.join(self._states_dir, f"trial-{trial_id}-v{version}.pkl")
 
-    def write_state(self, trial_id: int, version: int, state: Any) -> None:
+    def write_state(self, trial_id: Any, version: int, state: Any) -> None:
         os.makedirs(self._states_dir, exist_ok=True)
         _write_atomically(self._state_path(trial_id, version), state)
 
-    def read_state(self, trial_id: int, version: int) -> Any:
+    def read_state(self, trial_id: Any, version: int) -> Any:
         path = self._state_path(trial_id, version)
         try:
             with open(path, "rb") as f:
@@ -72,16 +73,18 @@ class CheckpointStore:
             raise FileNotFoundError(f"checkpoint {self.directory!r} names the state file {path!r}, which is "
                                     f"missing; the checkpoint was edited or copied partially") from None
 
-    def save(self, payload: Dict[str, Any], live_versions: Dict[int, int]) -> None:
-        """Write the tuner file, then delete state files it no longer names."""
+    def save(self, payload: Dict[str, Any], live_versions: Dict[Any, int]) -> None:
+        """Write the tuner file, then delete state files it no longer names
+        (``live_versions``: state key -> its current version)."""
         os.makedirs(self.directory, exist_ok=True)
         document = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
         _write_atomically(self.tuner_file, document)
         if not os.path.isdir(self._states_dir):
             return
+        live = {str(key): version for key, version in live_versions.items()}
         for name in os.listdir(self._states_dir):
             match = _STATE_FILE.match(name)
-            if match and live_versions.get(int(match.group(1))) != int(match.group(2)):
+            if match and live.get(match.group(1)) != int(match.group(2)):
                 os.remove(os.path.join(self._states_dir, name))
 
     def load(self) -> Dict[str, Any]:

@@ -20,14 +20,18 @@ from . import _checks
 from .executors import Executor, make_executor
 from .jobs import DIED, Job, Outcome
 from .progress import TuneProgress
-from .results import FAILED, PAUSED, RUNNING, TrialRecord, TuneResult, find_best, ranked
-from .space import check_config, check_space, sample_config, space_repr
+from .results import (FAILED, PAUSED, RUNNING, STOPPED, TrialRecord, TuneResult, best_evaluation, evaluation_key,
+                      ranked)
+from .space import check_config, check_space, domains, sample_config, space_repr
 from .state import CheckpointStore, PathLike
-from .trainable import TrainableSpec, as_trainable
+from .trainable import TrainableSpec, as_trainable, metric_is_valid
 
 __all__ = ["Tuner"]
 
 OnResult = Callable[[TrialRecord], None]
+
+# The key under which the state behind the best evaluation is kept (trial states use their int ids).
+BEST_STATE = "best"
 
 
 class Tuner:
@@ -142,16 +146,17 @@ class Tuner:
         self._decision_rng = np.random.default_rng(streams[1])  # PBT's donors and perturbations
         self._trials: Dict[int, TrialRecord] = {}
         self._in_flight: Dict[int, int] = {}
-        self._states: Dict[int, Any] = {}
-        self._state_versions: Dict[int, int] = {}
+        self._states: Dict[Union[int, str], Any] = {}
+        self._state_versions: Dict[Union[int, str], int] = {}
         self._lineage: List[Dict[str, Any]] = []
         self._rungs: List[Dict[str, Any]] = []
         self._initial_used = 0
         self._elapsed = 0.0
+        self._best_key: Optional[Tuple[float, int, int]] = None
         self._start_algorithm()
 
     _BASE_FIELDS = ("_sample_rng", "_decision_rng", "_trials", "_in_flight", "_state_versions", "_lineage",
-                    "_rungs", "_initial_used", "_elapsed")
+                    "_rungs", "_initial_used", "_elapsed", "_best_key")
 
     def _fingerprint(self) -> Dict[str, Any]:
         return {"algorithm": self.algorithm, "trainable": self.spec.name, "space": space_repr(self.space),
@@ -159,6 +164,7 @@ class Tuner:
                 "initial_configs": repr(self.initial_configs)}
 
     def _save_checkpoint(self) -> None:
+        self._prune_states()
         if self._store is None:
             return
         fields = {name: getattr(self, name) for name in self._BASE_FIELDS + self._algorithm_fields}
@@ -183,18 +189,34 @@ class Tuner:
             setattr(self, name, value)
         self._states = {tid: self._store.read_state(tid, version) for tid, version in self._state_versions.items()}
 
-    def _put_state(self, trial_id: int, state: Any) -> None:
-        """Make ``state`` the trial's current state (written to disk at once,
-        under a new version, before any tuner file names it)."""
-        version = self._state_versions.get(trial_id, 0) + 1
+    def _put_state(self, key: Union[int, str], state: Any) -> None:
+        """Make ``state`` the current state of ``key`` (a trial id, or
+        BEST_STATE), written to disk at once under a new version, before any
+        tuner file names it."""
+        version = self._state_versions.get(key, 0) + 1
         if self._store is not None:
-            self._store.write_state(trial_id, version, state)
-        self._states[trial_id] = state
-        self._state_versions[trial_id] = version
+            self._store.write_state(key, version, state)
+        self._states[key] = state
+        self._state_versions[key] = version
 
-    def _drop_state(self, trial_id: int) -> None:
-        self._states.pop(trial_id, None)
-        self._state_versions.pop(trial_id, None)
+    def _prune_states(self) -> None:
+        """Forget the states of stopped and failed trials: no decision needs
+        them (the best evaluation's state is its own snapshot)."""
+        for key in list(self._states):
+            if key != BEST_STATE and self._trials[key].status in (STOPPED, FAILED):
+                del self._states[key]
+                del self._state_versions[key]
+
+    def _snapshot_if_best(self, trial: TrialRecord, state: Any) -> None:
+        """Keep ``state`` as ``best_state`` when the trial's newest metric is the
+        best seen (ties as :func:`best_evaluation` breaks them)."""
+        metric = trial.history[-1]["metric"]
+        if not metric_is_valid(metric):
+            return
+        key = evaluation_key(metric, trial.trial_id, trial.budget, self.mode)
+        if self._best_key is None or key < self._best_key:
+            self._best_key = key
+            self._put_state(BEST_STATE, state)
 
     def _new_trial(self, bracket: Optional[int] = None) -> TrialRecord:
         given = None
@@ -236,10 +258,10 @@ class Tuner:
             trial.status = PAUSED
             if self.spec.resumable:
                 self._put_state(trial.trial_id, outcome.state)
+                self._snapshot_if_best(trial, outcome.state)
         else:
             trial.status = FAILED
             trial.error = outcome.error
-            self._drop_state(trial.trial_id)
         return trial
 
     def run(self) -> TuneResult:
@@ -254,7 +276,8 @@ class Tuner:
         executor = make_executor(self.executor)
         started = time.perf_counter()
         elapsed_before = self._elapsed
-        progress = TuneProgress(self.algorithm, self.planned_jobs(), self.progress)
+        progress = TuneProgress(self.algorithm, self.planned_jobs(), self.progress,
+                                [name for name, _ in domains(self.space)])
         progress.done = sum(len(t.history) for t in self._trials.values())
         executor.start()
         aborted = True
@@ -282,7 +305,7 @@ class Tuner:
                 self._on_outcome(trial, outcome)
                 self._elapsed = elapsed_before + time.perf_counter() - started
                 self._save_checkpoint()
-                progress.job_done(trial, find_best(self._trials.values(), self.mode))
+                progress.job_done(trial, best_evaluation(self._trials.values(), self.mode))
                 if self.on_result is not None:
                     self.on_result(trial)
             self._finish()
@@ -297,10 +320,9 @@ class Tuner:
     def _result(self) -> TuneResult:
         result = TuneResult(algorithm=self.algorithm, metric=self.metric, mode=self.mode, seed=self.seed,
                             settings=self.settings(), trials=[self._trials[k] for k in sorted(self._trials)],
-                            lineage=list(self._lineage), rungs=list(self._rungs), seconds=self._elapsed)
-        best = result.best_trial
-        if best is not None:
-            result.best_state = self._states.get(best.trial_id)
+                            lineage=list(self._lineage), rungs=list(self._rungs), seconds=self._elapsed,
+                            space=dict(space_repr(self.space)))
+        result.best_state = self._states.get(BEST_STATE)
         return result
 
     def __repr__(self) -> str:
