@@ -69,9 +69,6 @@ class Executor:
     def start(self) -> None:
         """Acquire workers. Called by the tuner at the start of ``run()``."""
 
-    def check_job(self, job: Job) -> None:
-        """Raise TypeError now when a job could not reach a worker."""
-
     def submit(self, job: Job) -> None:
         raise NotImplementedError
 
@@ -236,9 +233,6 @@ class ProcessExecutor(Executor):
     def start(self) -> None:
         self._queue.clear()
         self._outcomes.clear()
-
-    def check_job(self, job: Job) -> None:
-        self._payload(job)
 
     def _payload(self, job: Job) -> bytes:
         # Pickled in the driver, so a trainable that cannot travel is a TypeError here, not a failed trial.

@@ -208,7 +208,9 @@ class PBT(Tuner):
         elif not self.explore:
             return
         old_config = dict(trial.config)
-        source = self._trials[donor].config if donor is not None else trial.config
+        # The donor's hyperparameters behind the state and metric being copied (in async PBT a donor may
+        # already train on with newer ones).
+        source = self._trials[donor].config_at(self._trials[donor].budget) if donor is not None else trial.config
         new_config = dict(source)
         changes: Dict[str, Dict[str, Any]] = {}
         for name in self.space:

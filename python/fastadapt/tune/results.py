@@ -168,7 +168,8 @@ class TuneResult:
             trials and those promoted.
         seconds: wall time of the run (summed over resumed parts).
         space: each hyperparameter's domain (or constant) as text.
-        best_state: the best trial's last saved state (resumable trainables).
+        best_state: the trainable's state at the best evaluation (resumable
+            trainables; None for functions).
     """
 
     algorithm: str
