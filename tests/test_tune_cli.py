@@ -59,8 +59,8 @@ def test_tune_resume_continues_from_the_checkpoint(mnist_subset, tmp_path, capsy
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["hyperband", "--eta", "1"], "eta must be an int >= 2"),
-    (["pbt", "--quantile", "0.9"], "quantile must be in (0, 0.5]"),
+    (["hyperband", "--eta", "1"], "eta=1 must be >= 2"),
+    (["pbt", "--quantile", "0.9"], "quantile=0.9 must be in (0, 0.5]"),
     (["asha", "--max-resource", "3", "--min-resource", "9"], "min_resource (9) must be <= max_resource (3)"),
     (["hyperband", "--data-dir", "/nonexistent/mnist"], "is not a directory"),
 ])

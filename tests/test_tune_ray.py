@@ -57,7 +57,7 @@ def test_ray_records_raising_and_dying_trials(local_ray):
                                   executor="ray").run()
     failed = [t for t in raising.trials if t.status == "failed"]
     assert failed and all("ValueError: boom" in t.error and t.retries == 0 for t in failed)
-    dying = T.SuccessiveHalving(H.AlwaysDies, SPACE, num_trials=3, max_resource=3, eta=3, seed=0,
+    dying = T.SuccessiveHalving(H.Misbehaves, {**SPACE, "how": "die"}, num_trials=3, max_resource=3, eta=3, seed=0,
                                 executor=T.RayExecutor(max_concurrent=2)).run()
     dead = [t for t in dying.trials if t.config["x"] > 0.5]
     assert dead and all(t.status == "failed" and t.retries == 1 and "Ray worker" in t.error for t in dead)

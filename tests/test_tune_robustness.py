@@ -52,7 +52,8 @@ def test_a_dying_worker_is_retried_once(tmp_path):
 
 
 def test_a_worker_that_always_dies_fails_its_trial_without_hanging():
-    result = T.SuccessiveHalving(H.AlwaysDies, SPACE, num_trials=9, max_resource=9, eta=3, seed=0, max_retries=1,
+    space = {"x": T.uniform(0.0, 1.0), "how": "die"}
+    result = T.SuccessiveHalving(H.Misbehaves, space, num_trials=9, max_resource=9, eta=3, seed=0, max_retries=1,
                                  executor=two_workers()).run()
     dead = [t for t in result.trials if t.config["x"] > 0.5]
     assert dead and all(t.status == "failed" and t.retries == 1 for t in dead)
@@ -61,7 +62,8 @@ def test_a_worker_that_always_dies_fails_its_trial_without_hanging():
 
 
 def test_a_hung_trial_times_out():
-    result = T.SuccessiveHalving(H.Sleeps, SPACE, num_trials=3, max_resource=3, eta=3, seed=1,
+    space = {"x": T.uniform(0.0, 1.0), "how": "hang"}
+    result = T.SuccessiveHalving(H.Misbehaves, space, num_trials=3, max_resource=3, eta=3, seed=1,
                                  executor=two_workers(task_timeout=1.0)).run()
     hung = [t for t in result.trials if t.config["x"] > 0.5]
     assert hung and all(t.status == "failed" and "task_timeout=1s" in t.error for t in hung)

@@ -96,10 +96,10 @@ def test_perturbation_never_leaves_the_bounds(kind, factor, boundary, seed):
 
 @pytest.mark.parametrize("build, error, match", [
     (lambda: T.uniform(1.0, 1.0), ValueError, "low must be < high"),
-    (lambda: T.uniform(0.0, float("inf")), ValueError, "high must be finite"),
-    (lambda: T.uniform("0", 1), TypeError, "low must be a real number"),
+    (lambda: T.uniform(0.0, float("inf")), ValueError, "high=inf must be finite"),
+    (lambda: T.uniform("0", 1), TypeError, "low='0' must be a real number"),
     (lambda: T.loguniform(0.0, 1.0), ValueError, "loguniform needs low > 0.*use uniform"),
-    (lambda: T.randint(1.5, 3), TypeError, "low must be an int"),
+    (lambda: T.randint(1.5, 3), TypeError, "low=1.5 must be an integer"),
     (lambda: T.randint(3, 3), ValueError, "high is excluded"),
     (lambda: T.choice([]), ValueError, "at least one value"),
     (lambda: T.choice("abc"), TypeError, "choice needs a list"),
@@ -177,10 +177,10 @@ def test_successive_halving_schedule():
 
 
 @pytest.mark.parametrize("args, error, match", [
-    ((81.0, 3), TypeError, "max_resource must be an int >= 1, got float 81.0"),
-    ((0, 3), ValueError, "max_resource must be an int >= 1, got 0"),
-    ((81, 1), ValueError, "eta must be an int >= 2"),
-    ((81, True), TypeError, "eta must be an int"),
+    ((81.0, 3), TypeError, "max_resource=81.0 must be an integer"),
+    ((0, 3), ValueError, "max_resource=0 must be >= 1"),
+    ((81, 1), ValueError, "eta=1 must be >= 2"),
+    ((81, True), TypeError, "eta=True must be an integer"),
 ])
 def test_hyperband_schedule_bad_input(args, error, match):
     with pytest.raises(error, match=match):

@@ -206,7 +206,7 @@ def test_pbt_refuses_trainables_it_cannot_drive():
         T.PBT(H.quadratic_function, SPACE, population=2, perturbation_interval=1)
     with pytest.raises(TypeError, match="set_config\\(config\\); define it"):
         T.PBT(H.NoSetConfig, SPACE, population=2, perturbation_interval=1)
-    with pytest.raises(ValueError, match="quantile must be in \\(0, 0.5\\]"):
+    with pytest.raises(ValueError, match="quantile=0.75 must be in \\(0, 0.5\\]"):
         T.PBT(H.Accumulator, RATE_SPACE, population=4, perturbation_interval=1, quantile=0.75)
     with pytest.raises(ValueError, match="mutations names \\['lr'\\]"):
         T.PBT(H.Accumulator, RATE_SPACE, population=4, perturbation_interval=1, mutations=["lr"])
@@ -266,11 +266,11 @@ def test_progress_lines(capsys):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"mode": "minimize"}, ValueError, "mode must be 'min'"),
+    ({"mode": "minimize"}, ValueError, "mode='minimize' must be one of 'min', 'max'"),
     ({"executor": "threads"}, ValueError, "executor must be one of 'sequential', 'process', 'ray'"),
     ({"executor": 3}, TypeError, "executor must be"),
-    ({"seed": -1}, ValueError, "seed must be an int >= 0"),
-    ({"max_retries": -1}, ValueError, "max_retries must be an int >= 0"),
+    ({"seed": -1}, ValueError, "seed=-1 must be >= 0"),
+    ({"max_retries": -1}, ValueError, "max_retries=-1 must be >= 0"),
     ({"resume": True}, ValueError, "resume needs checkpoint_dir="),
     ({"resume": "yes", "checkpoint_dir": "x"}, ValueError, "resume must be False, True or 'auto'"),
     ({"metric": ""}, TypeError, "metric must be a non-empty string"),

@@ -8,6 +8,7 @@ path, exactly as a user's trainables are.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Dict, List
 
 import fastadapt as fa
@@ -122,22 +123,14 @@ class DiesOnce(Quadratic):
         return super().train(budget)
 
 
-class AlwaysDies(Quadratic):
-    """Kills its worker whenever x is above 0.5."""
+class Misbehaves(Quadratic):
+    """For x above 0.5, kills its worker (``config["how"] == "die"``) or
+    sleeps for an hour (``"hang"``); a plain Quadratic otherwise."""
 
     def train(self, budget):
         if self.config["x"] > 0.5:
-            os._exit(9)
-        return super().train(budget)
-
-
-class Sleeps(Quadratic):
-    """Sleeps forever for x above 0.5 (a hung trial)."""
-
-    def train(self, budget):
-        if self.config["x"] > 0.5:
-            import time
-
+            if self.config["how"] == "die":
+                os._exit(9)
             time.sleep(3600)
         return super().train(budget)
 

@@ -6,27 +6,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from . import _checks
-from .hyperband import int_log
+from .. import _checks
+from .hyperband import rung_resources
 from .jobs import Outcome
 from .results import COMPLETED, PAUSED, STOPPED, TrialRecord
 from .trainable import metric_is_valid
 from .tuner import Tuner
 
-__all__ = ["ASHA", "asha_rungs"]
-
-
-def asha_rungs(min_resource: int, max_resource: int, eta: int) -> List[int]:
-    """Rung resources ``floor(R / eta**(s - k))``, k = 0..s, with ``s`` the
-    largest such that ``min_resource * eta**s <= R`` (the same rungs as
-    :func:`successive_halving_schedule`; the top rung is ``R``)."""
-    min_resource = _checks.integer("min_resource", min_resource, 1)
-    max_resource = _checks.integer("max_resource", max_resource, 1)
-    eta = _checks.integer("eta", eta, 2)
-    if min_resource > max_resource:
-        raise ValueError(f"min_resource ({min_resource}) must be <= max_resource ({max_resource})")
-    s = int_log(max_resource // min_resource, eta)
-    return [max_resource // eta ** (s - k) for k in range(s + 1)]
+__all__ = ["ASHA"]
 
 
 class ASHA(Tuner):
@@ -61,7 +48,7 @@ class ASHA(Tuner):
     def __init__(self, trainable: Any, space: Any, *, num_trials: int, max_resource: int, min_resource: int = 1,
                  eta: int = 3, **kwargs: Any):
         self.num_trials = _checks.integer("num_trials", num_trials, 1)
-        self.resources = asha_rungs(min_resource, max_resource, eta)
+        self.resources = rung_resources(min_resource, max_resource, eta)  # the rungs of successive halving
         self.min_resource, self.max_resource, self.eta = min_resource, max_resource, eta
         super().__init__(trainable, space, **kwargs)
 

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import wait as wait_for_ready
 from typing import Any, Deque, Iterator, List, Optional, Tuple, Union
 
-from . import _checks
+from .. import _checks
 from .jobs import DIED, ERROR, TIMEOUT, Job, Outcome, run_job
 
 __all__ = ["Executor", "SequentialExecutor", "ProcessExecutor", "make_executor", "EXECUTORS", "available_cpus"]

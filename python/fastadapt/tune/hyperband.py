@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _checks
+from .. import _checks
 from .jobs import Outcome
 from .results import COMPLETED, FAILED, STOPPED, TrialRecord
 from .trainable import metric_is_valid
 from .tuner import Tuner
 
-__all__ = ["hyperband_schedule", "successive_halving_schedule", "int_log", "Hyperband", "SuccessiveHalving"]
+__all__ = ["hyperband_schedule", "successive_halving_schedule", "rung_resources", "int_log", "Hyperband",
+           "SuccessiveHalving"]
 
 Bracket = List[Tuple[int, int]]
 
@@ -75,25 +76,31 @@ def hyperband_schedule(max_resource: int, eta: int = 3) -> List[Bracket]:
     return brackets
 
 
-def successive_halving_schedule(num_trials: int, min_resource: int, max_resource: int, eta: int = 3) -> Bracket:
-    """One bracket: ``num_trials`` configs from ``min_resource`` units up to
-    ``max_resource``, keeping the best ``1/eta`` at each rung.
-
-    ``s`` is the largest with ``min_resource * eta**s <= max_resource``; the
-    rungs are ``(floor(n / eta**i), floor(R / eta**(s - i)))``, so the first
-    gives each config at least ``min_resource`` and the last gives ``R``.
-    """
-    num_trials = _checks.integer("num_trials", num_trials, 1)
+def rung_resources(min_resource: int, max_resource: int, eta: int = 3) -> List[int]:
+    """The resources of successive halving's rungs from ``min_resource`` up to
+    ``max_resource``: ``floor(R / eta**(s - k))`` for k = 0..s, with ``s`` the
+    largest such that ``min_resource * eta**s <= R``. The first rung gives at
+    least ``min_resource``, the last exactly ``R`` (successive halving, ASHA)."""
     min_resource = _checks.integer("min_resource", min_resource, 1)
     max_resource = _checks.integer("max_resource", max_resource, 1)
     eta = _checks.integer("eta", eta, 2)
     if min_resource > max_resource:
         raise ValueError(f"min_resource ({min_resource}) must be <= max_resource ({max_resource})")
     s = int_log(max_resource // min_resource, eta)
+    return [max_resource // eta ** (s - k) for k in range(s + 1)]
+
+
+def successive_halving_schedule(num_trials: int, min_resource: int, max_resource: int, eta: int = 3) -> Bracket:
+    """One bracket: ``num_trials`` configs from ``min_resource`` units up to
+    ``max_resource``, keeping the best ``1/eta`` at each rung: rungs
+    ``(floor(n / eta**i), r_i)`` with ``r_i`` from :func:`rung_resources`."""
+    num_trials = _checks.integer("num_trials", num_trials, 1)
+    resources = rung_resources(min_resource, max_resource, eta)
+    s = len(resources) - 1
     if num_trials < eta ** s:
         raise ValueError(f"num_trials={num_trials} is too few for {s + 1} rungs at eta={eta}: the last rung would "
                          f"be empty; pass num_trials >= {eta ** s}, or raise min_resource")
-    return _rungs(num_trials, s, max_resource, eta)
+    return [(num_trials // eta ** i, r) for i, r in enumerate(resources)]
 
 
 class _BracketTuner(Tuner):

@@ -8,7 +8,7 @@ import math
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import _checks
+from .. import _checks
 from .jobs import Outcome
 from .results import COMPLETED, FAILED, PAUSED, TrialRecord
 from .space import BOUNDARIES, Categorical, domains

@@ -39,8 +39,7 @@ class TuneProgress:
                 self._bar = tqdm(total=total, desc=algorithm, unit="job", file=self.stream, dynamic_ncols=True)
         self.total = total
 
-    def job_done(self, trial: TrialRecord, best: Optional[Tuple[TrialRecord, Mapping[str, Any]]],
-                 note: str = "") -> None:
+    def job_done(self, trial: TrialRecord, best: Optional[Tuple[TrialRecord, Mapping[str, Any]]]) -> None:
         """Report a recorded job; ``best``: (trial, history entry) of the best evaluation so far."""
         self.done += 1
         if not self.enabled:
@@ -55,7 +54,7 @@ class TuneProgress:
             outcome = f"FAILED: {trial.error_summary}"
         else:
             outcome = f"metric {trial.metric:.4g}" if trial.metric is not None else "no metric"
-        self.write(f"[{self.algorithm} {self.done}{of}] trial {trial.trial_id} budget {trial.budget}{note}: "
+        self.write(f"[{self.algorithm} {self.done}{of}] trial {trial.trial_id} budget {trial.budget}: "
                    f"{outcome} | best {best_text} | {_short(trial.config, self.keys)}")
 
     def write(self, message: str) -> None:

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Deque, Dict, Optional
 
-from . import _checks
+from .. import _checks
 from .executors import Executor
 from .jobs import DIED, ERROR, TIMEOUT, Job, Outcome, run_job
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from . import _checks
+from .. import _checks
 from .executors import Executor, make_executor
 from .jobs import DIED, Job, Outcome
 from .progress import TuneProgress
@@ -73,10 +73,14 @@ class Tuner:
                  progress: bool = False, on_result: Optional[OnResult] = None):
         self.spec: TrainableSpec = as_trainable(trainable)
         self.space = check_space(space)
-        self.metric = _checks.metric_name(metric)
-        self.mode = _checks.mode(mode)
+        if not isinstance(metric, str) or not metric:
+            raise TypeError(f"metric must be a non-empty string (the key read when train() returns a dict), "
+                            f"got {metric!r}")
+        self.metric = metric
+        self.mode = _checks.choice("mode", mode, ("min", "max"))
         self._seed_argument = seed
-        self.seed = _checks.seed(seed)
+        # None: fresh entropy, recorded in the result so the run can be repeated.
+        self.seed = int(np.random.SeedSequence().entropy) if seed is None else _checks.integer("seed", seed, 0)
         if not isinstance(executor, (str, Executor)):
             raise TypeError(f"executor must be 'sequential', 'process', 'ray' or an Executor instance, "
                             f"got {type(executor).__name__}")
