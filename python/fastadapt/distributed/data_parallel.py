@@ -423,6 +423,12 @@ class DataParallel:
                 self._run_epoch(self.epoch, end_epoch - 1, lengths, checkpoint_dir, checkpoint_every)
             for hook in self._hooks("on_train_end"):
                 hook(self)
+        except BaseException:
+            # As with Trainer, a later fit starts the interrupted epoch over;
+            # continuing mid-epoch is what a checkpoint (resume=True) is for.
+            self._positions = [0] * self.num_workers
+            self._partial = None
+            raise
         finally:
             self._display.close()
             self._display = make_progress(False)
@@ -726,6 +732,11 @@ class DataParallel:
         self._param_refs = [srv.get_params.remote() for srv in self.servers]
 
     # ---- lifecycle -----------------------------------------------------------------------------
+    @property
+    def started_ray(self) -> bool:
+        """Whether this object started the Ray session it uses (and so shuts it down)."""
+        return self._session.started
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this DataParallel was shut down; build a new one")
