@@ -415,3 +415,8 @@ def test_bad_data_and_checkpoints_get_clear_errors(local_ray, tmp_path):
         assert "DataParallel(SGD(" in repr(ps)
     with pytest.raises(RuntimeError, match="shut down"):
         ps.params()
+    with fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=MODEL.loss_and_grad, num_workers=W,
+                                     worker_options={"num_cpus": 64}, start_timeout=1) as ps:
+        with pytest.raises(RuntimeError, match=r"2 of 2 workers did not start within start_timeout=1.0 s.*"
+                                               r"Lower worker_options\['num_cpus'\]"):
+            ps.fit(data)

@@ -122,6 +122,8 @@ class DataParallel:
         worker_options, server_options: Ray actor options (``num_cpus``,
             ``resources``, ...). Defaults: workers 1 CPU, servers 0 CPUs
             (they only run the memory-bound update while workers wait).
+        start_timeout: seconds a fit waits for its workers to be placed and
+            started before it gives up with an error that says why.
         max_worker_restarts: how often one worker may be replaced after it
             dies before it is dropped (its data shard is then left out and
             sync steps average the remaining workers).
@@ -144,13 +146,16 @@ class DataParallel:
                  address: Optional[str] = None, ray_init: Optional[Mapping[str, Any]] = None,
                  worker_options: Optional[Mapping[str, Any]] = None,
                  server_options: Optional[Mapping[str, Any]] = None, max_worker_restarts: int = 3,
-                 callbacks: Optional[Sequence[Any]] = None, progress: bool = False):
+                 start_timeout: float = 300.0, callbacks: Optional[Sequence[Any]] = None, progress: bool = False):
         self.optimizer = optimizer if isinstance(optimizer, Optimizer) else self._named_optimizer(optimizer)
         if not callable(loss_and_grad):
             raise TypeError(f"loss_and_grad must be a function (params, batch) -> (loss, grads), got "
                             f"{type(loss_and_grad).__name__}")
         self.num_workers = self._count("num_workers", num_workers, 1)
         self.max_worker_restarts = self._count("max_worker_restarts", max_worker_restarts, 0)
+        if isinstance(start_timeout, bool) or not isinstance(start_timeout, numbers.Real) or not start_timeout > 0:
+            raise ValueError(f"start_timeout={start_timeout!r} must be a number of seconds > 0")
+        self.start_timeout = float(start_timeout)
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} must be 'sync' or 'async'")
         self.mode = mode
@@ -275,6 +280,14 @@ class DataParallel:
         self._data_refs = [ray.put(part) for part in data]
         self._live = [w for w in range(self.num_workers) if w not in self.dropped_workers]
         calls = {w: self.workers[w].set_data.remote(self._data_refs[w]) for w in self._live}
+        # A worker Ray cannot place (too few CPUs for worker_options) would
+        # otherwise make fit wait forever without a word.
+        ready, _ = ray.wait(list(calls.values()), num_returns=len(calls), timeout=self.start_timeout)
+        if len(ready) < len(calls):
+            raise RuntimeError(f"{len(calls) - len(ready)} of {len(calls)} workers did not start within "
+                               f"start_timeout={self.start_timeout} s. Each asks for {self._worker_options}; Ray has "
+                               f"{ray.available_resources()} free. Lower worker_options['num_cpus'], use fewer "
+                               f"workers, or shut down other DataParallel objects")
         for w, call in calls.items():
             try:
                 ray.get(call)
@@ -315,7 +328,8 @@ class DataParallel:
             self._ray.get([srv.configure.remote(hyper) for srv in self.servers])
             self._sent_hyper = hyper
 
-    def _update(self, grads: List[List[Any]], weights: Optional[List[float]]) -> Dict[str, Any]:
+    def _update(self, grads: List[List[Any]], weights: Optional[List[float]],
+                then: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
         """Apply update ``self.step`` on every shard from ``grads[shard]`` (one
         object per contributing worker, in worker order).
 
@@ -324,12 +338,17 @@ class DataParallel:
         squares; the driver adds them in the order one fused optimizer over
         all params would (key paths in tree order, chunks in order), so the
         norm, the clipping scale and the skip/raise decision are the ones
-        single-process training computes, and every shard applies the same."""
+        single-process training computes, and every shard applies the same.
+        ``then`` runs once the update is submitted and the new parameters'
+        refs are known, before waiting for it."""
         ray, k = self._ray, self.step
         hyper = self._sent_hyper
         if not needs_global_pass(hyper):
             calls = [srv.reduce_and_apply.options(num_returns=2).remote(k, weights, *grads[s])
                      for s, srv in enumerate(self.servers)]
+            self._param_refs = [c[1] for c in calls]
+            if then is not None:
+                then()
             infos = ray.get([c[0] for c in calls])
             norm_sq = [i["norm_sq"] for i in infos]
             norm = math.sqrt(math.fsum(norm_sq)) if None not in norm_sq else None
@@ -353,9 +372,11 @@ class DataParallel:
             limit = hyper["max_grad_norm"]
             scale = _clip_scale(norm, limit) if limit is not None and not skip else 1.0
             calls = [srv.apply.options(num_returns=2).remote(k, scale, skip) for srv in self.servers]
+            self._param_refs = [c[1] for c in calls]
+            if then is not None:
+                then()
             infos = ray.get([c[0] for c in calls])
             server_seconds = max(st["seconds"] for st in stats) + max(i["seconds"] for i in infos)
-        self._param_refs = [c[1] for c in calls]
         self.step += 1
         return {"grad_norm": norm, "skipped": infos[0]["skipped"], "nonfinite": sum(i["nonfinite"] for i in infos),
                 "server_seconds": server_seconds}
@@ -517,26 +538,42 @@ class DataParallel:
     # ---- sync mode -------------------------------------------------------------------------
     def _sync_epoch(self, epoch: int, num_batches: int, progress: _EpochProgress,
                     after_step: Callable[[Dict[str, Any]], None]) -> None:
+        prefetched: Optional[Dict[int, Tuple[Any, List[Any]]]] = None
+
+        def prefetch(index: int) -> Callable[[], None]:
+            # Submitted as soon as the update's parameter refs exist: a worker
+            # starts the next batch the moment the servers have stepped, not
+            # one driver round trip later.
+            def submit() -> None:
+                nonlocal prefetched
+                if index < num_batches:
+                    prefetched = {w: self._submit(w, epoch, index) for w in self._live}
+            return submit
+
         for index in range(self._positions[0], num_batches):
             step_started = time.perf_counter()
             self._push_hyperparameters()
-            infos, grads = self._gradients(epoch, index, progress)
+            calls, prefetched = prefetched, None
+            infos, grads = self._gradients(epoch, index, progress, calls)
             sizes = [i["samples"] for i in infos]
             total = sum(sizes)
             weights = None if len(set(sizes)) == 1 else [n / total for n in sizes]
-            outcome = self._update([[g[s] for g in grads] for s in range(self.layout.num_shards)], weights)
+            outcome = self._update([[g[s] for g in grads] for s in range(self.layout.num_shards)], weights,
+                                   then=prefetch(index + 1))
             progress.overhead += (time.perf_counter() - step_started - max(i["seconds"] for i in infos)
                                   - outcome["server_seconds"])
             self._positions = [index + 1] * self.num_workers
             after_step(self._record(progress, infos, outcome))
 
-    def _gradients(self, epoch: int, index: int, progress: _EpochProgress
+    def _gradients(self, epoch: int, index: int, progress: _EpochProgress,
+                   calls: Optional[Dict[int, Tuple[Any, List[Any]]]] = None
                    ) -> Tuple[List[Dict[str, Any]], List[List[Any]]]:
         """Every live worker's result for batch ``index``, in worker order. A
         worker that died is replaced and recomputes the same batch at the
         same parameters, so the step is exactly what it would have been."""
         ray = self._ray
-        calls = {w: self._submit(w, epoch, index) for w in self._live}
+        if calls is None:
+            calls = {w: self._submit(w, epoch, index) for w in self._live}
         results: Dict[int, Tuple[Dict[str, Any], List[Any]]] = {}
         while calls:
             w = min(calls)
