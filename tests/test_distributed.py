@@ -88,14 +88,15 @@ def test_server_applies_each_update_once_and_in_order():
     params = _tiny_params()
     server = ParameterServer(0, params, OptimizerSpec.of(fa.SGD(lr=0.5)))
     grads = [{k: np.full_like(v, 1.0) for k, v in params.items()}, {k: np.full_like(v, 3.0) for k, v in params.items()}]
-    info, after = server.reduce_and_apply(0, None, *grads)
+    infos = [{"samples": 4}, {"samples": 4}]
+    info, after = server.reduce_and_apply(0, 2, *infos, *grads)
     assert info["version"] == 1 and info["step"] == 1
     np.testing.assert_array_equal(after["b"], np.full(4, -1.0, np.float32))   # lr * (1 + 3) / 2
-    replay, again = server.reduce_and_apply(0, None, *grads)                   # a repeated call
+    replay, again = server.reduce_and_apply(0, 2, *infos, *grads)              # a repeated call
     assert replay["replayed"] and server.version == 1
     np.testing.assert_array_equal(again["b"], np.full(4, -1.0, np.float32))
     with pytest.raises(RuntimeError, match="in order"):
-        server.reduce_and_apply(5, None, *grads)
+        server.reduce_and_apply(5, 2, *infos, *grads)
     with pytest.raises(RuntimeError, match="without reduce"):
         server.apply(1, 1.0, False)
     np.testing.assert_array_equal(params["b"], np.zeros(4, np.float32))        # the caller's arrays stay as they were
@@ -105,7 +106,7 @@ def test_server_weights_unequal_batches_by_size():
     params = _tiny_params(np.float64)
     server = ParameterServer(0, params, OptimizerSpec.of(fa.SGD(lr=1.0)))
     grads = [{k: np.full_like(v, 1.0) for k, v in params.items()}, {k: np.full_like(v, 4.0) for k, v in params.items()}]
-    _, after = server.reduce_and_apply(0, [0.75, 0.25], *grads)              # batches of 3 and 1 samples
+    _, after = server.reduce_and_apply(0, 2, {"samples": 3}, {"samples": 1}, *grads)
     np.testing.assert_array_equal(after["b"], np.full(4, -1.75))
 
 

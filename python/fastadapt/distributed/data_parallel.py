@@ -328,10 +328,12 @@ class DataParallel:
             self._ray.get([srv.configure.remote(hyper) for srv in self.servers])
             self._sent_hyper = hyper
 
-    def _update(self, grads: List[List[Any]], weights: Optional[List[float]],
-                then: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
-        """Apply update ``self.step`` on every shard from ``grads[shard]`` (one
-        object per contributing worker, in worker order).
+    def _update(self, calls: Mapping[int, Tuple[Any, List[Any]]], then: Optional[Callable[[], None]] = None
+                ) -> Dict[str, Any]:
+        """Apply update ``self.step`` on every shard from the workers' results
+        ``calls[w] = (info ref, [grad ref per shard])``, combined in worker order.
+        The refs go to the servers as they are: a server starts as soon as the
+        workers' objects exist, without a round trip through the driver.
 
         Without clipping, skip or raise, each server combines and steps in one
         call. Otherwise each server first reports its per-chunk sums of
@@ -343,18 +345,24 @@ class DataParallel:
         refs are known, before waiting for it."""
         ray, k = self._ray, self.step
         hyper = self._sent_hyper
+        order = sorted(calls)
+        info_refs = [calls[w][0] for w in order]
+
+        def parts(s: int) -> List[Any]:
+            return [*info_refs, *(calls[w][1][s] for w in order)]
+
         if not needs_global_pass(hyper):
-            calls = [srv.reduce_and_apply.options(num_returns=2).remote(k, weights, *grads[s])
-                     for s, srv in enumerate(self.servers)]
-            self._param_refs = [c[1] for c in calls]
+            updates = [srv.reduce_and_apply.options(num_returns=2).remote(k, len(order), *parts(s))
+                       for s, srv in enumerate(self.servers)]
+            self._param_refs = [u[1] for u in updates]
             if then is not None:
                 then()
-            infos = ray.get([c[0] for c in calls])
+            infos = ray.get([u[0] for u in updates])
             norm_sq = [i["norm_sq"] for i in infos]
             norm = math.sqrt(math.fsum(norm_sq)) if None not in norm_sq else None
             server_seconds = max(i["seconds"] for i in infos)
         else:
-            stats = ray.get([srv.reduce.remote(k, weights, *grads[s]) for s, srv in enumerate(self.servers)])
+            stats = ray.get([srv.reduce.remote(k, len(order), *parts(s)) for s, srv in enumerate(self.servers)])
             sumsq = 0.0
             for path in self.layout.paths:
                 for chunk_sum in stats[self._shard_of[path]]["chunk_sums"][path]:
@@ -371,11 +379,11 @@ class DataParallel:
             skip = bool(nonfinite) and hyper["nonfinite"] == "skip"
             limit = hyper["max_grad_norm"]
             scale = _clip_scale(norm, limit) if limit is not None and not skip else 1.0
-            calls = [srv.apply.options(num_returns=2).remote(k, scale, skip) for srv in self.servers]
-            self._param_refs = [c[1] for c in calls]
+            updates = [srv.apply.options(num_returns=2).remote(k, scale, skip) for srv in self.servers]
+            self._param_refs = [u[1] for u in updates]
             if then is not None:
                 then()
-            infos = ray.get([c[0] for c in calls])
+            infos = ray.get([u[0] for u in updates])
             server_seconds = max(st["seconds"] for st in stats) + max(i["seconds"] for i in infos)
         self.step += 1
         return {"grad_norm": norm, "skipped": infos[0]["skipped"], "nonfinite": sum(i["nonfinite"] for i in infos),
@@ -550,41 +558,48 @@ class DataParallel:
                     prefetched = {w: self._submit(w, epoch, index) for w in self._live}
             return submit
 
+        ray = self._ray
         for index in range(self._positions[0], num_batches):
             step_started = time.perf_counter()
             self._push_hyperparameters()
-            calls, prefetched = prefetched, None
-            infos, grads = self._gradients(epoch, index, progress, calls)
-            sizes = [i["samples"] for i in infos]
-            total = sum(sizes)
-            weights = None if len(set(sizes)) == 1 else [n / total for n in sizes]
-            outcome = self._update([[g[s] for g in grads] for s in range(self.layout.num_shards)], weights,
-                                   then=prefetch(index + 1))
+            calls = prefetched or {w: self._submit(w, epoch, index) for w in self._live}
+            prefetched = None
+            while True:
+                params_before = self._param_refs
+                try:
+                    outcome = self._update(calls, then=prefetch(index + 1))
+                    break
+                except ray.exceptions.RayActorError:
+                    # A worker died: the update did not run on any server (Ray
+                    # does not start a task whose argument failed), and what
+                    # was submitted after it fails too. Replace the dead
+                    # workers, recompute their batches at the same parameters.
+                    self._param_refs, prefetched = params_before, None
+                    if not self._recompute_dead(calls, epoch, index, progress):
+                        raise
+            infos = [ray.get(calls[w][0]) for w in sorted(calls)]
             progress.overhead += (time.perf_counter() - step_started - max(i["seconds"] for i in infos)
                                   - outcome["server_seconds"])
             self._positions = [index + 1] * self.num_workers
             after_step(self._record(progress, infos, outcome))
 
-    def _gradients(self, epoch: int, index: int, progress: _EpochProgress,
-                   calls: Optional[Dict[int, Tuple[Any, List[Any]]]] = None
-                   ) -> Tuple[List[Dict[str, Any]], List[List[Any]]]:
-        """Every live worker's result for batch ``index``, in worker order. A
-        worker that died is replaced and recomputes the same batch at the
-        same parameters, so the step is exactly what it would have been."""
+    def _recompute_dead(self, calls: Dict[int, Tuple[Any, List[Any]]], epoch: int, index: int,
+                        progress: _EpochProgress) -> bool:
+        """Find the workers in ``calls`` that died, replace them and resubmit
+        their batch (dropped ones leave ``calls``). False if none died: the
+        failure was not a worker's."""
         ray = self._ray
-        if calls is None:
-            calls = {w: self._submit(w, epoch, index) for w in self._live}
-        results: Dict[int, Tuple[Dict[str, Any], List[Any]]] = {}
-        while calls:
-            w = min(calls)
-            info_ref, grad_refs = calls.pop(w)
+        dead = []
+        for w, (info_ref, _) in calls.items():
             try:
-                results[w] = (ray.get(info_ref), grad_refs)
+                ray.get(info_ref)
             except ray.exceptions.RayActorError:
-                if self._replace(w, progress):
-                    calls[w] = self._submit(w, epoch, index)
-        order = sorted(results)
-        return [results[w][0] for w in order], [results[w][1] for w in order]
+                dead.append(w)
+        for w in dead:
+            del calls[w]
+            if self._replace(w, progress):
+                calls[w] = self._submit(w, epoch, index)
+        return bool(dead)
 
     # ---- async mode --------------------------------------------------------------------------
     def _async_epoch(self, epoch: int, lengths: List[int], progress: _EpochProgress,
@@ -596,7 +611,7 @@ class DataParallel:
         gate = StalenessGate(self.max_staleness)
         idle: Deque[int] = collections.deque(w for w in self._live if self._positions[w] < lengths[w])
         running: Dict[Any, Tuple[int, List[Any]]] = {}        # info ref -> (worker, grad refs)
-        finished: List[Tuple[int, Dict[str, Any], List[Any]]] = []
+        finished: List[Tuple[int, Dict[str, Any], Any, List[Any]]] = []   # (worker, info, info ref, grad refs)
 
         def start_idle() -> None:
             while idle and gate.may_start():
@@ -605,11 +620,11 @@ class DataParallel:
                 running[info_ref] = (w, grad_refs)
                 gate.started(w, self.step)
 
-        def apply(item: Tuple[int, Dict[str, Any], List[Any]]) -> None:
-            w, info, grad_refs = item
+        def apply(item: Tuple[int, Dict[str, Any], Any, List[Any]]) -> None:
+            w, info, info_ref, grad_refs = item
             staleness = gate.staleness(w, self.step)
             self._push_hyperparameters()
-            outcome = self._update([[g] for g in grad_refs], None)
+            outcome = self._update({w: (info_ref, grad_refs)})
             gate.applied(w)
             finished.remove(item)
             progress.staleness_sum += staleness
@@ -633,7 +648,7 @@ class DataParallel:
                 done, _ = ray.wait(list(running), num_returns=1)
                 w, grad_refs = running.pop(done[0])
                 try:
-                    finished.append((w, ray.get(done[0]), grad_refs))
+                    finished.append((w, ray.get(done[0]), done[0], grad_refs))
                 except ray.exceptions.RayActorError:
                     self._replace(w, progress)
                     recompute(w)

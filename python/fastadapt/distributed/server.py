@@ -97,11 +97,12 @@ class ParameterServer:
 
     The update protocol, per update id ``k`` (== ``self.version`` before it):
 
-    - ``reduce_and_apply(k, weights, *grads)`` when no global decision is
-      needed; or ``reduce(k, weights, *grads)`` (returns the per-chunk sums
-      of squares and the non-finite count) then ``apply(k, scale, skip)``.
-    - ``grads`` are one ``{path: array}`` per contributing worker, in worker
-      order; they arrive as read-only views of Ray's object store.
+    - ``reduce_and_apply(k, n, *parts)`` when no global decision is needed;
+      or ``reduce(k, n, *parts)`` (returns the per-chunk sums of squares and
+      the non-finite count) then ``apply(k, scale, skip)``.
+    - ``parts`` are the ``n`` contributing workers' infos (``{"samples": ...}``)
+      then their ``{path: gradient}`` dicts, both in worker order; the
+      arrays arrive as read-only views of Ray's object store.
     - A call with an id below ``version`` was already applied: it returns the
       recorded result and changes nothing.
     """
@@ -143,8 +144,7 @@ class ParameterServer:
         return self.version
 
     # ---- the update protocol -------------------------------------------------
-    def reduce(self, update_id: int, weights: Optional[Sequence[float]], *grads: Mapping[str, np.ndarray]
-               ) -> Dict[str, Any]:
+    def reduce(self, update_id: int, n: int, *parts: Any) -> Dict[str, Any]:
         """Combine the workers' gradients and report what the driver needs
         to decide the step: per-chunk sums of squares (in the fused step's
         chunk order, so the driver can add them up exactly as one optimizer
@@ -153,7 +153,7 @@ class ParameterServer:
             return {"replayed": True}
         self._expect(update_id)
         started = time.perf_counter()
-        combined = self._combine(weights, grads)
+        combined = self._combine(n, parts)
         # Under 'zero' the norm is that of the zeroed gradient, as in one optimizer.
         ignore_nonfinite = self.optimizer.nonfinite == "zero"
         chunk_sums: Dict[str, List[float]] = {}
@@ -196,8 +196,8 @@ class ParameterServer:
             info = {"skipped": False, "nonfinite": opt.last_nonfinite_count}
         return self._finish(update_id, info, started)
 
-    def reduce_and_apply(self, update_id: int, weights: Optional[Sequence[float]],
-                         *grads: Mapping[str, np.ndarray]) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    def reduce_and_apply(self, update_id: int, n: int, *parts: Any
+                         ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
         """One call when the step needs no global decision (no clipping, no
         skip/raise): combine, step, and report the shard's squared norm."""
         if update_id < self.version:
@@ -205,7 +205,7 @@ class ParameterServer:
         self._expect(update_id)
         started = time.perf_counter()
         opt = self.optimizer
-        opt.update(self.params, self._combine(weights, grads))
+        opt.update(self.params, self._combine(n, parts))
         norm = opt.last_grad_norm
         info = {"skipped": False, "nonfinite": opt.last_nonfinite_count,
                 "norm_sq": None if norm is None else norm * norm}
@@ -237,16 +237,19 @@ class ParameterServer:
             buf = self._buffers[path] = np.empty_like(self.params[path])
         return buf
 
-    def _combine(self, weights: Optional[Sequence[float]], grads: Sequence[Mapping[str, np.ndarray]]
-                 ) -> Dict[str, np.ndarray]:
-        """The workers' mean gradient. Equal batches (``weights`` None):
+    def _combine(self, n: int, parts: Sequence[Any]) -> Dict[str, np.ndarray]:
+        """The mean gradient over the workers' samples. Equal batches:
         ``(g_0 + g_1 + ... + g_{n-1}) / n``, added left to right in worker
-        order, in the gradient's dtype. Unequal batches: ``sum_w S(n_w/N) * g_w``
-        in worker order, each weight rounded to the dtype once. A single
-        gradient is used as it came (no copy)."""
-        if not grads:
-            raise ValueError(f"parameter server {self.index}: an update needs at least one gradient")
-        if len(grads) == 1 and weights is None:
+        order, in the gradient's dtype. Unequal batch sizes ``n_w``:
+        ``sum_w S(n_w/N) * g_w`` in worker order, each weight rounded to the
+        dtype once. A single gradient is used as it came (no copy)."""
+        if n < 1 or len(parts) != 2 * n:
+            raise ValueError(f"parameter server {self.index}: expected {n} infos then {n} gradients, got "
+                             f"{len(parts)} parts")
+        sizes = [info["samples"] for info in parts[:n]]
+        grads: Sequence[Mapping[str, np.ndarray]] = parts[n:]
+        weights = None if len(set(sizes)) == 1 else [size / sum(sizes) for size in sizes]
+        if n == 1:
             return dict(grads[0])
         out = {}
         for path in self.paths:
