@@ -44,7 +44,7 @@ def test_assign_shards_balances_bytes_and_keeps_key_order():
     assert assign_shards([("big", 1000), ("x", 1), ("y", 1)], 3) == [["big"], ["x"], ["y"]]
 
 
-@pytest.mark.parametrize("num_shards, error", [(0, ValueError), (4, ValueError), (True, ValueError), (1.5, ValueError)])
+@pytest.mark.parametrize("num_shards, error", [(0, ValueError), (4, ValueError), (True, TypeError), (1.5, TypeError)])
 def test_assign_shards_rejects_bad_counts(num_shards, error):
     with pytest.raises(error, match="num_shards"):
         assign_shards([("a", 1), ("b", 2), ("c", 3)], num_shards)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._checks import integer, real
 from ..checkpoints import PathLike, load_state, save_state
 from ..history import History
 from ..optimizers import Optimizer, make_optimizer
@@ -151,19 +152,17 @@ class DataParallel:
         if not callable(loss_and_grad):
             raise TypeError(f"loss_and_grad must be a function (params, batch) -> (loss, grads), got "
                             f"{type(loss_and_grad).__name__}")
-        self.num_workers = self._count("num_workers", num_workers, 1)
-        self.max_worker_restarts = self._count("max_worker_restarts", max_worker_restarts, 0)
-        if isinstance(start_timeout, bool) or not isinstance(start_timeout, numbers.Real) or not start_timeout > 0:
-            raise ValueError(f"start_timeout={start_timeout!r} must be a number of seconds > 0")
-        self.start_timeout = float(start_timeout)
+        self.num_workers = integer("num_workers", num_workers, 1)
+        self.max_worker_restarts = integer("max_worker_restarts", max_worker_restarts, 0)
+        self.start_timeout = real("start_timeout", start_timeout, low=0.0, low_open=True)
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} must be 'sync' or 'async'")
         self.mode = mode
         if max_staleness is not None and mode != "async":
             raise ValueError("max_staleness applies to mode='async' only; drop it or pass mode='async'")
         self.max_staleness = self.num_workers - 1 if max_staleness is None else \
-            self._count("max_staleness", max_staleness, 0)
-        self.layout = ShardLayout.of(params, self._count("num_shards", num_shards, 1))
+            integer("max_staleness", max_staleness, 0)
+        self.layout = ShardLayout.of(params, integer("num_shards", num_shards, 1))
         self._shard_of = {p: s for s, shard in enumerate(self.layout.shards) for p in shard}
         self.callbacks = self._check_callbacks(callbacks)
         if not isinstance(progress, (bool, np.bool_)):
@@ -220,14 +219,6 @@ class DataParallel:
             raise TypeError(f"optimizer must be a fastadapt optimizer (fa.Adam(lr=1e-3)) or a name such as 'adam', "
                             f"got {type(name).__name__}")
         return make_optimizer(name)
-
-    @staticmethod
-    def _count(name: str, value: Any, minimum: int) -> int:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-        if value < minimum:
-            raise ValueError(f"{name}={value!r} must be >= {minimum}")
-        return int(value)
 
     @staticmethod
     def _actor_options(name: str, options: Optional[Mapping[str, Any]], default: Dict[str, Any]) -> Dict[str, Any]:
@@ -421,10 +412,9 @@ class DataParallel:
         ``recomputed`` (gradients recomputed to respect ``max_staleness``).
         """
         self._check_open()
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
-            raise ValueError(f"epochs={epochs!r} must be an int >= 0")
+        integer("epochs", epochs, 0)
         if checkpoint_every is not None:
-            self._count("checkpoint_every", checkpoint_every, 1)
+            integer("checkpoint_every", checkpoint_every, 1)
             if checkpoint_dir is None:
                 raise ValueError("checkpoint_every needs checkpoint_dir= (where to write the checkpoints)")
         if resume and checkpoint_dir is None:

@@ -11,12 +11,12 @@ shard as on the whole tree.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from .._checks import integer
 from .._tree import flatten_any
 
 __all__ = ["assign_shards", "ShardLayout"]
@@ -44,8 +44,7 @@ def assign_shards(sizes: Sequence[Tuple[str, int]], num_shards: int) -> List[Lis
         >>> assign_shards([("fc1.w", 400), ("fc1.b", 40), ("fc2.w", 300), ("fc2.b", 30)], 2)
         [['fc1.w'], ['fc1.b', 'fc2.w', 'fc2.b']]
     """
-    if isinstance(num_shards, bool) or not isinstance(num_shards, numbers.Integral) or num_shards < 1:
-        raise ValueError(f"num_shards={num_shards!r} must be an int >= 1")
+    integer("num_shards", num_shards, 1)
     if num_shards > len(sizes):
         raise ValueError(f"num_shards={num_shards} exceeds the {len(sizes)} parameter arrays; a shard owns whole "
                          f"arrays, so use num_shards <= {len(sizes)}")
@@ -64,6 +63,11 @@ def assign_shards(sizes: Sequence[Tuple[str, int]], num_shards: int) -> List[Lis
     return [[key for key in keys if owner[key] == s] for s in range(num_shards)]
 
 
+@dataclass(frozen=True)
+class _Leaf:
+    index: int
+
+
 def _skeleton(tree: Any, counter: List[int]) -> Any:
     """The tree's containers with each array replaced by its flat index, so a
     tree of other arrays can be rebuilt with the same dict/list/tuple types."""
@@ -77,11 +81,6 @@ def _skeleton(tree: Any, counter: List[int]) -> Any:
         return type(tree)(_skeleton(v, counter) for v in tree)
     raise TypeError(f"params must be nested dicts, lists or tuples of float32/float64 NumPy arrays, "
                     f"found a {type(tree).__name__}")
-
-
-@dataclass(frozen=True)
-class _Leaf:
-    index: int
 
 
 def _fill(skeleton: Any, leaves: Sequence[Any]) -> Any:
