@@ -5,8 +5,8 @@ cores), next to the same epoch in one process, and the Ray overhead per
 step (wall time not spent in the slowest worker's loss_and_grad or the
 slowest server's update). Synthetic data of MNIST's shape: no download.
 
-    python -m pytest bench/test_distributed.py                      # figures
-    python -m pytest bench/test_distributed.py --benchmark-disable  # CI: each case once, checked
+    python -m pytest bench/test_distributed_throughput.py -s                   # figures
+    python -m pytest bench/test_distributed_throughput.py --benchmark-disable  # CI: each case once, checked
 """
 
 import os
