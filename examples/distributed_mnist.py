@@ -43,9 +43,10 @@ def main(argv=None):
         params = ps.params()
     accuracy = model.accuracy(params, (X_test, y_test))
     last = history.rows()[-1]
+    detail = (f"Ray overhead {last['ray_overhead_ms']:.2f} ms/step" if args.mode == "sync"
+              else f"staleness mean {last['staleness_mean']:.2f}, max {last['staleness_max']:.0f}")
     print(f"{args.workers} workers, {args.mode}: test accuracy {accuracy:.4f}, "
-          f"{last['samples_per_second']:.0f} samples/s, Ray overhead "
-          f"{last.get('ray_overhead_ms') or float('nan'):.2f} ms/step (last epoch)")
+          f"{last['samples_per_second']:.0f} samples/s, {detail} (last epoch)")
     if args.json:
         history.info["test_accuracy"] = accuracy
         with open(args.json, "w", encoding="utf-8") as f:
