@@ -243,6 +243,8 @@ def test_sync_equals_single_process_training(local_ray, dtype, rtol):
 def _nan_loss_and_grad(params, batch):
     """MODEL's gradient, with NaN in one array of one shard when the batch asks for it."""
     X, y, poison = batch
+    # parameters arrive as read-only views of the object store, not copies
+    assert not any(arr.flags.writeable for layer in params.values() for arr in layer.values())
     loss, grads = MODEL.loss_and_grad(params, (X, y))
     if poison:
         grads["fc2"]["b"][0] = np.nan
@@ -304,6 +306,23 @@ def test_sync_worker_killed_mid_step_loses_and_repeats_nothing(local_ray, tmp_pa
     assert history["worker_restarts"] == [1] and sum(ps.worker_restarts) == 1
     assert ps.step == 5 and history["steps"] == [5]
     expected = _single_process(MODEL.params, fa.Adam(lr=1e-2), data)
+    assert all(same_bits(a, b) for a, b in zip(leaves(got), leaves(expected)))
+
+
+def test_worker_past_its_restarts_is_dropped_and_training_goes_on(local_ray, tmp_path):
+    data = _worker_batches(steps=4)
+    marker = tmp_path / "die"
+    marker.touch()
+    with fa.distributed.DataParallel(MODEL.params, fa.SGD(lr=0.1), loss_and_grad=DieOnce(str(marker), at=3),
+                                     num_workers=W, max_worker_restarts=0) as ps:
+        history = ps.fit(data, epochs=1)
+        got = ps.params()
+    assert len(ps.dropped_workers) == 1 and ps.step == 4 and history["steps"] == [4]
+    survivor = 1 - ps.dropped_workers[0]
+    expected = _single_process(MODEL.params, fa.SGD(lr=0.1), [part[:2] for part in data])  # both workers
+    reference = fa.SGD(lr=0.1)
+    for k in (2, 3):                                                                      # the survivor alone
+        reference.update(expected, MODEL.loss_and_grad(expected, data[survivor][k])[1])
     assert all(same_bits(a, b) for a, b in zip(leaves(got), leaves(expected)))
 
 
@@ -401,6 +420,10 @@ def _wrong_grads(params, batch):
     return 0.0, {layer: {name: np.zeros(3) for name in arrays} for layer, arrays in params.items()}
 
 
+def _needs_the_test_helpers(params, batch):
+    return 0.0, copy_tree(params)   # `helpers` is importable here, not in a worker
+
+
 def test_bad_data_and_checkpoints_get_clear_errors(local_ray, tmp_path):
     data = _worker_batches(steps=2)
     with fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=_wrong_grads, num_workers=W) as ps:
@@ -419,6 +442,10 @@ def test_bad_data_and_checkpoints_get_clear_errors(local_ray, tmp_path):
         assert "DataParallel(SGD(" in repr(ps)
     with pytest.raises(RuntimeError, match="shut down"):
         ps.params()
+    with fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=_needs_the_test_helpers, num_workers=W,
+                                     max_worker_restarts=0) as ps:
+        with pytest.raises(RuntimeError, match="every worker died.*No module named 'helpers'"):
+            ps.fit(data)
     with fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=MODEL.loss_and_grad, num_workers=W,
                                      worker_options={"num_cpus": 64}, start_timeout=1) as ps:
         with pytest.raises(RuntimeError, match=r"2 of 2 workers did not start within start_timeout=1.0 s.*"

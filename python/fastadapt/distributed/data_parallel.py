@@ -293,9 +293,9 @@ class DataParallel:
             epoch, index, *self._param_refs)
         return refs[0], refs[1:]
 
-    def _replace(self, w: int, progress: _EpochProgress) -> bool:
-        """Worker ``w`` died: start a new one in its place (True), or drop it
-        once it has used up its restarts (False)."""
+    def _replace(self, w: int, progress: _EpochProgress, error: BaseException) -> bool:
+        """Worker ``w`` died (``error`` says how): start a new one in its place
+        (True), or drop it once it has used up its restarts (False)."""
         self._ray.kill(self.workers[w], no_restart=True)
         self.worker_restarts[w] += 1
         progress.restarts += 1
@@ -304,7 +304,8 @@ class DataParallel:
             self.dropped_workers.append(w)
             if not self._live:
                 raise RuntimeError(f"every worker died more than max_worker_restarts={self.max_worker_restarts} "
-                                   f"times; training cannot go on (the servers keep the last applied step)")
+                                   f"times; training cannot go on (the servers keep the last applied step). "
+                                   f"The last death: {str(error).strip().splitlines()[-1]}") from error
             return False
         self.workers[w] = self._new_worker(w)
         return True
@@ -579,15 +580,15 @@ class DataParallel:
         their batch (dropped ones leave ``calls``). False if none died: the
         failure was not a worker's."""
         ray = self._ray
-        dead = []
+        dead = {}
         for w, (info_ref, _) in calls.items():
             try:
                 ray.get(info_ref)
-            except ray.exceptions.RayActorError:
-                dead.append(w)
-        for w in dead:
+            except ray.exceptions.RayActorError as error:
+                dead[w] = error
+        for w, error in dead.items():
             del calls[w]
-            if self._replace(w, progress):
+            if self._replace(w, progress, error):
                 calls[w] = self._submit(w, epoch, index)
         return bool(dead)
 
@@ -639,8 +640,8 @@ class DataParallel:
                 w, grad_refs = running.pop(done[0])
                 try:
                     finished.append((w, ray.get(done[0]), done[0], grad_refs))
-                except ray.exceptions.RayActorError:
-                    self._replace(w, progress)
+                except ray.exceptions.RayActorError as error:
+                    self._replace(w, progress, error)
                     recompute(w)
             else:
                 # Every unapplied gradient is done and the bound lets only one
