@@ -229,7 +229,7 @@ class Hyperband(_BracketTuner):
     Example::
 
         space = {"lr": fa.tune.loguniform(1e-5, 1e-1), "momentum": fa.tune.uniform(0.0, 0.99)}
-        fa.tune.hyperband_schedule(81, 3)          # preview: 5 brackets, 143 jobs
+        fa.tune.hyperband_schedule(81, 3)          # preview: 5 brackets, 143 configs, 206 jobs
         result = fa.tune.Hyperband(MyTrainable, space, max_resource=81, eta=3, mode="min", seed=0).run()
         result.best_config, result.best_metric
 

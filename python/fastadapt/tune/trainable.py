@@ -52,8 +52,8 @@ class Trainable:
         save() -> state: picklable state (params, optimizer ``state_dict()``,
             counters). Optional, with ``load``.
         load(state): restore what ``save`` returned. Hyperparameters in the
-            state (an optimizer's lr) may be stale: the tuner calls
-            ``set_config`` afterwards when there is one.
+            state (an optimizer's lr) may be another member's: PBT calls
+            ``set_config`` right after ``load``.
         set_config(config): apply new hyperparameters to a trained state.
             Needed by PBT; a Hyperband trial's config never changes.
     """
