@@ -41,7 +41,6 @@ class Job:
     budget: int
     metric: str
     apply_config: bool = False
-    attempt: int = 0
 
 
 @dataclass

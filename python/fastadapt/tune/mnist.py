@@ -1,9 +1,11 @@
 """A ready-made trainable: the MNIST MLP trained with SGD and momentum, for
 ``fastadapt tune`` and as a worked example of the trainable protocol.
 
+    from fastadapt.tune.mnist import MnistMLP
+
     space = {"lr": fa.tune.loguniform(1e-3, 1.0), "batch_size": fa.tune.choice([16, 32, 64]),
              "momentum": fa.tune.uniform(0.0, 0.99)}
-    result = fa.tune.Hyperband(fa.tune.mnist.MnistMLP, space, max_resource=27, metric="val_loss").run()
+    result = fa.tune.Hyperband(MnistMLP, space, max_resource=27, metric="val_loss").run()
 
 One unit of budget is one epoch over the training split. The metric is the
 validation loss (``val_loss``; ``val_accuracy`` is reported beside it). The
@@ -24,10 +26,9 @@ from ..models import MLP
 from ..optimizers import SGD
 from .trainable import Trainable
 
-__all__ = ["MnistMLP", "VALIDATION_SIZE", "mnist_splits", "evaluate_on_test_set", "DEFAULT_SPACE_NOTE"]
+__all__ = ["MnistMLP", "VALIDATION_SIZE", "mnist_splits", "evaluate_on_test_set"]
 
 VALIDATION_SIZE = 1000
-DEFAULT_SPACE_NOTE = "lr ~ loguniform(1e-3, 1), batch_size ~ choice(16, 32, 64), momentum ~ uniform(0, 0.99)"
 
 Split = Tuple[np.ndarray, np.ndarray]
 

@@ -240,8 +240,7 @@ class Tuner:
     def _job(self, trial_id: int, budget: int) -> Job:
         trial = self._trials[trial_id]
         return Job(trial_id=trial_id, spec=self.spec, config=dict(trial.config), state=self._states.get(trial_id),
-                   trained=trial.budget, budget=budget, metric=self.metric, apply_config=self._apply_config(),
-                   attempt=trial.retries)
+                   trained=trial.budget, budget=budget, metric=self.metric, apply_config=self._apply_config())
 
     def _submit(self, executor: Executor, trial_id: int, budget: int) -> None:
         if budget < 1:
