@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import sys
 
 import pytest
 
@@ -308,3 +309,14 @@ def test_train_returning_a_dict_needs_the_metric_key():
     ok = T.SuccessiveHalving(H.Accumulator, RATE_SPACE, num_trials=3, max_resource=3, mode="max", seed=0,
                              executor="sequential").run()
     assert set(ok.trials[0].history[0]) == {"budget", "metric", "rate_in_effect"}
+
+
+def test_optional_dependencies_are_named_when_missing(monkeypatch):
+    result = T.SuccessiveHalving(H.Quadratic, SPACE, num_trials=3, max_resource=3, seed=0,
+                                 executor="sequential").run()
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # import fails as if matplotlib were absent
+    with pytest.raises(ImportError, match=r'pip install "fastadapt\[plot\]"'):
+        result.plot()
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r'executor="ray" needs Ray: pip install "fastadapt\[ray\]"'):
+        T.SuccessiveHalving(H.Quadratic, SPACE, num_trials=3, max_resource=3, executor="ray").run()
