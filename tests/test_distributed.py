@@ -91,7 +91,7 @@ def _tiny_params(dtype=np.float32):
 
 def test_server_applies_each_update_once_and_in_order():
     params = _tiny_params()
-    server = ParameterServer(0, params, OptimizerSpec.of(fa.SGD(lr=0.5)))
+    server = ParameterServer(0, params, OptimizerSpec.of(fa.SGD(lr=0.5)), list(params))
     grads = [{k: np.full_like(v, 1.0) for k, v in params.items()}, {k: np.full_like(v, 3.0) for k, v in params.items()}]
     infos = [{"samples": 4}, {"samples": 4}]
     info, after = server.reduce_and_apply(0, 2, *infos, *grads)
@@ -103,13 +103,13 @@ def test_server_applies_each_update_once_and_in_order():
     with pytest.raises(RuntimeError, match="in order"):
         server.reduce_and_apply(5, 2, *infos, *grads)
     with pytest.raises(RuntimeError, match="without reduce"):
-        server.apply(1, 1.0, False)
+        server.apply(1)
     np.testing.assert_array_equal(params["b"], np.zeros(4, np.float32))        # the caller's arrays stay as they were
 
 
 def test_server_weights_unequal_batches_by_size():
     params = _tiny_params(np.float64)
-    server = ParameterServer(0, params, OptimizerSpec.of(fa.SGD(lr=1.0)))
+    server = ParameterServer(0, params, OptimizerSpec.of(fa.SGD(lr=1.0)), list(params))
     grads = [{k: np.full_like(v, 1.0) for k, v in params.items()}, {k: np.full_like(v, 4.0) for k, v in params.items()}]
     _, after = server.reduce_and_apply(0, 2, {"samples": 3}, {"samples": 1}, *grads)
     np.testing.assert_array_equal(after["b"], np.full(4, -1.75))

@@ -50,11 +50,6 @@ MODES = ("sync", "async")
 LossAndGrad = Callable[[Any, Any], Tuple[Any, Any]]
 
 
-def _clip_scale(norm: float, max_norm: float) -> float:
-    """The fused step's rule: ``max_norm / max(norm, max_norm)``, NaN when the norm is NaN."""
-    return max_norm / (norm if (math.isnan(norm) or norm > max_norm) else max_norm)
-
-
 class _EpochProgress:
     """One epoch's running numbers: the trainer's loss and norm sums plus
     what distribution adds. Plain data, so a checkpoint taken mid-epoch
@@ -163,7 +158,6 @@ class DataParallel:
         self.max_staleness = self.num_workers - 1 if max_staleness is None else \
             integer("max_staleness", max_staleness, 0)
         self.layout = ShardLayout.of(params, integer("num_shards", num_shards, 1))
-        self._shard_of = {p: s for s, shard in enumerate(self.layout.shards) for p in shard}
         self.callbacks = self._check_callbacks(callbacks)
         if not isinstance(progress, (bool, np.bool_)):
             raise TypeError(f"progress must be True or False, got {progress!r}")
@@ -181,7 +175,8 @@ class DataParallel:
         try:
             server_class = ray.remote(ParameterServer).options(**self._server_options)
             shards = self.layout.split(flat)
-            self.servers = [server_class.remote(s, shard, spec.for_shard(shard)) for s, shard in enumerate(shards)]
+            self.servers = [server_class.remote(s, shard, spec.for_shard(shard), self.layout.paths)
+                            for s, shard in enumerate(shards)]
             initial = self.optimizer.state_dict()
             if initial["step"] or initial["state"] or initial["skipped_steps"]:
                 ray.get([srv.load.remote(shard, sd, 0) for srv, shard, sd
@@ -328,13 +323,14 @@ class DataParallel:
         workers' objects exist, without a round trip through the driver.
 
         Without clipping, skip or raise, each server combines and steps in one
-        call. Otherwise each server first reports its per-chunk sums of
-        squares; the driver adds them in the order one fused optimizer over
-        all params would (key paths in tree order, chunks in order), so the
-        norm, the clipping scale and the skip/raise decision are the ones
-        single-process training computes, and every shard applies the same.
-        ``then`` runs once the update is submitted and the new parameters'
-        refs are known, before waiting for it."""
+        call. Otherwise each server first reduces (per-chunk sums of squares,
+        non-finite count), then every server gets all the reduce results and
+        adds them up in the order one fused optimizer over all params would
+        (key paths in tree order, chunks in order): the norm, the clipping
+        scale and the skip/raise decision are single-process training's, the
+        same on every shard, and no server waits for the driver. ``then``
+        runs once the update is submitted and the new parameters' refs are
+        known, before waiting for it."""
         ray, k = self._ray, self.step
         hyper = self._sent_hyper
         order = sorted(calls)
@@ -354,29 +350,18 @@ class DataParallel:
             norm = math.sqrt(math.fsum(norm_sq)) if None not in norm_sq else None
             server_seconds = max(i["seconds"] for i in infos)
         else:
-            stats = ray.get([srv.reduce.remote(k, len(order), *parts(s)) for s, srv in enumerate(self.servers)])
-            sumsq = 0.0
-            for path in self.layout.paths:
-                for chunk_sum in stats[self._shard_of[path]]["chunk_sums"][path]:
-                    sumsq += chunk_sum
-            nonfinite = sum(st["nonfinite"] for st in stats)
-            norm = math.sqrt(sumsq)
-            if nonfinite and hyper["nonfinite"] == "raise":
-                ray.get([srv.discard.remote(k) for srv in self.servers])
-                bad = [st["first_bad"] for st in stats if st["first_bad"] is not None]
-                key = min(bad, key=self.layout.paths.index)
-                raise FloatingPointError(f"grads[{key!r}] contains NaN or Inf ({nonfinite} non-finite value(s) in "
-                                         f"this step); nothing was updated. Pass nonfinite='zero' or 'skip' to "
-                                         f"tolerate them.")
-            skip = bool(nonfinite) and hyper["nonfinite"] == "skip"
-            limit = hyper["max_grad_norm"]
-            scale = _clip_scale(norm, limit) if limit is not None and not skip else 1.0
-            updates = [srv.apply.options(num_returns=2).remote(k, scale, skip) for srv in self.servers]
+            reduced = [srv.reduce.remote(k, len(order), *parts(s)) for s, srv in enumerate(self.servers)]
+            updates = [srv.apply.options(num_returns=2).remote(k, *reduced) for srv in self.servers]
             self._param_refs = [u[1] for u in updates]
             if then is not None:
                 then()
             infos = ray.get([u[0] for u in updates])
-            server_seconds = max(st["seconds"] for st in stats) + max(i["seconds"] for i in infos)
+            norm = infos[0]["norm"]
+            server_seconds = max(i["seconds"] for i in infos)
+            if "raised" in infos[0]:
+                raise FloatingPointError(f"grads[{infos[0]['raised']!r}] contains NaN or Inf ({infos[0]['nonfinite']} "
+                                         f"non-finite value(s) in this step); nothing was updated. Pass "
+                                         f"nonfinite='zero' or 'skip' to tolerate them.")
         self.step += 1
         return {"grad_norm": norm, "skipped": infos[0]["skipped"], "nonfinite": sum(i["nonfinite"] for i in infos),
                 "server_seconds": server_seconds}

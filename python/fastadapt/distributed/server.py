@@ -1,8 +1,10 @@
 """The parameter-server actor: owns one shard of the parameters and a
 fastadapt optimizer over it, and applies averaged gradients exactly once.
 
-The driver decides everything global (the clipping scale, whether a step
-is skipped); a server only reduces and applies. Each update carries an id,
+Everything global (the gradient norm, the clipping scale, whether a step
+is skipped) is decided by every server alike from all shards' reduce
+results, which reach it straight from Ray's object store: no server waits
+for the driver, and all decide the same. Each update carries an id,
 the number of updates the shard had completed before it, so a repeated
 call is answered from the record instead of applied twice.
 """
@@ -10,6 +12,7 @@ call is answered from the record instead of applied twice.
 from __future__ import annotations
 
 import fnmatch
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -91,6 +94,39 @@ def set_hyperparameters(optimizer: Optimizer, values: Mapping[str, Any]) -> None
     optimizer._hyper = candidate
 
 
+def _global_rules(hyperparameters: Mapping[str, Any]) -> Dict[str, Any]:
+    return {"max_grad_norm": hyperparameters["max_grad_norm"], "nonfinite": hyperparameters["nonfinite"]}
+
+
+def clip_scale(norm: float, max_norm: float) -> float:
+    """The fused step's rule: ``max_norm / max(norm, max_norm)``, NaN when the norm is NaN."""
+    return max_norm / (norm if (math.isnan(norm) or norm > max_norm) else max_norm)
+
+
+def decide(rules: Mapping[str, Any], all_paths: Sequence[str], reduced: Sequence[Mapping[str, Any]]
+           ) -> Tuple[float, float, bool, Optional[str]]:
+    """``(norm, scale, skip, raised key)`` of an update from every shard's
+    reduce result. The sum of squares adds the chunk sums key by key in the
+    tree's order, chunks in order, from 0.0: the very additions of one fused
+    optimizer step over all params, so the norm has the same bits."""
+    chunk_sums: Dict[str, List[float]] = {}
+    for r in reduced:
+        chunk_sums.update(r["chunk_sums"])
+    sumsq = 0.0
+    for path in all_paths:
+        for chunk_sum in chunk_sums[path]:
+            sumsq += chunk_sum
+    norm = math.sqrt(sumsq)
+    policy = rules["nonfinite"]
+    if any(r["nonfinite"] for r in reduced) and policy in ("skip", "raise"):
+        if policy == "raise":
+            bad = {r["first_bad"] for r in reduced if r["first_bad"] is not None}
+            return norm, 1.0, False, next(p for p in all_paths if p in bad)
+        return norm, 1.0, True, None
+    limit = rules["max_grad_norm"]
+    return norm, 1.0 if limit is None else clip_scale(norm, limit), False, None
+
+
 class ParameterServer:
     """One shard: ``{key path: array}`` it owns (copies, writeable) and an
     optimizer built from ``spec``. Wrapped as a Ray actor by DataParallel.
@@ -99,7 +135,8 @@ class ParameterServer:
 
     - ``reduce_and_apply(k, n, *parts)`` when no global decision is needed;
       or ``reduce(k, n, *parts)`` (returns the per-chunk sums of squares and
-      the non-finite count) then ``apply(k, scale, skip)``.
+      the non-finite count) on every shard, then ``apply(k, *reduced)`` with
+      the results of all shards' ``reduce``, in shard order.
     - ``parts`` are the ``n`` contributing workers' infos (``{"samples": ...}``)
       then their ``{path: gradient}`` dicts, both in worker order; the
       arrays arrive as read-only views of Ray's object store.
@@ -107,14 +144,16 @@ class ParameterServer:
       recorded result and changes nothing.
     """
 
-    def __init__(self, index: int, params: Mapping[str, np.ndarray], spec: OptimizerSpec):
+    def __init__(self, index: int, params: Mapping[str, np.ndarray], spec: OptimizerSpec,
+                 all_paths: Sequence[str]):
         self.index = index
         self.params: Dict[str, np.ndarray] = {p: np.array(a, copy=True, order="C") for p, a in params.items()}
         self.paths: Tuple[str, ...] = tuple(self.params)
+        self.all_paths = tuple(all_paths)   # every shard's keys, in the tree's order: the order of the norm sum
         self.optimizer = spec.build()
-        self.two_phase = needs_global_pass(spec.hyperparameters)
+        self.rules = _global_rules(spec.hyperparameters)
         self.version = 0
-        self._pending: Optional[Tuple[int, Dict[str, np.ndarray], int]] = None
+        self._pending: Optional[Tuple[int, Dict[str, np.ndarray], int, float]] = None
         self._buffers: Dict[str, np.ndarray] = {}
         self._last_info: Dict[str, Any] = {}
 
@@ -122,7 +161,7 @@ class ParameterServer:
     def configure(self, hyperparameters: Mapping[str, Any]) -> None:
         """Take the user's current hyperparameters (a schedule or a callback changed them)."""
         set_hyperparameters(self.optimizer, shard_settings(hyperparameters))
-        self.two_phase = needs_global_pass(hyperparameters)
+        self.rules = _global_rules(hyperparameters)
 
     def load(self, params: Mapping[str, np.ndarray], optimizer_state: Mapping[str, Any], version: int) -> None:
         """Restore params (copied into the shard's own arrays), optimizer state and the update count."""
@@ -145,10 +184,10 @@ class ParameterServer:
 
     # ---- the update protocol -------------------------------------------------
     def reduce(self, update_id: int, n: int, *parts: Any) -> Dict[str, Any]:
-        """Combine the workers' gradients and report what the driver needs
-        to decide the step: per-chunk sums of squares (in the fused step's
-        chunk order, so the driver can add them up exactly as one optimizer
-        over all params would), the non-finite count and the first bad key."""
+        """Combine the workers' gradients and report what deciding the step
+        needs: per-chunk sums of squares (the fused step's chunks, so they
+        add up exactly as in one optimizer over all params), the non-finite
+        count and the first bad key."""
         if update_id < self.version:
             return {"replayed": True}
         self._expect(update_id)
@@ -168,33 +207,38 @@ class ParameterServer:
                 if bad and first_bad is None:
                     first_bad = path
             chunk_sums[path] = sums
-        self._pending = (update_id, combined, nonfinite)
-        return {"chunk_sums": chunk_sums, "nonfinite": nonfinite, "first_bad": first_bad,
-                "seconds": time.perf_counter() - started}
+        self._pending = (update_id, combined, nonfinite, time.perf_counter() - started)
+        return {"chunk_sums": chunk_sums, "nonfinite": nonfinite, "first_bad": first_bad}
 
-    def apply(self, update_id: int, scale: float, skip: bool) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-        """Apply the reduced gradient of ``update_id``, multiplied by ``scale``
-        (the global clipping factor, rounded to each array's dtype as the
-        fused step rounds it), or record a skipped step."""
+    def apply(self, update_id: int, *reduced: Mapping[str, Any]) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+        """Decide update ``update_id`` from every shard's :meth:`reduce`
+        result and apply this shard's part: the reduced gradient times the
+        clipping scale (rounded to each array's dtype, as the fused step
+        rounds it), or a skipped step, or nothing under ``raise`` (the info
+        then names the first bad key and the update count stays)."""
         if update_id < self.version:
             return dict(self._last_info, replayed=True), self.params
         if self._pending is None or self._pending[0] != update_id:
             raise RuntimeError(f"parameter server {self.index}: apply({update_id}) without reduce({update_id}); "
                                f"the driver lost track of the protocol")
         started = time.perf_counter()
-        _, combined, nonfinite = self._pending
+        _, combined, nonfinite, reduce_seconds = self._pending
         self._pending = None
+        norm, scale, skip, raised = decide(self.rules, self.all_paths, reduced)
         opt = self.optimizer
+        if raised is not None:
+            return {"raised": raised, "nonfinite": sum(r["nonfinite"] for r in reduced), "norm": norm,
+                    "seconds": reduce_seconds + time.perf_counter() - started}, self.params
         if skip:
             opt.skipped_steps += 1
             opt.total_nonfinite_count += nonfinite
-            info = {"skipped": True, "nonfinite": nonfinite}
+            info = {"skipped": True, "nonfinite": nonfinite, "norm": norm}
         else:
             if scale != 1.0:
                 combined = {p: np.multiply(g, g.dtype.type(scale), out=self._buffer(p)) for p, g in combined.items()}
             opt.update(self.params, combined)
-            info = {"skipped": False, "nonfinite": opt.last_nonfinite_count}
-        return self._finish(update_id, info, started)
+            info = {"skipped": False, "nonfinite": opt.last_nonfinite_count, "norm": norm}
+        return self._finish(update_id, info, started - reduce_seconds)
 
     def reduce_and_apply(self, update_id: int, n: int, *parts: Any
                          ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
@@ -210,11 +254,6 @@ class ParameterServer:
         info = {"skipped": False, "nonfinite": opt.last_nonfinite_count,
                 "norm_sq": None if norm is None else norm * norm}
         return self._finish(update_id, info, started)
-
-    def discard(self, update_id: int) -> None:
-        """Drop the reduced gradient of ``update_id`` (the driver refused the step)."""
-        if self._pending is not None and self._pending[0] == update_id:
-            self._pending = None
 
     # ---- helpers ----------------------------------------------------------------
     def _expect(self, update_id: int) -> None:
