@@ -110,9 +110,11 @@ class DataParallel:
             ``max_staleness`` updates old.
         max_staleness: async only; default ``num_workers - 1`` (every worker
             busy). 0 makes async training sequential SGD.
-        address: None: use the running Ray session of this process, or start
-            a local one (shut down again by :meth:`shutdown`). A string: the
-            cluster to connect to (``"auto"``, ``"ray://head:10001"``).
+        address: None: a local Ray started on demand (shut down again by
+            :meth:`shutdown`). A string: the cluster to connect to (``"auto"``,
+            ``"ray://head:10001"``, a GCS address); :meth:`shutdown` then only
+            disconnects. A process already connected to Ray keeps using that
+            session either way (and :meth:`shutdown` leaves it running).
         ray_init: extra ``ray.init`` keywords when this object starts Ray
             (e.g. ``{"num_cpus": 4}``).
         worker_options, server_options: Ray actor options (``num_cpus``,
