@@ -154,14 +154,18 @@ class ReferenceOptimizer:
         if self.max_grad_norm is not None:
             # (the norm is computed only when clipping, so the benchmark
             # baseline does no work the article's code does not)
-            self.last_grad_norm = global_norm(gs)
+            with np.errstate(over="ignore"):  # huge float64 grads: the norm is inf, as in the kernels
+                self.last_grad_norm = global_norm(gs)
             scale = clip_scale(self.last_grad_norm, self.max_grad_norm)
             gs = [g * g.dtype.type(scale) for g in gs]
         if getattr(self, "maximize", False):
             gs = [-g for g in gs]
         self.step_count += 1
-        for path, p, g in zip(paths, ps, gs):
-            self._apply(path, p, g)
+        # IEEE results without warnings, as the kernels give them: centered
+        # RMSProp's sq - ga*ga can round below 0 (sqrt -> NaN, as in torch).
+        with np.errstate(all="ignore"):
+            for path, p, g in zip(paths, ps, gs):
+                self._apply(path, p, g)
         return params
 
     def _buffer(self, path: str, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
