@@ -33,7 +33,9 @@ resumed from a checkpoint continues exactly.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
 
 
 class Callback:
@@ -62,3 +64,18 @@ class Callback:
         """Restore what `state_dict` returned."""
         if state_dict:
             raise ValueError(f"{type(self).__name__} is stateless; got state keys {sorted(state_dict)}")
+
+
+def check_callbacks(callbacks: Optional[Sequence[Any]]) -> List[Any]:
+    """A list of the given callbacks (None: none); TypeError naming the
+    argument when it is not a list of objects with at least one hook."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+        raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}; "
+                        f"wrap a single one: callbacks=[cb]")
+    for i, cb in enumerate(callbacks):
+        if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
+            raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the hooks {', '.join(HOOKS)}; "
+                            f"subclass fastadapt.callbacks.Callback")
+    return list(callbacks)

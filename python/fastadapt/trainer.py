@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 from ._tree import flatten_any
+from .callbacks import check_callbacks
 from .checkpoints import PathLike, load_state, save_state
 from .gradients import global_norm
 from .history import History
@@ -35,7 +36,6 @@ Metric = Callable[[Any, Any], float]
 
 CHECKPOINT_FORMAT = "fastadapt.trainer"
 CHECKPOINT_VERSION = 1
-HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
 # Per-layer gradient norms are logged for trees with this many top-level
 # entries at most: enough for layer-wise models, not a flood of keys.
 MAX_LAYER_NORMS = 32
@@ -140,15 +140,7 @@ class Trainer:
             raise TypeError(f"loss_fn must be a function (params, batch) -> loss or None, got "
                             f"{type(loss_fn).__name__}")
         self._check_params(params)
-        if callbacks is None:
-            callbacks = []
-        if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
-            raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}; "
-                            f"wrap a single one: callbacks=[cb]")
-        for i, cb in enumerate(callbacks):
-            if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
-                raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the hooks {', '.join(HOOKS)}; "
-                                f"subclass fastadapt.callbacks.Callback")
+        callbacks = check_callbacks(callbacks)
         if not isinstance(progress, (bool, np.bool_)):
             raise TypeError(f"progress must be True or False, got {progress!r}")
         built.track_grad_norm = True  # only now: a bad argument above leaves a given optimizer untouched

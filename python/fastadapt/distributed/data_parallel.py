@@ -33,7 +33,8 @@ from ..checkpoints import PathLike, load_state, save_state
 from ..history import History
 from ..optimizers import Optimizer, make_optimizer
 from ..progress import make_progress
-from ..trainer import HOOKS, _EpochStats
+from ..callbacks import check_callbacks
+from ..trainer import _EpochStats
 from ._ray import RaySession
 from .server import OptimizerSpec, ParameterServer, needs_global_pass, set_hyperparameters, shard_settings
 from .sharding import ShardLayout
@@ -160,7 +161,7 @@ class DataParallel:
         self.max_staleness = self.num_workers - 1 if max_staleness is None else \
             integer("max_staleness", max_staleness, 0)
         self.layout = ShardLayout.of(params, integer("num_shards", num_shards, 1))
-        self.callbacks = self._check_callbacks(callbacks)
+        self.callbacks = check_callbacks(callbacks)
         if not isinstance(progress, (bool, np.bool_)):
             raise TypeError(f"progress must be True or False, got {progress!r}")
         self.progress = bool(progress)
@@ -225,19 +226,6 @@ class DataParallel:
             raise TypeError(f"{name} must be a dict of Ray actor options such as {default}, got "
                             f"{type(options).__name__}")
         return {**default, **options}
-
-    @staticmethod
-    def _check_callbacks(callbacks: Optional[Sequence[Any]]) -> List[Any]:
-        if callbacks is None:
-            return []
-        if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
-            raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}; wrap a single "
-                            f"one: callbacks=[cb]")
-        for i, cb in enumerate(callbacks):
-            if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
-                raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the hooks {', '.join(HOOKS)}; "
-                                f"subclass fastadapt.callbacks.Callback")
-        return list(callbacks)
 
     def _check_data(self, data: Any) -> List[int]:
         """Batches per epoch of each worker's data."""
