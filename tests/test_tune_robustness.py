@@ -146,6 +146,39 @@ def test_resume_after_a_crash_with_the_process_executor(tmp_path):
     assert resumed.table() == reference.table()
 
 
+@pytest.mark.parametrize("algorithm", ["hyperband", "asha", "pbt"])
+def test_resume_after_the_driver_process_died_loses_and_repeats_nothing(tmp_path, monkeypatch, algorithm):
+    # A real crash, not an exception: the trainable os._exit()s the driver (sequential executor) mid-run.
+    make = {"hyperband": "T.Hyperband(H.ExitsTheDriver, SPACE, max_resource=9, eta=3, seed=5, **kw)",
+            "asha": "T.ASHA(H.ExitsTheDriver, SPACE, num_trials=10, max_resource=9, eta=3, seed=5, **kw)",
+            "pbt": "T.PBT(H.ExitsTheDriver, SPACE, population=4, perturbation_interval=2, max_resource=8, "
+                   "seed=5, **kw)"}[algorithm]
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import fastadapt as fa, tune_helpers as H
+        T, SPACE = fa.tune, {{"x": fa.tune.uniform(0.0, 1.0)}}
+        kw = dict(executor="sequential", checkpoint_dir=sys.argv[1])
+        {make}.run()
+    """))
+    monkeypatch.setenv("FASTADAPT_TUNE_TEST_LOG", str(tmp_path / "reference.log"))
+    kw = dict(executor="sequential")
+    reference = eval(make)
+    reference = reference.run()
+    monkeypatch.setenv("FASTADAPT_TUNE_TEST_LOG", str(tmp_path / "crashed.log"))
+    env = {**os.environ, "FASTADAPT_TUNE_TEST_EXIT_AT": "7"}
+    crashed = subprocess.run([sys.executable, str(script), str(tmp_path / "ck")], env=env, timeout=120)
+    assert crashed.returncode == 3
+    kw = dict(executor="sequential", checkpoint_dir=tmp_path / "ck", resume=True)
+    resumed = eval(make).run()
+    # Every job ran exactly once over the crashed and the resumed process, and the result is the same.
+    assert sorted((tmp_path / "crashed.log").read_text().splitlines()) == \
+        sorted((tmp_path / "reference.log").read_text().splitlines())
+    assert resumed.table() == reference.table() and resumed.lineage == reference.lineage
+    assert resumed.rungs == reference.rungs
+
+
 def test_resume_checks_the_setup(tmp_path):
     with pytest.raises(FileNotFoundError, match="resume=True but .*tuner.pkl does not exist.*resume='auto'"):
         T.Hyperband(H.Quadratic, SPACE, max_resource=9, checkpoint_dir=tmp_path, resume=True).run()

@@ -202,6 +202,18 @@ def test_asynchronous_pbt_decides_per_member_against_the_latest_metrics():
         assert event["donor_budget"] >= 2   # a donor always has a saved state behind its metric
 
 
+def test_asynchronous_pbt_shares_fewer_workers_fairly_among_the_members():
+    # One worker, four members: the least-trained member runs next (ties by id), so the members take turns
+    # instead of the first training to the end before the next starts (then every donor would be a finished
+    # member and async PBT would be sequential training with copies).
+    order = []
+    result = T.PBT(H.Accumulator, RATE_SPACE, population=4, perturbation_interval=2, max_resource=8,
+                   synchronous=False, mode="max", seed=0, executor="sequential",
+                   on_result=lambda trial: order.append((trial.budget, trial.trial_id))).run()
+    assert order == sorted(order) and len(order) == 16
+    assert result.lineage and all(e["donor_budget"] in (e["budget"] - 2, e["budget"]) for e in result.lineage)
+
+
 def test_pbt_refuses_trainables_it_cannot_drive():
     with pytest.raises(TypeError, match="needs save\\(\\) and load\\(\\).*plain function cannot"):
         T.PBT(H.quadratic_function, SPACE, population=2, perturbation_interval=1)
@@ -280,6 +292,11 @@ def test_progress_lines(capsys):
 def test_bad_tuner_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         T.Hyperband(H.Quadratic, SPACE, max_resource=9, **kwargs).run()
+
+
+def test_an_unknown_executor_is_refused_when_the_tuner_is_built():
+    with pytest.raises(ValueError, match="executor must be one of 'sequential', 'process', 'ray'.*got 'threads'"):
+        T.Hyperband(H.Quadratic, SPACE, max_resource=9, executor="threads")
 
 
 def test_bad_trainables():

@@ -50,7 +50,9 @@ class PBT(Tuner):
     then decides in member order: the same seed gives the same result on
     every executor. ``synchronous=False`` decides for each member as soon as
     it is ready, against the others' latest metrics (the paper's
-    asynchronous PBT; no member waits, results depend on timing).
+    asynchronous PBT; no member waits, results depend on timing). With fewer
+    workers than members, the least-trained member runs next, so members take
+    turns.
 
     ``exploit=False`` or ``explore=False`` give the ablations of the paper's
     toy example: explore-only perturbs every ready member's own
@@ -160,7 +162,9 @@ class PBT(Tuner):
                 return []  # the generation is not back yet
             members = self._unfinished()
         else:
-            members = self._unfinished()[:free]
+            # Fewer workers than members: the least-trained member goes first (ties by id), as Ray Tune's
+            # PBT shares time, so members take turns instead of the first ones training to the end alone.
+            members = sorted(self._unfinished(), key=lambda tid: (self._trials[tid].budget, tid))[:free]
         return [(tid, min(self.perturbation_interval, self.max_resource - self._trials[tid].budget))
                 for tid in members]
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 import numpy as np
 
 from .. import _checks
-from .executors import Executor, make_executor
+from .executors import EXECUTORS, Executor, make_executor
 from .jobs import DIED, Job, Outcome
 from .progress import TuneProgress
 from .results import (FAILED, PAUSED, RUNNING, STOPPED, TrialRecord, TuneResult, best_evaluation, evaluation_key,
@@ -84,6 +84,8 @@ class Tuner:
         if not isinstance(executor, (str, Executor)):
             raise TypeError(f"executor must be 'sequential', 'process', 'ray' or an Executor instance, "
                             f"got {type(executor).__name__}")
+        if isinstance(executor, str) and executor not in EXECUTORS:
+            make_executor(executor)  # raises the ValueError naming the executors, now rather than in run()
         self.executor = executor
         self.initial_configs = self._check_initial_configs(initial_configs)
         self.max_retries = _checks.integer("max_retries", max_retries, 0)
