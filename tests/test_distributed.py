@@ -84,6 +84,12 @@ def test_shard_batches_gives_every_worker_equal_batches():
         shard_batches(X, y, num_workers=30, batch_size=4)
 
 
+def test_shard_batches_rejects_misaligned_arrays():
+    # 12 labels for 10 samples: each worker's block alone looks fine (5 and 5)
+    with pytest.raises(ValueError, match=r"equally long.*\[10, 12\]"):
+        shard_batches(np.zeros((10, 2)), np.zeros(12), num_workers=2, batch_size=2)
+
+
 def _tiny_params(dtype=np.float32):
     rng = np.random.default_rng(0)
     return {"w": rng.standard_normal((3, 4)).astype(dtype), "b": np.zeros(4, dtype)}
@@ -414,6 +420,59 @@ def test_checkpoint_kill_everything_resume_equals_uninterrupted(local_ray, tmp_p
     assert all(same_bits(a, b) for a, b in zip(leaves(got), leaves(expected)))
     assert resumed.step == 12 and history.epoch == [0, 1, 2] and history["steps"] == [4, 4, 4]
     assert all(math.isfinite(v) for v in history["loss"])
+
+
+class TightenClipping(fa.callbacks.Callback):
+    """Turns clipping on after the second step (as a schedule of max_grad_norm would)."""
+
+    def on_batch_end(self, step, logs, trainer):
+        if step == 1:
+            trainer.optimizer.max_grad_norm = 0.05
+
+
+def test_resume_keeps_the_clipping_set_during_training(local_ray, tmp_path):
+    data = _worker_batches(steps=3)
+    ps = fa.distributed.DataParallel(MODEL.params, fa.Adam(lr=1e-2), loss_and_grad=MODEL.loss_and_grad,
+                                     num_workers=W, num_shards=2, callbacks=[TightenClipping(), CrashAtStep(4)])
+    with pytest.raises(SimulatedCrash):
+        ps.fit(data, epochs=2, checkpoint_dir=tmp_path)        # the checkpoint of epoch 0 has max_grad_norm=0.05
+    ps.shutdown()
+    with fa.distributed.DataParallel(MODEL.params, fa.Adam(lr=1e-2), loss_and_grad=MODEL.loss_and_grad,
+                                     num_workers=W, num_shards=2,
+                                     callbacks=[TightenClipping(), CrashAtStep(-1)]) as resumed:
+        history = resumed.fit(data, epochs=2, checkpoint_dir=tmp_path, resume=True)
+        got = resumed.params()
+
+    def tighten(step, opt):
+        if step == 2:
+            opt.max_grad_norm = 0.05
+
+    expected = _single_process(MODEL.params, fa.Adam(lr=1e-2), data, epochs=2, on_step=tighten)
+    assert history["grad_norm_max"][1] > 0.05                  # clipping did bite after the resume
+    assert all(same_bits(a, b) for a, b in zip(leaves(got), leaves(expected)))
+
+
+def test_shutdown_leaves_a_shared_ray_to_those_still_using_it(local_ray):
+    data = [_worker_batches(steps=1)[0]]
+    ray.shutdown()                          # no Ray running: the first DataParallel starts one
+    first = fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=MODEL.loss_and_grad, num_workers=1,
+                                        ray_init={"num_cpus": W, "log_to_driver": False})
+    second = fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=MODEL.loss_and_grad, num_workers=1)
+    assert first.started_ray and not second.started_ray
+    first.shutdown()                        # the Ray it started is still in use by `second`
+    assert ray.is_initialized()
+    second.fit(data)
+    assert second.step == 1
+    second.shutdown()                       # the last user: Ray goes
+    assert not ray.is_initialized()
+
+    third = fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=MODEL.loss_and_grad, num_workers=1,
+                                        ray_init={"num_cpus": W, "log_to_driver": False})
+    ray.shutdown()                          # someone else ends its Ray: a clear error, no new empty Ray
+    with pytest.raises(RuntimeError, match="Ray session this DataParallel runs in was shut down"):
+        third.fit(data)
+    third.shutdown()
+    assert not ray.is_initialized()
 
 
 def _wrong_grads(params, batch):

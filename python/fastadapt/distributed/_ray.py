@@ -3,9 +3,14 @@ DataParallel started (so it shuts down only what it started)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 INSTALL_HINT = 'fastadapt.distributed needs Ray: pip install "fastadapt[ray]" (or pip install "ray>=2.9")'
+
+# The Ray session a RaySession started (its node id) and how many open
+# RaySessions use it: it is shut down when the last of them closes, not
+# under the feet of a DataParallel that joined it later.
+_started: Dict[str, Any] = {"node": None, "users": 0}
 
 
 def import_ray() -> Any:
@@ -17,10 +22,22 @@ def import_ray() -> Any:
     return ray
 
 
+def _node(ray: Any) -> Optional[str]:
+    """Which Ray session this process is connected to (a node id is new at
+    every start), or None when there is none."""
+    if not ray.is_initialized():
+        return None
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # pragma: no cover - a Ray without it: treat every session as the same
+        return "unknown"
+
+
 class RaySession:
     """Connects to Ray: the running session if there is one, else a new one
     (a local Ray when ``address`` is None, or the cluster at ``address``).
-    :meth:`close` shuts down only a session this object started."""
+    :meth:`close` shuts down only a session a RaySession started, and only
+    once no open RaySession uses it any more."""
 
     def __init__(self, address: Optional[str], init_options: Optional[Mapping[str, Any]]):
         if address is not None and not isinstance(address, str):
@@ -31,14 +48,30 @@ class RaySession:
                             f"{type(init_options).__name__}")
         self.ray = import_ray()
         self.started = False
+        self._shares = False
         if self.ray.is_initialized():
+            self.node = _node(self.ray)
+            if _started["users"] and _started["node"] == self.node:
+                _started["users"] += 1      # another RaySession started it: keep it up for this one too
+                self._shares = True
             return
         options = {"include_dashboard": False}
         options.update(init_options or {})
         self.ray.init(address=address, **options)
-        self.started = True
+        self.started = self._shares = True
+        self.node = _node(self.ray)
+        _started.update(node=self.node, users=1)
+
+    def alive(self) -> bool:
+        """Whether the Ray session this object connected to is still the one running."""
+        return self.ray.is_initialized() and _node(self.ray) == self.node
 
     def close(self) -> None:
-        if self.started and self.ray.is_initialized():
-            self.ray.shutdown()
-        self.started = False
+        shares, self._shares, self.started = self._shares, False, False
+        if not shares or _started["node"] != self.node:
+            return
+        _started["users"] -= 1
+        if _started["users"] == 0:
+            _started["node"] = None
+            if self.alive():
+                self.ray.shutdown()

@@ -37,13 +37,18 @@ def shard_batches(*arrays: Any, num_workers: int, batch_size: int, shuffle: bool
     integer("num_workers", num_workers, 1)
     if not arrays:
         raise TypeError("shard_batches needs at least one array: shard_batches(X, y, num_workers=2, batch_size=64)")
-    n = len(arrays[0])
+    arrays = tuple(np.asarray(a) for a in arrays)
+    lengths = [len(a) if a.ndim else None for a in arrays]
+    if None in lengths or len(set(lengths)) > 1:
+        raise ValueError(f"shard_batches: arrays must be equally long, one row per sample; got lengths "
+                         f"{lengths}")
+    n = lengths[0]
     per_worker = n // num_workers
     if per_worker == 0:
         raise ValueError(f"shard_batches: {n} samples cannot feed num_workers={num_workers} workers; use fewer "
                          f"workers or more data")
     if seed is not None:
         integer("seed", seed, 0)
-    blocks = [[np.asarray(a)[w * per_worker:(w + 1) * per_worker] for a in arrays] for w in range(num_workers)]
+    blocks = [[a[w * per_worker:(w + 1) * per_worker] for a in arrays] for w in range(num_workers)]
     return [batches(*block, batch_size=batch_size, shuffle=shuffle, seed=None if seed is None else seed + w,
                     drop_last=drop_last) for w, block in enumerate(blocks)]

@@ -115,7 +115,9 @@ class DataParallel:
             :meth:`shutdown`). A string: the cluster to connect to (``"auto"``,
             ``"ray://head:10001"``, a GCS address); :meth:`shutdown` then only
             disconnects. A process already connected to Ray keeps using that
-            session either way (and :meth:`shutdown` leaves it running).
+            session either way (and :meth:`shutdown` leaves it running). A
+            Ray one DataParallel started stays up while another one built
+            after it uses it: the last to shut down stops it.
         ray_init: extra ``ray.init`` keywords when this object starts Ray
             (e.g. ``{"num_cpus": 4}``).
         worker_options, server_options: Ray actor options (``num_cpus``,
@@ -735,6 +737,9 @@ class DataParallel:
         history = History.from_dict(sd["history"])
         self._ray.get([srv.load.remote(shard, shard_sd, sd["step"]) for srv, shard, shard_sd in
                        zip(self.servers, self.layout.split(params), self._split_optimizer_state(opt))])
+        # The shards' state carries their own settings (never clipping, say);
+        # the global rules (max_grad_norm, nonfinite) are the checkpoint's too.
+        self._ray.get([srv.configure.remote(opt["hyperparameters"]) for srv in self.servers])
         set_hyperparameters(self.optimizer, opt["hyperparameters"])
         self._sent_hyper = self.optimizer.hyperparameters
         for cb, entry in zip(self.callbacks, sd["callbacks"]):
@@ -752,21 +757,29 @@ class DataParallel:
     # ---- lifecycle -----------------------------------------------------------------------------
     @property
     def started_ray(self) -> bool:
-        """Whether this object started the Ray session it uses (and so shuts it down)."""
+        """Whether this object started the Ray session it uses (and so shuts it
+        down, once no other DataParallel uses it)."""
         return self._session.started
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this DataParallel was shut down; build a new one")
+        if not self._session.alive():
+            # Ray would otherwise start a new, empty session on the next call
+            # and fail there with "Can't find actor".
+            raise RuntimeError("the Ray session this DataParallel runs in was shut down (ray.shutdown()), and its "
+                               "workers and servers with it; build a new DataParallel (resume from a checkpoint "
+                               "with fit(checkpoint_dir=..., resume=True))")
 
     def shutdown(self) -> None:
         """Stop the workers and servers, and Ray itself if this object started
-        it. Pull what you need (:meth:`params`) first. Safe to call twice."""
+        it (once no other DataParallel uses that Ray). Pull what you need
+        (:meth:`params`) first. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         try:
-            if self._ray.is_initialized():
+            if self._session.alive():   # not after a ray.shutdown(): the handles are gone with their session
                 for handle in self.workers + self.servers:
                     self._ray.kill(handle, no_restart=True)
         finally:
