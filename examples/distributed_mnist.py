@@ -43,7 +43,8 @@ def main(argv=None):
         params = ps.params()
     accuracy = model.accuracy(params, (X_test, y_test))
     last = history.rows()[-1]
-    detail = (f"Ray overhead {last['ray_overhead_ms']:.2f} ms/step" if args.mode == "sync"
+    # (the last row is the checkpoint's when --checkpoint-dir holds a finished run, maybe of the other mode)
+    detail = (f"Ray overhead {last['ray_overhead_ms']:.2f} ms/step" if "ray_overhead_ms" in last
               else f"staleness mean {last['staleness_mean']:.2f}, max {last['staleness_max']:.0f}")
     print(f"{args.workers} workers, {args.mode}: test accuracy {accuracy:.4f}, "
           f"{last['samples_per_second']:.0f} samples/s, {detail} (last epoch)")

@@ -475,6 +475,20 @@ def test_shutdown_leaves_a_shared_ray_to_those_still_using_it(local_ray):
     assert not ray.is_initialized()
 
 
+def test_a_mid_epoch_checkpoint_resumes_only_in_its_mode(local_ray, tmp_path):
+    """Async workers stop at different batches; sync mode would restart them
+    all at the first one's position, applying batches twice or never."""
+    data = _worker_batches(steps=3)
+    with fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=MODEL.loss_and_grad, num_workers=W,
+                                     mode="async", callbacks=[CrashAtStep(2)]) as ps:
+        with pytest.raises(SimulatedCrash):
+            ps.fit(data, checkpoint_dir=tmp_path, checkpoint_every=1)   # saved after 2 of 6 updates
+    with fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=MODEL.loss_and_grad, num_workers=W,
+                                     callbacks=[CrashAtStep(-1)]) as ps:
+        with pytest.raises(ValueError, match="stopped mid-epoch in mode='async'.*mode='async'"):
+            ps.load_checkpoint(tmp_path)
+
+
 def _wrong_grads(params, batch):
     return 0.0, {layer: {name: np.zeros(3) for name in arrays} for layer, arrays in params.items()}
 

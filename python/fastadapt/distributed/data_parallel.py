@@ -700,7 +700,7 @@ class DataParallel:
     def load_checkpoint(self, directory: PathLike) -> None:
         """Restore what :meth:`save_checkpoint` wrote (into this object's
         servers; the params' structure, the optimizer's algorithm, the
-        callbacks and, mid-epoch, ``num_workers`` must match). The next
+        callbacks and, mid-epoch, ``num_workers`` and ``mode`` must match). The next
         :meth:`fit` continues from the saved position."""
         self._check_open()
         path = os.path.join(os.fspath(directory), CHECKPOINT_FILE)
@@ -726,6 +726,11 @@ class DataParallel:
             raise ValueError(f"{path} was written with {opt['algorithm']!r}, this DataParallel runs "
                              f"{self.optimizer.algorithm!r}; pass the same optimizer")
         positions = list(sd["positions"])
+        if any(positions) and sd["mode"] != self.mode:
+            # async workers stop at different batches; sync would restart them
+            # all at one position, and the epoch's numbers mean other things
+            raise ValueError(f"{path} stopped mid-epoch in mode={sd['mode']!r}; resume it with "
+                             f"mode={sd['mode']!r} (or from an end-of-epoch checkpoint)")
         if any(positions) and len(positions) != self.num_workers:
             raise ValueError(f"{path} stopped mid-epoch with {len(positions)} workers; resume with "
                              f"num_workers={len(positions)} (or from an end-of-epoch checkpoint)")
