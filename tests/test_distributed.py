@@ -512,6 +512,8 @@ def test_bad_data_and_checkpoints_get_clear_errors(local_ray, tmp_path):
             ps.fit([iter(data[0]), data[1]])
         with pytest.raises(FileNotFoundError, match="no checkpoint"):
             ps.load_checkpoint(tmp_path)
+        with pytest.raises(TypeError, match="resume must be True or False, got 'no'"):
+            ps.fit(data, checkpoint_dir=tmp_path, resume="no")
         assert "DataParallel(SGD(" in repr(ps)
     with pytest.raises(RuntimeError, match="shut down"):
         ps.params()

@@ -395,6 +395,8 @@ class DataParallel:
             integer("checkpoint_every", checkpoint_every, 1)
             if checkpoint_dir is None:
                 raise ValueError("checkpoint_every needs checkpoint_dir= (where to write the checkpoints)")
+        if not isinstance(resume, (bool, np.bool_)):
+            raise TypeError(f"resume must be True or False, got {resume!r}")
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir= (where the checkpoint to resume from is)")
         lengths = self._check_data(data)
