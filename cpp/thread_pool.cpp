@@ -164,7 +164,6 @@ void ThreadPool::parallel_for(std::size_t count, TaskFn fn, void* ctx) {
     std::lock_guard<std::mutex> lk(mu_);
     fn_ = fn;
     ctx_ = ctx;
-    count_ = count;
     csr_ = _mm_getcsr();
     const std::size_t nblocks = blocks_.size();
     for (std::size_t k = 0; k < nblocks; ++k) {

@@ -27,8 +27,9 @@ class ThreadPool {
   // (so from step to step a core revisits the data it touched last time, and
   // streams one long run of memory), then helps with what is left of the
   // other blocks. Which thread runs which index is therefore not fixed, so
-  // callers must make every index independent. If another caller is using the pool, this one runs
-  // the loop on its own thread (same results, no waiting, no deadlock).
+  // callers must make every index independent. If another caller is using
+  // the pool, this one runs the loop on its own thread (same results, no
+  // waiting, no deadlock).
   void parallel_for(std::size_t count, TaskFn fn, void* ctx);
 
   explicit ThreadPool(int n);
@@ -55,7 +56,6 @@ class ThreadPool {
   std::atomic<int> busy_workers_{0};  // workers still inside the current region
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
-  std::size_t count_ = 0;
   unsigned csr_ = 0;  // the caller's MXCSR for this region
   // Per-thread block of the current region: [next, end). Padded so two
   // threads' cursors never share a cache line.
