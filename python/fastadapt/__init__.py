@@ -6,14 +6,13 @@ with fused, vectorized, multithreaded C++ kernels.
     opt.update(params, grads)      # one fused C++ step, in place
 """
 
-from . import datasets, distributed, models, problems, reference, schedules
-from . import tune
+from . import datasets, distributed, models, problems, reference, schedules, tune
 from .batching import Batches, batches
 from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
 from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .gradients import clip_by_global_norm, global_norm, sanitize
-from .lr_finder import LRFindResult, lr_find
 from .history import History
+from .lr_finder import LRFindResult, lr_find
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp, make_optimizer
 from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
