@@ -189,9 +189,6 @@ class _Series:
         """The values as logged: None where missing, NaN/inf kept."""
         return self._history[name] if name in self._history else [None] * len(self.epochs)
 
-    def has(self, name: str) -> bool:
-        return name in self._history
-
     def layer_names(self) -> List[str]:
         return [k for k in self._history.keys() if k.startswith("grad_norm.")]
 
