@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
+
+from ._tree import flatten_any
 
 
 def real(name: str, value: Any, *, low: float = -math.inf, high: float = math.inf, low_open: bool = False,
@@ -51,3 +53,14 @@ def flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}={value!r} must be True or False")
     return bool(value)
+
+
+def array_leaves(params: Any, prefix: str = "") -> Tuple[List[str], list]:
+    """Key paths and leaves of a parameter tree; TypeError naming the first
+    leaf that is not a NumPy array (``{prefix}params['fc1.w'] must be ...``)."""
+    paths, leaves = flatten_any(params)
+    for path, leaf in zip(paths, leaves):
+        if not isinstance(leaf, np.ndarray):
+            raise TypeError(f"{prefix}params{f'[{path!r}]' if path else ''} must be a NumPy array, "
+                            f"got {type(leaf).__name__}")
+    return paths, leaves

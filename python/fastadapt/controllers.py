@@ -32,8 +32,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ._checks import choice, flag, integer, real
-from ._tree import TreeDef
+from ._checks import array_leaves, choice, flag, integer, real
 from .callbacks import Callback
 
 __all__ = ["Scheduler", "ReduceLROnPlateau", "EarlyStopping", "AdaptiveLR"]
@@ -548,7 +547,7 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.last_epoch = -1
         self.stopped_epoch: Optional[int] = None
-        self._tree: Optional[TreeDef] = None
+        self._paths: Optional[List[str]] = None  # set once the params are bound
         self._leaves: List[np.ndarray] = []
         self._snapshot: Optional[List[np.ndarray]] = None
         if params is not None:
@@ -560,15 +559,10 @@ class EarlyStopping(Callback):
         return self.stopped_epoch is not None
 
     def _bind(self, params: Any) -> None:
-        tree = TreeDef.of(params)
-        leaves = tree.flatten(params, "params", "")
-        for path, leaf in zip(tree.paths or [], leaves):
-            if not isinstance(leaf, np.ndarray):
-                raise TypeError(f"EarlyStopping: params{f'[{path!r}]' if path else ''} must be a NumPy array, "
-                                f"got {type(leaf).__name__}")
+        paths, leaves = array_leaves(params, "EarlyStopping: ")
         if self._snapshot is not None:  # loaded from a checkpoint before the params were known
-            self._check_snapshot(self._snapshot, leaves, tree.paths or [])
-        self._tree, self._leaves = tree, leaves
+            self._check_snapshot(self._snapshot, leaves, paths)
+        self._paths, self._leaves = paths, leaves
 
     @staticmethod
     def _check_snapshot(snapshot: List[np.ndarray], leaves: List[np.ndarray], paths: List[str]) -> None:
@@ -591,7 +585,7 @@ class EarlyStopping(Callback):
         """Copy the best params seen into the params arrays; False if there is no snapshot yet."""
         if self._snapshot is None:
             return False
-        if self._tree is None:
+        if self._paths is None:
             raise ValueError("EarlyStopping has a snapshot but no params to restore it into; pass "
                              "EarlyStopping(params, ...)")
         for leaf, saved in zip(self._leaves, self._snapshot):
@@ -600,7 +594,7 @@ class EarlyStopping(Callback):
 
     def step(self, metric: float, epoch: Optional[int] = None) -> bool:
         """Record the metric of an epoch; returns True when training should stop."""
-        if self.restore_best and self._tree is None:
+        if self.restore_best and self._paths is None:
             raise ValueError("EarlyStopping(restore_best=True) needs the params to snapshot: pass "
                              "EarlyStopping(params, ...) or restore_best=False")
         x = _real_or_nan("EarlyStopping.step(metric)", metric)
@@ -622,7 +616,7 @@ class EarlyStopping(Callback):
         return self.should_stop
 
     def on_train_begin(self, trainer: Any) -> None:
-        if self._tree is None and self.restore_best:
+        if self._paths is None and self.restore_best:
             params = getattr(trainer, "params", None)
             if params is None:
                 raise ValueError("EarlyStopping(restore_best=True) was built without params and the trainer has "
@@ -655,8 +649,8 @@ class EarlyStopping(Callback):
                                 "last_epoch": _epoch_index,
                                 "stopped_epoch": lambda n, v: None if v is None else _count(n, v),
                                 "best_params": arrays})
-        if checked["best_params"] is not None and self._tree is not None:
-            self._check_snapshot(checked["best_params"], self._leaves, self._tree.paths or [])
+        if checked["best_params"] is not None and self._paths is not None:
+            self._check_snapshot(checked["best_params"], self._leaves, self._paths)
         self.best, self.best_epoch, self.wait = checked["best"], checked["best_epoch"], checked["wait"]
         self.last_epoch, self.stopped_epoch = checked["last_epoch"], checked["stopped_epoch"]
         self._snapshot = checked["best_params"]

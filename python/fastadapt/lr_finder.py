@@ -17,8 +17,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 import numpy as np
 
-from ._checks import integer, real
-from ._tree import flatten_any
+from ._checks import array_leaves, integer, real
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -241,10 +240,7 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     settings = check_settings(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, smoothing=smoothing,
                               diverge_factor=diverge_factor, skip_start=skip_start, skip_end=skip_end)
     start, end, n, beta = settings["start_lr"], settings["end_lr"], settings["num_steps"], settings["smoothing"]
-    paths, leaves = flatten_any(params)
-    for path, leaf in zip(paths, leaves):
-        if not isinstance(leaf, np.ndarray):
-            raise TypeError(f"params{f'[{path!r}]' if path else ''} must be a NumPy array, got {type(leaf).__name__}")
+    _, leaves = array_leaves(params)
 
     saved_params = [leaf.copy() for leaf in leaves]
     saved_state = optimizer.state_dict()
