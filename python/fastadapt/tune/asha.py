@@ -43,7 +43,7 @@ class ASHA(Tuner):
     """
 
     algorithm = "asha"
-    _algorithm_fields = ("_rung_results", "_promoted", "_rung_of", "_started")
+    _algorithm_fields = ("_rung_results", "_promoted", "_rung_of")
 
     def __init__(self, trainable: Any, space: Any, *, num_trials: int, max_resource: int, min_resource: int = 1,
                  eta: int = 3, **kwargs: Any):
@@ -61,7 +61,6 @@ class ASHA(Tuner):
         self._rung_results: List[Dict[int, float]] = [{} for _ in range(rungs)]
         self._promoted: List[Set[int]] = [set() for _ in range(rungs)]
         self._rung_of: Dict[int, int] = {}  # the rung a trial's current (or last) job reaches
-        self._started = 0
 
     def _promotable(self) -> Optional[Tuple[int, int]]:
         """``(trial_id, rung)`` of the config to promote out of ``rung``, highest rung first."""
@@ -82,9 +81,8 @@ class ASHA(Tuner):
                 self._promoted[k].add(trial_id)
                 self._rung_of[trial_id] = k + 1
                 jobs.append((trial_id, self.resources[k + 1] - self._trials[trial_id].budget))
-            elif self._started < self.num_trials:
+            elif len(self._trials) < self.num_trials:
                 trial = self._new_trial()
-                self._started += 1
                 self._rung_of[trial.trial_id] = 0
                 jobs.append((trial.trial_id, self.resources[0]))
             else:
