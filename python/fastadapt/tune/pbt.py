@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import _checks
 from .jobs import Outcome
 from .results import COMPLETED, FAILED, PAUSED, TrialRecord
-from .space import BOUNDARIES, Categorical, domains
+from .space import Categorical, check_boundary, domains
 from .tuner import Tuner
 
 __all__ = ["PBT", "quantile_size"]
@@ -107,9 +107,7 @@ class PBT(Tuner):
                             f"(0.8, 1.2), got {perturbation_factors!r}")
         self.perturbation_factors = tuple(_checks.real(f"perturbation_factors[{i}]", f, low=0, low_open=True)
                                           for i, f in enumerate(perturbation_factors))
-        if boundary not in BOUNDARIES:
-            raise ValueError(f"boundary must be 'clip' or 'reflect', got {boundary!r}")
-        self.boundary = boundary
+        self.boundary = check_boundary(boundary)
         searchable = [name for name, _ in domains(self.space)]
         if mutations is None:
             self.mutations = searchable

@@ -25,7 +25,7 @@ import numpy as np
 from .. import _checks
 
 __all__ = ["Domain", "Float", "Integer", "Categorical", "uniform", "loguniform", "randint", "choice",
-           "sample_config", "check_space", "check_config", "domains", "BOUNDARIES"]
+           "sample_config", "check_space", "check_config", "check_boundary", "domains", "BOUNDARIES"]
 
 # What happens to a value pushed past a bound: "clip" stops at the bound;
 # "reflect" bounces back by the overshoot (in log space for log domains), so
@@ -55,7 +55,7 @@ class Domain:
         raise NotImplementedError
 
 
-def _boundary(value: str) -> str:
+def check_boundary(value: str) -> str:
     if value not in BOUNDARIES:
         raise ValueError(f"boundary must be 'clip' or 'reflect', got {value!r}")
     return value
@@ -102,7 +102,7 @@ class Float(Domain):
         v = float(value)
         if math.isnan(v):
             raise ValueError(f"cannot project NaN into {self!r}")
-        if _boundary(boundary) == "reflect" and not (self.log and v <= 0):
+        if check_boundary(boundary) == "reflect" and not (self.log and v <= 0):
             lo, hi = self._to_axis(self.low), self._to_axis(self.high)
             v = self._from_axis(_reflect(self._to_axis(v), lo, hi))
         # exp(log(x)) can land one ulp outside; the final clip makes "within bounds" exact.
@@ -144,7 +144,7 @@ class Integer(Domain):
         if math.isnan(v):
             raise ValueError(f"cannot project NaN into {self!r}")
         top = self.high - 1
-        if _boundary(boundary) == "reflect":
+        if check_boundary(boundary) == "reflect":
             v = _reflect(v, self.low, top)
         return int(min(max(round(v), self.low), top))
 
@@ -198,7 +198,7 @@ class Categorical(Domain):
         return True
 
     def project(self, value: Any, boundary: str = "clip") -> Any:
-        _boundary(boundary)
+        check_boundary(boundary)
         return self.values[self.index(value)]  # a categorical value is inside or is an error
 
     def perturb(self, value: Any, factor: float, rng: np.random.Generator, boundary: str = "clip") -> Any:
