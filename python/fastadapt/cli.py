@@ -87,6 +87,7 @@ def _lr_find_problem(args: argparse.Namespace):
         try:
             from .datasets import load_mnist
             from .models import MLP
+            from .problems import shuffled_batches
 
             data = load_mnist(args.data_dir)
         except (ImportError, FileNotFoundError) as err:
@@ -97,11 +98,9 @@ def _lr_find_problem(args: argparse.Namespace):
                   file=sys.stderr)
         else:
             model = MLP([784, 128, 10], seed=args.seed)
-            order = np.random.default_rng(args.seed).permutation(len(data.y_train))
-            split = np.array_split(order, max(1, len(order) // args.batch_size))
-            batches = [(data.X_train[idx], data.y_train[idx]) for idx in split]
+            batches = shuffled_batches(data.X_train, data.y_train, args.batch_size, seed=args.seed)
             return ("mnist", model.params, model.loss_and_grad, batches,
-                    {"model": repr(model), "train_samples": len(order), "batch_size": args.batch_size})
+                    {"model": repr(model), "train_samples": len(data.y_train), "batch_size": args.batch_size})
     from .problems import least_squares
 
     problem = least_squares(seed=args.seed)

@@ -57,9 +57,16 @@ class LeastSquares:
 
     def batches(self, batch_size: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
         """One shuffled pass over the data in mini-batches (a list: re-iterable)."""
-        integer("batch_size", batch_size, 1)
-        order = np.random.default_rng(seed).permutation(len(self.y))
-        return [(self.X[idx], self.y[idx]) for idx in np.array_split(order, max(1, len(order) // batch_size))]
+        return shuffled_batches(self.X, self.y, batch_size, seed)
+
+
+def shuffled_batches(X: np.ndarray, y: np.ndarray, batch_size: int, seed: int = 0
+                     ) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """One pass over ``(X, y)`` in a seeded random order, split into
+    ``len(y) // batch_size`` (at least 1) nearly equal batches (a list: re-iterable)."""
+    integer("batch_size", batch_size, 1)
+    order = np.random.default_rng(seed).permutation(len(y))
+    return [(X[idx], y[idx]) for idx in np.array_split(order, max(1, len(order) // batch_size))]
 
 
 def least_squares(n_samples: int = 1024, n_features: int = 20, condition: float = 10.0, noise: float = 0.01,
