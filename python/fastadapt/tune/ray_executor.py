@@ -20,7 +20,7 @@ import collections
 import os
 import sys
 import time
-from typing import Any, Deque, Dict, Optional
+from typing import Any, Deque, Dict, Optional, Tuple
 
 from .. import _checks
 from .executors import Executor
@@ -80,8 +80,7 @@ class RayExecutor(Executor):
         self._remote: Any = None
         self._capacity = 0
         self._queue: Deque[Job] = collections.deque()
-        self._running: Dict[Any, Job] = {}
-        self._started_at: Dict[Any, float] = {}
+        self._running: Dict[Any, Tuple[Job, float]] = {}  # task ref -> (its job, when it was dispatched)
 
     @property
     def capacity(self) -> int:
@@ -115,17 +114,15 @@ class RayExecutor(Executor):
         while self._queue and len(self._running) < self._capacity:
             job = self._queue.popleft()
             ref = self._remote.remote(job, self.cpus_per_trial)
-            self._running[ref] = job
-            self._started_at[ref] = time.monotonic()
+            self._running[ref] = (job, time.monotonic())
 
     def _timed_out(self) -> Optional[Outcome]:
         if self.task_timeout is None:
             return None
         now = time.monotonic()
-        for ref, started in list(self._started_at.items()):
+        for ref, (job, started) in list(self._running.items()):
             if now - started >= self.task_timeout:
-                job = self._running.pop(ref)
-                del self._started_at[ref]
+                del self._running[ref]
                 self._ray.cancel(ref, force=True)
                 return Outcome(job.trial_id, TIMEOUT, seconds=self.task_timeout,
                                error=f"trial {job.trial_id} ran past task_timeout={self.task_timeout:g}s; its Ray "
@@ -141,7 +138,7 @@ class RayExecutor(Executor):
             timeout = None
             if self.task_timeout is not None:
                 now = time.monotonic()
-                timeout = max(0.0, min(s + self.task_timeout - now for s in self._started_at.values()))
+                timeout = max(0.0, min(s + self.task_timeout - now for _, s in self._running.values()))
             ready, _ = ray.wait(list(self._running), num_returns=1, timeout=timeout)
             if ready:
                 break
@@ -149,8 +146,7 @@ class RayExecutor(Executor):
             if expired is not None:
                 return expired
         ref = ready[0]
-        job = self._running.pop(ref)
-        started = self._started_at.pop(ref)
+        job, started = self._running.pop(ref)
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as err:  # run_job catches the trainable's errors; this is Ray's own
@@ -173,6 +169,5 @@ class RayExecutor(Executor):
                 self._ray.shutdown()
         self._started_ray = False
         self._running.clear()
-        self._started_at.clear()
         self._queue.clear()
         self._remote = None
