@@ -331,32 +331,29 @@ class DataParallel:
         def parts(s: int) -> List[Any]:
             return [*info_refs, *(calls[w][1][s] for w in order)]
 
-        if not needs_global_pass(hyper):
-            updates = [srv.reduce_and_apply.options(num_returns=2).remote(k, len(order), *parts(s))
-                       for s, srv in enumerate(self.servers)]
-            self._param_refs = [u[1] for u in updates]
-            if then is not None:
-                then()
-            infos = ray.get([u[0] for u in updates])
-            norm_sq = [i["norm_sq"] for i in infos]
-            norm = math.sqrt(math.fsum(norm_sq)) if None not in norm_sq else None
-            server_seconds = max(i["seconds"] for i in infos)
-        else:
+        global_pass = needs_global_pass(hyper)
+        if global_pass:
             reduced = [srv.reduce.remote(k, len(order), *parts(s)) for s, srv in enumerate(self.servers)]
             updates = [srv.apply.options(num_returns=2).remote(k, *reduced) for srv in self.servers]
-            self._param_refs = [u[1] for u in updates]
-            if then is not None:
-                then()
-            infos = ray.get([u[0] for u in updates])
+        else:
+            updates = [srv.reduce_and_apply.options(num_returns=2).remote(k, len(order), *parts(s))
+                       for s, srv in enumerate(self.servers)]
+        self._param_refs = [u[1] for u in updates]
+        if then is not None:
+            then()
+        infos = ray.get([u[0] for u in updates])
+        if global_pass:
             norm = infos[0]["norm"]
-            server_seconds = max(i["seconds"] for i in infos)
             if "raised" in infos[0]:
                 raise FloatingPointError(f"grads[{infos[0]['raised']!r}] contains NaN or Inf ({infos[0]['nonfinite']} "
                                          f"non-finite value(s) in this step); nothing was updated. Pass "
                                          f"nonfinite='zero' or 'skip' to tolerate them.")
+        else:
+            norm_sq = [i["norm_sq"] for i in infos]
+            norm = math.sqrt(math.fsum(norm_sq)) if None not in norm_sq else None
         self.step += 1
         return {"grad_norm": norm, "skipped": infos[0]["skipped"], "nonfinite": sum(i["nonfinite"] for i in infos),
-                "server_seconds": server_seconds}
+                "server_seconds": max(i["seconds"] for i in infos)}
 
     # ---- training ----------------------------------------------------------------------
     def fit(self, data: Sequence[Any], epochs: int = 1, *, checkpoint_dir: Optional[PathLike] = None,
