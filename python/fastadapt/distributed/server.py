@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _core
 from ..optimizers import Optimizer
+from ..reference import clip_scale  # the fused step's rule, NaN propagating
 
 __all__ = ["OptimizerSpec", "ParameterServer", "needs_global_pass"]
 
@@ -96,11 +97,6 @@ def set_hyperparameters(optimizer: Optimizer, values: Mapping[str, Any]) -> None
 
 def _global_rules(hyperparameters: Mapping[str, Any]) -> Dict[str, Any]:
     return {"max_grad_norm": hyperparameters["max_grad_norm"], "nonfinite": hyperparameters["nonfinite"]}
-
-
-def clip_scale(norm: float, max_norm: float) -> float:
-    """The fused step's rule: ``max_norm / max(norm, max_norm)``, NaN when the norm is NaN."""
-    return max_norm / (norm if (math.isnan(norm) or norm > max_norm) else max_norm)
 
 
 def decide(rules: Mapping[str, Any], all_paths: Sequence[str], reduced: Sequence[Mapping[str, Any]]
