@@ -544,7 +544,7 @@ class DataParallel:
                     self._param_refs, prefetched = params_before, None
                     if not self._recompute_dead(calls, epoch, index, progress):
                         raise
-            infos = [ray.get(calls[w][0]) for w in sorted(calls)]
+            infos = ray.get([calls[w][0] for w in sorted(calls)])
             progress.overhead += (time.perf_counter() - step_started - max(i["seconds"] for i in infos)
                                   - outcome["server_seconds"])
             self._positions = [index + 1] * self.num_workers
