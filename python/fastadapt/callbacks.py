@@ -66,6 +66,11 @@ class Callback:
             raise ValueError(f"{type(self).__name__} is stateless; got state keys {sorted(state_dict)}")
 
 
+def hooks(callbacks: Sequence[Any], name: str) -> List[Any]:
+    """The bound `name` hooks of the callbacks that have one, in their order."""
+    return [h for h in (getattr(cb, name, None) for cb in callbacks) if callable(h)]
+
+
 def check_callbacks(callbacks: Optional[Sequence[Any]]) -> List[Any]:
     """A list of the given callbacks (None: none); TypeError naming the
     argument when it is not a list of objects with at least one hook."""

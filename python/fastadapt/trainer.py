@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 from ._tree import flatten_any
-from .callbacks import check_callbacks
+from .callbacks import check_callbacks, hooks
 from .checkpoints import PathLike, load_state, save_state
 from .gradients import global_norm
 from .history import History
@@ -98,6 +98,14 @@ class _EpochStats:
     @property
     def loss(self) -> float:
         return self.loss_sum / self.loss_weight if self.loss_weight else math.nan
+
+    @property
+    def grad_norm_mean(self) -> float:
+        return self.norm_sum / self.norm_count if self.norm_count else math.nan
+
+    @property
+    def grad_norm_max(self) -> float:
+        return self.norm_max if self.norm_count else math.nan
 
 
 class Trainer:
@@ -190,7 +198,7 @@ class Trainer:
 
     # ---- callbacks and messages ------------------------------------------------
     def _hooks(self, name: str) -> List[Callable[..., Any]]:
-        return [h for h in (getattr(cb, name, None) for cb in self.callbacks) if callable(h)]
+        return hooks(self.callbacks, name)
 
     def log(self, message: str) -> None:
         """Print a message on stderr without tearing the progress bar."""
@@ -362,8 +370,8 @@ class Trainer:
         moved = [name for name, value in hyper_now.items()
                  if name == "lr" or name in self.history or value != hyper_at_start.get(name)]
         logs.update({name: hyper_now[name] for name in moved})
-        logs["grad_norm"] = stats.norm_sum / stats.norm_count if stats.norm_count else math.nan
-        logs["grad_norm_max"] = stats.norm_max if stats.norm_count else math.nan
+        logs["grad_norm"] = stats.grad_norm_mean
+        logs["grad_norm_max"] = stats.grad_norm_max
         logs.update(self._layer_grad_norms(grads))
         logs["param_norm"] = global_norm(self.params)
         logs["nonfinite_steps"] = stats.nonfinite_steps

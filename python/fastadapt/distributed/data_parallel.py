@@ -33,7 +33,7 @@ from ..checkpoints import PathLike, load_state, save_state
 from ..history import History
 from ..optimizers import Optimizer, make_optimizer
 from ..progress import make_progress
-from ..callbacks import check_callbacks
+from ..callbacks import check_callbacks, hooks
 from ..trainer import _EpochStats
 from ._ray import RaySession
 from .server import OptimizerSpec, ParameterServer, needs_global_pass, set_hyperparameters, shard_settings
@@ -431,7 +431,7 @@ class DataParallel:
         return self.history
 
     def _hooks(self, name: str) -> List[Callable[..., Any]]:
-        return [h for h in (getattr(cb, name, None) for cb in self.callbacks) if callable(h)]
+        return hooks(self.callbacks, name)
 
     def _resync(self) -> None:
         """Align the driver's update count with the servers' (a previous fit
@@ -486,8 +486,7 @@ class DataParallel:
         steps = max(base.steps, 1)
         logs: Dict[str, Any] = {
             "loss": base.loss, "lr": self.optimizer.lr,
-            "grad_norm": base.norm_sum / base.norm_count if base.norm_count else math.nan,
-            "grad_norm_max": base.norm_max if base.norm_count else math.nan,
+            "grad_norm": base.grad_norm_mean, "grad_norm_max": base.grad_norm_max,
             "nonfinite_steps": base.nonfinite_steps, "skipped_steps": progress.skipped,
             "nonfinite_grads": progress.nonfinite,
         }
