@@ -69,6 +69,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._files import write_text
 from .callbacks import Callback
 from .history import History
 
@@ -503,10 +504,17 @@ def diagnose(history: Union[History, Mapping[str, Any], str, "os.PathLike[str]"]
 
 
 def save_findings(findings: Sequence[Finding], path: Union[str, "os.PathLike[str]"]) -> None:
-    """Write findings as a JSON list of their dicts."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump([finding.to_dict() for finding in findings], f, indent=1, allow_nan=False)
-        f.write("\n")
+    """Write findings as a JSON list of their dicts (atomically: on any error
+    the file that was there before stays)."""
+    items = list(findings) if isinstance(findings, (list, tuple)) else None
+    if items is None:
+        raise TypeError(f"findings must be a list of fastadapt Findings (what fa.diagnose returns), got "
+                        f"{type(findings).__name__}")
+    for i, finding in enumerate(items):
+        if not isinstance(finding, Finding):
+            raise TypeError(f"findings[{i}] must be a fastadapt Finding (what fa.diagnose returns), got "
+                            f"{type(finding).__name__} {finding!r:.60}")
+    write_text(path, json.dumps([finding.to_dict() for finding in items], indent=1, allow_nan=False) + "\n")
 
 
 class DiagnosisCallback(Callback):

@@ -27,6 +27,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 import numpy as np
 
+from ._files import write_text
+
 __all__ = ["History"]
 
 FORMAT = "fastadapt.history"
@@ -194,9 +196,11 @@ class History:
             h.epoch = list(range(n))
             h.history = {str(k): [_decode(str(k), v) for v in vs] for k, vs in data.items()}
             return h
-        if data.get("format", FORMAT) != FORMAT or data.get("version", VERSION) != VERSION:
-            raise ValueError(f"unsupported history format {data.get('format')!r} version {data.get('version')!r}; "
-                             f"expected {FORMAT!r} version {VERSION}")
+        version = data.get("version", VERSION)
+        # Exactly the int 1: 1.0 and True compare equal to 1 but are not what save writes.
+        if data.get("format", FORMAT) != FORMAT or type(version) is not int or version != VERSION:
+            raise ValueError(f"unsupported history format {data.get('format')!r} version {version!r}; "
+                             f"expected {FORMAT!r} version {VERSION} (an int)")
         epochs = data["epoch"]
         if not isinstance(epochs, list) or not all(isinstance(e, int) and not isinstance(e, bool) for e in epochs):
             raise TypeError("history 'epoch' must be a list of ints")
@@ -212,13 +216,38 @@ class History:
         return h
 
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
-        """Write the JSON file (strict JSON)."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1, allow_nan=False)
-            f.write("\n")
+        """Write the JSON file (strict JSON), atomically: a failure (an info
+        value that is not plain data, a full disk, Ctrl-C) leaves the file that
+        was there before."""
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+        write_text(path, text)
 
     @classmethod
     def load(cls, path: Union[str, "os.PathLike[str]"]) -> "History":
-        """Read a file written by :meth:`save`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Read a file written by :meth:`save` (or Keras's history dict as JSON).
+
+        A file that is not such a history (empty, cut short, not UTF-8 or not
+        JSON, nested too deeply, the wrong layout or version) is one
+        ValueError naming the file and what is wrong; a missing or unreadable
+        file is the OSError ``open`` raises.
+        """
+        name = os.fspath(path)
+        with open(name, "rb") as f:
+            raw = f.read()
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"history file {name!r} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                             f"expected a JSON file written by History.save") from None
+        except json.JSONDecodeError as err:
+            what = "is empty" if not raw.strip() else f"is not valid JSON ({err.msg} at line {err.lineno} " \
+                                                     f"column {err.colno})"
+            raise ValueError(f"history file {name!r} {what}; expected a JSON file written by History.save") \
+                from None
+        except RecursionError:
+            raise ValueError(f"history file {name!r} nests JSON too deeply to be a history; expected a JSON file "
+                             f"written by History.save") from None
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"history file {name!r}: {err}") from None

@@ -108,7 +108,9 @@ class LRFindResult:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="best")
         if path is not None:
-            (fig or ax.figure).savefig(path, dpi=120)
+            from ._files import save_figure  # atomic: a failed save leaves the old file
+
+            save_figure(fig or ax.figure, path, dpi=120)
             return path
         return fig if fig is not None else ax
 

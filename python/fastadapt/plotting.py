@@ -19,6 +19,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ._files import save_figure
 from .diagnostics import Finding, _as_history, diagnose
 from .history import History
 
@@ -102,7 +103,7 @@ def plot_history(history: Union[History, Any], path: PathLike, *, findings: Opti
         fig.text(0.01, 0.005, "diagnosis: no findings", fontsize=8.5, va="bottom", ha="left", color="#2ca02c")
         fig.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))
     out = os.fspath(path)
-    fig.savefig(out, dpi=dpi)
+    save_figure(fig, out, dpi=dpi)  # atomic: a failed save leaves the old file
     return out
 
 
