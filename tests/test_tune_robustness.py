@@ -66,7 +66,7 @@ def test_a_hung_trial_times_out():
     result = T.SuccessiveHalving(H.Misbehaves, space, num_trials=3, max_resource=3, eta=3, seed=1,
                                  executor=two_workers(task_timeout=1.0)).run()
     hung = [t for t in result.trials if t.config["x"] > 0.5]
-    assert hung and all(t.status == "failed" and "task_timeout=1s" in t.error for t in hung)
+    assert hung and all(t.status == "failed" and "task_timeout=1.0 s" in t.error for t in hung)
     assert result.count("failed") == len(hung)
 
 
@@ -180,7 +180,7 @@ def test_resume_after_the_driver_process_died_loses_and_repeats_nothing(tmp_path
 
 
 def test_resume_checks_the_setup(tmp_path):
-    with pytest.raises(FileNotFoundError, match="resume=True but .*tuner.pkl does not exist.*resume='auto'"):
+    with pytest.raises(FileNotFoundError, match="resume=True but .*tuner.json does not exist.*resume='auto'"):
         T.Hyperband(H.Quadratic, SPACE, max_resource=9, checkpoint_dir=tmp_path, resume=True).run()
     T.Hyperband(H.Quadratic, SPACE, max_resource=9, seed=1, executor="sequential", checkpoint_dir=tmp_path).run()
     with pytest.raises(ValueError, match="different tuner setup \\(differs in: settings\\)"):

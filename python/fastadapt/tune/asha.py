@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .. import _checks
+from . import schema as S
 from .hyperband import rung_resources
 from .jobs import Outcome
 from .results import COMPLETED, PAUSED, STOPPED, TrialRecord
@@ -43,7 +44,6 @@ class ASHA(Tuner):
     """
 
     algorithm = "asha"
-    _algorithm_fields = ("_rung_results", "_promoted", "_rung_of")
 
     def __init__(self, trainable: Any, space: Any, *, num_trials: int, max_resource: int, min_resource: int = 1,
                  eta: int = 3, **kwargs: Any):
@@ -55,6 +55,20 @@ class ASHA(Tuner):
     def settings(self) -> Dict[str, Any]:
         return {"num_trials": self.num_trials, "min_resource": self.min_resource,
                 "max_resource": self.max_resource, "eta": self.eta}
+
+    def _field_specs(self) -> Dict[str, S.Spec]:
+        rungs = len(self.resources)
+        return {**super()._field_specs(),
+                "_rung_results": S.list_of(S.dict_of(S.integer(), S.real()), length=rungs),
+                "_promoted": S.list_of(S.set_of(S.integer()), length=rungs),
+                "_rung_of": S.dict_of(S.integer(), S.integer(0, rungs - 1))}
+
+    def _check_restored(self, fields: Dict[str, Any]) -> None:
+        super()._check_restored(fields)
+        self._check_trial_ids(fields["_rung_of"], fields, "_rung_of")
+        for k in range(len(self.resources)):
+            self._check_trial_ids(fields["_rung_results"][k], fields, f"_rung_results[{k}]")
+            self._check_trial_ids(fields["_promoted"][k], fields, f"_promoted[{k}]")
 
     def _start_algorithm(self) -> None:
         rungs = len(self.resources)

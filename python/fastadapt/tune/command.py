@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any, Dict
 
+from .._files import check_writable_dir
 from .asha import ASHA
 from .executors import ProcessExecutor, SequentialExecutor
 from .hyperband import Hyperband
@@ -44,15 +45,17 @@ def _executor(args: argparse.Namespace) -> Any:
     if args.executor == "sequential":
         return SequentialExecutor()
     if args.executor == "ray":
-        from .ray_executor import RayExecutor
+        from .ray_executor import RayExecutor, import_ray
 
+        import_ray()  # ImportError saying how to install Ray, now rather than once the run starts
         return RayExecutor(address=args.ray_address, max_concurrent=args.workers)
     return ProcessExecutor(max_workers=args.workers)
 
 
 def _tuner(args: argparse.Namespace) -> Any:
     common = dict(metric="val_loss", mode="min", seed=args.seed, executor=_executor(args), progress=True,
-                  checkpoint_dir=os.path.join(args.out, "checkpoint"), resume="auto" if args.resume else False)
+                  checkpoint_dir=os.path.join(args.out, "checkpoint"), resume="auto" if args.resume else False,
+                  trial_timeout=args.trial_timeout)
     if args.algorithm == "hyperband":
         return Hyperband(MnistMLP, _space(args), max_resource=args.max_resource, eta=args.eta, **common)
     if args.algorithm == "asha":
@@ -64,13 +67,17 @@ def _tuner(args: argparse.Namespace) -> Any:
 
 def run_tune(args: argparse.Namespace) -> int:
     """The ``fastadapt tune`` command (argparse namespace from :func:`add_tune_parser`)."""
+    # Every user error is found here, before any trial runs: one line on stderr and exit status 2.
     try:
         tuner = _tuner(args)
         train, _, _ = mnist_splits(args.data_dir, args.train_samples)  # fail early, in the driver, without data
-    except (TypeError, ValueError, FileNotFoundError) as err:
+        tuner.prepare()  # with --resume: a damaged or mismatched checkpoint is refused now
+        # Last, so that no other error leaves an empty --out behind; created (and probed) before any work.
+        check_writable_dir(args.out, "--out")
+        check_writable_dir(os.path.join(args.out, "checkpoint"), "--out's checkpoint directory")
+    except (TypeError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"fastadapt tune {args.algorithm}: {err}", file=sys.stderr)
         return 2
-    os.makedirs(args.out, exist_ok=True)
     plan = f"{tuner.planned_jobs()} jobs" if tuner.planned_jobs() else f"{args.num_trials} configs"
     print(f"fastadapt tune {args.algorithm}: MNIST MLP 784-{args.hidden}-10, SGD; {len(train[0])} training / "
           f"{VALIDATION_SIZE} validation samples; budget unit = 1 epoch; {plan}; "
@@ -146,6 +153,9 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled configs, weights and batch order")
     parser.add_argument("--out", default=None, metavar="DIR", help="output directory (default fastadapt-tune-ALGORITHM)")
     parser.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    parser.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
+                        help="fail a trial whose job (one training step of --interval or one rung) runs longer "
+                             "(default: no limit)")
     parser.set_defaults(func=_run_with_defaults)
     return parser
 

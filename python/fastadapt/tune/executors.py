@@ -3,7 +3,9 @@ processes ("process", the default) or on Ray ("ray", see ``ray_executor``).
 
 Every executor takes jobs with :meth:`Executor.submit` (queued beyond its
 capacity) and hands back one :class:`~fastadapt.tune.jobs.Outcome` at a time
-from :meth:`Executor.next_outcome`, in completion order. Tuners that are
+from :meth:`Executor.next_outcome`, in completion order. Every executor
+honours a job's ``timeout`` (the tuner's ``trial_timeout``): a job that runs
+past it comes back as a ``timeout`` outcome and the run goes on. Tuners that are
 synchronous decide only once a whole rung or generation is back, so the
 order does not change their results.
 
@@ -22,13 +24,14 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from multiprocessing.connection import wait as wait_for_ready
 from typing import Any, Deque, Iterator, List, Optional, Tuple, Union
 
 from .. import _checks
-from .jobs import DIED, ERROR, TIMEOUT, Job, Outcome, run_job
+from .jobs import DIED, ERROR, Job, Outcome, run_job, time_limit, timed_out
 
 __all__ = ["Executor", "SequentialExecutor", "ProcessExecutor", "make_executor", "EXECUTORS", "available_cpus"]
 
@@ -74,7 +77,9 @@ class Executor:
 
     def next_outcome(self) -> Outcome:
         """The next finished job, waiting as long as it takes; RuntimeError
-        when nothing is submitted (a tuner bug, never a hang)."""
+        when nothing is submitted (a tuner bug, never a hang). A job running
+        past its ``timeout`` (seconds, None: no limit) must be stopped and
+        reported as a ``timeout`` outcome (see ``jobs.timed_out``)."""
         raise NotImplementedError
 
     def close(self, abort: bool = False) -> None:
@@ -94,6 +99,14 @@ class SequentialExecutor(Executor):
     The job's state is deep-copied first, so a trainable that keeps and
     mutates the arrays it loads cannot change the tuner's copy, exactly as
     when the job crosses a process boundary.
+
+    With a time limit (the tuner's ``trial_timeout``), the job runs in a
+    daemon thread of this process and the driver waits for it at most that
+    long. Python cannot kill a thread: a job past its limit is reported as
+    timed out and its thread is *abandoned* (it may keep running, and
+    using CPU, in the background until ``train`` returns; whatever it
+    produces is discarded, and it only holds its own copies of the config
+    and state). Use ``executor="process"`` to have hung trials killed.
     """
 
     name = "sequential"
@@ -116,7 +129,20 @@ class SequentialExecutor(Executor):
             raise RuntimeError("next_outcome() called with no job submitted")
         job = self._queue.popleft()
         isolated = Job(**{**job.__dict__, "state": copy.deepcopy(job.state), "config": copy.deepcopy(job.config)})
-        return run_job(isolated)
+        limit = time_limit(job, None)
+        if limit is None:
+            return run_job(isolated)
+        outcomes: List[Outcome] = []
+        thread = threading.Thread(target=lambda: outcomes.append(run_job(isolated)), daemon=True,
+                                  name=f"fastadapt-tune-trial-{job.trial_id}")
+        thread.start()
+        thread.join(limit[0])
+        if thread.is_alive():
+            return timed_out(job, limit, "the sequential executor cannot kill it, so its thread was abandoned "
+                                         "(it may run on in the background; executor='process' kills hung trials)")
+        if not outcomes:  # run_job returns for everything but a BaseException such as GeneratorExit
+            return Outcome(job.trial_id, ERROR, error=f"trial {job.trial_id} ended without an outcome")
+        return outcomes[0]
 
     def close(self, abort: bool = False) -> None:
         self._queue.clear()
@@ -202,7 +228,8 @@ class ProcessExecutor(Executor):
             kernels use (default: CPUs // workers, at least 1), so the pool
             does not oversubscribe the machine.
         task_timeout: seconds a job may run before its worker is killed and
-            the job reported as timed out (None: no limit).
+            the job reported as timed out (None: no limit). The tuner's
+            ``trial_timeout`` is honoured the same way; the smaller applies.
 
     A worker that dies is noticed at once (its process sentinel), its job is
     reported as ``died`` and a new worker takes its place.
@@ -295,6 +322,9 @@ class ProcessExecutor(Executor):
             return self._died(worker)
         if message == _READY:
             worker.ready = True
+            # A job's time limit counts from here: a fresh worker's interpreter startup (seconds under "spawn"
+            # on a loaded machine) is not the trial's time.
+            worker.started_at = time.monotonic()
             return None
         worker.job = None
         return message
@@ -305,12 +335,13 @@ class ProcessExecutor(Executor):
             busy = [w for w in self._workers if w.job is not None]
             if not busy:
                 raise RuntimeError("next_outcome() called with no job submitted")
-            timeout = None
-            if self.task_timeout is not None:
-                now = time.monotonic()
-                timeout = max(0.0, min(w.started_at + self.task_timeout - now for w in busy))
+            # Workers still starting have no deadline yet (see _collect).
+            limits = {id(w): time_limit(w.job, self.task_timeout) for w in busy if w.job is not None and w.ready}
+            deadlines = [w.started_at + limit[0] for w in busy if (limit := limits.get(id(w))) is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             ready = set(wait_for_ready([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout))
             for worker in busy:
+                limit = limits.get(id(worker))
                 if worker.conn in ready:
                     # A finished worker's message is read before its exit is believed.
                     outcome = self._collect(worker)
@@ -318,14 +349,11 @@ class ProcessExecutor(Executor):
                         self._outcomes.append(outcome)
                 elif worker.process.sentinel in ready:
                     self._outcomes.append(self._died(worker))
-                elif self.task_timeout is not None and time.monotonic() - worker.started_at >= self.task_timeout:
+                elif limit is not None and time.monotonic() - worker.started_at >= limit[0]:
                     job = worker.job
                     assert job is not None
                     self._retire(worker, kill=True)
-                    self._outcomes.append(Outcome(
-                        job.trial_id, TIMEOUT, seconds=self.task_timeout,
-                        error=f"trial {job.trial_id} ran past task_timeout={self.task_timeout:g}s; its worker "
-                              f"was killed"))
+                    self._outcomes.append(timed_out(job, limit, "its worker process was killed"))
         return self._outcomes.popleft()
 
     def close(self, abort: bool = False) -> None:

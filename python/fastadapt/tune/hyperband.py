@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _checks
+from . import schema as S
 from .jobs import Outcome
 from .results import COMPLETED, FAILED, STOPPED, TrialRecord
 from .trainable import metric_is_valid
@@ -110,7 +111,6 @@ class _BracketTuner(Tuner):
     Trials that failed are never promoted; a rung with fewer successes keeps
     all of them."""
 
-    _algorithm_fields = ("_bracket_index", "_rung_index", "_rung_members")
 
     def __init__(self, trainable: Any, space: Any, brackets: List[Bracket], bracket_ids: List[Optional[int]],
                  eta: int, **kwargs: Any):
@@ -138,6 +138,17 @@ class _BracketTuner(Tuner):
                 total += n * ((r - previous) if self.spec.resumable else r)
                 previous = r
         return total
+
+    def _field_specs(self) -> Dict[str, S.Spec]:
+        return {**super()._field_specs(), "_bracket_index": S.integer(0, len(self._brackets)),
+                "_rung_index": S.integer(), "_rung_members": S.optional(S.list_of(S.integer()))}
+
+    def _check_restored(self, fields: Dict[str, Any]) -> None:
+        super()._check_restored(fields)
+        index = fields["_bracket_index"]
+        if index < len(self._brackets) and fields["_rung_index"] >= len(self._brackets[index]):
+            raise ValueError(f"_rung_index={fields['_rung_index']} is past bracket {index}'s rungs")
+        self._check_trial_ids(fields["_rung_members"] or [], fields, "_rung_members")
 
     def _start_algorithm(self) -> None:
         self._bracket_index = 0

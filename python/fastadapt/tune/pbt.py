@@ -9,9 +9,11 @@ from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import _checks
+from . import schema as S
 from .jobs import Outcome
 from .results import COMPLETED, FAILED, PAUSED, TrialRecord
-from .space import Categorical, check_boundary, domains
+from .space import PATH_SEPARATOR, Categorical, check_boundary, copy_config, domain_paths, domains, get_path, \
+    leaf_paths, set_path
 from .tuner import Tuner
 
 __all__ = ["PBT", "quantile_size"]
@@ -87,7 +89,6 @@ class PBT(Tuner):
     """
 
     algorithm = "pbt"
-    _algorithm_fields = ("_generation",)
 
     def __init__(self, trainable: Any, space: Any, *, population: int, perturbation_interval: int,
                  max_resource: Optional[int] = None, quantile: float = 0.25, resample_probability: float = 0.25,
@@ -143,6 +144,9 @@ class PBT(Tuner):
 
     def _apply_config(self) -> bool:
         return self.spec.configurable
+
+    def _field_specs(self) -> Dict[str, S.Spec]:
+        return {**super()._field_specs(), "_generation": S.integer()}
 
     def _start_algorithm(self) -> None:
         self._generation = 0
@@ -209,49 +213,56 @@ class PBT(Tuner):
             donor = top[int(self._decision_rng.integers(len(top)))]
         elif not self.explore:
             return
-        old_config = dict(trial.config)
+        old_config = copy_config(trial.config)
         # The donor's hyperparameters behind the state and metric being copied (in async PBT a donor may
         # already train on with newer ones).
         source = self._trials[donor].config_at(self._trials[donor].budget) if donor is not None else trial.config
-        new_config = dict(source)
+        new_config = copy_config(source)
         changes: Dict[str, Dict[str, Any]] = {}
-        for name in self.space:
-            if source.get(name) != old_config.get(name):
-                changes[name] = {"from": old_config.get(name), "to": source.get(name), "how": "copied"}
+        # Compared leaf by leaf, so a nested hyperparameter's change is logged under its own "a/b" name.
+        for path, _ in leaf_paths(self.space):
+            before, after = get_path(old_config, path), get_path(source, path)
+            if after != before:
+                changes[PATH_SEPARATOR.join(path)] = {"from": before, "to": after, "how": "copied"}
         if self.explore:
             explored, how = self._explored(source)
-            for name in how:
-                if explored[name] != old_config.get(name) or name in changes:
-                    changes[name] = {"from": old_config.get(name), "to": explored[name],
+            for path, _ in domain_paths(self.space):
+                name = PATH_SEPARATOR.join(path)
+                if name not in how:
+                    continue
+                before, after = get_path(old_config, path), get_path(explored, path)
+                if after != before or name in changes:
+                    changes[name] = {"from": before, "to": after,
                                      "how": how[name] if donor is None else f"copied, {how[name]}"}
             new_config = explored
         if donor is not None:
             self._put_state(member, self._states[donor])
         trial.config = new_config
-        trial.config_history.append({"budget": trial.budget, "config": dict(new_config)})
+        trial.config_history.append({"budget": trial.budget, "config": copy_config(new_config)})
         self._lineage.append({
             "generation": self._generation if self.synchronous else None,
             "member": member, "budget": trial.budget, "metric": trial.metric,
             "donor": donor, "donor_metric": None if donor is None else self._trials[donor].metric,
             "donor_budget": None if donor is None else self._trials[donor].budget,
-            "old_config": old_config, "new_config": dict(new_config), "changes": changes})
+            "old_config": old_config, "new_config": copy_config(new_config), "changes": changes})
 
     def _explored(self, config: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, str]]:
         """A perturbed copy of ``config`` and how each mutable value moved."""
         rng = self._decision_rng
-        out = dict(config)
+        out = copy_config(config)
         how: Dict[str, str] = {}
-        for name, domain in domains(self.space):
+        for path, domain in domain_paths(self.space):
+            name = PATH_SEPARATOR.join(path)
             if name not in self.mutations:
                 continue
             if rng.random() < self.resample_probability:
-                out[name] = domain.sample(rng)
+                set_path(out, path, domain.sample(rng))
                 how[name] = "resampled"
             elif isinstance(domain, Categorical):
-                out[name] = domain.perturb(config[name], 1.0, rng, self.boundary)
+                set_path(out, path, domain.perturb(get_path(config, path), 1.0, rng, self.boundary))
                 how[name] = "neighbour"
             else:
                 factor = self.perturbation_factors[int(rng.integers(len(self.perturbation_factors)))]
-                out[name] = domain.perturb(config[name], factor, rng, self.boundary)
+                set_path(out, path, domain.perturb(get_path(config, path), factor, rng, self.boundary))
                 how[name] = f"x{factor:g}"
         return out, how

@@ -11,6 +11,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
+from .._files import save_figure
 from .results import COMPLETED, FAILED
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def _log_scale_if_wide(ax: Any, values: Sequence[Any]) -> None:
 def _finish(figure: Any, path: Optional[PathLike]) -> Any:
     if path is None:
         return figure
-    figure.savefig(os.fspath(path), dpi=110)
+    save_figure(figure, path, dpi=110)  # atomic: a crash mid-write leaves the old file, not half a PNG
     return os.fspath(path)
 
 

@@ -7,6 +7,7 @@ import sys
 from typing import IO, Any, Mapping, Optional, Sequence, Tuple
 
 from .results import FAILED, TrialRecord
+from .space import lookup
 
 __all__ = ["TuneProgress"]
 
@@ -14,7 +15,7 @@ __all__ = ["TuneProgress"]
 def _short(config: Mapping[str, Any], keys: Sequence[str]) -> str:
     parts = []
     for key in keys:
-        value = config.get(key)
+        value = lookup(config, key)  # a nested hyperparameter is named by its "a/b" path
         parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
     return " ".join(parts)
 

@@ -24,7 +24,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 from .. import _checks
 from .executors import Executor
-from .jobs import DIED, ERROR, TIMEOUT, Job, Outcome, run_job
+from .jobs import DIED, ERROR, Job, Outcome, run_job, time_limit, timed_out
 
 __all__ = ["RayExecutor", "import_ray"]
 
@@ -54,8 +54,9 @@ class RayExecutor(Executor):
         max_concurrent: jobs in flight at once (default: the cluster's CPUs
             // cpus_per_trial). Asynchronous tuners decide each next job
             when one finishes, so flooding Ray's queue would only delay them.
-        task_timeout: seconds before a job is cancelled and reported as
-            timed out (None: no limit).
+        task_timeout: seconds before a job is cancelled (its worker
+            killed) and reported as timed out (None: no limit). The tuner's
+            ``trial_timeout`` is honoured the same way; the smaller applies.
         init_kwargs: more keyword arguments for ``ray.init``.
     """
 
@@ -117,16 +118,13 @@ class RayExecutor(Executor):
             self._running[ref] = (job, time.monotonic())
 
     def _timed_out(self) -> Optional[Outcome]:
-        if self.task_timeout is None:
-            return None
         now = time.monotonic()
         for ref, (job, started) in list(self._running.items()):
-            if now - started >= self.task_timeout:
+            limit = time_limit(job, self.task_timeout)
+            if limit is not None and now - started >= limit[0]:
                 del self._running[ref]
                 self._ray.cancel(ref, force=True)
-                return Outcome(job.trial_id, TIMEOUT, seconds=self.task_timeout,
-                               error=f"trial {job.trial_id} ran past task_timeout={self.task_timeout:g}s; its Ray "
-                                     f"task was cancelled")
+                return timed_out(job, limit, "its Ray task was cancelled (force=True: its worker was killed)")
         return None
 
     def next_outcome(self) -> Outcome:
@@ -135,10 +133,9 @@ class RayExecutor(Executor):
         if not self._running:
             raise RuntimeError("next_outcome() called with no job submitted")
         while True:
-            timeout = None
-            if self.task_timeout is not None:
-                now = time.monotonic()
-                timeout = max(0.0, min(s + self.task_timeout - now for _, s in self._running.values()))
+            deadlines = [started + limit[0] for job, started in self._running.values()
+                         if (limit := time_limit(job, self.task_timeout)) is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             ready, _ = ray.wait(list(self._running), num_returns=1, timeout=timeout)
             if ready:
                 break

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .._files import atomic_write, write_text
 from .trainable import metric_is_valid
 
 __all__ = ["TrialRecord", "TuneResult", "ranked", "best_evaluation", "evaluation_key", "PENDING", "RUNNING", "PAUSED", "COMPLETED", "STOPPED",
@@ -29,7 +30,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 # Trial statuses. "paused": waiting for a decision (a promotion, the next
 # generation); "stopped": early-stopped by the scheduler; "completed": reached
-# its full budget; "failed": raised, died past its retries or timed out.
+# its full budget; "failed": raised, died past its retries, timed out, returned
+# an unpicklable state or reported a NaN or infinite metric.
 PENDING, RUNNING, PAUSED, COMPLETED, STOPPED, FAILED = "pending", "running", "paused", "completed", "stopped", \
     "failed"
 STATUSES = (PENDING, RUNNING, PAUSED, COMPLETED, STOPPED, FAILED)
@@ -268,15 +270,14 @@ class TuneResult:
         })
 
     def to_json(self, path: Optional[PathLike] = None, *, indent: int = 1) -> str:
-        """The result as JSON (written to ``path`` when given); returns the text."""
+        """The result as JSON (written to ``path`` when given, atomically, UTF-8); returns the text."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
-            with open(os.fspath(path), "w") as f:
-                f.write(text + "\n")
+            write_text(path, text + "\n")  # atomic: a reader never sees half a file
         return text
 
     def to_csv(self, path: Optional[PathLike] = None) -> str:
-        """:meth:`table` as CSV (written to ``path`` when given); returns the text."""
+        """:meth:`table` as CSV (written to ``path`` when given, atomically, UTF-8); returns the text."""
         rows = self.table()
         out = io.StringIO()
         columns = list(rows[0]) if rows else ["trial_id", "status"]
@@ -286,7 +287,7 @@ class TuneResult:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
         text = out.getvalue()
         if path is not None:
-            with open(os.fspath(path), "w", newline="") as f:
+            with atomic_write(path, "w", encoding="utf-8", newline="") as f:
                 f.write(text)
         return text
 

@@ -10,8 +10,21 @@ A space is a plain dict from hyperparameter name to a domain or a constant::
     rng = np.random.default_rng(0)
     config = fa.tune.sample_config(space, rng)      # {"lr": ..., "batch_size": ..., ...}
 
-Domains sample in the order of the dict's keys, so one seed gives one
-sequence of configs on every machine.
+A nested dict is a nested config, as in Ray Tune: each of its domains is
+sampled and the trainable receives plain values at the same place::
+
+    space = {"optim": {"lr": fa.tune.loguniform(1e-4, 1e-1), "momentum": 0.9}, "layers": fa.tune.randint(1, 4)}
+    # config == {"optim": {"lr": 0.0031..., "momentum": 0.9}, "layers": 2}
+
+A nested hyperparameter is named by its path joined with "/"
+(``"optim/lr"``: PBT's ``mutations``, the progress lines, ``result.space``).
+Only dicts nest: a domain inside a list or tuple is refused, so a trainable
+never receives a Domain object.
+
+Domains sample in the order of the dict's keys (depth first), so one seed
+gives one sequence of configs on every machine. A domain is refused when it
+could sample a value that is not finite (``uniform(-1e308, 1e308)``: its
+width overflows to inf).
 """
 
 from __future__ import annotations
@@ -25,7 +38,11 @@ import numpy as np
 from .. import _checks
 
 __all__ = ["Domain", "Float", "Integer", "Categorical", "uniform", "loguniform", "randint", "choice",
-           "sample_config", "check_space", "check_config", "check_boundary", "domains", "BOUNDARIES"]
+           "sample_config", "check_space", "check_config", "check_boundary", "domains", "domain_paths",
+           "leaf_paths", "get_path", "set_path", "lookup", "BOUNDARIES", "PATH_SEPARATOR"]
+
+# Joins the keys of a nested hyperparameter into its name ("optim/lr").
+PATH_SEPARATOR = "/"
 
 # What happens to a value pushed past a bound: "clip" stops at the bound;
 # "reflect" bounces back by the overshoot (in log space for log domains), so
@@ -63,10 +80,14 @@ def check_boundary(value: str) -> str:
 
 def _reflect(x: float, low: float, high: float) -> float:
     """Mirror x at the bound it passed; clip what is still outside (an overshoot wider than the interval)."""
+    # high - (x - high) rather than 2 * high - x: 2 * high overflows near the float limits, and inf - inf is
+    # NaN, which no clip can bring back. An overshoot that still overflows is clipped.
     if x > high:
-        x = 2 * high - x
+        mirrored = high - (x - high)
+        x = mirrored if math.isfinite(mirrored) else high
     elif x < low:
-        x = 2 * low - x
+        mirrored = low + (low - x)
+        x = mirrored if math.isfinite(mirrored) else low
     return min(max(x, low), high)
 
 
@@ -83,6 +104,11 @@ class Float(Domain):
             raise ValueError(f"loguniform needs low > 0 (a logarithm is taken), got low={low!r}; "
                              f"use uniform(...) for ranges that include 0")
         self.low, self.high, self.log = low, high, bool(log)
+        # rng.uniform(lo, hi) computes lo + (hi - lo) * u: a width that overflows to inf samples inf or NaN.
+        if not math.isfinite(self._to_axis(high) - self._to_axis(low)):
+            raise ValueError(f"{'loguniform' if log else 'uniform'}(low={low!r}, high={high!r}): high - low "
+                             f"overflows to inf, so sampling would give non-finite values; narrow the range "
+                             f"(for example rescale the hyperparameter in the trainable)")
 
     def _to_axis(self, x: float) -> float:
         return math.log(x) if self.log else x
@@ -130,6 +156,10 @@ class Integer(Domain):
         high = _checks.integer("high", high, -(2 ** 62))
         if not low < high:
             raise ValueError(f"randint needs low < high (high is excluded), got low={low!r}, high={high!r}")
+        if high > 2 ** 62:
+            # rng.integers draws int64; past it sampling fails (or perturbing overflows) mid-run.
+            raise ValueError(f"randint(low={low!r}, high={high!r}): high must be <= 2**62 so that samples and "
+                             f"PBT's perturbations stay int64")
         self.low, self.high = low, high
 
     def sample(self, rng: np.random.Generator) -> int:
@@ -176,6 +206,17 @@ class Categorical(Domain):
             raise TypeError(f"choice needs a list of values such as [16, 32, 64], got {values!r}")
         if len(values) == 0:
             raise ValueError("choice needs at least one value, got an empty list")
+        for i, value in enumerate(values):
+            # A NaN is never found again (NaN != NaN), and a non-finite number sampled as a hyperparameter is
+            # what the tuner refuses from every other domain.
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) \
+                    and not math.isfinite(float(value)):
+                raise ValueError(f"choice values must be finite numbers, got {value!r} at index {i}; for "
+                                 f"'no limit' use None or a string")
+            if isinstance(value, (Domain, Mapping)):
+                raise TypeError(f"choice values must be plain values, got a {type(value).__name__} at index "
+                                f"{i}; a trainable would receive it unsampled (nest dicts of domains in the "
+                                f"space instead)")
         self.values: Tuple[Any, ...] = tuple(values)
 
     def sample(self, rng: np.random.Generator) -> Any:
@@ -239,57 +280,164 @@ def choice(values: Sequence[Any]) -> Categorical:
     return Categorical(values)
 
 
-def check_space(space: Any) -> Dict[str, Any]:
-    """The space as a dict (a copy), or TypeError/ValueError saying what to fix."""
-    if not isinstance(space, Mapping):
-        raise TypeError(f"space must be a dict of name -> domain (fa.tune.uniform, loguniform, randint, "
-                        f"choice) or constant, got {type(space).__name__}")
+def _contains_domain(value: Any) -> bool:
+    if isinstance(value, Domain):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_contains_domain(v) for v in value)
+    return False
+
+
+def _check_subspace(space: Mapping[Any, Any], where: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for name, value in space.items():
         if not isinstance(name, str) or not name:
-            raise TypeError(f"space keys must be non-empty strings (hyperparameter names), got {name!r}")
-        out[name] = value
-    if not any(isinstance(v, Domain) for v in out.values()):
+            raise TypeError(f"space keys must be non-empty strings (hyperparameter names), got {name!r} in {where}")
+        if isinstance(value, Mapping):
+            out[name] = _check_subspace(value, f"{where}[{name!r}]")
+        elif isinstance(value, Domain):
+            out[name] = value
+        else:
+            if _contains_domain(value):
+                raise ValueError(f"{where}[{name!r}] holds a domain inside a {type(value).__name__}; only dicts "
+                                 f"nest in a space (a dict of domains is sampled into a dict of values), so "
+                                 f"write it as a dict, or give the whole value as fa.tune.choice([...])")
+            out[name] = value
+    return out
+
+
+def check_space(space: Any) -> Dict[str, Any]:
+    """The space as a dict (a copy, nested dicts copied too), or
+    TypeError/ValueError saying what to fix."""
+    if not isinstance(space, Mapping):
+        raise TypeError(f"space must be a dict of name -> domain (fa.tune.uniform, loguniform, randint, "
+                        f"choice) or constant, got {type(space).__name__}")
+    out = _check_subspace(space, "space")
+    names: Dict[str, Tuple[str, ...]] = {}
+    for path, _ in leaf_paths(out):
+        name = PATH_SEPARATOR.join(path)
+        if name in names:
+            raise ValueError(f"space has two hyperparameters named {name!r} (a key with {PATH_SEPARATOR!r} in it "
+                             f"and a nested path); rename one")
+        names[name] = path
+    if not any(True for _ in domain_paths(out)):
         raise ValueError("space has no domain to search; give at least one hyperparameter as "
                          "fa.tune.uniform/loguniform/randint/choice")
     return out
 
 
-def domains(space: Mapping[str, Any]) -> Iterator[Tuple[str, Domain]]:
-    """The (name, domain) pairs of a space, in its order (constants left out)."""
+def leaf_paths(space: Mapping[str, Any], prefix: Tuple[str, ...] = ()) -> Iterator[Tuple[Tuple[str, ...], Any]]:
+    """``(path, domain or constant)`` of every leaf of a (nested) space, depth first in key order."""
     for name, value in space.items():
+        if isinstance(value, Mapping):
+            yield from leaf_paths(value, prefix + (name,))
+        else:
+            yield prefix + (name,), value
+
+
+def domain_paths(space: Mapping[str, Any]) -> Iterator[Tuple[Tuple[str, ...], Domain]]:
+    """``(path, domain)`` of every domain of a (nested) space, in sampling order."""
+    for path, value in leaf_paths(space):
         if isinstance(value, Domain):
-            yield name, value
+            yield path, value
+
+
+def domains(space: Mapping[str, Any]) -> Iterator[Tuple[str, Domain]]:
+    """The (name, domain) pairs of a space, in its order (constants left out);
+    a nested domain's name is its path joined with "/"."""
+    for path, domain in domain_paths(space):
+        yield PATH_SEPARATOR.join(path), domain
+
+
+def get_path(config: Mapping[str, Any], path: Sequence[str], default: Any = None) -> Any:
+    """The value at ``path`` in a nested config (``default`` when absent)."""
+    value: Any = config
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return default
+        value = value[key]
+    return value
+
+
+def set_path(config: Dict[str, Any], path: Sequence[str], value: Any) -> None:
+    """Set the value at ``path`` in a nested config whose dicts the caller owns."""
+    for key in path[:-1]:
+        config = config[key]
+    config[path[-1]] = value
+
+
+def lookup(config: Mapping[str, Any], name: str) -> Any:
+    """The value of hyperparameter ``name`` ("optim/lr" for a nested one)."""
+    if name in config:
+        return config[name]
+    return get_path(config, name.split(PATH_SEPARATOR))
+
+
+def copy_config(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of a config in which every nested dict is new (values shared)."""
+    return {k: copy_config(v) if isinstance(v, Mapping) else v for k, v in config.items()}
+
+
+def _sample(space: Mapping[str, Any], rng: np.random.Generator, given: Mapping[str, Any],
+            where: str) -> Dict[str, Any]:
+    given = dict(given)
+    config: Dict[str, Any] = {}
+    for name, value in space.items():
+        if isinstance(value, Mapping):
+            sub = given.pop(name, {})
+            if not isinstance(sub, Mapping):
+                raise ValueError(f"{where}[{name!r}] = {sub!r} must be a dict: the space nests a dict there")
+            config[name] = _sample(value, rng, sub, f"{where}[{name!r}]")
+            continue
+        drawn = value.sample(rng) if isinstance(value, Domain) else value
+        config[name] = given.pop(name) if name in given else drawn
+    if given:
+        raise ValueError(f"{where} has keys {sorted(given)} that the space does not define "
+                         f"(space keys: {', '.join(space)})")
+    return config
 
 
 def sample_config(space: Mapping[str, Any], rng: np.random.Generator,
                   given: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """A config: ``given`` values where present (checked against their
-    domains), every other domain sampled in key order, constants copied.
+    domains), every other domain sampled in key order (nested dicts depth
+    first), constants copied.
 
     Every domain draws from ``rng`` even when ``given`` fixes it, so the
     configs sampled after a partial initial config do not depend on which
     keys it fixed.
     """
-    given = dict(given or {})
-    config: Dict[str, Any] = {}
-    for name, value in space.items():
-        drawn = value.sample(rng) if isinstance(value, Domain) else value
-        config[name] = given.pop(name) if name in given else drawn
-    if given:
-        raise ValueError(f"config has keys {sorted(given)} that the space does not define "
-                         f"(space keys: {', '.join(space)})")
+    config = _sample(space, rng, dict(given or {}), "config")
     check_config(space, config, "config")
     return config
 
 
+def _where(where: str, path: Sequence[str]) -> str:
+    return where + "".join(f"[{key!r}]" for key in path)
+
+
 def check_config(space: Mapping[str, Any], config: Mapping[str, Any], where: str) -> None:
-    """ValueError unless each value of ``config`` is inside its domain."""
-    for name, domain in domains(space):
-        if name in config and not domain.contains(config[name]):
-            raise ValueError(f"{where}[{name!r}] = {config[name]!r} is outside its domain {domain!r}")
+    """ValueError unless each value of ``config`` is inside its domain (and
+    names only keys the space defines, nested dicts where it nests them)."""
+    def walk(sub_space: Mapping[str, Any], sub: Any, path: Tuple[str, ...]) -> None:
+        if not isinstance(sub, Mapping):
+            raise ValueError(f"{_where(where, path)} = {sub!r} must be a dict: the space nests a dict there")
+        unknown = sorted(set(sub) - set(sub_space), key=repr)
+        if unknown:
+            raise ValueError(f"{_where(where, path)} has keys {unknown} that the space does not define "
+                             f"(space keys: {', '.join(sub_space)})")
+        for name, value in sub_space.items():
+            if name not in sub:
+                continue
+            if isinstance(value, Mapping):
+                walk(value, sub[name], path + (name,))
+            elif isinstance(value, Domain) and not value.contains(sub[name]):
+                raise ValueError(f"{_where(where, path + (name,))} = {sub[name]!r} is outside its domain {value!r}")
+
+    walk(space, config, ())
 
 
 def space_repr(space: Mapping[str, Any]) -> List[Tuple[str, str]]:
-    """A comparable description of a space (for resume checks)."""
-    return [(name, repr(value)) for name, value in space.items()]
+    """A comparable description of a space (for resume checks); nested
+    hyperparameters are named by their "/" paths."""
+    return [(PATH_SEPARATOR.join(path), repr(value)) for path, value in leaf_paths(space)]

@@ -48,9 +48,13 @@ class Trainable:
         train(budget) -> metric: train ``budget`` *more* units (int >= 1) and
             return the metric after them, as a number or a dict holding the
             tuner's ``metric`` key (other numbers in it are kept in the
-            trial's history).
+            trial's history). A metric that is NaN or infinite fails the
+            trial (it diverged); it never becomes the best.
         save() -> state: picklable state (params, optimizer ``state_dict()``,
-            counters). Optional, with ``load``.
+            counters). Optional, with ``load``. A state that cannot be
+            pickled fails the trial (on every executor), and with
+            ``checkpoint_dir`` states are written as pickles (the tuner's
+            own state is JSON; see ``fastadapt.tune.state``).
         load(state): restore what ``save`` returned. Hyperparameters in the
             state (an optimizer's lr) may be another member's: PBT calls
             ``set_config`` right after ``load``.
@@ -163,5 +167,7 @@ def _as_metric(value: Any, where: str) -> float:
 
 
 def metric_is_valid(value: Optional[float]) -> bool:
-    """Rankable: a real, non-NaN value (infinities rank as the extremes they are)."""
-    return value is not None and not math.isnan(value)
+    """Rankable: a finite real value. NaN and infinities are what a diverged
+    training reports; a trial reporting one is failed (see
+    ``jobs.reject_non_finite``), and such a value never ranks or wins."""
+    return value is not None and math.isfinite(value)

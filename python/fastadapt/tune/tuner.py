@@ -11,19 +11,23 @@ in whatever order they finished.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .. import _checks
+from . import schema as S
 from .executors import EXECUTORS, Executor, make_executor
-from .jobs import DIED, Job, Outcome
+from .jobs import DIED, Job, Outcome, reject_non_finite
 from .progress import TuneProgress
-from .results import (FAILED, PAUSED, RUNNING, STOPPED, TrialRecord, TuneResult, best_evaluation, evaluation_key,
-                      ranked)
-from .space import check_config, check_space, domains, sample_config, space_repr
-from .state import CheckpointStore, PathLike
+from .results import (FAILED, PAUSED, RUNNING, STATUSES, STOPPED, TrialRecord, TuneResult, best_evaluation,
+                      evaluation_key, ranked)
+from .space import (Categorical, Domain, check_config, check_space, copy_config, domains, leaf_paths, sample_config,
+                    space_repr)
+from .state import CheckpointStore, PathLike, encodable
 from .trainable import TrainableSpec, as_trainable, metric_is_valid
 
 __all__ = ["Tuner"]
@@ -32,6 +36,29 @@ OnResult = Callable[[TrialRecord], None]
 
 # The key under which the state behind the best evaluation is kept (trial states use their int ids).
 BEST_STATE = "best"
+
+_STORABLE = ("With checkpoint_dir= the tuner's state is JSON (never pickle), so constants, choice values and "
+             "initial configs must be None, bool, int, float, str, bytes, NumPy scalars or arrays, or lists, "
+             "tuples, sets and dicts of them; pass a name (a string) and look the object up in the trainable")
+
+
+def _trial_fields(trial: TrialRecord) -> Dict[str, Any]:
+    return {f.name: getattr(trial, f.name) for f in dataclasses.fields(trial)}
+
+
+_HISTORY_ENTRY = S.record({"budget": S.integer(), "metric": S.real()}, extra=S.real())
+_TRIAL = S.record({
+    "trial_id": S.integer(), "config": S.dict_of(S.text, S.anything), "status": S.one_of(*STATUSES),
+    "budget": S.integer(), "cost": S.integer(), "history": S.list_of(_HISTORY_ENTRY),
+    "config_history": S.list_of(S.record({"budget": S.integer(), "config": S.dict_of(S.text, S.anything)})),
+    "error": S.optional(S.text), "retries": S.integer(), "seconds": S.real(finite=True, low=0),
+    "bracket": S.optional(S.integer())})
+
+
+def _trial_from_fields(fields: Dict[str, Any]) -> TrialRecord:
+    """A TrialRecord read back from a checkpoint, its fields checked first."""
+    S.check(fields, _TRIAL, "a trial")
+    return TrialRecord(**fields)
 
 
 class Tuner:
@@ -60,17 +87,34 @@ class Tuner:
         progress: report each finished job on stderr.
         on_result: called with the trial after each recorded outcome (after
             the checkpoint is written); raising stops the run.
+        trial_timeout: seconds one job of a trial (one ``train`` call with
+            its ``load``/``save``) may run; None (default): no limit. A job
+            past it fails its trial ("trial 3 ran past trial_timeout=2.0 s")
+            and the run goes on. Every executor honours it: the process pool
+            kills the worker process, Ray cancels the task (killing its
+            worker); the sequential executor runs the job in a thread and,
+            as Python cannot kill a thread, abandons it (it may keep
+            running in the background; its result is discarded). Not part
+            of the checkpoint's setup check: a resumed run may change it.
+
+    Checkpoints: the tuner's own state is written as JSON (``tuner.json``,
+    never a pickle, so resuming never runs code from it); only what the
+    trainable's ``save()`` returns is pickled (``states/*.pkl``). Load only
+    checkpoints you wrote. See :mod:`fastadapt.tune.state`.
+
+    A metric that is NaN or infinite fails its trial (it diverged) and never
+    ranks or wins; a ``save()`` result that cannot be pickled fails its
+    trial too, the same on every executor.
     """
 
     algorithm: ClassVar[str] = ""
-    # Attributes (beyond the base's) that a checkpoint saves; set by subclasses.
-    _algorithm_fields: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, trainable: Any, space: Mapping[str, Any], *, metric: str = "metric", mode: str = "min",
                  seed: Optional[int] = None, executor: Union[str, Executor] = "process",
                  initial_configs: Optional[Sequence[Mapping[str, Any]]] = None, max_retries: int = 1,
                  checkpoint_dir: Optional[PathLike] = None, resume: Union[bool, str] = False,
-                 progress: bool = False, on_result: Optional[OnResult] = None):
+                 progress: bool = False, on_result: Optional[OnResult] = None,
+                 trial_timeout: Optional[float] = None):
         self.spec: TrainableSpec = as_trainable(trainable)
         self.space = check_space(space)
         if not isinstance(metric, str) or not metric:
@@ -101,6 +145,33 @@ class Tuner:
         if on_result is not None and not callable(on_result):
             raise TypeError(f"on_result must be a callable taking a TrialRecord, got {on_result!r}")
         self.on_result = on_result
+        self.trial_timeout = None if trial_timeout is None else _checks.real(
+            "trial_timeout", trial_timeout, low=0, low_open=True)
+        if self._store is not None:
+            self._check_storable()
+        self._prepared = False
+
+    def _check_storable(self) -> None:
+        """With a checkpoint, refuse now (not mid-run) a config value that its
+        JSON cannot hold: constants, choice values and initial configs are
+        the only values a config gets that the tuner did not make itself."""
+        for path, value in leaf_paths(self.space):
+            where = "space" + "".join(f"[{key!r}]" for key in path)
+            if isinstance(value, Categorical):
+                values = [(f"{where} choice {i}", v) for i, v in enumerate(value.values)]
+            elif isinstance(value, Domain):
+                continue  # Float and Integer domains give Python floats and ints
+            else:
+                values = [(where, value)]
+            for name, v in values:
+                problem = encodable(v)
+                if problem is not None:
+                    raise TypeError(f"{name} = {v!r:.60} cannot be stored in the checkpoint ({problem}). "
+                                    f"{_STORABLE}")
+        for i, config in enumerate(self.initial_configs):
+            problem = encodable(config)
+            if problem is not None:
+                raise TypeError(f"initial_configs[{i}] cannot be stored in the checkpoint ({problem}). {_STORABLE}")
 
     def _check_initial_configs(self, configs: Any) -> List[Dict[str, Any]]:
         if configs is None:
@@ -111,12 +182,8 @@ class Tuner:
         for i, config in enumerate(configs):
             if not isinstance(config, Mapping):
                 raise TypeError(f"initial_configs[{i}] must be a dict, got {type(config).__name__}")
-            unknown = sorted(set(config) - set(self.space))
-            if unknown:
-                raise ValueError(f"initial_configs[{i}] has keys {unknown} that the space does not define "
-                                 f"(space keys: {', '.join(self.space)})")
-            check_config(self.space, config, f"initial_configs[{i}]")
-            out.append(dict(config))
+            check_config(self.space, config, f"initial_configs[{i}]")  # unknown keys, nested too, and bounds
+            out.append(copy_config(config))
         return out
 
     # ---- what subclasses provide -------------------------------------------
@@ -161,8 +228,46 @@ class Tuner:
         self._best_key: Optional[Tuple[float, int, int]] = None
         self._start_algorithm()
 
-    _BASE_FIELDS = ("_sample_rng", "_decision_rng", "_trials", "_in_flight", "_state_versions", "_lineage",
-                    "_rungs", "_initial_used", "_elapsed", "_best_key")
+    def _field_specs(self) -> Dict[str, S.Spec]:
+        """The attributes a checkpoint saves, each with the check its value
+        read back must pass; subclasses add their algorithm's."""
+        trial_id = S.integer()
+        return {
+            "_sample_rng": S.RNG, "_decision_rng": S.RNG,
+            "_trials": S.dict_of(trial_id, S.instance(TrialRecord)),
+            "_in_flight": S.dict_of(trial_id, S.integer(1)),
+            "_state_versions": S.dict_of(S.either(trial_id, S.one_of(BEST_STATE)), S.integer(1)),
+            "_lineage": S.list_of(S.dict_of(S.text, S.anything)),
+            "_rungs": S.list_of(S.dict_of(S.text, S.anything)),
+            "_initial_used": S.integer(0, len(self.initial_configs)),
+            "_elapsed": S.real(finite=True, low=0),
+            "_best_key": S.optional(S.tuple_of(S.real(finite=True), trial_id, S.integer())),
+        }
+
+    def _check_restored(self, fields: Dict[str, Any]) -> None:
+        """Cross-checks of restored fields (types are checked already):
+        ValueError when they do not fit together. Subclasses extend it."""
+        trials = fields["_trials"]
+        if sorted(trials) != list(range(len(trials))):
+            raise ValueError("its trial ids are not 0..n-1")
+        for tid, trial in trials.items():
+            if trial.trial_id != tid:
+                raise ValueError(f"trial {tid} is recorded with trial_id={trial.trial_id}")
+        for name in ("_in_flight", "_state_versions"):
+            unknown = [k for k in fields[name] if k != BEST_STATE and k not in trials]
+            if unknown:
+                raise ValueError(f"{name} names trials {unknown[:5]} that it does not hold")
+        if self.spec.resumable:
+            # Every trial that may train on needs the state its next job loads.
+            stateless = [tid for tid, t in trials.items()
+                         if t.budget > 0 and t.status not in (STOPPED, FAILED) and tid not in fields["_state_versions"]]
+            if stateless:
+                raise ValueError(f"trials {stateless[:5]} have trained but name no state file")
+
+    def _check_trial_ids(self, ids: Any, fields: Dict[str, Any], name: str) -> None:
+        unknown = [tid for tid in ids if tid not in fields["_trials"]]
+        if unknown:
+            raise ValueError(f"{name} names trials {sorted(unknown)[:5]} that it does not hold")
 
     def _fingerprint(self) -> Dict[str, Any]:
         return {"algorithm": self.algorithm, "trainable": self.spec.name, "space": space_repr(self.space),
@@ -173,13 +278,25 @@ class Tuner:
         self._prune_states()
         if self._store is None:
             return
-        fields = {name: getattr(self, name) for name in self._BASE_FIELDS + self._algorithm_fields}
+        fields = {name: getattr(self, name) for name in self._field_specs()}
         self._store.save({"fingerprint": self._fingerprint(), "seed": self.seed, "fields": fields},
-                         dict(self._state_versions))
+                         dict(self._state_versions), objects={TrialRecord: _trial_fields})
 
     def _restore(self) -> None:
+        """Continue from the checkpoint. Everything is read and checked
+        before the tuner changes: on any error (a ValueError naming the
+        file) the tuner is as it was, and no file is touched."""
         assert self._store is not None
-        document = self._store.load()
+        document = self._store.load(objects={"TrialRecord": _trial_from_fields})
+        try:
+            S.check(document, S.record({"format": S.anything, "version": S.anything,
+                                        "fingerprint": S.dict_of(S.text, S.anything), "seed": S.integer(),
+                                        "fields": S.record(self._field_specs())}), "the document")
+            fields = document["fields"]
+            self._check_restored(fields)
+        except ValueError as err:
+            raise ValueError(f"tuner checkpoint {self._store.tuner_file} is not valid: {err}; pass resume=False "
+                             f"to start over") from None
         saved, current = document["fingerprint"], self._fingerprint()
         differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if differing:
@@ -189,11 +306,13 @@ class Tuner:
         if self._seed_argument is not None and self._seed_argument != document["seed"]:
             raise ValueError(f"the checkpoint in {self._store.directory!r} used seed={document['seed']}, not "
                              f"seed={self._seed_argument}; pass the same seed (or seed=None) to resume")
+        states = {key: self._store.read_state(key, version) for key, version in fields["_state_versions"].items()}
+        # Nothing above changed the tuner; from here on nothing can fail.
         self.seed = document["seed"]
         self._start_fresh()
-        for name, value in document["fields"].items():
+        for name, value in fields.items():
             setattr(self, name, value)
-        self._states = {tid: self._store.read_state(tid, version) for tid, version in self._state_versions.items()}
+        self._states = states
 
     def _put_state(self, key: Union[int, str], state: Any) -> None:
         """Make ``state`` the current state of ``key`` (a trial id, or
@@ -231,7 +350,7 @@ class Tuner:
             self._initial_used += 1
         config = sample_config(self.space, self._sample_rng, given)
         trial = TrialRecord(trial_id=len(self._trials), config=config, bracket=bracket,
-                            config_history=[{"budget": 0, "config": dict(config)}])
+                            config_history=[{"budget": 0, "config": copy_config(config)}])
         self._trials[trial.trial_id] = trial
         return trial
 
@@ -241,8 +360,9 @@ class Tuner:
     # ---- the loop ----------------------------------------------------------
     def _job(self, trial_id: int, budget: int) -> Job:
         trial = self._trials[trial_id]
-        return Job(trial_id=trial_id, spec=self.spec, config=dict(trial.config), state=self._states.get(trial_id),
-                   trained=trial.budget, budget=budget, metric=self.metric, apply_config=self._apply_config())
+        return Job(trial_id=trial_id, spec=self.spec, config=copy_config(trial.config),
+                   state=self._states.get(trial_id), trained=trial.budget, budget=budget, metric=self.metric,
+                   apply_config=self._apply_config(), timeout=self.trial_timeout)
 
     def _submit(self, executor: Executor, trial_id: int, budget: int) -> None:
         if budget < 1:
@@ -254,12 +374,15 @@ class Tuner:
     def _record(self, outcome: Outcome, budget: int) -> TrialRecord:
         trial = self._trials[outcome.trial_id]
         trial.seconds += outcome.seconds
-        if outcome.ok:
+        if outcome.ok or outcome.metric is not None:
+            # A job that reported a non-finite metric (see reject_non_finite) did train: its evaluation is
+            # kept in the history, and the trial fails below.
             trial.budget += budget
             trial.cost += outcome.cost
             entry: Dict[str, Any] = {"budget": trial.budget, "metric": outcome.metric}
             entry.update((k, v) for k, v in outcome.extras.items() if k not in entry)  # ours win a name clash
             trial.history.append(entry)
+        if outcome.ok:
             trial.status = PAUSED
             if self.spec.resumable:
                 self._put_state(trial.trial_id, outcome.state)
@@ -269,15 +392,32 @@ class Tuner:
             trial.error = outcome.error
         return trial
 
-    def run(self) -> TuneResult:
-        """Run to the end (or continue a checkpointed run) and return the result."""
-        if self.resume and self._store is not None and (self.resume is True or self._store.exists()):
-            if not self._store.exists():
-                raise FileNotFoundError(f"resume=True but {self._store.tuner_file} does not exist; pass "
+    def prepare(self) -> None:
+        """Read the checkpoint (when resuming) or set up a fresh run, without
+        running any job. :meth:`run` calls it; call it first to have a
+        missing, damaged or mismatched checkpoint refused before anything
+        else starts (ValueError or FileNotFoundError naming the file)."""
+        store = self._store
+        legacy = store is not None and os.path.isfile(store.legacy_tuner_file)
+        if self.resume and store is not None and (self.resume is True or store.exists() or legacy):
+            if not store.exists():
+                if legacy:
+                    raise ValueError(f"{store.legacy_tuner_file} is a checkpoint of an older fastadapt, a pickle "
+                                     f"of the whole tuner; this version never loads it (unpickling can run code) "
+                                     f"and keeps its state as JSON in {store.tuner_file}; pass resume=False to "
+                                     f"start over")
+                raise FileNotFoundError(f"resume=True but {store.tuner_file} does not exist; pass "
                                         f"resume='auto' to start when there is no checkpoint yet")
             self._restore()
         else:
             self._start_fresh()
+        self._prepared = True
+
+    def run(self) -> TuneResult:
+        """Run to the end (or continue a checkpointed run) and return the result."""
+        if not self._prepared:
+            self.prepare()
+        self._prepared = False  # a second run() prepares again
         executor = make_executor(self.executor)
         started = time.perf_counter()
         elapsed_before = self._elapsed
@@ -297,7 +437,8 @@ class Tuner:
                     self._submit(executor, trial_id, budget)
                 if not self._in_flight:
                     break
-                outcome = executor.next_outcome()
+                # A NaN or infinite metric fails the trial here, in the driver, whatever executor ran it.
+                outcome = reject_non_finite(executor.next_outcome())
                 budget = self._in_flight.pop(outcome.trial_id)
                 trial = self._trials[outcome.trial_id]
                 if outcome.kind == DIED and trial.retries < self.max_retries:
