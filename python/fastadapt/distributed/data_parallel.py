@@ -22,6 +22,7 @@ import collections
 import math
 import numbers
 import os
+import threading
 import time
 import warnings
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -29,6 +30,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .._checks import integer, real
+from .._files import check_writable_dir
 from ..checkpoints import PathLike, load_state, save_state
 from ..history import History
 from ..optimizers import Optimizer, make_optimizer
@@ -47,6 +49,9 @@ CHECKPOINT_FORMAT = "fastadapt.distributed"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.npz"
 MODES = ("sync", "async")
+CHECKPOINT_ENTRIES = ("format", "version", "mode", "num_workers", "step", "epoch", "fit_start_epoch", "positions",
+                      "epoch_progress", "params", "optimizer", "worker_restarts", "dropped_workers", "callbacks",
+                      "history")
 
 LossAndGrad = Callable[[Any, Any], Tuple[Any, Any]]
 
@@ -172,6 +177,12 @@ class DataParallel:
 
         spec = OptimizerSpec.of(self.optimizer)
         flat = self.layout.flat(params)
+        initial = self.optimizer.state_dict()
+        # A shard's optimizer would check this state only at its first update,
+        # in the middle of a fit; the params are known here, so check it now.
+        self._check_optimizer_state(initial, "optimizer.state_dict()",
+                                    "the optimizer holds state for other parameters; pass one that trained these "
+                                    "params, or call optimizer.reset() to start from fresh state")
         for pattern in spec.unmatched(flat):
             warnings.warn(f"override {pattern!r} matched no parameter (keys: {', '.join(self.layout.paths[:8])})",
                           UserWarning, stacklevel=2)
@@ -182,7 +193,6 @@ class DataParallel:
             shards = self.layout.split(flat)
             self.servers = [server_class.remote(s, shard, spec.for_shard(shard), self.layout.paths)
                             for s, shard in enumerate(shards)]
-            initial = self.optimizer.state_dict()
             if initial["step"] or initial["state"] or initial["skipped_steps"]:
                 ray.get([srv.load.remote(shard, sd, 0) for srv, shard, sd
                          in zip(self.servers, shards, self._split_optimizer_state(initial))])
@@ -199,7 +209,15 @@ class DataParallel:
             raise
         self._live: List[int] = list(range(self.num_workers))
         self._sent_hyper = self.optimizer.hyperparameters
-        self._param_refs = [srv.get_params.remote() for srv in self.servers]
+        # The servers' newest params as refs for the workers. Valid only
+        # inside fit (set by _resync, advanced by each update): a failed
+        # update leaves error refs here, which must not outlive the fit that
+        # reported them. Snapshots (params(), checkpoints) ask the servers.
+        self._param_refs: List[Any] = []
+        # Held while an update or a load is submitted to the servers, and
+        # while a snapshot is: every server then sees the snapshot on the same
+        # side of every update, even with fit running in another thread.
+        self._submit_lock = threading.Lock()
         self.history = History()
         self.step = 0
         self.epoch = 0
@@ -332,12 +350,13 @@ class DataParallel:
             return [*info_refs, *(calls[w][1][s] for w in order)]
 
         global_pass = needs_global_pass(hyper)
-        if global_pass:
-            reduced = [srv.reduce.remote(k, len(order), *parts(s)) for s, srv in enumerate(self.servers)]
-            updates = [srv.apply.options(num_returns=2).remote(k, *reduced) for srv in self.servers]
-        else:
-            updates = [srv.reduce_and_apply.options(num_returns=2).remote(k, len(order), *parts(s))
-                       for s, srv in enumerate(self.servers)]
+        with self._submit_lock:
+            if global_pass:
+                reduced = [srv.reduce.remote(k, len(order), *parts(s)) for s, srv in enumerate(self.servers)]
+                updates = [srv.apply.options(num_returns=2).remote(k, *reduced) for srv in self.servers]
+            else:
+                updates = [srv.reduce_and_apply.options(num_returns=2).remote(k, len(order), *parts(s))
+                           for s, srv in enumerate(self.servers)]
         self._param_refs = [u[1] for u in updates]
         if then is not None:
             then()
@@ -397,14 +416,27 @@ class DataParallel:
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir= (where the checkpoint to resume from is)")
         lengths = self._check_data(data)
+        if len(self.dropped_workers) >= self.num_workers:
+            raise RuntimeError(f"every worker was dropped after dying more than max_worker_restarts="
+                               f"{self.max_worker_restarts} times, so there is no one left to train; build a new "
+                               f"DataParallel (save_checkpoint first, then fit(checkpoint_dir=..., resume=True))")
+        if checkpoint_dir is not None:
+            check_writable_dir(checkpoint_dir, "checkpoint_dir")
+        # Everything is checked before anything changes: the checkpoint to
+        # resume from, and that its position lies within this data.
+        checkpoint = None
         if resume and os.path.exists(os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_FILE)):
-            self.load_checkpoint(checkpoint_dir)
-        else:
-            self._resync()
-            self._fit_start_epoch = self.epoch
-        if any(self._positions) and any(p > n for p, n in zip(self._positions, lengths)):
-            raise ValueError(f"the checkpoint stopped at batches {self._positions} of epoch {self.epoch}, beyond this "
+            checkpoint = self._read_checkpoint(checkpoint_dir)
+        positions, epoch = ((checkpoint["positions"], checkpoint["epoch"]) if checkpoint is not None
+                            else (self._positions, self.epoch))
+        if any(positions) and any(p > n for p, n in zip(positions, lengths)):
+            raise ValueError(f"the checkpoint stopped at batches {positions} of epoch {epoch}, beyond this "
                              f"data's {lengths} batches per epoch; resume with the data of the interrupted run")
+        if checkpoint is not None:
+            self._install_checkpoint(checkpoint)
+        self._resync()
+        if checkpoint is None:
+            self._fit_start_epoch = self.epoch
         end_epoch = self._fit_start_epoch + int(epochs)
         self.history.info.setdefault("optimizer", {"algorithm": self.optimizer.algorithm,
                                                    **self.optimizer.hyperparameters})
@@ -422,8 +454,11 @@ class DataParallel:
         except BaseException:
             # As with Trainer, a later fit starts the interrupted epoch over;
             # continuing mid-epoch is what a checkpoint (resume=True) is for.
+            # The error is this call's: the refs of a failed update would
+            # raise it again, so they go (the next fit asks the servers anew).
             self._positions = [0] * self.num_workers
             self._partial = None
+            self._param_refs = []
             raise
         finally:
             self._display.close()
@@ -630,22 +665,40 @@ class DataParallel:
             start_idle()
 
     # ---- results ---------------------------------------------------------------------------
+    def _snapshot(self, optimizer: bool) -> Tuple[int, List[Dict[str, Any]]]:
+        """``(update count, each server's state)`` at one update count. A
+        server answers between two updates, in the order calls reach it;
+        the lock puts this snapshot on the same side of every update on all
+        servers. Servers that still disagree had an update interrupted
+        after it reached some of them (the driver stopped mid-submission,
+        one server failed): their arrays are of different steps, and are
+        refused rather than mixed."""
+        self._check_open()
+        with self._submit_lock:
+            refs = [srv.state.remote(optimizer) for srv in self.servers]
+        states = self._ray.get(refs)
+        versions = [st["version"] for st in states]
+        if len(set(versions)) != 1:
+            raise RuntimeError(f"the parameter servers have applied different numbers of updates ({versions}, by "
+                               f"shard): an update was interrupted after it reached some of them, so their params "
+                               f"and optimizer states are of different steps and cannot be combined; load a "
+                               f"checkpoint (load_checkpoint) to go on")
+        return versions[0], states
+
     def params(self) -> Any:
         """The current parameters, pulled from the servers: a new tree of
-        writeable NumPy arrays shaped like the params you passed."""
-        self._check_open()
-        flat: Dict[str, np.ndarray] = {}
-        for shard in self._ray.get(self._param_refs):
-            flat.update({p: np.array(a, copy=True) for p, a in shard.items()})
+        writeable NumPy arrays shaped like the params you passed, all of one
+        step."""
+        _, states = self._snapshot(optimizer=False)
+        flat = {p: np.array(a, copy=True) for st in states for p, a in st["params"].items()}
         return self.layout.tree(flat)
 
     def optimizer_state_dict(self) -> Dict[str, Any]:
         """The shards' optimizer states merged into one ``state_dict`` in the
         single-process format: ``fa.make_optimizer(...).load_state_dict`` of it
         continues the same training in one process."""
-        self._check_open()
-        return self._merge_optimizer_states([st["optimizer"] for st in
-                                             self._ray.get([srv.state.remote() for srv in self.servers])])
+        _, states = self._snapshot(optimizer=True)
+        return self._merge_optimizer_states([st["optimizer"] for st in states])
 
     def _merge_optimizer_states(self, shard_states: List[Dict[str, Any]]) -> Dict[str, Any]:
         merged_state: Dict[str, Any] = {}
@@ -666,6 +719,25 @@ class DataParallel:
                  "state": {p: sd["state"][p] for p in shard if p in sd["state"]}}
                 for s, shard in enumerate(self.layout.shards)]
 
+    def _check_optimizer_state(self, sd: Mapping[str, Any], where: str, fix: str) -> None:
+        """The buffers of an optimizer state_dict against the params: keys,
+        dtypes, shapes. An optimizer checks them only when it first steps
+        with params, which on a server is in the middle of a later fit,
+        after the load changed everything; here the params are known."""
+        for key, entry in sd["state"].items():
+            if key not in self.layout.shapes:
+                raise ValueError(f"{where}['state'] has key {key!r}, which params do not have (params: "
+                                 f"{', '.join(self.layout.paths[:8])}{', ...' if len(self.layout.paths) > 8 else ''}"
+                                 f"); {fix}")
+            shape, dtype = self.layout.shapes[key], self.layout.dtypes[key]
+            for name, arr in entry.items():
+                if arr.dtype.name != dtype:
+                    raise TypeError(f"{where}['state'][{key!r}][{name!r}] is {arr.dtype.name}, params[{key!r}] is "
+                                    f"{dtype}; {fix}")
+                if arr.shape != shape:
+                    raise ValueError(f"{where}['state'][{key!r}][{name!r}] has shape {arr.shape}, params[{key!r}] "
+                                     f"has {shape}; {fix}")
+
     # ---- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, directory: PathLike) -> str:
         """Write the whole training state to ``directory/checkpoint.npz``:
@@ -673,13 +745,20 @@ class DataParallel:
         position (epoch and next batch of each worker), the running epoch's
         sums, the history and the callbacks' states. The file is replaced
         only once the new one is complete. Returns its path."""
-        self._check_open()
-        states = self._ray.get([srv.state.remote() for srv in self.servers])
+        version, states = self._snapshot(optimizer=True)
+        if any(self._positions) and version != self.step:
+            # Mid-epoch, the data positions and epoch sums are the driver's at
+            # update self.step: the servers' arrays must be of that update.
+            raise RuntimeError(f"save_checkpoint ran while fit was between two updates (the servers are at update "
+                               f"{version}, the driver at {self.step}); save from a callback or with "
+                               f"fit(checkpoint_dir=...)")
         params = {p: a for st in states for p, a in st["params"].items()}
         state = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "mode": self.mode, "num_workers": self.num_workers,
-            "step": self.step, "epoch": self.epoch, "fit_start_epoch": self._fit_start_epoch,
+            # the servers' count: after an interrupted fit it can be ahead of
+            # the driver's, and it is the count of the arrays written here
+            "step": version, "epoch": self.epoch, "fit_start_epoch": self._fit_start_epoch,
             "positions": list(self._positions),
             "epoch_progress": self._partial.to_dict() if self._partial is not None and any(self._positions) else None,
             "params": {p: params[p] for p in self.layout.paths},
@@ -690,17 +769,22 @@ class DataParallel:
                           for cb in self.callbacks],
             "history": self.history.to_dict(),
         }
-        os.makedirs(os.fspath(directory), exist_ok=True)
-        path = os.path.join(os.fspath(directory), CHECKPOINT_FILE)
-        save_state(path, state)
+        path = os.path.join(check_writable_dir(directory, "checkpoint directory"), CHECKPOINT_FILE)
+        save_state(path, state)    # the shared writer: complete new file or the old one, never a mix
         return path
 
     def load_checkpoint(self, directory: PathLike) -> None:
         """Restore what :meth:`save_checkpoint` wrote (into this object's
-        servers; the params' structure, the optimizer's algorithm, the
-        callbacks and, mid-epoch, ``num_workers`` and ``mode`` must match). The next
-        :meth:`fit` continues from the saved position."""
+        servers; the params' keys, shapes and dtypes, the optimizer's
+        algorithm and state, the callbacks and, mid-epoch, ``num_workers``
+        and ``mode`` must match). Everything is checked before anything
+        changes: a checkpoint that does not fit raises and leaves this object
+        as it was. The next :meth:`fit` continues from the saved position."""
         self._check_open()
+        self._install_checkpoint(self._read_checkpoint(directory))
+
+    def _read_checkpoint(self, directory: PathLike) -> Dict[str, Any]:
+        """Read and check a checkpoint against this object; changes nothing."""
         path = os.path.join(os.fspath(directory), CHECKPOINT_FILE)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no checkpoint at {path}; save one with save_checkpoint or fit(checkpoint_dir=)")
@@ -710,19 +794,33 @@ class DataParallel:
         if sd.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{path}: unsupported checkpoint version {sd.get('version')!r}, expected "
                              f"{CHECKPOINT_VERSION}")
+        missing = [name for name in CHECKPOINT_ENTRIES if name not in sd]
+        if missing:
+            raise ValueError(f"{path} lacks {missing}; it was not written by DataParallel.save_checkpoint")
+        fix = "load a checkpoint of the same model"
         params = sd["params"]
-        if set(params) != set(self.layout.paths):
-            raise ValueError(f"{path} holds params {sorted(params)}, this model has {sorted(self.layout.paths)}; "
-                             f"load a checkpoint of the same model")
+        if not isinstance(params, Mapping) or set(params) != set(self.layout.paths):
+            got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise ValueError(f"{path} holds params {got}, this model has {sorted(self.layout.paths)}; {fix}")
         for p in self.layout.paths:
             arr = params[p]
-            if arr.shape != self.layout.shapes[p] or arr.dtype.name != self.layout.dtypes[p]:
-                raise ValueError(f"{path}: params[{p!r}] is {arr.dtype.name} {arr.shape}, this model's is "
-                                 f"{self.layout.dtypes[p]} {self.layout.shapes[p]}")
+            if not isinstance(arr, np.ndarray) or arr.dtype.name != self.layout.dtypes[p]:
+                got = arr.dtype.name if isinstance(arr, np.ndarray) else type(arr).__name__
+                raise TypeError(f"{path}: params[{p!r}] is {got}, this model's is {self.layout.dtypes[p]}; {fix}")
+            if arr.shape != self.layout.shapes[p]:
+                raise ValueError(f"{path}: params[{p!r}] has shape {arr.shape}, this model's has "
+                                 f"{self.layout.shapes[p]}; {fix}")
         opt = sd["optimizer"]
-        if opt["algorithm"] != self.optimizer.algorithm:
-            raise ValueError(f"{path} was written with {opt['algorithm']!r}, this DataParallel runs "
+        if not isinstance(opt, Mapping) or opt.get("algorithm") != self.optimizer.algorithm:
+            got = opt.get("algorithm") if isinstance(opt, Mapping) else type(opt).__name__
+            raise ValueError(f"{path} was written with {got!r}, this DataParallel runs "
                              f"{self.optimizer.algorithm!r}; pass the same optimizer")
+        try:
+            # The optimizer's own checks of the format, counts and hyperparameters.
+            OptimizerSpec.of(self.optimizer).build().load_state_dict(opt)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{path}: optimizer {e}") from None
+        self._check_optimizer_state(opt, f"{path}: optimizer", fix)
         positions = list(sd["positions"])
         if any(positions) and sd["mode"] != self.mode:
             # async workers stop at different batches; sync would restart them
@@ -737,25 +835,42 @@ class DataParallel:
         if saved_names != names:
             raise ValueError(f"{path} has callbacks {saved_names}, this DataParallel has {names}; build it with the "
                              f"same callbacks in the same order")
-        history = History.from_dict(sd["history"])
-        self._ray.get([srv.load.remote(shard, shard_sd, sd["step"]) for srv, shard, shard_sd in
-                       zip(self.servers, self.layout.split(params), self._split_optimizer_state(opt))])
+        return {"sd": sd, "history": History.from_dict(sd["history"]),
+                "progress": _EpochProgress.from_dict(sd["epoch_progress"]) if sd["epoch_progress"] else None,
+                "positions": positions if any(positions) else [0] * self.num_workers, "epoch": sd["epoch"]}
+
+    def _install_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
+        """Put a checkpoint :meth:`_read_checkpoint` accepted in place."""
+        sd = checkpoint["sd"]
+        opt = sd["optimizer"]
+        # A callback may still refuse its state: the ones already loaded get
+        # theirs back, and nothing else has changed yet.
+        before = [cb.state_dict() if callable(getattr(cb, "state_dict", None)) else None for cb in self.callbacks]
+        try:
+            for cb, entry in zip(self.callbacks, sd["callbacks"]):
+                if entry["state"] is not None:
+                    cb.load_state_dict(entry["state"])
+        except BaseException:
+            for cb, state in zip(self.callbacks, before):
+                if state is not None:
+                    cb.load_state_dict(state)
+            raise
+        with self._submit_lock:
+            loads = [srv.load.remote(shard, shard_sd, sd["step"]) for srv, shard, shard_sd in
+                     zip(self.servers, self.layout.split(sd["params"]), self._split_optimizer_state(opt))]
+        self._ray.get(loads)
         # The shards' state carries their own settings (never clipping, say);
         # the global rules (max_grad_norm, nonfinite) are the checkpoint's too.
         self._ray.get([srv.configure.remote(opt["hyperparameters"]) for srv in self.servers])
         set_hyperparameters(self.optimizer, opt["hyperparameters"])
         self._sent_hyper = self.optimizer.hyperparameters
-        for cb, entry in zip(self.callbacks, sd["callbacks"]):
-            if entry["state"] is not None:
-                cb.load_state_dict(entry["state"])
-        self.history = history
+        self.history = checkpoint["history"]
         self.step, self.epoch, self._fit_start_epoch = sd["step"], sd["epoch"], sd["fit_start_epoch"]
-        self._positions = positions if any(positions) else [0] * self.num_workers
-        self._partial = _EpochProgress.from_dict(sd["epoch_progress"]) if sd["epoch_progress"] else None
+        self._positions = list(checkpoint["positions"])
+        self._partial = checkpoint["progress"]
         if len(sd["worker_restarts"]) == self.num_workers:
             self.worker_restarts = list(sd["worker_restarts"])
             self.dropped_workers = list(sd["dropped_workers"])
-        self._param_refs = [srv.get_params.remote() for srv in self.servers]
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @property

@@ -146,6 +146,7 @@ class ParameterServer:
         self.params: Dict[str, np.ndarray] = {p: np.array(a, copy=True, order="C") for p, a in params.items()}
         self.paths: Tuple[str, ...] = tuple(self.params)
         self.all_paths = tuple(all_paths)   # every shard's keys, in the tree's order: the order of the norm sum
+        self.spec = spec
         self.optimizer = spec.build()
         self.rules = _global_rules(spec.hyperparameters)
         self.version = 0
@@ -160,17 +161,33 @@ class ParameterServer:
         self.rules = _global_rules(hyperparameters)
 
     def load(self, params: Mapping[str, np.ndarray], optimizer_state: Mapping[str, Any], version: int) -> None:
-        """Restore params (copied into the shard's own arrays), optimizer state and the update count."""
-        for path, arr in params.items():
-            np.copyto(self.params[path], arr)
-        self.optimizer.reset()
-        self.optimizer.load_state_dict(optimizer_state)
+        """Restore params (copied into the shard's own arrays), optimizer state
+        and the update count. The state goes into a new optimizer first, so a
+        state it refuses leaves this shard exactly as it was."""
+        missing = [p for p in self.paths if p not in params]
+        if missing:
+            raise ValueError(f"parameter server {self.index}: load lacks params {missing[:3]}")
+        for path in self.paths:
+            arr = params[path]
+            if arr.shape != self.params[path].shape or arr.dtype != self.params[path].dtype:
+                raise ValueError(f"parameter server {self.index}: params[{path!r}] is {arr.dtype.name} {arr.shape}, "
+                                 f"the shard's is {self.params[path].dtype.name} {self.params[path].shape}")
+        optimizer = self.spec.build()
+        optimizer.load_state_dict(optimizer_state)
+        for path in self.paths:
+            np.copyto(self.params[path], params[path])
+        self.optimizer = optimizer
         self.version = version
         self._pending = None
 
-    def state(self) -> Dict[str, Any]:
-        """Params, optimizer state_dict and update count (what a checkpoint needs)."""
-        return {"params": self.params, "optimizer": self.optimizer.state_dict(), "version": self.version}
+    def state(self, optimizer: bool = True) -> Dict[str, Any]:
+        """The update count with this shard's params and (``optimizer``) its
+        optimizer state_dict, taken between two updates: the driver compares
+        the counts of all shards, so a snapshot never mixes steps."""
+        out: Dict[str, Any] = {"version": self.version, "params": self.params}
+        if optimizer:
+            out["optimizer"] = self.optimizer.state_dict()
+        return out
 
     def get_params(self) -> Dict[str, np.ndarray]:
         return self.params

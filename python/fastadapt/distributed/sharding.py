@@ -50,7 +50,8 @@ def assign_shards(sizes: Sequence[Tuple[str, int]], num_shards: int) -> List[Lis
                          f"arrays, so use num_shards <= {len(sizes)}")
     keys = [key for key, _ in sizes]
     if len(set(keys)) != len(keys):
-        raise ValueError("assign_shards: keys must be unique")
+        repeated = next(key for i, key in enumerate(keys) if key in keys[:i])
+        raise ValueError(f"assign_shards: keys must be unique, {repeated!r} appears twice")
     load = [0] * num_shards
     owner: Dict[str, int] = {}
     by_size = sorted(range(len(sizes)), key=lambda i: (-int(sizes[i][1]), i))
