@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "busy_lock.hpp"
 #include "dispatch.hpp"
 #include "kernel_table.hpp"
 #include "stepper.hpp"
@@ -211,7 +212,20 @@ PYBIND11_MODULE(_core, m) {
       .def("step", &Stepper::step, py::arg("keys"), py::arg("params"), py::arg("grads"),
            py::arg("states"), py::arg("tensor_group").noconvert(),
            py::arg("group_scalars").noconvert(), py::arg("group_flags").noconvert(),
-           py::arg("policy"), py::arg("max_norm"), py::arg("track_norm"));
+           py::arg("policy"), py::arg("max_norm"), py::arg("track_norm"), py::arg("t"),
+           py::arg("counts").noconvert(), py::arg("last_norm").noconvert());
+
+  py::class_<BusyLock>(m, "BusyLock",
+                       "One call at a time (a context manager; non-blocking, raises when busy).")
+      .def(py::init<std::string>(), py::arg("what"))
+      .def("__enter__", [](BusyLock& b) { b.enter(); })
+      .def("__exit__", [](BusyLock& b, py::args) { b.exit(); return false; })
+      .def_property_readonly("locked", &BusyLock::locked)
+      .def("waiting", [](py::object self) { return BusyWait{&self.cast<BusyLock&>(), self}; },
+           "A context manager that waits for the lock instead of raising.");
+  py::class_<BusyWait>(m, "_BusyWait")
+      .def("__enter__", [](BusyWait& w) { w.lock->enter_wait(); })
+      .def("__exit__", [](BusyWait& w, py::args) { w.lock->exit(); return false; });
 
   m.def("global_sumsq", &global_sumsq, py::arg("keys"), py::arg("arrays"),
         py::arg("skip_nonfinite") = false,

@@ -254,7 +254,8 @@ void Stepper::check_param_overlap(const py::sequence& keys) {
 py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const py::list& grads,
                         const py::list& states, const IntArray& tensor_group,
                         const DoubleArray& group_scalars, const FlagArray& group_flags,
-                        int policy, double max_norm, bool track_norm) {
+                        int policy, double max_norm, bool track_norm, std::int64_t t,
+                        CountArray counts, DoubleArray last_norm) {
   const int me = static_cast<int>(getpid());
   int owner = 0;
   if (!busy_pid_.compare_exchange_strong(owner, me)) {
@@ -270,6 +271,9 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
     }
   } release{this};
   if (policy < kPropagate || policy > kRaise) throw py::value_error("internal: bad policy");
+  if (counts.ndim() != 1 || counts.shape(0) != kNumCounts || !counts.writeable() ||
+      last_norm.ndim() != 1 || last_norm.shape(0) != 1 || !last_norm.writeable())
+    throw py::value_error("internal: counters must be writeable int64[5] and float64[1]");
   check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags);
 
   const bool clip = std::isfinite(max_norm) && max_norm > 0;
@@ -319,6 +323,17 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
     }
   }
   const bool have_norm = track_norm || clip || policy == kSkip || policy == kRaise;
+  // Commit the counters (GIL held; nothing below can raise before return).
+  if (status != kNonfiniteFound) {
+    std::int64_t* c = counts.mutable_data();
+    const std::int64_t counted = policy == kPropagate ? 0 : static_cast<std::int64_t>(nonfinite);
+    if (status == kStepped) c[kCountStep] = t;
+    else c[kCountSkipped] += 1;
+    c[kCountTotalNonfinite] += counted;
+    c[kCountLastNonfinite] = counted;
+    c[kCountHaveNorm] = have_norm ? 1 : 0;
+    *last_norm.mutable_data() = have_norm ? std::sqrt(sumsq) : 0.0;
+  }
   return py::make_tuple(status, have_norm ? py::object(py::float_(std::sqrt(sumsq))) : py::object(py::none()),
                         nonfinite, first_bad);
 }

@@ -18,6 +18,11 @@ namespace py = pybind11;
 
 enum NonfinitePolicy : int { kPropagate = 0, kZero = 1, kSkip = 2, kRaise = 3 };
 enum StepStatus : int { kStepped = 0, kSkipped = 1, kNonfiniteFound = 2 };
+// Slots of the optimizer's int64 counter array (Stepper::step commits them).
+enum StepCount : int {
+  kCountStep = 0, kCountSkipped = 1, kCountTotalNonfinite = 2, kCountLastNonfinite = 3,
+  kCountHaveNorm = 4, kNumCounts = 5
+};
 
 // The seed's clipping rule with NaN propagating: scale = c / max(norm, c).
 double clip_scale(double norm, double max_norm);
@@ -55,6 +60,7 @@ using ChunkFn = void (*)(void* ctx, std::size_t chunk);
 void run_chunks(const std::vector<WorkUnit>& units, std::size_t total_elements, ChunkFn fn, void* ctx);
 
 using IntArray = py::array_t<std::int32_t, py::array::c_style>;
+using CountArray = py::array_t<std::int64_t, py::array::c_style>;
 using DoubleArray = py::array_t<double, py::array::c_style>;
 using FlagArray = py::array_t<std::uint32_t, py::array::c_style>;
 
@@ -67,10 +73,18 @@ class Stepper {
   // (status, grad_norm or None, nonfinite_count, first_nonfinite_tensor or -1).
   // The norm is computed when asked (track_norm, fused into the step) or when
   // a pre-pass reads the grads anyway (clipping, skip, raise).
+  //
+  // counts (int64: step, skipped steps, total non-finite, last non-finite,
+  // have norm) and last_norm (float64[1]) are the optimizer's counters: this
+  // call commits them (step = t when the step was applied) before it
+  // returns, with the GIL held, so no Python code (a signal handler raising
+  // KeyboardInterrupt) can run between the arrays being written and the
+  // step being counted.
   py::tuple step(const py::sequence& keys, const py::list& params, const py::list& grads,
                  const py::list& states, const IntArray& tensor_group,
                  const DoubleArray& group_scalars, const FlagArray& group_flags, int policy,
-                 double max_norm, bool track_norm);
+                 double max_norm, bool track_norm, std::int64_t t, CountArray counts,
+                 DoubleArray last_norm);
 
   int algo() const { return algo_; }
 

@@ -28,6 +28,30 @@ bool native_float(const py::array& a, DType* out) {
 [[noreturn]] void fail_type(const KeyRef& w, const std::string& msg) {
   throw py::type_error(w.str() + ": " + msg);
 }
+
+// ndarray subclasses whose meaning the kernels would silently drop: a masked
+// array's mask (masked values would be updated from their hidden data) and
+// np.matrix (2-D only, its own operator semantics). Plain ndarrays take the
+// exact-type fast path; the modules are looked up only if already imported
+// (an object cannot be a MaskedArray unless numpy.ma was loaded).
+void refuse_subclass(py::handle obj, const KeyRef& w, bool is_param) {
+  static PyTypeObject* const ndarray = reinterpret_cast<PyTypeObject*>(
+      py::module_::import("numpy").attr("ndarray").ptr());
+  if (Py_TYPE(obj.ptr()) == ndarray) return;
+  const py::dict modules = py::module_::import("sys").attr("modules");
+  if (modules.contains("numpy.ma")) {
+    const py::object masked = modules["numpy.ma"].attr("MaskedArray");
+    if (py::isinstance(obj, masked))
+      fail_type(w, std::string("masked arrays are not supported: the kernels would ignore the mask; ") +
+                       (is_param ? "store the plain array (np.ma.getdata(p), a view) in the structure"
+                                 : "pass np.ma.filled(g, 0.0) (masked gradients as zeros)"));
+  }
+  const py::object matrix = py::module_::import("numpy").attr("matrix");
+  if (py::isinstance(obj, matrix))
+    fail_type(w, std::string("np.matrix is not supported; ") +
+                     (is_param ? "store np.asarray(p) (a view of the same memory) in the structure"
+                               : "pass np.asarray(g)"));
+}
 [[noreturn]] void fail_value(const KeyRef& w, const std::string& msg) {
   throw py::value_error(w.str() + ": " + msg);
 }
@@ -81,6 +105,7 @@ ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
                       : writeable ? "; it is modified in place, so pass a NumPy array "
                                     "(np.asarray(x, dtype=np.float32)) and use that array"
                                   : "; pass np.asarray(x, dtype=np.float32)"));
+  refuse_subclass(obj, w, is_param);
   auto a = py::reinterpret_borrow<py::array>(obj);
   DType dt;
   if (!native_float(a, &dt))
@@ -100,6 +125,7 @@ ArrayView check_matching_array(py::handle obj, const KeyRef& w, py::handle param
     fail_type(w, "expected a NumPy array like " + pw.str() + " (" + dtype_name(pv.dtype) +
                      ", shape " + shape_str(param) + "), got " + describe(obj) +
                      "; pass np.asarray(g, dtype=np." + dtype_name(pv.dtype) + ")");
+  refuse_subclass(obj, w, false);
   auto a = py::reinterpret_borrow<py::array>(obj);
   DType dt;
   if (!native_float(a, &dt) || dt != pv.dtype)

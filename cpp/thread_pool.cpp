@@ -7,6 +7,10 @@
 #include <cstdlib>
 #include <sched.h>
 
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
 namespace fastadapt {
 namespace {
 
@@ -89,7 +93,20 @@ void ThreadPool::start_workers() {
   workers_.reserve(static_cast<std::size_t>(want));
   const std::vector<int> cpus = worker_cpus(want);
   for (int i = 0; i < want; ++i) {
-    workers_.emplace_back([this, current, i] { worker_loop(current, i + 1); });
+    try {
+      workers_.emplace_back([this, current, i] { worker_loop(current, i + 1); });
+    } catch (const std::system_error& e) {
+      // Out of threads or memory for their stacks (ulimit -u, a container's
+      // pids limit, RLIMIT_AS): stop the ones started, so the pool is back to
+      // a clean "not started" state, and say what to do. Nothing of the
+      // caller's step has run yet: this is the first region of the step.
+      stop_workers();
+      throw std::runtime_error(
+          "fastadapt could not start worker thread " + std::to_string(i + 1) + " of " +
+          std::to_string(want) + " (" + e.what() + "); use fewer threads: "
+          "fastadapt.set_num_threads(n) or the environment variable FASTADAPT_NUM_THREADS=n "
+          "(1 runs every step on the calling thread)");
+    }
     if (!cpus.empty()) {
       cpu_set_t one;
       CPU_ZERO(&one);

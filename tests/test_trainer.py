@@ -420,8 +420,11 @@ def test_bad_trainer_arguments(data):
     trainer = fa.Trainer("adam", progress=False, **ok)
     with pytest.raises(TypeError, match="one-shot iterator"):
         trainer.fit(((X, y) for _ in range(2)), epochs=2)
-    with pytest.raises(ValueError, match="epoch 0 had no batches"):
+    with pytest.raises(ValueError, match="data has no batches"):
         trainer.fit([], epochs=1)
+    assert trainer.epoch == 0 and not trainer.history.epoch  # refused before the first epoch
+    with pytest.raises(ValueError, match="epoch 0 had no batches"):
+        trainer.fit(lambda epoch: iter(()), epochs=1)
     with pytest.raises(ValueError, match="epochs must be an int >= 0"):
         trainer.fit([(X, y)], epochs=-1)
     with pytest.raises(TypeError, match="metrics must be a dict"):

@@ -18,7 +18,10 @@ def real(name: str, value: Any, *, low: float = -math.inf, high: float = math.in
     """A finite real number in the given range (a bound at infinity is no bound)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}={value!r} must be a real number")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float range (10**400)
+        raise ValueError(f"{name} (an integer of {len(str(abs(value)))} digits) must be a finite float") from None
     if not math.isfinite(v):
         raise ValueError(f"{name}={value!r} must be finite")
     below = v < low or (low_open and v == low)
@@ -44,7 +47,8 @@ def integer(name: str, value: Any, minimum: int) -> int:
 
 
 def choice(name: str, value: Any, options: Tuple[str, ...]) -> str:
-    if value not in options:
+    # A str check first: np.array(["x"]) == "x" is truthy elementwise.
+    if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name}={value!r} must be one of {', '.join(map(repr, options))}")
     return value
 

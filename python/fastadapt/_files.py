@@ -16,7 +16,7 @@ import os
 import tempfile
 from typing import IO, Any, Iterator, Optional, Union
 
-__all__ = ["atomic_write", "write_text", "save_figure", "check_writable_dir"]
+__all__ = ["atomic_write", "write_text", "save_figure", "check_writable_dir", "check_writable_file"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -89,6 +89,25 @@ def check_writable_dir(path: PathLike, what: str) -> str:
     try:
         os.makedirs(target, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".fastadapt-probe.", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{what} {target!r} cannot be written: {e.strerror or e}") from None
+    return target
+
+
+def check_writable_file(path: PathLike, what: str) -> str:
+    """Check, before any work starts, that :func:`atomic_write` can create
+    ``path``: its directory exists and takes new files, and ``path`` is not a
+    directory. ValueError naming ``what`` and the path; nothing is created."""
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target):
+        raise ValueError(f"{what} {target!r} is a directory; pass a file path")
+    if not os.path.isdir(directory):
+        raise ValueError(f"{what} {target!r}: the directory {directory!r} does not exist; create it first")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastadapt-probe.", dir=directory)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:

@@ -14,7 +14,11 @@ import numpy as np
 def as_float(name: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float range (10**400)
+        raise ValueError(f"Invalid {name}: an integer of {len(str(abs(value)))} digits is too large "
+                         f"(must be a finite float)") from None
     if not math.isfinite(v):
         raise ValueError(f"Invalid {name}: {v} (must be finite)")
     return v
@@ -41,8 +45,12 @@ def flag(name: str, value: Any) -> bool:
 
 
 def betas(name: str, value: Any) -> Tuple[float, float]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}")
+    # Ordered pairs only: a set or dict has no defined order, so {0.999, 0.9}
+    # could silently swap beta1 and beta2.
+    ordered = isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray) and value.ndim == 1)
+    if not ordered or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (beta1, beta2) as a tuple or list, got "
+                        f"{type(value).__name__} {value!r}")
     out = []
     for i, b in enumerate(value):
         v = as_float(f"{name}[{i}]", b)
@@ -65,6 +73,10 @@ NONFINITE_POLICIES = ("propagate", "zero", "skip", "raise")
 
 
 def nonfinite_policy(name: str, value: Any) -> str:
+    # A str check first: np.array(["skip"]) == "skip" is truthy elementwise.
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {', '.join(map(repr, NONFINITE_POLICIES))}; got "
+                        f"{type(value).__name__} {value!r}")
     if value not in NONFINITE_POLICIES:
         raise ValueError(f"Invalid {name}: {value!r} (expected one of {', '.join(map(repr, NONFINITE_POLICIES))})")
     return str(value)

@@ -58,8 +58,31 @@ class TreeDef:
         root = cls._build(tree, "")
         paths: List[str] = []
         root._collect(paths)
+        if len(set(paths)) != len(paths):
+            root._refuse_collision(paths)
         root.paths = paths
         return root
+
+    def _refuse_collision(self, paths: List[str]) -> None:
+        """Two leaves whose dotted paths are equal ({"a.b": x, "a": {"b": y}},
+        or keys 1 and "1") would share one state entry, override match and
+        checkpoint slot: refuse them, naming both by their real keys."""
+        keys: List[Tuple[Any, ...]] = []
+        self._collect_keys((), keys)
+        first: dict = {}
+        for path, key in zip(paths, keys):
+            if path in first:
+                a, b = (''.join(f"[{k!r}]" for k in ks) for ks in (first[path], key))
+                raise ValueError(f"the keys {a} and {b} both have the key path {path!r}, so their optimizer "
+                                 f"state and checkpoint entries would collide; rename one of them (key paths "
+                                 f"join keys with '.' and compare them as strings)")
+            first[path] = key
+
+    def _collect_keys(self, prefix: Tuple[Any, ...], out: List[Tuple[Any, ...]]) -> None:
+        if self.kind == _LEAF:
+            out.append(prefix)
+        for k, c in zip(self.keys, self.children):
+            c._collect_keys(prefix + (k,), out)
 
     @classmethod
     def _build(cls, node: Any, path: str) -> "TreeDef":
@@ -95,6 +118,14 @@ class TreeDef:
                                  f"{type(node).__name__}; {fix}")
             if len(node) != len(self.keys):
                 self._key_mismatch(node, role, fix)
+            if type(node) is not dict:
+                # A dict subclass is read by its own keys: node[k] would call
+                # defaultdict's __missing__, inventing a zero for a missing
+                # key (and adding it to the caller's dict).
+                for k in self.keys:
+                    if not dict.__contains__(node, k):
+                        self._key_mismatch(node, role, fix)
+                node = {k: dict.__getitem__(node, k) for k in self.keys}
             try:
                 if self.flat:
                     out.extend(map(node.__getitem__, self.keys))

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import zipfile
 from typing import Any, Dict, Union
 
 import numpy as np
+
+from ._files import atomic_write
 
 __all__ = ["save_state", "load_state"]
 
@@ -24,6 +27,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _META = "__state__"
 _ARRAY, _TUPLE = "__ndarray__", "__tuple__"
+_MAX_DEPTH = 200  # far deeper than any real state
 
 
 def _encode(value: Any, arrays: Dict[str, np.ndarray], where: str) -> Any:
@@ -58,34 +62,83 @@ def _encode(value: Any, arrays: Dict[str, np.ndarray], where: str) -> Any:
                     f"None, lists, tuples, dicts and NumPy arrays")
 
 
-def _decode(value: Any, arrays: Any) -> Any:
+def save_state(path: PathLike, state: Any) -> None:
+    """Write ``state`` to ``path`` (an ``.npz`` file; the name is used as
+    given). The new file is written to an exclusive temporary file beside
+    ``path`` and renamed over it once complete (``fastadapt._files``), so a
+    crash, a second writer or a planted symlink never leaves a torn file."""
+    arrays: Dict[str, np.ndarray] = {}
+    document = json.dumps(_encode(state, arrays, "state"))
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **{_META: np.array(document)}, **arrays)
+
+
+class _Corrupt(Exception):
+    """What is wrong with a checkpoint's document (becomes one ValueError)."""
+
+
+def _decode_checked(value: Any, arrays: Dict[str, np.ndarray], depth: int = 0) -> Any:
+    # Depth-limited: a hostile document nested 100 000 deep must fail with a
+    # message, not a RecursionError.
+    if depth > _MAX_DEPTH:
+        raise _Corrupt(f"its document is nested deeper than {_MAX_DEPTH} levels")
     if isinstance(value, dict):
         if len(value) == 1 and _ARRAY in value:
-            return arrays[value[_ARRAY]]
+            key = value[_ARRAY]
+            if not isinstance(key, str) or key not in arrays:
+                raise _Corrupt(f"its document refers to an array {key!r} that the file does not contain")
+            return arrays[key]
         if len(value) == 1 and _TUPLE in value:
-            return tuple(_decode(v, arrays) for v in value[_TUPLE])
-        return {k: _decode(v, arrays) for k, v in value.items()}
+            items = value[_TUPLE]
+            if not isinstance(items, list):
+                raise _Corrupt(f"its document has a malformed tuple ({type(items).__name__})")
+            return tuple(_decode_checked(v, arrays, depth + 1) for v in items)
+        return {k: _decode_checked(v, arrays, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v, arrays) for v in value]
+        return [_decode_checked(v, arrays, depth + 1) for v in value]
     return value
 
 
-def save_state(path: PathLike, state: Any) -> None:
-    """Write ``state`` to ``path`` (an ``.npz`` file; the name is used as
-    given). The previous file is replaced only once the new one is complete."""
-    arrays: Dict[str, np.ndarray] = {}
-    document = json.dumps(_encode(state, arrays, "state"))
-    target = os.fspath(path)
-    partial = target + ".partial"
-    with open(partial, "wb") as f:
-        np.savez(f, **{_META: np.array(document)}, **arrays)
-    os.replace(partial, target)
-
-
 def load_state(path: PathLike) -> Any:
-    """Read a file written by :func:`save_state`."""
-    with np.load(os.fspath(path), allow_pickle=False) as archive:
-        if _META not in archive.files:
-            raise ValueError(f"{os.fspath(path)} is not a fastadapt checkpoint (no {_META!r} member)")
-        arrays = {name: archive[name] for name in archive.files if name != _META}
-        return _decode(json.loads(str(archive[_META])), arrays)
+    """Read a file written by :func:`save_state`. Anything else (an empty or
+    truncated file, a plain ``.npy``, a corrupt archive or document) is one
+    ``ValueError`` naming the file and what is wrong; nothing is executed."""
+    name = os.fspath(path)
+    try:
+        # Our own file object, closed whatever np.load makes of the bytes.
+        with open(name, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            if not hasattr(loaded, "files"):  # an ndarray: np.load read a plain .npy
+                raise _Corrupt("it is a single .npy array, not a checkpoint archive (.npz)")
+            with loaded as archive:
+                if _META not in archive.files:
+                    raise _Corrupt(f"it has no {_META!r} member")
+                meta = archive[_META]
+                if meta.dtype.kind != "U" or meta.shape != ():
+                    raise _Corrupt(f"its {_META!r} member is not a JSON string")
+                arrays = {n: archive[n] for n in archive.files if n != _META}
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except _Corrupt as e:
+        raise ValueError(f"{name} is not a valid fastadapt checkpoint: {e}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        if isinstance(e, ValueError) and "pickle" in str(e):
+            # np.load takes any unknown header for a pickle (refused here).
+            raise ValueError(f"{name} is not a valid fastadapt checkpoint: its header is neither a .npz archive "
+                             f"nor a .npy array (pickles are never loaded)") from None
+        # np.load's own messages for an empty file, a truncated or corrupt
+        # zip, a pickled object array (refused: allow_pickle=False).
+        raise ValueError(f"{name} is not a valid fastadapt checkpoint (a .npz written by save_state): "
+                         f"{type(e).__name__}: {e}") from None
+    try:
+        document = json.loads(str(meta))
+    except RecursionError:
+        raise ValueError(f"{name} is not a valid fastadapt checkpoint: its JSON document is nested too "
+                         f"deeply") from None
+    except ValueError as e:
+        raise ValueError(f"{name} is not a valid fastadapt checkpoint: its document is not valid JSON "
+                         f"({e})") from None
+    try:
+        return _decode_checked(document, arrays)
+    except _Corrupt as e:
+        raise ValueError(f"{name} is not a valid fastadapt checkpoint: {e}") from None

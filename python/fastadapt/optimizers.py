@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
-import threading
 import warnings
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -28,6 +26,7 @@ _POLICY = _core.POLICIES
 _STRUCTURE_FIX = ("params must keep the structure it had at the first update; "
                   "call opt.reset() to start over with a new structure")
 _GRADS_FIX = "grads must have exactly the structure and keys of params"
+_MAX_COUNT = 2 ** 62  # step counts live in int64; t = step + 1 must fit
 
 Pattern = Union[str, Callable[[str, np.ndarray], bool]]
 Overrides = Union[Mapping[str, Mapping[str, Any]], Sequence[Tuple[Pattern, Mapping[str, Any]]], None]
@@ -38,6 +37,15 @@ class Optimizer:
 
     Subclasses declare their hyperparameters as :class:`Hyper` attributes and
     say how a group's hyperparameters become kernel scalars and flags.
+
+    Every step is atomic: the fused C++ call writes the arrays and commits
+    the step count and counters before it returns, and everything the
+    Python side prepared for the step (state buffers created for it, the
+    first bind of the structure) is recorded in a transaction that
+    :meth:`_settle` resolves against the committed step count. An exception
+    at any point, a ``KeyboardInterrupt`` from a signal handler included,
+    leaves the optimizer either exactly as before the call or exactly one
+    step after it.
     """
 
     algorithm: ClassVar[str] = ""                      # public name (make_optimizer, state_dict)
@@ -55,9 +63,10 @@ class Optimizer:
                  track_grad_norm: bool, overrides: Overrides):
         self._hyper: Dict[str, Any] = {}
         # One update (or load/reset) at a time: the step count and state are
-        # read before and written after the kernel runs without the GIL.
-        self._busy = threading.Lock()
-        self._busy_pid = os.getpid()
+        # read before and written after the kernel runs without the GIL. A
+        # C++ context manager, so no exception can leave it held (see
+        # busy_lock.hpp); readers (state_dict) wait on it instead of raising.
+        self._busy = _core.BusyLock(type(self).__name__)
         candidate = {name: getattr(type(self), name).validate(name, v) for name, v in hyper.items()}
         candidate["max_grad_norm"] = hv.max_grad_norm("max_grad_norm", max_grad_norm)
         candidate["nonfinite"] = hv.nonfinite_policy("nonfinite", nonfinite)
@@ -67,22 +76,15 @@ class Optimizer:
         self._overrides = self._normalize_overrides(overrides)
         self._stepper = _core.Stepper(_core.ALGORITHMS[self._kernel])
         self._slot_names = _core.SCALAR_SLOTS[self._kernel]
-        self._pending_state: Optional[Dict[str, Dict[str, np.ndarray]]] = None
-        self.skipped_steps = 0
-        self.total_nonfinite_count = 0
-        self._unbind()
-        self._step = 0
+        self.__dict__.update(self._fresh())
 
     # ---- hyperparameters -------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         # A typo (opt.learning_rate = ...) must not be a silent no-op.
-        if not name.startswith("_") and not hasattr(type(self), name) and name not in self.__dict__ \
-                and name not in self._COUNTERS:
+        if not name.startswith("_") and not hasattr(type(self), name) and name not in self.__dict__:
             raise AttributeError(f"{type(self).__name__} has no hyperparameter {name!r}; hyperparameters: "
                                  f"{', '.join(self._hyper)}")
         object.__setattr__(self, name, value)
-
-    _COUNTERS = ("skipped_steps", "total_nonfinite_count", "last_grad_norm", "last_nonfinite_count")
 
     def _check_consistency(self, hp: Dict[str, Any], where: str) -> None:
         """Cross-checks between hyperparameters (subclasses extend)."""
@@ -95,6 +97,9 @@ class Optimizer:
     def _normalize_overrides(self, overrides: Overrides) -> List[Tuple[Pattern, Dict[str, Any]]]:
         if overrides is None:
             return []
+        if isinstance(overrides, (str, bytes)) or not isinstance(overrides, (Mapping, list, tuple)):
+            raise TypeError(f"overrides must be a dict {{pattern: {{name: value}}}} or a list of (pattern, "
+                            f"{{name: value}}) pairs, got {type(overrides).__name__}")
         items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
         out = []
         for entry in items:
@@ -118,41 +123,83 @@ class Optimizer:
             out.append((pattern, checked))
         return out
 
+    # ---- counters (committed by the C++ step; see _core.Stepper.step) -------
+    # _counts: int64 [step, skipped steps, total non-finite, last non-finite,
+    # have norm]; _last_norm: float64 [norm]. Replaced as a whole on load and
+    # reset, so those are atomic too.
+    @property
+    def step_count(self) -> int:
+        """Steps taken (skipped steps do not count); bias corrections use it."""
+        return int(self._counts[0])
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped by ``nonfinite="skip"``."""
+        return int(self._counts[1])
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int) -> None:
+        self._counts[1] = value
+
+    @property
+    def total_nonfinite_count(self) -> int:
+        """Non-finite gradient values met so far (zeroed, skipped or raised on)."""
+        return int(self._counts[2])
+
+    @total_nonfinite_count.setter
+    def total_nonfinite_count(self, value: int) -> None:
+        self._counts[2] = value
+
+    @property
+    def last_nonfinite_count(self) -> int:
+        """Non-finite gradient values in the last step (0 with ``nonfinite="propagate"``)."""
+        return int(self._counts[3])
+
+    @last_nonfinite_count.setter
+    def last_nonfinite_count(self, value: int) -> None:
+        self._counts[3] = value
+
+    @property
+    def last_grad_norm(self) -> Optional[float]:
+        """Global gradient norm of the last step (before clipping), or None when not computed."""
+        return float(self._last_norm[0]) if self._counts[4] else None
+
+    @last_grad_norm.setter
+    def last_grad_norm(self, value: Optional[float]) -> None:
+        self._last_norm[0] = 0.0 if value is None else value
+        self._counts[4] = value is not None
+
     # ---- structure and state ---------------------------------------------
+    @staticmethod
+    def _unbound() -> Dict[str, Any]:
+        """Attributes of an optimizer that has not met its parameters yet."""
+        return dict(_tree=None, _paths=(), _state={}, _slot_lists=[None, None, None], _group_masks=[],
+                    _group_members=[], _group_ready=[], _tensor_group=np.zeros(0, dtype=np.int32),
+                    _scalars=np.zeros((0, _core.MAX_SCALARS)), _flags=np.zeros(0, dtype=np.uint32),
+                    _param_meta={})
+
+    def _fresh(self) -> Dict[str, Any]:
+        """Attributes of a new optimizer (applied with one dict update: atomic)."""
+        return dict(self._unbound(), _pending_state=None, _pending_step=0, _txn=None,
+                    _counts=np.zeros(5, dtype=np.int64), _last_norm=np.zeros(1))
+
     def _unbind(self) -> None:
-        self._tree: Optional[TreeDef] = None
-        self._paths: Tuple[str, ...] = ()
-        self._state: Dict[str, List[Optional[np.ndarray]]] = {}
-        self._slot_lists: List[Optional[list]] = [None, None, None]
-        self._group_masks: List[Tuple[int, ...]] = []
-        self._group_members: List[List[int]] = []
-        self._group_ready: List[set] = []
-        self._tensor_group = np.zeros(0, dtype=np.int32)
-        self._scalars = np.zeros((0, _core.MAX_SCALARS))
-        self._flags = np.zeros(0, dtype=np.uint32)
-        self._param_meta: Dict[str, Tuple[Tuple[int, ...], np.dtype]] = {}
-        self.last_grad_norm: Optional[float] = None
-        self.last_nonfinite_count = 0
+        self.__dict__.update(self._unbound())
 
     def reset(self) -> None:
         """Forget the structure, the state and the step count (hyperparameters stay)."""
-        self._acquire()
-        try:
-            self._reset()
-        finally:
-            self._busy.release()
+        with self._busy:
+            self.__dict__.update(self._fresh())
 
-    def _reset(self) -> None:
-        self._unbind()
-        self._pending_state = None
-        self._step = 0
-        self.skipped_steps = 0
-        self.total_nonfinite_count = 0
-
-    def _bind(self, params: Any) -> None:
+    def _binding(self, params: Any, role: str = "params") -> Dict[str, Any]:
+        """The bound attributes for ``params`` (structure, groups, empty state),
+        computed without changing the optimizer."""
         tree = TreeDef.of(params)
-        leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
+        leaves = tree.flatten(params, role, _STRUCTURE_FIX)
         paths = tuple(tree.paths or ())
+        if not paths:
+            raise ValueError(f"{role} has no arrays: there is nothing to update (an update with no parameters "
+                             f"is not a step); pass a dict of NumPy arrays")
         masks = []
         matched = [False] * len(self._overrides)
         for path, leaf in zip(paths, leaves):
@@ -166,7 +213,7 @@ class Optimizer:
         for (pattern, _), hit in zip(self._overrides, matched):
             if not hit:
                 warnings.warn(f"override {pattern!r} matched no parameter (keys: {', '.join(paths[:8])}"
-                              f"{', ...' if len(paths) > 8 else ''})", UserWarning, stacklevel=3)
+                              f"{', ...' if len(paths) > 8 else ''})", UserWarning, stacklevel=4)
         group_of: Dict[Tuple[int, ...], int] = {}
         members: List[List[int]] = []
         for i, m in enumerate(masks):
@@ -174,26 +221,24 @@ class Optimizer:
                 group_of[m] = len(group_of)
                 members.append([])
             members[group_of[m]].append(i)
-        self._tree = tree
-        self._paths = paths
-        self._group_masks = list(group_of)
-        self._group_members = members
-        self._group_ready = [set() for _ in members]
-        self._tensor_group = np.array([group_of[m] for m in masks], dtype=np.int32)
-        self._scalars = np.zeros((len(members), _core.MAX_SCALARS))
-        self._flags = np.zeros(len(members), dtype=np.uint32)
-        self._state = {name: [None] * len(paths) for name in self._state_slots if name}
-        self._slot_lists = [self._state[name] if name else None for name in self._state_slots]
-        self._param_meta = {p: (leaf.shape, leaf.dtype) for p, leaf in zip(paths, leaves)
-                            if isinstance(leaf, np.ndarray)}
+        state: Dict[str, List[Optional[np.ndarray]]] = {name: [None] * len(paths) for name in self._state_slots
+                                                        if name}
+        return dict(_tree=tree, _paths=paths, _group_masks=list(group_of), _group_members=members,
+                    _group_ready=[set() for _ in members],
+                    _tensor_group=np.array([group_of[m] for m in masks], dtype=np.int32),
+                    _scalars=np.zeros((len(members), _core.MAX_SCALARS)),
+                    _flags=np.zeros(len(members), dtype=np.uint32), _state=state,
+                    _slot_lists=[state[name] if name else None for name in self._state_slots],
+                    _param_meta={p: (leaf.shape, leaf.dtype) for p, leaf in zip(paths, leaves)
+                                 if isinstance(leaf, np.ndarray)})
+
+    def _bind(self, params: Any) -> None:
+        binding = self._binding(params)
         if self._pending_state is not None:
-            try:
-                self._check_state_against(self._pending_state, self._pending_step)
-            except BaseException:
-                self._unbind()
-                raise
-            # Kept until an update succeeds: a failing first update unbinds.
-            self._install_state(self._pending_state)
+            self._check_state_against(self._pending_state, self._pending_step, binding)
+            # Kept until a step commits: a failing first update unbinds.
+            binding.update(self._installed(self._pending_state, binding))
+        self.__dict__.update(binding)
 
     def _group_hyper(self, g: int) -> Dict[str, Any]:
         mask = self._group_masks[g]
@@ -210,10 +255,10 @@ class Optimizer:
     def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
         return np.zeros_like(param)
 
-    def _prepare(self, t: int, leaves: list) -> List[Tuple[int, int]]:
+    def _prepare(self, t: int, leaves: list, created: List[Tuple[int, int]]) -> None:
         """Fill the per-group scalars and flags for step t and create missing
-        state buffers; returns the (slot, tensor) pairs created."""
-        created: List[Tuple[int, int]] = []
+        state buffers, recording each in ``created`` (the transaction) before
+        it is installed, so an interrupted prepare is undone completely."""
         names = self._slot_names
         for g, members in enumerate(self._group_members):
             hp = self._group_hyper(g)
@@ -233,14 +278,14 @@ class Optimizer:
                         leaf = leaves[i]
                         if not isinstance(leaf, np.ndarray):
                             continue  # the kernel call reports the bad param
-                        lst[i] = self._new_state(slot, leaf, hp)
+                        buffer = self._new_state(slot, leaf, hp)
                         created.append((slot, i))
+                        lst[i] = buffer
                         fresh = True
                 if fresh:
                     flags |= self._fresh_flag(slot)
                 ready.add(slot)
             self._flags[g] = flags
-        return created
 
     def _fresh_flag(self, slot: int) -> int:
         return 0
@@ -250,76 +295,68 @@ class Optimizer:
             self._slot_lists[slot][i] = None
             self._group_ready[self._tensor_group[i]].discard(slot)
 
+    def _settle(self) -> None:
+        """Resolve the last update's transaction: keep what it prepared if the
+        C++ call committed step t, else undo it. Idempotent, so an exception
+        in the middle (a second signal) is settled again by the next call."""
+        txn = self._txn
+        if txn is None:
+            return
+        t, bound_now, created = txn
+        if self._counts[0] == t:
+            self._pending_state = None
+        elif bound_now:
+            self._unbind()
+        else:
+            self._drop(created)
+        self._txn = None
+
     # ---- the step ----------------------------------------------------------
     def update(self, params: Any, grads: Any) -> Any:
         """One optimizer step: update ``params`` in place from ``grads`` (same
-        structure) and return ``params``. On any error nothing is changed."""
-        self._acquire()
-        try:
+        structure) and return ``params``. On any error nothing is changed; an
+        interrupt (Ctrl-C) leaves the step either fully applied or not at all."""
+        with self._busy:
             return self._update(params, grads)
-        finally:
-            self._busy.release()
-
-    def _acquire(self) -> None:
-        if not self._busy.acquire(blocking=False):
-            if self._busy_pid == os.getpid():
-                raise RuntimeError(f"this {type(self).__name__} is already in use by another thread; "
-                                   f"use one optimizer per thread")
-            # Inherited locked through fork() from a parent that was stepping.
-            self._busy = threading.Lock()
-            self._busy.acquire()
-        self._busy_pid = os.getpid()
 
     def _update(self, params: Any, grads: Any) -> Any:
-        bound_now = self._tree is None
+        self._settle()
+        t = int(self._counts[0]) + 1
         created: List[Tuple[int, int]] = []
+        self._txn = (t, self._tree is None, created)
         try:
-            if bound_now:
+            if self._tree is None:
                 self._bind(params)
-            tree = self._tree
+            tree, paths = self._tree, self._paths
             leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
             gleaves = tree.flatten(grads, "grads", _GRADS_FIX)
-            t = self._step + 1
-            created = self._prepare(t, leaves)
+            self._prepare(t, leaves, created)
             hp = self._hyper
             policy = hp["nonfinite"]
             max_norm = hp["max_grad_norm"]
-            status, norm, nonfinite, bad = self._stepper.step(
-                self._paths, leaves, gleaves, self._slot_lists, self._tensor_group,
+            status, _, nonfinite, bad = self._stepper.step(
+                paths, leaves, gleaves, self._slot_lists, self._tensor_group,
                 self._scalars, self._flags, _POLICY[policy], -1.0 if max_norm is None else max_norm,
-                hp["track_grad_norm"])
-        except BaseException:
-            self._drop(created)
-            if bound_now:
-                self._unbind()
-            raise
-        if status != 2:  # a raise leaves the optimizer exactly as it was
-            self.last_grad_norm = norm
-            self.last_nonfinite_count = nonfinite if policy != "propagate" else 0
-            self.total_nonfinite_count += self.last_nonfinite_count
-        if status == 0:
-            self._step = t
-            self._pending_state = None
-        else:
-            self._drop(created)
-            if status == 1:
-                self.skipped_steps += 1
-            else:
-                key = self._paths[bad]
-                raise FloatingPointError(
-                    f"grads{f'[{key!r}]' if key else ''} contains NaN or Inf ({nonfinite} non-finite "
-                    f"value(s) in this step); nothing was updated. Pass nonfinite='zero' or 'skip' "
-                    f"to tolerate them.")
+                hp["track_grad_norm"], t, self._counts, self._last_norm)
+        finally:
+            self._settle()
+        if status == 2:  # a raise leaves the optimizer exactly as it was
+            key = paths[bad]
+            raise FloatingPointError(
+                f"grads{f'[{key!r}]' if key else ''} contains NaN or Inf ({nonfinite} non-finite "
+                f"value(s) in this step); nothing was updated. Pass nonfinite='zero' or 'skip' "
+                f"to tolerate them.")
         return params
 
     @property
-    def step_count(self) -> int:
-        """Steps taken (skipped steps do not count); bias corrections use it."""
-        return self._step
-
-    @property
     def state(self) -> Dict[str, Dict[str, np.ndarray]]:
-        """Live state arrays by key path and buffer name (mutating them changes the optimizer)."""
+        """Live state arrays by key path and buffer name (mutating them changes
+        the optimizer). Waits for a step running in another thread."""
+        with self._busy.waiting():
+            self._settle()
+            return self._live_state()
+
+    def _live_state(self) -> Dict[str, Dict[str, np.ndarray]]:
         out: Dict[str, Dict[str, np.ndarray]] = {}
         for i, path in enumerate(self._paths):
             entry = {name: lst[i] for name, lst in self._state.items() if lst[i] is not None}
@@ -330,37 +367,46 @@ class Optimizer:
     # ---- checkpoints -----------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         """Plain data (numbers, strings, tuples, NumPy arrays; copies) that
-        :meth:`load_state_dict` turns back into exactly this optimizer state."""
-        hyper = {k: v for k, v in self._hyper.items()}
-        return {
-            "algorithm": self.algorithm,
-            "step": self._step,
-            "skipped_steps": self.skipped_steps,
-            "total_nonfinite_count": self.total_nonfinite_count,
-            "hyperparameters": hyper,
-            "state": {k: {n: a.copy() for n, a in v.items()} for k, v in self.state.items()}
-            if self._tree is not None else
-            {k: {n: a.copy() for n, a in v.items()} for k, v in (self._pending_state or {}).items()},
-        }
+        :meth:`load_state_dict` turns back into exactly this optimizer state.
+        Taken between steps: a step running in another thread is waited for,
+        so the snapshot never mixes buffers of two steps."""
+        with self._busy.waiting():
+            self._settle()
+            live = self._live_state() if self._tree is not None else (self._pending_state or {})
+            return {
+                "algorithm": self.algorithm,
+                "step": self.step_count,
+                "skipped_steps": self.skipped_steps,
+                "total_nonfinite_count": self.total_nonfinite_count,
+                "hyperparameters": dict(self._hyper),
+                "state": {k: {n: a.copy() for n, a in v.items()} for k, v in live.items()},
+            }
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any], params: Any = None) -> None:
         """Restore a :meth:`state_dict`. Everything is checked first; on any
-        error the optimizer is left exactly as it was."""
-        self._acquire()
-        try:
-            self._load_state_dict(state_dict)
-        finally:
-            self._busy.release()
+        error the optimizer is left exactly as it was.
 
-    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        Args:
+            state_dict: what :meth:`state_dict` returned (or a checkpoint of it).
+            params: the parameters this optimizer will update. When given, the
+                state is checked against them now (keys, shapes, dtypes), so a
+                state_dict saved for other parameters fails here rather than at
+                the first update. An optimizer that has stepped always checks
+                against the parameters it is bound to.
+        """
+        with self._busy:
+            self._settle()
+            self._load_state_dict(state_dict, params)
+
+    def _load_state_dict(self, state_dict: Mapping[str, Any], params: Any) -> None:
         sd = state_dict
         if not isinstance(sd, Mapping):
             raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
         expected = {"algorithm", "step", "skipped_steps", "total_nonfinite_count", "hyperparameters", "state"}
         if set(sd) != expected:
             missing, extra = expected - set(sd), set(sd) - expected
-            raise ValueError(f"state_dict keys differ: missing {sorted(missing)}, unexpected {sorted(extra)}; "
-                             f"pass what {type(self).__name__}.state_dict() returned")
+            raise ValueError(f"state_dict keys differ: missing {sorted(missing)}, unexpected "
+                             f"{sorted(map(str, extra))}; pass what {type(self).__name__}.state_dict() returned")
         if sd["algorithm"] != self.algorithm:
             raise ValueError(f"state_dict is for {sd['algorithm']!r}, this optimizer is {self.algorithm!r}; "
                              f"load it into fa.make_optimizer({sd['algorithm']!r})")
@@ -369,15 +415,16 @@ class Optimizer:
             v = sd[name]
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"state_dict[{name!r}] must be an integer >= 0, got {type(v).__name__} {v!r}")
-            if v < 0:
-                raise ValueError(f"state_dict[{name!r}] must be an integer >= 0, got {v!r}")
+            if not 0 <= v <= _MAX_COUNT:
+                raise ValueError(f"state_dict[{name!r}] must be an integer >= 0 and <= 2**62, got {v!r}")
             counts[name] = int(v)
         hyper_in = sd["hyperparameters"]
         if not isinstance(hyper_in, Mapping) or set(hyper_in) != set(self._hyper):
-            got = sorted(hyper_in) if isinstance(hyper_in, Mapping) else hyper_in
+            got = sorted(map(str, hyper_in)) if isinstance(hyper_in, Mapping) else hyper_in
             raise ValueError(f"state_dict['hyperparameters'] must have exactly the keys "
                              f"{sorted(self._hyper)}, got {got}")
-        hyper = {name: getattr(type(self), name).validate(name, v) for name, v in hyper_in.items()}
+        hyper = {name: getattr(type(self), name).validate(f"state_dict['hyperparameters'][{name!r}]", v)
+                 for name, v in hyper_in.items()}
         self._check_consistency(hyper, where="state_dict['hyperparameters']: ")
         state = sd["state"]
         if not isinstance(state, Mapping):
@@ -385,30 +432,56 @@ class Optimizer:
                             f"{type(state).__name__}")
         valid_names = {n for n in self._state_slots if n}
         for key, entry in state.items():
+            if not isinstance(key, str):
+                raise TypeError(f"state_dict['state'] keys must be key-path strings, got {type(key).__name__} "
+                                f"{key!r}")
             if not isinstance(entry, Mapping):
                 raise TypeError(f"state_dict['state'][{key!r}] must be a dict of buffers, got {type(entry).__name__}")
             for name, arr in entry.items():
                 if name not in valid_names:
                     raise ValueError(f"state_dict['state'][{key!r}] has unknown buffer {name!r} "
                                      f"(expected one of {sorted(valid_names)})")
-                if not isinstance(arr, np.ndarray) or arr.dtype not in (np.float32, np.float64):
+                if type(arr) is not np.ndarray or arr.dtype not in (np.float32, np.float64):
                     raise TypeError(f"state_dict['state'][{key!r}][{name!r}] must be a float32/float64 "
                                     f"NumPy array, got {type(arr).__name__}")
+        if params is not None:
+            binding = self._binding(params)
+            if self._tree is not None and binding["_paths"] != self._paths:
+                raise ValueError(f"params differ from the parameters this optimizer is bound to (keys "
+                                 f"{', '.join(self._paths[:4])}...); {_STRUCTURE_FIX}")
+            self._check_params(binding, params)
+            self._check_state_against(state, counts["step"], binding)
+        new: Dict[str, Any] = {}
         if self._tree is not None:
-            self._check_state_against(state, counts["step"])
-            self._install_state(state)
+            current = {k: getattr(self, k) for k in ("_paths", "_param_meta", "_group_members")}
+            self._check_state_against(state, counts["step"], current)
+            new.update(self._installed(state, current))
         else:
-            self._pending_state = {k: {n: np.array(a, copy=True, order="C") for n, a in v.items()}
-                                   for k, v in state.items()}
-            self._pending_step = counts["step"]
-        self._hyper = hyper
-        self._step = counts["step"]
-        self.skipped_steps = counts["skipped_steps"]
-        self.total_nonfinite_count = counts["total_nonfinite_count"]
+            new.update(_pending_state={k: {n: np.array(a, copy=True, order="C") for n, a in v.items()}
+                                       for k, v in state.items()},
+                       _pending_step=counts["step"])
+        fresh_counts = self._counts.copy()
+        fresh_counts[:3] = (counts["step"], counts["skipped_steps"], counts["total_nonfinite_count"])
+        new.update(_hyper=hyper, _counts=fresh_counts)
+        self.__dict__.update(new)  # one C call: the load commits whole
 
-    def _check_state_against(self, state: Mapping[str, Any], step: int) -> None:
-        """Check loaded state against the bound parameters (keys, shapes, dtypes)."""
-        paths = set(self._paths)
+    @staticmethod
+    def _check_params(binding: Mapping[str, Any], params: Any) -> None:
+        """Every param of a binding is a float32/float64 NumPy array."""
+        meta = binding["_param_meta"]
+        for path in binding["_paths"]:
+            shape_dtype = meta.get(path)
+            if shape_dtype is None or shape_dtype[1] not in (np.float32, np.float64):
+                leaf = dict(zip(binding["_paths"], binding["_tree"].flatten(params, "params", "")))[path]
+                got = f"{leaf.dtype} array" if isinstance(leaf, np.ndarray) else type(leaf).__name__
+                raise TypeError(f"params[{path!r}]: expected a float32 or float64 NumPy array, got {got}")
+
+    def _check_state_against(self, state: Mapping[str, Any], step: int, binding: Mapping[str, Any]) -> None:
+        """Check loaded state against bound parameters (keys, shapes, dtypes)."""
+        all_paths = binding["_paths"]
+        param_meta = binding["_param_meta"]
+        group_members = binding["_group_members"]
+        paths = set(all_paths)
         for key in state:
             if key not in paths:
                 raise ValueError(f"state_dict['state'] has key {key!r}, which the parameters do not have; "
@@ -416,13 +489,13 @@ class Optimizer:
                                  f"train from scratch)")
         always = [self._state_slots[s] for s in self._always_slots]
         if step > 0 and always:
-            for key in self._paths:
+            for key in all_paths:
                 for name in always:
                     if name not in state.get(key, {}):
                         raise ValueError(f"state_dict['state'][{key!r}] lacks buffer {name!r}, which every "
                                          f"{type(self).__name__} step creates")
         for key, entry in state.items():
-            shape, dtype = self._param_meta.get(key, (None, None))
+            shape, dtype = param_meta.get(key, (None, None))
             for name, arr in entry.items():
                 if shape is None:
                     continue  # that param is not an array: the update reports it
@@ -433,21 +506,23 @@ class Optimizer:
                 if arr.shape != shape:
                     raise ValueError(f"{where}: expected shape {shape} (the shape of params[{key!r}]), got "
                                      f"{arr.shape}; the state_dict belongs to other parameters")
-        for members in self._group_members:
-            for name in self._state:
-                have = [i for i in members if name in state.get(self._paths[i], {})]
+        names = [n for n in self._state_slots if n]
+        for members in group_members:
+            for name in names:
+                have = [i for i in members if name in state.get(all_paths[i], {})]
                 if have and len(have) != len(members):
-                    lacking = next(self._paths[i] for i in members if i not in have)
+                    lacking = next(all_paths[i] for i in members if i not in have)
                     raise ValueError(f"state_dict['state'][{lacking!r}] lacks buffer {name!r}, which keys with "
-                                     f"the same hyperparameters have (e.g. {self._paths[have[0]]!r}); pass a "
+                                     f"the same hyperparameters have (e.g. {all_paths[have[0]]!r}); pass a "
                                      f"complete state_dict")
 
-    def _install_state(self, state: Mapping[str, Any]) -> None:
-        for name, lst in self._state.items():
-            for i, path in enumerate(self._paths):
-                arr = state.get(path, {}).get(name)
-                lst[i] = None if arr is None else np.array(arr, copy=True, order="C")
-        self._group_ready = [set() for _ in self._group_members]
+    def _installed(self, state: Mapping[str, Any], binding: Mapping[str, Any]) -> Dict[str, Any]:
+        """New state lists holding copies of ``state`` (for one dict update)."""
+        paths = binding["_paths"]
+        lists = {name: [None if (a := state.get(path, {}).get(name)) is None else np.array(a, copy=True, order="C")
+                        for path in paths] for name in self._state_slots if name}
+        return dict(_state=lists, _slot_lists=[lists[name] if name else None for name in self._state_slots],
+                    _group_ready=[set() for _ in binding["_group_members"]])
 
     # ---- display ---------------------------------------------------------
     def __repr__(self) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from ._files import check_writable_file
 from ._tree import flatten_any
 from .callbacks import check_callbacks, hooks
 from .checkpoints import PathLike, load_state, save_state
@@ -287,6 +288,8 @@ class Trainer:
         if isinstance(validation, list) and not validation:
             raise ValueError("validation is an empty list; pass a batch such as (X, y), a list of batches, or None")
         epoch_batches = self._epoch_source(data, int(epochs))
+        if checkpoint_path is not None:  # before the first epoch, not after it
+            check_writable_file(checkpoint_path, "checkpoint_path")
         self.stop_training = False
         self.stopped_epoch = None
         hyper_at_start = _hyperparameter_values(self.optimizer)
@@ -318,6 +321,8 @@ class Trainer:
         if not hasattr(data, "__iter__"):
             raise TypeError(f"data must be an iterable of batches (a list, fa.batches(...)) or a function "
                             f"epoch -> batches, got {type(data).__name__}")
+        if hasattr(data, "__len__") and len(data) == 0:
+            raise ValueError("data has no batches (an empty dataset); pass at least one batch per epoch")
         if iter(data) is data and epochs > 1:
             raise TypeError("data is a one-shot iterator (e.g. a generator), which is exhausted after one epoch; "
                             "pass a list of batches, fa.batches(X, y, batch_size), or a function epoch -> batches")
@@ -434,9 +439,10 @@ class Trainer:
         if not isinstance(sd, Mapping) or sd.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not a trainer checkpoint; pass what Trainer.state_dict() returned "
                              "(or a file from Trainer.save_checkpoint)")
-        if sd.get("version") != CHECKPOINT_VERSION:
+        version = sd.get("version")
+        if type(version) is not int or version != CHECKPOINT_VERSION:  # 1.0 and True are not version 1
             raise ValueError(f"unsupported trainer checkpoint version {sd.get('version')!r}; "
-                             f"expected {CHECKPOINT_VERSION}")
+                             f"expected the integer {CHECKPOINT_VERSION}")
         for name in ("epoch", "step"):
             v = sd.get(name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -464,7 +470,10 @@ class Trainer:
         history = History.from_dict(sd.get("history", {}))
 
         optimizer_before = self.optimizer.state_dict()
-        self.optimizer.load_state_dict(sd["optimizer"])
+        # Checked against this trainer's params now (keys, shapes, dtypes), so a
+        # checkpoint of another model fails here, before anything changes,
+        # instead of at the first step of the next fit.
+        self.optimizer.load_state_dict(sd["optimizer"], params=self.params)
         loaded: List[Tuple[Any, Dict[str, Any]]] = []
         try:
             for cb, entry in zip(self.callbacks, entries):

@@ -1,0 +1,307 @@
+"""Issue 11's defects in the optimizer, tree, checkpoint and trainer layers,
+one regression test each: key-path collisions, dict subclasses and masked
+arrays, hyperparameters that used to slip through, checkpoint files that
+used to crash or clobber, validation at load instead of at the first step."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import fastadapt as fa
+from fastadapt.checkpoints import load_state, save_state
+
+
+def _params():
+    return {"w": np.arange(6, dtype=np.float64).reshape(2, 3), "b": np.zeros(3)}
+
+
+def _grads():
+    return {"w": np.ones((2, 3)), "b": np.ones(3)}
+
+
+# ---- 4. key-path collisions ----------------------------------------------------
+
+COLLIDING = {
+    "dotted-vs-nested": (lambda: {"a.b": np.zeros(2), "a": {"b": np.ones(2)}}, "['a.b']", "['a']['b']", "'a.b'"),
+    "int-vs-str": (lambda: {1: np.zeros(2), "1": np.ones(2)}, "[1]", "['1']", "'1'"),
+    "list-index-vs-key": (lambda: {"l": [np.zeros(2)], "l.0": np.ones(2)}, "['l'][0]", "['l.0']", "'l.0'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COLLIDING))
+def test_colliding_key_paths_are_refused_by_the_optimizer(case):
+    make, first, second, path = COLLIDING[case]
+    params, grads = make(), make()
+    opt = fa.SGD(lr=0.1)
+    with pytest.raises(ValueError) as info:
+        opt.update(params, grads)
+    msg = str(info.value)
+    assert first in msg and second in msg and path in msg
+    assert opt.step_count == 0 and opt.state_dict()["state"] == {}
+
+
+def test_colliding_key_paths_are_refused_everywhere_paths_are_keys():
+    params = {"a.b": np.zeros(2), "a": {"b": np.ones(2)}}
+    # overrides (bound at the first update), checkpoints of trainers, lr_find, trees in general
+    with pytest.raises(ValueError, match="both have the key path 'a.b'"):
+        fa.Adam(overrides={"a.b": {"lr": 0.5}}).update(params, {"a.b": np.ones(2), "a": {"b": np.ones(2)}})
+    with pytest.raises(ValueError, match="both have the key path 'a.b'"):
+        fa.Trainer("sgd", lr=0.1, loss_and_grad=lambda p, b: (0.0, p), params=params, progress=False)
+    with pytest.raises(ValueError, match="both have the key path 'a.b'"):
+        fa._tree.flatten_any(params)
+    assert np.array_equal(params["a.b"], np.zeros(2)) and np.array_equal(params["a"]["b"], np.ones(2))
+
+
+# ---- 6. dict subclasses, masked arrays, matrices -------------------------------
+
+def test_defaultdict_grads_are_read_by_their_own_keys():
+    params = {"w": np.zeros(3)}
+    grads = collections.defaultdict(lambda: np.zeros(3))
+    grads["ww"] = np.ones(3)  # misspelled
+    opt = fa.SGD(lr=0.1)
+    with pytest.raises(ValueError, match="missing key 'w'"):
+        opt.update(params, grads)
+    assert set(grads) == {"ww"}, "the caller's dict gained a key"
+    assert opt.step_count == 0 and np.array_equal(params["w"], np.zeros(3))
+    # A defaultdict with the right keys works, and is not changed.
+    good = collections.defaultdict(lambda: np.zeros(3), w=np.ones(3))
+    opt.update(params, good)
+    assert np.allclose(params["w"], -0.1) and set(good) == {"w"}
+
+
+def test_ordered_and_other_dict_subclasses_still_work():
+    params = collections.OrderedDict(w=np.zeros(3))
+    fa.Adam(lr=0.1).update(params, collections.OrderedDict(w=np.ones(3)))
+    assert np.allclose(params["w"], -0.1)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("role", ["params", "grads"])
+def test_masked_arrays_and_matrices_are_refused(role):
+    for wrap, words in ((lambda a: np.ma.masked_array(a, mask=[[0, 1, 0], [0, 0, 0]]), "mask"),
+                        (np.asmatrix, "np.matrix")):
+        params, grads = _params(), _grads()
+        target = params if role == "params" else grads
+        target["w"] = wrap(target["w"])
+        before = {k: np.asarray(v).copy() for k, v in params.items()}
+        opt = fa.Adam(lr=0.1)
+        with pytest.raises(TypeError, match=rf"{role}\['w'\].*{words}"):
+            opt.update(params, grads)
+        assert all(np.array_equal(np.asarray(params[k]), before[k]) for k in params)
+        assert opt.step_count == 0
+
+
+# ---- hyperparameters ---------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    (dict(nonfinite=np.array(["skip"])), TypeError, "nonfinite must be a string"),
+    (dict(nonfinite=b"skip"), TypeError, "nonfinite must be a string"),
+    (dict(betas={0.999, 0.9}), TypeError, "betas must be a pair"),
+    (dict(betas={"a": 0.9, "b": 0.999}), TypeError, "betas must be a pair"),
+    (dict(lr=10 ** 400), ValueError, "Invalid lr"),
+    (dict(eps=-10 ** 400), ValueError, "Invalid eps"),
+])
+def test_hyperparameters_that_used_to_slip_through(kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        fa.Adam(**kwargs)
+    opt = fa.Adam()
+    name, value = next(iter(kwargs.items()))
+    with pytest.raises(exc, match=words):
+        setattr(opt, name, value)
+    assert opt.hyperparameters == fa.Adam().hyperparameters
+
+
+def test_schedule_and_controller_arguments_overflowing_float_are_value_errors():
+    with pytest.raises(ValueError, match="must be a finite float"):
+        fa.ReduceLROnPlateau(factor=10 ** 400)
+
+
+@pytest.mark.parametrize("field", ["step", "skipped_steps", "total_nonfinite_count"])
+def test_load_state_dict_refuses_counts_beyond_int64(field):
+    opt, params = fa.Adam(lr=0.1), _params()
+    opt.update(params, _grads())
+    sd = opt.state_dict()
+    before = opt.state_dict()
+    sd[field] = 10 ** 400
+    with pytest.raises(ValueError, match=rf"state_dict\['{field}'\]"):
+        opt.load_state_dict(sd)
+    assert opt.state_dict()["step"] == before["step"] == 1
+
+
+def test_update_with_no_parameters_is_not_a_step():
+    opt = fa.SGD(lr=0.1)
+    for empty in ({}, [], {"a": {}}):
+        with pytest.raises(ValueError, match="no arrays"):
+            opt.update(empty, empty)
+    assert opt.step_count == 0
+
+
+# ---- 7. validation at load, where the params are known --------------------------
+
+def test_load_state_dict_with_params_checks_before_anything_changes():
+    trained = fa.Adam(lr=0.1)
+    trained.update(_params(), _grads())
+    sd = trained.state_dict()
+    fresh = fa.Adam(lr=0.5)
+    other = {"w": np.zeros((3, 2)), "b": np.zeros(3)}
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\['w'\]\['exp_avg'\]: expected shape \(3, 2\)"):
+        fresh.load_state_dict(sd, params=other)
+    with pytest.raises(ValueError, match="has key 'b'"):
+        fresh.load_state_dict(sd, params={"w": np.zeros((2, 3))})
+    with pytest.raises(TypeError, match=r"expected float32 \(the dtype of params\['w'\]\)"):
+        fresh.load_state_dict(sd, params={"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)})
+    with pytest.raises(TypeError, match=r"params\['w'\]: expected a float32 or float64 NumPy array"):
+        fresh.load_state_dict(sd, params={"w": [[0.0] * 3] * 2, "b": np.zeros(3)})
+    assert fresh.lr == 0.5 and fresh.step_count == 0 and fresh.state_dict()["state"] == {}
+    fresh.load_state_dict(sd, params=_params())
+    assert fresh.step_count == 1 and fresh.lr == 0.1
+
+
+def _trainer(params, callbacks=()):
+    def loss_and_grad(p, batch):
+        return float(sum(np.sum(v * v) for v in p.values())), {k: 2 * v for k, v in p.items()}
+    return fa.Trainer("adam", lr=0.1, loss_and_grad=loss_and_grad, params=params, progress=False,
+                      callbacks=list(callbacks))
+
+
+def test_fresh_trainer_refuses_a_checkpoint_of_other_params_before_changing_anything(tmp_path):
+    saved = _trainer(_params())
+    saved.fit([None], epochs=2)
+    path = tmp_path / "run.npz"
+    saved.save_checkpoint(path)
+    # Same keys and param shapes, but the optimizer state belongs to another model.
+    sd = load_state(path)
+    sd["optimizer"]["state"]["w"]["exp_avg"] = np.zeros((3, 2))
+    save_state(path, sd)
+    params = _params()
+    before = {k: v.copy() for k, v in params.items()}
+    fresh = _trainer(params)
+    with pytest.raises(ValueError, match="exp_avg"):
+        fresh.load_checkpoint(path)
+    assert fresh.epoch == 0 and fresh.step == 0 and not fresh.history.epoch
+    assert all(np.array_equal(params[k], before[k]) for k in params)
+    assert fresh.optimizer.step_count == 0 and fresh.optimizer.state_dict()["state"] == {}
+    fresh.fit([None], epochs=1)  # and it trains as if nothing had happened
+
+
+@pytest.mark.parametrize("version", [1.0, True, "1", None])
+def test_trainer_checkpoint_version_must_be_the_integer_1(version):
+    trainer = _trainer(_params())
+    sd = trainer.state_dict()
+    sd["version"] = version
+    with pytest.raises(ValueError, match="checkpoint version"):
+        trainer.load_state_dict(sd)
+
+
+def test_fit_into_a_missing_directory_fails_before_the_first_epoch(tmp_path):
+    params = _params()
+    before = {k: v.copy() for k, v in params.items()}
+    trainer = _trainer(params)
+    with pytest.raises(ValueError, match="does not exist"):
+        trainer.fit([None], epochs=2, checkpoint_path=tmp_path / "missing" / "run.npz")
+    with pytest.raises(ValueError, match="is a directory"):
+        trainer.fit([None], epochs=2, checkpoint_path=tmp_path)
+    assert trainer.epoch == 0 and all(np.array_equal(params[k], before[k]) for k in params)
+
+
+def test_empty_dataset_is_a_clear_error_before_training():
+    trainer = _trainer(_params())
+    with pytest.raises(ValueError, match="data has no batches"):
+        trainer.fit([], epochs=1)
+    assert trainer.epoch == 0
+
+
+# ---- 3. checkpoint writers and readers --------------------------------------------
+
+def test_save_state_never_follows_a_planted_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "run.npz"
+    os.symlink(victim, str(target) + ".partial")  # the old fixed temporary name
+    save_state(target, {"x": np.arange(3)})
+    assert victim.read_text() == "precious"
+    assert np.array_equal(load_state(target)["x"], np.arange(3))
+
+
+def test_concurrent_writers_on_one_path_leave_a_readable_checkpoint(tmp_path):
+    target = tmp_path / "run.npz"
+    errors = []
+
+    def write(i):
+        try:
+            for _ in range(5):
+                save_state(target, {"writer": i, "x": np.full(20_000, i, dtype=np.float64)})
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    state = load_state(target)
+    assert np.all(state["x"] == state["writer"])
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"], "temporary files left behind"
+
+
+def test_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "run.npz"
+    save_state(target, {"x": 1})
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_state(target, {"x": 2})
+    monkeypatch.undo()
+    assert load_state(target) == {"x": 1}
+    assert os.listdir(tmp_path) == ["run.npz"]
+
+
+def _bad_files(tmp_path):
+    good = tmp_path / "good.npz"
+    save_state(good, {"a": np.ones(2), "b": [1, 2]})
+    raw = good.read_bytes()
+    files = {}
+    files["empty"] = b""
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    files["npy"] = (tmp_path / "plain.npy").read_bytes()
+    files["truncated"] = raw[: len(raw) // 2]
+    files["corrupt-header"] = b"XXXX" + raw[4:]
+    for name, document in (("deep", "[" * 100_000 + "]" * 100_000),
+                           ("dangling", json.dumps({"x": {"__ndarray__": "a9"}})),
+                           ("not-json", "{nope")):
+        np.savez(tmp_path / f"{name}.npz", __state__=np.array(document))
+        files[name] = (tmp_path / f"{name}.npz").read_bytes()
+    return files
+
+
+def test_every_bad_checkpoint_file_is_one_value_error_naming_it(tmp_path):
+    for name, data in _bad_files(tmp_path).items():
+        path = tmp_path / f"bad-{name}.npz"
+        path.write_bytes(data)
+        with pytest.raises(ValueError) as info:
+            load_state(path)
+        assert str(path) in str(info.value), name
+
+
+def test_bad_checkpoint_file_changes_nothing_in_a_trainer(tmp_path):
+    params = _params()
+    trainer = _trainer(params)
+    trainer.fit([None], epochs=1)
+    before = ({k: v.copy() for k, v in params.items()}, trainer.optimizer.state_dict(), trainer.epoch)
+    for name, data in _bad_files(tmp_path).items():
+        path = tmp_path / f"bad-{name}.npz"
+        path.write_bytes(data)
+        with pytest.raises(ValueError):
+            trainer.load_checkpoint(path)
+    assert all(np.array_equal(params[k], before[0][k]) for k in params)
+    assert trainer.optimizer.state_dict()["step"] == before[1]["step"] and trainer.epoch == before[2]
