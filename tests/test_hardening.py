@@ -305,3 +305,20 @@ def test_bad_checkpoint_file_changes_nothing_in_a_trainer(tmp_path):
             trainer.load_checkpoint(path)
     assert all(np.array_equal(params[k], before[0][k]) for k in params)
     assert trainer.optimizer.state_dict()["step"] == before[1]["step"] and trainer.epoch == before[2]
+
+
+def test_lr_find_checks_a_loaded_state_against_params_before_the_sweep():
+    trained = fa.Adam(lr=0.1)
+    trained.update({"w": np.zeros(4)}, {"w": np.ones(4)})
+    opt = fa.Adam()
+    opt.load_state_dict(trained.state_dict())  # pending: not checked against any params yet
+    params = {"w": np.zeros(5)}
+    calls = []
+
+    def loss_and_grad(p, batch):
+        calls.append(1)
+        return float(np.sum(p["w"] ** 2)), {"w": 2 * p["w"]}
+
+    with pytest.raises(ValueError, match=r"expected shape \(5,\)"):
+        fa.lr_find(opt, params, loss_and_grad, [None], num_steps=5)
+    assert not calls and np.array_equal(params["w"], np.zeros(5))

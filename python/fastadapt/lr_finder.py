@@ -246,6 +246,9 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
 
     saved_params = [leaf.copy() for leaf in leaves]
     saved_state = optimizer.state_dict()
+    # A state loaded for other parameters fails now, before the sweep moves
+    # anything (load_state_dict checks keys, shapes and dtypes against params).
+    optimizer.load_state_dict(saved_state, params=params)
     saved_last = (optimizer.last_grad_norm, optimizer.last_nonfinite_count)
     was_fresh = saved_state["step"] == 0 and not saved_state["state"]
     try:
