@@ -8,6 +8,7 @@ The Ray tests reuse tests/test_distributed.py's Ray session and helpers.
 
 import copy
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -208,3 +209,62 @@ def test_snapshots_refuse_servers_at_different_updates(hardening_ray, tmp_path):
         assert path.read_bytes() == written
         ps.load_checkpoint(tmp_path)              # the way on
         assert trees_same_bits(ps.params(), _single_process(MODEL.params, fa.SGD(lr=0.1), data))
+
+
+class _Notify:
+    """A remote method that sets ``event`` once the call is submitted."""
+
+    def __init__(self, method, event):
+        self.method, self.event = method, event
+
+    def remote(self, *args, **kwargs):
+        ref = self.method.remote(*args, **kwargs)
+        self.event.set()
+        return ref
+
+
+class _SnapshotMidUpdate:
+    """Server 1's handle, except that when the driver is about to submit an
+    update to it (server 0 has it already), another thread calls
+    ``ps.params()`` and the driver waits until that snapshot is submitted
+    to both servers, or for ``wait`` seconds if it cannot be."""
+
+    def __init__(self, handle, ps, wait):
+        self.handle, self.ps, self.wait = handle, ps, wait
+        self.submitted = threading.Event()
+        self.thread = None
+        self.result = None
+
+    def __getattr__(self, name):
+        attr = getattr(self.handle, name)
+        if name == "reduce_and_apply" and self.thread is None:
+            self.thread = threading.Thread(target=self._snapshot)
+            self.thread.start()
+            self.submitted.wait(self.wait)
+        if name == "state" and threading.current_thread() is self.thread:
+            return _Notify(attr, self.submitted)
+        return attr
+
+    def _snapshot(self):
+        try:
+            self.result = self.ps.params()
+        except Exception as e:  # handed to the test
+            self.result = e
+
+
+def test_a_snapshot_while_fit_steps_in_another_thread_is_of_one_step(hardening_ray):
+    data = _worker_batches(steps=1)
+    with fa.distributed.DataParallel(MODEL.params, fa.SGD(lr=0.1), loss_and_grad=MODEL.loss_and_grad,
+                                     num_workers=W, num_shards=2) as ps:
+        server = ps.servers[1]
+        # Were the snapshot's calls to slip in between the update's, server 0
+        # would answer after the update and server 1 before it. The wait only
+        # bounds how long the driver lets the other thread try.
+        ps.servers[1] = spy = _SnapshotMidUpdate(server, ps, wait=3.0)
+        try:
+            ps.fit(data)
+        finally:
+            ps.servers[1] = server
+        spy.thread.join()
+        assert not isinstance(spy.result, Exception), spy.result
+        assert trees_same_bits(spy.result, _single_process(MODEL.params, fa.SGD(lr=0.1), data))
