@@ -8,6 +8,7 @@ path, exactly as a user's trainables are.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Dict, List
 
@@ -170,3 +171,38 @@ class ExitsTheDriver(Quadratic):
         with open(log, "a") as f:
             f.write(f"{self.config['x']!r} {self.trained - budget} {budget}\n")
         return metric
+
+
+class UnpicklableState(Quadratic):
+    """Quadratic whose save() holds a lock for x above 0.5: that state cannot
+    be pickled (nor sent to the driver, nor written to a checkpoint)."""
+
+    def save(self):
+        state = super().save()
+        if self.config["x"] > 0.5:
+            state["lock"] = threading.Lock()
+        return state
+
+
+def infinite_above_half(config, budget):
+    """A diverging trial: -inf for x above 0.5 (the best possible value under
+    mode "min" if it were ranked), +inf when config["sign"] is +1."""
+    if config["x"] > 0.5:
+        return config.get("sign", -1) * float("inf")
+    return config["x"]
+
+
+class NestedConfig(Quadratic):
+    """Quadratic on config["optim"]["x"]; fails loudly when a value in its
+    nested config is not a plain number (a Domain handed over unsampled)."""
+
+    def __init__(self, config):
+        for key, value in config["optim"].items():
+            if not isinstance(value, (int, float)):
+                raise TypeError(f"config['optim'][{key!r}] is a {type(value).__name__}, not a number")
+        super().__init__({"x": config["optim"]["x"]})
+        self.config = config
+
+    def train(self, budget):
+        self.trained += budget
+        return (self.config["optim"]["x"] - 0.3) ** 2 + 1.0 / (1 + self.trained)
