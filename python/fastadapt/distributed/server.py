@@ -173,7 +173,7 @@ class ParameterServer:
                 raise ValueError(f"parameter server {self.index}: params[{path!r}] is {arr.dtype.name} {arr.shape}, "
                                  f"the shard's is {self.params[path].dtype.name} {self.params[path].shape}")
         optimizer = self.spec.build()
-        optimizer.load_state_dict(optimizer_state)
+        optimizer.load_state_dict(optimizer_state, params=self.params)
         for path in self.paths:
             np.copyto(self.params[path], params[path])
         self.optimizer = optimizer
