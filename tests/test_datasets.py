@@ -136,6 +136,7 @@ def _damage(directory, how):
     labels = directory / "train-labels-idx1-ubyte.gz"
     packed = images.read_bytes()
     raw = gzip.decompress(packed)
+    n = len(read_idx(labels))
     rng = np.random.default_rng(1)
     if how == "gzip cut short":
         images.write_bytes(packed[:len(packed) // 2])
@@ -154,25 +155,25 @@ def _damage(directory, how):
         images.write_bytes(gzip.compress(raw[:-100]))
         return images, "truncated or corrupt"
     if how == "counts differ":
-        labels.write_bytes(gzip.compress(_idx_bytes(rng.integers(0, 10, 11), 0x08)))
-        return images, r"holds 12 images but .*train-labels-idx1-ubyte.gz holds 11 labels"
+        labels.write_bytes(gzip.compress(_idx_bytes(rng.integers(0, 10, n - 1), 0x08)))
+        return images, rf"holds {n} images but .*train-labels-idx1-ubyte.gz holds {n - 1} labels"
     if how == "non-finite pixels":
-        pixels = rng.integers(0, 256, (12, 28, 28)).astype(np.float32)
+        pixels = rng.integers(0, 256, (n, 28, 28)).astype(np.float32)
         pixels[3, 4, 5] = np.nan
         pixels[7, 0, 0] = np.inf
         images.write_bytes(gzip.compress(_idx_bytes(pixels, 0x0D)))
         return images, r"2 pixel value\(s\) are NaN or infinite"
     if how == "pixels out of range":
-        images.write_bytes(gzip.compress(_idx_bytes(np.full((12, 28, 28), 300), 0x0B)))
+        images.write_bytes(gzip.compress(_idx_bytes(np.full((n, 28, 28), 300), 0x0B)))
         return images, r"pixel values span 300 .. 300"
     if how == "not 28x28":
-        images.write_bytes(gzip.compress(_idx_bytes(rng.integers(0, 256, (12, 20, 20)), 0x08)))
-        return images, r"images of shape \(12, 20, 20\); MNIST images are \(n, 28, 28\)"
+        images.write_bytes(gzip.compress(_idx_bytes(rng.integers(0, 256, (n, 20, 20)), 0x08)))
+        return images, rf"images of shape \({n}, 20, 20\); MNIST images are \(n, 28, 28\)"
     if how == "labels out of range":
-        labels.write_bytes(gzip.compress(_idx_bytes(np.arange(12), 0x08)))
+        labels.write_bytes(gzip.compress(_idx_bytes(np.arange(n) % 12, 0x08)))
         return labels, r"labels span 0 .. 11"
     if how == "fractional labels":
-        labels.write_bytes(gzip.compress(_idx_bytes(np.full(12, 2.5), 0x0E)))
+        labels.write_bytes(gzip.compress(_idx_bytes(np.full(n, 2.5), 0x0E)))
         return labels, "whole numbers 0 .. 9"
     if how == "empty":
         images.write_bytes(gzip.compress(_idx_bytes(np.zeros((0, 28, 28)), 0x08)))

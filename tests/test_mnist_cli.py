@@ -94,8 +94,11 @@ def test_full_mnist_path_from_idx_files(tmp_path, capsys):
 def test_errors_exit_2_with_a_message(tmp_path, capsys):
     assert main(["mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "not a directory" in capsys.readouterr().err
-    assert main(["mnist", "--epochs", "0"]) == 2
-    assert "--epochs" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse's check of the number: its own SystemExit(2)
+        main(["mnist", "--epochs", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "fastadapt mnist: argument --epochs: must be >= 1, got 0 " \
+                                      "(see fastadapt mnist --help)\n"
 
 
 def test_train_size_out_of_range(mnist_subset, tmp_path, capsys):

