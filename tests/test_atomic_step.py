@@ -253,3 +253,26 @@ def test_thread_start_failure_says_how_to_use_fewer_threads(tmp_path):
     assert "FASTADAPT_NUM_THREADS" in lines["ERROR"] and "set_num_threads" in lines["ERROR"]
     assert lines["AFTER"] == "0 0.0 0.0"  # the failed step changed nothing
     assert lines["RETRY"] == "1 -0.5"      # and the pool recovers once threads can start
+
+
+def test_trainer_checkpoint_params_and_optimizer_state_are_of_one_step():
+    n, steps = 1_000_000, 80
+    params = {"w": np.zeros(n), "b": np.zeros(n)}
+    grads = {"w": np.ones(n), "b": np.ones(n)}
+    trainer = fa.Trainer("sgd", lr=1.0, loss_and_grad=lambda p, b: (0.0, grads), params=params, progress=False)
+    opt = trainer.optimizer
+
+    def train():
+        for _ in range(steps):
+            opt.update(params, grads)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    snapshots = 0
+    while worker.is_alive() or snapshots == 0:
+        sd = trainer.state_dict()
+        t = sd["optimizer"]["step"]
+        for key in ("w", "b"):  # SGD, lr 1, gradient 1: every param is -t after t steps
+            assert sd["params"][key].min() == sd["params"][key].max() == -t
+        snapshots += 1
+    worker.join()

@@ -370,6 +370,11 @@ class Optimizer:
         :meth:`load_state_dict` turns back into exactly this optimizer state.
         Taken between steps: a step running in another thread is waited for,
         so the snapshot never mixes buffers of two steps."""
+        return self._snapshot(lambda: None)[0]
+
+    def _snapshot(self, also: Callable[[], Any]) -> Tuple[Dict[str, Any], Any]:
+        """:meth:`state_dict` and ``also()`` (e.g. copies of the params) taken
+        under one hold of the lock, so both belong to the same step."""
         with self._busy.waiting():
             self._settle()
             live = self._live_state() if self._tree is not None else (self._pending_state or {})
@@ -380,7 +385,7 @@ class Optimizer:
                 "total_nonfinite_count": self.total_nonfinite_count,
                 "hyperparameters": dict(self._hyper),
                 "state": {k: {n: a.copy() for n, a in v.items()} for k, v in live.items()},
-            }
+            }, also()
 
     def load_state_dict(self, state_dict: Mapping[str, Any], params: Any = None) -> None:
         """Restore a :meth:`state_dict`. Everything is checked first; on any

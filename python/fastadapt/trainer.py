@@ -419,13 +419,17 @@ class Trainer:
         """Everything a resumed run needs, as plain data: params (copies),
         optimizer state, each callback's state, the history and the counters."""
         paths, leaves = flatten_any(self.params)
+        # Params and optimizer state copied under one hold of the optimizer's
+        # lock: a step running in another thread cannot fall between them.
+        optimizer, params = self.optimizer._snapshot(
+            lambda: {path: leaf.copy() for path, leaf in zip(paths, leaves)})
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
             "step": self.step,
-            "params": {path: leaf.copy() for path, leaf in zip(paths, leaves)},
-            "optimizer": self.optimizer.state_dict(),
+            "params": params,
+            "optimizer": optimizer,
             "callbacks": [{"type": type(cb).__name__,
                            "state": cb.state_dict() if callable(getattr(cb, "state_dict", None)) else None}
                           for cb in self.callbacks],
