@@ -521,6 +521,10 @@ def test_bad_data_and_checkpoints_get_clear_errors(local_ray, tmp_path):
                                      max_worker_restarts=0) as ps:
         with pytest.raises(RuntimeError, match="every worker died.*No module named 'helpers'"):
             ps.fit(data)
+        # reported once; what can still work does, and a new fit says why it cannot
+        assert all(same_bits(a, b) for a, b in zip(leaves(ps.params()), leaves(MODEL.params)))
+        with pytest.raises(RuntimeError, match="every worker was dropped.*build a new DataParallel"):
+            ps.fit(data)
     with fa.distributed.DataParallel(MODEL.params, "sgd", loss_and_grad=MODEL.loss_and_grad, num_workers=W,
                                      worker_options={"num_cpus": 64}, start_timeout=1) as ps:
         with pytest.raises(RuntimeError, match=r"2 of 2 workers did not start within start_timeout=1.0 s.*"
