@@ -155,6 +155,10 @@ def test_bench_output_paths_are_checked_before_timing(tmp_path, capsys, no_bench
     code, _, err = _cli(capsys, "bench", "--json", tmp_path)
     assert code == 2 and _one_line(err, "bench") == f"fastadapt bench: --json {str(tmp_path)!r} is a directory; " \
                                                     f"pass a file path\n"
+    code, _, err = _cli(capsys, "bench", "--json", f"{tmp_path}/new/")
+    assert code == 2 and "is a directory" in _one_line(err, "bench") and not (tmp_path / "new").exists()
+    code, _, err = _cli(capsys, "bench", "--json", "")
+    assert code == 2 and _one_line(err, "bench") == "fastadapt bench: --json needs a file path\n"
     code, _, err = _cli(capsys, "bench", "--markdown", afile / "table.md")
     assert code == 2 and "the directory of --markdown" in _one_line(err, "bench")
     assert afile.read_text() == "x"
@@ -260,3 +264,15 @@ def test_console_script_errors_are_one_line_without_a_traceback(damaged, tmp_pat
     assert done.stderr == "fastadapt bench: argument --threads: thread counts must be >= 1 (or 'all'), got 0 " \
                           "(see fastadapt bench --help)\n"
 
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    # fastadapt info | head: the reader is gone before the output is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "fastadapt.cli", "info", "--json"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1 and done.stderr == ""

@@ -119,8 +119,10 @@ def _output_file(path: Optional[str], option: str) -> None:
     """A file the command will write: checked before the (long) work starts."""
     if path is None:
         return
-    if os.path.isdir(path):
-        raise UserError(f"{option} {path!r} is a directory; pass a file path")
+    # "dir/" names a directory even before it exists; "" names nothing (and would be skipped silently).
+    if not path or path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise UserError(f"{option} {path!r} is a directory; pass a file path" if path
+                        else f"{option} needs a file path")
     with _user_input():
         check_writable_dir(os.path.dirname(path) or ".", f"the directory of {option}")
 
@@ -349,11 +351,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     ``fastadapt <command>: <what is wrong>``, and exit status 2."""
     args = _parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's flush at exit
+        return code
     except UserError as err:
         message = " ".join(str(err).split())  # one line, whatever the library's message held
         print(f"fastadapt {args.command}: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (fastadapt info | head): stop quietly, as other tools do. Point stdout at
+        # devnull so the interpreter's final flush does not raise the same error again at exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
