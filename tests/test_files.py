@@ -4,6 +4,7 @@ complete files, an error (KeyboardInterrupt included) leaves the old file and
 no temporary file, finished files get the usual permissions. Then the same
 guarantees seen through the library's writers (history, diagnosis, plots)."""
 
+import json
 import os
 import stat
 import tempfile
@@ -130,7 +131,7 @@ def test_an_error_on_a_new_path_creates_nothing(tmp_path):
     assert _listing(tmp_path) == []
 
 
-def test_a_missing_directory_is_an_oserror_naming_nothing_written(tmp_path):
+def test_a_missing_directory_is_an_oserror_and_creates_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
         _files.write_text(tmp_path / "absent" / "out.txt", "x")
     assert _listing(tmp_path) == []
@@ -252,8 +253,6 @@ def _saved(tmp_path, **changes):
     data = _history().to_dict()
     data.update(changes)
     path = tmp_path / "history.json"
-    import json
-
     path.write_text(json.dumps(data))
     return path
 
