@@ -487,3 +487,13 @@ def test_tune_cli_refuses_a_damaged_checkpoint_and_a_bad_trial_timeout(mnist_sub
     assert main(args + ["--trial-timeout", "0"]) == 2
     assert "trial_timeout=0.0 must be > 0" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+
+
+def test_a_checkpoint_dir_that_cannot_take_files_is_refused_before_any_trial(tmp_path):
+    (tmp_path / "file").write_text("x")
+    H.CALLS.clear()
+    for directory, message in [(tmp_path / "file", "exists and is not a directory"),
+                               (tmp_path / "file" / "ck", "cannot be written")]:
+        with pytest.raises(ValueError, match=f"checkpoint_dir '.*' {message}"):
+            hyperband(checkpoint_dir=directory).run()
+    assert H.CALLS == [] and sorted(os.listdir(tmp_path)) == ["file"]

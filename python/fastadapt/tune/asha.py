@@ -40,6 +40,9 @@ class ASHA(Tuner):
         max_resource: ``R``, units at the top rung.
         min_resource: ``r``, units at least at rung 0 (the grace period).
         eta: promotion rate (int >= 2).
+        trial_timeout: seconds one job (one rung's training of one trial)
+            may run before the trial fails; None (default): no limit.
+            Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
         Others: see :class:`fastadapt.tune.Tuner`.
     """
 

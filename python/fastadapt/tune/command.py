@@ -71,10 +71,10 @@ def run_tune(args: argparse.Namespace) -> int:
     try:
         tuner = _tuner(args)
         train, _, _ = mnist_splits(args.data_dir, args.train_samples)  # fail early, in the driver, without data
-        tuner.prepare()  # with --resume: a damaged or mismatched checkpoint is refused now
-        # Last, so that no other error leaves an empty --out behind; created (and probed) before any work.
+        # After the checks above, so that none of their errors leaves an empty --out behind.
         check_writable_dir(args.out, "--out")
         check_writable_dir(os.path.join(args.out, "checkpoint"), "--out's checkpoint directory")
+        tuner.prepare()  # with --resume: a damaged or mismatched checkpoint is refused now
     except (TypeError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"fastadapt tune {args.algorithm}: {err}", file=sys.stderr)
         return 2

@@ -207,7 +207,8 @@ class SuccessiveHalving(_BracketTuner):
         result = fa.tune.SuccessiveHalving(MyTrainable, space, num_trials=27, min_resource=1,
                                            max_resource=27, eta=3, seed=0).run()
 
-    Other arguments: see :class:`fastadapt.tune.Tuner`.
+    ``trial_timeout=`` (seconds, None: no limit) fails a trial whose job runs
+    longer, on every executor; other arguments: see :class:`fastadapt.tune.Tuner`.
     """
 
     algorithm = "successive_halving"
@@ -247,6 +248,9 @@ class Hyperband(_BracketTuner):
     Args:
         max_resource: ``R``, the most units one config trains (int >= 1).
         eta: halving rate (int >= 2).
+        trial_timeout: seconds one job (a rung's training of one trial) may
+            run before the trial fails; None (default): no limit. Honoured
+            by every executor; see :class:`fastadapt.tune.Tuner`.
         Others: see :class:`fastadapt.tune.Tuner`.
     """
 

@@ -83,8 +83,11 @@ class PBT(Tuner):
         perturbation_factors: factors a continuous value is multiplied by.
         boundary: "clip" or "reflect" into the bounds.
         mutations: names of the hyperparameters explore may change (default:
-            every domain in the space).
+            every domain in the space; a nested one by its path, "optim/lr").
         synchronous, exploit, explore: see above.
+        trial_timeout: seconds one job (one ``perturbation_interval`` of one
+            member) may run before the member fails; None (default): no
+            limit. Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
         Others: see :class:`fastadapt.tune.Tuner`.
     """
 

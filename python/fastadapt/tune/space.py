@@ -213,10 +213,10 @@ class Categorical(Domain):
                     and not math.isfinite(float(value)):
                 raise ValueError(f"choice values must be finite numbers, got {value!r} at index {i}; for "
                                  f"'no limit' use None or a string")
-            if isinstance(value, (Domain, Mapping)):
-                raise TypeError(f"choice values must be plain values, got a {type(value).__name__} at index "
-                                f"{i}; a trainable would receive it unsampled (nest dicts of domains in the "
-                                f"space instead)")
+            if _contains_domain(value):
+                raise TypeError(f"choice values must be plain values, got a domain in value {i} ({value!r:.60}); "
+                                f"a trainable would receive it unsampled (nest dicts of domains in the space "
+                                f"instead)")
         self.values: Tuple[Any, ...] = tuple(values)
 
     def sample(self, rng: np.random.Generator) -> Any:
@@ -285,6 +285,8 @@ def _contains_domain(value: Any) -> bool:
         return True
     if isinstance(value, (list, tuple, set, frozenset)):
         return any(_contains_domain(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(_contains_domain(v) for v in value.values())
     return False
 
 

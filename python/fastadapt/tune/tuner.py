@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 import numpy as np
 
 from .. import _checks
+from .._files import check_writable_dir
 from . import schema as S
 from .executors import EXECUTORS, Executor, make_executor
 from .jobs import DIED, Job, Outcome, reject_non_finite
@@ -398,6 +399,10 @@ class Tuner:
         missing, damaged or mismatched checkpoint refused before anything
         else starts (ValueError or FileNotFoundError naming the file)."""
         store = self._store
+        if store is not None:
+            # Before any trial runs (and before the tuner changes): a checkpoint_dir that cannot take files
+            # would otherwise fail the run at its first checkpoint. The probe file leaves no trace.
+            check_writable_dir(store.directory, "checkpoint_dir")
         legacy = store is not None and os.path.isfile(store.legacy_tuner_file)
         if self.resume and store is not None and (self.resume is True or store.exists() or legacy):
             if not store.exists():
