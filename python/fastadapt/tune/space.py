@@ -39,7 +39,7 @@ from .. import _checks
 
 __all__ = ["Domain", "Float", "Integer", "Categorical", "uniform", "loguniform", "randint", "choice",
            "sample_config", "check_space", "check_config", "check_boundary", "domains", "domain_paths",
-           "leaf_paths", "get_path", "set_path", "lookup", "BOUNDARIES", "PATH_SEPARATOR"]
+           "leaf_paths", "get_path", "set_path", "lookup", "copy_config", "BOUNDARIES", "PATH_SEPARATOR"]
 
 # Joins the keys of a nested hyperparameter into its name ("optim/lr").
 PATH_SEPARATOR = "/"
