@@ -181,8 +181,8 @@ class DataParallel:
         # A shard's optimizer would check this state only at its first update,
         # in the middle of a fit; the params are known here, so check it now.
         self._check_optimizer_state(initial, flat, "optimizer",
-                                    "the optimizer holds state for other parameters: pass one that trained these "
-                                    "params, or call optimizer.reset() to start from fresh state")
+                                    "pass an optimizer that trained these params, or call optimizer.reset() to "
+                                    "start from fresh state")
         for pattern in spec.unmatched(flat):
             warnings.warn(f"override {pattern!r} matched no parameter (keys: {', '.join(self.layout.paths[:8])})",
                           UserWarning, stacklevel=2)
