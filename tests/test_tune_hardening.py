@@ -25,19 +25,6 @@ T = fa.tune
 SPACE = {"x": T.uniform(0.0, 1.0)}
 
 
-class Interrupt(Exception):
-    pass
-
-
-def interrupt_after(n):
-    seen = []
-
-    def on_result(trial):
-        seen.append(trial.trial_id)
-        if len(seen) == n:
-            raise Interrupt
-
-    return on_result
 
 
 def hyperband(**kwargs):
@@ -58,8 +45,8 @@ def snapshot(directory):
 @pytest.fixture
 def interrupted(tmp_path):
     """A checkpoint of a Hyperband run stopped after 7 results, with live state files."""
-    with pytest.raises(Interrupt):
-        hyperband(checkpoint_dir=tmp_path, on_result=interrupt_after(7)).run()
+    with pytest.raises(H.Interrupt):
+        hyperband(checkpoint_dir=tmp_path, on_result=H.interrupt_after(7)).run()
     assert len(os.listdir(tmp_path / "states")) >= 2
     return tmp_path
 
@@ -293,8 +280,8 @@ def test_a_nested_dict_of_domains_is_a_nested_config(tmp_path):
     reference = T.PBT(H.NestedConfig, space, **pbt).run()
     assert reference.lineage and all(set(e["changes"]) <= {"optim/x", "depth"} for e in reference.lineage)
     assert all(0 <= t.config["optim"]["x"] <= 1 for t in reference.trials)
-    with pytest.raises(Interrupt):
-        T.PBT(H.NestedConfig, space, checkpoint_dir=tmp_path / "pbt", on_result=interrupt_after(5), **pbt).run()
+    with pytest.raises(H.Interrupt):
+        T.PBT(H.NestedConfig, space, checkpoint_dir=tmp_path / "pbt", on_result=H.interrupt_after(5), **pbt).run()
     resumed = T.PBT(H.NestedConfig, space, checkpoint_dir=tmp_path / "pbt", resume=True, **pbt).run()
     assert resumed.table() == reference.table() and resumed.lineage == reference.lineage
     with pytest.raises(ValueError, match=r"mutations names \['optim'\]"):

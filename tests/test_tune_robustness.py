@@ -96,19 +96,6 @@ def test_a_script_without_a_main_guard_gets_told_why(tmp_path):
     assert 'if __name__ == \\"__main__\\":' in run.stderr or 'if __name__ == "__main__":' in run.stderr
 
 
-class Interrupt(Exception):
-    pass
-
-
-def interrupt_after(n):
-    seen = []
-
-    def on_result(trial):
-        seen.append(trial.trial_id)
-        if len(seen) == n:
-            raise Interrupt(f"driver stopped after {n} results")
-
-    return on_result
 
 
 @pytest.mark.parametrize("make", [
@@ -121,8 +108,8 @@ def test_resume_after_an_interrupted_run_loses_nothing(tmp_path, make):
     reference = make(executor="sequential").run()
     uninterrupted_calls = len(H.CALLS)
     H.CALLS.clear()
-    with pytest.raises(Interrupt):
-        make(executor="sequential", checkpoint_dir=tmp_path, on_result=interrupt_after(7)).run()
+    with pytest.raises(H.Interrupt):
+        make(executor="sequential", checkpoint_dir=tmp_path, on_result=H.interrupt_after(7)).run()
     assert len(H.CALLS) == 7
     resumed = make(executor="sequential", checkpoint_dir=tmp_path, resume=True).run()
     # No finished job ran twice, and the result is the uninterrupted one.
@@ -138,9 +125,9 @@ def test_resume_after_an_interrupted_run_loses_nothing(tmp_path, make):
 
 def test_resume_after_a_crash_with_the_process_executor(tmp_path):
     reference = T.Hyperband(H.Quadratic, SPACE, max_resource=9, eta=3, seed=9, executor="sequential").run()
-    with pytest.raises(Interrupt):
+    with pytest.raises(H.Interrupt):
         T.Hyperband(H.Quadratic, SPACE, max_resource=9, eta=3, seed=9, executor=two_workers(),
-                    checkpoint_dir=tmp_path, on_result=interrupt_after(10)).run()
+                    checkpoint_dir=tmp_path, on_result=H.interrupt_after(10)).run()
     resumed = T.Hyperband(H.Quadratic, SPACE, max_resource=9, eta=3, seed=9, executor=two_workers(),
                           checkpoint_dir=tmp_path, resume="auto").run()
     assert resumed.table() == reference.table()

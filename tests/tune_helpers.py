@@ -206,3 +206,19 @@ class NestedConfig(Quadratic):
     def train(self, budget):
         self.trained += budget
         return (self.config["optim"]["x"] - 0.3) ** 2 + 1.0 / (1 + self.trained)
+
+
+class Interrupt(Exception):
+    """Raised by :func:`interrupt_after`: stands for a driver crash."""
+
+
+def interrupt_after(n):
+    """An ``on_result`` callback that stops the driver after ``n`` results."""
+    seen = []
+
+    def on_result(trial):
+        seen.append(trial.trial_id)
+        if len(seen) == n:
+            raise Interrupt(f"driver stopped after {n} results")
+
+    return on_result

@@ -88,12 +88,20 @@ def check_writable_dir(path: PathLike, what: str) -> str:
         raise ValueError(f"{what} {target!r} exists and is not a directory; pass a directory path")
     try:
         os.makedirs(target, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".fastadapt-probe.", dir=target)
+    except OSError as e:
+        raise ValueError(f"{what} {target!r} cannot be written: {e.strerror or e}") from None
+    _probe(target, what, target)
+    return target
+
+
+def _probe(directory: str, what: str, target: str) -> None:
+    """Create and remove an empty temporary file in ``directory``."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastadapt-probe.", dir=directory)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
         raise ValueError(f"{what} {target!r} cannot be written: {e.strerror or e}") from None
-    return target
 
 
 def check_writable_file(path: PathLike, what: str) -> str:
@@ -106,10 +114,5 @@ def check_writable_file(path: PathLike, what: str) -> str:
         raise ValueError(f"{what} {target!r} is a directory; pass a file path")
     if not os.path.isdir(directory):
         raise ValueError(f"{what} {target!r}: the directory {directory!r} does not exist; create it first")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".fastadapt-probe.", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ValueError(f"{what} {target!r} cannot be written: {e.strerror or e}") from None
+    _probe(directory, what, target)
     return target
