@@ -125,7 +125,9 @@ ArrayView check_matching_array(py::handle obj, const KeyRef& w, py::handle param
     fail_type(w, "expected a NumPy array like " + pw.str() + " (" + dtype_name(pv.dtype) +
                      ", shape " + shape_str(param) + "), got " + describe(obj) +
                      "; pass np.asarray(g, dtype=np." + dtype_name(pv.dtype) + ")");
-  refuse_subclass(obj, w, false);
+  // Optimizer state (fix given) is always a plain ndarray the optimizer made
+  // or copied on load; only gradients can arrive as a subclass.
+  if (!fix) refuse_subclass(obj, w, false);
   auto a = py::reinterpret_borrow<py::array>(obj);
   DType dt;
   if (!native_float(a, &dt) || dt != pv.dtype)
