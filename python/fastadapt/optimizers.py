@@ -94,6 +94,41 @@ class Optimizer:
         """The current default hyperparameters and options (a copy)."""
         return dict(self._hyper)
 
+    # ---- parameter groups --------------------------------------------------
+    # torch.optim's param_groups, in fastadapt's terms: group 0 is the default
+    # hyperparameters, then one entry per override that sets the hyperparameter.
+    # Schedules and controllers move every group relative to its own base, as
+    # torch's LR schedulers do.
+    def group_values(self, name: str) -> List[Any]:
+        """The value of hyperparameter ``name`` in the default group, then in
+        each ``overrides`` entry that sets it (in the order given)."""
+        if name not in self._hyper:
+            raise KeyError(f"{type(self).__name__} has no hyperparameter {name!r}; hyperparameters: "
+                           f"{', '.join(self._hyper)}")
+        return [self._hyper[name]] + [values[name] for _, values in self._overrides if name in values]
+
+    def set_group_values(self, name: str, values: Sequence[Any]) -> None:
+        """Set ``name`` in every group at once (``values`` as :meth:`group_values`
+        orders them). All values are checked first: on an error nothing changes."""
+        current = self.group_values(name)
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != len(current):
+            raise ValueError(f"set_group_values({name!r}, ...) needs {len(current)} values (the default, then "
+                             f"each override that sets {name!r}), got {values!r}")
+        descriptor = getattr(type(self), name)
+        checked = [descriptor.validate(name if i == 0 else f"overrides[{i - 1}][{name!r}]", v)
+                   for i, v in enumerate(values)]
+        hyper = dict(self._hyper)
+        hyper[name] = checked[0]
+        self._check_consistency(hyper, where="")
+        overrides, rest = [], iter(checked[1:])
+        for pattern, group in self._overrides:
+            group = dict(group, **{name: next(rest)}) if name in group else group
+            merged = dict(hyper)
+            merged.update(group)
+            self._check_consistency(merged, where=f"overrides[{pattern!r}]: ")
+            overrides.append((pattern, group))
+        self.__dict__.update(_hyper=hyper, _overrides=overrides)  # one C call: all groups move together
+
     def _normalize_overrides(self, overrides: Overrides) -> List[Tuple[Pattern, Dict[str, Any]]]:
         if overrides is None:
             return []
