@@ -73,7 +73,9 @@ def test_each_finding_names_the_epochs_and_numbers_that_show_it():
     assert nonfinite.epochs == [2, 3] and nonfinite.evidence["nonfinite_steps"] == 250
     (lr,) = fa.diagnose(CASES["lr_too_high"])
     assert lr.epochs == [2, 4, 6] and lr.evidence["kind"] == "diverging"  # ends above its best
-    assert lr.evidence["rises"][0] == {"epoch": 2, "loss": 1.5, "best_before": 0.9, "best_epoch": 1, "rise": 0.6667}
+    assert lr.evidence["rises"][0] == {"epoch": 2, "loss": 1.5, "best_before": 0.9, "best_epoch": 1, "rise": 0.6667,
+                                       "lr": 1e-3}  # the lr the rising epoch used
+    assert "epoch 7 averaged 1.7 at lr 0.001" in lr.message and "its best of 0.8 (epoch 4)" in lr.message
     (exploding,) = fa.diagnose(CASES["exploding"])
     assert exploding.epochs == [3, 4, 5] and exploding.evidence["grad_norm"][0]["median_before"] == 1.0
     assert "max_grad_norm=1.0" in exploding.advice  # clipping is off: advise it
@@ -90,7 +92,8 @@ def test_each_finding_names_the_epochs_and_numbers_that_show_it():
     assert "EarlyStopping" in overfit.advice and "weight decay" in overfit.advice
     (plateau,) = fa.diagnose(CASES["plateau"])
     assert plateau.epochs == [4, 5, 6, 7, 8] and plateau.evidence["progress"] == 0.003
-    assert "ReduceLROnPlateau" in plateau.advice and "[warning] plateau (epochs 4-8)" in str(plateau)
+    # epochs holds 0-based indices; the text counts from 1 (index 4 is the fifth epoch), as the progress does.
+    assert "ReduceLROnPlateau" in plateau.advice and "[warning] plateau (epochs 5-9)" in str(plateau)
 
 
 def test_vanishing_from_the_global_norm_without_layer_norms():
@@ -183,7 +186,9 @@ def test_live_callback_warns_once_per_finding():
     with pytest.warns(DiagnosisWarning) as caught:
         trainer.fit([(X[:16], y[:16]), (X[16:], y[16:])], epochs=4)
     messages = [str(w.message) for w in caught]
-    assert len(messages) == 1 and messages[0].startswith("epoch 1: [error] nonfinite")
+    # The NaN starts in the second epoch (index 1): "epoch 2" to a person, as the progress line says.
+    assert len(messages) == 1 and messages[0].startswith("epoch 2: [error] nonfinite (epoch 2)")
+    assert live.findings[0].epochs == [1]  # the machine field stays the 0-based index
     assert [f.code for f in live.findings] == ["nonfinite"] and live.state_dict() == {"reported": ["nonfinite"]}
 
     seen = []

@@ -65,8 +65,40 @@ def test_lr_1_is_diagnosed_lr_too_high(mnist_subset, tmp_path, capsys):
     assert lr_finding["severity"] == "error" and lr_finding["epochs"] == [0] and "Lower the learning rate" in \
         lr_finding["advice"]
     printed = capsys.readouterr()
-    assert "[error] lr_too_high" in printed.out and "diagnosis after epoch 0: [error] lr_too_high" in printed.err
+    # The first epoch (index 0 in the files) is "epoch 1" wherever a person reads it, as in "epoch 1/20".
+    assert "[error] lr_too_high (epoch 1)" in printed.out
+    assert "diagnosis after epoch 1: [error] lr_too_high (epoch 1)" in printed.err
     assert printed.err.count("lr_too_high") == 1  # the live callback reports each finding once
+
+
+def test_one_epoch_numbering_in_console_plot_and_files(mnist_subset, tmp_path, capsys, monkeypatch):
+    """The best epoch is the same number in the console, the plot's label and
+    the plot's marker position (epochs completed); history.json keeps the
+    0-based index of it, like its "epoch" list."""
+    pytest.importorskip("matplotlib")
+    from fastadapt import plotting
+
+    figures = []
+    real_save = plotting.save_figure
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, path, dpi: (figures.append(fig),
+                                                                         real_save(fig, path, dpi=dpi)))
+    out = tmp_path / "run"
+    assert main(["mnist", "--epochs", "6", "--train-size", "600", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    history, _ = _outputs(out)
+    index = history["best_epoch"]
+    assert history["epoch"] == list(range(len(history["epoch"]))) and index in history["epoch"]
+    val = history["history"]["val_loss"]
+    assert index == val.index(min(val))
+    number = index + 1  # what a person reads
+    assert f"with the params after epoch {number} of {len(val)} " in printed.out
+    assert f"epoch {number}/6 " in printed.err  # the progress line of that epoch
+    (loss_axes,) = [ax for ax in figures[0].axes if ax.get_title() == "loss"]
+    (label,) = [t for t in loss_axes.texts if t.get_text().startswith("best val")]
+    assert label.get_text().endswith(f"(epoch {number})") and label.xy[0] == number
+    marker = [line for line in loss_axes.get_lines() if line.get_linestyle() == ":"]
+    assert [list(line.get_xdata()) for line in marker] == [[number, number]]
+    assert all(ax.get_xlabel() == "epochs completed" for ax in figures[0].axes if ax.get_xlabel())
 
 
 def _write_idx(path, array):

@@ -55,7 +55,14 @@ every threshold is a field of :class:`Thresholds`:
     which explain it.
 
 Epoch values that are missing (None) are skipped; non-finite ones count only
-for ``nonfinite``.
+for ``nonfinite``. The lr a finding cites is the one the epoch's steps used
+(``lr``, their mean, and ``lr_min`` / ``lr_max`` when it varied within
+epochs; see :class:`~fastadapt.History`).
+
+Epoch numbering: a finding's ``epochs`` and every ``epoch`` field of its
+evidence are 0-based indices, the values of ``history.epoch``; its
+``message`` and ``str(finding)`` count from 1 (index 2 is "epoch 3"), as the
+progress display and the plots do.
 """
 
 from __future__ import annotations
@@ -152,14 +159,21 @@ class Finding:
         return f"[{self.severity}] {self.code} ({_span(self.epochs)}): {self.message} Advice: {self.advice}"
 
 
+def _human(epoch: int) -> int:
+    """An epoch index as people count epochs (the first is epoch 1)."""
+    return int(epoch) + 1
+
+
 def _span(epochs: Sequence[int]) -> str:
+    """Epoch indices as text for people, counted from 1."""
     if not epochs:
         return "no epoch"
-    if len(epochs) == 1:
-        return f"epoch {epochs[0]}"
-    if list(epochs) == list(range(epochs[0], epochs[-1] + 1)):
-        return f"epochs {epochs[0]}-{epochs[-1]}"
-    return "epochs " + ", ".join(map(str, epochs))
+    shown = [_human(e) for e in epochs]
+    if len(shown) == 1:
+        return f"epoch {shown[0]}"
+    if shown == list(range(shown[0], shown[-1] + 1)):
+        return f"epochs {shown[0]}-{shown[-1]}"
+    return "epochs " + ", ".join(map(str, shown))
 
 
 def _num(x: float) -> float:
@@ -189,6 +203,12 @@ class _Series:
     def raw(self, name: str) -> List[Optional[float]]:
         """The values as logged: None where missing, NaN/inf kept."""
         return self._history[name] if name in self._history else [None] * len(self.epochs)
+
+    def lr_range(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per epoch: the mean lr the steps used, and its min and max (the
+        mean where the history has no range: the lr did not vary)."""
+        lr, low, high = self("lr"), self("lr_min"), self("lr_max")
+        return lr, np.where(np.isfinite(low), low, lr), np.where(np.isfinite(high), high, lr)
 
     def layer_names(self) -> List[str]:
         return [k for k in self._history.keys() if k.startswith("grad_norm.")]
@@ -260,24 +280,33 @@ def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
     if reference is None or ok.sum() < 1:
         return None
     labels: List[Optional[int]] = [e for e, good in zip(s.epochs, ok) if good]
+    rows: List[Optional[int]] = [int(i) for i in np.flatnonzero(ok)]
     values = [float(x) for x in loss[ok]]
     initial = s.info_number("initial_loss")
     if initial is not None:
         labels.insert(0, None)  # the loss at initialization, before any step
+        rows.insert(0, None)
         values.insert(0, initial)
+    lr, lr_low, lr_high = s.lr_range()
     floor = t.rise_floor * abs(reference)
     rises: List[Dict[str, Any]] = []
     jumped = False
     best, best_label = values[0], labels[0]
-    for label, value in zip(labels[1:], values[1:]):
+    for label, row, value in zip(labels[1:], rows[1:], values[1:]):
         excess = value - best
         # The loss at initialization is one batch's: noisy, so against it only a jump counts.
         needed = t.divergence_jump if best_label is None and initial is not None else t.rise
         if excess > needed * abs(best) and excess > floor:
             relative = excess / max(abs(best), floor, 1e-300)
             jumped = jumped or relative >= t.divergence_jump
-            rises.append({"epoch": label, "loss": _num(value), "best_before": _num(best),
-                          "best_epoch": best_label, "rise": _num(relative)})
+            rise = {"epoch": label, "loss": _num(value), "best_before": _num(best), "best_epoch": best_label,
+                    "rise": _num(relative)}
+            if row is not None and math.isfinite(lr[row]):
+                # The lr this epoch's steps used: its mean, and its range when it moved within the epoch.
+                rise["lr"] = _num(lr[row])
+                if lr_low[row] != lr_high[row]:
+                    rise["lr_min"], rise["lr_max"] = _num(lr_low[row]), _num(lr_high[row])
+            rises.append(rise)
         if value < best:
             best, best_label = value, label
     if not rises:
@@ -288,17 +317,20 @@ def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
     kind = "diverging" if (jumped or ends_high) else "oscillating"
     worst = max(rises, key=lambda r: r["rise"])
     start = f"the {worst['best_before']:.4g} at initialization" if worst["best_epoch"] is None else \
-        f"its best of {worst['best_before']:.4g} (epoch {worst['best_epoch']})"
+        f"its best of {worst['best_before']:.4g} (epoch {_human(worst['best_epoch'])})"
     times = f" It rose above its best so far {len(rises)} times." if len(rises) > 1 else ""
-    lr = s("lr")
-    lr_seen = lr[np.isfinite(lr)]
+    used = ""
+    if "lr" in worst:
+        used = f" at lr {worst['lr']:.4g}" if "lr_min" not in worst else \
+            f" at lr {worst['lr_min']:.4g}-{worst['lr_max']:.4g} (mean {worst['lr']:.4g})"
+    lr_seen = lr_high[np.isfinite(lr_high)]
     evidence = {"kind": kind, "rises": rises, "reference_loss": _num(reference), "best_loss": _num(min(values)),
                 "final_loss": _num(values[-1])}
     if lr_seen.size:
-        evidence["max_lr"] = _num(float(lr_seen.max()))
+        evidence["max_lr"] = _num(float(lr_seen.max()))  # the highest lr any step used
     return _make("lr_too_high", [r["epoch"] for r in rises], evidence,
-                 f"The training loss is {kind}: epoch {worst['epoch']} averaged {worst['loss']:.4g}, "
-                 f"{1 + worst['rise']:.3g}x {start}.{times}",
+                 f"The training loss is {kind}: epoch {_human(worst['epoch'])} averaged {worst['loss']:.4g}"
+                 f"{used}, {1 + worst['rise']:.3g}x {start}.{times}",
                  "Lower the learning rate 3-10x (fa.lr_find suggests one), or warm it up "
                  "(fa.AdaptiveLR / a warmup schedule); keep gradient clipping on.")
 
@@ -319,7 +351,8 @@ def _exploding(s: _Series, t: Thresholds) -> Optional[Finding]:
         evidence["grad_norm"] = grad_hits
         epochs.update(h["epoch"] for h in grad_hits)
         seen.append(f"the gradient norm reached {worst['grad_norm']:.4g}, "
-                    f"{worst['grad_norm'] / worst['median_before']:.3g}x its median before (epoch {worst['epoch']})")
+                    f"{worst['grad_norm'] / worst['median_before']:.3g}x its median before "
+                    f"(epoch {_human(worst['epoch'])})")
     start = s.info_number("initial_param_norm")
     first = 0 if start is not None else 1
     if start is None:
@@ -436,8 +469,9 @@ def _overfitting(s: _Series, t: Thresholds) -> Optional[Finding]:
                   "worst_val_loss": _num(val[worst]), "val_rise": _num(val_rise),
                   "train_loss_at_best": _num(loss[best]), "train_loss_at_worst": _num(loss[worst]),
                   "train_drop": _num(train_drop)},
-                 f"Since epoch {s.epochs[best]} the validation loss rose {100 * val_rise:.0f}% "
-                 f"({val[best]:.4g} -> {val[worst]:.4g} at epoch {s.epochs[worst]}) while the training loss fell "
+                 f"Since epoch {_human(s.epochs[best])} the validation loss rose {100 * val_rise:.0f}% "
+                 f"({val[best]:.4g} -> {val[worst]:.4g} at epoch {_human(s.epochs[worst])}) while the training "
+                 f"loss fell "
                  f"{100 * train_drop:.0f}% ({loss[best]:.4g} -> {loss[worst]:.4g}).",
                  "Stop at the best validation epoch (fa.EarlyStopping(restore_best=True)); regularize: weight "
                  "decay (AdamW), dropout, data augmentation, a smaller model, or more training data.")
@@ -450,9 +484,11 @@ def _plateau(s: _Series, t: Thresholds) -> Optional[Finding]:
         return None
     good = np.flatnonzero(np.isfinite(loss))
     before, recent = good[-window - 1], good[-window:]
-    lr = s("lr")[recent]
+    lr_all, low_all, high_all = s.lr_range()
+    lr, low, high = lr_all[recent], low_all[recent], high_all[recent]
     lr_finite = lr[np.isfinite(lr)]
-    lr_moved = lr_finite.size > 1 and lr_finite.max() > lr_finite.min()
+    # Moved between the window's epochs, or within one of them (a per-step schedule).
+    lr_moved = bool((lr_finite.size > 1 and lr_finite.max() > lr_finite.min()) or np.any(low < high))
     evidence = {"loss_before": _num(loss[before]), "best_in_window": _num(loss[recent].min()),
                 "progress": _num((loss[before] - loss[recent].min()) / abs(loss[before])),
                 "window": window}
@@ -548,7 +584,7 @@ class DiagnosisCallback(Callback):
             self.reported.append(finding.code)
             self.findings.append(finding)
             if self.report is None:
-                warnings.warn(f"epoch {epoch}: {finding}", DiagnosisWarning, stacklevel=2)
+                warnings.warn(f"epoch {_human(epoch)}: {finding}", DiagnosisWarning, stacklevel=2)
             else:
                 self.report(finding)
 

@@ -15,6 +15,22 @@ JSON layout (strict JSON, readable by any tool)::
 A value a run did not log for some epoch is ``null`` (``None`` in Python);
 non-finite numbers are the strings ``"nan"``, ``"inf"`` and ``"-inf"``
 (plain JSON has no NaN), read back as floats.
+
+Epoch numbers: ``epoch`` holds 0-based indices, as Keras's ``History.epoch``
+does, and so does every field of a file that names an epoch (``best_epoch``
+of ``fastadapt mnist``, a finding's ``epochs``). Text for people counts from
+1, as the progress display does (``epoch 1/20``): epoch index ``i`` is
+"epoch ``i + 1``", and a plot's x axis of epochs completed puts it at
+``i + 1``.
+
+Hyperparameters (as ``Trainer.fit`` logs them): ``lr`` (and ``betas0``,
+``momentum``, ... once they move) is the value the epoch's optimizer steps
+used, averaged over its steps, never the value left standing at the end of
+the epoch (a per-step schedule has by then moved it on to the next epoch's
+first value; ReduceLROnPlateau's cut at epoch end belongs to the next
+epoch). From the first epoch in which it varied between steps, ``lr_min``
+and ``lr_max`` hold its range within each epoch (earlier epochs: their
+constant value).
 """
 
 from __future__ import annotations
@@ -127,6 +143,13 @@ class History:
         v = _as_value(name, value)
         values = self.history.setdefault(name, [None] * len(self.epoch))
         self.history[name] = [v if old is None else old for old in values]
+
+    def backfill_from(self, name: str, source: str) -> None:
+        """Give ``name``, in every recorded epoch that lacks it, the value
+        ``source`` has there (``lr_min`` / ``lr_max`` first logged when the lr
+        first varied within an epoch: before, each epoch's lr was constant)."""
+        values = self.history.setdefault(name, [None] * len(self.epoch))
+        self.history[name] = [v if v is not None else s for v, s in zip(values, self[source])]
 
     # ---- reading ----------------------------------------------------------------
     def __len__(self) -> int:

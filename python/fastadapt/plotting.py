@@ -7,6 +7,12 @@ a schedule moved), and the gradient norm (mean and max per epoch, per layer)
 with the parameter norm. Findings of ``fa.diagnose`` are listed under the
 panels and their epochs shaded on the loss panel.
 
+One epoch numbering, the one people count with: the epoch of index ``i``
+(``history.epoch``) is "epoch ``i + 1``" in every label and stands at
+``x = i + 1``, when ``i + 1`` epochs are completed; its values (the mean
+loss, the lr its steps used) belong to that epoch. The lr is the mean its
+steps used, with its range within the epoch shaded when it varied.
+
 Needs matplotlib (``pip install "fastadapt[plot]"``); it draws with the Agg
 canvas directly, so it never opens a window and leaves pyplot's state alone.
 """
@@ -142,7 +148,8 @@ def _loss_panel(ax: Any, h: History, x: np.ndarray, findings: Sequence[Finding])
         if np.isfinite(val).any():
             best = int(np.nanargmin(val))
             ax.axvline(x[best], color="#2ca02c", ls=":", lw=1)
-            ax.annotate(f"best val {val[best]:.4g} (epoch {h.epoch[best]})", (x[best], val[best]),
+            # Label and marker from the same x: "epoch 10" stands at 10 epochs completed.
+            ax.annotate(f"best val {val[best]:.4g} (epoch {x[best]:.0f})", (x[best], val[best]),
                         textcoords="offset points", xytext=(4, 8), fontsize=8, color="#2ca02c")
     for f in findings:
         for e in f.epochs:
@@ -167,18 +174,32 @@ def _metric_panel(ax: Any, h: History, x: np.ndarray) -> None:
         ax.set_title("metrics")
 
 
+def _range_columns(h: History, name: str) -> bool:
+    return f"{name}_min" in h and f"{name}_max" in h
+
+
 def _hyper_panel(ax: Any, h: History, x: np.ndarray) -> None:
     if "lr" in h:
         lr = _positive(h.array("lr"))
-        ax.plot(x, lr, "o-", ms=3, color="#9467bd", label="lr")
-        _use_log(ax, lr)
+        ax.plot(x, lr, "o-", ms=3, color="#9467bd", label="lr (mean over the epoch's steps)")
+        shown = [lr]
+        if _range_columns(h, "lr"):
+            low, high = _positive(h.array("lr_min")), _positive(h.array("lr_max"))
+            ax.fill_between(x, low, high, color="#9467bd", alpha=0.18, lw=0, label="lr range within the epoch")
+            shown += [low, high]
+        _use_log(ax, *shown)
         ax.set_ylabel("learning rate")
+    # <name>_min / <name>_max are a hyperparameter's range, drawn with it, not curves of their own.
+    ranges = {f"{k}{end}" for k in h.keys() if _range_columns(h, k) for end in ("_min", "_max")}
     others = [k for k in h.keys() if k not in _NOT_HYPERPARAMETERS and k != "lr" and not k.startswith("val_")
-              and not k.startswith("grad_norm.")]
+              and not k.startswith("grad_norm.") and k not in ranges]
     if others:
         twin = ax.twinx()
         for name in others:
-            twin.plot(x, _finite(h.array(name)), "--", lw=1.2, label=name)
+            line, = twin.plot(x, _finite(h.array(name)), "--", lw=1.2, label=name)
+            if _range_columns(h, name):
+                twin.fill_between(x, _finite(h.array(f"{name}_min")), _finite(h.array(f"{name}_max")),
+                                  color=line.get_color(), alpha=0.12, lw=0)
         twin.legend(fontsize=8, loc="center right")
     if "lr" in h:
         ax.legend(fontsize=8, loc="upper right")

@@ -61,14 +61,67 @@ def _as_loss(value: Any, where: str) -> float:
 
 def _hyperparameter_values(optimizer: Optimizer) -> Dict[str, float]:
     """Numeric hyperparameters by history name (tuples flattened: betas0, betas1)."""
+    return _flatten_hyperparameters(optimizer.hyperparameters)
+
+
+def _flatten_hyperparameters(hyperparameters: Mapping[str, Any]) -> Dict[str, float]:
     out: Dict[str, float] = {}
-    for name, value in optimizer.hyperparameters.items():
+    for name, value in hyperparameters.items():
         if isinstance(value, tuple):
             for i, v in enumerate(value):
                 out[f"{name}{i}"] = float(v)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)
     return out
+
+
+class _HyperTrace:
+    """The numeric hyperparameters the optimizer used for each step of one
+    epoch, summarized per name as mean (over steps), min and max.
+
+    Read before every step, because a per-step schedule moves them between
+    steps and a callback at epoch end moves them for the *next* epoch: the
+    values standing when the epoch ends are not what it used. Cheap per
+    step: runs of steps with equal hyperparameters (the usual case) cost one
+    dict comparison each; only a change is flattened and added up.
+    """
+
+    def __init__(self) -> None:
+        self._held: Optional[Dict[str, Any]] = None  # the hyperparameters of the current run of steps
+        self._run = 0                                 # steps in that run
+        self.steps = 0
+        self._sum: Dict[str, float] = {}
+        self.min: Dict[str, float] = {}
+        self.max: Dict[str, float] = {}
+
+    def add(self, hyperparameters: Dict[str, Any]) -> None:
+        """Count one step made with ``hyperparameters`` (a copy the caller will not change)."""
+        if hyperparameters == self._held:
+            self._run += 1
+            return
+        self._flush()
+        self._held, self._run = hyperparameters, 1
+
+    def _flush(self) -> None:
+        if not self._run:
+            return
+        for name, value in _flatten_hyperparameters(self._held or {}).items():
+            self._sum[name] = self._sum.get(name, 0.0) + value * self._run
+            self.min[name] = min(self.min.get(name, value), value)
+            self.max[name] = max(self.max.get(name, value), value)
+        self.steps += self._run
+        self._run = 0
+
+    def summary(self) -> Dict[str, Tuple[float, float, float]]:
+        """``{name: (mean, min, max)}`` over the steps counted so far."""
+        self._flush()
+        out = {}
+        for name, total in self._sum.items():
+            low, high = self.min[name], self.max[name]
+            # A constant value is returned as it was, not as sum/steps (which may round),
+            # and a rounded mean is kept inside the range it averages.
+            out[name] = (low if low == high else min(max(total / self.steps, low), high), low, high)
+        return out
 
 
 class _EpochStats:
@@ -274,8 +327,14 @@ class Trainer:
         Each epoch logs: ``loss`` (mean over finite batch losses, weighted by
         batch size), ``val_loss``, ``val_<metric>``, ``lr`` and every other
         numeric hyperparameter that has changed during training (``betas0``,
-        ``momentum``, ... as they stood at the end of the epoch, before the
-        epoch-end callbacks), ``grad_norm`` / ``grad_norm_max`` (mean / max
+        ``momentum``, ...): the value the epoch's steps used, as the mean over
+        its steps (read just before each step, so a per-step schedule's
+        values count where they were used, and a change made at epoch end,
+        such as ReduceLROnPlateau's cut, counts for the next epoch); from the
+        first epoch in which it varied between steps, also ``<name>_min`` and
+        ``<name>_max`` (earlier epochs get their constant value there). Only
+        the default group's values are logged, not those of ``overrides``.
+        ``grad_norm`` / ``grad_norm_max`` (mean / max
         over steps of the global norm before clipping), ``grad_norm.<layer>``
         (the last batch's norm per top-level entry of ``params``),
         ``param_norm`` (after the epoch), ``nonfinite_steps`` (steps with a
@@ -344,10 +403,10 @@ class Trainer:
         batch_hooks = self._hooks("on_batch_end")
         skipped_before, nonfinite_before = opt.skipped_steps, opt.total_nonfinite_count
         stats = _EpochStats()
+        trace = _HyperTrace()
         grads: Any = None
         self._display.start_epoch(epoch, last, len(batches) if hasattr(batches, "__len__") else None)
         for batch in batches:
-            lr = opt.lr
             loss_value, grads = self._loss_and_grad(batch)
             loss = _as_loss(loss_value, "loss_and_grad")
             if self.step == 0:
@@ -355,6 +414,9 @@ class Trainer:
                 # this diverged within the epoch (fa.diagnose's lr_too_high).
                 self.history.info.setdefault("initial_loss", loss)
                 self.history.info.setdefault("initial_param_norm", global_norm(self.params))
+            used = opt.hyperparameters  # what this step runs with (a copy: later changes do not reach it)
+            trace.add(used)
+            lr = used["lr"]
             opt.update(self.params, grads)
             grad_norm = opt.last_grad_norm
             stats.add(loss, _batch_size(batch), grad_norm)
@@ -371,10 +433,17 @@ class Trainer:
         if validation is not None:
             for name, value in self.evaluate(validation, metrics).items():
                 logs[f"val_{name}"] = value
-        hyper_now = _hyperparameter_values(opt)
-        moved = [name for name, value in hyper_now.items()
-                 if name == "lr" or name in self.history or value != hyper_at_start.get(name)]
-        logs.update({name: hyper_now[name] for name in moved})
+        # The hyperparameters this epoch's steps used (not the values standing
+        # now: a per-step schedule has already moved them to the next epoch's).
+        used_values = trace.summary()
+        moved = [name for name, (_, low, high) in used_values.items()
+                 if name == "lr" or name in self.history or not low == high == hyper_at_start.get(name)]
+        logs.update({name: used_values[name][0] for name in moved})
+        # The range within the epoch, from the first epoch in which the value varied.
+        ranged = [name for name in moved
+                  if used_values[name][1] != used_values[name][2] or f"{name}_min" in self.history]
+        for name in ranged:
+            logs[f"{name}_min"], logs[f"{name}_max"] = used_values[name][1], used_values[name][2]
         logs["grad_norm"] = stats.grad_norm_mean
         logs["grad_norm_max"] = stats.grad_norm_max
         logs.update(self._layer_grad_norms(grads))
@@ -389,6 +458,9 @@ class Trainer:
         for name in moved:
             if name in hyper_at_start:
                 self.history.backfill(name, hyper_at_start[name])
+        for name in ranged:  # earlier epochs held the value constant: min = max = their mean
+            self.history.backfill_from(f"{name}_min", name)
+            self.history.backfill_from(f"{name}_max", name)
         recorded = dict(logs)
         for hook in self._hooks("on_epoch_end"):
             hook(epoch, logs, self)
