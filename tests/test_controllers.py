@@ -365,12 +365,16 @@ class ArticleScheduler:
 
 
 def test_adaptive_lr_hand_worked():
+    # Issue 12 item 2: step(metric of epoch e) sets the lr of epoch e + 1, so the
+    # lr *used in* epoch e < w is init * (e + 1) / w (was: epochs 0 and 1 both at
+    # init / w, full lr only at epoch w). The metric of epoch w - 1 (the first one
+    # trained at the full lr) is the first the plateau counts.
     opt = fa.SGD(lr=0.3)
     adaptive = fa.AdaptiveLR(opt, warmup_epochs=3, patience=2, factor=0.5)
-    assert opt.lr == pytest.approx(0.1)                      # warmup's first value, before epoch 0
+    assert opt.lr == pytest.approx(0.1)                      # epoch 0's lr, before epoch 0
     metrics = [9, 9, 9, 5, 5, 6, 4, 4, 4, 4, 4, 4, 4]
-    lrs = [adaptive.step(m) for m in metrics]
-    assert lrs == pytest.approx([0.1, 0.2, 0.3, 0.3, 0.3, 0.15, 0.15, 0.15, 0.075, 0.075, 0.0375, 0.0375, 0.01875])
+    lrs = [adaptive.step(m) for m in metrics]                # lrs[e] is the lr of epoch e + 1
+    assert lrs == pytest.approx([0.2, 0.3, 0.3, 0.3, 0.3, 0.15, 0.15, 0.15, 0.075, 0.075, 0.0375, 0.0375, 0.01875])
     assert [opt.lr] == lrs[-1:]
     assert adaptive.should_stop and adaptive.epochs_since_best == 6 and adaptive.stop_patience == 6
 
@@ -386,11 +390,16 @@ def test_adaptive_lr_matches_the_article_on_random_losses(seed):
     losses = np.round(np.cumsum(rng.normal(-0.02, 0.2, size=120)) + 10, 1).tolist()
     if seed % 2:
         losses[rng.integers(0, 120)] = float("nan")
+    # The article's step(val_loss, epoch) gives the lr *for* `epoch`, given the loss
+    # seen before it: called before epoch 0 (nothing seen yet; warmup ignores it)
+    # and then before epoch n with the loss of epoch n - 1.
     article = ArticleScheduler(init_lr=init_lr, patience=patience, factor=factor, warmup_epochs=warmup)
     opt = fa.Adam(lr=init_lr)
     ours = fa.AdaptiveLR(opt, warmup_epochs=warmup, patience=patience, factor=factor)
-    for epoch, loss in enumerate(losses):
-        expected = article.step(loss, epoch)
+    # without warmup the article has no lr to give before a loss is seen: init_lr
+    assert opt.lr == (article.step(None, 0) if warmup else init_lr)
+    for epoch, loss in enumerate(losses):                    # loss: the metric of epoch `epoch`
+        expected = article.step(loss, epoch + 1)             # the lr of epoch `epoch + 1`
         assert ours.step(loss) == expected and opt.lr == expected, epoch
 
 
@@ -399,7 +408,7 @@ def test_adaptive_lr_as_callback_binds_and_stops():
     adaptive = fa.AdaptiveLR(warmup_epochs=2, patience=1, factor=0.5, stop_patience=2)
     trainer = FakeTrainer(opt)
     lrs = fit(trainer, [adaptive], [{"val_loss": x} for x in [5, 5, 3, 3, 3, 3, 3]])
-    assert lrs == [0.1, 0.2, 0.2, 0.1, 0.05]
+    assert lrs == [0.2, 0.2, 0.2, 0.1, 0.05]                 # the lr after epoch e is epoch e + 1's
     assert trainer.stop_training and adaptive.should_stop and adaptive.init_lr == 0.2
 
 
@@ -555,4 +564,4 @@ def test_adaptive_lr_bound_loads_the_state_of_an_unbound_one():
     adaptive = fa.AdaptiveLR(opt, warmup_epochs=2, patience=1)
     adaptive.load_state_dict(state)
     assert adaptive.init_lr == 0.4 and opt.lr == 0.2
-    assert [adaptive.step(m) for m in [3.0, 3.0, 3.0]] == [0.2, 0.4, 0.4]
+    assert [adaptive.step(m) for m in [3.0, 3.0, 3.0]] == [0.4, 0.4, 0.2]    # epochs 1, 2, 3

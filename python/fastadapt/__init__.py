@@ -13,7 +13,7 @@ from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .history import History
 from .lr_finder import LRFindResult, lr_find
-from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp, make_optimizer
+from .optimizers import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, make_optimizer
 from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .trainer import Trainer
@@ -23,7 +23,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Adam",
     "AdamW",
-    "AdaGrad",
+    "Adagrad",
+    "RMSprop",
+    "AdaGrad",  # aliases of Adagrad and RMSprop (the earlier spellings)
     "RMSProp",
     "SGD",
     "Optimizer",

@@ -670,7 +670,7 @@ class AdamW(Adam):
                          track_grad_norm=track_grad_norm, overrides=overrides)
 
 
-class AdaGrad(Optimizer):
+class Adagrad(Optimizer):
     """AdaGrad (Duchi et al., 2011), torch.optim.Adagrad's definition::
 
         g = g + wd * p
@@ -712,7 +712,7 @@ class AdaGrad(Optimizer):
         return _flag_bits(l2=hp["weight_decay"] != 0.0, maximize=hp["maximize"])
 
 
-class RMSProp(Optimizer):
+class RMSprop(Optimizer):
     """RMSProp (Hinton, 2012), torch.optim.RMSprop's definition::
 
         g = g + wd * p
@@ -812,7 +812,12 @@ class SGD(Optimizer):
                           nesterov=hp["nesterov"], maximize=hp["maximize"])
 
 
-OPTIMIZERS: Dict[str, type] = {"adam": Adam, "adamw": AdamW, "adagrad": AdaGrad, "rmsprop": RMSProp, "sgd": SGD}
+# torch.optim's spellings are the class names; the earlier ones stay as aliases
+# (the same class objects, so isinstance checks and pickles of either keep working).
+AdaGrad = Adagrad
+RMSProp = RMSprop
+
+OPTIMIZERS: Dict[str, type] = {"adam": Adam, "adamw": AdamW, "adagrad": Adagrad, "rmsprop": RMSprop, "sgd": SGD}
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:

@@ -13,8 +13,16 @@ raises there instead, and its CosineAnnealingLR rises again).
     sched = fa.schedules.cosine(base=1e-3, total_steps=10_000, warmup_steps=500)
     sched(0), sched(499), sched(10_000)      # 2e-06, 0.001, 0.0
 
-Definitions are ALGORITHMS.md's; one-cycle and cyclic follow torch's
-OneCycleLR and CyclicLR step for step.
+Definitions are docs/algorithms.md's; one-cycle and cyclic follow torch's
+OneCycleLR and CyclicLR step for step, polynomial torch's PolynomialLR
+(optax's polynomial_schedule with ``end``), inverse_time Keras's
+InverseTimeDecay, and :func:`join` counts steps exactly as torch's
+SequentialLR does.
+
+Warmups: by default the seed article's rule, ``base * (k + 1) / w`` (step 0
+already gets ``base / w``, the full value comes at step ``w - 1``); with
+``warmup_start=s`` the optax / Hugging Face rule, ``s + (base - s) * k / w``
+(``warmup_start=0`` starts from 0 and reaches ``base`` at step ``w``).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ __all__ = [
     "linear_warmup",
     "step_decay",
     "exponential",
+    "polynomial",
+    "inverse_time",
     "cosine",
     "cosine_restarts",
     "one_cycle",
@@ -139,32 +149,59 @@ def linear(start: float, end: float, total_steps: int) -> Schedule:
                     {"start": start, "end": end, "total_steps": total_steps})
 
 
-def _warmup_then(target: ScheduleLike, w: int) -> Callable[[int], float]:
-    """The seed's warmup: ``target(0) * (k + 1) / w`` for k < w, then
-    ``target`` shifted by w (so step w-1 and step w both give target(0))."""
+def _warmup_start(value: Any) -> Union[float, None]:
+    return None if value is None else real("warmup_start", value)
+
+
+def _warmup_then(target: ScheduleLike, w: int, start: Union[float, None] = None) -> Callable[[int], float]:
+    """Warmup for ``k < w``, then ``target`` shifted by w.
+
+    ``start=None``: the seed's warmup, ``target(0) * (k + 1) / w`` (step w-1
+    and step w both give target(0)). ``start=s``: optax's / Hugging Face's,
+    ``s + (target(0) - s) * k / w`` (step 0 gives s, step w gives target(0)).
+    """
     if w == 0:
         return target
     peak = float(target(0))
-    return lambda k: peak * (k + 1) / w if k < w else target(k - w)
+    if start is None:
+        return lambda k: peak * (k + 1) / w if k < w else target(k - w)
+    return lambda k: start + (peak - start) * k / w if k < w else target(k - w)
 
 
-def linear_warmup(target: Union[float, ScheduleLike], warmup_steps: int) -> Schedule:
+def _with_warmup_start(args: Dict[str, Any], warmup_start: Any) -> Dict[str, Any]:
+    # Shown (and pickled) only when set, so the reprs of existing schedules do not change.
+    return args if warmup_start is None else {**args, "warmup_start": warmup_start}
+
+
+def linear_warmup(target: Union[float, ScheduleLike], warmup_steps: int,
+                  warmup_start: Union[float, None] = None) -> Schedule:
     """Linear warmup to ``target``, then ``target`` (a value or a schedule).
 
-    Rule (ALGORITHMS.md, the seed's warmup): ``base * (k + 1) / w`` for
-    ``k < w`` where ``base = target(0)``, then ``target(k - w)``. The first
-    step already gets ``base / w`` (never 0), and the ramp ends at ``base``
-    at step ``w - 1``.
+    Rule (docs/algorithms.md), with ``base = target(0)`` and ``w = warmup_steps``:
+
+    - ``warmup_start=None`` (the seed article's warmup): ``base * (k + 1) / w``
+      for ``k < w``. The first step already gets ``base / w`` (never 0),
+      and the ramp ends at ``base`` at step ``w - 1``;
+    - ``warmup_start=s`` (optax's ``linear_schedule`` / Hugging Face's
+      warmup, ``s=0``; torch's ``LinearLR(start_factor=s / base)``):
+      ``s + (base - s) * k / w`` for ``k < w``, so step 0 gives ``s`` and
+      ``base`` comes at step ``w``;
+
+    then ``target(k - w)``.
 
     Args:
         target: the value (or the schedule) to warm up to.
         warmup_steps: ``w`` >= 0 (0: no warmup).
+        warmup_start: None (the seed's rule) or the value at step 0.
 
-    Example: ``linear_warmup(1e-3, 10)`` gives 1e-4, 2e-4, ..., 1e-3, 1e-3, ...
+    Example: ``linear_warmup(1e-3, 10)`` gives 1e-4, 2e-4, ..., 1e-3, 1e-3, ...;
+    ``linear_warmup(1e-3, 10, warmup_start=0.0)`` gives 0, 1e-4, ..., 9e-4, 1e-3, ...
     """
     w = integer("warmup_steps", warmup_steps, 0)
+    start = _warmup_start(warmup_start)
     inner = _schedule_arg("target", target) if callable(target) else constant(real("target", target))
-    return Schedule(_warmup_then(inner, w), "linear_warmup", {"target": target, "warmup_steps": warmup_steps})
+    return Schedule(_warmup_then(inner, w, start), "linear_warmup",
+                    _with_warmup_start({"target": target, "warmup_steps": warmup_steps}, warmup_start))
 
 
 def step_decay(base: float, step_size: int, gamma: float = 0.1) -> Schedule:
@@ -189,11 +226,68 @@ def exponential(base: float, gamma: float) -> Schedule:
     return Schedule(lambda k: b * g ** k, "exponential", {"base": base, "gamma": gamma})
 
 
+def polynomial(base: float, total_steps: int, power: float = 1.0, end: float = 0.0) -> Schedule:
+    """Polynomial decay (torch's PolynomialLR; optax's polynomial_schedule).
+
+    Rule: ``end + (base - end) * (1 - min(k, T) / T) ** power``, so ``base``
+    at step 0 and ``end`` from step ``T = total_steps`` on. With ``end=0``
+    this is torch's PolynomialLR(total_iters=T, power=power) (its closed
+    form); with ``end`` it is optax's ``polynomial_schedule(init_value=base,
+    end_value=end, power=power, transition_steps=T)``. ``power=1`` is a
+    linear decay.
+
+    Args:
+        base: value at step 0.
+        total_steps: ``T`` >= 1, steps until ``end``.
+        power: > 0, the exponent.
+        end: final value.
+
+    Example: ``polynomial(0.05, total_steps=50, power=0.9)``.
+    """
+    b, e = real("base", base), real("end", end)
+    t = integer("total_steps", total_steps, 1)
+    pw = _positive("power", power)
+    return Schedule(lambda k: e + (b - e) * (1.0 - min(k, t) / t) ** pw, "polynomial",
+                    {"base": base, "total_steps": total_steps, "power": power, "end": end})
+
+
+def inverse_time(base: float, decay_rate: float, decay_steps: float = 1, staircase: bool = False) -> Schedule:
+    """Inverse-time decay, Keras's InverseTimeDecay.
+
+    Rule: ``base / (1 + decay_rate * p)`` with ``p = k / decay_steps``
+    (``staircase=True``: ``p = floor(k / decay_steps)``, a step every
+    ``decay_steps``). With ``decay_steps=1`` it is the decay torch's Adagrad
+    applies through ``lr_decay``: ``lr / (1 + (t - 1) * lr_decay)`` at update
+    ``t`` is ``inverse_time(lr, lr_decay)(t - 1)``. (optax has no
+    inverse-time schedule; Keras's is the one matched.)
+
+    Args:
+        base: value at step 0.
+        decay_rate: >= 0.
+        decay_steps: > 0, the steps over which ``p`` grows by 1.
+        staircase: decay in whole steps of ``decay_steps``.
+
+    Example: ``inverse_time(0.1, decay_rate=0.5, decay_steps=100)(200) == 0.05``.
+    """
+    b = real("base", base)
+    r = real("decay_rate", decay_rate, low=0.0)
+    d = _positive("decay_steps", decay_steps)
+    stairs = flag("staircase", staircase)
+
+    def fn(k: int) -> float:
+        p = k / d
+        return b / (1.0 + r * (math.floor(p) if stairs else p))
+
+    return Schedule(fn, "inverse_time",
+                    {"base": base, "decay_rate": decay_rate, "decay_steps": decay_steps, "staircase": staircase})
+
+
 def _cosine_value(base: float, end: float, t: int, period: int) -> float:
     return end + (base - end) * (1.0 + math.cos(math.pi * min(t, period) / period)) / 2.0
 
 
-def cosine(base: float, total_steps: int, end: float = 0.0, warmup_steps: int = 0) -> Schedule:
+def cosine(base: float, total_steps: int, end: float = 0.0, warmup_steps: int = 0,
+           warmup_start: Union[float, None] = None) -> Schedule:
     """Cosine annealing from ``base`` to ``end``, with an optional linear warmup.
 
     Rule: with ``w = warmup_steps`` and ``T = total_steps - w``: the
@@ -202,13 +296,20 @@ def cosine(base: float, total_steps: int, end: float = 0.0, warmup_steps: int = 
     ``j = k - w``; ``end`` from step ``total_steps`` on (torch's
     CosineAnnealingLR climbs back up past ``T_max``; for cycles use
     :func:`cosine_restarts`). ``total_steps`` counts the warmup (like
-    Hugging Face's cosine-with-warmup, whose warmup starts at 0, not ``base / w``).
+    Hugging Face's cosine-with-warmup and optax's warmup_cosine_decay_schedule).
+    ``warmup_start=0`` makes the warmup theirs (from 0 at step 0 to ``base``
+    at step ``w``, see :func:`linear_warmup`): ``cosine(base, T,
+    warmup_steps=w, warmup_start=0.0)`` is Hugging Face's
+    ``get_cosine_schedule_with_warmup(w, T)`` times ``base``, and optax's
+    ``warmup_cosine_decay_schedule(0.0, base, w, T, end)``.
 
     Args:
-        base: peak value (reached at step ``w - 1`` and again at ``w``).
+        base: peak value (reached at step ``w - 1`` and again at ``w``;
+            with a ``warmup_start``, at step ``w``).
         total_steps: length of warmup plus decay (> warmup_steps).
         end: final value (torch's ``eta_min``).
         warmup_steps: linear warmup steps (0: none).
+        warmup_start: None (the seed's warmup) or the value at step 0.
 
     Example: ``cosine(1e-3, total_steps=10_000, warmup_steps=500)``.
     """
@@ -217,13 +318,16 @@ def cosine(base: float, total_steps: int, end: float = 0.0, warmup_steps: int = 
     w = integer("warmup_steps", warmup_steps, 0)
     if total <= w:
         raise ValueError(f"total_steps={total_steps!r} must be > warmup_steps={warmup_steps!r}")
+    start = _warmup_start(warmup_start)
     decay = total - w
-    fn = _warmup_then(lambda j: _cosine_value(b, e, j, decay), w)
-    return Schedule(fn, "cosine", {"base": base, "total_steps": total_steps, "end": end, "warmup_steps": warmup_steps})
+    fn = _warmup_then(lambda j: _cosine_value(b, e, j, decay), w, start)
+    return Schedule(fn, "cosine", _with_warmup_start(
+        {"base": base, "total_steps": total_steps, "end": end, "warmup_steps": warmup_steps}, warmup_start))
 
 
 def cosine_restarts(base: float, first_period: int, period_mult: int = 1, end: float = 0.0,
-                    cycle_decay: float = 1.0, warmup_steps: int = 0) -> Schedule:
+                    cycle_decay: float = 1.0, warmup_steps: int = 0,
+                    warmup_start: Union[float, None] = None) -> Schedule:
     """Cosine annealing with warm restarts (SGDR; torch's CosineAnnealingWarmRestarts).
 
     Rule: after the optional warmup, cycle ``i`` lasts ``T_i = T_0 * mult**i``
@@ -238,6 +342,8 @@ def cosine_restarts(base: float, first_period: int, period_mult: int = 1, end: f
         end: floor of every cycle (``eta_min``).
         cycle_decay: multiplies the peak at each restart (1: no decay).
         warmup_steps: linear warmup to ``base`` before the first cycle.
+        warmup_start: None (the seed's warmup) or the value at step 0 (see
+            :func:`linear_warmup`).
 
     Example: ``cosine_restarts(0.1, first_period=10, period_mult=2)``
     restarts at steps 10, 30, 70, ...
@@ -247,6 +353,7 @@ def cosine_restarts(base: float, first_period: int, period_mult: int = 1, end: f
     mult = integer("period_mult", period_mult, 1)
     decay = _positive("cycle_decay", cycle_decay)
     w = integer("warmup_steps", warmup_steps, 0)
+    start = _warmup_start(warmup_start)
 
     def cycles(j: int) -> float:
         if mult == 1:
@@ -259,9 +366,9 @@ def cosine_restarts(base: float, first_period: int, period_mult: int = 1, end: f
                 i += 1
         return _cosine_value(b * decay ** i, e, t, period)
 
-    return Schedule(_warmup_then(cycles, w), "cosine_restarts",
-                    {"base": base, "first_period": first_period, "period_mult": period_mult, "end": end,
-                     "cycle_decay": cycle_decay, "warmup_steps": warmup_steps})
+    return Schedule(_warmup_then(cycles, w, start), "cosine_restarts", _with_warmup_start(
+        {"base": base, "first_period": first_period, "period_mult": period_mult, "end": end,
+         "cycle_decay": cycle_decay, "warmup_steps": warmup_steps}, warmup_start))
 
 
 _ANNEAL = ("cos", "linear")
@@ -440,6 +547,11 @@ def join(schedules: Sequence[ScheduleLike], boundaries: Sequence[int]) -> Schedu
 
     Rule: ``schedules[i]`` runs for ``boundaries[i-1] <= k < boundaries[i]``
     and sees the step counted from its own start, ``k - boundaries[i-1]``.
+    This is how torch's SequentialLR counts too: at step ``k == milestone``
+    it restarts the next scheduler at its step 0 (``_update_lr(0)``), so
+    ``join([a, b], [m])`` equals ``SequentialLR([A, B], milestones=[m])``
+    (``boundaries`` are torch's ``milestones``) for closed-form schedulers;
+    no separate ``sequential`` is needed.
 
     Args:
         schedules: callables ``step -> value``, one more than boundaries.
