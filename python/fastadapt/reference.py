@@ -1,6 +1,6 @@
 """Plain NumPy implementations of every fastadapt kernel, in exactly the
-operation order of ALGORITHMS.md: the oracle of the parity tests (bit for
-bit) and the "seed implementation" baseline of the benchmarks.
+operation order of docs/algorithms.md: the oracle of the parity tests (bit
+for bit) and the "seed implementation" baseline of the benchmarks.
 
 Each rule updates its arrays in place. Scalars are computed in float64 and
 rounded to the array dtype once (``T(x)``), as the kernels do.
