@@ -565,3 +565,32 @@ def test_adaptive_lr_bound_loads_the_state_of_an_unbound_one():
     adaptive.load_state_dict(state)
     assert adaptive.init_lr == 0.4 and opt.lr == 0.2
     assert [adaptive.step(m) for m in [3.0, 3.0, 3.0]] == [0.4, 0.4, 0.2]    # epochs 1, 2, 3
+
+
+# ---- issue 12, item 2: the article's warmup, side by side ----------------------------------------
+
+@pytest.mark.parametrize("warmup", [1, 2, 3, 10])
+def test_adaptive_lr_warmup_is_the_articles_and_the_schedulers_epoch_by_epoch(warmup):
+    """The lr each epoch trains at, from the article (asked before each epoch),
+    AdaptiveLR (stepped after each epoch) and Scheduler(per="epoch",
+    lr=linear_warmup(init, w)) (stepped after each epoch), run side by side."""
+    init = 0.3
+    article = ArticleScheduler(init_lr=init, patience=100, warmup_epochs=warmup)
+    opt_a, opt_s = fa.SGD(lr=init), fa.SGD(lr=init)
+    adaptive = fa.AdaptiveLR(warmup_epochs=warmup, patience=100)
+    sched = fa.Scheduler(per="epoch", lr=S.linear_warmup(init, warmup))
+    trainer_a, trainer_s = FakeTrainer(opt_a), FakeTrainer(opt_s)
+    adaptive.on_train_begin(trainer_a)
+    sched.on_train_begin(trainer_s)
+    loss = None
+    for epoch in range(warmup + 3):
+        used_article = article.step(loss, epoch)
+        used_adaptive, used_scheduler = opt_a.lr, opt_s.lr          # what this epoch trains at
+        if epoch < warmup:
+            assert used_adaptive == used_article == used_scheduler == init * (epoch + 1) / warmup, epoch
+        else:   # the article keeps init * w / w (its last warmup value); linear_warmup gives init itself
+            assert used_adaptive == used_article == pytest.approx(used_scheduler, rel=1e-15), epoch
+        loss = 1.0                                                   # this epoch's validation loss
+        adaptive.on_epoch_end(epoch, {"val_loss": loss}, trainer_a)
+        sched.on_epoch_end(epoch, {"val_loss": loss}, trainer_s)
+    assert opt_a.lr == pytest.approx(init, rel=1e-15)                # full lr at epoch w - 1, not w
