@@ -6,9 +6,11 @@ used to crash or clobber, validation at load instead of at the first step."""
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import threading
+import zipfile
 
 import numpy as np
 import pytest
@@ -266,6 +268,12 @@ def test_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["run.npz"]
 
 
+def _npy(array, allow_pickle=False):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
 def _bad_files(tmp_path):
     good = tmp_path / "good.npz"
     save_state(good, {"a": np.ones(2), "b": [1, 2]})
@@ -276,6 +284,28 @@ def _bad_files(tmp_path):
     files["npy"] = (tmp_path / "plain.npy").read_bytes()
     files["truncated"] = raw[: len(raw) // 2]
     files["corrupt-header"] = b"XXXX" + raw[4:]
+    # Archives whose members are damaged in ways np.load reports with other
+    # exception types (raw bytes instead of .npy, corrupt deflate data, an
+    # unknown compression method, an object array that would need pickle).
+    with zipfile.ZipFile(tmp_path / "raw.npz", "w") as z:
+        z.writestr("__state__.npy", _npy(np.array('{"x": {"__ndarray__": "a0"}}')))
+        z.writestr("a0.npy", b"not an array")
+    files["raw-member"] = (tmp_path / "raw.npz").read_bytes()
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, __state__=np.array('{"x": 1}'))
+    deflated = bytearray(buffer.getvalue())
+    deflated[60] ^= 0xFF
+    deflated[70] ^= 0xFF
+    files["corrupt-deflate"] = bytes(deflated)
+    method = bytearray(raw)
+    method[8] = 99
+    central = method.rfind(b"PK\x01\x02")
+    method[central + 10] = 99
+    files["unknown-compression"] = bytes(method)
+    with zipfile.ZipFile(tmp_path / "obj.npz", "w") as z:
+        z.writestr("__state__.npy", _npy(np.array('{"x": 1}')))
+        z.writestr("a0.npy", _npy(np.array([{"x": 1}], dtype=object), allow_pickle=True))
+    files["object-member"] = (tmp_path / "obj.npz").read_bytes()
     for name, document in (("deep", "[" * 100_000 + "]" * 100_000),
                            ("dangling", json.dumps({"x": {"__ndarray__": "a9"}})),
                            ("not-json", "{nope")):
@@ -291,6 +321,8 @@ def test_every_bad_checkpoint_file_is_one_value_error_naming_it(tmp_path):
         with pytest.raises(ValueError) as info:
             load_state(path)
         assert str(path) in str(info.value), name
+        if name == "object-member":
+            assert "object array" in str(info.value)
 
 
 def test_bad_checkpoint_file_changes_nothing_in_a_trainer(tmp_path):

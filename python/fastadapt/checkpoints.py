@@ -15,6 +15,7 @@ import json
 import numbers
 import os
 import zipfile
+import zlib
 from typing import Any, Dict, Union
 
 import numpy as np
@@ -77,6 +78,20 @@ class _Corrupt(Exception):
     """What is wrong with a checkpoint's document (becomes one ValueError)."""
 
 
+def _member(archive: Any, member: str) -> np.ndarray:
+    """One array of the archive; a member that is not a .npy array (NpzFile
+    hands back raw bytes for those) or holds objects is corrupt."""
+    try:
+        value = archive[member]
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise _Corrupt(f"its member {member!r} is an object array, which would need pickle") from None
+        raise
+    if not isinstance(value, np.ndarray):
+        raise _Corrupt(f"its member {member!r} is not a .npy array")
+    return value
+
+
 def _decode_checked(value: Any, arrays: Dict[str, np.ndarray], depth: int = 0) -> Any:
     # Depth-limited: a hostile document nested 100 000 deep must fail with a
     # message, not a RecursionError.
@@ -101,35 +116,40 @@ def _decode_checked(value: Any, arrays: Dict[str, np.ndarray], depth: int = 0) -
 
 def load_state(path: PathLike) -> Any:
     """Read a file written by :func:`save_state`. Anything else (an empty or
-    truncated file, a plain ``.npy``, a corrupt archive or document) is one
-    ``ValueError`` naming the file and what is wrong; nothing is executed."""
+    truncated file, a plain ``.npy``, a corrupt archive, member or document)
+    is one ``ValueError`` naming the file and what is wrong; nothing is
+    executed."""
     name = os.fspath(path)
     try:
         # Our own file object, closed whatever np.load makes of the bytes.
         with open(name, "rb") as f:
-            loaded = np.load(f, allow_pickle=False)
+            try:
+                loaded = np.load(f, allow_pickle=False)
+            except ValueError as e:
+                if "pickle" not in str(e):
+                    raise
+                # np.load takes any unknown header for a pickle (refused here).
+                raise _Corrupt("its header is neither a .npz archive nor a .npy array (pickles are never "
+                               "loaded)") from None
             if not hasattr(loaded, "files"):  # an ndarray: np.load read a plain .npy
                 raise _Corrupt("it is a single .npy array, not a checkpoint archive (.npz)")
             with loaded as archive:
                 if _META not in archive.files:
                     raise _Corrupt(f"it has no {_META!r} member")
-                meta = archive[_META]
-                if meta.dtype.kind != "U" or meta.shape != ():
-                    raise _Corrupt(f"its {_META!r} member is not a JSON string")
-                arrays = {n: archive[n] for n in archive.files if n != _META}
+                members = {n: _member(archive, n) for n in archive.files}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except _Corrupt as e:
         raise ValueError(f"{name} is not a valid fastadapt checkpoint: {e}") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        if isinstance(e, ValueError) and "pickle" in str(e):
-            # np.load takes any unknown header for a pickle (refused here).
-            raise ValueError(f"{name} is not a valid fastadapt checkpoint: its header is neither a .npz archive "
-                             f"nor a .npy array (pickles are never loaded)") from None
-        # np.load's own messages for an empty file, a truncated or corrupt
-        # zip, a pickled object array (refused: allow_pickle=False).
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error, NotImplementedError) as e:
+        # np.load's and zipfile's own errors for an empty file, a truncated or
+        # corrupt archive, an unsupported compression method.
         raise ValueError(f"{name} is not a valid fastadapt checkpoint (a .npz written by save_state): "
                          f"{type(e).__name__}: {e}") from None
+    meta = members.pop(_META)
+    if meta.dtype.kind != "U" or meta.shape != ():
+        raise ValueError(f"{name} is not a valid fastadapt checkpoint: its {_META!r} member is not a JSON string")
+    arrays = members
     try:
         document = json.loads(str(meta))
     except RecursionError:
