@@ -354,3 +354,71 @@ def test_lr_find_checks_a_loaded_state_against_params_before_the_sweep():
     with pytest.raises(ValueError, match=r"expected shape \(5,\)"):
         fa.lr_find(opt, params, loss_and_grad, [None], num_steps=5)
     assert not calls and np.array_equal(params["w"], np.zeros(5))
+
+
+class _Counter(fa.callbacks.Callback):
+    def __init__(self, fail_load=False):
+        self.n, self.fail_load = 0, fail_load
+
+    def on_epoch_end(self, epoch, logs, trainer):
+        self.n += 1
+
+    def state_dict(self):
+        return {"n": self.n}
+
+    def load_state_dict(self, state):
+        if self.fail_load:
+            raise KeyboardInterrupt  # an interrupt in the middle of the load
+        self.n = state["n"]
+
+
+def test_trainer_load_that_fails_half_way_changes_nothing():
+    saved = _trainer(_params(), [_Counter()])
+    saved.fit([None], epochs=3)
+    sd = saved.state_dict()
+    # Read-only params: refused before anything changes.
+    params = _params()
+    for v in params.values():
+        v.setflags(write=False)
+    fresh = _trainer(params, [_Counter()])
+    with pytest.raises(ValueError, match=r"params\['w'\] is read-only"):
+        fresh.load_state_dict(sd)
+    assert fresh.optimizer.step_count == 0 and fresh.callbacks[0].n == 0 and fresh.epoch == 0
+    # A callback whose load is interrupted: the optimizer and params loaded before it are rolled back.
+    params = _params()
+    before = {k: v.copy() for k, v in params.items()}
+    fresh = _trainer(params, [_Counter(fail_load=True)])
+    with pytest.raises(KeyboardInterrupt):
+        fresh.load_state_dict(sd)
+    assert fresh.optimizer.step_count == 0 and fresh.optimizer.state_dict()["state"] == {}
+    assert all(np.array_equal(params[k], before[k]) for k in params) and fresh.epoch == 0
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda sd: sd.pop("optimizer"), "checkpoint\\['optimizer'\\]"),
+    (lambda sd: sd.update(history=5), "checkpoint\\['history'\\]"),
+    (lambda sd: sd.update(epoch=10 ** 30), "checkpoint\\['epoch'\\]"),
+])
+def test_trainer_checkpoint_fields_are_checked(change, words):
+    trainer = _trainer(_params())
+    trainer.fit([None], epochs=1)
+    sd = trainer.state_dict()
+    change(sd)
+    with pytest.raises(ValueError, match=words):
+        trainer.load_state_dict(sd)
+    assert trainer.epoch == 1 and trainer.optimizer.step_count == 1
+
+
+def test_trainer_snapshot_from_another_thread_is_an_epoch_boundary():
+    params = {"w": np.zeros(200_000)}
+    trainer = _trainer(params, [_Counter()])
+    batches = [None] * 20
+    worker = threading.Thread(target=trainer.fit, args=(batches,), kwargs={"epochs": 8})
+    worker.start()
+    snapshots = []
+    while worker.is_alive() or not snapshots:
+        snapshots.append(trainer.state_dict())
+    worker.join()
+    for sd in snapshots:
+        assert sd["step"] == sd["optimizer"]["step"] == 20 * sd["epoch"]
+        assert sd["callbacks"][0]["state"]["n"] == sd["epoch"] == len(sd["history"]["epoch"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -217,6 +218,12 @@ class Trainer:
         self.stopped_epoch: Optional[int] = None
         self.epoch = 0
         self.step = 0
+        # Held by fit for each whole epoch (and its checkpoint), taken by
+        # state_dict/load_state_dict: a snapshot from another thread is always
+        # an epoch boundary, where params, optimizer, callbacks, history and
+        # counters agree and a resumed run continues exactly. Reentrant, so
+        # callbacks on the training thread may checkpoint.
+        self._state_lock = threading.RLock()
         self._display = make_progress(False)
 
     # ---- construction ----------------------------------------------------------
@@ -361,9 +368,10 @@ class Trainer:
             for hook in self._hooks("on_train_begin"):
                 hook(self)
             for epoch in range(first, last + 1):
-                self._run_epoch(epoch, last, epoch_batches(epoch), validation, metrics, hyper_at_start)
-                if checkpoint_path is not None:
-                    self.save_checkpoint(checkpoint_path)
+                with self._state_lock:
+                    self._run_epoch(epoch, last, epoch_batches(epoch), validation, metrics, hyper_at_start)
+                    if checkpoint_path is not None:
+                        self.save_checkpoint(checkpoint_path)
                 if self.stop_training:
                     self.stopped_epoch = epoch
                     break
@@ -489,7 +497,13 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         """Everything a resumed run needs, as plain data: params (copies),
-        optimizer state, each callback's state, the history and the counters."""
+        optimizer state, each callback's state, the history and the counters.
+        Called from another thread while :meth:`fit` runs, it waits for the
+        current epoch to end, so it is always an epoch boundary."""
+        with self._state_lock:
+            return self._state_dict()
+
+    def _state_dict(self) -> Dict[str, Any]:
         paths, leaves = flatten_any(self.params)
         # Params and optimizer state copied under one hold of the optimizer's
         # lock: a step running in another thread cannot fall between them.
@@ -510,7 +524,12 @@ class Trainer:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`: params are copied into the trainer's own
-        arrays. Checked first; a failure leaves the trainer as it was."""
+        arrays. Checked first; a failure (or an interrupt) at any point leaves
+        the trainer, its params, optimizer and callbacks as they were."""
+        with self._state_lock:
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         sd = state_dict
         if not isinstance(sd, Mapping) or sd.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not a trainer checkpoint; pass what Trainer.state_dict() returned "
@@ -521,8 +540,11 @@ class Trainer:
                              f"expected the integer {CHECKPOINT_VERSION}")
         for name in ("epoch", "step"):
             v = sd.get(name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"checkpoint[{name!r}] must be an int >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2 ** 62:
+                raise ValueError(f"checkpoint[{name!r}] must be an int >= 0 and <= 2**62, got {v!r}")
+        if not isinstance(sd.get("optimizer"), Mapping):
+            raise ValueError(f"checkpoint['optimizer'] must be the optimizer's state_dict, got "
+                             f"{type(sd.get('optimizer')).__name__}")
         saved = sd.get("params")
         paths, leaves = flatten_any(self.params)
         if not isinstance(saved, Mapping) or set(saved) != set(paths):
@@ -535,6 +557,9 @@ class Trainer:
                 got = f"{arr.dtype.name} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
                 raise ValueError(f"checkpoint params[{path!r}]: expected {leaf.dtype.name} {leaf.shape}, got {got}; "
                                  f"load a checkpoint of the same model")
+            if not leaf.flags.writeable:
+                raise ValueError(f"params[{path!r}] is read-only, so the checkpoint cannot be copied into it; "
+                                 f"give the trainer writeable arrays")
         entries = sd.get("callbacks")
         names = [type(cb).__name__ for cb in self.callbacks]
         if not isinstance(entries, list) or [e.get("type") if isinstance(e, Mapping) and "state" in e else None
@@ -543,15 +568,21 @@ class Trainer:
                 if isinstance(entries, list) else entries
             raise ValueError(f"checkpoint callbacks {saved_names} do not match this trainer's {names}; "
                              f"build the trainer with the same callbacks in the same order")
-        history = History.from_dict(sd.get("history", {}))
+        try:
+            history = History.from_dict(sd.get("history", {}))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"checkpoint['history']: {e}") from None
 
         optimizer_before = self.optimizer.state_dict()
-        # Checked against this trainer's params now (keys, shapes, dtypes), so a
-        # checkpoint of another model fails here, before anything changes,
-        # instead of at the first step of the next fit.
-        self.optimizer.load_state_dict(sd["optimizer"], params=self.params)
+        params_before = [leaf.copy() for leaf in leaves]
         loaded: List[Tuple[Any, Dict[str, Any]]] = []
+        optimizer_loaded = copied = False
         try:
+            # Checked against this trainer's params now (keys, shapes, dtypes),
+            # so a checkpoint of another model fails here, before anything
+            # changes, instead of at the first step of the next fit.
+            self.optimizer.load_state_dict(sd["optimizer"], params=self.params)
+            optimizer_loaded = True
             for cb, entry in zip(self.callbacks, entries):
                 if entry["state"] is None:
                     continue
@@ -560,16 +591,19 @@ class Trainer:
                 before = cb.state_dict()
                 cb.load_state_dict(entry["state"])
                 loaded.append((cb, before))
+            copied = True
+            for path, leaf in zip(paths, leaves):
+                np.copyto(leaf, saved[path])
         except BaseException:
+            if copied:
+                for leaf, before in zip(leaves, params_before):
+                    np.copyto(leaf, before)
             for cb, before in reversed(loaded):
                 cb.load_state_dict(before)
-            self.optimizer.load_state_dict(optimizer_before)
+            if optimizer_loaded:
+                self.optimizer.load_state_dict(optimizer_before)
             raise
-        for path, leaf in zip(paths, leaves):
-            np.copyto(leaf, saved[path])
-        self.history = history
-        self.epoch = sd["epoch"]
-        self.step = sd["step"]
+        self.__dict__.update(history=history, epoch=sd["epoch"], step=sd["step"])
 
     def save_checkpoint(self, path: PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` (an ``.npz`` file, no pickle)."""
