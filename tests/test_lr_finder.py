@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastadapt as fa
-from fastadapt.lr_finder import _valley
+from fastadapt.lr_finder import fastai_valley
 
 from helpers import copy_tree, trees_same_bits
 
@@ -55,9 +55,12 @@ def test_sweep_follows_the_exponential_rule_and_debiased_ema():
         expected.append(avg / (1 - 0.9 ** (i + 1)))
     np.testing.assert_allclose(result.smoothed_losses, expected, rtol=1e-14)
     assert result.smoothed_losses[0] == pytest.approx(result.losses[0], rel=1e-15)   # debiased: no pull to 0
-    # the suggestion is the steepest descent against log(lr), ends ignored
-    slopes = np.gradient(result.smoothed_losses, np.log(result.lrs))
-    assert result.suggestion_index == 10 + int(np.argmin(slopes[10:35]))
+    # fastai's steep: the most negative forward difference against log(lr), first 10 and last 5 ignored
+    s, lrs = result.smoothed_losses[10:35], result.lrs[10:35]
+    assert result.steep_index == 10 + int(np.argmin(np.diff(s) / np.diff(np.log(lrs))))
+    assert result.steep == result.lrs[result.steep_index]
+    # fastai's minimum: a tenth of the lr at the lowest smoothed loss of the same window
+    assert result.minimum_index == 10 + int(np.argmin(s)) and result.minimum == result.lrs[result.minimum_index] / 10
 
 
 def test_divergence_stops_the_sweep():
@@ -66,8 +69,11 @@ def test_divergence_stops_the_sweep():
                         start_lr=1e-4, end_lr=1e3, num_steps=200)
     assert result.stop_reason == "diverged" and result.diverged
     assert len(result.lrs) < 200 and result.lrs[-1] > 2.0           # past the stability limit
-    assert result.smoothed_losses[-1] > 4 * np.min(result.smoothed_losses[:-1])
-    assert result.suggestion < 2.0
+    # stopped by the smoothed loss, or by two raw losses in a row, above 4x the best smoothed loss
+    best = np.min(result.smoothed_losses[:-2])
+    assert result.smoothed_losses[-1] > 4 * best or np.all(result.losses[-2:] > 4 * best)
+    assert result.suggestion < 2.0 and result.suggestion_method == "verified"
+    assert all(lr < result.lrs[-1] for lr in result.candidates)     # only lrs the sweep survived
 
 
 def test_non_finite_loss_and_gradient_stop_the_sweep():
@@ -80,7 +86,7 @@ def test_non_finite_loss_and_gradient_stop_the_sweep():
 
     result = fa.lr_find(fa.Adam(), {"w": np.zeros(2)}, exploding, itertools.repeat(None), num_steps=50)
     assert result.stop_reason == "non-finite loss" and len(result.lrs) == 6
-    assert math.isnan(result.smoothed_losses[-1]) and result.suggestion is None
+    assert math.isnan(result.smoothed_losses[-1])
     calls.clear()
 
     def nan_gradient(params, batch):
@@ -99,7 +105,7 @@ def test_batches_cycle_and_a_one_shot_iterator_ends():
         seen.append(batch)
         return 1.0, {"w": np.zeros(1)}
 
-    fa.lr_find(fa.SGD(), {"w": np.zeros(1)}, record, [0, 1, 2], num_steps=7)
+    fa.lr_find(fa.SGD(), {"w": np.zeros(1)}, record, [0, 1, 2], num_steps=7, verify_steps=0)
     assert seen == [0, 1, 2, 0, 1, 2, 0]
     seen.clear()
     result = fa.lr_find(fa.SGD(), {"w": np.zeros(1)}, record, iter([0, 1, 2]), num_steps=7)
@@ -205,6 +211,8 @@ def test_restored_when_loss_and_grad_raises():
     (dict(smoothing=1.0), ValueError, r"smoothing=1.0 must be in \[0, 1\)"),
     (dict(diverge_factor=1.0), ValueError, r"diverge_factor=1.0 must be > 1"),
     (dict(skip_end=-1), ValueError, r"skip_end=-1 must be >= 0"),
+    (dict(verify_steps=1), ValueError, r"verify_steps=1 must be 0 \(no verification\) or >= 2"),
+    (dict(verify_steps=-2), ValueError, r"verify_steps=-2 must be >= 0"),
     (dict(end_lr=float("inf")), ValueError, r"end_lr=inf must be finite"),
 ])
 def test_bad_arguments(kwargs, error, message):
@@ -225,11 +233,12 @@ def test_bad_inputs_named():
         fa.lr_find(fa.SGD(), {"w": [0.0, 1.0]}, loss_and_grad, [None])
 
 
-def test_valley_is_the_middle_of_the_longest_decrease():
-    # longest strictly decreasing subsequence: 5, 4, 3, 2, 1 at indices 0, 1, 3, 4, 6
-    assert _valley(np.array([5.0, 4.0, 6.0, 3.0, 2.0, 7.0, 1.0, 8.0])) == 3
-    assert _valley(np.array([1.0, 2.0, 3.0])) is None
-    assert _valley(np.array([3.0, 2.0, np.nan])) == 0
+def test_valley_is_fastais():
+    # fastai: lds = 1,2,1,3,4,1,5,1; max_end = 6, max_start = 6 - 5 = 1; d = 5:
+    # 1 + int(5/3) + int(5/3/2) = 2
+    assert fastai_valley(np.array([5.0, 4.0, 6.0, 3.0, 2.0, 7.0, 1.0, 8.0])) == 2
+    assert fastai_valley(np.array([1.0, 2.0, 3.0])) == 0      # no decrease: max_start = max_end = 0
+    assert fastai_valley(np.array([2.0, 1.0])) == 1           # max_start = -1: fastai's lrs[-1]
 
 
 def test_result_to_json_and_plot(tmp_path):
@@ -258,7 +267,7 @@ def test_cli_lr_find_on_least_squares(tmp_path, capsys):
         data = json.load(f)
     assert data["problem"] == "least-squares" and data["optimizer"].startswith("SGD(")
     assert 0.2 <= data["suggestion"] < data["full_batch_sgd_max_stable_lr"] == pytest.approx(2.0)
-    assert "suggested lr (steepest descent)" in capsys.readouterr().out
+    assert "suggested lr (verified" in capsys.readouterr().out
     if (out / "lr_find.png").exists():
         assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["lr-find", "--optimizer", "lion", "--out", str(out)]) == 2

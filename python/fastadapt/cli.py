@@ -235,14 +235,15 @@ def _lr_find(args: argparse.Namespace) -> int:
 
     with _user_input():  # every argument is checked before any data is loaded
         optimizer = make_optimizer(args.optimizer)
-        check_settings(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.num_steps)
+        check_settings(start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.num_steps,
+                       verify_steps=args.verify_steps)
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} must be >= 1")
     name, params, loss_and_grad, batches, facts = _lr_find_problem(args)
     with _user_input():
         check_writable_dir(args.out, "--out")
     result = lr_find(optimizer, params, loss_and_grad, batches, start_lr=args.start_lr, end_lr=args.end_lr,
-                     num_steps=args.num_steps)
+                     num_steps=args.num_steps, verify_steps=args.verify_steps)
     json_path = os.path.join(args.out, "lr_find.json")
     write_text(json_path, json.dumps({"problem": name, **facts, "optimizer": repr(optimizer), "seed": args.seed,
                                       **result.to_dict()}, indent=1) + "\n")
@@ -254,8 +255,13 @@ def _lr_find(args: argparse.Namespace) -> int:
     shown = "none (too few points)" if result.suggestion is None else f"{result.suggestion:.3g}"
     print(f"lr-find on {name} with {type(optimizer).__name__}: {len(result.lrs)} steps from "
           f"{args.start_lr:g} to {args.end_lr:g} ({result.stop_reason})")
-    print(f"suggested lr (steepest descent): {shown}"
-          + ("" if result.valley is None else f"; valley: {result.valley:.3g}"))
+    how = {"verified": f"verified: the best of {len(result.candidates)} short runs of {args.verify_steps} steps",
+           "curve": "the smoothed curve's lowest point / 3, not verified"}.get(result.suggestion_method, "")
+    print(f"suggested lr ({how}): {shown}" if how else f"suggested lr: {shown}")
+    others = [f"{name} {lr:.3g}" for name, lr in (("valley", result.valley), ("steep", result.steep),
+                                                   ("minimum/10", result.minimum)) if lr is not None]
+    if others:
+        print(f"fastai's rules on the same curve: {', '.join(others)}")
     if "full_batch_sgd_max_stable_lr" in facts:
         print(f"for reference, full-batch SGD is stable below 2 / lambda_max(H) = "
               f"{facts['full_batch_sgd_max_stable_lr']:.3g}")
@@ -310,6 +316,8 @@ def _parser() -> argparse.ArgumentParser:
     p_lrf.add_argument("--start-lr", type=float, default=1e-7, help="first lr of the sweep (default 1e-7)")
     p_lrf.add_argument("--end-lr", type=float, default=10.0, help="last lr of the sweep (default 10)")
     p_lrf.add_argument("--num-steps", type=int, default=100, help="steps in the sweep (default 100)")
+    p_lrf.add_argument("--verify-steps", type=int, default=60,
+                       help="steps of each short run that checks a candidate lr (default 60; 0: no check)")
     p_lrf.add_argument("--batch-size", type=int, default=64, help="mini-batch size (default 64)")
     p_lrf.add_argument("--problem", choices=["auto", "mnist", "least-squares"], default="auto",
                        help="auto: MNIST when its data is found, else least squares")

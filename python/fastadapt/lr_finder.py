@@ -1,16 +1,25 @@
-"""The learning-rate range test (Smith 2015, as fastai and Lightning run it).
+"""The learning-rate range test (Smith 2015), made to suggest an lr that trains well.
 
 Train for a few steps while the learning rate grows exponentially from tiny
-to huge, watch the (smoothed) loss, and suggest the lr where it falls
-fastest. Params and optimizer are put back exactly as they were afterwards.
+to huge and record the loss (the *sweep*); then try a handful of candidate
+lrs read off that curve for a short run each, from the same starting point,
+and suggest the one whose loss ends lowest (the *verification*). Params and
+optimizer are put back exactly as they were afterwards.
 
     result = fa.lr_find(opt, params, loss_and_grad, batches)
     result.suggestion; result.plot("lr_find.png")
+
+Why verify: a rule read off the sweep alone (fastai's ``valley``, the
+steepest slope, the minimum / 10) lands anywhere from 1x to 100x away from
+the lr that trains best, because the sweep's loss at lr ``x`` reflects every
+smaller lr before it, and a 20% noisy curve moves any slope-based point by
+decades. Training each candidate for a few dozen steps measures what the
+suggestion is for. bench/test_lr_find_regret.py measures the result
+(docs/algorithms.md describes the rule).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -27,21 +36,35 @@ class LRFindResult:
     """What :func:`lr_find` saw.
 
     Attributes:
-        lrs: the learning rate of each step taken.
-        losses: the loss of each step's batch, computed before that step's update.
-        smoothed_losses: the debiased EMA of ``losses`` (NaN after a non-finite loss).
-        suggestion: the lr where the smoothed loss falls fastest against
-            ``log(lr)`` (first ``skip_start`` and last ``skip_end`` points
-            ignored); None when too few points are left.
-        valley: the lr halfway (in steps) between the first and last point of
-            the longest strictly decreasing subsequence of the smoothed loss
-            (fastai's "valley"); None if it has fewer than 2 points. On a
-            curve that falls all the way this lands in the flat start, far
-            below ``suggestion``.
-        stop_reason: ``"completed"``, ``"diverged"`` (smoothed loss above
-            ``diverge_factor`` times its best), ``"non-finite loss"``,
-            ``"non-finite gradient"`` (the optimizer's ``nonfinite="raise"``)
-            or ``"batches exhausted"``.
+        lrs: the (default group's) learning rate of each sweep step.
+        losses: the loss of each sweep step's batch, computed before that step's update.
+        smoothed_losses: the debiased EMA of ``losses`` (NaN after a non-finite
+            loss); fastai's curve, on which ``valley``, ``steep`` and ``minimum`` are read.
+        suggestion: the recommended lr: the verified candidate whose short
+            run ended with the lowest loss (``suggestion_method == "verified"``),
+            or, when verification is off or could not run, the lr at the
+            lowest point of the median-smoothed raw loss divided by 3
+            (``"curve"``). None when the sweep has too few points.
+        suggestion_index: the sweep step whose lr is nearest the suggestion (for plots).
+        suggestion_method: ``"verified"``, ``"curve"`` or None.
+        candidates: ``{lr: score}`` of the verification (the mean loss over
+            the second half of each run; inf for a run that blew up).
+        group_lrs: the suggestion for every parameter group, ordered as
+            ``optimizer.group_values("lr")``: each group keeps its ratio to the
+            default lr (pass to ``optimizer.set_group_values("lr", ...)``).
+        valley: fastai's ``valley`` (its ``SuggestionMethod.Valley``, the
+            default of ``Learner.lr_find``): on the smoothed losses without
+            the first ``skip_start`` and last ``skip_end`` points, the longest
+            decreasing run found by fastai's O(n^2) scan, then the point
+            ``int(d / 3) + int(d / 6)`` steps into it (``d`` its length).
+        steep: fastai's ``steep``: the lr where the forward difference of
+            the smoothed loss against ``log(lr)`` is most negative (same points).
+        minimum: fastai's ``minimum``: one tenth of the lr at the lowest
+            smoothed loss (same points); ``minimum_index`` is that lowest point.
+        stop_reason: ``"completed"``, ``"diverged"`` (the smoothed loss above
+            ``diverge_factor`` times its best, or two raw losses in a row
+            above it), ``"non-finite loss"``, ``"non-finite gradient"`` (the
+            optimizer's ``nonfinite="raise"``) or ``"batches exhausted"``.
     """
 
     lrs: np.ndarray
@@ -53,6 +76,13 @@ class LRFindResult:
     valley_index: Optional[int]
     stop_reason: str
     settings: Dict[str, Any] = field(default_factory=dict)
+    suggestion_method: Optional[str] = None
+    candidates: Dict[float, float] = field(default_factory=dict)
+    group_lrs: Optional[List[float]] = None
+    steep: Optional[float] = None
+    steep_index: Optional[int] = None
+    minimum: Optional[float] = None
+    minimum_index: Optional[int] = None
 
     @property
     def diverged(self) -> bool:
@@ -62,15 +92,21 @@ class LRFindResult:
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-ready data (non-finite numbers become None)."""
 
-        def clean(values: np.ndarray) -> List[Optional[float]]:
+        def clean(values: Any) -> List[Optional[float]]:
             return [float(v) if math.isfinite(v) else None for v in values]
 
         return {"lrs": clean(self.lrs), "losses": clean(self.losses), "smoothed_losses": clean(self.smoothed_losses),
-                "suggestion": self.suggestion, "suggestion_index": self.suggestion_index, "valley": self.valley,
-                "valley_index": self.valley_index, "stop_reason": self.stop_reason, "settings": dict(self.settings)}
+                "suggestion": self.suggestion, "suggestion_index": self.suggestion_index,
+                "suggestion_method": self.suggestion_method,
+                "candidates": [{"lr": lr, "score": s if math.isfinite(s) else None}
+                               for lr, s in sorted(self.candidates.items())],
+                "group_lrs": self.group_lrs, "valley": self.valley, "valley_index": self.valley_index,
+                "steep": self.steep, "steep_index": self.steep_index, "minimum": self.minimum,
+                "minimum_index": self.minimum_index, "stop_reason": self.stop_reason,
+                "settings": dict(self.settings)}
 
     def plot(self, path: Optional[str] = None, *, ax: Any = None, show_raw: bool = True) -> Any:
-        """Loss against lr on a log axis, the suggestion (and valley) marked.
+        """Loss against lr on a log axis, the suggestion and fastai's valley marked.
 
         With ``path`` the figure is written there (PNG by the extension) and
         the path is returned; with ``ax`` it is drawn on that matplotlib axes;
@@ -89,16 +125,20 @@ class LRFindResult:
         if show_raw:
             ax.plot(self.lrs, self.losses, color="0.75", linewidth=1, label="loss")
         ax.plot(self.lrs, self.smoothed_losses, color="C0", linewidth=2, label="smoothed loss")
+        marked = []
         for name, lr, index, color in (("suggestion", self.suggestion, self.suggestion_index, "C3"),
-                                       ("valley", self.valley, self.valley_index, "C2")):
-            if lr is not None:
-                ax.plot([lr], [self.smoothed_losses[index]], "o", color=color, markersize=8,
-                        label=f"{name}: {lr:.3g}")
+                                       ("valley (fastai)", self.valley, self.valley_index, "C2")):
+            if lr is not None and index is not None and math.isfinite(self.smoothed_losses[index]):
+                y = float(self.smoothed_losses[index])
+                marked.append(y)
+                ax.plot([lr], [y], "o", color=color, markersize=8, label=f"{name}: {lr:.3g}")
         ax.set_xscale("log")
         finite = self.smoothed_losses[np.isfinite(self.smoothed_losses)]
         if finite.size:  # the blow-up at the end would flatten the interesting part
             shown = np.concatenate([finite, self.losses[np.isfinite(self.losses)]]) if show_raw else finite
-            low, high = float(shown.min()), float(max(finite[0], np.median(finite)))
+            low = float(min(shown.min(), *marked)) if marked else float(shown.min())
+            # the markers are always inside: a suggestion past the curve's start is still shown
+            high = float(max(finite[0], np.median(finite), *marked))
             # at least 0.1% of the loss: a flat curve's rounding noise is not worth the whole axis
             pad = max(0.1 * (high - low), 1e-3 * abs(high)) or 1.0
             ax.set_ylim(low - pad, high + 3 * pad)
@@ -136,76 +176,132 @@ def _finite_prefix(values: np.ndarray) -> int:
     return int(np.argmax(bad)) if bad.any() else len(values)
 
 
-def _steepest_descent(lrs: np.ndarray, smoothed: np.ndarray, skip_start: int, skip_end: int) -> Optional[int]:
-    """Index of the most negative slope of the smoothed loss against log(lr),
-    within the finite points after ``skip_start`` and before the last ``skip_end``."""
-    finite = _finite_prefix(smoothed)
-    stop = finite - skip_end
-    if stop - skip_start < 2 or finite < 3:
-        return None
-    slopes = np.gradient(smoothed[:finite], np.log(lrs[:finite]))
-    return skip_start + int(np.argmin(slopes[skip_start:stop]))
+def _fastai_window(n_points: int, skip_start: int, skip_end: int) -> Optional[Tuple[int, int]]:
+    """The points fastai's rules read: ``[skip_start : n - skip_end]`` (fastai
+    slices ``[num_it // 10 : -5]``); None with fewer than 2 points left."""
+    stop = n_points - skip_end
+    return (skip_start, stop) if stop - skip_start >= 2 else None
 
 
-def _valley(smoothed: np.ndarray) -> Optional[int]:
-    """Middle of the longest strictly decreasing subsequence of the finite
-    smoothed losses (patience sorting on the negated values, O(n log n))."""
-    values = [-float(v) for v in smoothed[:_finite_prefix(smoothed)]]
-    tails: List[float] = []          # smallest tail value of an increasing run of each length
-    tail_index: List[int] = []
-    previous = [-1] * len(values)
-    for i, v in enumerate(values):
-        length = bisect.bisect_left(tails, v)
-        if length == len(tails):
-            tails.append(v)
-            tail_index.append(i)
-        else:
-            tails[length] = v
-            tail_index[length] = i
-        previous[i] = tail_index[length - 1] if length else -1
-    if len(tails) < 2:
-        return None
-    last = tail_index[-1]
-    first = last
-    while previous[first] != -1:
-        first = previous[first]
-    return first + (last - first) // 2
+def fastai_valley(losses: np.ndarray) -> int:
+    """fastai's ``valley`` (fastai/callback/schedule.py), index into ``losses``.
+
+    ``lds[i]`` is the length of the longest strictly decreasing subsequence
+    ending at ``i`` (an O(n^2) scan); ``max_end`` the first ``i`` reaching the
+    longest, ``max_start = max_end - lds[max_end]``; the answer is
+    ``max_start + int(d / 3) + int(d / 3 / 2)`` with ``d = max_end - max_start``.
+    Kept exactly, including its quirks (``max_start`` is ``max_end`` minus
+    the run's length, one before its first point when the run is contiguous;
+    the run need not be contiguous; an index of -1 means the last point, as
+    Python indexing reads it in fastai), so the number means what it means
+    in fastai.
+    """
+    n = len(losses)
+    lds = [1] * n
+    max_start = max_end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    idx = max_start + int(sections) + int(sections / 2)
+    # max_start can be -1 (a run of 2 from index 0); fastai's lrs[-1] then means the last point
+    return idx % n if n else 0
+
+
+def fastai_steep(lrs: np.ndarray, losses: np.ndarray) -> int:
+    """fastai's ``steep``: argmin of ``diff(loss) / diff(log lr)`` (the forward difference)."""
+    return int(np.argmin(np.diff(losses) / np.diff(np.log(lrs))))
+
+
+def _median_smooth(losses: np.ndarray, half_width: int) -> np.ndarray:
+    """A centred running median of ``log(loss)`` (windows shrink at the ends).
+
+    Why a median of the raw losses, not the EMA: the EMA lags ~1 / (1 - b)
+    = 50 steps, four decades of lr in a default sweep, so its minimum sits
+    far past the lr that produced it; a centred median has no lag and
+    ignores single noisy batches."""
+    logs = np.log(np.maximum(losses, np.finfo(float).tiny)) if np.all(losses > 0) else np.asarray(losses, float)
+    n = len(logs)
+    return np.array([np.median(logs[max(0, i - half_width):i + half_width + 1]) for i in range(n)])
+
+
+def _curve_top(lrs: np.ndarray, losses: np.ndarray) -> int:
+    """Index of the lowest point of the median-smoothed raw loss (half a
+    decade wide, at least 5 points): where the sweep stopped improving."""
+    per_decade = (len(lrs) - 1) / max(math.log10(lrs[-1] / lrs[0]), 1e-12)
+    return int(np.argmin(_median_smooth(losses, max(2, int(round(0.25 * per_decade))))))
 
 
 def check_settings(*, start_lr: float, end_lr: float, num_steps: int, smoothing: float = 0.98,
-                   diverge_factor: float = 4.0, skip_start: int = 10, skip_end: int = 5) -> Dict[str, Any]:
+                   diverge_factor: float = 4.0, skip_start: int = 10, skip_end: int = 5,
+                   verify_steps: int = 60) -> Dict[str, Any]:
     """:func:`lr_find`'s sweep arguments, checked (the message names the
     argument); the command line calls it before it loads any data."""
     start = real("start_lr", start_lr, low=0.0, low_open=True)
     end = real("end_lr", end_lr, low=0.0, low_open=True)
     if end <= start:
         raise ValueError(f"end_lr={end_lr!r} must be > start_lr={start_lr!r}")
+    verify = integer("verify_steps", verify_steps, 0)
+    if verify == 1:
+        raise ValueError("verify_steps=1 must be 0 (no verification) or >= 2")
     return {"start_lr": start, "end_lr": end, "num_steps": integer("num_steps", num_steps, 2),
             "smoothing": real("smoothing", smoothing, low=0.0, high=1.0, high_open=True),
             "diverge_factor": real("diverge_factor", diverge_factor, low=1.0, low_open=True),
-            "skip_start": integer("skip_start", skip_start, 0), "skip_end": integer("skip_end", skip_end, 0)}
+            "skip_start": integer("skip_start", skip_start, 0), "skip_end": integer("skip_end", skip_end, 0),
+            "verify_steps": verify}
+
+
+# Candidates: the curve's top times 10 ** (k / 2), k = 1 .. -4 (3.2x above it
+# to 100x below: the best lr for a longer run lay 0.04x .. 12x from the top on
+# the benchmark's curves), then the two half-steps around the winner.
+_CANDIDATE_EXPONENTS = (1, 0, -1, -2, -3, -4)
+_CANDIDATE_STEP = math.sqrt(10.0)
 
 
 def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tuple[float, Any]],
             batches: Iterable[Any], *, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
             smoothing: float = 0.98, diverge_factor: float = 4.0, skip_start: int = 10,
-            skip_end: int = 5) -> LRFindResult:
+            skip_end: int = 5, verify_steps: int = 60) -> LRFindResult:
     """Run the learning-rate range test and suggest a learning rate.
 
-    Rule (ALGORITHMS.md): step ``k`` (0-based) uses
-    ``lr_k = start_lr * (end_lr / start_lr) ** (k / (num_steps - 1))``,
-    computes ``loss, grads = loss_and_grad(params, batch)`` on the next
-    batch and updates. The loss is smoothed by a debiased EMA
+    Sweep (docs/algorithms.md): step ``k`` (0-based) uses
+    ``lr_k = start_lr * (end_lr / start_lr) ** (k / (num_steps - 1))`` for
+    the default group and ``lr_k * base_g / base_0`` for every ``overrides``
+    group that sets its own lr (``base`` = ``optimizer.group_values("lr")``
+    before the sweep: each group moves relative to its own base, as torch's
+    schedulers move param groups), computes
+    ``loss, grads = loss_and_grad(params, batch)`` on the next batch and
+    updates. The loss is smoothed by a debiased EMA
     (``avg = b * avg + (1 - b) * loss``, ``smooth = avg / (1 - b ** (k + 1))``,
-    ``b = smoothing``); the sweep stops early when
-    ``smooth > diverge_factor * best smooth`` or the loss is not finite
-    (for a negative best: ``smooth > best + (diverge_factor - 1) * |best|``).
+    ``b = smoothing``). The sweep stops early when the loss is not finite, or
+    when ``smooth > diverge_factor * best smooth``, or when two raw losses
+    in a row exceed that bound: the EMA lags ~50 steps, so a blow-up in
+    the raw losses is caught where it happens (for a negative best the
+    bound is ``best + (diverge_factor - 1) * |best|``).
+
+    Verification: let ``top`` be the lr at the lowest point of a centred
+    running median of the raw log-losses (half a decade wide). Candidates
+    are ``top * 10 ** (k / 2)`` for ``k = 1, 0, -1, -2, -3, -4`` that lie
+    in the swept range below the point where the sweep stopped. Each is run
+    for ``verify_steps`` steps from the starting params and optimizer state
+    (a re-iterable ``batches`` restarts, so all see the same batches) and
+    scored by its mean loss over the second half of its run; a run whose
+    loss goes non-finite or twice in a row above ``diverge_factor`` times
+    its first loss scores inf and stops. The two half-steps (``10 ** 0.25``)
+    around the best are then run too, and the best of all is the
+    suggestion. Verification costs up to ``8 * verify_steps`` extra steps;
+    ``verify_steps=0`` turns it off (the suggestion is then ``top / 3``), as
+    does a one-shot iterator that runs out during it.
 
     Afterwards every param array holds byte for byte what it held before
     (copied back with ``np.copyto``, also when ``loss_and_grad`` raises),
-    and the optimizer's state, step count, counters and hyperparameters are
-    restored through its ``state_dict`` (a fresh optimizer comes back
-    fresh). Only the default lr is swept; per-key overrides keep theirs.
+    and the optimizer's state, step count, counters and hyperparameters
+    (every group's lr) are restored through its ``state_dict`` (a fresh
+    optimizer comes back fresh).
 
     Args:
         optimizer: any fastadapt optimizer.
@@ -214,11 +310,13 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
         batches: an iterable of batches, restarted when it runs out (a
             one-shot iterator ends the sweep instead). For a full-batch
             problem pass ``itertools.repeat(batch)``.
-        start_lr, end_lr: the sweep's range (0 < start_lr < end_lr).
+        start_lr, end_lr: the sweep's range for the default group (0 < start_lr < end_lr).
         num_steps: steps in the sweep (>= 2).
         smoothing: the EMA factor ``b`` in [0, 1).
-        diverge_factor: > 1; stop when the smoothed loss exceeds this many times its best.
-        skip_start, skip_end: points at either end the suggestion ignores.
+        diverge_factor: > 1; the blow-up bound, a multiple of the best smoothed loss.
+        skip_start, skip_end: points at either end fastai's rules (``valley``,
+            ``steep``, ``minimum``) ignore, as fastai's ``[num_it // 10 : -5]``.
+        verify_steps: steps of each verification run (0: no verification).
 
     Returns:
         An :class:`LRFindResult`.
@@ -226,7 +324,7 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     Example::
 
         result = fa.lr_find(fa.SGD(momentum=0.9), params, loss_and_grad, batches)
-        opt.lr = result.suggestion
+        opt.set_group_values("lr", result.group_lrs)
         result.plot("lr_find.png")
     """
     if not hasattr(optimizer, "lr") or not hasattr(optimizer, "state_dict"):
@@ -240,7 +338,8 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
         raise TypeError(f"batches must be an iterable of batches, got {type(batches).__name__}; for one "
                         f"full batch pass itertools.repeat(batch)") from None
     settings = check_settings(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, smoothing=smoothing,
-                              diverge_factor=diverge_factor, skip_start=skip_start, skip_end=skip_end)
+                              diverge_factor=diverge_factor, skip_start=skip_start, skip_end=skip_end,
+                              verify_steps=verify_steps)
     start, end, n, beta = settings["start_lr"], settings["end_lr"], settings["num_steps"], settings["smoothing"]
     _, leaves = array_leaves(params)
 
@@ -251,10 +350,14 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     optimizer.load_state_dict(saved_state, params=params)
     saved_last = (optimizer.last_grad_norm, optimizer.last_nonfinite_count)
     was_fresh = saved_state["step"] == 0 and not saved_state["state"]
-    try:
-        lrs, losses, smoothed, reason = _sweep(optimizer, params, loss_and_grad, _batch_stream(batches),
-                                               start, end, n, beta, settings["diverge_factor"])
-    finally:
+    base_lrs = [float(v) for v in optimizer.group_values("lr")]
+    # Each group keeps its ratio to the default group; a default lr of 0 has no ratio to keep.
+    ratios = [b / base_lrs[0] if base_lrs[0] > 0 else 1.0 for b in base_lrs]
+
+    def set_lr(lr: float) -> None:
+        optimizer.set_group_values("lr", [lr * r for r in ratios])
+
+    def restore() -> None:
         for leaf, saved in zip(leaves, saved_params):
             np.copyto(leaf, saved)
         if was_fresh:  # unbind the structure the sweep's first update bound
@@ -262,35 +365,70 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
         optimizer.load_state_dict(saved_state)
         optimizer.last_grad_norm, optimizer.last_nonfinite_count = saved_last
 
-    lr_arr, loss_arr, smooth_arr = np.array(lrs), np.array(losses), np.array(smoothed)
-    best = _steepest_descent(lr_arr, smooth_arr, settings["skip_start"], settings["skip_end"])
-    valley = _valley(smooth_arr)
+    candidates: Dict[float, float] = {}
+    restartable = iter(batches) is not batches
+    try:
+        stream = _batch_stream(batches)
+        lrs, losses, smoothed, reason = _sweep(set_lr, optimizer, params, loss_and_grad, stream,
+                                               start, end, n, beta, settings["diverge_factor"])
+        if settings["verify_steps"] and _finite_prefix(np.array(losses, float)) >= 3:
+            restore()
+            candidates = _verify(set_lr, optimizer, params, loss_and_grad, batches, stream, restartable, restore,
+                                 np.array(lrs), np.array(losses), reason, settings)
+    finally:
+        restore()
+
+    lr_arr, loss_arr, smooth_arr = np.array(lrs, float), np.array(losses, float), np.array(smoothed, float)
+    finite = _finite_prefix(smooth_arr)
+    suggestion, method = None, None
+    if candidates and any(math.isfinite(s) for s in candidates.values()):
+        suggestion, method = min(candidates, key=lambda lr: (candidates[lr], -lr)), "verified"
+    elif finite >= 3:
+        suggestion, method = float(lr_arr[_curve_top(lr_arr[:finite], loss_arr[:finite])]) / 3.0, "curve"
+    # fastai's rules, on fastai's window of the smoothed curve
+    valley = steep = minimum = None
+    window = _fastai_window(finite, settings["skip_start"], settings["skip_end"])
+    if window is not None:
+        lo, hi = window
+        valley = lo + fastai_valley(smooth_arr[lo:hi])
+        steep = lo + fastai_steep(lr_arr[lo:hi], smooth_arr[lo:hi])
+        minimum = lo + int(np.argmin(smooth_arr[lo:hi]))
+    suggestion_index = None
+    if suggestion is not None and finite:
+        suggestion_index = int(np.argmin(np.abs(np.log(lr_arr[:finite] / suggestion))))
     settings["optimizer"] = type(optimizer).__name__
-    return LRFindResult(lrs=lr_arr, losses=loss_arr, smoothed_losses=smooth_arr,
-                        suggestion=None if best is None else float(lr_arr[best]), suggestion_index=best,
-                        valley=None if valley is None else float(lr_arr[valley]), valley_index=valley,
-                        stop_reason=reason, settings=settings)
+    settings["base_group_lrs"] = base_lrs
+
+    def at(index: Optional[int], scale: float = 1.0) -> Optional[float]:
+        return None if index is None else float(lr_arr[index]) * scale
+
+    return LRFindResult(lrs=lr_arr, losses=loss_arr, smoothed_losses=smooth_arr, suggestion=suggestion,
+                        suggestion_index=suggestion_index, valley=at(valley), valley_index=valley,
+                        stop_reason=reason, settings=settings, suggestion_method=method, candidates=candidates,
+                        group_lrs=None if suggestion is None else [suggestion * r for r in ratios],
+                        steep=at(steep), steep_index=steep, minimum=at(minimum, 0.1), minimum_index=minimum)
 
 
 def _divergence_bound(best: float, factor: float) -> float:
-    """``factor * best`` (ALGORITHMS.md) for ``best >= 0``; for a negative
+    """``factor * best`` (docs/algorithms.md) for ``best >= 0``; for a negative
     best that product lies below it, so the bound is ``best + (factor - 1) * |best|``."""
     return best * (factor if best >= 0 else 2.0 - factor)
 
 
-def _sweep(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tuple[float, Any]],
-           stream: Iterator[Any], start: float, end: float, n: int, beta: float,
-           diverge_factor: float) -> Tuple[List[float], List[float], List[float], str]:
+def _sweep(set_lr: Callable[[float], None], optimizer: Any, params: Any,
+           loss_and_grad: Callable[[Any, Any], Tuple[float, Any]], stream: Iterator[Any], start: float,
+           end: float, n: int, beta: float, diverge_factor: float
+           ) -> Tuple[List[float], List[float], List[float], str]:
     lrs: List[float] = []
     losses: List[float] = []
     smoothed: List[float] = []
-    avg, best = 0.0, math.inf
+    avg, best, raw_over = 0.0, math.inf, 0
     for k in range(n):
         batch = next(stream, _END)
         if batch is _END:
             return lrs, losses, smoothed, "batches exhausted"
         lr = start * (end / start) ** (k / (n - 1))
-        optimizer.lr = lr
+        set_lr(lr)
         loss, grads = loss_and_grad(params, batch)
         loss = float(loss)
         lrs.append(lr)
@@ -301,14 +439,72 @@ def _sweep(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tupl
         avg = beta * avg + (1.0 - beta) * loss
         smooth = avg / (1.0 - beta ** (k + 1))
         smoothed.append(smooth)
-        if k > 0 and smooth > _divergence_bound(best, diverge_factor):
-            return lrs, losses, smoothed, "diverged"
+        if k > 0:
+            bound = _divergence_bound(best, diverge_factor)
+            # Two raw losses in a row, not one: a single bad batch is not a blow-up.
+            raw_over = raw_over + 1 if loss > bound else 0
+            if smooth > bound or raw_over >= 2:
+                return lrs, losses, smoothed, "diverged"
         best = min(best, smooth)
         try:
             optimizer.update(params, grads)
         except FloatingPointError:  # nonfinite="raise": nothing was updated
             return lrs, losses, smoothed, "non-finite gradient"
     return lrs, losses, smoothed, "completed"
+
+
+def _verify(set_lr: Callable[[float], None], optimizer: Any, params: Any,
+            loss_and_grad: Callable[[Any, Any], Tuple[float, Any]], batches: Iterable[Any],
+            stream: Iterator[Any], restartable: bool, restore: Callable[[], None], lrs: np.ndarray,
+            losses: np.ndarray, reason: str, settings: Dict[str, Any]) -> Dict[float, float]:
+    """Score candidate lrs by short runs; ``{}`` when a one-shot stream ran out."""
+    finite = _finite_prefix(losses)
+    top = float(lrs[_curve_top(lrs[:finite], losses[:finite])])
+    # Only lrs the sweep survived: the step that diverged (and those after) are out.
+    ceiling = float(lrs[finite - 1] if reason == "completed" else lrs[max(finite - 2, 0)])
+    low = settings["start_lr"]
+    steps, factor = settings["verify_steps"], settings["diverge_factor"]
+    scores: Dict[float, float] = {}
+
+    def run(lr: float) -> bool:
+        restore()
+        set_lr(lr)
+        own = _batch_stream(batches) if restartable else stream
+        seen: List[float] = []
+        first, over = None, 0
+        for _ in range(steps):
+            batch = next(own, _END)
+            if batch is _END:
+                return False
+            loss, grads = loss_and_grad(params, batch)
+            loss = float(loss)
+            if first is None:
+                first = loss
+            over = over + 1 if loss > _divergence_bound(first, factor) else 0
+            if not math.isfinite(loss) or over >= 2:
+                scores[lr] = math.inf     # blew up: no need to run it out
+                return True
+            seen.append(loss)
+            try:
+                optimizer.update(params, grads)
+            except FloatingPointError:
+                scores[lr] = math.inf
+                return True
+        # The second half: past the first steps' transient, averaged against batch noise.
+        scores[lr] = float(np.mean(seen[len(seen) // 2:]))
+        return True
+
+    coarse = [top * _CANDIDATE_STEP ** k for k in _CANDIDATE_EXPONENTS]
+    coarse = [lr for lr in coarse if low <= lr <= ceiling] or [min(max(top, low), ceiling)]
+    for lr in coarse:
+        if not run(lr):
+            return {}
+    best = min(scores, key=lambda lr: (scores[lr], -lr))
+    if math.isfinite(scores[best]):
+        for lr in (best * _CANDIDATE_STEP ** 0.5, best / _CANDIDATE_STEP ** 0.5):
+            if low <= lr <= ceiling and not run(lr):
+                return {}
+    return scores
 
 
 _END = object()
