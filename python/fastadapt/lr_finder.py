@@ -363,6 +363,8 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
         if was_fresh:  # unbind the structure the sweep's first update bound
             optimizer.reset()
         optimizer.load_state_dict(saved_state)
+        # the state_dict holds the default group's lr, not the overrides': put every group's back
+        optimizer.set_group_values("lr", base_lrs)
         optimizer.last_grad_norm, optimizer.last_nonfinite_count = saved_last
 
     candidates: Dict[float, float] = {}
