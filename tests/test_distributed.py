@@ -239,7 +239,10 @@ def test_sync_equals_single_process_training(local_ray, dtype, rtol):
         # meaningless for entries near zero, such as biases)
         assert np.max(np.abs(a - c)) <= rtol * np.max(np.abs(c))
     assert ps.step == 12 and state["step"] == 12 and history["steps"] == [6, 6]
-    assert history["lr"] == [5e-3, 5e-3] and len(history["loss"]) == 2
+    # the lrs the updates used: epoch 0 ran 2 steps at 1e-2, then 4 at 5e-3
+    assert history["lr"] == pytest.approx([(2 * 1e-2 + 4 * 5e-3) / 6, 5e-3], rel=1e-12)
+    assert history["lr_min"] == [5e-3, 5e-3] and history["lr_max"] == [1e-2, 5e-3]
+    assert len(history["loss"]) == 2
     assert all(h > 0.5 for h in history["grad_norm_max"])  # clipping did bite
     reference = make_optimizer()
     reference.load_state_dict(state)                      # the merged state is the single-process format

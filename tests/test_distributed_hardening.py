@@ -284,3 +284,47 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(hardening_ray,
         monkeypatch.undo()
         assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_FILE]   # no temporary file left
         assert (tmp_path / CHECKPOINT_FILE).read_bytes() == written
+
+
+def _checkpoint_reader():
+    """A DataParallel with only what the checkpoint check reads (no Ray)."""
+    from fastadapt.distributed.sharding import ShardLayout
+    params = {"w": np.ones(3), "b": np.zeros(2)}
+    dp = object.__new__(data_parallel.DataParallel)
+    dp.layout, dp.optimizer, dp.callbacks, dp.mode, dp.num_workers = ShardLayout.of(params, 1), fa.Adam(), [], \
+        "sync", 2
+    good = {"format": data_parallel.CHECKPOINT_FORMAT, "version": 1, "mode": "sync", "num_workers": 2, "step": 0,
+            "epoch": 1, "fit_start_epoch": 0, "positions": [0, 0], "epoch_progress": None,
+            "params": copy_tree(params), "optimizer": fa.Adam().state_dict(), "worker_restarts": [0, 0],
+            "dropped_workers": [], "callbacks": [], "history": fa.History().to_dict()}
+    return dp, good
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(version=True), "checkpoint version True"),
+    (dict(version=1.0), "checkpoint version 1.0"),
+    (dict(epoch="x"), "epoch must be an integer"),
+    (dict(step=-7), "step must be an integer"),
+    (dict(step=10 ** 30), "step must be an integer"),
+    (dict(positions=[-1, 3]), r"positions\[0\] must be an integer"),
+    (dict(positions="ab"), "positions must be a list"),
+    (dict(worker_restarts="xy"), "worker_restarts must be a list"),
+    (dict(dropped_workers=[5]), "dropped_workers"),
+    (dict(fit_start_epoch=None), "fit_start_epoch must be an integer"),
+    (dict(fit_start_epoch=3), "fit_start_epoch 3 is after epoch 1"),
+    (dict(mode="lockstep"), "mode must be"),
+    (dict(callbacks=[5]), "callbacks must be a list"),
+    (dict(history=5), "history or epoch progress is damaged"),
+])
+def test_checkpoint_fields_are_checked_before_anything_is_installed(tmp_path, changes, words):
+    dp, sd = _checkpoint_reader()
+    assert dp._read_checkpoint(_write(tmp_path / "good", sd))["epoch"] == 1
+    sd.update(changes)
+    with pytest.raises(ValueError, match=words):
+        dp._read_checkpoint(_write(tmp_path / "bad", sd))
+
+
+def _write(directory, sd):
+    directory.mkdir()
+    save_state(directory / CHECKPOINT_FILE, sd)
+    return directory

@@ -62,7 +62,7 @@ class _EpochProgress:
     resumes with the same epoch means."""
 
     EXTRA = ("samples", "seconds", "overhead", "skipped", "nonfinite", "restarts", "discarded", "staleness_sum",
-             "staleness_max")
+             "staleness_max", "lr_sum", "lr_steps", "lr_min", "lr_max")
 
     def __init__(self) -> None:
         self.base = _EpochStats()
@@ -75,6 +75,18 @@ class _EpochProgress:
         self.discarded = 0      # async: gradients recomputed to respect max_staleness
         self.staleness_sum = 0
         self.staleness_max = 0
+        # The lrs the updates used (the history logs their mean and range, as
+        # Trainer does: a schedule may move the lr within an epoch).
+        self.lr_sum = 0.0
+        self.lr_steps = 0
+        self.lr_min = math.inf
+        self.lr_max = -math.inf
+
+    def add_lr(self, lr: float) -> None:
+        self.lr_sum += lr
+        self.lr_steps += 1
+        self.lr_min = min(self.lr_min, lr)
+        self.lr_max = max(self.lr_max, lr)
 
     def to_dict(self) -> Dict[str, Any]:
         return {**vars(self.base), **{name: getattr(self, name) for name in self.EXTRA}}
@@ -502,6 +514,9 @@ class DataParallel:
         progress.seconds = time.perf_counter() - started
         logs = self._epoch_logs(progress)
         self.history.append(epoch, logs)
+        if "lr_min" in logs:  # earlier epochs held the lr constant: min = max = their mean
+            self.history.backfill_from("lr_min", "lr")
+            self.history.backfill_from("lr_max", "lr")
         self.epoch = epoch + 1
         self._positions = [0] * self.num_workers
         self._partial = None
@@ -520,11 +535,16 @@ class DataParallel:
         base = progress.base
         steps = max(base.steps, 1)
         logs: Dict[str, Any] = {
-            "loss": base.loss, "lr": self.optimizer.lr,
+            "loss": base.loss,
+            # the mean lr the epoch's updates used (not the one standing now,
+            # which a callback may already have moved for the next epoch)
+            "lr": progress.lr_sum / progress.lr_steps if progress.lr_steps else self.optimizer.lr,
             "grad_norm": base.grad_norm_mean, "grad_norm_max": base.grad_norm_max,
             "nonfinite_steps": base.nonfinite_steps, "skipped_steps": progress.skipped,
             "nonfinite_grads": progress.nonfinite,
         }
+        if progress.lr_min != progress.lr_max or "lr_min" in self.history:
+            logs["lr_min"], logs["lr_max"] = progress.lr_min, progress.lr_max
         logs.update(steps=base.steps, samples=progress.samples, seconds=progress.seconds,
                     samples_per_second=progress.samples / progress.seconds if progress.seconds > 0 else math.nan,
                     worker_restarts=progress.restarts)
@@ -542,6 +562,7 @@ class DataParallel:
         progress.samples += samples
         progress.skipped += int(outcome["skipped"])
         progress.nonfinite += outcome["nonfinite"]
+        progress.add_lr(self._sent_hyper["lr"])
         return {"loss": loss, "lr": self._sent_hyper["lr"], "grad_norm": outcome["grad_norm"]}
 
     # ---- sync mode -------------------------------------------------------------------------
@@ -789,12 +810,14 @@ class DataParallel:
         sd = load_state(path)
         if not isinstance(sd, Mapping) or sd.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a DataParallel checkpoint")
-        if sd.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path}: unsupported checkpoint version {sd.get('version')!r}, expected "
+        version = sd.get("version")
+        if type(version) is not int or version != CHECKPOINT_VERSION:  # 1.0 and True are not version 1
+            raise ValueError(f"{path}: unsupported checkpoint version {version!r}, expected the integer "
                              f"{CHECKPOINT_VERSION}")
         missing = [name for name in CHECKPOINT_ENTRIES if name not in sd]
         if missing:
             raise ValueError(f"{path} lacks {missing}; it was not written by DataParallel.save_checkpoint")
+        self._check_checkpoint_fields(path, sd)
         fix = "load a checkpoint of the same model"
         params = sd["params"]
         if not isinstance(params, Mapping) or set(params) != set(self.layout.paths):
@@ -829,9 +852,44 @@ class DataParallel:
         if saved_names != names:
             raise ValueError(f"{path} has callbacks {saved_names}, this DataParallel has {names}; build it with the "
                              f"same callbacks in the same order")
-        return {"sd": sd, "history": History.from_dict(sd["history"]),
-                "progress": _EpochProgress.from_dict(sd["epoch_progress"]) if sd["epoch_progress"] else None,
+        try:
+            history = History.from_dict(sd["history"])
+            progress = _EpochProgress.from_dict(sd["epoch_progress"]) if sd["epoch_progress"] else None
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError(f"{path}: its history or epoch progress is damaged ({type(e).__name__}: {e})") from None
+        return {"sd": sd, "history": history, "progress": progress,
                 "positions": positions if any(positions) else [0] * self.num_workers, "epoch": sd["epoch"]}
+
+    @staticmethod
+    def _check_checkpoint_fields(path: str, sd: Mapping[str, Any]) -> None:
+        """Types and ranges of the checkpoint's counters and lists, so a
+        damaged file fails here, not inside the next fit."""
+        def count(name: str, value: Any) -> int:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                    or not 0 <= value <= 2 ** 62:
+                raise ValueError(f"{path}: {name} must be an integer >= 0, got {value!r}")
+            return int(value)
+
+        for name in ("step", "epoch", "fit_start_epoch", "num_workers"):
+            count(name, sd[name])
+        if sd["fit_start_epoch"] > sd["epoch"]:
+            raise ValueError(f"{path}: fit_start_epoch {sd['fit_start_epoch']} is after epoch {sd['epoch']}")
+        if sd["mode"] not in ("sync", "async"):
+            raise ValueError(f"{path}: mode must be 'sync' or 'async', got {sd['mode']!r}")
+        for name in ("positions", "worker_restarts", "dropped_workers"):
+            if not isinstance(sd[name], list):
+                raise ValueError(f"{path}: {name} must be a list of integers, got {type(sd[name]).__name__}")
+            for i, v in enumerate(sd[name]):
+                count(f"{name}[{i}]", v)
+        if any(w >= len(sd["worker_restarts"]) for w in sd["dropped_workers"]):
+            raise ValueError(f"{path}: dropped_workers {sd['dropped_workers']} name workers it does not have")
+        if sd["epoch_progress"] is not None and not isinstance(sd["epoch_progress"], Mapping):
+            raise ValueError(f"{path}: epoch_progress must be a dict or None, got "
+                             f"{type(sd['epoch_progress']).__name__}")
+        entries = sd["callbacks"]
+        if not isinstance(entries, list) or not all(isinstance(e, Mapping) and set(e) == {"type", "state"}
+                                                    for e in entries):
+            raise ValueError(f"{path}: callbacks must be a list of {{'type', 'state'}} entries")
 
     def _install_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
         """Put a checkpoint :meth:`_read_checkpoint` accepted in place."""
