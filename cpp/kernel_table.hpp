@@ -46,7 +46,7 @@ enum AdaGradScalar { kAdaGradWd, kAdaGradClr, kAdaGradEps };
 enum RMSPropScalar { kRmsWd, kRmsAlpha, kRmsOneMinusAlpha, kRmsEps, kRmsMomentum, kRmsLr };
 enum SGDScalar { kSgdWd, kSgdMomentum, kSgdOneMinusDampening, kSgdLr };
 
-// How the step treats the gradient before the update rule (ALGORITHMS.md,
+// How the step treats the gradient before the update rule (docs/algorithms.md,
 // "Gradient pre-processing"); maximize is a group flag.
 struct GradPrep {
   bool zero_nonfinite = false;  // replace NaN/Inf by 0 and count them

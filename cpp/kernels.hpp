@@ -1,8 +1,8 @@
-// The update rules of ALGORITHMS.md, one template each, written once against
+// The update rules of docs/algorithms.md, one template each, written once against
 // the vector types of simd.hpp. An ISA translation unit defines FA_ISA (its
 // namespace) and includes this file; it is compiled with that ISA's target
 // flags and yields that ISA's KernelTable. Operation order is exactly the one
-// ALGORITHMS.md writes, so every instantiation matches fastadapt.reference.
+// docs/algorithms.md writes, so every instantiation matches fastadapt.reference.
 #pragma once
 #if !defined(FA_ISA)
 #error "define FA_ISA before including kernels.hpp"
@@ -22,7 +22,7 @@ namespace FA_ISA {
 #include "simd.hpp"
 
 // Gradient pre-processing of one element group: non-finite policy, norm
-// accumulation, clip scale, maximize (ALGORITHMS.md order).
+// accumulation, clip scale, maximize (docs/algorithms.md order).
 template <class V>
 struct Prep {
   using vec = V;

@@ -36,3 +36,27 @@ def test_set_group_values_checks_everything_before_changing_anything():
     with pytest.raises(KeyError, match="no hyperparameter 'learning_rate'"):
         opt.group_values("learning_rate")
     assert opt.group_values("lr") == [1.0, 10.0] and opt.group_values("momentum") == [0.5, 0.9]
+
+
+def test_state_dict_keeps_the_override_groups_values():
+    make = lambda: fa.SGD(lr=1.0, momentum=0.5, overrides=[("b", {"lr": 10.0}), ("w", {"momentum": 0.9})])
+    opt = make()
+    opt.set_group_values("lr", [0.5, 5.0])
+    sd = opt.state_dict()
+    assert sd["overrides"] == [{"lr": 5.0}, {"momentum": 0.9}]
+    fresh = make()
+    fresh.load_state_dict(sd)
+    assert fresh.group_values("lr") == [0.5, 5.0] and fresh.group_values("momentum") == [0.5, 0.9]
+    # Saved for other overrides: refused, nothing changed.
+    other = fa.SGD(lr=1.0, momentum=0.5, overrides=[("b", {"lr": 10.0})])
+    with pytest.raises(ValueError, match=r"state_dict\['overrides'\]"):
+        other.load_state_dict(sd)
+    bad = dict(sd, overrides=[{"lr": -1.0}, {"momentum": 0.9}])
+    with pytest.raises(ValueError, match=r"Invalid state_dict\['overrides'\]\[0\]\['lr'\]"):
+        fresh.load_state_dict(bad)
+    assert fresh.group_values("lr") == [0.5, 5.0] and other.group_values("lr") == [1.0, 10.0]
+    # A state_dict without the entry (no overrides when saved) keeps the current values.
+    plain = fa.SGD(lr=0.25, momentum=0.5).state_dict()
+    assert "overrides" not in plain
+    fresh.load_state_dict(plain)
+    assert fresh.group_values("lr") == [0.25, 5.0]

@@ -171,8 +171,8 @@ class _Improvement:
     ``x > best + margin`` (max mode), with ``margin = threshold`` (abs) or
     ``|best| * threshold`` (rel).
 
-    The rel margin is taken from ``|best|``, not ALGORITHMS.md's (and
-    torch's) ``best * (1 - threshold)``: with a negative ``best`` that
+    The rel margin is taken from ``|best|`` (docs/algorithms.md), not
+    torch's ``best * (1 - threshold)``: with a negative ``best`` that
     product lies on the wrong side of ``best`` (best -10, threshold 0.1:
     -9.5 would "improve"), so a metric getting worse would keep resetting
     the count. For ``best >= 0`` the two are the same test.

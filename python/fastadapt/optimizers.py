@@ -1,7 +1,7 @@
 """The optimizers: Adam, AdamW, AdaGrad, RMSProp and SGD over nested dicts of
 NumPy arrays, each step one fused C++ call that updates the arrays in place.
 
-Definitions follow torch.optim (see ALGORITHMS.md in the docs); the seed
+Definitions follow torch.optim (see docs/algorithms.md); the seed
 article's double bias correction in Adam is not reproduced.
 """
 
@@ -19,7 +19,7 @@ from . import _hyper as hv
 from ._hyper import Hyper
 from ._tree import TreeDef
 
-__all__ = ["Optimizer", "Adam", "AdamW", "AdaGrad", "RMSProp", "SGD", "make_optimizer"]
+__all__ = ["Optimizer", "Adam", "AdamW", "Adagrad", "RMSprop", "AdaGrad", "RMSProp", "SGD", "make_optimizer"]
 
 _FLAG = _core.FLAGS
 _POLICY = _core.POLICIES
@@ -413,14 +413,21 @@ class Optimizer:
         with self._busy.waiting():
             self._settle()
             live = self._live_state() if self._tree is not None else (self._pending_state or {})
-            return {
+            sd = {
                 "algorithm": self.algorithm,
                 "step": self.step_count,
                 "skipped_steps": self.skipped_steps,
                 "total_nonfinite_count": self.total_nonfinite_count,
                 "hyperparameters": dict(self._hyper),
                 "state": {k: {n: a.copy() for n, a in v.items()} for k, v in live.items()},
-            }, also()
+            }
+            if self._overrides:
+                # Each override's current values (a schedule may have moved
+                # them, see set_group_values), in order; the patterns are the
+                # constructor's (a callable cannot be saved), as torch's
+                # param_groups keep their hyperparameters but not their params.
+                sd["overrides"] = [dict(values) for _, values in self._overrides]
+            return sd, also()
 
     def load_state_dict(self, state_dict: Mapping[str, Any], params: Any = None) -> None:
         """Restore a :meth:`state_dict`. Everything is checked first; on any
@@ -443,8 +450,8 @@ class Optimizer:
         if not isinstance(sd, Mapping):
             raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
         expected = {"algorithm", "step", "skipped_steps", "total_nonfinite_count", "hyperparameters", "state"}
-        if set(sd) != expected:
-            missing, extra = expected - set(sd), set(sd) - expected
+        if set(sd) - {"overrides"} != expected:
+            missing, extra = expected - set(sd), set(sd) - expected - {"overrides"}
             raise ValueError(f"state_dict keys differ: missing {sorted(missing)}, unexpected "
                              f"{sorted(map(str, extra))}; pass what {type(self).__name__}.state_dict() returned")
         if sd["algorithm"] != self.algorithm:
@@ -502,8 +509,30 @@ class Optimizer:
                        _pending_step=counts["step"])
         fresh_counts = self._counts.copy()
         fresh_counts[:3] = (counts["step"], counts["skipped_steps"], counts["total_nonfinite_count"])
+        if "overrides" in sd:
+            new["_overrides"] = self._loaded_overrides(sd["overrides"], hyper)
         new.update(_hyper=hyper, _counts=fresh_counts)
         self.__dict__.update(new)  # one C call: the load commits whole
+
+    def _loaded_overrides(self, saved: Any, hyper: Dict[str, Any]) -> List[Tuple[Pattern, Dict[str, Any]]]:
+        """This optimizer's override patterns with the saved values; the saved
+        entries must set the same hyperparameters, in the same order."""
+        mine = self._overrides
+        if not isinstance(saved, list) or len(saved) != len(mine) or not all(
+                isinstance(v, Mapping) and set(v) == set(m) for v, (_, m) in zip(saved, mine)):
+            got = [sorted(v) if isinstance(v, Mapping) else v for v in saved] if isinstance(saved, list) else saved
+            raise ValueError(f"state_dict['overrides'] must give values for this optimizer's overrides "
+                             f"{[sorted(m) for _, m in mine]}, got {got}; build the optimizer with the same "
+                             f"overrides")
+        out = []
+        for i, (values, (pattern, _)) in enumerate(zip(saved, mine)):
+            checked = {name: getattr(type(self), name).validate(f"state_dict['overrides'][{i}][{name!r}]", v)
+                       for name, v in values.items()}
+            merged = dict(hyper)
+            merged.update(checked)
+            self._check_consistency(merged, where=f"state_dict['overrides'][{i}]: ")
+            out.append((pattern, checked))
+        return out
 
     @staticmethod
     def _check_params(binding: Mapping[str, Any], params: Any) -> None:
@@ -591,7 +620,7 @@ def _flag_bits(**on: bool) -> int:
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), with torch.optim's definition and defaults.
 
-    Update (ALGORITHMS.md, t counts from 1)::
+    Update (docs/algorithms.md, t counts from 1)::
 
         g = g + wd * p                      (weight_decay, L2 form)
         m = b1 * m + (1 - b1) * g
