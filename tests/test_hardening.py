@@ -422,3 +422,22 @@ def test_trainer_snapshot_from_another_thread_is_an_epoch_boundary():
     for sd in snapshots:
         assert sd["step"] == sd["optimizer"]["step"] == 20 * sd["epoch"]
         assert sd["callbacks"][0]["state"]["n"] == sd["epoch"] == len(sd["history"]["epoch"])
+
+
+def test_lr_find_with_read_only_params_changes_nothing():
+    opt = fa.SGD(lr=0.05, overrides={"b": {"lr": 0.5}})
+    params = {"w": np.zeros(3), "b": np.zeros(3)}
+    params["w"].setflags(write=False)
+
+    def loss_and_grad(p, batch):
+        return float(sum(np.sum(v ** 2) for v in p.values())), {k: 2 * v + 1 for k, v in p.items()}
+
+    with pytest.raises(ValueError, match=r"params\['w'\] is read-only"):
+        fa.lr_find(opt, params, loss_and_grad, [None], num_steps=5)
+    assert opt.group_values("lr") == [0.05, 0.5] and opt.step_count == 0
+
+
+@pytest.mark.parametrize("name", ["num_steps", "verify_steps"])
+def test_lr_find_refuses_sweeps_of_absurd_length(name):
+    with pytest.raises(ValueError, match=rf"{name}=10+ must be <= 1,000,000"):
+        fa.lr_find(fa.SGD(lr=0.1), {"w": np.zeros(2)}, lambda p, b: (0.0, p), [None], **{name: 10 ** 20})

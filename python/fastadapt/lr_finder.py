@@ -21,6 +21,7 @@ suggestion is for. bench/test_lr_find_regret.py measures the result
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -236,6 +237,9 @@ def _curve_top(lrs: np.ndarray, losses: np.ndarray) -> int:
     return int(np.argmin(_median_smooth(losses, max(2, int(round(0.25 * per_decade))))))
 
 
+_MAX_STEPS = 1_000_000
+
+
 def check_settings(*, start_lr: float, end_lr: float, num_steps: int, smoothing: float = 0.98,
                    diverge_factor: float = 4.0, skip_start: int = 10, skip_end: int = 5,
                    verify_steps: int = 60) -> Dict[str, Any]:
@@ -248,6 +252,10 @@ def check_settings(*, start_lr: float, end_lr: float, num_steps: int, smoothing:
     verify = integer("verify_steps", verify_steps, 0)
     if verify == 1:
         raise ValueError("verify_steps=1 must be 0 (no verification) or >= 2")
+    for name, value in (("num_steps", num_steps), ("verify_steps", verify_steps)):
+        # A typo of a few digits would otherwise run for days.
+        if isinstance(value, numbers.Integral) and value > _MAX_STEPS:
+            raise ValueError(f"{name}={value!r} must be <= {_MAX_STEPS:,}")
     return {"start_lr": start, "end_lr": end, "num_steps": integer("num_steps", num_steps, 2),
             "smoothing": real("smoothing", smoothing, low=0.0, high=1.0, high_open=True),
             "diverge_factor": real("diverge_factor", diverge_factor, low=1.0, low_open=True),
@@ -341,7 +349,11 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
                               diverge_factor=diverge_factor, skip_start=skip_start, skip_end=skip_end,
                               verify_steps=verify_steps)
     start, end, n, beta = settings["start_lr"], settings["end_lr"], settings["num_steps"], settings["smoothing"]
-    _, leaves = array_leaves(params)
+    paths, leaves = array_leaves(params)
+    for path, leaf in zip(paths, leaves):
+        if not leaf.flags.writeable:  # before anything moves: the sweep could not run, nor put it back
+            raise ValueError(f"params{f'[{path!r}]' if path else ''} is read-only; lr_find trains in place, "
+                             f"so pass writeable arrays")
 
     saved_params = [leaf.copy() for leaf in leaves]
     saved_state = optimizer.state_dict()
@@ -358,14 +370,18 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
         optimizer.set_group_values("lr", [lr * r for r in ratios])
 
     def restore() -> None:
-        for leaf, saved in zip(leaves, saved_params):
-            np.copyto(leaf, saved)
-        if was_fresh:  # unbind the structure the sweep's first update bound
-            optimizer.reset()
-        optimizer.load_state_dict(saved_state)
-        # the state_dict holds the default group's lr, not the overrides': put every group's back
-        optimizer.set_group_values("lr", base_lrs)
-        optimizer.last_grad_norm, optimizer.last_nonfinite_count = saved_last
+        # The optimizer first, then the params: each part is put back even if
+        # the other fails, and the first failure is raised.
+        try:
+            if was_fresh:  # unbind the structure the sweep's first update bound
+                optimizer.reset()
+            optimizer.load_state_dict(saved_state)
+            # the state_dict holds the default group's lr, not the overrides': put every group's back
+            optimizer.set_group_values("lr", base_lrs)
+            optimizer.last_grad_norm, optimizer.last_nonfinite_count = saved_last
+        finally:
+            for leaf, saved in zip(leaves, saved_params):
+                np.copyto(leaf, saved)
 
     candidates: Dict[float, float] = {}
     restartable = iter(batches) is not batches
