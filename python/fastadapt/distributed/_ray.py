@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
-INSTALL_HINT = 'fastadapt.distributed needs Ray: pip install "fastadapt[ray]" (or pip install "ray>=2.9")'
+INSTALL_HINT = ('fastadapt.distributed needs Ray: pip install ".[ray]" from a fastadapt checkout '
+                '(pip install "fastadapt[ray]" from a package index, or pip install "ray>=2.9")')
 
 # The Ray session a RaySession started (its node id) and how many open
 # RaySessions use it: it is shut down when the last of them closes, not
@@ -19,7 +20,25 @@ def import_ray() -> Any:
         import ray
     except ImportError as e:
         raise ImportError(INSTALL_HINT) from e
+    if not _is_ray(ray):
+        raise _not_ray_error(ray, INSTALL_HINT)
     return ray
+
+
+def _is_ray(module: Any) -> bool:
+    """Whether an imported ``ray`` is Ray: a folder named ``ray`` in the
+    current directory (Ray's own temp folder is one) imports as an empty
+    namespace package, which has no ``__file__`` and none of Ray's API."""
+    return getattr(module, "__file__", None) is not None and hasattr(module, "is_initialized")
+
+
+def _not_ray_error(module: Any, hint: str) -> ImportError:
+    import sys
+
+    sys.modules.pop("ray", None)  # not cached: once Ray is installed (or the folder gone) the import works
+    where = ", ".join(getattr(module, "__path__", []) or []) or repr(module)
+    return ImportError(f"{hint}. (`import ray` found {where}, a folder named 'ray' and not the Ray package; "
+                       f"install Ray, or run from another directory)")
 
 
 def _node(ray: Any) -> Optional[str]:

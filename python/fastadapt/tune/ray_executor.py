@@ -34,12 +34,19 @@ _IMPORT_HINT = ("\nRay workers could not import the trainable's module. A local 
                 "{'runtime_env': {'py_modules': [my_module]}}) or {'working_dir': '.'}.")
 
 
+_INSTALL_HINT = ('executor="ray" needs Ray: pip install ".[ray]" from a fastadapt checkout (pip install '
+                 '"fastadapt[ray]" from a package index, or pip install "ray>=2.9")')
+
+
 def import_ray() -> Any:
     try:
         import ray
     except ImportError as err:
-        raise ImportError('executor="ray" needs Ray: pip install "fastadapt[ray]" (or pip install "ray>=2.9")') \
-            from err
+        raise ImportError(_INSTALL_HINT) from err
+    from ..distributed._ray import _is_ray, _not_ray_error  # one test for both users of Ray
+
+    if not _is_ray(ray):
+        raise _not_ray_error(ray, _INSTALL_HINT)
     return ray
 
 

