@@ -230,28 +230,6 @@ def _lr_find_problem(args: argparse.Namespace):
              "full_batch_sgd_max_stable_lr": problem.max_stable_lr})
 
 
-def _lr_find_with_progress(lr_find: Callable[..., Any], optimizer: Any, params: Any,
-                           loss_and_grad: Callable[[Any, Any], Any], batches: Any, args: argparse.Namespace) -> Any:
-    """lr_find with a bar over its steps on a terminal (nothing off one). Every step calls
-    ``loss_and_grad`` once, so counting those calls counts steps. The total is an upper bound: the sweep
-    may stop at divergence, and the check runs at most 6 candidates plus 2 half-steps (lr_finder)."""
-    from .progress import StepBar
-
-    bar = StepBar("lr-find", args.num_steps + 8 * args.verify_steps, unit="step")
-
-    def counted(p: Any, batch: Any) -> Any:
-        out = loss_and_grad(p, batch)
-        bar.update()
-        return out
-
-    try:
-        result = lr_find(optimizer, params, counted, batches, start_lr=args.start_lr, end_lr=args.end_lr,
-                         num_steps=args.num_steps, verify_steps=args.verify_steps)
-    finally:
-        bar.close(finished_early=True)
-    return result
-
-
 def _lr_find(args: argparse.Namespace) -> int:
     from .lr_finder import check_settings, lr_find
     from .optimizers import make_optimizer
@@ -265,7 +243,8 @@ def _lr_find(args: argparse.Namespace) -> int:
     name, params, loss_and_grad, batches, facts = _lr_find_problem(args)
     with _user_input():
         check_writable_dir(args.out, "--out")
-    result = _lr_find_with_progress(lr_find, optimizer, params, loss_and_grad, batches, args)
+    result = lr_find(optimizer, params, loss_and_grad, batches, start_lr=args.start_lr, end_lr=args.end_lr,
+                     num_steps=args.num_steps, verify_steps=args.verify_steps)
     json_path = os.path.join(args.out, "lr_find.json")
     write_text(json_path, json.dumps({"problem": name, **facts, "optimizer": repr(optimizer), "seed": args.seed,
                                       **result.to_dict()}, indent=1) + "\n")
@@ -279,13 +258,11 @@ def _lr_find(args: argparse.Namespace) -> int:
           f"{args.start_lr:g} to {args.end_lr:g} ({result.stop_reason})")
     how = {"verified": f"verified: the best of {len(result.candidates)} short runs of {args.verify_steps} steps",
            "curve": "the smoothed curve's lowest point / 3, not verified"}.get(result.suggestion_method, "")
-    # Which one to use, said outright: the plot marks four values.
-    use = "" if result.suggestion is None else " <- use this one"
-    print(f"suggested lr ({how}): {shown}{use}" if how else f"suggested lr: {shown}{use}")
+    print(f"suggested lr ({how}): {shown}" if how else f"suggested lr: {shown}")
     others = [f"{name} {lr:.3g}" for name, lr in (("valley", result.valley), ("steep", result.steep),
                                                    ("minimum/10", result.minimum)) if lr is not None]
     if others:
-        print(f"fastai's rules on the same curve, for comparison (not verified): {', '.join(others)}")
+        print(f"fastai's rules on the same curve: {', '.join(others)}")
     if "full_batch_sgd_max_stable_lr" in facts:
         print(f"for reference, full-batch SGD is stable below 2 / lambda_max(H) = "
               f"{facts['full_batch_sgd_max_stable_lr']:.3g}")
