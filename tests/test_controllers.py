@@ -110,6 +110,7 @@ def test_scheduler_rejects_unknown_names_and_surfaces_optimizer_errors():
     with pytest.raises(ValueError, match=r"'betas0' gave 1.0 at step 1: Invalid beta parameter at index 0"):
         sched.step()
     assert opt.betas == (0.9, 0.999) and sched.count == 0    # the optimizer refused the bad value
+    del sched  # let the next scheduler own betas0 (two live ones on it would warn)
     both = fa.Scheduler(opt, lr=S.linear(0.1, 0.3, 2), betas0=S.linear(0.9, 1.1, 2))
     with pytest.raises(ValueError, match="betas0"):
         both.step()
