@@ -106,8 +106,26 @@ class LRFindResult:
                 "minimum_index": self.minimum_index, "stop_reason": self.stop_reason,
                 "settings": dict(self.settings)}
 
+    def __repr__(self) -> str:
+        # The arrays would bury the answer; a person asking for the result wants the lr to use.
+        def g(value: Optional[float]) -> str:
+            return "None" if value is None else f"{value:.3g}"
+
+        return (f"LRFindResult(suggestion={g(self.suggestion)} ({self.suggestion_method or 'none'}), "
+                f"valley={g(self.valley)}, steep={g(self.steep)}, minimum={g(self.minimum)}, "
+                f"{len(self.lrs)} steps, stop_reason={self.stop_reason!r})")
+
+    def _marks(self) -> List[Tuple[str, float]]:
+        """``(name, lr)`` of each value the plot marks, the one to use first:
+        ``"suggestion"`` and fastai's ``"valley"``, ``"steep"`` and
+        ``"minimum"`` (those that exist)."""
+        return [(name, float(lr)) for name, lr in (("suggestion", self.suggestion), ("valley", self.valley),
+                                                   ("steep", self.steep), ("minimum", self.minimum))
+                if lr is not None and math.isfinite(lr)]
+
     def plot(self, path: Optional[str] = None, *, ax: Any = None, show_raw: bool = True) -> Any:
-        """Loss against lr on a log axis, the suggestion and fastai's valley marked.
+        """Loss against lr on a log axis; the suggestion (the lr to use) and
+        fastai's valley, steep and minimum/10 marked and named with their values.
 
         With ``path`` the figure is written there (PNG by the extension) and
         the path is returned; with ``ax`` it is drawn on that matplotlib axes;
@@ -115,39 +133,57 @@ class LRFindResult:
         ``plot`` extra (matplotlib); uses no global pyplot state.
         """
         try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
         except ImportError as err:
             raise ImportError("LRFindResult.plot needs matplotlib: pip install 'fastadapt[plot]' "
                               "(or pip install matplotlib)") from err
         fig = None
         if ax is None:
-            fig = Figure(figsize=(7, 4.5), layout="constrained")
+            fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+            FigureCanvasAgg(fig)  # Agg: no window, no pyplot state, and a renderer to place the legend with
             ax = fig.add_subplot()
         if show_raw:
-            ax.plot(self.lrs, self.losses, color="0.75", linewidth=1, label="loss")
+            ax.plot(self.lrs, self.losses, color="0.75", linewidth=1, label="loss (each batch)")
         ax.plot(self.lrs, self.smoothed_losses, color="C0", linewidth=2, label="smoothed loss")
+        styles = {"suggestion": ("o", "C3", 10), "valley": ("D", "C2", 7), "steep": ("^", "C1", 8),
+                  "minimum": ("s", "C4", 7)}
+        names = {"suggestion": f"use this: suggestion ({self.suggestion_method or 'no method'})",
+                 "valley": "valley (fastai's default)", "steep": "steep (fastai)", "minimum": "minimum / 10 (fastai)"}
         marked = []
-        for name, lr, index, color in (("suggestion", self.suggestion, self.suggestion_index, "C3"),
-                                       ("valley (fastai)", self.valley, self.valley_index, "C2")):
-            if lr is not None and index is not None and math.isfinite(self.smoothed_losses[index]):
-                y = float(self.smoothed_losses[index])
-                marked.append(y)
-                ax.plot([lr], [y], "o", color=color, markersize=8, label=f"{name}: {lr:.3g}")
+        finite_at = np.flatnonzero(np.isfinite(self.smoothed_losses))
+        for name, lr in self._marks():
+            if not finite_at.size or lr <= 0:
+                continue
+            # the curve's point nearest the lr (on the log axis): minimum/10 lies a decade left of its point
+            index = int(finite_at[np.argmin(np.abs(np.log(self.lrs[finite_at] / lr)))])
+            y = float(self.smoothed_losses[index])
+            marked.append(y)
+            marker, color, size = styles[name]
+            if name == "suggestion":  # the one to use stands out: a line through the whole panel
+                ax.axvline(lr, color=color, lw=1.2, ls="--", alpha=0.8, zorder=1)
+            ax.plot([lr], [y], marker, color=color, markersize=size, mec="black", mew=0.6, ls="none", zorder=5,
+                    label=f"{names[name]}: {lr:.3g}")
         ax.set_xscale("log")
         finite = self.smoothed_losses[np.isfinite(self.smoothed_losses)]
         if finite.size:  # the blow-up at the end would flatten the interesting part
             shown = np.concatenate([finite, self.losses[np.isfinite(self.losses)]]) if show_raw else finite
             low = float(min(shown.min(), *marked)) if marked else float(shown.min())
-            # the markers are always inside: a suggestion past the curve's start is still shown
+            # every marker is inside: a suggestion past the curve's start is still shown
             high = float(max(finite[0], np.median(finite), *marked))
             # at least 0.1% of the loss: a flat curve's rounding noise is not worth the whole axis
             pad = max(0.1 * (high - low), 1e-3 * abs(high)) or 1.0
             ax.set_ylim(low - pad, high + 3 * pad)
         ax.set_xlabel("learning rate (log scale)")
         ax.set_ylabel("loss")
-        ax.set_title(f"LR range test ({len(self.lrs)} steps, {self.stop_reason})")
+        use = "" if self.suggestion is None else f": use lr {self.suggestion:.3g}"
+        ax.set_title(f"LR range test ({len(self.lrs)} steps, {self.stop_reason}){use}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="best")
+        legend = ax.legend(fontsize=8.5)
+        if fig is not None:
+            from .plotting import _place_legend
+
+            _place_legend(legend, [ax])  # a spot clear of the curves, not "best"'s least-bad overlap
         if path is not None:
             from ._files import save_figure  # atomic: a failed save leaves the old file
 

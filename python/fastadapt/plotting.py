@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -51,19 +51,110 @@ def _positive(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _plain_log_ticks(ax: Any, axis: str = "y", few_decades: bool = False) -> None:
+    """Plain numbers (0.3, 2, 20) on a log axis: they read faster than 3e-01
+    or 2x10^0; minor ticks get labels at 2x, 3x and 5x when it spans few decades."""
+    from matplotlib import ticker
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if few_decades and v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5)
+        else ""))
+
+
+def _data_points(ax: Any, data_axes: Sequence[Any]) -> np.ndarray:
+    """Where the curves of ``data_axes`` run, in ``ax``'s axes fraction:
+    every line's points and points sampled along its segments (a legend
+    must not sit on a line between two markers either), and the outlines
+    of filled bands. Lines drawn in axes coordinates across the whole panel
+    (axvline: a marked epoch) are left out: no spot would be free of them."""
+    to_frac = ax.transAxes.inverted()
+    chunks = []
+    for a in data_axes:
+        paths = [(line.get_xydata(), line.get_transform()) for line in a.get_lines()
+                 if line.get_visible() and line.get_transform().contains_branch(a.transData)]
+        for coll in a.collections:
+            if coll.get_visible() and coll.get_transform().contains_branch(a.transData):
+                paths += [(path.vertices, coll.get_transform()) for path in coll.get_paths()]
+        for xy, transform in paths:
+            xy = np.asarray(xy, dtype=np.float64)
+            if xy.ndim != 2 or len(xy) == 0:
+                continue
+            with np.errstate(all="ignore"):
+                frac = to_frac.transform(transform.transform(xy))
+            frac = frac[np.isfinite(frac).all(axis=1)]
+            if len(frac) > 1:  # sample each segment every 1% of the axes
+                steps = np.maximum(1, np.ceil(np.hypot(*np.diff(frac, axis=0).T) / 0.01)).astype(int)
+                frac = np.concatenate([p + np.outer(np.arange(k) / k, q - p)
+                                       for p, q, k in zip(frac[:-1], frac[1:], steps)] + [frac[-1:]])
+            chunks.append(frac)
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2))
+
+
+def _covered(box: Any, points: np.ndarray, obstacles: Sequence[Any]) -> int:
+    inside = ((points[:, 0] >= box.x0) & (points[:, 0] <= box.x1) & (points[:, 1] >= box.y0)
+              & (points[:, 1] <= box.y1))
+    return int(inside.sum()) + sum(box.overlaps(o) for o in obstacles)
+
+
+_LEGEND_SPOTS = ("upper right", "upper left", "lower left", "lower right", "center right", "center left",
+                 "upper center", "lower center")
+
+
+def _place_legend(legend: Any, data_axes: Sequence[Any], *, drawn: bool = False) -> bool:
+    """Move ``legend`` (inside its axes) to a spot that covers no data point
+    and no text of ``data_axes``; when there is none, make headroom (raise the
+    top of every y axis) until an upper spot is free. matplotlib's ``"best"``
+    only sees the legend's own axes, not a twin's curves, and settles for
+    the least overlap. Returns whether a free spot was found. ``drawn``:
+    the figure was drawn since its last change (sizes are final)."""
+    ax = legend.axes
+    figure = ax.figure
+    if not drawn:
+        figure.canvas.draw()  # the layout, so that sizes in axes fraction are final
+    renderer = figure.canvas.get_renderer()
+    to_frac = ax.transAxes.inverted()
+    for attempt in range(4):
+        points = _data_points(ax, data_axes)
+        obstacles = [t.get_window_extent(renderer).transformed(to_frac) for a in data_axes for t in a.texts
+                     if t.get_visible() and t.get_text()]
+        spots = _LEGEND_SPOTS if attempt == 0 else _LEGEND_SPOTS[:2] + ("upper center",)
+        for spot in spots:
+            _set_loc(legend, spot)
+            if not _covered(legend.get_window_extent(renderer).transformed(to_frac), points, obstacles):
+                return True
+        _set_loc(legend, "upper right")
+        height = legend.get_window_extent(renderer).transformed(to_frac).height + 0.03
+        for a in data_axes:
+            _raise_top(a, min(height, 0.6))
+        figure.canvas.draw()
+    return False
+
+
+def _set_loc(legend: Any, spot: str) -> None:
+    if hasattr(legend, "set_loc"):
+        legend.set_loc(spot)
+    else:  # matplotlib < 3.8
+        legend._loc = type(legend).codes[spot]
+
+
+def _raise_top(ax: Any, fraction: float) -> None:
+    """Raise the y axis' top so the current range fills the lower ``1 - fraction``."""
+    bottom, top = ax.get_ylim()
+    if ax.get_yscale() == "log" and bottom > 0 and top > 0:
+        low, high = math.log10(bottom), math.log10(top)
+        ax.set_ylim(bottom, 10 ** (low + (high - low) / (1 - fraction)))
+    else:
+        ax.set_ylim(bottom, bottom + (top - bottom) / (1 - fraction))
+
+
 def _use_log(ax: Any, *series: np.ndarray) -> None:
     data = np.concatenate([s[np.isfinite(s)] for s in series]) if series else np.zeros(0)
     # A log axis only when every value is positive and they span a decade or more.
     if data.size and data.min() > 0 and data.max() / data.min() >= 10:
-        from matplotlib import ticker
-
         ax.set_yscale("log")
-        # Plain numbers (0.3, 2, 20) read faster than 3e-01; minor ticks get
-        # labels at 2x and 5x when the axis spans few decades.
-        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        few_decades = data.max() / data.min() < 100
-        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
-            lambda v, _: f"{v:g}" if few_decades and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+        _plain_log_ticks(ax, "y", few_decades=data.max() / data.min() < 100)
 
 
 def plot_history(history: Union[History, Any], path: PathLike, *, findings: Optional[Sequence[Finding]] = None,
@@ -92,10 +183,9 @@ def plot_history(history: Union[History, Any], path: PathLike, *, findings: Opti
     fig = Figure(figsize=(12, 8.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 2)
-    _loss_panel(axes[0, 0], h, x, findings)
-    _metric_panel(axes[0, 1], h, x)
-    _hyper_panel(axes[1, 0], h, x)
-    _norm_panel(axes[1, 1], h, x)
+    # Each panel returns its legend and the axes whose curves it must not cover.
+    legends = [_loss_panel(axes[0, 0], h, x, findings), _metric_panel(axes[0, 1], h, x),
+               _hyper_panel(axes[1, 0], h, x), _norm_panel(axes[1, 1], h, x)]
     for ax in axes.flat:
         ax.set_xlabel("epochs completed")
         ax.grid(True, alpha=0.3)
@@ -108,6 +198,10 @@ def plot_history(history: Union[History, Any], path: PathLike, *, findings: Opti
     else:
         fig.text(0.01, 0.005, "diagnosis: no findings", fontsize=8.5, va="bottom", ha="left", color="#2ca02c")
         fig.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))
+    fig.canvas.draw()  # once: the layout, so legend sizes are final; a legend that moves inside its panel
+    for placed in legends:  # changes no other panel
+        if placed is not None:
+            _place_legend(*placed, drawn=True)
     out = os.fspath(path)
     save_figure(fig, out, dpi=dpi)  # atomic: a failed save leaves the old file
     return out
@@ -131,7 +225,10 @@ def _default_title(h: History) -> str:
     return "training history: " + ", ".join(parts)
 
 
-def _loss_panel(ax: Any, h: History, x: np.ndarray, findings: Sequence[Finding]) -> None:
+Placed = Optional[Tuple[Any, List[Any]]]  # (legend, the axes whose data it must not cover)
+
+
+def _loss_panel(ax: Any, h: History, x: np.ndarray, findings: Sequence[Finding]) -> Placed:
     curves = []
     initial = h.info.get("initial_loss")
     if "loss" in h:
@@ -155,30 +252,31 @@ def _loss_panel(ax: Any, h: History, x: np.ndarray, findings: Sequence[Finding])
         for e in f.epochs:
             if e in h.epoch:
                 ax.axvspan(e + 0.5, e + 1.5, color=_COLORS.get(f.severity, "#999999"), alpha=0.08, lw=0)
+    ax.set_title("loss")
     if curves:
         _use_log(ax, *curves)
-        ax.legend(fontsize=8)
-    ax.set_title("loss")
+        return ax.legend(fontsize=8), [ax]
+    return None
 
 
-def _metric_panel(ax: Any, h: History, x: np.ndarray) -> None:
+def _metric_panel(ax: Any, h: History, x: np.ndarray) -> Placed:
     names = [k for k in h.keys() if k.startswith("val_") and k != "val_loss"]
     for name in names:
         ax.plot(x, _finite(h.array(name)), "o-", ms=3, label=name.replace("_", " "))
     if names:
-        ax.legend(fontsize=8)
         ax.set_title("validation metrics")
-    else:
-        ax.text(0.5, 0.5, "no metrics logged\n(fit(..., metrics={...}))", ha="center", va="center",
-                transform=ax.transAxes, color="#777777")
-        ax.set_title("metrics")
+        return ax.legend(fontsize=8), [ax]
+    ax.text(0.5, 0.5, "no metrics logged\n(fit(..., metrics={...}))", ha="center", va="center",
+            transform=ax.transAxes, color="#777777")
+    ax.set_title("metrics")
+    return None
 
 
 def _range_columns(h: History, name: str) -> bool:
     return f"{name}_min" in h and f"{name}_max" in h
 
 
-def _hyper_panel(ax: Any, h: History, x: np.ndarray) -> None:
+def _hyper_panel(ax: Any, h: History, x: np.ndarray) -> Placed:
     if "lr" in h:
         lr = _positive(h.array("lr"))
         ax.plot(x, lr, "o-", ms=3, color="#9467bd", label="lr (mean over the epoch's steps)")
@@ -193,20 +291,22 @@ def _hyper_panel(ax: Any, h: History, x: np.ndarray) -> None:
     ranges = {f"{k}{end}" for k in h.keys() if _range_columns(h, k) for end in ("_min", "_max")}
     others = [k for k in h.keys() if k not in _NOT_HYPERPARAMETERS and k != "lr" and not k.startswith("val_")
               and not k.startswith("grad_norm.") and k not in ranges]
-    if others:
-        twin = ax.twinx()
-        for name in others:
-            line, = twin.plot(x, _finite(h.array(name)), "--", lw=1.2, label=name)
-            if _range_columns(h, name):
-                twin.fill_between(x, _finite(h.array(f"{name}_min")), _finite(h.array(f"{name}_max")),
-                                  color=line.get_color(), alpha=0.12, lw=0)
-        twin.legend(fontsize=8, loc="center right")
-    if "lr" in h:
-        ax.legend(fontsize=8, loc="upper right")
     ax.set_title("learning rate" + (" and scheduled hyperparameters" if others else ""))
+    if not others:
+        return (ax.legend(fontsize=8), [ax]) if "lr" in h else None
+    twin = ax.twinx()
+    for name in others:
+        line, = twin.plot(x, _finite(h.array(name)), "--", lw=1.2, label=name)
+        if _range_columns(h, name):
+            twin.fill_between(x, _finite(h.array(f"{name}_min")), _finite(h.array(f"{name}_max")),
+                              color=line.get_color(), alpha=0.12, lw=0)
+    # One legend for both axes, on the twin (drawn last, so no curve runs over it).
+    handles, labels = [sum(pair, []) for pair in zip(ax.get_legend_handles_labels(),
+                                                      twin.get_legend_handles_labels())]
+    return twin.legend(handles, labels, fontsize=8), [ax, twin]
 
 
-def _norm_panel(ax: Any, h: History, x: np.ndarray) -> None:
+def _norm_panel(ax: Any, h: History, x: np.ndarray) -> Placed:
     curves = []
     if "grad_norm" in h:
         mean = _positive(h.array("grad_norm"))
@@ -224,19 +324,22 @@ def _norm_panel(ax: Any, h: History, x: np.ndarray) -> None:
         note = f"; exactly 0 in {zeros} epoch(s)" if zeros else ""
         ax.plot(x, layer, ":", lw=1.2, label=f"{name[len('grad_norm.'):]} (last batch{note})")
         curves.append(layer)
+    ax.set_title("gradient and parameter norms")
     if curves:
         _use_log(ax, *curves)
         ax.set_ylabel("gradient norm (before clipping)")
-        ax.legend(fontsize=8, loc="upper left")
-    if "param_norm" in h:
-        twin = ax.twinx()
-        param = _finite(h.array("param_norm"))
-        initial = h.info.get("initial_param_norm")
-        xs, ys = x, param
-        if isinstance(initial, (int, float)) and math.isfinite(initial):
-            xs, ys = np.concatenate([[0.0], x]), np.concatenate([[initial], param])
-        twin.plot(xs, ys, "-", color="#7f7f7f", lw=1.5, label="param norm")
-        _use_log(twin, _positive(ys))
-        twin.set_ylabel("parameter norm")
-        twin.legend(fontsize=8, loc="upper right")
-    ax.set_title("gradient and parameter norms")
+    if "param_norm" not in h:
+        return (ax.legend(fontsize=8), [ax]) if curves else None
+    twin = ax.twinx()
+    param = _finite(h.array("param_norm"))
+    initial = h.info.get("initial_param_norm")
+    xs, ys = x, param
+    if isinstance(initial, (int, float)) and math.isfinite(initial):
+        xs, ys = np.concatenate([[0.0], x]), np.concatenate([[initial], param])
+    twin.plot(xs, ys, "-", color="#7f7f7f", lw=1.5, label="param norm")
+    _use_log(twin, _positive(ys))
+    twin.set_ylabel("parameter norm")
+    # One legend for both axes, on the twin (drawn last, so no curve runs over it).
+    handles, labels = [sum(pair, []) for pair in zip(ax.get_legend_handles_labels(),
+                                                      twin.get_legend_handles_labels())]
+    return twin.legend(handles, labels, fontsize=8), [ax, twin]

@@ -80,17 +80,26 @@ def best_evaluation(trials: Iterable["TrialRecord"], mode: str) -> Optional[Tupl
 class TrialRecord:
     """One trial (a PBT member is one trial whose config changes).
 
+    Numbering (the project's one convention: counts from 1 for people,
+    0-based indices in files): every budget here is a count of units
+    *completed*, so with epochs as the unit a history entry with
+    ``budget == 9`` is the metric after epoch 9 (history.json's index 8),
+    drawn at x = 9 in the plots, and printed as "after 9 epochs".
+
     Attributes:
-        trial_id: its number, in the order trials were created.
+        trial_id: its id, in the order trials were created (from 0; an id,
+            not a count: the same number in tables, plots and progress lines).
         config: its current (for PBT: final) hyperparameters.
         status: pending, running, paused, completed, stopped or failed.
-        budget: resource units the trial's model has been trained for.
+        budget: resource units the trial's model has been trained for (completed).
         cost: units actually computed for it; larger than ``budget`` when a
             non-resumable trainable was retrained from scratch.
         history: one entry per finished job: ``{"budget": b, "metric": m, ...}``
-            plus any other numbers train() returned.
+            (``m`` measured after ``b`` units completed) plus any other numbers
+            train() returned.
         config_history: ``{"budget": b, "config": c}`` each time the config was
-            set (PBT's exploit/explore adds entries).
+            set, ``c`` used from ``b`` units completed on (PBT's exploit/explore
+            adds entries).
         error: the traceback (or death/timeout notice) of a failed trial.
         retries: jobs re-run after their worker died.
         seconds: time spent in its jobs.
@@ -164,10 +173,17 @@ class TuneResult:
         settings: the tuner's arguments (max_resource, eta, population, ...).
         trials: every trial, by id.
         lineage: PBT's exploit/explore events, in order: who copied whom
-            (``member``, ``donor``), when (``budget``, ``generation``), the
-            metrics then, and each hyperparameter's change (``changes``).
-        rungs: the successive-halving decisions: per rung its resource, its
-            trials and those promoted.
+            (``member``, ``donor``), when (``budget``: units the member had
+            completed; ``generation``: synchronous PBT's generations completed,
+            so 1 after the first, the number the plot shows; None when
+            asynchronous), the metrics then, and each hyperparameter's change
+            (``changes``).
+        rungs: the successive-halving decisions: per rung its ``resource``
+            (the budget its trials complete), its trials and those promoted;
+            ``rung`` is the 0-based index of the papers' ``r_0 .. r_s``, so
+            ``rung: 0`` is what plots and tables call "rung 1"; Hyperband's
+            also name their ``bracket`` (the paper's ``s``, a parameter kept
+            as it is, not a position).
         seconds: wall time of the run (summed over resumed parts).
         space: each hyperparameter's domain (or constant) as text.
         best_state: the trainable's state at the best evaluation (resumable
@@ -235,8 +251,9 @@ class TuneResult:
         return list(keys)
 
     def table(self) -> List[Dict[str, Any]]:
-        """One row per trial: id, status, bracket, budget, cost, last metric,
-        best metric, retries, the config and the error's last line. It holds
+        """One row per trial: id, status, bracket, budget (units completed),
+        cost, last metric, best metric and ``best_budget`` (the units completed
+        when it was reported), retries, the config and the error's last line. It holds
         no timings, so one seed gives the same table on every executor (for
         the synchronous tuners)."""
         keys = self._config_keys()
@@ -244,9 +261,14 @@ class TuneResult:
         rows = []
         for t in self.trials:
             valid = [h["metric"] for h in t.history if metric_is_valid(h["metric"])]
+            best = best_of(valid) if valid else None
             row: Dict[str, Any] = {"trial_id": t.trial_id, "status": t.status, "bracket": t.bracket,
                                    "budget": t.budget, "cost": t.cost, "metric": t.metric,
-                                   "best_metric": best_of(valid) if valid else None, "retries": t.retries}
+                                   "best_metric": best,
+                                   # where best_metric was reached: "after N epochs", as the CLI and plot say it
+                                   "best_budget": next((h["budget"] for h in t.history if h["metric"] == best),
+                                                       None) if valid else None,
+                                   "retries": t.retries}
             row.update({f"config.{k}": t.config.get(k) for k in keys})
             row["error"] = t.error_summary
             rows.append(row)
@@ -293,23 +315,31 @@ class TuneResult:
 
     # ---- plots ---------------------------------------------------------------
     def plot(self, path: Optional[PathLike] = None, **kwargs: Any) -> Any:
-        """PBT: :meth:`plot_population`; the others: :meth:`plot_rungs`."""
+        """PBT: :meth:`plot_population`; the others: :meth:`plot_rungs`.
+        Both take ``unit`` (what one budget unit is, "epochs", for the
+        labels) and ``title``."""
         if self.algorithm == "pbt":
             return self.plot_population(path, **kwargs)
         return self.plot_rungs(path, **kwargs)
 
-    def plot_rungs(self, path: Optional[PathLike] = None, *, log_x: bool = True) -> Any:
-        """Each trial's metric against its budget, one panel per bracket,
-        promoted paths drawn over stopped ones; the best trial highlighted.
-        Written to ``path`` (PNG) when given, else a matplotlib Figure."""
+    def plot_rungs(self, path: Optional[PathLike] = None, *, log_x: bool = True, unit: Optional[str] = None,
+                   title: Optional[str] = None) -> Any:
+        """Each trial's metric against the budget it had completed, one panel
+        per bracket (a grid of at most three columns), promoted paths drawn
+        over stopped ones, the best trial and evaluation highlighted, rungs
+        numbered from 1 on top. Diverged evaluations far off the others are
+        marked at the axis' edge instead of stretching it. Written to
+        ``path`` (PNG) when given, else a matplotlib Figure."""
         from .plots import plot_rungs
 
-        return plot_rungs(self, path, log_x=log_x)
+        return plot_rungs(self, path, log_x=log_x, unit=unit, title=title)
 
-    def plot_population(self, path: Optional[PathLike] = None, *, names: Optional[Sequence[str]] = None) -> Any:
+    def plot_population(self, path: Optional[PathLike] = None, *, names: Optional[Sequence[str]] = None,
+                        unit: Optional[str] = None, title: Optional[str] = None) -> Any:
         """PBT: each member's hyperparameters over its budget (one panel per
-        hyperparameter, exploit events marked) and its metric. Written to
-        ``path`` (PNG) when given, else a matplotlib Figure."""
+        hyperparameter, exploit events marked) and its metric, generations
+        numbered from 1 on top. Written to ``path`` (PNG) when given, else a
+        matplotlib Figure."""
         from .plots import plot_population
 
-        return plot_population(self, path, names=names)
+        return plot_population(self, path, names=names, unit=unit, title=title)
