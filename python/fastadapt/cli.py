@@ -258,11 +258,13 @@ def _lr_find(args: argparse.Namespace) -> int:
           f"{args.start_lr:g} to {args.end_lr:g} ({result.stop_reason})")
     how = {"verified": f"verified: the best of {len(result.candidates)} short runs of {args.verify_steps} steps",
            "curve": "the smoothed curve's lowest point / 3, not verified"}.get(result.suggestion_method, "")
-    print(f"suggested lr ({how}): {shown}" if how else f"suggested lr: {shown}")
+    # Which one to use, said outright: the plot marks four values.
+    use = "" if result.suggestion is None else " <- use this one"
+    print(f"suggested lr ({how}): {shown}{use}" if how else f"suggested lr: {shown}{use}")
     others = [f"{name} {lr:.3g}" for name, lr in (("valley", result.valley), ("steep", result.steep),
                                                    ("minimum/10", result.minimum)) if lr is not None]
     if others:
-        print(f"fastai's rules on the same curve: {', '.join(others)}")
+        print(f"fastai's rules on the same curve, for comparison (not verified): {', '.join(others)}")
     if "full_batch_sgd_max_stable_lr" in facts:
         print(f"for reference, full-batch SGD is stable below 2 / lambda_max(H) = "
               f"{facts['full_batch_sgd_max_stable_lr']:.3g}")
