@@ -91,7 +91,7 @@ def run_tune(args: argparse.Namespace) -> int:
     result.to_csv(paths["csv"])
     written = [paths["json"], paths["csv"]]
     try:
-        result.plot(paths["plot"])
+        result.plot(paths["plot"], unit="epochs")
         written.append(paths["plot"])
     except ImportError as err:
         print(f"fastadapt tune: no plot ({err})", file=sys.stderr)
@@ -134,7 +134,7 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="most epochs per config (hyperband/asha: 27; pbt: 30 per member)")
     parser.add_argument("--eta", type=_positive_int, default=3, help="hyperband/asha: halving rate (3)")
     parser.add_argument("--num-trials", type=_positive_int, default=30, help="asha: configs to start (30)")
-    parser.add_argument("--min-resource", type=_positive_int, default=1, help="asha: epochs at rung 0 (1)")
+    parser.add_argument("--min-resource", type=_positive_int, default=1, help="asha: epochs at the first rung (1)")
     parser.add_argument("--population", type=_positive_int, default=8, help="pbt: members (8)")
     parser.add_argument("--interval", type=_positive_int, default=3, help="pbt: epochs between exploit/explore (3)")
     parser.add_argument("--quantile", type=float, default=0.25, help="pbt: bottom/top fraction (0.25)")
