@@ -49,5 +49,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             nbytes = b.extra_info.get("bytes", 0)
             ratio = f"{med / base.stats.median:7.2f}x fastadapt" if base else ""
             of_roof = f"{roof.stats.median / med * 100:5.0f}% of roof" if roof else ""
+            # GB/s only where the bytes a step moves are known (the optimizer cases): the distributed
+            # epochs report samples/s, and "0.00 GB/s" beside them meant nothing.
+            bandwidth = f"{nbytes / med / 1e9:7.2f} GB/s  " if nbytes else ""
             tr.write_line(f"  {b.extra_info.get('impl', b.name):<22} {med * 1e3:10.3f} ms  "
-                          f"{nbytes / med / 1e9:7.2f} GB/s  {of_roof}  {ratio}")
+                          f"{bandwidth}{of_roof}  {ratio}".rstrip())

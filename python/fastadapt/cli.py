@@ -153,39 +153,99 @@ def _csv(text: str) -> List[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench_plan(args: argparse.Namespace) -> dict:
+    """What ``fastadapt bench`` will measure: the headline cases, or with --full the whole grid; any of
+    --rules/--dtypes/--layouts/--threads/--rounds replaces that part of the chosen set."""
     from . import benchmarks as fb
     from .runtime import get_num_threads
 
-    _output_file(args.json, "--json")
-    _output_file(args.markdown, "--markdown")
+    base = fb.FULL if args.full else fb.HEADLINE
+    plan = {key: getattr(args, key) if getattr(args, key) is not None else base[key]
+            for key in ("rules", "dtypes", "layouts", "threads", "rounds")}
     all_threads = get_num_threads()
-    threads = sorted({all_threads if t == "all" else t for t in args.threads})
+    plan["threads"] = sorted({all_threads if t == "all" else t for t in plan["threads"]})
     impls = ["fastadapt", "roof", "numpy", "torch-single", "torch-foreach", "torch-fused"]
     if args.variants:
         impls += [f"fastadapt+{v}" for v in fb.VARIANTS]
     if args.no_numpy:
         impls.remove("numpy")
-    with _user_input():  # what argparse let through, checked as run_suite will (before minutes of timing)
-        fb.check_suite(args.rules, args.dtypes, args.layouts, threads, impls, args.rounds)
-    tty = sys.stderr.isatty()
+    plan["impls"] = impls
+    return plan
 
-    def progress(msg: str) -> None:
-        if tty:
-            sys.stderr.write("\r\033[K" + msg)
-        else:
-            sys.stderr.write(msg + "\n")
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(5, round(seconds / 5) * 5):.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
+
+
+def _bench_row_parts(row: dict) -> List[str]:
+    """A measured row for the progress display: the table's cells with their column names."""
+    from . import benchmarks as fb
+
+    cells = fb._cells(row)
+    parts = [f"{cells[0]}, {cells[1]} thr: fastadapt {cells[2]} ms", f"{cells[3]} GB/s", f"{cells[4]} of roof"]
+    parts += [f"{name} {cell}" for name, cell in zip(fb.COLUMNS[5:9], cells[5:9]) if cell != "-"]
+    if cells[9] != "-":
+        parts += [f"variants {cells[9]}"]
+    return parts
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import benchmarks as fb
+    from .progress import StepBar
+
+    _output_file(args.json, "--json")
+    _output_file(args.markdown, "--markdown")
+    plan = _bench_plan(args)
+    rules, dtypes, layouts, threads, impls, rounds = (plan[k] for k in ("rules", "dtypes", "layouts", "threads",
+                                                                       "impls", "rounds"))
+    with _user_input():  # what argparse let through, checked as run_suite will (before minutes of timing)
+        fb.check_suite(rules, dtypes, layouts, threads, impls, rounds)
+    combos = len(rules) * len(dtypes) * len(layouts) * len(threads)
+    # Up front, so that a long run is chosen knowingly. A model, not a measurement: per-case step and setup
+    # times of the reference VM, scaled by a 0.1 s probe of this machine's memory speed.
+    estimate = fb.estimate_seconds(rules, dtypes, layouts, threads, impls, rounds, speed=fb.machine_speed())
+    what = "the whole grid (--full)" if args.full else "the headline cases (--full: every rule and layout)"
+    bar = StepBar("bench", combos, unit="case")
+    header = (f"fastadapt bench: {combos} combination(s) x {len(impls)} implementations, {rounds} rounds, {what}; "
+              f"estimated {_duration(estimate)} on an idle machine (a model scaled by a memory-speed probe, not a "
+              f"measurement; re-measured cells and a busy machine take longer)")
+    if bar.active:  # on a terminal, wrapped between words at its width (a log keeps one line)
+        import textwrap
+
+        from .progress import terminal_width
+
+        header = textwrap.fill(header, terminal_width(sys.stderr), subsequent_indent="  ")
+        bar.write(header)
+    else:
+        print(header, file=sys.stderr)
         sys.stderr.flush()
 
-    rows = fb.run_suite(args.rules, args.dtypes, args.layouts, threads, impls, rounds=args.rounds,
-                        progress=progress)
-    if tty:
-        sys.stderr.write("\r\033[K")
-    print(f"fastadapt bench: medians of {args.rounds} interleaved rounds; SIMD {fb._core.active_isa()}; "
+    def progress(msg: str) -> None:
+        if bar.active:
+            bar.set_status(msg.split("] ", 1)[-1])  # the bar counts; beside it, what is being measured
+        else:
+            sys.stderr.write(msg + "\n")
+            sys.stderr.flush()
+
+    def row_done(row: dict) -> None:
+        bar.write_parts(_bench_row_parts(row))
+        bar.update()
+
+    try:
+        rows = fb.run_suite(rules, dtypes, layouts, threads, impls, rounds=rounds, progress=progress,
+                            on_row=row_done)
+    finally:
+        bar.close()
+    print(f"fastadapt bench: medians of {rounds} interleaved rounds; SIMD {fb._core.active_isa()}; "
           f"'x impl' = impl time / fastadapt time")
     print(fb.format_table(rows))
+    if any(row["unstable"] for row in rows):
+        print(f"?: the rounds of that cell disagreed (interquartile spread of its per-round ratios above "
+              f"{fb.MAX_SPREAD}x) in {1 + fb.RECHECKS} measurements: the machine was busy; measure it again")
     if args.json:
-        payload = {"simd": fb._core.active_isa(), "rounds": args.rounds, "rows": rows}
+        payload = {"simd": fb._core.active_isa(), "rounds": rounds, "rows": rows}
         write_text(args.json, json.dumps(payload, indent=1) + "\n")
     if args.markdown:
         write_text(args.markdown, fb.format_markdown(rows) + "\n")
@@ -230,6 +290,28 @@ def _lr_find_problem(args: argparse.Namespace):
              "full_batch_sgd_max_stable_lr": problem.max_stable_lr})
 
 
+def _lr_find_with_progress(lr_find: Callable[..., Any], optimizer: Any, params: Any,
+                           loss_and_grad: Callable[[Any, Any], Any], batches: Any, args: argparse.Namespace) -> Any:
+    """lr_find with a bar over its steps on a terminal (nothing off one). Every step calls
+    ``loss_and_grad`` once, so counting those calls counts steps. The total is an upper bound: the sweep
+    may stop at divergence, and the check runs at most 6 candidates plus 2 half-steps (lr_finder)."""
+    from .progress import StepBar
+
+    bar = StepBar("lr-find", args.num_steps + 8 * args.verify_steps, unit="step")
+
+    def counted(p: Any, batch: Any) -> Any:
+        out = loss_and_grad(p, batch)
+        bar.update()
+        return out
+
+    try:
+        result = lr_find(optimizer, params, counted, batches, start_lr=args.start_lr, end_lr=args.end_lr,
+                         num_steps=args.num_steps, verify_steps=args.verify_steps)
+    finally:
+        bar.close(finished_early=True)
+    return result
+
+
 def _lr_find(args: argparse.Namespace) -> int:
     from .lr_finder import check_settings, lr_find
     from .optimizers import make_optimizer
@@ -243,8 +325,7 @@ def _lr_find(args: argparse.Namespace) -> int:
     name, params, loss_and_grad, batches, facts = _lr_find_problem(args)
     with _user_input():
         check_writable_dir(args.out, "--out")
-    result = lr_find(optimizer, params, loss_and_grad, batches, start_lr=args.start_lr, end_lr=args.end_lr,
-                     num_steps=args.num_steps, verify_steps=args.verify_steps)
+    result = _lr_find_with_progress(lr_find, optimizer, params, loss_and_grad, batches, args)
     json_path = os.path.join(args.out, "lr_find.json")
     write_text(json_path, json.dumps({"problem": name, **facts, "optimizer": repr(optimizer), "seed": args.seed,
                                       **result.to_dict()}, indent=1) + "\n")
@@ -296,17 +377,22 @@ def _parser() -> argparse.ArgumentParser:
     p_info.add_argument("--json", action="store_true", help="print JSON")
     p_info.set_defaults(func=_info)
     p_bench = sub.add_parser("bench", help="throughput table: fused step vs roof, NumPy reference and torch")
-    p_bench.add_argument("--rules", default="all", type=_names("rule", "RULES", allow_all=True),
+    p_bench.add_argument("--full", action="store_true",
+                         help="every rule and layout in 15 rounds (about 10 minutes on 2 cores) instead of the "
+                              "headline cases (adam float32 16M, 1M, 1000x100 at 1 and all threads, 9 rounds: "
+                              "about a minute)")
+    p_bench.add_argument("--rules", default=None, type=_names("rule", "RULES", allow_all=True),
                          help="comma list or 'all' (adam, adamw, adagrad, rmsprop, rmsprop-centered-momentum, "
-                              "sgd-momentum)")
-    p_bench.add_argument("--dtypes", default="float32", type=_names("dtype", "DTYPES", allow_all=False),
-                         help="comma list: float32,float64")
-    p_bench.add_argument("--layouts", default="all", type=_names("layout", "LAYOUTS", allow_all=True),
-                         help="comma list or 'all' (64K, 1M, 16M, 256x4096, 1000x100)")
-    p_bench.add_argument("--threads", default="1,all", type=_thread_counts,
-                         help="comma list of thread counts; 'all' = every CPU")
-    p_bench.add_argument("--rounds", type=_positive_int, default=15,
-                         help="interleaved timing rounds (median reported)")
+                              "sgd-momentum); default adam, with --full all")
+    p_bench.add_argument("--dtypes", default=None, type=_names("dtype", "DTYPES", allow_all=False),
+                         help="comma list: float32,float64 (default float32)")
+    p_bench.add_argument("--layouts", default=None, type=_names("layout", "LAYOUTS", allow_all=True),
+                         help="comma list or 'all' (64K, 1M, 16M, 256x4096, 1000x100); default 16M,1M,1000x100, "
+                              "with --full all")
+    p_bench.add_argument("--threads", default=None, type=_thread_counts,
+                         help="comma list of thread counts; 'all' = every CPU (default 1,all)")
+    p_bench.add_argument("--rounds", type=_positive_int, default=None,
+                         help="interleaved timing rounds, median reported (default 9, with --full 15)")
     p_bench.add_argument("--variants", action="store_true", help="also fused clipping and each non-finite policy")
     p_bench.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy reference")
     p_bench.add_argument("--json", metavar="PATH", help="write all medians as JSON")

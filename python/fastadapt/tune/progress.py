@@ -1,23 +1,31 @@
-"""Progress of a tuning run: a bar over the planned jobs on a terminal with
-tqdm, one line per finished job otherwise (a log file, CI)."""
+"""Progress of a tuning run. On a terminal with tqdm: a bar over the planned
+jobs, sized to the terminal, with the best metric so far beside it, and
+above it each finished job's line in full, wrapped at the terminal's width
+between its fields (never inside a number or a hyperparameter). Otherwise
+(a log file, CI): one complete line per finished job."""
 
 from __future__ import annotations
 
 import sys
-from typing import IO, Any, Mapping, Optional, Sequence, Tuple
+from typing import IO, Any, List, Mapping, Optional, Sequence, Tuple
 
+from ..progress import bar_options, terminal_width, wrap_parts
 from .results import FAILED, TrialRecord
 from .space import lookup
 
 __all__ = ["TuneProgress"]
 
 
-def _short(config: Mapping[str, Any], keys: Sequence[str]) -> str:
+def _config_parts(config: Mapping[str, Any], keys: Sequence[str]) -> List[str]:
     parts = []
     for key in keys:
         value = lookup(config, key)  # a nested hyperparameter is named by its "a/b" path
         parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
-    return " ".join(parts)
+    return parts
+
+
+def _short(config: Mapping[str, Any], keys: Sequence[str]) -> str:
+    return " ".join(_config_parts(config, keys))
 
 
 class TuneProgress:
@@ -33,11 +41,13 @@ class TuneProgress:
         self._bar: Any = None
         if enabled and getattr(self.stream, "isatty", lambda: False)():
             try:
-                from tqdm.auto import tqdm
+                # The plain (terminal) tqdm: the bar exists only on a terminal, and its width is in columns.
+                from tqdm import tqdm
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self._bar = tqdm(total=total, desc=algorithm, unit="job", file=self.stream, dynamic_ncols=True)
+                self._bar = tqdm(total=total, desc=algorithm, unit="job", file=self.stream,
+                                 **bar_options(self.stream))
         self.total = total
 
     def job_done(self, trial: TrialRecord, best: Optional[Tuple[TrialRecord, Mapping[str, Any]]]) -> None:
@@ -46,17 +56,25 @@ class TuneProgress:
         if not self.enabled:
             return
         best_text = "-" if best is None else f"{best[1]['metric']:.4g} (trial {best[0].trial_id})"
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix_str(f"best {best_text}", refresh=False)
-            return
         of = f"/{self.total}" if self.total else ""
         if trial.status == FAILED:
             outcome = f"FAILED: {trial.error_summary}"
         else:
             outcome = f"metric {trial.metric:.4g}" if trial.metric is not None else "no metric"
-        self.write(f"[{self.algorithm} {self.done}{of}] trial {trial.trial_id} budget {trial.budget}: "
-                   f"{outcome} | best {best_text} | {_short(trial.config, self.keys)}")
+        head = f"[{self.algorithm} {self.done}{of}] trial {trial.trial_id} budget {trial.budget}:"
+        if self._bar is None:
+            self.write(f"{head} {outcome} | best {best_text} | {_short(trial.config, self.keys)}")
+            return
+        # Above the bar, the same fields, wrapped between them: an error message may break between its
+        # words; a metric, the best and each hyperparameter stay whole.
+        config = _config_parts(trial.config, self.keys)
+        parts = ([head] + (outcome.split(" ") if trial.status == FAILED else [outcome]) + [f"| best {best_text}"]
+                 + [("| " if i == 0 else "") + part for i, part in enumerate(config)])
+        width = terminal_width(self.stream)
+        self._bar.ncols = width  # follows a resized terminal
+        self._bar.write("\n".join(wrap_parts(parts, width, sep=" ", indent="    ")), file=self.stream)
+        self._bar.update(1)
+        self._bar.set_postfix_str(f"best {best_text}", refresh=False)
 
     def write(self, message: str) -> None:
         if not self.enabled:
