@@ -380,7 +380,7 @@ _REF_STEP_S = {
     "64K": {"fastadapt": 2.3e-5, "roof": 8e-6, "numpy": 1.0e-4, "torch-single": 8.4e-5, "torch-foreach": 9.8e-5,
             "torch-fused": 4.1e-5},
 }
-_REF_SETUP_S_PER_ELEMENT = 8e-8     # build + check of one case (random arrays, copies, reference steps)
+_REF_SETUP_S_PER_ELEMENT = 1.6e-7   # build + check of one case (random arrays, copies, reference steps)
 _REF_PROBE_S = 4.3e-3               # machine_speed's probe on the reference VM
 
 
