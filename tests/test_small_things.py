@@ -64,3 +64,21 @@ def test_gitignore_covers_what_the_readme_commands_write():
         assert out.stdout.split() == ["fastadapt-mnist/history.json", "lr_find.png",
                                       "fastadapt-tune-pbt/result.json"]
 
+
+
+def test_cli_summary_lines_wrap_between_words_on_a_terminal(monkeypatch, capsys):
+    import sys as _sys
+
+    from fastadapt import cli
+
+    monkeypatch.setenv("COLUMNS", "41")
+    monkeypatch.setattr(_sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(cli.os, "get_terminal_size", lambda *a: (_ for _ in ()).throw(OSError()), raising=False)
+    line = "model: MLP 784-128-10 (101,770 params); Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08)"
+    cli._echo(line)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) > 1 and all(len(row) <= 40 for row in out)
+    assert " ".join(row.strip() for row in out) == line  # wrapped between words, nothing lost
+    monkeypatch.setattr(_sys.stdout, "isatty", lambda: False, raising=False)
+    cli._echo(line)
+    assert capsys.readouterr().out == line + "\n"  # a pipe or log gets the line as is

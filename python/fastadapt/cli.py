@@ -363,8 +363,24 @@ def _mnist(args: argparse.Namespace) -> int:
         prepared = _prepare(args.data_dir, args.out, args.train_size, out_name="--out")
     _train(prepared, started=started, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
            batch_size=args.batch_size, max_grad_norm=args.max_grad_norm or None, seed=args.seed,
-           train_size=args.train_size, progress=not args.no_progress, echo=print)
+           train_size=args.train_size, progress=not args.no_progress, echo=_echo)
     return 0
+
+
+def _echo(text: str) -> None:
+    """print, wrapped between words at the terminal's width on a terminal (a
+    long header line would otherwise be broken mid-word by the terminal); as
+    is into a pipe or log."""
+    import textwrap
+
+    from .progress import INDENT, terminal_width
+
+    if sys.stdout.isatty():
+        width = terminal_width(sys.stdout)
+        text = "\n".join(textwrap.fill(line, width, subsequent_indent=INDENT, break_long_words=False,
+                                       break_on_hyphens=False) if len(line) > width else line
+                         for line in text.splitlines())
+    print(text)
 
 
 def _parser() -> argparse.ArgumentParser:
