@@ -335,5 +335,5 @@ def test_optional_dependencies_are_named_when_missing(monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "fastadapt\[plot\]"'):
         result.plot()
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ImportError, match=r'executor="ray" needs Ray: pip install "fastadapt\[ray\]"'):
+    with pytest.raises(ImportError, match=r'executor="ray" needs Ray: pip install "\.\[ray\]" from a fastadapt checkout'):
         T.SuccessiveHalving(H.Quadratic, SPACE, num_trials=3, max_resource=3, executor="ray").run()
