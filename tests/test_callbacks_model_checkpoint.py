@@ -9,20 +9,7 @@ import pytest
 import fastadapt as fa
 from fastadapt._tree import flatten_any
 from fastadapt.checkpoints import load_state
-from fastadapt.models import MLP
-
-
-def _trainer(callbacks, seed=0):
-    model = MLP([4, 3, 2], seed=seed)
-    return fa.Trainer("adam", lr=1e-2, loss_and_grad=model.loss_and_grad, params=model.params,
-                      loss_fn=model.loss, callbacks=callbacks, progress=False)
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((16, 4)).astype(np.float32)
-    y = (X[:, 0] > 0).astype(int)
-    return [(X[:8], y[:8]), (X[8:], y[8:])]
+from helpers import mlp_trainer as _trainer, two_batches as _data
 
 
 class Feed(fa.Callback):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 
 def say(trainer: Any, message: str) -> None:
@@ -35,3 +35,12 @@ def verbose_arg(owner: str, value: Any) -> int:
     if not isinstance(value, int) or value not in (0, 1):
         raise ValueError(f"{owner}(verbose={value!r}) must be 0 or 1")
     return value
+
+
+def check_state_keys(owner: str, state_dict: Any, keys: Sequence[str]) -> None:
+    """``state_dict`` is a dict with exactly ``keys``; ValueError naming the
+    callback and what it got otherwise."""
+    if not isinstance(state_dict, Mapping) or set(state_dict) != set(keys):
+        got = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+        raise ValueError(f"{owner} state_dict must have keys {sorted(keys)}, got {got}; pass what "
+                         f"{owner}.state_dict() returned")

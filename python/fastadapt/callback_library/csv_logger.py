@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping
 
 from .._files import check_writable_file, write_text
 from ..callbacks import Callback
-from ._common import path_arg
+from ._common import check_state_keys, path_arg
 
 __all__ = ["CSVLogger"]
 
@@ -109,10 +109,7 @@ class CSVLogger(Callback):
         return {"keys": list(self.keys), "rows": [dict(r) for r in self.rows]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"keys", "rows"}:
-            got = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
-            raise ValueError(f"CSVLogger state_dict must have keys ['keys', 'rows'], got {got}; pass what "
-                             f"CSVLogger.state_dict() returned")
+        check_state_keys("CSVLogger", state_dict, ("keys", "rows"))
         keys, rows = state_dict["keys"], state_dict["rows"]
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ValueError("CSVLogger state_dict['keys'] must be a list of column names")

@@ -12,7 +12,7 @@ from .._checks import integer
 from .._tree import flatten_any
 from ..callbacks import Callback
 from ..checkpoints import save_state
-from ._common import path_arg, say, verbose_arg
+from ._common import check_state_keys, path_arg, say, verbose_arg
 
 __all__ = ["ModelCheckpoint"]
 
@@ -217,10 +217,7 @@ class ModelCheckpoint(Callback):
         return {"best": self.best, "steps_since_save": self._steps_since_save}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"best", "steps_since_save"}:
-            got = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
-            raise ValueError(f"ModelCheckpoint state_dict must have keys ['best', 'steps_since_save'], got {got}; "
-                             f"pass what ModelCheckpoint.state_dict() returned")
+        check_state_keys("ModelCheckpoint", state_dict, ("best", "steps_since_save"))
         best, steps = state_dict["best"], state_dict["steps_since_save"]
         if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best):
             raise ValueError(f"ModelCheckpoint state_dict['best']={best!r} must be a number or +-inf")
