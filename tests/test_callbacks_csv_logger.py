@@ -3,7 +3,6 @@ append, columns that appear later, resume through a checkpoint."""
 
 import csv
 
-import numpy as np
 import pytest
 
 import fastadapt as fa
