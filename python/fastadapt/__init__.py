@@ -20,8 +20,8 @@ from .optimizers import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, 
 from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .trainer import Trainer
+from ._version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Adam",

@@ -128,14 +128,15 @@ def _output_file(path: Optional[str], option: str) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    import fastadapt as fa
+    from ._version import __version__
+    from .runtime import get_num_threads, simd_info
 
     info = {
-        "fastadapt": fa.__version__,
+        "fastadapt": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "simd": fa.simd_info(),
-        "threads": fa.get_num_threads(),
+        "simd": simd_info(),
+        "threads": get_num_threads(),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -385,7 +386,7 @@ def _echo(text: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastadapt", description="Adaptive optimizers for NumPy.")
-    from . import __version__  # the package is imported already: this module is part of it
+    from ._version import __version__
 
     parser.add_argument("--version", action="version", version=f"fastadapt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)  # subcommands get _Parser too

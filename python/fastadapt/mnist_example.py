@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from ._files import check_writable_dir
 from .batching import batches
 from .controllers import AdaptiveLR, EarlyStopping

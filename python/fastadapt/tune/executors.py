@@ -1,5 +1,6 @@
 """Where jobs run: in the driver ("sequential"), in a pool of local worker
-processes ("process", the default) or on Ray ("ray", see ``ray_executor``).
+processes ("process", the default) or on Ray ("ray", see ``ray_executor``;
+``executor_choice`` turns a name into one).
 
 Every executor takes jobs with :meth:`Executor.submit` (queued beyond its
 capacity) and hands back one :class:`~fastadapt.tune.jobs.Outcome` at a time
@@ -28,14 +29,13 @@ import threading
 import time
 from contextlib import contextmanager
 from multiprocessing.connection import wait as wait_for_ready
-from typing import Any, Deque, Iterator, List, Optional, Tuple, Union
+from typing import Any, Deque, Iterator, List, Optional, Tuple
 
 from .. import _checks
 from .jobs import DIED, ERROR, Job, Outcome, run_job, time_limit, timed_out
 
-__all__ = ["Executor", "SequentialExecutor", "ProcessExecutor", "make_executor", "EXECUTORS", "available_cpus"]
+__all__ = ["Executor", "SequentialExecutor", "ProcessExecutor", "available_cpus"]
 
-EXECUTORS = ("sequential", "process", "ray")
 
 # Thread-count variables of the BLAS/OpenMP runtimes NumPy may load, and fastadapt's own.
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -373,20 +373,3 @@ class ProcessExecutor(Executor):
             worker.conn.close()
         self._workers.clear()
         self._queue.clear()
-
-
-def make_executor(executor: Union[str, Executor]) -> Executor:
-    """An executor from its name ("sequential", "process", "ray") or as given."""
-    if isinstance(executor, Executor):
-        return executor
-    if executor == "sequential":
-        return SequentialExecutor()
-    if executor == "process":
-        return ProcessExecutor()
-    if executor == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor()
-    raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))} or an Executor instance "
-                     f"(fa.tune.ProcessExecutor(max_workers=4), fa.tune.RayExecutor(address=...)), "
-                     f"got {executor!r}")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from .._files import save_figure
-from .results import COMPLETED, FAILED, STOPPED
+from .status import COMPLETED, FAILED, STOPPED
 
 if TYPE_CHECKING:
     from .results import TuneResult

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .._files import atomic_write, write_text
+from .status import COMPLETED, FAILED, PAUSED, PENDING, RUNNING, STATUSES, STOPPED  # re-exported
 from .trainable import metric_is_valid
 
 __all__ = ["TrialRecord", "TuneResult", "ranked", "best_evaluation", "evaluation_key", "PENDING", "RUNNING", "PAUSED", "COMPLETED", "STOPPED",
@@ -32,9 +33,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 # generation); "stopped": early-stopped by the scheduler; "completed": reached
 # its full budget; "failed": raised, died past its retries, timed out, returned
 # an unpicklable state or reported a NaN or infinite metric.
-PENDING, RUNNING, PAUSED, COMPLETED, STOPPED, FAILED = "pending", "running", "paused", "completed", "stopped", \
-    "failed"
-STATUSES = (PENDING, RUNNING, PAUSED, COMPLETED, STOPPED, FAILED)
 
 
 def ranked(scores: Iterable[Tuple[int, Optional[float]]], mode: str) -> List[Tuple[int, Optional[float]]]:

@@ -21,7 +21,8 @@ import numpy as np
 from .. import _checks
 from .._files import check_writable_dir
 from . import schema as S
-from .executors import EXECUTORS, Executor, make_executor
+from .executor_choice import EXECUTORS, make_executor
+from .executors import Executor
 from .jobs import DIED, Job, Outcome, reject_non_finite
 from .progress import TuneProgress
 from .results import (FAILED, PAUSED, RUNNING, STATUSES, STOPPED, TrialRecord, TuneResult, best_evaluation,
