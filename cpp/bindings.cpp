@@ -220,7 +220,6 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<std::string>(), py::arg("what"))
       .def("__enter__", [](BusyLock& b) { b.enter(); })
       .def("__exit__", [](BusyLock& b, py::args) { b.exit(); return false; })
-      .def_property_readonly("locked", &BusyLock::locked)
       .def("waiting", [](py::object self) { return BusyWait{&self.cast<BusyLock&>(), self}; },
            "A context manager that waits for the lock instead of raising.");
   py::class_<BusyWait>(m, "_BusyWait")

@@ -54,11 +54,13 @@ class BusyLock {
     }
   }
 
-  void exit() { state_.store(0, std::memory_order_release); }
-
-  bool locked() const {
-    const std::int64_t held = state_.load(std::memory_order_acquire);
-    return held != 0 && (held >> 1) == static_cast<std::int64_t>(getpid());
+  void exit() {
+    // Forget the owner before releasing: otherwise the next holder's thread
+    // is published only after its exchange succeeds, and in that window a
+    // thread that held the lock before would read its own id, take the lock
+    // for its own (re-entered) and raise instead of waiting.
+    owner_thread_.store(pthread_t{});
+    state_.store(0, std::memory_order_release);
   }
 
  private:
