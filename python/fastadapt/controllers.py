@@ -21,8 +21,8 @@ the default (``groups="relative"``) or gives all the same value
 (``groups="same"``); the plateau cuts multiply every group's lr by
 ``factor`` (``min_lr`` may be one floor per group, as torch's
 ``min_lrs``); AdaptiveLR warms every group up to its own lr. The bases (or
-the current group lrs) travel in each controller's ``state_dict``, since
-the optimizer's own checkpoint holds only the default group.
+the current group lrs) travel in each controller's ``state_dict`` too, so
+a controller resumes exactly also beside an optimizer restored another way.
 
 Plateau counting (docs/algorithms.md, Keras's count): after each epoch a metric
 ``x`` improves on ``best`` if ``x < best - |best| * threshold`` (``rel``) or
@@ -384,8 +384,7 @@ class Scheduler(Callback):
     As a trainer callback, ``per="step"`` steps after every batch
     (``on_batch_end``), ``per="epoch"`` after every epoch
     (``on_epoch_end``); the count and the group bases are the scheduler's
-    own, restored from its ``state_dict`` on resume (the optimizer's
-    checkpoint holds only the default group).
+    own, restored from its ``state_dict`` on resume.
 
     Args:
         optimizer: a fastadapt optimizer, or None to bind to
@@ -695,8 +694,8 @@ class ReduceLROnPlateau(_LRPlateau):
     from the optimizer at each cut, so an lr you set by hand is the one cut;
     a Scheduler driving ``lr`` would overwrite the cut at its next step, so
     let one controller own the lr. The ``state_dict`` carries every group's
-    lr (the optimizer's checkpoint holds only the default's), and loading it
-    into a bound controller sets them.
+    lr (as the optimizer's own ``state_dict`` does), and loading it into a
+    bound controller sets them.
 
     Args:
         optimizer: a fastadapt optimizer, or None to bind to

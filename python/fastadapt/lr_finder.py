@@ -411,9 +411,7 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
         try:
             if was_fresh:  # unbind the structure the sweep's first update bound
                 optimizer.reset()
-            optimizer.load_state_dict(saved_state)
-            # the state_dict holds the default group's lr, not the overrides': put every group's back
-            optimizer.set_group_values("lr", base_lrs)
+            optimizer.load_state_dict(saved_state)  # every group's hyperparameters included
             optimizer.last_grad_norm, optimizer.last_nonfinite_count = saved_last
         finally:
             for leaf, saved in zip(leaves, saved_params):
@@ -426,7 +424,6 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
         lrs, losses, smoothed, reason = _sweep(set_lr, optimizer, params, loss_and_grad, stream,
                                                start, end, n, beta, settings["diverge_factor"])
         if settings["verify_steps"] and _finite_prefix(np.array(losses, float)) >= 3:
-            restore()
             candidates = _verify(set_lr, optimizer, params, loss_and_grad, batches, stream, restartable, restore,
                                  np.array(lrs), np.array(losses), reason, settings)
     finally:

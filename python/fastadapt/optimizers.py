@@ -89,6 +89,12 @@ class Optimizer:
     def _check_consistency(self, hp: Dict[str, Any], where: str) -> None:
         """Cross-checks between hyperparameters (subclasses extend)."""
 
+    def _check_group(self, hyper: Mapping[str, Any], group: Mapping[str, Any], where: str) -> None:
+        """The cross-checks for an override group: its values over the defaults."""
+        merged = dict(hyper)
+        merged.update(group)
+        self._check_consistency(merged, where=where)
+
     @property
     def hyperparameters(self) -> Dict[str, Any]:
         """The current default hyperparameters and options (a copy)."""
@@ -123,9 +129,7 @@ class Optimizer:
         overrides, rest = [], iter(checked[1:])
         for pattern, group in self._overrides:
             group = dict(group, **{name: next(rest)}) if name in group else group
-            merged = dict(hyper)
-            merged.update(group)
-            self._check_consistency(merged, where=f"overrides[{pattern!r}]: ")
+            self._check_group(hyper, group, where=f"overrides[{pattern!r}]: ")
             overrides.append((pattern, group))
         self.__dict__.update(_hyper=hyper, _overrides=overrides)  # one C call: all groups move together
 
@@ -152,9 +156,7 @@ class Optimizer:
                     raise TypeError(f"overrides[{pattern!r}]: {name!r} is not a per-key hyperparameter of "
                                     f"{type(self).__name__} (expected one of {', '.join(self._per_key)})")
                 checked[name] = getattr(type(self), name).validate(f"overrides[{pattern!r}][{name!r}]", v)
-            merged = dict(self._hyper)
-            merged.update(checked)
-            self._check_consistency(merged, where=f"overrides[{pattern!r}]: ")
+            self._check_group(self._hyper, checked, where=f"overrides[{pattern!r}]: ")
             out.append((pattern, checked))
         return out
 
@@ -528,9 +530,7 @@ class Optimizer:
         for i, (values, (pattern, _)) in enumerate(zip(saved, mine)):
             checked = {name: getattr(type(self), name).validate(f"state_dict['overrides'][{i}][{name!r}]", v)
                        for name, v in values.items()}
-            merged = dict(hyper)
-            merged.update(checked)
-            self._check_consistency(merged, where=f"state_dict['overrides'][{i}]: ")
+            self._check_group(hyper, checked, where=f"state_dict['overrides'][{i}]: ")
             out.append((pattern, checked))
         return out
 

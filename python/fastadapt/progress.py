@@ -232,11 +232,15 @@ class StepBar:
             self._bar = None
 
 
-def make_progress(enabled: bool, stream: Optional[IO[str]] = None) -> _Silent:
-    """The display for ``enabled`` on ``stream`` (default: stderr)."""
+def make_progress(enabled: bool, stream: Optional[IO[str]] = None, *, lines: bool = False) -> _Silent:
+    """The display for ``enabled`` on ``stream`` (default: stderr): a bar per
+    epoch on a terminal, else (or with ``lines=True``, Keras's verbose=2) one
+    complete line per epoch."""
     if not enabled:
         return _Silent(stream)
     out = sys.stderr if stream is None else stream
+    if lines:
+        return _EpochLines(out)
     is_terminal = getattr(out, "isatty", lambda: False)()
     if is_terminal:
         try:

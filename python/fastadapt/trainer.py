@@ -29,7 +29,6 @@ from .checkpoints import PathLike, load_state, save_state
 from .gradients import global_norm
 from .history import History
 from .optimizers import Optimizer, make_optimizer
-from . import progress as _progress
 from .progress import make_progress
 
 __all__ = ["Trainer"]
@@ -272,10 +271,8 @@ class Trainer:
                              f"'auto' or None (the trainer's progress=), got {verbose!r}")
         if verbose == 2:
             # One line per epoch even on a terminal (Keras's verbose=2, for logs
-            # kept from a terminal session). progress.py has the line display but
-            # no public switch for it yet; without it, the terminal's default.
-            lines = getattr(_progress, "_EpochLines", None)
-            return lines(None) if lines is not None else make_progress(True)
+            # kept from a terminal session).
+            return make_progress(True, lines=True)
         return make_progress(bool(verbose))
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ..callbacks import Callback
 from ..controllers import _claim, _release
-from ._common import say, verbose_arg
+from ._common import check_state_keys, say, verbose_arg
 
 __all__ = ["LearningRateScheduler"]
 
@@ -124,10 +124,7 @@ class LearningRateScheduler(Callback):
         return {"bases": None if self._bases is None else list(self._bases)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping) or set(state_dict) != {"bases"}:
-            got = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
-            raise ValueError(f"LearningRateScheduler state_dict must have the key ['bases'], got {got}; pass what "
-                             f"LearningRateScheduler.state_dict() returned")
+        check_state_keys("LearningRateScheduler", state_dict, ("bases",))
         bases = state_dict["bases"]
         if bases is not None:
             if (not isinstance(bases, (list, tuple)) or not bases or any(
