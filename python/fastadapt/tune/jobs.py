@@ -10,7 +10,6 @@ holds every state it needs to resume.
 from __future__ import annotations
 
 import dataclasses
-import math
 import pickle
 import time
 import traceback
@@ -19,7 +18,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .trainable import TrainableSpec, parse_report
+from .trainable import TrainableSpec, metric_is_valid, parse_report
 
 __all__ = ["Job", "Outcome", "run_job", "reject_non_finite", "time_limit", "timed_out", "OK", "ERROR", "DIED",
            "TIMEOUT"]
@@ -134,7 +133,7 @@ def reject_non_finite(outcome: Outcome) -> Outcome:
     trainable diverged, and a metric of -inf (mode "min") or +inf ("max")
     would otherwise win. The metric, extras and cost stay (the evaluation is
     recorded in the trial's history); the state is dropped."""
-    if outcome.kind != OK or (outcome.metric is not None and math.isfinite(outcome.metric)):
+    if outcome.kind != OK or metric_is_valid(outcome.metric):
         return outcome
     return dataclasses.replace(
         outcome, kind=ERROR, state=None,

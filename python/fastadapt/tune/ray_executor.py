@@ -39,15 +39,10 @@ _INSTALL_HINT = ('executor="ray" needs Ray: pip install ".[ray]" from a fastadap
 
 
 def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError(_INSTALL_HINT) from err
-    from ..distributed._ray import _is_ray, _not_ray_error  # one test for both users of Ray
+    """The ``ray`` module, or an ImportError naming the install (the shared check)."""
+    from ..distributed._ray import import_ray as import_checked
 
-    if not _is_ray(ray):
-        raise _not_ray_error(ray, _INSTALL_HINT)
-    return ray
+    return import_checked(_INSTALL_HINT)
 
 
 class RayExecutor(Executor):

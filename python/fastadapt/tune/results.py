@@ -255,17 +255,15 @@ class TuneResult:
         no timings, so one seed gives the same table on every executor (for
         the synchronous tuners)."""
         keys = self._config_keys()
-        best_of = min if self.mode == "min" else max
         rows = []
         for t in self.trials:
-            valid = [h["metric"] for h in t.history if metric_is_valid(h["metric"])]
-            best = best_of(valid) if valid else None
+            found = best_evaluation([t], self.mode)
+            best = found[1] if found is not None else {"metric": None, "budget": None}
             row: Dict[str, Any] = {"trial_id": t.trial_id, "status": t.status, "bracket": t.bracket,
                                    "budget": t.budget, "cost": t.cost, "metric": t.metric,
-                                   "best_metric": best,
+                                   "best_metric": best["metric"],
                                    # where best_metric was reached: "after N epochs", as the CLI and plot say it
-                                   "best_budget": next((h["budget"] for h in t.history if h["metric"] == best),
-                                                       None) if valid else None,
+                                   "best_budget": best["budget"],
                                    "retries": t.retries}
             row.update({f"config.{k}": t.config.get(k) for k in keys})
             row["error"] = t.error_summary

@@ -121,10 +121,9 @@ def dict_of(key: Spec, item: Spec) -> Spec:
     return spec
 
 
-def record(required: Dict[str, Spec], optional_keys: Optional[Dict[str, Spec]] = None,
-           extra: Optional[Spec] = None) -> Spec:
-    """A dict with string keys: ``required`` ones, ``optional_keys``, and
-    any others checked by ``extra`` (refused when ``extra`` is None)."""
+def record(required: Dict[str, Spec], extra: Optional[Spec] = None) -> Spec:
+    """A dict with string keys: ``required`` ones, and any others checked by
+    ``extra`` (refused when ``extra`` is None)."""
     def spec(value: Any, where: str) -> Optional[str]:
         if type(value) is not dict:
             return f"{where} must be a dict, got {_type(value)}"
@@ -132,7 +131,7 @@ def record(required: Dict[str, Spec], optional_keys: Optional[Dict[str, Spec]] =
         if missing:
             return f"{where} lacks {', '.join(map(repr, missing))}"
         for k, v in value.items():
-            s = required.get(k) or (optional_keys or {}).get(k) or extra
+            s = required.get(k) or extra
             if s is None:
                 return f"{where} has the unexpected key {k!r:.40}"
             problem = (text(k, f"{where} key") if type(k) is not str else None) or s(v, f"{where}[{k!r}]")
