@@ -54,6 +54,7 @@ def test_rung_plot_points_stand_at_the_budgets_completed():
     title = figure._suptitle.get_text()
     assert f"trial {result.best_trial.trial_id} after {result.best_budget} epochs" in title
     assert all(ax.get_xlabel() in ("", "epochs completed (budget)") for ax in panels)
+    assert any(ax.get_xlabel() for ax in panels)  # the bottom row carries the label
 
 
 def test_rungs_are_numbered_from_one_over_their_budgets():
