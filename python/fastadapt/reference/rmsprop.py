@@ -1,0 +1,36 @@
+"""RMSProp in plain NumPy, in docs/algorithms.md's operation order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import ReferenceOptimizer
+
+
+def rmsprop_rule(p, g, sq, ga, buf, *, lr, alpha, eps, weight_decay, momentum, centered):
+    T = p.dtype.type
+    if weight_decay != 0:
+        g = g + T(weight_decay) * p
+    sq[...] = T(alpha) * sq + T(1.0 - alpha) * (g * g)
+    if centered:
+        ga[...] = T(alpha) * ga + T(1.0 - alpha) * g
+        avg = np.sqrt(sq - ga * ga) + T(eps)
+    else:
+        avg = np.sqrt(sq) + T(eps)
+    if momentum > 0:
+        buf[...] = T(momentum) * buf + g / avg
+        p[...] = p - T(lr) * buf
+    else:
+        p[...] = p - T(lr) * (g / avg)
+
+
+class RMSProp(ReferenceOptimizer):
+    defaults = dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                    maximize=False)
+
+    def _apply(self, path, p, g):
+        sq = self._buffer(path, "square_avg", p)
+        ga = self._buffer(path, "grad_avg", p) if self.centered else None
+        buf = self._buffer(path, "momentum_buffer", p) if self.momentum > 0 else None
+        rmsprop_rule(p, g, sq, ga, buf, lr=self.lr, alpha=self.alpha, eps=self.eps,
+                     weight_decay=self.weight_decay, momentum=self.momentum, centered=self.centered)
