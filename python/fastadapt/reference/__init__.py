@@ -7,12 +7,13 @@ rule updates its arrays in place. Scalars are computed in float64 and
 rounded to the array dtype once (``T(x)``), as the kernels do.
 """
 
-from ._common import CHUNK_ELEMENTS, NORM_LANES, ReferenceOptimizer, clip_scale, global_norm, global_sumsq
+from ._common import (CHUNK_ELEMENTS, NORM_LANES, ReferenceOptimizer, clip_scale, global_norm, global_sum,
+                      global_sumsq, tensor_sum)
 from .adagrad import AdaGrad, adagrad_rule
 from .adam import Adam, AdamW, adam_rule
 from .rmsprop import RMSProp, rmsprop_rule
 from .sgd import SGD, sgd_rule
 
-__all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "clip_scale",
+__all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "global_sum", "tensor_sum", "clip_scale",
            "adam_rule", "adagrad_rule", "rmsprop_rule", "sgd_rule", "ReferenceOptimizer",
            "Adam", "AdamW", "AdaGrad", "RMSProp", "SGD"]

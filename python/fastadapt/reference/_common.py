@@ -23,27 +23,49 @@ def _lanes_sum(lanes: np.ndarray) -> float:
     return float((s4[0] + s4[2]) + (s4[1] + s4[3]))
 
 
-def _chunk_sumsq(x: np.ndarray) -> float:
-    sq = x.astype(np.float64) ** 2
-    full = sq.size - sq.size % NORM_LANES
+def _chunk_sum(values: np.ndarray) -> float:
+    """One chunk of float64 values summed as the kernels do: lane j adds
+    elements j, j+16, j+32, ... strictly in order, then the 16 lanes pairwise."""
+    full = values.size - values.size % NORM_LANES
     lanes = np.zeros(NORM_LANES)
     if full:
-        # lane j adds elements j, j+16, j+32, ... strictly in order
-        lanes = np.cumsum(sq[:full].reshape(-1, NORM_LANES), axis=0)[-1].copy()
-    for j, v in enumerate(sq[full:]):
+        lanes = np.cumsum(values[:full].reshape(-1, NORM_LANES), axis=0)[-1].copy()
+    for j, v in enumerate(values[full:]):
         lanes[j] = lanes[j] + v
     return _lanes_sum(lanes)
+
+
+def _chunk_sumsq(x: np.ndarray) -> float:
+    return _chunk_sum(x.astype(np.float64) ** 2)
+
+
+def tensor_sum(values: np.ndarray) -> float:
+    """A per-tensor reduction exactly as a rule's pass computes it: ``values``
+    (float64, one per element, e.g. ``p.astype(np.float64) ** 2``) in chunks of
+    CHUNK_ELEMENTS, each chunk summed in 16 lanes, chunk sums added in order
+    starting from 0.0."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    total = 0.0
+    for b in range(0, flat.size, CHUNK_ELEMENTS):
+        total += _chunk_sum(flat[b:b + CHUNK_ELEMENTS])
+    return total
+
+
+def global_sum(values: List[np.ndarray]) -> float:
+    """A global reduction: every tensor's chunk sums added in one running
+    total, tensor by tensor and chunk by chunk (the order of the norm)."""
+    total = 0.0
+    for v in values:
+        flat = np.asarray(v, dtype=np.float64).reshape(-1)
+        for b in range(0, flat.size, CHUNK_ELEMENTS):
+            total += _chunk_sum(flat[b:b + CHUNK_ELEMENTS])
+    return total
 
 
 def global_sumsq(arrays: List[np.ndarray]) -> float:
     """Sum of squares exactly as the kernels add it: per tensor, chunks of
     CHUNK_ELEMENTS; per chunk, 16 float64 lanes; chunks added in order."""
-    total = 0.0
-    for a in arrays:
-        flat = a.reshape(-1)
-        for b in range(0, flat.size, CHUNK_ELEMENTS):
-            total += _chunk_sumsq(flat[b:b + CHUNK_ELEMENTS])
-    return total
+    return global_sum([a.astype(np.float64) ** 2 for a in arrays])
 
 
 def global_norm(arrays: List[np.ndarray]) -> float:
