@@ -28,7 +28,7 @@ from .callbacks import check_callbacks, hooks
 from .checkpoints import PathLike, load_state, save_state
 from .gradients import global_norm
 from .history import History
-from .optimizers import Optimizer, make_optimizer
+from .optim import Optimizer, make_optimizer
 from .progress import make_progress
 
 __all__ = ["Trainer"]

@@ -33,7 +33,7 @@ from .._checks import integer, real
 from .._files import check_writable_dir
 from ..checkpoints import PathLike, load_state, save_state
 from ..history import History
-from ..optimizers import Optimizer, make_optimizer
+from ..optim import Optimizer, make_optimizer
 from ..progress import make_progress
 from ..callbacks import check_callbacks, hooks
 from ..trainer import _EpochStats

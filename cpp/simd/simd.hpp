@@ -1,7 +1,7 @@
 // Thin vector types with the handful of operations the update rules need.
 // Every type computes each operation with one IEEE-754 instruction (no FMA,
 // no approximations), so all ISA paths and the NumPy reference agree bit for
-// bit. Included by kernels.hpp inside an ISA-specific namespace: each
+// bit. Included by loops.hpp inside an ISA-specific namespace: each
 // translation unit gets its own copies, built with its own target flags.
 //
 // Requires: <immintrin.h> (x86), <cstdint>, <cstring> included beforehand.
@@ -63,9 +63,11 @@ struct Scalar {
   }
 };
 
-// Sum of squares in kNormLanes float64 lanes; lane j takes the elements whose
-// index in the chunk is j modulo kNormLanes. A block is kNormLanes elements;
-// `k` is the index of the vector inside the current block.
+// Sums in kNormLanes float64 lanes; lane j takes the elements whose index in
+// the chunk is j modulo kNormLanes. A block is kNormLanes elements; `k` is the
+// index of the vector inside the current block. add(x) adds x*x, and
+// add_product(x, y) adds x*y, both converted to float64 first (the norm, and
+// a rule's per-tensor reductions).
 template <class V>
 struct SqAcc;
 
@@ -75,6 +77,9 @@ struct SqAcc<Scalar<T>> {
   FA_INLINE void add(Scalar<T> x, int k) {
     const double d = static_cast<double>(x.v);
     lane[k] = lane[k] + d * d;
+  }
+  FA_INLINE void add_product(Scalar<T> x, Scalar<T> y, int k) {
+    lane[k] = lane[k] + static_cast<double>(x.v) * static_cast<double>(y.v);
   }
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < kNormLanes; ++j) out[j] = lane[j];
@@ -162,6 +167,14 @@ struct SqAcc<F32x8> {  // 2 vectors per block, each feeding 8 lanes (2 x 4 doubl
     acc[2 * k] = _mm256_add_pd(acc[2 * k], _mm256_mul_pd(lo, lo));
     acc[2 * k + 1] = _mm256_add_pd(acc[2 * k + 1], _mm256_mul_pd(hi, hi));
   }
+  FA_INLINE void add_product(F32x8 x, F32x8 y, int k) {
+    const __m256d xl = _mm256_cvtps_pd(_mm256_castps256_ps128(x.v));
+    const __m256d xh = _mm256_cvtps_pd(_mm256_extractf128_ps(x.v, 1));
+    const __m256d yl = _mm256_cvtps_pd(_mm256_castps256_ps128(y.v));
+    const __m256d yh = _mm256_cvtps_pd(_mm256_extractf128_ps(y.v, 1));
+    acc[2 * k] = _mm256_add_pd(acc[2 * k], _mm256_mul_pd(xl, yl));
+    acc[2 * k + 1] = _mm256_add_pd(acc[2 * k + 1], _mm256_mul_pd(xh, yh));
+  }
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < 4; ++j) _mm256_storeu_pd(out + 4 * j, acc[j]);
   }
@@ -172,6 +185,9 @@ struct SqAcc<F64x4> {  // 4 vectors per block, 4 lanes each
   __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
                     _mm256_setzero_pd()};
   FA_INLINE void add(F64x4 x, int k) { acc[k] = _mm256_add_pd(acc[k], _mm256_mul_pd(x.v, x.v)); }
+  FA_INLINE void add_product(F64x4 x, F64x4 y, int k) {
+    acc[k] = _mm256_add_pd(acc[k], _mm256_mul_pd(x.v, y.v));
+  }
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < 4; ++j) _mm256_storeu_pd(out + 4 * j, acc[j]);
   }
@@ -269,6 +285,14 @@ struct SqAcc<F32x16> {  // 1 vector per block: low 8 -> lanes 0..7, high 8 -> 8.
     lo = _mm512_add_pd(lo, _mm512_mul_pd(a, a));
     hi = _mm512_add_pd(hi, _mm512_mul_pd(b, b));
   }
+  FA_INLINE void add_product(F32x16 x, F32x16 y, int) {
+    const __m512d xl = _mm512_cvtps_pd(_mm512_castps512_ps256(x.v));
+    const __m512d xh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x.v), 1)));
+    const __m512d yl = _mm512_cvtps_pd(_mm512_castps512_ps256(y.v));
+    const __m512d yh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y.v), 1)));
+    lo = _mm512_add_pd(lo, _mm512_mul_pd(xl, yl));
+    hi = _mm512_add_pd(hi, _mm512_mul_pd(xh, yh));
+  }
   FA_INLINE void to_lanes(double* out) const {
     _mm512_storeu_pd(out, lo);
     _mm512_storeu_pd(out + 8, hi);
@@ -279,6 +303,9 @@ template <>
 struct SqAcc<F64x8> {  // 2 vectors per block
   __m512d acc[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
   FA_INLINE void add(F64x8 x, int k) { acc[k] = _mm512_add_pd(acc[k], _mm512_mul_pd(x.v, x.v)); }
+  FA_INLINE void add_product(F64x8 x, F64x8 y, int k) {
+    acc[k] = _mm512_add_pd(acc[k], _mm512_mul_pd(x.v, y.v));
+  }
   FA_INLINE void to_lanes(double* out) const {
     _mm512_storeu_pd(out, acc[0]);
     _mm512_storeu_pd(out + 8, acc[1]);
