@@ -35,6 +35,11 @@ FACTORIES: Dict[str, Callable[..., fa.Optimizer]] = {
     "rmsprop-momentum": functools.partial(fa.RMSProp, lr=1e-2, momentum=0.9, centered=True),
     "sgd-momentum": functools.partial(fa.SGD, lr=1e-2, momentum=0.9),
 }
+# Every other registered rule, with its defaults and lr=1e-2: a new rule is
+# held to these tests by being registered.
+for _name, _cls in sorted(fa.optim.OPTIMIZERS.items()):
+    if not any(f.func is _cls for f in FACTORIES.values()):
+        FACTORIES[_name] = functools.partial(_cls, lr=1e-2)
 ALL_OPTIMIZERS = list(FACTORIES)
 
 
