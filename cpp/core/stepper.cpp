@@ -58,7 +58,7 @@ void pass_task(void* c, std::size_t i) {
   task.shape = t.shape;
   task.scalars = ctx->scalars + static_cast<std::size_t>(t.group) * kMaxScalars;
   task.flags = ctx->flags[t.group];
-  task.tensor_sums = ctx->tensor_sums + ch.tensor * kSumsPerTensor;
+  task.tensor_sums = ctx->tensor_sums ? ctx->tensor_sums + ch.tensor * kSumsPerTensor : nullptr;
   task.global_sums = ctx->global_sums;
   ctx->results[i] = ctx->rule->pass[ctx->pass][t.dtype](task, ctx->prep);
 }
@@ -343,8 +343,12 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
     planned_sizes_ = sizes_;
   }
   results_.resize(per_tensor ? std::max(chunks_.size(), tensor_items_.size()) : chunks_.size());
-  tensor_sums_.assign(tensors_.size() * kSumsPerTensor, 0.0);
-  global_sums_.assign(kSumsPerTensor, 0.0);
+  bool any_sums = false;
+  for (int k = 0; k < info.passes; ++k) any_sums |= info.sums[k] > 0;
+  if (any_sums) {  // (zeroed per step; rules without reductions skip it)
+    tensor_sums_.assign(tensors_.size() * kSumsPerTensor, 0.0);
+    global_sums_.assign(kSumsPerTensor, 0.0);
+  }
   std::size_t total = 0;
   for (std::size_t s : sizes_) total += s;
 

@@ -11,6 +11,7 @@
 
 #include <immintrin.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -26,14 +27,14 @@ namespace FA_ISA {
 // accumulation, clip scale, maximize (docs/algorithms.md order). It also
 // carries the pass's reduction accumulators (sum[j]), which a rule feeds
 // with sum[j].add(x, k) (x*x) or sum[j].add_product(x, y, k).
-template <class V>
+template <class V, int NSums = 0>
 struct Prep {
   using vec = V;
   using T = typename V::elem;
   bool zero, track, clip, negate;
   T scale;
   SqAcc<V> acc;
-  SqAcc<V> sum[kMaxSums];
+  std::array<SqAcc<V>, NSums> sum;  // sized per rule: no cost for rules without reductions
   std::uint64_t bad = 0;
 
   Prep(const GradPrep& gp, bool maximize)
@@ -70,13 +71,14 @@ FA_INLINE ChunkResult run_chunk(std::size_t n, const GradPrep& gp, bool maximize
                                 const T* const (&streams)[N], Body&& body) {
   using V = Widest<T>;
   constexpr int kPerBlock = kNormLanes / V::W;
-  Prep<V> pv(gp, maximize);
+  static_assert(NSums >= 0 && NSums <= kMaxSums, "at most kMaxSums sums per pass");
+  Prep<V, NSums> pv(gp, maximize);
   std::size_t i = 0;
   for (; i + kNormLanes <= n; i += kNormLanes) {
     prefetch_block(streams, i);
     for (int k = 0; k < kPerBlock; ++k) body(pv, i + static_cast<std::size_t>(k) * V::W, k);
   }
-  Prep<Scalar<T>> ps(gp, maximize);
+  Prep<Scalar<T>, NSums> ps(gp, maximize);
   pv.acc.to_lanes(ps.acc.lane);
   for (int j = 0; j < NSums; ++j) pv.sum[j].to_lanes(ps.sum[j].lane);
   ps.bad = pv.bad;
