@@ -47,6 +47,11 @@ struct Scalar {
     else return {__builtin_sqrt(a.v)};
   }
   // np.maximum: NaN if either operand is NaN.
+  // np.abs: the sign bit cleared (NaN payloads kept, -0 -> +0).
+  friend FA_INLINE Scalar vabs(Scalar a) {
+    if constexpr (sizeof(T) == 4) return {__builtin_fabsf(a.v)};
+    else return {__builtin_fabs(a.v)};
+  }
   friend FA_INLINE Scalar max_nan(Scalar a, Scalar b) {
     if (a.v != a.v) return a;
     if (b.v != b.v) return b;
@@ -107,6 +112,7 @@ struct F32x8 {
     return {_mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1)};
   }
   friend FA_INLINE F32x8 vsqrt(F32x8 a) { return {_mm256_sqrt_ps(a.v)}; }
+  friend FA_INLINE F32x8 vabs(F32x8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
   friend FA_INLINE F32x8 max_nan(F32x8 a, F32x8 b) {
     const __m256 m = _mm256_max_ps(a.v, b.v);  // b when either is NaN
     return {_mm256_blendv_ps(m, a.v, _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))};
@@ -139,6 +145,7 @@ struct F64x4 {
   friend FA_INLINE F64x4 div_by(F64x4 a, const Divisor<double>& d) { return {_mm256_div_pd(a.v, _mm256_set1_pd(d.c))}; }
   friend FA_INLINE F64x4 operator-(F64x4 a) { return {_mm256_xor_pd(a.v, _mm256_set1_pd(-0.0))}; }
   friend FA_INLINE F64x4 vsqrt(F64x4 a) { return {_mm256_sqrt_pd(a.v)}; }
+  friend FA_INLINE F64x4 vabs(F64x4 a) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v)}; }
   friend FA_INLINE F64x4 max_nan(F64x4 a, F64x4 b) {
     const __m256d m = _mm256_max_pd(a.v, b.v);
     return {_mm256_blendv_pd(m, a.v, _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q))};
@@ -220,6 +227,9 @@ struct F32x16 {
         _mm512_xor_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(INT32_MIN)))};
   }
   friend FA_INLINE F32x16 vsqrt(F32x16 a) { return {_mm512_sqrt_ps(a.v)}; }
+  friend FA_INLINE F32x16 vabs(F32x16 a) {
+    return {_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(INT32_MAX)))};
+  }
   friend FA_INLINE F32x16 max_nan(F32x16 a, F32x16 b) {
     const __m512 m = _mm512_max_ps(a.v, b.v);
     return {_mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q), a.v)};
@@ -256,6 +266,9 @@ struct F64x8 {
         _mm512_xor_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64(INT64_MIN)))};
   }
   friend FA_INLINE F64x8 vsqrt(F64x8 a) { return {_mm512_sqrt_pd(a.v)}; }
+  friend FA_INLINE F64x8 vabs(F64x8 a) {
+    return {_mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64(INT64_MAX)))};
+  }
   friend FA_INLINE F64x8 max_nan(F64x8 a, F64x8 b) {
     const __m512d m = _mm512_max_pd(a.v, b.v);
     return {_mm512_mask_mov_pd(m, _mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q), a.v)};
