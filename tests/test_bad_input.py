@@ -526,6 +526,15 @@ SPECIFIC_BAD_HYPER = {
     "rmsprop-momentum": [("eps", -1.0, ValueError, ">= 0"), ("alpha", 1.5, ValueError, "[0, 1]"),
                          ("momentum", -0.9, ValueError, ">= 0")],
     "sgd-momentum": [("momentum", -0.9, ValueError, ">= 0"), ("dampening", 2.0, ValueError, "[0, 1]")],
+    "nadam": [("betas", (1.0, 0.9), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+              ("eps", -1e-8, ValueError, ">= 0"), ("momentum_decay", -1.0, ValueError, ">= 0"),
+              ("decoupled_weight_decay", 1, TypeError, "True or False")],
+    "radam": [("betas", (0.9, 1.0), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+              ("eps", -1e-8, ValueError, ">= 0"), ("decoupled_weight_decay", 1, TypeError, "True or False")],
+    "adamax": [("betas", (-0.1, 0.999), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+               ("eps", -1e-8, ValueError, ">= 0")],
+    "adadelta": [("rho", 1.5, ValueError, "[0, 1]"), ("rho", -0.1, ValueError, "[0, 1]"),
+                 ("eps", -1e-6, ValueError, ">= 0")],
 }
 SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
 

@@ -3,9 +3,13 @@
 // and these two lines; nothing else in cpp/ changes.
 #pragma once
 
+#include "adadelta.hpp"
 #include "adagrad.hpp"
 #include "adam.hpp"
+#include "adamax.hpp"
+#include "nadam.hpp"
+#include "radam.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
 
-#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD
+#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta

@@ -10,13 +10,17 @@ from __future__ import annotations
 from typing import Any, Union
 
 from .base import OPTIMIZERS, Optimizer, Overrides
+from .adadelta import Adadelta
 from .adagrad import AdaGrad, Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .nadam import NAdam
+from .radam import RAdam
 from .rmsprop import RMSProp, RMSprop
 from .sgd import SGD
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
-           "RMSprop", "RMSProp", "SGD"]
+           "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
