@@ -64,6 +64,10 @@ class Optimizer:
         # state_dict know it by its `algorithm` name.
         super().__init_subclass__(**kwargs)
         if "_kernel" in cls.__dict__:
+            if cls._kernel not in _core.RULES:
+                raise ImportError(f"{cls.__name__}: the C++ rule {cls._kernel!r} is not in this build of "
+                                  f"fastadapt._core (it has {', '.join(_core.RULES)}); register it in "
+                                  f"cpp/rules/registry.hpp and rebuild the extension")
             rule = _core.RULES[cls._kernel]
             cls._state_slots, cls._slot_shapes = tuple(rule["slots"]), tuple(rule["slot_shapes"])
             cls._scalar_names, cls._flag_names = tuple(rule["scalars"]), tuple(rule["flags"])
