@@ -15,11 +15,12 @@ REL64 = 1e-12
 REL32 = 2e-5   # torch sums float32 tensors in float32, we in float64: a few ulps per step
 
 # 1-D, 0-D, odd 2-D, a single row or column, a batch of matrices; "zero" starts
-# at 0 (alpha takes eps2); "tiny" gets gradients small enough that both eps1
-# clamps bite (the row_var mean and the variance estimate).
+# at 0 (alpha takes eps2). With eps1 = machine epsilon, "tiny" gets gradients
+# small enough that max(row_var mean, eps1) takes eps1 (while the variance
+# estimate stays above eps1**2), "tiny1d" small enough that max(variance, eps1**2) does.
 SHAPES = {"bias": (7,), "odd": (17,), "scalar": (), "matrix": (33, 65), "tall": (9, 1), "wide": (1, 9),
           "cube": (3, 5, 7), "zero": (5, 3), "tiny": (4, 6), "tiny1d": (5,)}
-TINY = {np.float64: 1e-17, np.float32: 1e-8}
+TINY = {np.float64: (1e-10, 1e-17), np.float32: (1e-5, 1e-8)}   # (tiny, tiny1d)
 
 
 def make_params(rng, dtype):
@@ -30,8 +31,8 @@ def make_params(rng, dtype):
 
 def make_grads(rng, dtype, scale=1.0):
     g = {k: (rng.standard_normal(s) * scale).astype(dtype) for k, s in SHAPES.items()}
-    g["tiny"] = (g["tiny"] * TINY[dtype]).astype(dtype)
-    g["tiny1d"] = (g["tiny1d"] * TINY[dtype]).astype(dtype)
+    g["tiny"] = (g["tiny"] * TINY[dtype][0]).astype(dtype)
+    g["tiny1d"] = (g["tiny1d"] * TINY[dtype][1]).astype(dtype)
     return g
 
 
@@ -128,6 +129,7 @@ def test_clipping_and_eps_paths_are_exercised():
     _, eps_default, _, _ = run_both(np.float64, {}, steps=4)
     _, eps_big, _, _ = run_both(np.float64, dict(eps=(1e-30, 1e-3)), steps=4)
     assert not np.array_equal(eps_default["tiny"], eps_big["tiny"])     # eps1 = machine eps clamps
+    assert not np.array_equal(eps_default["tiny1d"], eps_big["tiny1d"])
     _, eps2_small, _, _ = run_both(np.float64, dict(eps=(None, 1e-9)), steps=4)
     assert not np.array_equal(eps_default["zero"], eps2_small["zero"])  # alpha = eps2 * rho
 
