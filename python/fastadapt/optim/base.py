@@ -658,12 +658,23 @@ class Optimizer:
                                      f"keys with the same hyperparameters; {type(self).__name__} carries one per "
                                      f"group: pass a state_dict it saved")
             for name in names:
-                have = [i for i in members if name in state.get(all_paths[i], {})]
-                if have and len(have) != len(members):
-                    lacking = next(all_paths[i] for i in members if i not in have)
+                # Among the keys that can hold this buffer at all: a rule's
+                # buffers may depend on the tensor's ndim (Adafactor factors
+                # the statistics of matrices only).
+                able = members if name in self._carried else [
+                    i for i in members if self._may_hold(name, param_meta.get(all_paths[i]))]
+                have = [i for i in able if name in state.get(all_paths[i], {})]
+                if have and len(have) != len(able):
+                    lacking = next(all_paths[i] for i in able if i not in have)
                     raise ValueError(f"state_dict['state'][{lacking!r}] lacks buffer {name!r}, which keys with "
                                      f"the same hyperparameters have (e.g. {all_paths[have[0]]!r}); pass a "
                                      f"complete state_dict")
+
+    def _may_hold(self, name: str, shape_dtype: Optional[Tuple[Tuple[int, ...], Any]]) -> bool:
+        """Whether a parameter of this shape uses buffer ``name`` under some flags."""
+        if shape_dtype is None:
+            return True
+        return bool(self._stepper.slot_mask(0xFFFFFFFF, len(shape_dtype[0])) >> self._state_slots.index(name) & 1)
 
     def _installed(self, state: Mapping[str, Any], binding: Mapping[str, Any]) -> Dict[str, Any]:
         """New state lists holding copies of ``state`` (for one dict update)."""
