@@ -1,15 +1,23 @@
-"""Adafactor: fastadapt.reference.adafactor against torch.optim.Adafactor on
-random trajectories (float64 to ~1e-12 relative, float32 loosely), and the
-reference's own contract: the summation orders docs/rules/adafactor.md
-promises the kernel, step by step."""
+"""Adafactor: fastadapt.reference.adafactor and fa.Adafactor against
+torch.optim.Adafactor on random trajectories (float64 to ~1e-12 relative,
+float32 loosely); the reference's own contract (the summation orders
+docs/algorithms.md promises the kernel, step by step); the fused kernel
+against the reference bit for bit over every ISA path and thread count;
+state_dict round trips and bad hyperparameters."""
 
+import fnmatch
 import math
+import pickle
 
 import numpy as np
 import pytest
 
+import fastadapt as fa
+from fastadapt import _core
 from fastadapt.reference import adafactor as A
 from fastadapt.reference._common import tensor_sum
+
+from helpers import copy_tree, leaves, same_bits, trees_same_bits
 
 REL64 = 1e-12
 REL32 = 2e-5   # torch sums float32 tensors in float32, we in float64: a few ulps per step
@@ -24,27 +32,32 @@ TINY = {np.float64: (1e-10, 1e-17), np.float32: (1e-5, 1e-8)}   # (tiny, tiny1d)
 
 
 def make_params(rng, dtype):
-    p = {k: rng.standard_normal(s).astype(dtype) for k, s in SHAPES.items()}
+    p = {k: np.asarray(rng.standard_normal(s), dtype) for k, s in SHAPES.items()}
     p["zero"][...] = 0
     return p
 
 
 def make_grads(rng, dtype, scale=1.0):
-    g = {k: (rng.standard_normal(s) * scale).astype(dtype) for k, s in SHAPES.items()}
+    g = {k: np.asarray(rng.standard_normal(s) * scale, dtype) for k, s in SHAPES.items()}
     g["tiny"] = (g["tiny"] * TINY[dtype][0]).astype(dtype)
     g["tiny1d"] = (g["tiny1d"] * TINY[dtype][1]).astype(dtype)
     return g
 
 
-def run_both(dtype, options, *, steps=24, changes=None, lr_schedule=None, foreach=False, grad_scale=1.0, seed=0):
-    """The same trajectory through the reference and torch.optim.Adafactor.
+# The two implementations compared with torch: the NumPy reference and the fused kernel.
+IMPLS = {"reference": A.Adafactor, "fused": fa.Adafactor}
+
+
+def run_both(dtype, options, *, steps=24, changes=None, lr_schedule=None, foreach=False, grad_scale=1.0, seed=0,
+             impl="reference"):
+    """The same trajectory through ours (``impl``) and torch.optim.Adafactor.
     ``changes[k]``: hyperparameters set on both after step k; ``lr_schedule(k)``:
     the lr of step k."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(seed)
     ours = make_params(rng, dtype)
     theirs = {k: torch.nn.Parameter(torch.tensor(v.copy())) for k, v in ours.items()}
-    ref = A.Adafactor(**options)
+    ref = IMPLS[impl](**options)
     opt = torch.optim.Adafactor(list(theirs.values()), foreach=foreach, **options)
     for k in range(steps):
         if lr_schedule is not None:
@@ -90,19 +103,21 @@ OPTIONS = [
 ]
 
 
+@pytest.mark.parametrize("impl", sorted(IMPLS))
 @pytest.mark.parametrize("options", OPTIONS, ids=[str(o) for o in OPTIONS])
-def test_reference_matches_torch_float64(options):
-    assert_close(*run_both(np.float64, options), REL64)
+def test_matches_torch_float64(options, impl):
+    assert_close(*run_both(np.float64, options, impl=impl), REL64)
 
 
+@pytest.mark.parametrize("impl", sorted(IMPLS))
 @pytest.mark.parametrize("foreach", [False, True], ids=["single", "foreach"])
-def test_hyperparameters_changed_mid_run_match_torch(foreach):
+def test_hyperparameters_changed_mid_run_match_torch(foreach, impl):
     """An lr schedule crossing 1/sqrt(t) (rho switches between lr and
     1/sqrt(t)), then weight decay, beta2_decay, eps, d and maximize changed."""
     changes = {3: dict(weight_decay=0.2), 7: dict(beta2_decay=-0.6), 10: dict(eps=(1e-6, 1e-4)),
                13: dict(d=1.5), 16: dict(maximize=True), 19: dict(weight_decay=0.0, eps=(None, 1e-3))}
     run = run_both(np.float64, dict(lr=0.9), steps=26, changes=changes, foreach=foreach,
-                   lr_schedule=lambda k: 0.9 * 0.85 ** k)
+                   lr_schedule=lambda k: 0.9 * 0.85 ** k, impl=impl)
     assert_close(*run, REL64)
 
 
@@ -112,12 +127,13 @@ def test_gradient_scale_does_not_matter_beyond_eps(scale):
     assert_close(*run_both(np.float64, {}, grad_scale=scale, steps=20), REL64)
 
 
+@pytest.mark.parametrize("impl", sorted(IMPLS))
 @pytest.mark.parametrize("options", [{}, dict(weight_decay=0.1, maximize=True), dict(eps=(1e-3, 1e-2), d=2.0)],
                          ids=["default", "wd-max", "eps-d"])
-def test_reference_matches_torch_float32(options):
+def test_matches_torch_float32(options, impl):
     """eps1=None is float32's machine epsilon here (the "tiny" tensors would
     differ wholesale with float64's)."""
-    assert_close(*run_both(np.float32, options, steps=20), REL32)
+    assert_close(*run_both(np.float32, options, steps=20, impl=impl), REL32)
 
 
 def test_clipping_and_eps_paths_are_exercised():
@@ -146,7 +162,7 @@ def _seq(values):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_one_step_is_the_documented_formula(dtype):
     """One step written out with Python floats and T scalars, loop by loop as
-    docs/rules/adafactor.md states it; the reference must agree bit for bit."""
+    docs/algorithms.md states it; the reference must agree bit for bit."""
     T = np.dtype(dtype).type
     rng = np.random.default_rng(3)
     B, R, C = 2, 5, 37
@@ -216,3 +232,231 @@ def test_empty_tensors_are_left_alone():
     assert opt.state["e"]["row_var"].shape == (0, 1) and opt.state["e"]["col_var"].shape == (1, 3)
     assert not opt.state["e"]["col_var"].any() and opt.state["f"]["variance"].shape == (0,)
     assert np.all(params["x"] < 1)
+
+
+# ---- the fused kernel against the reference, bit for bit ------------------------------------
+
+BIG = _core.MIN_PARALLEL_ELEMENTS
+# Odd and empty shapes, single rows and columns, batches of matrices, and
+# tensors of several chunks (the step then runs on the thread pool): a big
+# matrix whose chunks start mid-row, a batch whose chunks cross matrices, a
+# big vector.
+K_SHAPES = {"empty": (0,), "empty_matrix": (0, 3), "empty_cols": (3, 0), "scalar": (), "one": (1,),
+            "seven": (7,), "odd": (4099,), "matrix": (33, 65), "tall": (40, 1), "wide": (1, 40),
+            "cube": (3, 5, 7), "many": (6, 2, 3, 4)}
+K_BIG = {"big_matrix": (257, BIG // 257 + 3), "big_batch": (3, 97, 457), "big_vector": (BIG + 1234,)}
+
+
+def k_params(rng, dtype):
+    return {"layer": {k: np.asarray(rng.standard_normal(s), dtype) for k, s in K_SHAPES.items()},
+            "big": {k: np.asarray(rng.standard_normal(s), dtype) for k, s in K_BIG.items()}}
+
+
+BAD = {("layer", "odd"): [3, 100, 4098], ("layer", "matrix"): [0, 1000, 2144], ("big", "big_batch"): [5, 70000, 132000],
+       ("big", "big_vector"): [0, 20000, BIG + 1000]}
+
+
+def k_grads(rng, dtype, nonfinite=False):
+    g = k_params(rng, dtype)
+    if nonfinite:
+        for (a, b), where in BAD.items():
+            g[a][b].reshape(-1)[where] = [np.nan, np.inf, -np.inf]
+    return g
+
+
+K_CASES = [{}, dict(weight_decay=0.1), dict(maximize=True), dict(eps=(1e-3, 1e-2), beta2_decay=-0.5),
+           dict(d=1e6, lr=0.5), dict(eps=(0.0, 0.0), maximize=True, weight_decay=0.05)]
+# Hyperparameters changed after step k (a schedule would do this).
+K_CHANGES = {0: dict(lr=0.3), 1: dict(beta2_decay=-0.6, weight_decay=0.02), 2: dict(eps=(1e-6, 1e-2)),
+             3: dict(d=1.5)}
+
+
+def k_run(options, dtype, *, steps=5, max_grad_norm=None, nonfinite="propagate", overrides=None, seed=0,
+          changes=K_CHANGES):
+    rng = np.random.default_rng(seed)
+    ours = fa.Adafactor(max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=overrides, **options)
+    theirs = RefWithOverrides(overrides or {}, max_grad_norm=max_grad_norm, nonfinite=nonfinite, **options)
+    p = k_params(rng, dtype)
+    q = copy_tree(p)
+    counts = []
+    for step in range(steps):
+        g = k_grads(rng, dtype, nonfinite=(nonfinite == "zero" and step % 2 == 0))
+        g_before = copy_tree(g)
+        ours.update(p, g)
+        theirs.update(q, g)
+        counts.append(ours.last_nonfinite_count)
+        assert trees_same_bits(g, g_before), "grads were modified"
+        for k, v in changes.get(step, {}).items():
+            setattr(ours, k, v)
+            setattr(theirs, k, v)
+    return ours, theirs, p, q, counts
+
+
+class RefWithOverrides(A.Adafactor):
+    """The reference with per-key hyperparameters (glob on the dotted path,
+    later entries win), as fa's overrides."""
+
+    def __init__(self, overrides, **kw):
+        super().__init__(**kw)
+        self._overrides = overrides
+
+    def _apply(self, path, p, g):
+        values = {}
+        for pattern, vals in self._overrides.items():
+            if fnmatch.fnmatchcase(path, pattern):
+                values.update(vals)
+        saved = {k: getattr(self, k) for k in values}
+        for k, v in values.items():
+            setattr(self, k, v)
+        try:
+            super()._apply(path, p, g)
+        finally:
+            for k, v in saved.items():
+                setattr(self, k, v)
+
+
+def assert_same(ours, theirs, p, q):
+    for (path, a), b in zip(zip(ours._paths, leaves(p)), leaves(q)):
+        assert same_bits(a, b), f"param {path} differs: max abs diff {np.max(np.abs(a - b)) if a.size else 0}"
+    assert set(ours.state) == set(theirs.state)
+    for path, bufs in ours.state.items():
+        assert set(bufs) == set(theirs.state[path]), path
+        for name, arr in bufs.items():
+            assert same_bits(arr, theirs.state[path][name]), f"state {path}/{name} differs"
+    assert ours.step_count == theirs.step_count
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("options", K_CASES, ids=[str(o) for o in K_CASES])
+def test_kernel_matches_reference_bit_for_bit(options, dtype, isa, threads):
+    ours, theirs, p, q, _ = k_run(options, dtype)
+    assert_same(ours, theirs, p, q)
+
+
+PREP = [dict(max_grad_norm=1.0), dict(max_grad_norm=1e6), dict(nonfinite="zero"),
+        dict(nonfinite="zero", max_grad_norm=2.0)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("prep", PREP, ids=[str(p) for p in PREP])
+def test_gradient_preprocessing_matches_reference(prep, dtype, isa, threads):
+    ours, theirs, p, q, counts = k_run(dict(maximize=True, weight_decay=0.1), dtype, **prep)
+    assert_same(ours, theirs, p, q)
+    if "max_grad_norm" in prep:
+        assert ours.last_grad_norm == theirs.last_grad_norm
+    if prep.get("nonfinite") == "zero":
+        # counted once each by the first pass (a whole-tensor pass here)
+        assert counts == [3 * len(BAD) if k % 2 == 0 else 0 for k in range(len(counts))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_overrides_match_reference(dtype, threads):
+    overrides = {"layer.*": {"weight_decay": 0.0, "eps": (1e-3, 1e-2)}, "*.cube": {"lr": 0.2, "d": 2.0},
+                 "big.big_batch": {"beta2_decay": -0.3}}
+    ours, theirs, p, q, _ = k_run(dict(weight_decay=0.1), dtype, overrides=overrides)
+    assert_same(ours, theirs, p, q)
+
+
+def test_mixed_dtypes_take_each_tensors_own_machine_epsilon():
+    """eps1=None: float32 tensors clamp at float32's epsilon, float64 ones at
+    float64's, in one group (torch would use the first tensor's for all)."""
+    rng = np.random.default_rng(6)
+    p = {"a": rng.standard_normal((4, 5)).astype(np.float32), "b": rng.standard_normal(6),
+         "c": rng.standard_normal(6).astype(np.float32)}
+    q = copy_tree(p)
+    ours, theirs = fa.Adafactor(), A.Adafactor()
+    for _ in range(3):
+        g = {"a": (rng.standard_normal((4, 5)) * 1e-5).astype(np.float32), "b": rng.standard_normal(6) * 1e-17,
+             "c": (rng.standard_normal(6) * 1e-8).astype(np.float32)}
+        ours.update(p, g)
+        theirs.update(q, g)
+    assert trees_same_bits(p, q)
+
+
+# ---- state_dict, bad hyperparameters ----------------------------------------------------
+
+def sd_grads(step, dtype):
+    rng = np.random.default_rng(200 + step)
+    return {"w": rng.standard_normal((20, 30)).astype(dtype), "b": rng.standard_normal(30).astype(dtype),
+            "conv": rng.standard_normal((4, 3, 5, 5)).astype(dtype), "s": np.asarray(rng.standard_normal(), dtype)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("through", ["object", "pickle"])
+def test_state_dict_resume_equals_uninterrupted(dtype, through):
+    kw = dict(weight_decay=0.1, max_grad_norm=3.0, overrides={"b": {"weight_decay": 0.0, "eps": (1e-3, 1e-3)}})
+    full = copy_tree(sd_grads(-1, dtype))
+    opt = fa.Adafactor(**kw)
+    for s in range(8):
+        if s == 4:
+            opt.lr, opt.beta2_decay = 0.05, -0.5
+        opt.update(full, sd_grads(s, dtype))
+
+    part = copy_tree(sd_grads(-1, dtype))
+    first = fa.Adafactor(**kw)
+    for s in range(4):
+        first.update(part, sd_grads(s, dtype))
+    first.lr, first.beta2_decay = 0.05, -0.5
+    sd = first.state_dict()
+    if through == "pickle":
+        sd = pickle.loads(pickle.dumps(sd))
+    assert sd["algorithm"] == "adafactor"
+    assert {k: set(v) for k, v in sd["state"].items()} == {
+        "w": {"row_var", "col_var"}, "b": {"variance"}, "conv": {"row_var", "col_var"}, "s": {"variance"}}
+    assert sd["state"]["conv"]["row_var"].shape == (4, 3, 5, 1) and sd["state"]["conv"]["col_var"].shape == (4, 3, 1, 5)
+    del first
+    second = fa.Adafactor(**kw)
+    second.load_state_dict(sd)
+    for s in range(4, 8):
+        second.update(part, sd_grads(s, dtype))
+    assert trees_same_bits(full, part)
+    assert second.step_count == opt.step_count == 8 and second.lr == opt.lr and second.eps == (None, 1e-3)
+
+
+def test_state_dict_with_a_wrong_statistics_shape_is_refused():
+    p = {"w": np.ones((3, 4))}
+    opt = fa.Adafactor()
+    opt.update(p, {"w": np.ones((3, 4))})
+    sd = opt.state_dict()
+    sd["state"]["w"]["row_var"] = np.ones((4, 1))
+    other = fa.Adafactor()
+    other.update({"w": np.ones((3, 4))}, {"w": np.ones((3, 4))})
+    before = {n: a.copy() for n, a in other.state["w"].items()}
+    with pytest.raises(ValueError, match=r"row_var.*\(3, 1\)"):
+        other.load_state_dict(sd)
+    assert all(same_bits(a, before[n]) for n, a in other.state["w"].items())
+
+
+def test_defaults_and_names_follow_torch():
+    torch = pytest.importorskip("torch")
+    import inspect
+    theirs = inspect.signature(torch.optim.Adafactor).parameters
+    opt = fa.Adafactor()
+    for name in ("lr", "beta2_decay", "eps", "d", "weight_decay", "maximize"):
+        assert getattr(opt, name) == theirs[name].default, name
+    assert fa.make_optimizer("adafactor", lr=0.5).lr == 0.5
+
+
+BAD_HYPER = [
+    (dict(lr=-1.0), ValueError, "lr"), (dict(beta2_decay=0.1), ValueError, "beta2_decay"),
+    (dict(eps=(-1e-3, 1e-3)), ValueError, r"eps\[0\]"), (dict(eps=(None, -1.0)), ValueError, r"eps\[1\]"),
+    (dict(eps=1e-3), TypeError, "eps"), (dict(eps=(None,)), TypeError, "eps"), (dict(eps={None, 1e-3}), TypeError, "eps"),
+    (dict(eps=("a", 1e-3)), TypeError, r"eps\[0\]"), (dict(eps=(None, float("nan"))), ValueError, r"eps\[1\]"),
+    (dict(d=0.5), ValueError, "d"), (dict(d=float("inf")), ValueError, "d"),
+    (dict(weight_decay=-0.1), ValueError, "weight_decay"), (dict(maximize="yes"), TypeError, "maximize"),
+    (dict(lr="0.1"), TypeError, "lr"),
+]
+
+
+@pytest.mark.parametrize("kw,exc,name", BAD_HYPER, ids=[str(k) for k, _, _ in BAD_HYPER])
+def test_bad_hyperparameters_raise_and_change_nothing(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        fa.Adafactor(**kw)
+    opt = fa.Adafactor()
+    (key, value), = kw.items()
+    before = getattr(opt, key)
+    with pytest.raises(exc, match=name):
+        setattr(opt, key, value)
+    assert getattr(opt, key) == before
+    with pytest.raises(exc, match=rf"overrides\['\*'\]\['{key}'\]"):
+        fa.Adafactor(overrides={"*": {key: value}})

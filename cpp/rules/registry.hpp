@@ -4,6 +4,7 @@
 #pragma once
 
 #include "adadelta.hpp"
+#include "adafactor.hpp"
 #include "adagrad.hpp"
 #include "adam.hpp"
 #include "adamax.hpp"
@@ -12,4 +13,4 @@
 #include "rmsprop.hpp"
 #include "sgd.hpp"
 
-#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta
+#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor

@@ -11,6 +11,7 @@ from typing import Any, Union
 
 from .base import OPTIMIZERS, Optimizer, Overrides
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import AdaGrad, Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
@@ -20,7 +21,7 @@ from .rmsprop import RMSProp, RMSprop
 from .sgd import SGD
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
-           "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta"]
+           "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:

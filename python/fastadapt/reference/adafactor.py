@@ -1,5 +1,5 @@
-"""Adafactor (torch.optim.Adafactor) in plain NumPy, in docs/rules/adafactor.md's
-operation order.
+"""Adafactor (torch.optim.Adafactor) in plain NumPy, in docs/algorithms.md's
+operation order (section "Adafactor").
 
 A parameter with ``ndim >= 2`` is seen as a batch of matrices over its last two
 axes, ``(..., R, C)``; its second moment is factored into ``row_var`` (shape
