@@ -243,7 +243,7 @@ BIG = _core.MIN_PARALLEL_ELEMENTS
 # big vector.
 K_SHAPES = {"empty": (0,), "empty_matrix": (0, 3), "empty_cols": (3, 0), "scalar": (), "one": (1,),
             "seven": (7,), "odd": (4099,), "matrix": (33, 65), "tall": (40, 1), "wide": (1, 40),
-            "cube": (3, 5, 7), "many": (6, 2, 3, 4)}
+            "cube": (3, 5, 7), "many": (6, 2, 3, 4), "columns": (3, 21, 1)}
 K_BIG = {"big_matrix": (257, BIG // 257 + 3), "big_batch": (3, 97, 457), "big_vector": (BIG + 1234,)}
 
 
@@ -460,3 +460,24 @@ def test_bad_hyperparameters_raise_and_change_nothing(kw, exc, name):
     assert getattr(opt, key) == before
     with pytest.raises(exc, match=rf"overrides\['\*'\]\['{key}'\]"):
         fa.Adafactor(overrides={"*": {key: value}})
+
+
+def test_grad_norm_tracking_and_skip_with_a_whole_tensor_first_pass(threads):
+    """The first pass walks whole tensors, so the norm comes from the
+    pre-pass: the same value as the reference's global norm, and skip/raise
+    still see every non-finite value."""
+    from fastadapt.reference import global_norm
+    rng = np.random.default_rng(8)
+    p = k_params(rng, np.float64)
+    g = k_grads(rng, np.float64)
+    opt = fa.Adafactor(track_grad_norm=True)
+    opt.update(p, g)
+    assert opt.last_grad_norm == global_norm(list(leaves(g)))
+    before = copy_tree(p)
+    bad = k_grads(rng, np.float64, nonfinite=True)
+    skipping = fa.Adafactor(nonfinite="skip")
+    skipping.update(p, bad)
+    assert skipping.skipped_steps == 1 and skipping.step_count == 0 and trees_same_bits(p, before)
+    with pytest.raises(FloatingPointError, match="layer.odd|layer'\\]\\['odd"):
+        fa.Adafactor(nonfinite="raise").update(p, bad)
+    assert trees_same_bits(p, before)

@@ -5,8 +5,9 @@
 // statistics row_var (batch x rows) and col_var (batch x cols); any other
 // tensor keeps a param-shaped `variance`. Three passes:
 //   0 (per tensor): the row and column sums of g*g in their fixed sequential
-//     orders, and the lerp of row_var / col_var (factored tensors only; the
-//     others only read the gradient when non-finite values must be counted);
+//     orders, the lerp of row_var / col_var and, for a single matrix, the sum
+//     of row_var (its sum 0); factored tensors only: the others only read the
+//     gradient when non-finite values must be counted;
 //   1 (per chunk): sum(p*p) and sum(u*u), u = g / sqrt(max(v, eps1^2)); the
 //     lerp of `variance` for unfactored tensors;
 //   2 (per chunk): alpha and the clip denominator from those two sums, then
@@ -29,7 +30,7 @@ struct Adafactor {
       {"weight_decay", "eps1_auto"},
       3,
       {kPerTensor, kPerChunk, kPerChunk},
-      {0, 2, 0},
+      {1, 2, 0},
       slot_mask,
   };
 
@@ -115,7 +116,17 @@ struct Adafactor {
         cv[b * C + j] = lerp(Scalar<T>{cv[b * C + j]}, mean, small, w, omw).v;
       }
     }
-    return {0.0, pr.bad, {}};
+    // One matrix (the usual case): hand the chunk passes the sum of row_var
+    // (the tensor's sum 0 of this pass), so that they need not add it again.
+    return {0.0, pr.bad, {B == 1 ? row_var_sum(rv, R) : 0.0}};
+  }
+
+  // The rows of one matrix's row_var, top to bottom, in float64 from 0.0.
+  template <class T>
+  static double row_var_sum(const T* rv, std::size_t R) {
+    double sum = 0.0;
+    for (std::size_t i = 0; i < R; ++i) sum = sum + static_cast<double>(rv[i]);
+    return sum;
   }
 
   // Walks the (batch, row, col) of consecutive elements of a factored tensor,
@@ -130,6 +141,17 @@ struct Adafactor {
 
     template <class V>
     FA_INLINE void next(V* r, V* c, V* m) {
+      if (C == 1 && row + V::W <= R) {  // a column: contiguous row factors, one column factor
+        *r = V::load(rv + b * R + row);
+        *c = V::set1(cv[b]);
+        *m = V::set1(rmean[b - b0]);
+        row += V::W;
+        if (row == R) {
+          row = 0;
+          ++b;
+        }
+        return;
+      }
       if (col + V::W <= C) {  // within one row: one row factor, contiguous column factors
         *r = V::set1(rv[b * R + row]);
         *c = V::load(cv + b * C + col);
@@ -171,8 +193,8 @@ struct Adafactor {
     thread_local std::vector<T> rmean;
     rmean.resize(b1 - b0 + 1);
     for (std::size_t b = b0; b <= b1; ++b) {
-      double sum = 0.0;
-      for (std::size_t i = 0; i < R; ++i) sum = sum + static_cast<double>(rv[b * R + i]);
+      // (a batch of matrices: each chunk adds the rows of the matrices it touches)
+      const double sum = t.shape.batch == 1 ? t.tensor_sums[0] : row_var_sum(rv + b * R, R);
       rmean[b - b0] = max_nan_scalar(static_cast<T>(sum / static_cast<double>(R)), static_cast<T>(eps1));
     }
     const std::size_t rem = t.begin % RC;
