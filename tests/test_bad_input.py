@@ -535,6 +535,9 @@ SPECIFIC_BAD_HYPER = {
                ("eps", -1e-8, ValueError, ">= 0")],
     "adadelta": [("rho", 1.5, ValueError, "[0, 1]"), ("rho", -0.1, ValueError, "[0, 1]"),
                  ("eps", -1e-6, ValueError, ">= 0")],
+    "adafactor": [("beta2_decay", 0.5, ValueError, "<= 0"), ("eps", 1e-3, TypeError, "pair"),
+                  ("eps", (-1.0, 1e-3), ValueError, ">= 0"), ("eps", (None, -1.0), ValueError, ">= 0"),
+                  ("d", 0.5, ValueError, ">= 1")],
 }
 SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
 
@@ -678,6 +681,7 @@ def test_bad_load_state_dict_changes_nothing(factory, corrupt, exc, words):
     pytest.param("adamw-amsgrad", "max_exp_avg_sq"),
     pytest.param("rmsprop-momentum", "momentum_buffer"),
     pytest.param("sgd-momentum", "momentum_buffer"),
+    ("adafactor", "col_var"),
 ])
 def test_load_state_dict_buffer_missing_for_one_key(name, buffer):
     w = warm_up(FACTORIES[name])

@@ -231,13 +231,37 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
             "the parameter changed since the optimizer state was created; call opt.reset() "
             "(or load a matching state_dict)");
       } else {
-        // Row or column statistics: their own shape, the param's dtype.
+        // Row or column statistics: the param's dtype (else TypeError, as for
+        // param-shaped state) and its shape with the last axis (rows) or the
+        // second-to-last (columns) of length 1 (else ValueError).
         sv = check_float_array(item, sw, true);
-        if (sv.dtype != pv.dtype || sv.size != slot_elements(info_->slot_shape[s], t.shape, pv.size))
-          throw py::value_error(sw.str() + " has shape " + shape_str(item) + " and dtype " +
-                                std::string(sv.dtype == kF32 ? "float32" : "float64") +
-                                ", which do not fit " + pw.str() + " of shape " + shape_str(p) +
-                                "; call opt.reset() (or load a matching state_dict)");
+        const std::string fix =
+            "the parameter changed since the optimizer state was created; call opt.reset() "
+            "(or load a matching state_dict)";
+        auto dtype_str = [](DType d) { return std::string(d == kF32 ? "float32" : "float64"); };
+        if (sv.dtype != pv.dtype)
+          throw py::type_error(sw.str() + ": expected " + dtype_str(pv.dtype) + " (the dtype of " + pw.str() +
+                               "), got " + dtype_str(sv.dtype) + "; " + fix);
+        const auto pa = py::reinterpret_borrow<py::array>(p);
+        const auto sa = py::reinterpret_borrow<py::array>(item);
+        const py::ssize_t nd = pa.ndim();
+        bool fits = sv.size == slot_elements(info_->slot_shape[s], t.shape, pv.size);
+        std::string expected = "(" + std::to_string(slot_elements(info_->slot_shape[s], t.shape, pv.size)) +
+                               " elements)";
+        if (nd >= 2) {
+          const py::ssize_t unit = info_->slot_shape[s] == kRowStats ? nd - 1 : nd - 2;
+          fits = sa.ndim() == nd;
+          expected = "(";
+          for (py::ssize_t d = 0; d < nd; ++d) {
+            const py::ssize_t want = d == unit ? 1 : pa.shape(d);
+            fits = fits && sa.shape(d) == want;
+            expected += (d ? ", " : "") + std::to_string(want);
+          }
+          expected += ")";
+        }
+        if (!fits)
+          throw py::value_error(sw.str() + ": expected shape " + expected + " (what the rule keeps for " +
+                                pw.str() + " of shape " + shape_str(p) + "), got " + shape_str(item) + "; " + fix);
       }
       if (overlaps(sv, gv))
         throw py::value_error(sw.str() + ": optimizer state shares memory with " + gw.str() +

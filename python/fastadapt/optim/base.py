@@ -646,8 +646,9 @@ class Optimizer:
                                     f"got {arr.dtype.name}; the state_dict belongs to other parameters")
                 expected = self._slot_shape(self._state_slots.index(name), shape)
                 if arr.shape != expected:
-                    what = "the shape of" if expected == tuple(shape) else "what the rule keeps for"
-                    raise ValueError(f"{where}: expected shape {expected} ({what} params[{key!r}]), got "
+                    what = (f"the shape of params[{key!r}]" if expected == tuple(shape) else
+                            f"what the rule keeps for params[{key!r}] of shape {tuple(shape)}")
+                    raise ValueError(f"{where}: expected shape {expected} ({what}), got "
                                      f"{arr.shape}; the state_dict belongs to other parameters")
         names = list(self._state_names())
         for members in group_members:
