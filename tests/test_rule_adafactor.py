@@ -481,3 +481,21 @@ def test_grad_norm_tracking_and_skip_with_a_whole_tensor_first_pass(threads):
     with pytest.raises(FloatingPointError, match="layer.odd|layer'\\]\\['odd"):
         fa.Adafactor(nonfinite="raise").update(p, bad)
     assert trees_same_bits(p, before)
+
+
+@pytest.mark.parametrize("new_shape, dtype, exc, words", [
+    ((3, 2, 4), np.float64, ValueError, ("row_var['w']", "expected shape (3, 2, 1)", "opt.reset()")),
+    ((2, 3, 4), np.float32, TypeError, ("row_var['w']", "float32", "opt.reset()")),
+])
+def test_statistics_that_no_longer_fit_the_param_are_refused(new_shape, dtype, exc, words):
+    """A param replaced by one of another shape (same size: (2, 3, 4) ->
+    (3, 2, 4)) or dtype: the update refuses it before writing anything."""
+    opt = fa.Adafactor()
+    opt.update({"w": np.ones((2, 3, 4))}, {"w": np.ones((2, 3, 4))})
+    before = {n: a.copy() for n, a in opt.state["w"].items()}
+    p = {"w": np.ones(new_shape, dtype)}
+    with pytest.raises(exc) as info:
+        opt.update(p, {"w": np.ones(new_shape, dtype)})
+    assert all(w in str(info.value) for w in words), str(info.value)
+    assert np.all(p["w"] == 1) and opt.step_count == 1
+    assert all(same_bits(a, before[n]) for n, a in opt.state["w"].items())
