@@ -7,19 +7,19 @@ with fused, vectorized, multithreaded C++ kernels.
 """
 
 from . import datasets, distributed, models, problems, reference, schedules, tune
+from . import callbacks  # noqa: F401  fa.callbacks.<Name>, as keras.callbacks (outside __all__, as before)
 from .batching import Batches, batches
-from .callback_library import (BackupAndRestore, CSVLogger, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
-                               TerminateOnNaN)
-from .callbacks import Callback
 from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
-from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .gradients import clip_by_global_norm, global_norm, sanitize
-from .history import History
 from .lr_finder import LRFindResult, lr_find
 from .optimizers import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, make_optimizer
-from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
-from .trainer import Trainer
+from .train.callbacks import (BackupAndRestore, Callback, CSVLogger, LambdaCallback, LearningRateScheduler,
+                              ModelCheckpoint, TerminateOnNaN)
+from .train.diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
+from .train.history import History
+from .train.plotting import plot_history
+from .train.trainer import Trainer
 from ._version import __version__
 
 

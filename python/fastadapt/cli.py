@@ -194,7 +194,7 @@ def _bench_row_parts(row: dict) -> List[str]:
 
 def _bench(args: argparse.Namespace) -> int:
     from . import benchmarks as fb
-    from .progress import StepBar
+    from .train.progress import StepBar
 
     _output_file(args.json, "--json")
     _output_file(args.markdown, "--markdown")
@@ -215,7 +215,7 @@ def _bench(args: argparse.Namespace) -> int:
     if bar.active:  # on a terminal, wrapped between words at its width (a log keeps one line)
         import textwrap
 
-        from .progress import terminal_width
+        from .train.progress import terminal_width
 
         header = textwrap.fill(header, terminal_width(sys.stderr), subsequent_indent="  ")
         bar.write(header)
@@ -296,7 +296,7 @@ def _lr_find_with_progress(lr_find: Callable[..., Any], optimizer: Any, params: 
     """lr_find with a bar over its steps on a terminal (nothing off one). Every step calls
     ``loss_and_grad`` once, so counting those calls counts steps. The total is an upper bound: the sweep
     may stop at divergence, and the check runs at most 6 candidates plus 2 half-steps (lr_finder)."""
-    from .progress import StepBar
+    from .train.progress import StepBar
 
     bar = StepBar("lr-find", args.num_steps + 8 * args.verify_steps, unit="step")
 
@@ -374,7 +374,7 @@ def _echo(text: str) -> None:
     is into a pipe or log."""
     import textwrap
 
-    from .progress import INDENT, terminal_width
+    from .train.progress import INDENT, terminal_width
 
     if sys.stdout.isatty():
         width = terminal_width(sys.stdout)

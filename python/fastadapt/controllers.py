@@ -39,16 +39,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
-import threading
-import warnings
-import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from ._checks import array_leaves, choice, flag, integer, real
-from .callbacks import Callback
+from .train.callbacks._drivers import claim, release
+from .train.callbacks.base import Callback
 
 __all__ = ["Scheduler", "ReduceLROnPlateau", "EarlyStopping", "AdaptiveLR"]
 
@@ -166,70 +163,6 @@ def _same_groups(owner: str, what: str, values: List[Any], groups: int, name: st
         raise ValueError(f"{owner}: {what} has {len(values)} values, the optimizer has {groups} {name} groups (the "
                          f"default, then each override that sets {name!r}); use one value per group (a state "
                          f"saved for an optimizer with the same overrides)")
-
-
-# ---- who drives which hyperparameter ----------------------------------------------
-# Two controllers on one optimizer's lr each overwrite the other's value
-# (a Scheduler's next step undoes a plateau cut), and nothing fails: the run
-# just trains with an lr nobody chose. So binding records, per optimizer
-# and hyperparameter, the controller that drives it, and a second live
-# controller taking one over warns, naming both. Weak on both sides: the
-# registry keeps neither an optimizer nor a controller alive, and a
-# controller that was dropped (or rebound elsewhere) no longer counts, nor
-# does a trainer callback whose fit has ended (it acts again, and claims
-# again, only in the next fit's on_train_begin), so reusing an optimizer
-# for a new run with new callbacks does not warn.
-_drivers: "weakref.WeakKeyDictionary[Any, Dict[str, List[weakref.ref]]]" = weakref.WeakKeyDictionary()
-_drivers_lock = threading.Lock()
-
-
-def _describe(controller: Any) -> str:
-    return repr(controller) if type(controller).__repr__ is not object.__repr__ else type(controller).__name__
-
-
-def _claim(controller: Any, optimizer: Any, names: List[str]) -> None:
-    """Record that ``controller`` drives ``names`` of ``optimizer``; warn for
-    each one that other live controllers bound to it already drive."""
-    taken: List[Tuple[str, List[Any]]] = []
-    with _drivers_lock:
-        try:
-            drivers = _drivers.setdefault(optimizer, {})
-        except TypeError:  # an optimizer-like object that cannot be weakly referenced: not tracked
-            return
-        for name in names:
-            live = [c for c in (ref() for ref in drivers.get(name, ()))
-                    if c is not None and getattr(c, "optimizer", None) is optimizer]  # dropped or rebound: gone
-            others = [c for c in live if c is not controller]
-            if others:
-                taken.append((name, others))
-            drivers[name] = [weakref.ref(c) for c in others] + [weakref.ref(controller)]
-    for name, others in taken:
-        warnings.warn(f"{type(controller).__name__} takes over {name!r} of {type(optimizer).__name__} "
-                      f"(id {id(optimizer):#x}), which {' and '.join(map(_describe, others))} already "
-                      f"drive{'s' if len(others) == 1 else ''}: each overwrites the other's value whenever it "
-                      f"acts, so the run gets a {name} none of them chose. Let one controller own {name!r} (a "
-                      f"schedule with warmup and decay in one Scheduler, or ReduceLROnPlateau alone)",
-                      UserWarning, stacklevel=_outside_stacklevel())
-
-
-def _release(controller: Any, optimizer: Any) -> None:
-    """``controller`` no longer drives anything of ``optimizer`` (its fit ended)."""
-    with _drivers_lock:
-        try:
-            drivers = _drivers.get(optimizer)
-        except TypeError:
-            return
-        for name, refs in (drivers or {}).items():
-            drivers[name] = [ref for ref in refs if ref() is not controller]
-
-
-def _outside_stacklevel() -> int:
-    """The stacklevel of the first caller outside fastadapt (the user's
-    ``Scheduler(opt, ...)`` or ``trainer.fit(...)``), from the warning's caller."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastadapt."):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 # ---- the improvement test and plateau counter ----------------------------------------
@@ -475,7 +408,7 @@ class Scheduler(Callback):
         self.optimizer, self._where, self._bases, self._ratios = optimizer, where, bases, ratios
         self._apply()
         # after _apply: a binding that failed takes nothing over
-        _claim(self, optimizer, self._driven())
+        claim(self, optimizer, self._driven())
 
     def _apply(self) -> None:
         """Set every group of every hyperparameter to its schedule's value at
@@ -527,14 +460,14 @@ class Scheduler(Callback):
         if self.optimizer is None:
             self._bind(_optimizer_from("Scheduler", trainer))
         else:  # it drives again from this fit on (its last fit's on_train_end let go)
-            _claim(self, self.optimizer, self._driven())
+            claim(self, self.optimizer, self._driven())
 
     def _driven(self) -> List[str]:
         return [attr if index is None else f"{attr}{index}" for attr, index in self._where.values()]
 
     def on_train_end(self, trainer: Any) -> None:
         if self.optimizer is not None:
-            _release(self, self.optimizer)
+            release(self, self.optimizer)
 
     def on_batch_end(self, step: int, logs: Mapping[str, Any], trainer: Any) -> None:
         if self.per == "step":
@@ -617,7 +550,7 @@ class _LRPlateau(Callback):
         optimizer = _bound_optimizer(owner, optimizer, "group_values")
         if isinstance(self.min_lr, list):
             _same_groups(owner, "min_lr", self.min_lr, len(optimizer.group_values("lr")))
-        _claim(self, optimizer, ["lr"])
+        claim(self, optimizer, ["lr"])
         self.optimizer = optimizer
 
     def _min_lrs(self, groups: int) -> List[float]:
@@ -650,11 +583,11 @@ class _LRPlateau(Callback):
         if self.optimizer is None:
             self._bind(_optimizer_from(type(self).__name__, trainer))
         else:  # it drives again from this fit on (its last fit's on_train_end let go)
-            _claim(self, self.optimizer, ["lr"])
+            claim(self, self.optimizer, ["lr"])
 
     def on_train_end(self, trainer: Any) -> None:
         if self.optimizer is not None:
-            _release(self, self.optimizer)
+            release(self, self.optimizer)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
         self.step(_monitored(type(self).__name__, self.monitor, logs), epoch)

@@ -181,7 +181,7 @@ class LRFindResult:
         ax.grid(True, which="both", alpha=0.3)
         legend = ax.legend(fontsize=8.5)
         if fig is not None:
-            from .plotting import _place_legend
+            from .train.plotting import _place_legend
 
             _place_legend(legend, [ax])  # a spot clear of the curves, not "best"'s least-bad overlap
         if path is not None:
