@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import fastadapt as fa
-from fastadapt import datasets, lr_finder, mnist_example
+from fastadapt import datasets, mnist_example
+from fastadapt.schedules import lr_finder
 from fastadapt.cli import main
 from fastadapt.problems import shuffled_batches
 from test_datasets import DAMAGES, _damage, _fake_mnist_dir

@@ -16,7 +16,7 @@ import pytest
 import fastadapt as fa
 import tune_helpers as H
 from fastadapt.train.history import History
-from fastadapt.lr_finder import LRFindResult
+from fastadapt.schedules.lr_finder import LRFindResult
 
 pytest.importorskip("matplotlib")
 

@@ -9,11 +9,11 @@ with fused, vectorized, multithreaded C++ kernels.
 from . import datasets, distributed, models, problems, reference, schedules, tune
 from . import callbacks  # noqa: F401  fa.callbacks.<Name>, as keras.callbacks (outside __all__, as before)
 from .batching import Batches, batches
-from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
 from .gradients import clip_by_global_norm, global_norm, sanitize
-from .lr_finder import LRFindResult, lr_find
 from .optimizers import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, make_optimizer
 from .runtime import get_num_threads, set_num_threads, simd_info
+from .schedules.controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
+from .schedules.lr_finder import LRFindResult, lr_find
 from .train.callbacks import (BackupAndRestore, Callback, CSVLogger, LambdaCallback, LearningRateScheduler,
                               ModelCheckpoint, TerminateOnNaN)
 from .train.diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose

@@ -314,7 +314,7 @@ def _lr_find_with_progress(lr_find: Callable[..., Any], optimizer: Any, params: 
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    from .lr_finder import check_settings, lr_find
+    from .schedules.lr_finder import check_settings, lr_find
     from .optimizers import make_optimizer
 
     with _user_input():  # every argument is checked before any data is loaded

@@ -31,9 +31,9 @@ import numpy as np
 from ._files import check_writable_dir
 from ._version import __version__
 from .batching import batches
-from .controllers import AdaptiveLR, EarlyStopping
 from .datasets import MnistSource, find_mnist, load_mnist
 from .models import MLP
+from .schedules.controllers import AdaptiveLR, EarlyStopping
 from .train.diagnostics import DiagnosisCallback, Finding, diagnose, save_findings
 from .train.trainer import Trainer
 

@@ -32,7 +32,7 @@ import math
 import operator
 from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
-from ._checks import choice, flag, integer, real
+from .._checks import choice, flag, integer, real
 
 __all__ = [
     "Schedule",

@@ -43,9 +43,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from ._checks import array_leaves, choice, flag, integer, real
-from .train.callbacks._drivers import claim, release
-from .train.callbacks.base import Callback
+from .._checks import array_leaves, choice, flag, integer, real
+from ..train.callbacks._drivers import claim, release
+from ..train.callbacks.base import Callback
 
 __all__ = ["Scheduler", "ReduceLROnPlateau", "EarlyStopping", "AdaptiveLR"]
 
