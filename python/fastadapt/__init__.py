@@ -12,7 +12,10 @@ from .batching import Batches, batches
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .optimizers import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, make_optimizer
 from .runtime import get_num_threads, set_num_threads, simd_info
-from .schedules.controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
+from .schedules.adaptive_lr import AdaptiveLR
+from .schedules.early_stopping import EarlyStopping
+from .schedules.reduce_lr_on_plateau import ReduceLROnPlateau
+from .schedules.scheduler import Scheduler
 from .schedules.lr_finder import LRFindResult, lr_find
 from .train.callbacks import (BackupAndRestore, Callback, CSVLogger, LambdaCallback, LearningRateScheduler,
                               ModelCheckpoint, TerminateOnNaN)

@@ -33,7 +33,8 @@ from ._version import __version__
 from .batching import batches
 from .datasets import MnistSource, find_mnist, load_mnist
 from .models import MLP
-from .schedules.controllers import AdaptiveLR, EarlyStopping
+from .schedules.adaptive_lr import AdaptiveLR
+from .schedules.early_stopping import EarlyStopping
 from .train.diagnostics import DiagnosisCallback, Finding, diagnose, save_findings
 from .train.trainer import Trainer
 
