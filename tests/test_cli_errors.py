@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import fastadapt as fa
-from fastadapt import datasets, mnist_example
-from fastadapt.schedules import lr_finder
+from fastadapt import datasets
 from fastadapt.cli import main
+from fastadapt.data import mnist_example
 from fastadapt.problems import shuffled_batches
+from fastadapt.schedules import lr_finder
 from test_datasets import DAMAGES, _damage, _fake_mnist_dir
 
 

@@ -8,15 +8,15 @@ with fused, vectorized, multithreaded C++ kernels.
 
 from . import datasets, distributed, models, problems, reference, schedules, tune
 from . import callbacks  # noqa: F401  fa.callbacks.<Name>, as keras.callbacks (outside __all__, as before)
-from .batching import Batches, batches
+from .data.batching import Batches, batches
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .optimizers import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, make_optimizer
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
 from .schedules.early_stopping import EarlyStopping
+from .schedules.lr_finder import LRFindResult, lr_find
 from .schedules.reduce_lr_on_plateau import ReduceLROnPlateau
 from .schedules.scheduler import Scheduler
-from .schedules.lr_finder import LRFindResult, lr_find
 from .train.callbacks import (BackupAndRestore, Callback, CSVLogger, LambdaCallback, LearningRateScheduler,
                               ModelCheckpoint, TerminateOnNaN)
 from .train.diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose

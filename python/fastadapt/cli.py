@@ -256,12 +256,12 @@ def _bench(args: argparse.Namespace) -> int:
 def _lr_find_problem(args: argparse.Namespace):
     """(name, params, loss_and_grad, batches, facts) for ``fastadapt lr-find``;
     UserError when the data the user pointed at cannot be used."""
-    from .datasets import ENV_DIR
+    from .data.datasets import ENV_DIR
 
     if args.problem in ("auto", "mnist"):
-        from .datasets import load_mnist
-        from .models import MLP
-        from .problems import shuffled_batches
+        from .data.datasets import load_mnist
+        from .data.models import MLP
+        from .data.problems import shuffled_batches
 
         # Data the user named (--data-dir, $FASTADAPT_MNIST_DIR or --problem mnist) must be usable; only
         # "auto" with nothing named falls back, and only when no data is found (damaged data is an error).
@@ -282,7 +282,7 @@ def _lr_find_problem(args: argparse.Namespace):
                 batches = shuffled_batches(data.X_train, data.y_train, args.batch_size, seed=args.seed)
             return ("mnist", model.params, model.loss_and_grad, batches,
                     {"model": repr(model), "train_samples": len(data.y_train), "batch_size": args.batch_size})
-    from .problems import least_squares
+    from .data.problems import least_squares
 
     problem = least_squares(seed=args.seed)
     return ("least-squares", problem.init_params(), problem.loss_and_grad,
@@ -357,7 +357,7 @@ def _lr_find(args: argparse.Namespace) -> int:
 def _mnist(args: argparse.Namespace) -> int:
     import time
 
-    from .mnist_example import _prepare, _train
+    from .data.mnist_example import _prepare, _train
 
     started = time.perf_counter()
     with _user_input():  # data files and --out, checked before training
