@@ -317,7 +317,7 @@ def test_tune_jobs_fit_the_terminal_and_show_every_field(tmp_path, columns):
                                         "--train-samples", "600", "--workers", "2", "--out", str(tmp_path / "t")),
                                    columns)
     assert code == 0, raw
-    # The command's one-line header (tune/command.py) is not progress; the screen from the first job on is.
+    # The command's one-line header (cli/tune.py) is not progress; the screen from the first job on is.
     header, _, progress = raw.replace("\r\n", "\n").partition("\n")
     assert header.startswith("fastadapt tune hyperband:"), raw
     screen = Screen(columns).feed(progress)

@@ -19,14 +19,14 @@ import time
 from typing import Any, Dict
 
 from .._files import check_writable_dir
-from .asha import ASHA
-from .executors import ProcessExecutor, SequentialExecutor
-from .hyperband import Hyperband
-from .mnist import VALIDATION_SIZE, MnistMLP, evaluate_on_test_set, mnist_splits
-from .pbt import PBT
-from .space import choice, loguniform, uniform
+from ..tune.asha import ASHA
+from ..tune.executors import ProcessExecutor, SequentialExecutor
+from ..tune.hyperband import Hyperband
+from ..tune.mnist import VALIDATION_SIZE, MnistMLP, evaluate_on_test_set, mnist_splits
+from ..tune.pbt import PBT
+from ..tune.space import choice, loguniform, uniform
 
-__all__ = ["add_tune_parser", "run_tune"]
+__all__ = ["add_parser", "run"]
 
 ALGORITHMS = ("hyperband", "asha", "pbt")
 
@@ -45,7 +45,7 @@ def _executor(args: argparse.Namespace) -> Any:
     if args.executor == "sequential":
         return SequentialExecutor()
     if args.executor == "ray":
-        from .ray_executor import RayExecutor, import_ray
+        from ..tune.ray_executor import RayExecutor, import_ray
 
         import_ray()  # ImportError saying how to install Ray, now rather than once the run starts
         return RayExecutor(address=args.ray_address, max_concurrent=args.workers)
@@ -65,8 +65,8 @@ def _tuner(args: argparse.Namespace) -> Any:
                max_resource=args.max_resource, quantile=args.quantile, synchronous=not args.asynchronous, **common)
 
 
-def run_tune(args: argparse.Namespace) -> int:
-    """The ``fastadapt tune`` command (argparse namespace from :func:`add_tune_parser`)."""
+def run(args: argparse.Namespace) -> int:
+    """The ``fastadapt tune`` command (argparse namespace from :func:`add_parser`)."""
     # Every user error is found here, before any trial runs: one line on stderr and exit status 2.
     try:
         tuner = _tuner(args)
@@ -121,7 +121,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tune`` on the ``fastadapt`` command's subparsers."""
     parser = subparsers.add_parser(
         "tune", help="tune the MNIST MLP's lr, batch size and momentum (Hyperband, ASHA or PBT)",
@@ -165,4 +165,4 @@ def _run_with_defaults(args: argparse.Namespace) -> int:
         args.max_resource = 30 if args.algorithm == "pbt" else 27
     if args.out is None:
         args.out = f"fastadapt-tune-{args.algorithm}"
-    return run_tune(args)
+    return run(args)
