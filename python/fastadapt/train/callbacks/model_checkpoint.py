@@ -34,7 +34,7 @@ class ModelCheckpoint(Callback):
     callback's state, history; resume with ``trainer.load_checkpoint``); with
     ``save_weights_only=True``, the params alone as
     ``{"format": "fastadapt.params", "version": 1, "params": {key path: array}}``
-    (read with ``fastadapt.checkpoints.load_state``). With a DataParallel the
+    (read with ``fastadapt.train.checkpoints.load_state``). With a DataParallel the
     formatted ``filepath`` is the directory its ``save_checkpoint`` writes
     ``checkpoint.npz`` into. Every file is replaced atomically.
 
