@@ -7,7 +7,11 @@ code that patches one sees it in the other. Library code imports
 ``train.callbacks`` directly."""
 
 import sys
+from typing import TYPE_CHECKING
 
 from .train import callbacks as _callbacks
+
+if TYPE_CHECKING:  # what type checkers, which do not run the line below, find here
+    from .train.callbacks import *  # noqa: F401,F403
 
 sys.modules[__name__] = _callbacks

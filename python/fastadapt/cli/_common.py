@@ -69,6 +69,4 @@ def float_above(minimum: float, inclusive: bool) -> Callable[[str], float]:
 
 
 positive_int = int_at_least(1)
-
-
 seed_arg = int_at_least(0)

