@@ -35,6 +35,11 @@ FACTORIES: Dict[str, Callable[..., fa.Optimizer]] = {
     "rmsprop-momentum": functools.partial(fa.RMSProp, lr=1e-2, momentum=0.9, centered=True),
     "sgd-momentum": functools.partial(fa.SGD, lr=1e-2, momentum=0.9),
 }
+# Every other registered rule, with its defaults and lr=1e-2: a new rule is
+# held to these tests by being registered.
+for _name, _cls in sorted(fa.optim.OPTIMIZERS.items()):
+    if not any(f.func is _cls for f in FACTORIES.values()):
+        FACTORIES[_name] = functools.partial(_cls, lr=1e-2)
 ALL_OPTIMIZERS = list(FACTORIES)
 
 
@@ -521,6 +526,15 @@ SPECIFIC_BAD_HYPER = {
     "rmsprop-momentum": [("eps", -1.0, ValueError, ">= 0"), ("alpha", 1.5, ValueError, "[0, 1]"),
                          ("momentum", -0.9, ValueError, ">= 0")],
     "sgd-momentum": [("momentum", -0.9, ValueError, ">= 0"), ("dampening", 2.0, ValueError, "[0, 1]")],
+    "nadam": [("betas", (1.0, 0.9), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+              ("eps", -1e-8, ValueError, ">= 0"), ("momentum_decay", -1.0, ValueError, ">= 0"),
+              ("decoupled_weight_decay", 1, TypeError, "True or False")],
+    "radam": [("betas", (0.9, 1.0), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+              ("eps", -1e-8, ValueError, ">= 0"), ("decoupled_weight_decay", 1, TypeError, "True or False")],
+    "adamax": [("betas", (-0.1, 0.999), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+               ("eps", -1e-8, ValueError, ">= 0")],
+    "adadelta": [("rho", 1.5, ValueError, "[0, 1]"), ("rho", -0.1, ValueError, "[0, 1]"),
+                 ("eps", -1e-6, ValueError, ">= 0")],
 }
 SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
 

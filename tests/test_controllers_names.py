@@ -4,7 +4,7 @@ class names, AdaGrad and RMSProp the same classes under their earlier names."""
 import pickle
 
 import fastadapt as fa
-from fastadapt import optimizers
+from fastadapt import optim as optimizers
 
 
 def test_torch_spellings_are_primary_and_the_old_names_alias_them():

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from fastadapt import optimizers, schedules
+from fastadapt import optim as optimizers, schedules
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "algorithms.md"

@@ -10,7 +10,8 @@ from . import datasets, distributed, models, problems, reference, schedules, tun
 from . import callbacks  # noqa: F401  fa.callbacks.<Name>, as keras.callbacks (outside __all__, as before)
 from .data.batching import Batches, batches
 from .gradients import clip_by_global_norm, global_norm, sanitize
-from .optimizers import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop, make_optimizer
+from .optim import (SGD, AdaGrad, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RAdam, RMSProp, RMSprop,
+                    make_optimizer)
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
 from .schedules.early_stopping import EarlyStopping
@@ -34,6 +35,10 @@ __all__ = [
     "AdaGrad",  # aliases of Adagrad and RMSprop (the earlier spellings)
     "RMSProp",
     "SGD",
+    "NAdam",
+    "RAdam",
+    "Adamax",
+    "Adadelta",
     "Optimizer",
     "make_optimizer",
     "global_norm",

@@ -1,5 +1,5 @@
 # Type stubs for the private extension fastadapt._core (kept by hand).
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -7,15 +7,17 @@ import numpy.typing as npt
 CHUNK_ELEMENTS: int
 NORM_LANES: int
 MAX_SCALARS: int
-ALGORITHMS: Dict[str, int]
-FLAGS: Dict[str, int]
-SCALAR_SLOTS: Dict[str, Tuple[str, ...]]
+MAX_SLOTS: int
+FLAG_MAXIMIZE: int
+# rule name -> {"slots", "slot_shapes", "scalars", "flags", "passes": tuple of str, "sums": tuple of int}
+RULES: Dict[str, Dict[str, Tuple[Any, ...]]]
 POLICIES: Dict[str, int]
 
 class Stepper:
-    def __init__(self, algorithm: int) -> None: ...
+    def __init__(self, rule: str) -> None: ...
     @property
-    def algorithm(self) -> int: ...
+    def rule(self) -> str: ...
+    def slot_mask(self, flags: int, ndim: int) -> int: ...
     def step(
         self,
         keys: Sequence[str],

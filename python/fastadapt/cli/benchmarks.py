@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _core
-from .. import optimizers as fopt
+from .. import optim as fopt
 from .. import reference as ref
 from ..runtime import get_num_threads, set_num_threads
 

@@ -102,7 +102,7 @@ def _with_progress(lr_find: Callable[..., Any], optimizer: Any, params: Any,
 
 def run(args: argparse.Namespace) -> int:
     from ..schedules.lr_finder import check_settings, lr_find
-    from ..optimizers import make_optimizer
+    from ..optim import make_optimizer
 
     with user_input():  # every argument is checked before any data is loaded
         optimizer = make_optimizer(args.optimizer)

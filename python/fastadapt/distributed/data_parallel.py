@@ -31,7 +31,7 @@ import numpy as np
 
 from .._checks import integer, real
 from .._files import check_writable_dir
-from ..optimizers import Optimizer, make_optimizer
+from ..optim import Optimizer, make_optimizer
 from ..train.callbacks.base import check_callbacks, hooks
 from ..train.checkpoints import PathLike, load_state, save_state
 from ..train.history import History

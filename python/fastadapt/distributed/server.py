@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _core
-from ..optimizers import Optimizer
+from ..optim import Optimizer
 from ..reference import clip_scale  # the fused step's rule, NaN propagating
 
 __all__ = ["OptimizerSpec", "ParameterServer", "needs_global_pass"]

@@ -9,11 +9,16 @@ rounded to the array dtype once (``T(x)``), as the kernels do.
 
 from ._common import (CHUNK_ELEMENTS, NORM_LANES, ReferenceOptimizer, clip_scale, global_norm, global_sum,
                       global_sumsq, tensor_sum)
+from .adadelta import Adadelta, adadelta_rule
 from .adagrad import AdaGrad, adagrad_rule
 from .adam import Adam, AdamW, adam_rule
+from .adamax import Adamax, adamax_rule
+from .nadam import NAdam, nadam_rule
+from .radam import RAdam, radam_rule
 from .rmsprop import RMSProp, rmsprop_rule
 from .sgd import SGD, sgd_rule
 
 __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "global_sum", "tensor_sum", "clip_scale",
            "adam_rule", "adagrad_rule", "rmsprop_rule", "sgd_rule", "ReferenceOptimizer",
-           "Adam", "AdamW", "AdaGrad", "RMSProp", "SGD"]
+           "Adam", "AdamW", "AdaGrad", "RMSProp", "SGD",
+           "nadam_rule", "radam_rule", "adamax_rule", "adadelta_rule", "NAdam", "RAdam", "Adamax", "Adadelta"]

@@ -25,7 +25,7 @@ import numpy as np
 from .._files import check_writable_file
 from .._tree import flatten_any
 from ..gradients import global_norm
-from ..optimizers import Optimizer, make_optimizer
+from ..optim import Optimizer, make_optimizer
 from .callbacks.base import check_callbacks, hooks
 from .checkpoints import PathLike, load_state, save_state
 from .history import History

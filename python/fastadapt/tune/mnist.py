@@ -23,7 +23,7 @@ import numpy as np
 from ..data.batching import batches
 from ..data.datasets import load_mnist
 from ..data.models import MLP
-from ..optimizers import SGD
+from ..optim import SGD
 from .trainable import Trainable
 
 __all__ = ["MnistMLP", "VALIDATION_SIZE", "mnist_splits", "evaluate_on_test_set"]

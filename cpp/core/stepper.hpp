@@ -1,16 +1,20 @@
 // One optimizer step over all tensors in one call: check every array, build
 // (or reuse) the chunk plan, then run the pre-pass (norm / non-finite scan,
-// when clipping or skip/raise need it) and the update, each as one parallel
-// region over fixed chunks, with the GIL released.
+// when clipping or skip/raise need it) and the rule's passes, each as one
+// parallel region over fixed chunks (or whole tensors), with the GIL
+// released. Between passes, the sums a pass emitted are reduced per tensor and
+// globally, in chunk order, for the passes after it. Nothing here knows any
+// rule: it reads the rule's RuleInfo.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <atomic>
+#include <string>
 #include <vector>
 
-#include "kernel_table.hpp"
+#include "rule_api.hpp"
 #include "tensor_check.hpp"
 
 namespace fastadapt {
@@ -30,10 +34,11 @@ double clip_scale(double norm, double max_norm);
 struct TensorPlan {
   void* p;
   const void* g;
-  void* s[3];
+  void* s[kMaxSlots];
   std::size_t size;
   DType dtype;
   std::uint32_t group;
+  TensorShape shape;
 };
 
 struct ChunkRef {
@@ -66,9 +71,10 @@ using FlagArray = py::array_t<std::uint32_t, py::array::c_style>;
 
 class Stepper {
  public:
-  explicit Stepper(int algo);
+  // The rule registered under this name (cpp/rules/registry.hpp).
+  explicit Stepper(const std::string& rule);
 
-  // states: a list of 3 entries (state slots of the algorithm), each None or
+  // states: a list with one entry per state slot of the rule, each None or
   // a list with one array per tensor. Returns
   // (status, grad_norm or None, nonfinite_count, first_nonfinite_tensor or -1).
   // The norm is computed when asked (track_norm, fused into the step) or when
@@ -86,7 +92,9 @@ class Stepper {
                  double max_norm, bool track_norm, std::int64_t t, CountArray counts,
                  DoubleArray last_norm);
 
-  int algo() const { return algo_; }
+  const std::string& rule() const { return rule_name_; }
+  // The state slots (bit s = slot s) a tensor of ndim dimensions uses with these flags.
+  unsigned slot_mask(unsigned flags, int ndim) const;
 
  private:
   void check_inputs(const py::sequence& keys, const py::list& params, const py::list& grads,
@@ -94,7 +102,10 @@ class Stepper {
                     const DoubleArray& group_scalars, const FlagArray& group_flags);
   void check_param_overlap(const py::sequence& keys);
 
-  int algo_;
+  int rule_;
+  std::string rule_name_;
+  const RuleInfo* info_;
+  int nslots_ = 0;
   // One step at a time per optimizer: the pid of the process stepping, or 0.
   // A value from another pid was inherited locked through fork(); the child
   // may take it over.
@@ -105,9 +116,10 @@ class Stepper {
   // Reused between steps: no heap allocation once the plan is warm.
   std::vector<TensorPlan> tensors_;
   std::vector<std::size_t> sizes_, planned_sizes_;
-  std::vector<ChunkRef> chunks_;
-  std::vector<WorkUnit> units_;
+  std::vector<ChunkRef> chunks_, tensor_items_;     // per-chunk and per-tensor work items
+  std::vector<WorkUnit> units_, tensor_units_;
   std::vector<ChunkResult> results_;
+  std::vector<double> tensor_sums_, global_sums_;  // [tensor][pass][sum], [pass][sum]
   std::vector<ArrayView> params_view_, last_params_view_;
   std::vector<std::size_t> order_;
   std::vector<double> scalars_;     // groups x kMaxScalars

@@ -1,27 +1,25 @@
-"""The optimizers: Adam, AdamW, AdaGrad, RMSProp and SGD over nested dicts of
-NumPy arrays, each step one fused C++ call that updates the arrays in place.
-
-Definitions follow torch.optim (see docs/algorithms.md); the seed
-article's double bias correction in Adam is not reproduced.
+"""The optimizer base class: structure, parameter groups, state, the atomic
+fused step, checkpoints. It knows no rule: a rule's module (optim/adam.py,
+...) subclasses it with the rule's hyperparameters and how a group's values
+become the kernel's scalars and flags, and the C++ rule (cpp/rules) says
+which state buffers it keeps (fastadapt._core.RULES).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import math
 import warnings
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
-from . import _hyper as hv
-from ._hyper import Hyper
-from ._tree import TreeDef
+from .. import _core
+from .. import _hyper as hv
+from .._hyper import Hyper
+from .._tree import TreeDef
 
-__all__ = ["Optimizer", "Adam", "AdamW", "Adagrad", "RMSprop", "AdaGrad", "RMSProp", "SGD", "make_optimizer"]
+__all__ = ["Optimizer", "OPTIMIZERS", "Overrides"]
 
-_FLAG = _core.FLAGS
 _POLICY = _core.POLICIES
 _STRUCTURE_FIX = ("params must keep the structure it had at the first update; "
                   "call opt.reset() to start over with a new structure")
@@ -49,10 +47,34 @@ class Optimizer:
     """
 
     algorithm: ClassVar[str] = ""                      # public name (make_optimizer, state_dict)
-    _kernel: ClassVar[str] = ""                         # which C++ update rule
+    _kernel: ClassVar[str] = ""                         # which C++ rule (cpp/rules/registry.hpp)
     _per_key: ClassVar[Tuple[str, ...]] = ()           # hyperparameters that overrides may set
-    _state_slots: ClassVar[Tuple[Optional[str], ...]] = (None, None, None)
-    _always_slots: ClassVar[Tuple[int, ...]] = ()       # created on the first step whatever the flags
+    # Filled from fastadapt._core.RULES[_kernel] when the subclass is defined:
+    _state_slots: ClassVar[Tuple[str, ...]] = ()       # state buffer names, in the rule's slot order
+    _slot_shapes: ClassVar[Tuple[str, ...]] = ()       # "param", "rows" or "cols" per slot
+    _scalar_names: ClassVar[Tuple[str, ...]] = ()      # the rule's per-group scalars, in order
+    _flag_names: ClassVar[Tuple[str, ...]] = ()        # the rule's flags: bit i is _flag_names[i]
+    # Scalars a rule carries from step to step, one value per group (NAdam's
+    # mu_product): advanced by _carry, committed with the step, saved per key
+    # as float64 0-d arrays next to the buffers (as torch keeps them per param).
+    _carried: ClassVar[Tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Defining a rule's class is registering it: make_optimizer and
+        # state_dict know it by its `algorithm` name.
+        super().__init_subclass__(**kwargs)
+        if "_kernel" in cls.__dict__:
+            if cls._kernel not in _core.RULES:
+                raise ImportError(f"{cls.__name__}: the C++ rule {cls._kernel!r} is not in this build of "
+                                  f"fastadapt._core (it has {', '.join(_core.RULES)}); register it in "
+                                  f"cpp/rules/registry.hpp and rebuild the extension")
+            rule = _core.RULES[cls._kernel]
+            cls._state_slots, cls._slot_shapes = tuple(rule["slots"]), tuple(rule["slot_shapes"])
+            cls._scalar_names, cls._flag_names = tuple(rule["scalars"]), tuple(rule["flags"])
+        if cls.__dict__.get("algorithm"):
+            if cls.algorithm in OPTIMIZERS:
+                raise TypeError(f"two optimizers are called {cls.algorithm!r}: {OPTIMIZERS[cls.algorithm]} and {cls}")
+            OPTIMIZERS[cls.algorithm] = cls
 
     max_grad_norm = Hyper(hv.max_grad_norm, "Clip the global gradient norm to this value (None: off).")
     nonfinite = Hyper(hv.nonfinite_policy, "What to do with NaN/Inf gradients: propagate, zero, skip, raise.")
@@ -74,8 +96,7 @@ class Optimizer:
         self._check_consistency(candidate, where="")
         self._hyper = candidate
         self._overrides = self._normalize_overrides(overrides)
-        self._stepper = _core.Stepper(_core.ALGORITHMS[self._kernel])
-        self._slot_names = _core.SCALAR_SLOTS[self._kernel]
+        self._stepper = _core.Stepper(self._kernel)
         self.__dict__.update(self._fresh())
 
     # ---- hyperparameters -------------------------------------------------
@@ -210,7 +231,7 @@ class Optimizer:
     @staticmethod
     def _unbound() -> Dict[str, Any]:
         """Attributes of an optimizer that has not met its parameters yet."""
-        return dict(_tree=None, _paths=(), _state={}, _slot_lists=[None, None, None], _group_masks=[],
+        return dict(_tree=None, _paths=(), _state={}, _slot_lists=[], _group_masks=[],
                     _group_members=[], _group_ready=[], _tensor_group=np.zeros(0, dtype=np.int32),
                     _scalars=np.zeros((0, _core.MAX_SCALARS)), _flags=np.zeros(0, dtype=np.uint32),
                     _param_meta={})
@@ -258,14 +279,13 @@ class Optimizer:
                 group_of[m] = len(group_of)
                 members.append([])
             members[group_of[m]].append(i)
-        state: Dict[str, List[Optional[np.ndarray]]] = {name: [None] * len(paths) for name in self._state_slots
-                                                        if name}
+        state: Dict[str, List[Optional[np.ndarray]]] = {name: [None] * len(paths) for name in self._state_names()}
         return dict(_tree=tree, _paths=paths, _group_masks=list(group_of), _group_members=members,
                     _group_ready=[set() for _ in members],
                     _tensor_group=np.array([group_of[m] for m in masks], dtype=np.int32),
                     _scalars=np.zeros((len(members), _core.MAX_SCALARS)),
                     _flags=np.zeros(len(members), dtype=np.uint32), _state=state,
-                    _slot_lists=[state[name] if name else None for name in self._state_slots],
+                    _slot_lists=[state[name] for name in self._state_slots],
                     _param_meta={p: (leaf.shape, leaf.dtype) for p, leaf in zip(paths, leaves)
                                  if isinstance(leaf, np.ndarray)})
 
@@ -286,51 +306,88 @@ class Optimizer:
             hp.update(self._overrides[i][1])
         return hp
 
-    def _needed_slots(self, flags: int) -> Tuple[int, ...]:
-        return self._always_slots
-
     def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
-        return np.zeros_like(param)
+        """A fresh state buffer (zeros, shaped as the rule's slot says)."""
+        return np.zeros(self._slot_shape(slot, param.shape), dtype=param.dtype)
 
-    def _prepare(self, t: int, leaves: list, created: List[Tuple[int, int]]) -> None:
+    def _slot_shape(self, slot: int, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        kind = self._slot_shapes[slot]
+        if kind == "rows":      # one value per row: (..., R, 1)
+            return tuple(shape[:-1]) + (1,)
+        if kind == "cols":      # one value per column: (..., 1, C)
+            return tuple(shape[:-2]) + (1,) + tuple(shape[-1:])
+        return tuple(shape)
+
+    def _state_names(self) -> Tuple[str, ...]:
+        return self._state_slots + self._carried
+
+    def _carry(self, hp: Dict[str, Any], t: int, previous: Optional[Dict[str, float]]) -> Dict[str, float]:
+        """The carried scalars for step t from those after step t - 1
+        (``previous`` is None before the first step)."""
+        return {}
+
+    def _prepare(self, t: int, leaves: list, created: List[Tuple[int, int]],
+                 carried: List[Tuple[List[int], Dict[str, float]]]) -> None:
         """Fill the per-group scalars and flags for step t and create missing
         state buffers, recording each in ``created`` (the transaction) before
-        it is installed, so an interrupted prepare is undone completely."""
-        names = self._slot_names
+        it is installed, so an interrupted prepare is undone completely. The
+        carried scalars of step t go to ``carried``; _settle installs them
+        when the step commits."""
+        names = self._scalar_names
         for g, members in enumerate(self._group_members):
             hp = self._group_hyper(g)
             if self._group_masks[g]:
                 self._check_consistency(hp, where="")
+            if self._carried:
+                held = self._state[self._carried[0]][members[0]]
+                previous = None if held is None else {n: float(self._state[n][members[0]]) for n in self._carried}
+                now = self._carry(hp, t, previous)
+                carried.append((members, now))
+                hp = dict(hp, **now)
             values = self._scalars_for(hp, t)
             self._scalars[g, :len(names)] = [values[n] for n in names]
             flags = self._flags_for(hp)
+            # (slot, flags) pairs whose buffers exist for every member that
+            # needs them: the check runs once per group and configuration.
             ready = self._group_ready[g]
-            for slot in self._needed_slots(flags):
-                if slot in ready:
+            base_flags = flags
+            for slot in range(len(self._state_slots)):
+                if (slot, base_flags) in ready:
                     continue
                 lst = self._slot_lists[slot]
                 fresh = False
                 for i in members:
-                    if lst[i] is None:
-                        leaf = leaves[i]
-                        if not isinstance(leaf, np.ndarray):
-                            continue  # the kernel call reports the bad param
-                        buffer = self._new_state(slot, leaf, hp)
-                        created.append((slot, i))
-                        lst[i] = buffer
-                        fresh = True
+                    leaf = leaves[i]
+                    if lst[i] is not None or not isinstance(leaf, np.ndarray):
+                        continue  # (the kernel call reports a bad param)
+                    if not self._stepper.slot_mask(base_flags, leaf.ndim) >> slot & 1:
+                        continue
+                    buffer = self._new_state(slot, leaf, hp)
+                    created.append((slot, i))
+                    lst[i] = buffer
+                    fresh = True
                 if fresh:
                     flags |= self._fresh_flag(slot)
-                ready.add(slot)
+                ready.add((slot, base_flags))
             self._flags[g] = flags
 
     def _fresh_flag(self, slot: int) -> int:
+        """Flags for the step that creates slot ``slot`` (e.g. SGD's first momentum step)."""
         return 0
+
+    def _flag_bits(self, **on: bool) -> int:
+        """The group flags with these of the rule's flags (and ``maximize``) on."""
+        bits = 0
+        for name, is_on in on.items():
+            if is_on:
+                bits |= _core.FLAG_MAXIMIZE if name == "maximize" else 1 << self._flag_names.index(name)
+        return bits
 
     def _drop(self, created: List[Tuple[int, int]]) -> None:
         for slot, i in created:
             self._slot_lists[slot][i] = None
-            self._group_ready[self._tensor_group[i]].discard(slot)
+            ready = self._group_ready[self._tensor_group[i]]
+            ready.difference_update({entry for entry in ready if entry[0] == slot})
 
     def _settle(self) -> None:
         """Resolve the last update's transaction: keep what it prepared if the
@@ -339,9 +396,14 @@ class Optimizer:
         txn = self._txn
         if txn is None:
             return
-        t, bound_now, created = txn
+        t, bound_now, created, carried = txn
         if self._counts[0] == t:
             self._pending_state = None
+            for members, values in carried:  # (idempotent: settling twice writes the same)
+                for name, v in values.items():
+                    lst = self._state[name]
+                    for i in members:
+                        lst[i] = np.array(v, dtype=np.float64)
         elif bound_now:
             self._unbind()
         else:
@@ -360,14 +422,15 @@ class Optimizer:
         self._settle()
         t = int(self._counts[0]) + 1
         created: List[Tuple[int, int]] = []
-        self._txn = (t, self._tree is None, created)
+        carried: List[Tuple[List[int], Dict[str, float]]] = []
+        self._txn = (t, self._tree is None, created, carried)
         try:
             if self._tree is None:
                 self._bind(params)
             tree, paths = self._tree, self._paths
             leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
             gleaves = tree.flatten(grads, "grads", _GRADS_FIX)
-            self._prepare(t, leaves, created)
+            self._prepare(t, leaves, created, carried)
             hp = self._hyper
             policy = hp["nonfinite"]
             max_norm = hp["max_grad_norm"]
@@ -479,7 +542,7 @@ class Optimizer:
         if not isinstance(state, Mapping):
             raise TypeError(f"state_dict['state'] must be a dict of key -> {{buffer: array}}, got "
                             f"{type(state).__name__}")
-        valid_names = {n for n in self._state_slots if n}
+        valid_names = set(self._state_names())
         for key, entry in state.items():
             if not isinstance(key, str):
                 raise TypeError(f"state_dict['state'] keys must be key-path strings, got {type(key).__name__} "
@@ -490,7 +553,11 @@ class Optimizer:
                 if name not in valid_names:
                     raise ValueError(f"state_dict['state'][{key!r}] has unknown buffer {name!r} "
                                      f"(expected one of {sorted(valid_names)})")
-                if type(arr) is not np.ndarray or arr.dtype not in (np.float32, np.float64):
+                if name in self._carried:
+                    if type(arr) is not np.ndarray or arr.dtype != np.float64 or arr.shape != ():
+                        raise TypeError(f"state_dict['state'][{key!r}][{name!r}] must be a float64 NumPy array "
+                                        f"of shape () (a scalar the rule carries), got {arr!r}")
+                elif type(arr) is not np.ndarray or arr.dtype not in (np.float32, np.float64):
                     raise TypeError(f"state_dict['state'][{key!r}][{name!r}] must be a float32/float64 "
                                     f"NumPy array, got {type(arr).__name__}")
         if params is not None:
@@ -556,27 +623,40 @@ class Optimizer:
                 raise ValueError(f"state_dict['state'] has key {key!r}, which the parameters do not have; "
                                  f"load a state_dict saved for these parameters (or call opt.reset() and "
                                  f"train from scratch)")
-        always = [self._state_slots[s] for s in self._always_slots]
-        if step > 0 and always:
+        if step > 0:
             for key in all_paths:
-                for name in always:
+                shape = param_meta.get(key, (None,))[0]
+                if shape is None:
+                    continue
+                # The buffers every step creates, whatever the flags.
+                always = self._stepper.slot_mask(0, len(shape))
+                needed = [n for s, n in enumerate(self._state_slots) if always >> s & 1] + list(self._carried)
+                for name in needed:
                     if name not in state.get(key, {}):
                         raise ValueError(f"state_dict['state'][{key!r}] lacks buffer {name!r}, which every "
                                          f"{type(self).__name__} step creates")
         for key, entry in state.items():
             shape, dtype = param_meta.get(key, (None, None))
             for name, arr in entry.items():
-                if shape is None:
+                if shape is None or name in self._carried:
                     continue  # that param is not an array: the update reports it
                 where = f"state_dict['state'][{key!r}][{name!r}]"
                 if arr.dtype != dtype:
                     raise TypeError(f"{where}: expected {np.dtype(dtype).name} (the dtype of params[{key!r}]), "
                                     f"got {arr.dtype.name}; the state_dict belongs to other parameters")
-                if arr.shape != shape:
-                    raise ValueError(f"{where}: expected shape {shape} (the shape of params[{key!r}]), got "
+                expected = self._slot_shape(self._state_slots.index(name), shape)
+                if arr.shape != expected:
+                    what = "the shape of" if expected == tuple(shape) else "what the rule keeps for"
+                    raise ValueError(f"{where}: expected shape {expected} ({what} params[{key!r}]), got "
                                      f"{arr.shape}; the state_dict belongs to other parameters")
-        names = [n for n in self._state_slots if n]
+        names = list(self._state_names())
         for members in group_members:
+            for name in self._carried:
+                values = {float(state[all_paths[i]][name]) for i in members if name in state.get(all_paths[i], {})}
+                if len(values) > 1:
+                    raise ValueError(f"state_dict['state'] holds different {name!r} values ({sorted(values)}) for "
+                                     f"keys with the same hyperparameters; {type(self).__name__} carries one per "
+                                     f"group: pass a state_dict it saved")
             for name in names:
                 have = [i for i in members if name in state.get(all_paths[i], {})]
                 if have and len(have) != len(members):
@@ -589,8 +669,8 @@ class Optimizer:
         """New state lists holding copies of ``state`` (for one dict update)."""
         paths = binding["_paths"]
         lists = {name: [None if (a := state.get(path, {}).get(name)) is None else np.array(a, copy=True, order="C")
-                        for path in paths] for name in self._state_slots if name}
-        return dict(_state=lists, _slot_lists=[lists[name] if name else None for name in self._state_slots],
+                        for path in paths] for name in self._state_names()}
+        return dict(_state=lists, _slot_lists=[lists[name] for name in self._state_slots],
                     _group_ready=[set() for _ in binding["_group_members"]])
 
     # ---- display ---------------------------------------------------------
@@ -609,257 +689,6 @@ class Optimizer:
         raise NotImplementedError
 
 
-def _flag_bits(**on: bool) -> int:
-    bits = 0
-    for name, is_on in on.items():
-        if is_on:
-            bits |= _FLAG[name]
-    return bits
-
-
-class Adam(Optimizer):
-    """Adam (Kingma & Ba, 2015), with torch.optim's definition and defaults.
-
-    Update (docs/algorithms.md, t counts from 1)::
-
-        g = g + wd * p                      (weight_decay, L2 form)
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g       (amsgrad: vmax = max(vmax, v))
-        p = p - lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)
-
-    Args:
-        lr, betas, eps, weight_decay, amsgrad, maximize: as torch.optim.Adam.
-        max_grad_norm: clip the global gradient norm first (None: off).
-        nonfinite: "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
-        track_grad_norm: compute ``last_grad_norm`` in every step (it is
-            always computed when clipping or with skip/raise).
-        overrides: per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}``
-            (glob on dotted key paths) or ``[(predicate, {...})]``; later
-            entries win.
-
-    Example::
-
-        opt = fa.Adam(lr=1e-3)
-        opt.update(params, grads)   # in place
-    """
-
-    algorithm = "adam"
-    _kernel = "adam"
-    _decoupled = False
-    _per_key = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
-    _state_slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    _always_slots = (0, 1)
-
-    lr = Hyper(hv.nonnegative, "Learning rate.")
-    betas = Hyper(hv.betas, "Decay rates (beta1, beta2) of the moment estimates.")
-    eps = Hyper(hv.nonnegative, "Added to the denominator for stability.")
-    weight_decay = Hyper(hv.nonnegative, "Weight decay (L2 for Adam, decoupled for AdamW).")
-    amsgrad = Hyper(hv.flag, "Use the running maximum of the second moment (AMSGrad).")
-    maximize = Hyper(hv.flag, "Ascend instead of descend.")
-
-    def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
-                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
-        super().__init__(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                              maximize=maximize),
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
-
-    def _needed_slots(self, flags: int) -> Tuple[int, ...]:
-        return (0, 1, 2) if flags & _FLAG["amsgrad"] else (0, 1)
-
-    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
-        b1, b2 = hp["betas"]
-        lr, wd = hp["lr"], hp["weight_decay"]
-        return {"b1": b1, "one_minus_b1": 1.0 - b1, "b2": b2, "one_minus_b2": 1.0 - b2,
-                "bc2_sqrt": math.sqrt(1.0 - b2 ** t), "eps": hp["eps"],
-                "step_size": lr / (1.0 - b1 ** t), "wd": wd, "decay": 1.0 - lr * wd}
-
-    def _flags_for(self, hp: Dict[str, Any]) -> int:
-        wd = hp["weight_decay"] != 0.0
-        return _flag_bits(l2=wd and not self._decoupled, decoupled=wd and self._decoupled,
-                          amsgrad=hp["amsgrad"], maximize=hp["maximize"])
-
-
-class AdamW(Adam):
-    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay,
-    ``p = p * (1 - lr * wd)`` before the Adam step. Default weight_decay 1e-2,
-    as torch.optim.AdamW."""
-
-    algorithm = "adamw"
-    _decoupled = True
-
-    def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
-        super().__init__(lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
-
-
-class Adagrad(Optimizer):
-    """AdaGrad (Duchi et al., 2011), torch.optim.Adagrad's definition::
-
-        g = g + wd * p
-        sum = sum + g * g
-        p = p - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(sum) + eps)
-
-    ``sum`` starts at ``initial_accumulator_value``.
-    """
-
-    algorithm = "adagrad"
-    _kernel = "adagrad"
-    _per_key = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
-    _state_slots = ("sum", None, None)
-    _always_slots = (0,)
-
-    lr = Hyper(hv.nonnegative, "Learning rate.")
-    lr_decay = Hyper(hv.nonnegative, "Learning-rate decay per step.")
-    weight_decay = Hyper(hv.nonnegative, "L2 weight decay.")
-    initial_accumulator_value = Hyper(hv.nonnegative, "Starting value of the squared-gradient sum.")
-    eps = Hyper(hv.nonnegative, "Added to the denominator for stability.")
-    maximize = Hyper(hv.flag, "Ascend instead of descend.")
-
-    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False,
-                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
-        super().__init__(dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                              initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize),
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
-
-    def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
-        return np.full_like(param, hp["initial_accumulator_value"])
-
-    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
-        return {"wd": hp["weight_decay"], "clr": hp["lr"] / (1.0 + (t - 1) * hp["lr_decay"]), "eps": hp["eps"]}
-
-    def _flags_for(self, hp: Dict[str, Any]) -> int:
-        return _flag_bits(l2=hp["weight_decay"] != 0.0, maximize=hp["maximize"])
-
-
-class RMSprop(Optimizer):
-    """RMSProp (Hinton, 2012), torch.optim.RMSprop's definition::
-
-        g = g + wd * p
-        sq = alpha * sq + (1 - alpha) * g * g
-        avg = sqrt(sq) + eps                        (centered: sqrt(sq - ga * ga) + eps,
-                                                     ga = alpha * ga + (1 - alpha) * g)
-        p = p - lr * g / avg                        (momentum: buf = momentum * buf + g / avg,
-                                                     p = p - lr * buf)
-    """
-
-    algorithm = "rmsprop"
-    _kernel = "rmsprop"
-    _per_key = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
-    _state_slots = ("square_avg", "grad_avg", "momentum_buffer")
-    _always_slots = (0,)
-
-    lr = Hyper(hv.nonnegative, "Learning rate.")
-    alpha = Hyper(hv.unit_closed, "Smoothing constant of the squared-gradient average.")
-    eps = Hyper(hv.nonnegative, "Added to the denominator for stability.")
-    weight_decay = Hyper(hv.nonnegative, "L2 weight decay.")
-    momentum = Hyper(hv.nonnegative, "Momentum factor (0: off).")
-    centered = Hyper(hv.flag, "Normalize by the estimated variance of the gradient.")
-    maximize = Hyper(hv.flag, "Ascend instead of descend.")
-
-    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
-                 momentum: float = 0.0, centered: bool = False, *, maximize: bool = False,
-                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
-        super().__init__(dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                              centered=centered, maximize=maximize),
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
-
-    def _needed_slots(self, flags: int) -> Tuple[int, ...]:
-        return (0,) + ((1,) if flags & _FLAG["centered"] else ()) + ((2,) if flags & _FLAG["momentum"] else ())
-
-    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
-        return {"wd": hp["weight_decay"], "alpha": hp["alpha"], "one_minus_alpha": 1.0 - hp["alpha"],
-                "eps": hp["eps"], "momentum": hp["momentum"], "lr": hp["lr"]}
-
-    def _flags_for(self, hp: Dict[str, Any]) -> int:
-        return _flag_bits(l2=hp["weight_decay"] != 0.0, centered=hp["centered"], momentum=hp["momentum"] > 0.0,
-                          maximize=hp["maximize"])
-
-
-class SGD(Optimizer):
-    """Stochastic gradient descent with momentum, torch.optim.SGD's definition::
-
-        g = g + wd * p
-        buf = g (first step)  else  momentum * buf + (1 - dampening) * g
-        g = g + momentum * buf  (nesterov)  else  buf
-        p = p - lr * g
-    """
-
-    algorithm = "sgd"
-    _kernel = "sgd"
-    _per_key = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
-    _state_slots = ("momentum_buffer", None, None)
-
-    lr = Hyper(hv.nonnegative, "Learning rate.")
-    momentum = Hyper(hv.nonnegative, "Momentum factor (0: plain SGD).")
-    dampening = Hyper(hv.unit_closed, "Dampening of the momentum update.")
-    weight_decay = Hyper(hv.nonnegative, "L2 weight decay.")
-    nesterov = Hyper(hv.flag, "Nesterov momentum (needs momentum > 0 and dampening 0).")
-    maximize = Hyper(hv.flag, "Ascend instead of descend.")
-
-    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
-                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
-        super().__init__(dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                              nesterov=nesterov, maximize=maximize),
-                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
-
-    def _check_consistency(self, hp: Dict[str, Any], where: str) -> None:
-        if hp.get("nesterov") and (hp.get("momentum", 0.0) <= 0.0 or hp.get("dampening", 0.0) != 0.0):
-            raise ValueError(f"{where}Nesterov momentum requires momentum > 0 and dampening = 0 "
-                             f"(got momentum={hp.get('momentum')}, dampening={hp.get('dampening')}); "
-                             f"set momentum first or nesterov=False")
-
-    def _needed_slots(self, flags: int) -> Tuple[int, ...]:
-        return (0,) if flags & _FLAG["momentum"] else ()
-
-    def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
-        return np.empty_like(param)  # the first momentum step writes buf = g
-
-    def _fresh_flag(self, slot: int) -> int:
-        return _FLAG["init_buffer"]
-
-    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
-        return {"wd": hp["weight_decay"], "momentum": hp["momentum"],
-                "one_minus_dampening": 1.0 - hp["dampening"], "lr": hp["lr"]}
-
-    def _flags_for(self, hp: Dict[str, Any]) -> int:
-        return _flag_bits(l2=hp["weight_decay"] != 0.0, momentum=hp["momentum"] != 0.0,
-                          nesterov=hp["nesterov"], maximize=hp["maximize"])
-
-
-# torch.optim's spellings are the class names; the earlier ones stay as aliases
-# (the same class objects, so isinstance checks and pickles of either keep working).
-AdaGrad = Adagrad
-RMSProp = RMSprop
-
-OPTIMIZERS: Dict[str, type] = {"adam": Adam, "adamw": AdamW, "adagrad": Adagrad, "rmsprop": RMSprop, "sgd": SGD}
-
-
-def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
-    """An optimizer by name (``adam``, ``adamw``, ``adagrad``, ``rmsprop``,
-    ``sgd``; case-insensitive) with keyword hyperparameters. An optimizer
-    instance is returned as is (no keywords allowed then)."""
-    if isinstance(name, Optimizer):
-        if kwargs:
-            raise TypeError("make_optimizer got an optimizer instance and keyword arguments; pass one or the other")
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"optimizer name must be a string, got {type(name).__name__}")
-    cls = OPTIMIZERS.get(name.lower())
-    if cls is None:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
-    return cls(**kwargs)
+# Every optimizer class with an `algorithm` name, filled as rule modules are
+# imported (Optimizer.__init_subclass__).
+OPTIMIZERS: Dict[str, type] = {}

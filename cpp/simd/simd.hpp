@@ -1,7 +1,7 @@
 // Thin vector types with the handful of operations the update rules need.
 // Every type computes each operation with one IEEE-754 instruction (no FMA,
 // no approximations), so all ISA paths and the NumPy reference agree bit for
-// bit. Included by kernels.hpp inside an ISA-specific namespace: each
+// bit. Included by loops.hpp inside an ISA-specific namespace: each
 // translation unit gets its own copies, built with its own target flags.
 //
 // Requires: <immintrin.h> (x86), <cstdint>, <cstring> included beforehand.
@@ -47,6 +47,11 @@ struct Scalar {
     else return {__builtin_sqrt(a.v)};
   }
   // np.maximum: NaN if either operand is NaN.
+  // np.abs: the sign bit cleared (NaN payloads kept, -0 -> +0).
+  friend FA_INLINE Scalar vabs(Scalar a) {
+    if constexpr (sizeof(T) == 4) return {__builtin_fabsf(a.v)};
+    else return {__builtin_fabs(a.v)};
+  }
   friend FA_INLINE Scalar max_nan(Scalar a, Scalar b) {
     if (a.v != a.v) return a;
     if (b.v != b.v) return b;
@@ -63,9 +68,11 @@ struct Scalar {
   }
 };
 
-// Sum of squares in kNormLanes float64 lanes; lane j takes the elements whose
-// index in the chunk is j modulo kNormLanes. A block is kNormLanes elements;
-// `k` is the index of the vector inside the current block.
+// Sums in kNormLanes float64 lanes; lane j takes the elements whose index in
+// the chunk is j modulo kNormLanes. A block is kNormLanes elements; `k` is the
+// index of the vector inside the current block. add(x) adds x*x, and
+// add_product(x, y) adds x*y, both converted to float64 first (the norm, and
+// a rule's per-tensor reductions).
 template <class V>
 struct SqAcc;
 
@@ -75,6 +82,9 @@ struct SqAcc<Scalar<T>> {
   FA_INLINE void add(Scalar<T> x, int k) {
     const double d = static_cast<double>(x.v);
     lane[k] = lane[k] + d * d;
+  }
+  FA_INLINE void add_product(Scalar<T> x, Scalar<T> y, int k) {
+    lane[k] = lane[k] + static_cast<double>(x.v) * static_cast<double>(y.v);
   }
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < kNormLanes; ++j) out[j] = lane[j];
@@ -102,6 +112,7 @@ struct F32x8 {
     return {_mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1)};
   }
   friend FA_INLINE F32x8 vsqrt(F32x8 a) { return {_mm256_sqrt_ps(a.v)}; }
+  friend FA_INLINE F32x8 vabs(F32x8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
   friend FA_INLINE F32x8 max_nan(F32x8 a, F32x8 b) {
     const __m256 m = _mm256_max_ps(a.v, b.v);  // b when either is NaN
     return {_mm256_blendv_ps(m, a.v, _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))};
@@ -134,6 +145,7 @@ struct F64x4 {
   friend FA_INLINE F64x4 div_by(F64x4 a, const Divisor<double>& d) { return {_mm256_div_pd(a.v, _mm256_set1_pd(d.c))}; }
   friend FA_INLINE F64x4 operator-(F64x4 a) { return {_mm256_xor_pd(a.v, _mm256_set1_pd(-0.0))}; }
   friend FA_INLINE F64x4 vsqrt(F64x4 a) { return {_mm256_sqrt_pd(a.v)}; }
+  friend FA_INLINE F64x4 vabs(F64x4 a) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v)}; }
   friend FA_INLINE F64x4 max_nan(F64x4 a, F64x4 b) {
     const __m256d m = _mm256_max_pd(a.v, b.v);
     return {_mm256_blendv_pd(m, a.v, _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q))};
@@ -162,6 +174,14 @@ struct SqAcc<F32x8> {  // 2 vectors per block, each feeding 8 lanes (2 x 4 doubl
     acc[2 * k] = _mm256_add_pd(acc[2 * k], _mm256_mul_pd(lo, lo));
     acc[2 * k + 1] = _mm256_add_pd(acc[2 * k + 1], _mm256_mul_pd(hi, hi));
   }
+  FA_INLINE void add_product(F32x8 x, F32x8 y, int k) {
+    const __m256d xl = _mm256_cvtps_pd(_mm256_castps256_ps128(x.v));
+    const __m256d xh = _mm256_cvtps_pd(_mm256_extractf128_ps(x.v, 1));
+    const __m256d yl = _mm256_cvtps_pd(_mm256_castps256_ps128(y.v));
+    const __m256d yh = _mm256_cvtps_pd(_mm256_extractf128_ps(y.v, 1));
+    acc[2 * k] = _mm256_add_pd(acc[2 * k], _mm256_mul_pd(xl, yl));
+    acc[2 * k + 1] = _mm256_add_pd(acc[2 * k + 1], _mm256_mul_pd(xh, yh));
+  }
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < 4; ++j) _mm256_storeu_pd(out + 4 * j, acc[j]);
   }
@@ -172,6 +192,9 @@ struct SqAcc<F64x4> {  // 4 vectors per block, 4 lanes each
   __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
                     _mm256_setzero_pd()};
   FA_INLINE void add(F64x4 x, int k) { acc[k] = _mm256_add_pd(acc[k], _mm256_mul_pd(x.v, x.v)); }
+  FA_INLINE void add_product(F64x4 x, F64x4 y, int k) {
+    acc[k] = _mm256_add_pd(acc[k], _mm256_mul_pd(x.v, y.v));
+  }
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < 4; ++j) _mm256_storeu_pd(out + 4 * j, acc[j]);
   }
@@ -204,6 +227,9 @@ struct F32x16 {
         _mm512_xor_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(INT32_MIN)))};
   }
   friend FA_INLINE F32x16 vsqrt(F32x16 a) { return {_mm512_sqrt_ps(a.v)}; }
+  friend FA_INLINE F32x16 vabs(F32x16 a) {
+    return {_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(INT32_MAX)))};
+  }
   friend FA_INLINE F32x16 max_nan(F32x16 a, F32x16 b) {
     const __m512 m = _mm512_max_ps(a.v, b.v);
     return {_mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q), a.v)};
@@ -240,6 +266,9 @@ struct F64x8 {
         _mm512_xor_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64(INT64_MIN)))};
   }
   friend FA_INLINE F64x8 vsqrt(F64x8 a) { return {_mm512_sqrt_pd(a.v)}; }
+  friend FA_INLINE F64x8 vabs(F64x8 a) {
+    return {_mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64(INT64_MAX)))};
+  }
   friend FA_INLINE F64x8 max_nan(F64x8 a, F64x8 b) {
     const __m512d m = _mm512_max_pd(a.v, b.v);
     return {_mm512_mask_mov_pd(m, _mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q), a.v)};
@@ -269,6 +298,14 @@ struct SqAcc<F32x16> {  // 1 vector per block: low 8 -> lanes 0..7, high 8 -> 8.
     lo = _mm512_add_pd(lo, _mm512_mul_pd(a, a));
     hi = _mm512_add_pd(hi, _mm512_mul_pd(b, b));
   }
+  FA_INLINE void add_product(F32x16 x, F32x16 y, int) {
+    const __m512d xl = _mm512_cvtps_pd(_mm512_castps512_ps256(x.v));
+    const __m512d xh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x.v), 1)));
+    const __m512d yl = _mm512_cvtps_pd(_mm512_castps512_ps256(y.v));
+    const __m512d yh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y.v), 1)));
+    lo = _mm512_add_pd(lo, _mm512_mul_pd(xl, yl));
+    hi = _mm512_add_pd(hi, _mm512_mul_pd(xh, yh));
+  }
   FA_INLINE void to_lanes(double* out) const {
     _mm512_storeu_pd(out, lo);
     _mm512_storeu_pd(out + 8, hi);
@@ -279,6 +316,9 @@ template <>
 struct SqAcc<F64x8> {  // 2 vectors per block
   __m512d acc[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
   FA_INLINE void add(F64x8 x, int k) { acc[k] = _mm512_add_pd(acc[k], _mm512_mul_pd(x.v, x.v)); }
+  FA_INLINE void add_product(F64x8 x, F64x8 y, int k) {
+    acc[k] = _mm512_add_pd(acc[k], _mm512_mul_pd(x.v, y.v));
+  }
   FA_INLINE void to_lanes(double* out) const {
     _mm512_storeu_pd(out, acc[0]);
     _mm512_storeu_pd(out + 8, acc[1]);

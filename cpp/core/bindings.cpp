@@ -13,7 +13,7 @@
 
 #include "busy_lock.hpp"
 #include "dispatch.hpp"
-#include "kernel_table.hpp"
+#include "rule_api.hpp"
 #include "stepper.hpp"
 #include "tensor_check.hpp"
 #include "thread_pool.hpp"
@@ -189,26 +189,41 @@ PYBIND11_MODULE(_core, m) {
   m.attr("NORM_LANES") = kNormLanes;
   m.attr("MIN_PARALLEL_ELEMENTS") = kMinParallelElements;
   m.attr("MAX_SCALARS") = kMaxScalars;
-  m.attr("ALGORITHMS") = py::dict(py::arg("adam") = int(kAdam), py::arg("adagrad") = int(kAdaGrad),
-                                  py::arg("rmsprop") = int(kRMSProp), py::arg("sgd") = int(kSGD));
-  m.attr("FLAGS") = py::dict(
-      py::arg("l2") = unsigned(kL2), py::arg("decoupled") = unsigned(kDecoupled),
-      py::arg("amsgrad") = unsigned(kAmsgrad), py::arg("maximize") = unsigned(kMaximize),
-      py::arg("centered") = unsigned(kCentered), py::arg("momentum") = unsigned(kMomentum),
-      py::arg("nesterov") = unsigned(kNesterov), py::arg("init_buffer") = unsigned(kInitBuffer));
-  // Slot order of the per-group scalar vector, per algorithm (kernel_table.hpp).
-  m.attr("SCALAR_SLOTS") = py::dict(
-      py::arg("adam") = py::make_tuple("b1", "one_minus_b1", "b2", "one_minus_b2", "bc2_sqrt",
-                                       "eps", "step_size", "wd", "decay"),
-      py::arg("adagrad") = py::make_tuple("wd", "clr", "eps"),
-      py::arg("rmsprop") = py::make_tuple("wd", "alpha", "one_minus_alpha", "eps", "momentum", "lr"),
-      py::arg("sgd") = py::make_tuple("wd", "momentum", "one_minus_dampening", "lr"));
+  m.attr("MAX_SLOTS") = kMaxSlots;
+  m.attr("FLAG_MAXIMIZE") = kMaximize;
+  // Every registered rule's description (cpp/rules): what the Python layer
+  // needs to drive it without knowing it.
+  {
+    py::dict rules;
+    static const char* const kShapeNames[] = {"param", "rows", "cols"};
+    static const char* const kPassNames[] = {"chunk", "tensor"};
+    for (const RuleKernels& rk : kernels_baseline().rules) {
+      const RuleInfo& r = *rk.info;
+      py::list slots, shapes, scalars, flags, passes, sums;
+      for (int s = 0; s < kMaxSlots && r.slots[s]; ++s) {
+        slots.append(r.slots[s]);
+        shapes.append(kShapeNames[r.slot_shape[s]]);
+      }
+      for (int s = 0; s < kMaxScalars && r.scalars[s]; ++s) scalars.append(r.scalars[s]);
+      for (int f = 0; f < kMaxRuleFlags && r.flags[f]; ++f) flags.append(r.flags[f]);
+      for (int k = 0; k < r.passes; ++k) {
+        passes.append(kPassNames[r.pass_kind[k]]);
+        sums.append(r.sums[k]);
+      }
+      rules[r.name] = py::dict(py::arg("slots") = py::tuple(slots), py::arg("slot_shapes") = py::tuple(shapes),
+                               py::arg("scalars") = py::tuple(scalars), py::arg("flags") = py::tuple(flags),
+                               py::arg("passes") = py::tuple(passes), py::arg("sums") = py::tuple(sums));
+    }
+    m.attr("RULES") = rules;
+  }
   m.attr("POLICIES") = py::dict(py::arg("propagate") = int(kPropagate), py::arg("zero") = int(kZero),
                                 py::arg("skip") = int(kSkip), py::arg("raise") = int(kRaise));
 
   py::class_<Stepper>(m, "Stepper", "Per-optimizer step plan and reusable buffers.")
-      .def(py::init<int>(), py::arg("algorithm"))
-      .def_property_readonly("algorithm", &Stepper::algo)
+      .def(py::init<const std::string&>(), py::arg("rule"))
+      .def_property_readonly("rule", &Stepper::rule)
+      .def("slot_mask", &Stepper::slot_mask, py::arg("flags"), py::arg("ndim"),
+           "The state slots (bit s = slot s) a tensor of ndim dimensions uses with these flags.")
       .def("step", &Stepper::step, py::arg("keys"), py::arg("params"), py::arg("grads"),
            py::arg("states"), py::arg("tensor_group").noconvert(),
            py::arg("group_scalars").noconvert(), py::arg("group_flags").noconvert(),

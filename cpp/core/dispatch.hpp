@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel_table.hpp"
+#include "rule_api.hpp"
 
 namespace fastadapt {
 

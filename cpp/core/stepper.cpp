@@ -14,36 +14,22 @@ namespace fastadapt {
 namespace {
 
 
-const char* const kStateNames[kNumAlgos][3] = {
-    {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    {"sum", nullptr, nullptr},
-    {"square_avg", "grad_avg", "momentum_buffer"},
-    {"momentum_buffer", nullptr, nullptr},
-};
-
-// Which state slots a group with these flags reads and writes.
-unsigned required_slots(int algo, unsigned flags) {
-  switch (algo) {
-    case kAdam: return 0b011u | ((flags & kAmsgrad) ? 0b100u : 0u);
-    case kAdaGrad: return 0b001u;
-    case kRMSProp:
-      return 0b001u | ((flags & kCentered) ? 0b010u : 0u) | ((flags & kMomentum) ? 0b100u : 0u);
-    case kSGD: return (flags & kMomentum) ? 0b001u : 0u;
-  }
-  return 0;
-}
-
 struct StepContext {
   const KernelTable* kt;
-  int algo;
+  const RuleKernels* rule;
+  int pass;
   const TensorPlan* tensors;
-  const ChunkRef* chunks;
+  const ChunkRef* chunks;       // the work items of the current pass
   ChunkResult* results;
   const double* scalars;
   const std::uint32_t* flags;
+  const double* tensor_sums;    // [tensor][kMaxPasses * kMaxSums]
+  const double* global_sums;    // [kMaxPasses * kMaxSums]
   GradPrep prep;
   NonfiniteMode prepass_mode;
 };
+
+constexpr std::size_t kSumsPerTensor = static_cast<std::size_t>(kMaxPasses) * kMaxSums;
 
 void prepass_task(void* c, std::size_t i) {
   auto* ctx = static_cast<StepContext*>(c);
@@ -53,19 +39,28 @@ void prepass_task(void* c, std::size_t i) {
   ctx->results[i] = ctx->kt->sumsq[t.dtype](g, ch.size, ctx->prepass_mode);
 }
 
-void step_task(void* c, std::size_t i) {
+void pass_task(void* c, std::size_t i) {
   auto* ctx = static_cast<StepContext*>(c);
   const ChunkRef& ch = ctx->chunks[i];
   const TensorPlan& t = ctx->tensors[ch.tensor];
   const std::size_t off = ch.begin * elem_size(t.dtype);
+  const RuleInfo& info = *ctx->rule->info;
   ChunkTask task;
   task.p = static_cast<char*>(t.p) + off;
   task.g = static_cast<const char*>(t.g) + off;
-  for (int s = 0; s < 3; ++s) task.s[s] = t.s[s] ? static_cast<char*>(t.s[s]) + off : nullptr;
+  for (int s = 0; s < kMaxSlots; ++s) {
+    // Param-shaped buffers follow the chunk; row/column statistics do not.
+    const bool follows = info.slot_shape[s] == kLikeParam;
+    task.s[s] = t.s[s] ? static_cast<char*>(t.s[s]) + (follows ? off : 0) : nullptr;
+  }
   task.n = ch.size;
+  task.begin = ch.begin;
+  task.shape = t.shape;
   task.scalars = ctx->scalars + static_cast<std::size_t>(t.group) * kMaxScalars;
   task.flags = ctx->flags[t.group];
-  ctx->results[i] = ctx->kt->step[ctx->algo][t.dtype](task, ctx->prep);
+  task.tensor_sums = ctx->tensor_sums ? ctx->tensor_sums + ch.tensor * kSumsPerTensor : nullptr;
+  task.global_sums = ctx->global_sums;
+  ctx->results[i] = ctx->rule->pass[ctx->pass][t.dtype](task, ctx->prep);
 }
 
 struct UnitContext {
@@ -80,15 +75,30 @@ void unit_task(void* c, std::size_t u) {
 }
 
 // Chunk partial sums are added in chunk order: the same for any thread count.
-void reduce(const std::vector<ChunkResult>& r, double* sumsq, std::uint64_t* nonfinite) {
+void reduce(const std::vector<ChunkResult>& r, std::size_t n_items, double* sumsq, std::uint64_t* nonfinite) {
   double s = 0.0;
   std::uint64_t n = 0;
-  for (const auto& x : r) {
-    s += x.sumsq;
-    n += x.nonfinite;
+  for (std::size_t i = 0; i < n_items; ++i) {
+    s += r[i].sumsq;
+    n += r[i].nonfinite;
   }
   *sumsq = s;
   *nonfinite = n;
+}
+
+// A pass's sums: per tensor, its chunks' sums added in chunk order; globally,
+// every chunk's sum added in one running total in chunk order (the order of
+// the norm). fastadapt.reference: tensor_sum and global_sum.
+void reduce_sums(const std::vector<ChunkResult>& r, const std::vector<ChunkRef>& items, int pass,
+                 int nsums, std::vector<double>* tensor_sums, std::vector<double>* global_sums) {
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    double* ts = tensor_sums->data() + items[i].tensor * kSumsPerTensor + pass * kMaxSums;
+    double* gs = global_sums->data() + pass * kMaxSums;
+    for (int j = 0; j < nsums; ++j) {
+      ts[j] += r[i].sums[j];
+      gs[j] += r[i].sums[j];
+    }
+  }
 }
 
 }  // namespace
@@ -128,9 +138,39 @@ void plan_chunks(const std::vector<std::size_t>& sizes, std::vector<ChunkRef>* c
       chunks->push_back({static_cast<std::uint32_t>(t), b, std::min(kChunk, sizes[t] - b)});
 }
 
-Stepper::Stepper(int algo) : algo_(algo) {
-  if (algo < 0 || algo >= kNumAlgos) throw py::value_error("unknown algorithm id");
+Stepper::Stepper(const std::string& rule) : rule_(-1), rule_name_(rule), info_(nullptr) {
+  const auto& rules = active_kernels().rules;
+  for (std::size_t r = 0; r < rules.size(); ++r)
+    if (rule == rules[r].info->name) rule_ = static_cast<int>(r);
+  if (rule_ < 0) throw py::value_error("unknown rule '" + rule + "'");
+  info_ = rules[rule_].info;
+  while (nslots_ < kMaxSlots && info_->slots[nslots_]) ++nslots_;
 }
+
+unsigned Stepper::slot_mask(unsigned flags, int ndim) const { return info_->slot_mask(flags, ndim); }
+
+namespace {
+
+TensorShape shape_of(py::handle p) {
+  const auto a = py::reinterpret_borrow<py::array>(p);
+  TensorShape sh{1, 1, 1, static_cast<int>(a.ndim())};
+  if (sh.ndim >= 1) sh.cols = static_cast<std::size_t>(a.shape(sh.ndim - 1));
+  if (sh.ndim >= 2) sh.rows = static_cast<std::size_t>(a.shape(sh.ndim - 2));
+  for (int d = 0; d + 2 < sh.ndim; ++d) sh.batch *= static_cast<std::size_t>(a.shape(d));
+  return sh;
+}
+
+// Elements of a state buffer of this shape kind for a tensor of shape sh.
+std::size_t slot_elements(SlotShape kind, const TensorShape& sh, std::size_t size) {
+  switch (kind) {
+    case kLikeParam: return size;
+    case kRowStats: return sh.batch * sh.rows;
+    case kColStats: return sh.batch * sh.cols;
+  }
+  return size;
+}
+
+}  // namespace
 
 void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
                            const py::list& grads, const py::list& states,
@@ -140,7 +180,8 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
   if (grads.size() != n || keys.size() != n || static_cast<std::size_t>(tensor_group.size()) != n ||
       tensor_group.ndim() != 1 || group_flags.ndim() != 1)
     throw py::value_error("internal: params, grads, keys and groups differ in length");
-  if (states.size() != 3) throw py::value_error("internal: expected 3 state slots");
+  if (states.size() != static_cast<std::size_t>(nslots_))
+    throw py::value_error("internal: expected one entry per state slot of the rule");
   const std::size_t ngroups = static_cast<std::size_t>(group_flags.size());
   if (group_scalars.ndim() != 2 || static_cast<std::size_t>(group_scalars.shape(0)) != ngroups ||
       group_scalars.shape(1) != kMaxScalars)
@@ -155,9 +196,9 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
   params_view_.clear();
   keep_alive_.clear();
   const std::int32_t* groups = tensor_group.data();
-  py::object slot_lists[3];
-  bool has_slot[3];
-  for (int s = 0; s < 3; ++s) {
+  py::object slot_lists[kMaxSlots];
+  bool has_slot[kMaxSlots] = {};
+  for (int s = 0; s < nslots_; ++s) {
     slot_lists[s] = states[s];
     has_slot[s] = !slot_lists[s].is_none();
     if (has_slot[s] && (!PyList_Check(slot_lists[s].ptr()) ||
@@ -173,20 +214,31 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
                                                   nullptr);
     if (groups[i] < 0 || static_cast<std::size_t>(groups[i]) >= ngroups)
       throw py::value_error("internal: group index out of range");
-    TensorPlan t{pv.data, gv.data, {nullptr, nullptr, nullptr}, pv.size, pv.dtype,
-                 static_cast<std::uint32_t>(groups[i])};
-    const unsigned need = required_slots(algo_, flags_[t.group]);
-    for (int s = 0; s < 3; ++s) {
+    TensorPlan t{pv.data, gv.data, {}, pv.size, pv.dtype, static_cast<std::uint32_t>(groups[i]),
+                 shape_of(p)};
+    const unsigned need = info_->slot_mask(flags_[t.group], t.shape.ndim);
+    for (int s = 0; s < nslots_; ++s) {
       if (!(need & (1u << s))) continue;
-      const char* name = kStateNames[algo_][s];
+      const char* name = info_->slots[s];
       py::handle item = has_slot[s] ? py::handle(PyList_GET_ITEM(slot_lists[s].ptr(), i)) : py::none();
       if (item.is_none())
         throw py::value_error(std::string("internal: optimizer state '") + name + "' is missing");
       const KeyRef sw{name, &keys, i};
-      const ArrayView sv = check_matching_array(
-          item, sw, p, pv, pw, true,
-          "the parameter changed since the optimizer state was created; call opt.reset() "
-          "(or load a matching state_dict)");
+      ArrayView sv;
+      if (info_->slot_shape[s] == kLikeParam) {
+        sv = check_matching_array(
+            item, sw, p, pv, pw, true,
+            "the parameter changed since the optimizer state was created; call opt.reset() "
+            "(or load a matching state_dict)");
+      } else {
+        // Row or column statistics: their own shape, the param's dtype.
+        sv = check_float_array(item, sw, true);
+        if (sv.dtype != pv.dtype || sv.size != slot_elements(info_->slot_shape[s], t.shape, pv.size))
+          throw py::value_error(sw.str() + " has shape " + shape_str(item) + " and dtype " +
+                                std::string(sv.dtype == kF32 ? "float32" : "float64") +
+                                ", which do not fit " + pw.str() + " of shape " + shape_str(p) +
+                                "; call opt.reset() (or load a matching state_dict)");
+      }
       if (overlaps(sv, gv))
         throw py::value_error(sw.str() + ": optimizer state shares memory with " + gw.str() +
                               "; call opt.reset() or load a fresh state_dict");
@@ -194,7 +246,7 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
     }
     keep_alive_.push_back(py::reinterpret_borrow<py::object>(p));
     keep_alive_.push_back(py::reinterpret_borrow<py::object>(grads[i]));
-    for (int s = 0; s < 3; ++s)
+    for (int s = 0; s < nslots_; ++s)
       if (t.s[s]) keep_alive_.push_back(py::reinterpret_borrow<py::object>(PyList_GET_ITEM(slot_lists[s].ptr(), i)));
     tensors_.push_back(t);
     sizes_.push_back(pv.size);
@@ -277,35 +329,53 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
   check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags);
 
   const bool clip = std::isfinite(max_norm) && max_norm > 0;
+  const RuleKernels& rule = active_kernels().rules[rule_];
+  const RuleInfo& info = *rule.info;
+  bool per_tensor = false;
+  for (int k = 0; k < info.passes; ++k) per_tensor |= info.pass_kind[k] == kPerTensor;
   if (sizes_ != planned_sizes_) {
     plan_chunks(sizes_, &chunks_);
     plan_units(chunks_, &units_);
+    tensor_items_.clear();
+    for (std::size_t i = 0; i < sizes_.size(); ++i)
+      tensor_items_.push_back({static_cast<std::uint32_t>(i), 0, sizes_[i]});
+    plan_units(tensor_items_, &tensor_units_);
     planned_sizes_ = sizes_;
   }
-  results_.resize(chunks_.size());
+  results_.resize(per_tensor ? std::max(chunks_.size(), tensor_items_.size()) : chunks_.size());
+  bool any_sums = false;
+  for (int k = 0; k < info.passes; ++k) any_sums |= info.sums[k] > 0;
+  if (any_sums) {  // (zeroed per step; rules without reductions skip it)
+    tensor_sums_.assign(tensors_.size() * kSumsPerTensor, 0.0);
+    global_sums_.assign(kSumsPerTensor, 0.0);
+  }
   std::size_t total = 0;
   for (std::size_t s : sizes_) total += s;
 
-  StepContext ctx{&active_kernels(), algo_, tensors_.data(), chunks_.data(), results_.data(),
-                  scalars_.data(), flags_.data(), GradPrep{},
-                  policy == kZero ? kSkipAndCount : kSumOnly};
+  StepContext ctx{&active_kernels(), &rule, 0, tensors_.data(), chunks_.data(), results_.data(),
+                  scalars_.data(), flags_.data(), tensor_sums_.data(), global_sums_.data(),
+                  GradPrep{}, policy == kZero ? kSkipAndCount : kSumOnly};
   int status = kStepped;
   double sumsq = 0.0;
   std::uint64_t nonfinite = 0;
   std::int64_t first_bad = -1;
   {
     py::gil_scoped_release nogil;
-    const bool prepass = clip || policy == kSkip || policy == kRaise;
+    // The norm rides on the first pass when that pass reads every gradient
+    // element once, chunk by chunk (then its lanes are the norm's lanes);
+    // otherwise a pre-pass computes it.
+    const bool fused_norm = info.pass_kind[0] == kPerChunk;
+    const bool prepass = clip || policy == kSkip || policy == kRaise || (track_norm && !fused_norm);
     if (prepass) {
       run_chunks(units_, total, prepass_task, &ctx);
-      reduce(results_, &sumsq, &nonfinite);
+      reduce(results_, chunks_.size(), &sumsq, &nonfinite);
       // skip/raise: a NaN or Inf anywhere makes the sum of squares non-finite
       // (float64 squares of huge finite values can too), so the pass that
       // counts them runs only then; counting in every step costs ~8%.
       if ((policy == kSkip || policy == kRaise) && !std::isfinite(sumsq)) {
         ctx.prepass_mode = kSumAndCount;
         run_chunks(units_, total, prepass_task, &ctx);
-        reduce(results_, &sumsq, &nonfinite);
+        reduce(results_, chunks_.size(), &sumsq, &nonfinite);
       }
       if (nonfinite > 0 && (policy == kSkip || policy == kRaise)) {
         status = policy == kSkip ? kSkipped : kNonfiniteFound;
@@ -315,11 +385,19 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
     }
     if (status == kStepped) {
       ctx.prep.zero_nonfinite = policy == kZero;
-      ctx.prep.track_norm = track_norm && !prepass;
       ctx.prep.clip = clip;
       ctx.prep.scale = clip ? clip_scale(std::sqrt(sumsq), max_norm) : 1.0;
-      run_chunks(units_, total, step_task, &ctx);
-      if (!prepass) reduce(results_, &sumsq, &nonfinite);
+      for (int k = 0; k < info.passes; ++k) {
+        const bool whole = info.pass_kind[k] == kPerTensor;
+        const std::vector<ChunkRef>& items = whole ? tensor_items_ : chunks_;
+        ctx.pass = k;
+        ctx.chunks = items.data();
+        // Only the first pass accumulates the norm and counts non-finite values.
+        ctx.prep.track_norm = k == 0 && track_norm && !prepass;
+        run_chunks(whole ? tensor_units_ : units_, total, pass_task, &ctx);
+        if (k == 0 && !prepass) reduce(results_, items.size(), &sumsq, &nonfinite);
+        if (info.sums[k] > 0) reduce_sums(results_, items, k, info.sums[k], &tensor_sums_, &global_sums_);
+      }
     }
   }
   const bool have_norm = track_norm || clip || policy == kSkip || policy == kRaise;

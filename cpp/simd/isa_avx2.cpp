@@ -1,7 +1,8 @@
-// The avx2 instantiation of kernels.hpp (target flags set in CMakeLists.txt).
+// The avx2 instantiation of every rule and utility (target flags set in
+// CMakeLists.txt).
 #define FA_ISA isa_avx2
 #define FA_ISA_NAME "avx2"
-#include "kernels.hpp"
+#include "table.hpp"
 
 namespace fastadapt {
 const KernelTable& kernels_avx2() { return isa_avx2::table(); }

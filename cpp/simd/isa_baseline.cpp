@@ -1,7 +1,8 @@
-// The baseline instantiation of kernels.hpp (target flags set in CMakeLists.txt).
+// The baseline instantiation of every rule and utility (target flags set in
+// CMakeLists.txt).
 #define FA_ISA isa_baseline
 #define FA_ISA_NAME "baseline"
-#include "kernels.hpp"
+#include "table.hpp"
 
 namespace fastadapt {
 const KernelTable& kernels_baseline() { return isa_baseline::table(); }

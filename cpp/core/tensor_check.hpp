@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <string>
 
-#include "kernel_table.hpp"
+#include "rule_api.hpp"
 
 namespace fastadapt {
 namespace py = pybind11;

@@ -1,0 +1,34 @@
+// AdaGrad (docs/algorithms.md, "AdaGrad"): torch.optim.Adagrad's definition.
+#pragma once
+
+struct Adagrad {
+  enum Flag : unsigned { kL2 = 1u << 0 };
+  enum ScalarSlot { kWd, kClr, kEps };
+
+  static unsigned slot_mask(unsigned, int) { return 0b001u; }
+
+  static constexpr RuleInfo info = {
+      "adagrad", {"sum"}, {kLikeParam}, {"wd", "clr", "eps"}, {"l2"}, 1, {kPerChunk}, {0}, slot_mask,
+  };
+
+  template <int Pass, class T>
+  static ChunkResult pass(const ChunkTask& t, const GradPrep& gp) {
+    T* p = static_cast<T*>(t.p);
+    const T* g = static_cast<const T*>(t.g);
+    T* sum = static_cast<T*>(t.s[0]);
+    const double* s = t.scalars;
+    const T wd = T(s[kWd]), clr = T(s[kClr]), eps = T(s[kEps]);
+    const bool l2 = t.flags & kL2;
+    const T* const streams[] = {g, p, sum};
+    return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
+      using W = VecOf<decltype(pr)>;
+      W gi = pr.grad(g, i, k);
+      W pi = W::load(p + i);
+      if (l2) gi = gi + W::set1(wd) * pi;
+      const W si = W::load(sum + i) + gi * gi;
+      si.store(sum + i);
+      pi = pi - W::set1(clr) * (gi / (vsqrt(si) + W::set1(eps)));
+      pi.store(p + i);
+    });
+  }
+};

@@ -1,0 +1,56 @@
+// Adam and AdamW (docs/algorithms.md, "Adam"): torch.optim.Adam's definition.
+// Included by cpp/rules/registry.hpp inside an ISA namespace (see loops.hpp).
+#pragma once
+
+struct Adam {
+  enum Flag : unsigned { kL2 = 1u << 0, kDecoupled = 1u << 1, kAmsgrad = 1u << 2 };
+  enum ScalarSlot { kB1, kOneMinusB1, kB2, kOneMinusB2, kBc2Sqrt, kEps, kStepSize, kWd, kDecay };
+
+  static unsigned slot_mask(unsigned flags, int) { return 0b011u | ((flags & kAmsgrad) ? 0b100u : 0u); }
+
+  static constexpr RuleInfo info = {
+      "adam",
+      {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+      {kLikeParam, kLikeParam, kLikeParam},
+      {"b1", "one_minus_b1", "b2", "one_minus_b2", "bc2_sqrt", "eps", "step_size", "wd", "decay"},
+      {"l2", "decoupled", "amsgrad"},
+      1,
+      {kPerChunk},
+      {0},
+      slot_mask,
+  };
+
+  template <int Pass, class T>
+  static ChunkResult pass(const ChunkTask& t, const GradPrep& gp) {
+    T* p = static_cast<T*>(t.p);
+    const T* g = static_cast<const T*>(t.g);
+    T* m = static_cast<T*>(t.s[0]);
+    T* v = static_cast<T*>(t.s[1]);
+    T* vmax = static_cast<T*>(t.s[2]);
+    const double* s = t.scalars;
+    const T b1 = T(s[kB1]), omb1 = T(s[kOneMinusB1]), b2 = T(s[kB2]), omb2 = T(s[kOneMinusB2]),
+            eps = T(s[kEps]), step = T(s[kStepSize]), wd = T(s[kWd]), decay = T(s[kDecay]);
+    const Divisor<T> bc2s(s[kBc2Sqrt]);
+    const bool l2 = t.flags & kL2, decoupled = t.flags & kDecoupled, ams = t.flags & kAmsgrad;
+    const T* const streams[] = {g, p, m, v, ams ? vmax : v};
+    return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
+      using W = VecOf<decltype(pr)>;
+      W gi = pr.grad(g, i, k);
+      W pi = W::load(p + i);
+      if (l2) gi = gi + W::set1(wd) * pi;
+      if (decoupled) pi = pi * W::set1(decay);
+      const W mi = W::set1(b1) * W::load(m + i) + W::set1(omb1) * gi;
+      const W vi = W::set1(b2) * W::load(v + i) + W::set1(omb2) * (gi * gi);
+      mi.store(m + i);
+      vi.store(v + i);
+      W vv = vi;
+      if (ams) {
+        vv = max_nan(W::load(vmax + i), vi);
+        vv.store(vmax + i);
+      }
+      const W denom = div_by(vsqrt(vv), bc2s) + W::set1(eps);
+      pi = pi - W::set1(step) * (mi / denom);
+      pi.store(p + i);
+    });
+  }
+};

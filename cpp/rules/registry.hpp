@@ -1,0 +1,15 @@
+// Every rule the core knows: its header, and its name in FASTADAPT_RULES (the
+// order of fastadapt._core.RULES). Adding a rule = one header in this folder
+// and these two lines; nothing else in cpp/ changes.
+#pragma once
+
+#include "adadelta.hpp"
+#include "adagrad.hpp"
+#include "adam.hpp"
+#include "adamax.hpp"
+#include "nadam.hpp"
+#include "radam.hpp"
+#include "rmsprop.hpp"
+#include "sgd.hpp"
+
+#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta

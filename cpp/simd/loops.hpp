@@ -1,0 +1,173 @@
+// The element loops every rule is written with, the gradient utilities
+// (norm, sanitize, scale) and the benchmark roof, all against the vector types
+// of simd.hpp. An ISA translation unit (isa_*.cpp) defines FA_ISA (its
+// namespace), includes this file and table.hpp, and is compiled with that
+// ISA's target flags. The rules (cpp/rules) are included inside the same
+// namespace, so each ISA gets its own instantiation of every rule.
+#pragma once
+#if !defined(FA_ISA)
+#error "define FA_ISA before including loops.hpp"
+#endif
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "../core/rule_api.hpp"
+
+namespace fastadapt {
+namespace FA_ISA {
+
+#include "simd.hpp"
+
+// Gradient pre-processing of one element group: non-finite policy, norm
+// accumulation, clip scale, maximize (docs/algorithms.md order). It also
+// carries the pass's reduction accumulators (sum[j]), which a rule feeds
+// with sum[j].add(x, k) (x*x) or sum[j].add_product(x, y, k).
+template <class V, int NSums = 0>
+struct Prep {
+  using vec = V;
+  using T = typename V::elem;
+  bool zero, track, clip, negate;
+  T scale;
+  SqAcc<V> acc;
+  std::array<SqAcc<V>, NSums> sum;  // sized per rule: no cost for rules without reductions
+  std::uint64_t bad = 0;
+
+  Prep(const GradPrep& gp, bool maximize)
+      : zero(gp.zero_nonfinite), track(gp.track_norm), clip(gp.clip), negate(maximize),
+        scale(static_cast<T>(gp.scale)) {}
+
+  FA_INLINE V grad(const T* g, std::size_t i, int k) {
+    V x = V::load(g + i);
+    if (zero) x = finite_or_zero(x, bad);
+    if (track) acc.add(x, k);
+    if (clip) x = x * V::set1(scale);
+    if (negate) x = -x;
+    return x;
+  }
+};
+
+// Prefetches the cache lines of block [i, i + kNormLanes) kPrefetchBytes ahead.
+template <class T, std::size_t N>
+FA_INLINE void prefetch_block(const T* const (&streams)[N], std::size_t i) {
+  constexpr std::size_t kBlockBytes = kNormLanes * sizeof(T);
+  for (std::size_t s = 0; s < N; ++s) {
+    const char* base = reinterpret_cast<const char*>(streams[s] + i) + kPrefetchBytes;
+    for (std::size_t off = 0; off < kBlockBytes; off += 64) __builtin_prefetch(base + off, 0, 3);
+  }
+}
+
+// Runs body(prep, i, k) over n elements: blocks of kNormLanes elements with
+// the widest vector, then the tail one element at a time, continuing the
+// same lanes. `streams` are the arrays the rule reads (prefetched ahead).
+// NSums: how many of prep.sum[] the rule feeds (returned combined in
+// ChunkResult::sums, in the fixed lane order).
+template <class T, int NSums = 0, std::size_t N, class Body>
+FA_INLINE ChunkResult run_chunk(std::size_t n, const GradPrep& gp, bool maximize,
+                                const T* const (&streams)[N], Body&& body) {
+  using V = Widest<T>;
+  constexpr int kPerBlock = kNormLanes / V::W;
+  static_assert(NSums >= 0 && NSums <= kMaxSums, "at most kMaxSums sums per pass");
+  Prep<V, NSums> pv(gp, maximize);
+  std::size_t i = 0;
+  for (; i + kNormLanes <= n; i += kNormLanes) {
+    prefetch_block(streams, i);
+    for (int k = 0; k < kPerBlock; ++k) body(pv, i + static_cast<std::size_t>(k) * V::W, k);
+  }
+  Prep<Scalar<T>, NSums> ps(gp, maximize);
+  pv.acc.to_lanes(ps.acc.lane);
+  for (int j = 0; j < NSums; ++j) pv.sum[j].to_lanes(ps.sum[j].lane);
+  ps.bad = pv.bad;
+  for (; i < n; ++i) body(ps, i, static_cast<int>(i % kNormLanes));
+  ChunkResult r{ps.track ? combine_lanes(ps.acc.lane) : 0.0, ps.bad, {}};
+  for (int j = 0; j < NSums; ++j) r.sums[j] = combine_lanes(ps.sum[j].lane);
+  return r;
+}
+
+template <class P>
+using VecOf = typename std::remove_reference_t<P>::vec;
+
+// Sum of squares (and non-finite count) of a gradient chunk, with exactly the
+// lanes the step kernels use. kSkipAndCount sums as if NaN/Inf were 0.
+template <class T>
+ChunkResult sumsq_chunk(const void* gv, std::size_t n, NonfiniteMode mode) {
+  const bool skip_nonfinite = mode == kSkipAndCount, count = mode == kSumAndCount;
+  const T* g = static_cast<const T*>(gv);
+  using V = Widest<T>;
+  constexpr int kPerBlock = kNormLanes / V::W;
+  SqAcc<V> acc;
+  std::uint64_t bad = 0;
+  std::size_t i = 0;
+  const T* const streams[] = {g};
+  for (; i + kNormLanes <= n; i += kNormLanes) {
+    prefetch_block(streams, i);
+    for (int k = 0; k < kPerBlock; ++k) {
+      V x = V::load(g + i + static_cast<std::size_t>(k) * V::W);
+      if (skip_nonfinite) x = finite_or_zero(x, bad);
+      else if (count) bad += count_nonfinite(x);
+      acc.add(x, k);
+    }
+  }
+  SqAcc<Scalar<T>> tail;
+  acc.to_lanes(tail.lane);
+  for (; i < n; ++i) {
+    Scalar<T> x = Scalar<T>::load(g + i);
+    if (skip_nonfinite) x = finite_or_zero(x, bad);
+    else if (count) bad += count_nonfinite(x);
+    tail.add(x, static_cast<int>(i % kNormLanes));
+  }
+  return {combine_lanes(tail.lane), bad, {}};
+}
+
+template <class T>
+std::uint64_t sanitize_chunk(void* gv, std::size_t n) {
+  T* g = static_cast<T*>(gv);
+  using V = Widest<T>;
+  std::uint64_t bad = 0;
+  std::size_t i = 0;
+  for (; i + V::W <= n; i += V::W) finite_or_zero(V::load(g + i), bad).store(g + i);
+  for (; i < n; ++i) finite_or_zero(Scalar<T>::load(g + i), bad).store(g + i);
+  return bad;
+}
+
+template <class T>
+void scale_chunk(void* gv, std::size_t n, double scale) {
+  T* g = static_cast<T*>(gv);
+  using V = Widest<T>;
+  const T s = static_cast<T>(scale);
+  std::size_t i = 0;
+  for (; i + V::W <= n; i += V::W) (V::load(g + i) * V::set1(s)).store(g + i);
+  for (; i < n; ++i) (Scalar<T>::load(g + i) * Scalar<T>::set1(s)).store(g + i);
+}
+
+template <class T>
+void roof_chunk(char* const* reads, int nreads, char* const* writes, int nwrites, std::size_t n) {
+  using V = Widest<T>;
+  const T* r[kMaxRoofBuffers];
+  T* w[kMaxRoofBuffers];
+  for (int k = 0; k < nreads; ++k) r[k] = reinterpret_cast<const T*>(reads[k]);
+  for (int k = 0; k < nwrites; ++k) w[k] = reinterpret_cast<T*>(writes[k]);
+  std::size_t i = 0;
+  for (; i + V::W <= n; i += V::W) {
+    // The same prefetching as the update rules, so the roof stays a roof.
+    if (i % kNormLanes == 0)
+      for (int k = 0; k < nreads; ++k)
+        for (std::size_t off = 0; off < kNormLanes * sizeof(T); off += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(r[k] + i) + kPrefetchBytes + off, 0, 3);
+    V s = V::load(r[0] + i);
+    for (int k = 1; k < nreads; ++k) s = s + V::load(r[k] + i);
+    for (int k = 0; k < nwrites; ++k) s.store(w[k] + i);
+  }
+  for (; i < n; ++i) {
+    T s = r[0][i];
+    for (int k = 1; k < nreads; ++k) s = s + r[k][i];
+    for (int k = 0; k < nwrites; ++k) w[k][i] = s;
+  }
+}
+
+}  // namespace FA_ISA
+}  // namespace fastadapt

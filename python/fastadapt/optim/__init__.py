@@ -1,0 +1,40 @@
+"""The optimizers: one module per rule, each a subclass of
+:class:`~fastadapt.optim.base.Optimizer` over its C++ rule (cpp/rules).
+
+Importing a rule's module registers it (``Optimizer.__init_subclass__``):
+adding an optimizer is its module plus one import line here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from .base import OPTIMIZERS, Optimizer, Overrides
+from .adadelta import Adadelta
+from .adagrad import AdaGrad, Adagrad
+from .adam import Adam, AdamW
+from .adamax import Adamax
+from .nadam import NAdam
+from .radam import RAdam
+from .rmsprop import RMSProp, RMSprop
+from .sgd import SGD
+
+__all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
+           "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta"]
+
+
+def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
+    """An optimizer by name (case-insensitive; ``fastadapt.optim.OPTIMIZERS``
+    lists them: adam, adamw, adagrad, rmsprop, sgd, ...) with keyword
+    hyperparameters. An optimizer instance is returned as is (no keywords
+    allowed then)."""
+    if isinstance(name, Optimizer):
+        if kwargs:
+            raise TypeError("make_optimizer got an optimizer instance and keyword arguments; pass one or the other")
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer name must be a string, got {type(name).__name__}")
+    cls = OPTIMIZERS.get(name.lower())
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(sorted(OPTIMIZERS))}")
+    return cls(**kwargs)

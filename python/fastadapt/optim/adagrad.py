@@ -1,0 +1,54 @@
+"""AdaGrad (docs/algorithms.md, "AdaGrad"); the C++ rule is cpp/rules/adagrad.hpp."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from .. import _hyper as hv
+from .._hyper import Hyper
+from .base import Optimizer, Overrides
+
+
+class Adagrad(Optimizer):
+    """AdaGrad (Duchi et al., 2011), torch.optim.Adagrad's definition::
+
+        g = g + wd * p
+        sum = sum + g * g
+        p = p - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(sum) + eps)
+
+    ``sum`` starts at ``initial_accumulator_value``.
+    """
+
+    algorithm = "adagrad"
+    _kernel = "adagrad"
+    _per_key = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
+
+    lr = Hyper(hv.nonnegative, "Learning rate.")
+    lr_decay = Hyper(hv.nonnegative, "Learning-rate decay per step.")
+    weight_decay = Hyper(hv.nonnegative, "L2 weight decay.")
+    initial_accumulator_value = Hyper(hv.nonnegative, "Starting value of the squared-gradient sum.")
+    eps = Hyper(hv.nonnegative, "Added to the denominator for stability.")
+    maximize = Hyper(hv.flag, "Ascend instead of descend.")
+
+    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False,
+                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
+                 track_grad_norm: bool = False, overrides: Overrides = None):
+        super().__init__(dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                              initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize),
+                         max_grad_norm=max_grad_norm, nonfinite=nonfinite,
+                         track_grad_norm=track_grad_norm, overrides=overrides)
+
+    def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
+        return np.full_like(param, hp["initial_accumulator_value"])
+
+    def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
+        return {"wd": hp["weight_decay"], "clr": hp["lr"] / (1.0 + (t - 1) * hp["lr_decay"]), "eps": hp["eps"]}
+
+    def _flags_for(self, hp: Dict[str, Any]) -> int:
+        return self._flag_bits(l2=hp["weight_decay"] != 0.0, maximize=hp["maximize"])
+
+
+AdaGrad = Adagrad  # the earlier spelling (the same class: isinstance and pickles keep working)

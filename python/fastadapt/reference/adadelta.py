@@ -1,0 +1,26 @@
+"""Adadelta in plain NumPy, in docs/rules/adadelta.md's operation order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import ReferenceOptimizer
+
+
+def adadelta_rule(p, g, sq, acc, *, lr, rho, eps, weight_decay):
+    T = p.dtype.type
+    if weight_decay != 0:
+        g = g + T(weight_decay) * p
+    sq[...] = T(rho) * sq + T(1.0 - rho) * (g * g)
+    delta = np.sqrt(acc + T(eps)) / np.sqrt(sq + T(eps)) * g
+    acc[...] = T(rho) * acc + T(1.0 - rho) * (delta * delta)
+    p[...] = p - T(lr) * delta
+
+
+class Adadelta(ReferenceOptimizer):
+    defaults = dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
+
+    def _apply(self, path, p, g):
+        sq = self._buffer(path, "square_avg", p)
+        acc = self._buffer(path, "acc_delta", p)
+        adadelta_rule(p, g, sq, acc, lr=self.lr, rho=self.rho, eps=self.eps, weight_decay=self.weight_decay)
