@@ -16,7 +16,7 @@ from .base import Callback
 
 __all__ = ["ModelCheckpoint"]
 
-PARAMS_FORMAT = "fastadapt.params"  # what save_weights_only writes (load with fastadapt.checkpoints.load_state)
+PARAMS_FORMAT = "fastadapt.params"  # what save_weights_only writes (load with fastadapt.train.checkpoints.load_state)
 PARAMS_VERSION = 1
 
 
