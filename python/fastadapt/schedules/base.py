@@ -22,9 +22,9 @@ ScheduleLike = Union["Schedule", Callable[[int], float]]
 class Schedule:
     """A pure function of the step count with a readable repr.
 
-    Built by the functions of :mod:`fastadapt.schedules`; calling it with a step (an
-    integer >= 0) returns a float. It pickles as "call builder(**args)
-    again", so schedules travel to worker processes.
+    Built by the functions of :mod:`fastadapt.schedules`; calling it with a
+    step (an integer >= 0) returns a float. It pickles as "call
+    builder(**args) again", so schedules travel to worker processes.
     """
 
     __slots__ = ("_fn", "_builder", "_args")
