@@ -1,7 +1,7 @@
 """The benchmark suite: every rule x dtype x layout x thread count, with the
 fused step, the roof kernel, the NumPy reference and torch.optim side by side
 (one pytest-benchmark group per combination). Every case checks its result
-before it is timed. Cases and bytes moved come from fastadapt.benchmarks,
+before it is timed. Cases and bytes moved come from fastadapt.cli.benchmarks,
 shared with ``fastadapt bench``.
 
     python -m pytest bench/                          # figures
@@ -11,7 +11,7 @@ shared with ``fastadapt bench``.
 import numpy as np
 import pytest
 
-from fastadapt import benchmarks as fb
+from fastadapt.cli import benchmarks as fb
 
 
 BASE_IMPLS = ["fastadapt", "roof", "numpy", "torch-single", "torch-foreach", "torch-fused"]

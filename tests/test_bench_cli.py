@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from fastadapt import benchmarks as fb
 from fastadapt import cli
+from fastadapt.cli import bench
+from fastadapt.cli import benchmarks as fb
 from fastadapt.cli import main
 from fastadapt.runtime import get_num_threads
 
@@ -20,7 +21,7 @@ from test_progress_terminal import Screen, assert_fits, run_in_terminal
 
 
 def _plan(*argv):
-    return cli._bench_plan(cli._parser().parse_args(["bench", *argv]))
+    return bench._plan(cli._parser().parse_args(["bench", *argv]))
 
 
 def test_the_default_is_the_headline_cases_and_full_the_whole_grid():

@@ -8,7 +8,7 @@ import pytest
 
 import fastadapt as fa
 from fastadapt._tree import flatten_any
-from fastadapt.checkpoints import load_state
+from fastadapt.train.checkpoints import load_state
 from helpers import mlp_trainer as _trainer, two_batches as _data
 
 

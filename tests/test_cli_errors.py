@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 import fastadapt as fa
-from fastadapt import datasets, lr_finder, mnist_example
+from fastadapt import datasets
 from fastadapt.cli import main
+from fastadapt.data import mnist_example
 from fastadapt.problems import shuffled_batches
+from fastadapt.schedules import lr_finder
 from test_datasets import DAMAGES, _damage, _fake_mnist_dir
 
 
@@ -123,7 +125,7 @@ def test_a_bug_during_training_keeps_its_traceback(tmp_path, monkeypatch):
 
 @pytest.fixture
 def no_bench(monkeypatch):
-    from fastadapt import benchmarks
+    from fastadapt.cli import benchmarks
 
     def started(*args, **kwargs):
         raise AssertionError("the benchmark started before its arguments were checked")
@@ -184,7 +186,7 @@ def test_bench_writes_its_files_whole(tmp_path, capsys):
     (dict(impls=["fastadapt+fast"]), ValueError, "unknown implementation 'fastadapt+fast'"),
 ])
 def test_run_suite_checks_its_arguments_before_measuring(kwargs, error, message):
-    from fastadapt import benchmarks
+    from fastadapt.cli import benchmarks
 
     given = dict(rules=["adam"], dtypes=["float32"], layouts=["64K"], threads=[1], impls=["fastadapt"], rounds=1)
     given.update(kwargs)

@@ -11,7 +11,7 @@ import pytest
 
 import fastadapt as fa
 from fastadapt import datasets
-from fastadapt.diagnostics import CODES, SEVERITY, DiagnosisWarning, save_findings
+from fastadapt.train.diagnostics import CODES, SEVERITY, DiagnosisWarning, save_findings
 from fastadapt.models import MLP
 
 NAN = float("nan")

@@ -15,7 +15,7 @@ import pytest
 
 import fastadapt as fa
 from fastadapt._tree import flatten_any
-from fastadapt.checkpoints import load_state, save_state
+from fastadapt.train.checkpoints import load_state, save_state
 from fastadapt.distributed import CHECKPOINT_FILE, data_parallel
 
 from helpers import copy_tree, trees_same_bits

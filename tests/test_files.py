@@ -15,8 +15,8 @@ import pytest
 
 import fastadapt as fa
 from fastadapt import _files
-from fastadapt.diagnostics import Finding, save_findings
-from fastadapt.history import History
+from fastadapt.train.diagnostics import Finding, save_findings
+from fastadapt.train.history import History
 
 
 def _listing(directory):
@@ -224,7 +224,7 @@ def test_plots_that_fail_keep_the_old_file(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
 
-    from fastadapt.plotting import plot_history
+    from fastadapt.train.plotting import plot_history
 
     history_png, lr_png = tmp_path / "history.png", tmp_path / "lr_find.png"
     plot_history(_history(), history_png)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastadapt as fa
-from fastadapt.checkpoints import load_state, save_state
+from fastadapt.train.checkpoints import load_state, save_state
 
 
 def _params():

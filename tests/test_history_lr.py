@@ -129,7 +129,7 @@ def test_plateau_sees_an_lr_that_moved_within_the_window():
 
 def test_plot_draws_the_range_and_not_as_curves_of_their_own(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from fastadapt import plotting
+    from fastadapt.train import plotting
 
     figures = []
     monkeypatch.setattr(plotting, "save_figure", lambda fig, path, dpi: figures.append(fig))

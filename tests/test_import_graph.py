@@ -1,6 +1,7 @@
 """The package's import graph, lazy imports (inside functions) included:
-no cycles, and no library module imports the package face (``fastadapt``
-itself), which only gathers the public names. Imports under
+no cycles, the folders are layers that import only downwards, and no
+library module imports the package face (``fastadapt`` itself), which only
+gathers the public names. Imports under
 ``if TYPE_CHECKING:`` are for type checkers only and never run, so they do
 not count."""
 
@@ -108,3 +109,26 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_library_modules_never_import_the_package_face():
     importers = sorted(name for name, deps in _graph().items() if "fastadapt" in deps and name != "fastadapt")
     assert importers == []
+
+
+# The folders bottom up: a module imports its own layer and those below, never one above. "" is the
+# bottom: the modules at the top of the package (the optimizers, gradients, runtime, the private basics)
+# and the folders not named here (reference/, optim/).
+LAYERS = ["", "train", "schedules", "data", "distributed", "tune", "cli"]
+# The package face and the old public paths of moved modules (fastadapt.callbacks, ...) import upwards.
+FACES = {"fastadapt", "fastadapt.__main__", "fastadapt.callbacks", "fastadapt.datasets", "fastadapt.models",
+         "fastadapt.problems"}
+
+
+def _layer(module):
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else 0
+
+
+def test_layers_import_only_downwards():
+    graph = _graph()
+    assert _layer("fastadapt.schedules.scheduler") > _layer("fastadapt.train.callbacks.base") > _layer(
+        "fastadapt.gradients") == _layer("fastadapt.reference.adam")
+    upward = sorted(f"{name} -> {dep}" for name, deps in graph.items() if name not in FACES
+                    for dep in deps if _layer(dep) > _layer(name))
+    assert upward == []

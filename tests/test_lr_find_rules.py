@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastadapt as fa
-from fastadapt.lr_finder import LRFindResult
+from fastadapt.schedules.lr_finder import LRFindResult
 
 
 def scripted(values):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastadapt as fa
-from fastadapt.lr_finder import fastai_valley
+from fastadapt.schedules.lr_finder import fastai_valley
 
 from helpers import copy_tree, trees_same_bits
 

@@ -68,7 +68,7 @@ def test_one_epoch_numbering_in_console_plot_and_files(mnist_subset, tmp_path, c
     the plot's marker position (epochs completed); history.json keeps the
     0-based index of it, like its "epoch" list."""
     pytest.importorskip("matplotlib")
-    from fastadapt import plotting
+    from fastadapt.train import plotting
 
     figures = []
     real_save = plotting.save_figure

@@ -15,8 +15,8 @@ import pytest
 
 import fastadapt as fa
 import tune_helpers as H
-from fastadapt.history import History
-from fastadapt.lr_finder import LRFindResult
+from fastadapt.train.history import History
+from fastadapt.schedules.lr_finder import LRFindResult
 
 pytest.importorskip("matplotlib")
 
@@ -179,7 +179,7 @@ def _busy_history(epochs=12):
 
 
 def test_history_legends_cover_no_data_point(tmp_path, monkeypatch):
-    from fastadapt import plotting
+    from fastadapt.train import plotting
 
     figures = []
     real_save = plotting.save_figure

@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pytest
 
-from fastadapt.progress import terminal_width, wrap_parts
+from fastadapt.train.progress import terminal_width, wrap_parts
 
 pytest.importorskip("tqdm")
 
@@ -269,7 +269,7 @@ def test_trainer_messages_and_unsized_batches_fit(tmp_path):
 
 def test_a_resize_mid_epoch_is_followed(monkeypatch):
     # The bar reads the width again as it runs (every few batches): after a shrink, its redraws fit the new width.
-    from fastadapt.progress import make_progress
+    from fastadapt.train.progress import make_progress
 
     master, slave = pty.openpty()
     monkeypatch.delenv("COLUMNS", raising=False)
@@ -317,7 +317,7 @@ def test_tune_jobs_fit_the_terminal_and_show_every_field(tmp_path, columns):
                                         "--train-samples", "600", "--workers", "2", "--out", str(tmp_path / "t")),
                                    columns)
     assert code == 0, raw
-    # The command's one-line header (tune/command.py) is not progress; the screen from the first job on is.
+    # The command's one-line header (cli/tune.py) is not progress; the screen from the first job on is.
     header, _, progress = raw.replace("\r\n", "\n").partition("\n")
     assert header.startswith("fastadapt tune hyperband:"), raw
     screen = Screen(columns).feed(progress)

@@ -182,6 +182,18 @@ def test_repr_and_pickle_round_trip():
     assert isinstance(S.one_cycle(1.0, 10), S.Schedule)
 
 
+def test_pickles_name_the_path_they_always_named():
+    # S.linear(0.0, 1.0, 4) pickled (protocol 2) by the flat layout, when the schedules were one module:
+    # a pickle names fastadapt.schedules._rebuild, and one from then still loads.
+    old = (b"\x80\x02cfastadapt.schedules\n_rebuild\nq\x00X\x06\x00\x00\x00linearq\x01}q\x02(X\x05\x00\x00\x00"
+           b"startq\x03G\x00\x00\x00\x00\x00\x00\x00\x00X\x03\x00\x00\x00endq\x04G?\xf0\x00\x00\x00\x00\x00\x00"
+           b"X\x0b\x00\x00\x00total_stepsq\x05K\x04u\x86q\x06Rq\x07.")
+    assert values(pickle.loads(old), range(6)) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert pickle.dumps(S.linear(0.0, 1.0, 4), protocol=2) == old  # and pickles written now are the same bytes
+    with pytest.raises(ValueError, match="no schedule named 'Schedule'"):
+        pickle.loads(old.replace(b"\x06\x00\x00\x00linear", b"\x08\x00\x00\x00Schedule"))
+
+
 def test_step_argument_is_checked():
     sched = S.constant(1.0)
     with pytest.raises(ValueError, match=r"step=-1 must be >= 0"):

@@ -69,11 +69,11 @@ def test_gitignore_covers_what_the_readme_commands_write():
 def test_cli_summary_lines_wrap_between_words_on_a_terminal(monkeypatch, capsys):
     import sys as _sys
 
-    from fastadapt import cli
+    from fastadapt.cli import mnist as cli
 
     monkeypatch.setenv("COLUMNS", "41")
     monkeypatch.setattr(_sys.stdout, "isatty", lambda: True, raising=False)
-    monkeypatch.setattr(cli.os, "get_terminal_size", lambda *a: (_ for _ in ()).throw(OSError()), raising=False)
+    monkeypatch.setattr(os, "get_terminal_size", lambda *a: (_ for _ in ()).throw(OSError()), raising=False)
     line = "model: MLP 784-128-10 (101,770 params); Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08)"
     cli._echo(line)
     out = capsys.readouterr().out.splitlines()

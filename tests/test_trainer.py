@@ -12,7 +12,7 @@ from helpers import trees_same_bits
 
 import fastadapt as fa
 from fastadapt.callbacks import Callback
-from fastadapt.checkpoints import load_state, save_state
+from fastadapt.train.checkpoints import load_state, save_state
 from fastadapt.models import MLP
 
 N, D, CLASSES = 64, 6, 3

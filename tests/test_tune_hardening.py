@@ -59,13 +59,14 @@ def test_the_tuner_checkpoint_is_json_and_only_states_are_unpickled(interrupted,
     # Random streams are their bit_generator.state dicts: plain data.
     assert document["fields"]["_sample_rng"]["$rng"]["bit_generator"] == "PCG64"
     unpickled = []
-    real_load = pickle.load
 
-    def recording_load(f, *args, **kwargs):
-        unpickled.append(os.path.relpath(f.name, interrupted))
-        return real_load(f, *args, **kwargs)
+    class RecordingUnpickler(tune_state._StateUnpickler):  # the one unpickler a resume may use
+        def __init__(self, f, *args, **kwargs):
+            unpickled.append(os.path.relpath(f.name, interrupted))
+            super().__init__(f, *args, **kwargs)
 
-    monkeypatch.setattr(pickle, "load", recording_load)
+    monkeypatch.setattr(tune_state, "_StateUnpickler", RecordingUnpickler)
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("pickle.load called on resume"))
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("pickle.loads called on resume"))
     resumed = hyperband(checkpoint_dir=interrupted, resume=True)
     resumed.prepare()
@@ -475,3 +476,27 @@ def test_a_checkpoint_dir_that_cannot_take_files_is_refused_before_any_trial(tmp
         with pytest.raises(ValueError, match=f"checkpoint_dir '.*' {message}"):
             hyperband(checkpoint_dir=directory).run()
     assert H.CALLS == [] and sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_a_state_pickled_before_the_package_had_folders_still_resumes(tmp_path):
+    # What a trainable's save() may return, pickled when fastadapt's modules were flat: the classes are named
+    # by their old paths (fastadapt.history, fastadapt.controllers, fastadapt.callback_library.csv_logger, ...).
+    state = {"history": fa.History(), "plateau": fa.ReduceLROnPlateau(patience=3), "stop": fa.EarlyStopping(),
+             "log": fa.CSVLogger(str(tmp_path / "log.csv")), "batches": fa.batches(np.zeros((4, 1)), np.zeros(4), 2)}
+    flat = pickle.dumps(state, protocol=2)  # protocol 2 names a class as the text "c<module>\n<name>\n"
+    for new, old in [(b"fastadapt.train.history", b"fastadapt.history"),
+                     (b"fastadapt.schedules._plateau", b"fastadapt.controllers"),
+                     (b"fastadapt.schedules.reduce_lr_on_plateau", b"fastadapt.controllers"),
+                     (b"fastadapt.schedules.early_stopping", b"fastadapt.controllers"),
+                     (b"fastadapt.train.callbacks.csv_logger", b"fastadapt.callback_library.csv_logger"),
+                     (b"fastadapt.data.batching", b"fastadapt.batching")]:
+        assert b"c" + new + b"\n" in flat
+        flat = flat.replace(b"c" + new + b"\n", b"c" + old + b"\n")
+    with pytest.raises(ModuleNotFoundError):
+        pickle.loads(flat)  # those modules are gone
+    store = CheckpointStore(tmp_path)
+    os.makedirs(tmp_path / "states")
+    (tmp_path / "states" / "trial-7-v1.pkl").write_bytes(flat)
+    loaded = store.read_state(7, 1)
+    assert {k: type(v) for k, v in loaded.items()} == {k: type(v) for k, v in state.items()}
+    assert loaded["plateau"]._plateau.patience == 3 and loaded["plateau"].state_dict() == state["plateau"].state_dict()

@@ -7,20 +7,23 @@ with fused, vectorized, multithreaded C++ kernels.
 """
 
 from . import datasets, distributed, models, problems, reference, schedules, tune
-from .batching import Batches, batches
-from .callback_library import (BackupAndRestore, CSVLogger, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
-                               TerminateOnNaN)
-from .callbacks import Callback
-from .controllers import AdaptiveLR, EarlyStopping, ReduceLROnPlateau, Scheduler
-from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
+from . import callbacks  # noqa: F401  fa.callbacks.<Name>, as keras.callbacks (outside __all__, as before)
+from .data.batching import Batches, batches
 from .gradients import clip_by_global_norm, global_norm, sanitize
-from .history import History
-from .lr_finder import LRFindResult, lr_find
 from .optim import (SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RAdam,
                     RMSProp, RMSprop, make_optimizer)
-from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
-from .trainer import Trainer
+from .schedules.adaptive_lr import AdaptiveLR
+from .schedules.early_stopping import EarlyStopping
+from .schedules.lr_finder import LRFindResult, lr_find
+from .schedules.reduce_lr_on_plateau import ReduceLROnPlateau
+from .schedules.scheduler import Scheduler
+from .train.callbacks import (BackupAndRestore, Callback, CSVLogger, LambdaCallback, LearningRateScheduler,
+                              ModelCheckpoint, TerminateOnNaN)
+from .train.diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
+from .train.history import History
+from .train.plotting import plot_history
+from .train.trainer import Trainer
 from ._version import __version__
 
 

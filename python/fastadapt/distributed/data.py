@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 import numpy as np
 
 from .._checks import integer
-from ..batching import Batches, batches
+from ..data.batching import Batches, batches
 
 __all__ = ["shard_batches"]
 

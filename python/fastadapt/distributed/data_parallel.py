@@ -31,12 +31,12 @@ import numpy as np
 
 from .._checks import integer, real
 from .._files import check_writable_dir
-from ..checkpoints import PathLike, load_state, save_state
-from ..history import History
 from ..optim import Optimizer, make_optimizer
-from ..progress import make_progress
-from ..callbacks import check_callbacks, hooks
-from ..trainer import _EpochStats
+from ..train.callbacks.base import check_callbacks, hooks
+from ..train.checkpoints import PathLike, load_state, save_state
+from ..train.history import History
+from ..train.progress import make_progress
+from ..train.trainer import _EpochStats
 from ._ray import RaySession
 from .server import OptimizerSpec, ParameterServer, needs_global_pass, set_hyperparameters, shard_settings
 from .sharding import ShardLayout

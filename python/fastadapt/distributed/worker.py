@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ..trainer import _as_loss, _batch_size
+from ..train.trainer import _as_loss, _batch_size
 from .sharding import ShardLayout
 
 __all__ = ["GradientWorker"]

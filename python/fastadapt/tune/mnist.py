@@ -20,9 +20,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..batching import batches
-from ..datasets import load_mnist
-from ..models import MLP
+from ..data.batching import batches
+from ..data.datasets import load_mnist
+from ..data.models import MLP
 from ..optim import SGD
 from .trainable import Trainable
 

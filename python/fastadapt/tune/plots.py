@@ -131,7 +131,7 @@ def _y_scale(values: Sequence[Any], mode: str) -> _YScale:
 
 
 def _apply_y_scale(ax: Any, scale: _YScale) -> None:
-    from ..plotting import _plain_log_ticks
+    from ..train.plotting import _plain_log_ticks
 
     if scale.log:
         ax.set_yscale("log")
@@ -398,7 +398,7 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
                         color=color_of.get(event["member"], "0.3"), zorder=4)
         ax.set_ylabel(name)
         if positive and result.space.get(name, "").startswith("loguniform"):
-            from ..plotting import _plain_log_ticks
+            from ..train.plotting import _plain_log_ticks
 
             ax.set_yscale("log")
             _plain_log_ticks(ax, "y")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any, List, Mapping, Optional, Sequence, Tuple
 
-from ..progress import bar_options, terminal_width, wrap_parts
+from ..train.progress import bar_options, terminal_width, wrap_parts
 from .results import FAILED, TrialRecord
 from .space import lookup
 

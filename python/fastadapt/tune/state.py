@@ -191,6 +191,44 @@ def encodable(value: Any) -> Optional[str]:
     return None
 
 
+# ---- states pickled before the package had folders -------------------------------
+# A state pickle names every class in it by the module that defined it when it
+# was written. Those modules of the flat layout that moved into folders are
+# found at their new places here, so that a checkpoint written then (a History
+# or a controller in what save() returned) still resumes. (fastadapt.callbacks,
+# .datasets, .models, .problems and .schedules kept their paths.)
+_MOVED_PACKAGES = {"fastadapt.callback_library": "fastadapt.train.callbacks"}
+_MOVED = {
+    "fastadapt.batching": ("fastadapt.data.batching",),
+    "fastadapt.benchmarks": ("fastadapt.cli.benchmarks",),
+    "fastadapt.checkpoints": ("fastadapt.train.checkpoints",),
+    "fastadapt.controllers": ("fastadapt.schedules.scheduler", "fastadapt.schedules.reduce_lr_on_plateau",
+                              "fastadapt.schedules.early_stopping", "fastadapt.schedules.adaptive_lr",
+                              "fastadapt.schedules._plateau", "fastadapt.schedules._control"),
+    "fastadapt.diagnostics": ("fastadapt.train.diagnostics",),
+    "fastadapt.history": ("fastadapt.train.history",),
+    "fastadapt.lr_finder": ("fastadapt.schedules.lr_finder",),
+    "fastadapt.mnist_example": ("fastadapt.data.mnist_example",),
+    "fastadapt.plotting": ("fastadapt.train.plotting",),
+    "fastadapt.progress": ("fastadapt.train.progress",),
+    "fastadapt.trainer": ("fastadapt.train.trainer",),
+    "fastadapt.tune.command": ("fastadapt.cli.tune",),
+}
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        for old, new in _MOVED_PACKAGES.items():
+            if module == old or module.startswith(old + "."):
+                module = new + module[len(old):]
+        for candidate in _MOVED.get(module, ()):
+            try:
+                return super().find_class(candidate, name)
+            except AttributeError:  # the old module's names went to several: the next one
+                continue
+        return super().find_class(module, name)
+
+
 # ---- the directory --------------------------------------------------------------
 class CheckpointStore:
     """Reads and writes one tuner's checkpoint directory."""
@@ -225,7 +263,7 @@ class CheckpointStore:
         path = self._state_path(trial_id, version)
         try:
             with open(path, "rb") as f:
-                return pickle.load(f)
+                return _StateUnpickler(f).load()
         except FileNotFoundError:
             raise ValueError(f"{self.tuner_file} names the state file {path}, which is missing; the checkpoint "
                              f"was edited or copied partially (pass resume=False to start over)") from None

@@ -23,10 +23,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _core
-from . import optim as fopt
-from . import reference as ref
-from .runtime import get_num_threads, set_num_threads
+from .. import _core
+from .. import optim as fopt
+from .. import reference as ref
+from ..runtime import get_num_threads, set_num_threads
 
 try:  # optional comparison only
     import torch

@@ -7,9 +7,9 @@ import contextlib
 import os
 from typing import Any, Dict
 
-from .._files import check_writable_dir
-from ..callbacks import Callback
+from ..._files import check_writable_dir
 from ._common import path_arg
+from .base import Callback
 
 __all__ = ["BackupAndRestore"]
 
@@ -56,7 +56,7 @@ class BackupAndRestore(Callback):
         return os.path.join(self.backup_dir, BACKUP_FILE)
 
     def on_train_begin(self, trainer: Any) -> None:
-        from ..trainer import Trainer  # here: trainer imports the callbacks' module
+        from ..trainer import Trainer  # here: the trainer imports callbacks.base, which loads this package
 
         if not isinstance(trainer, Trainer):
             raise TypeError(f"BackupAndRestore works with fa.Trainer, got {type(trainer).__name__}; DataParallel "

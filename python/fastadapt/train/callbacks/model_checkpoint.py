@@ -8,15 +8,15 @@ import os
 import string
 from typing import Any, Dict, Mapping, Optional, Union
 
-from .._checks import integer
-from .._tree import flatten_any
-from ..callbacks import Callback
+from ..._checks import integer
+from ..._tree import flatten_any
 from ..checkpoints import save_state
 from ._common import check_state_keys, path_arg, say, verbose_arg
+from .base import Callback
 
 __all__ = ["ModelCheckpoint"]
 
-PARAMS_FORMAT = "fastadapt.params"  # what save_weights_only writes (load with fastadapt.checkpoints.load_state)
+PARAMS_FORMAT = "fastadapt.params"  # what save_weights_only writes (load with fastadapt.train.checkpoints.load_state)
 PARAMS_VERSION = 1
 
 
@@ -34,7 +34,7 @@ class ModelCheckpoint(Callback):
     callback's state, history; resume with ``trainer.load_checkpoint``); with
     ``save_weights_only=True``, the params alone as
     ``{"format": "fastadapt.params", "version": 1, "params": {key path: array}}``
-    (read with ``fastadapt.checkpoints.load_state``). With a DataParallel the
+    (read with ``fastadapt.train.checkpoints.load_state``). With a DataParallel the
     formatted ``filepath`` is the directory its ``save_checkpoint`` writes
     ``checkpoint.npz`` into. Every file is replaced atomically.
 
@@ -115,7 +115,7 @@ class ModelCheckpoint(Callback):
         # work, as Trainer checks checkpoint_path; one with fields when it is known.
         directory = os.path.dirname(self.filepath)
         if directory and "{" not in directory:
-            from .._files import check_writable_dir
+            from ..._files import check_writable_dir
 
             check_writable_dir(directory, "ModelCheckpoint filepath's directory")
         if not self.save_weights_only and not callable(getattr(trainer, "save_checkpoint", None)):
@@ -133,7 +133,7 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
         if self.save_freq != "epoch":
             return
-        from ..trainer import Trainer  # here: trainer imports the callbacks' module
+        from ..trainer import Trainer  # here: the trainer imports callbacks.base, which loads this package
 
         # A Trainer finishes the epoch after its callbacks (the callbacks after
         # this one, the epoch counter): it calls _on_epoch_saved at that

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 import numpy as np
 
-from ._checks import array_leaves, integer, real
+from .._checks import array_leaves, integer, real
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -181,11 +181,11 @@ class LRFindResult:
         ax.grid(True, which="both", alpha=0.3)
         legend = ax.legend(fontsize=8.5)
         if fig is not None:
-            from .plotting import _place_legend
+            from ..train.plotting import _place_legend
 
             _place_legend(legend, [ax])  # a spot clear of the curves, not "best"'s least-bad overlap
         if path is not None:
-            from ._files import save_figure  # atomic: a failed save leaves the old file
+            from .._files import save_figure  # atomic: a failed save leaves the old file
 
             save_figure(fig or ax.figure, path, dpi=120)
             return path

@@ -43,7 +43,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 import numpy as np
 
-from ._files import write_text
+from .._files import write_text
 
 __all__ = ["History"]
 

@@ -28,14 +28,15 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ._version import __version__
-from ._files import check_writable_dir
+from .._files import check_writable_dir
+from .._version import __version__
+from ..schedules.adaptive_lr import AdaptiveLR
+from ..schedules.early_stopping import EarlyStopping
+from ..train.diagnostics import DiagnosisCallback, Finding, diagnose, save_findings
+from ..train.trainer import Trainer
 from .batching import batches
-from .controllers import AdaptiveLR, EarlyStopping
 from .datasets import MnistSource, find_mnist, load_mnist
-from .diagnostics import DiagnosisCallback, Finding, diagnose, save_findings
 from .models import MLP
-from .trainer import Trainer
 
 __all__ = ["run_mnist"]
 
@@ -149,7 +150,7 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
     history.save(files[0])
     save_findings(findings, files[1])
     try:
-        from .plotting import plot_history
+        from ..train.plotting import plot_history
 
         files.append(plot_history(history, os.path.join(out, "history.png"), findings=findings,
                                   title=f"fastadapt mnist: {optimizer} lr {lr:g}, test accuracy "

@@ -8,9 +8,9 @@ import math
 import numbers
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from ..callbacks import Callback
-from ..controllers import _claim, _release
 from ._common import check_state_keys, say, verbose_arg
+from ._drivers import claim, release
+from .base import Callback
 
 __all__ = ["LearningRateScheduler"]
 
@@ -92,11 +92,11 @@ class LearningRateScheduler(Callback):
             raise ValueError(f"LearningRateScheduler: the default group's lr is 0, so the override groups' lrs "
                              f"{bases[1:]} have no ratio to it to keep; give the optimizer a nonzero lr")
         self.optimizer, self._bases = optimizer, bases
-        _claim(self, optimizer, ["lr"])
+        claim(self, optimizer, ["lr"])
 
     def on_train_end(self, trainer: Any) -> None:
         if self.optimizer is not None:
-            _release(self, self.optimizer)  # it acts only while a fit runs
+            release(self, self.optimizer)  # it acts only while a fit runs
 
     # ---- the schedule -------------------------------------------------------------
     def on_epoch_begin(self, epoch: int, trainer: Any) -> None:

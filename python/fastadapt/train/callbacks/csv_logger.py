@@ -9,9 +9,9 @@ import math
 import os
 from typing import Any, Dict, List, Mapping
 
-from .._files import check_writable_file, write_text
-from ..callbacks import Callback
+from ..._files import check_writable_file, write_text
 from ._common import check_state_keys, path_arg
+from .base import Callback
 
 __all__ = ["CSVLogger"]
 

@@ -22,13 +22,13 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from ._files import check_writable_file
-from ._tree import flatten_any
-from .callbacks import check_callbacks, hooks
+from .._files import check_writable_file
+from .._tree import flatten_any
+from ..gradients import global_norm
+from ..optim import Optimizer, make_optimizer
+from .callbacks.base import check_callbacks, hooks
 from .checkpoints import PathLike, load_state, save_state
-from .gradients import global_norm
 from .history import History
-from .optim import Optimizer, make_optimizer
 from .progress import make_progress
 
 __all__ = ["Trainer"]

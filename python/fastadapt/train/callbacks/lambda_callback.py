@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from ..callbacks import HOOKS, Callback
+from .base import HOOKS, Callback
 
 __all__ = ["LambdaCallback"]
 

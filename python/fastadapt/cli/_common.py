@@ -1,0 +1,72 @@
+"""What every command shares: user errors and the argument types."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+from typing import Callable, Iterator, NoReturn
+
+__all__ = ["UserError", "user_input", "user_error", "Parser", "int_at_least", "float_above", "positive_int",
+           "seed_arg"]
+
+
+class UserError(Exception):
+    """Bad input from the person at the command line (an argument, a data
+    file, an output path): :func:`main` prints it as one line and exits 2."""
+
+
+@contextlib.contextmanager
+def user_input() -> Iterator[None]:
+    """Errors the library raises while it checks or reads what the user gave
+    are user errors. Wrap only checking and loading, never training or
+    measuring: an error there is a bug and keeps its traceback."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as err:
+        raise user_error(err) from err
+
+
+def user_error(err: Exception) -> UserError:
+    if isinstance(err, OSError) and err.strerror:  # the file and the OS's reason, not "[Errno 2] ..."
+        return UserError(f"{err.filename}: {err.strerror}" if err.filename else err.strerror)
+    return UserError(str(err))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like the commands' own errors
+    (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def float_above(minimum: float, inclusive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, "
+                                             f"got {text}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+seed_arg = int_at_least(0)
