@@ -9,6 +9,10 @@ import contextlib
 import numpy as np
 import pytest
 
+from fastadapt.reference._common import ReferenceOptimizer
+
+from kernel_parity import patch_per_key
+
 # 1-D, 2-D and 3-D tensors of odd sizes, one element, and a 0-d scalar.
 SHAPES = {"w": (7, 13), "b": (13,), "v": (129,), "one": (1,), "t": (3, 4, 5), "s": ()}
 
@@ -24,7 +28,7 @@ def make_problem(seed, steps, shapes=SHAPES):
 
 
 def grads_of(params, noise):
-    return {k: 0.5 * np.asarray(p) + noise[k] for k, p in params.items()}
+    return {k: np.asarray(0.5 * np.asarray(p) + noise[k]) for k, p in params.items()}   # 0-d stays an array
 
 
 def rel_close(a, b, rel=1e-12):
@@ -36,25 +40,21 @@ def rel_close(a, b, rel=1e-12):
     return float(np.max(np.abs(a - b))) <= rel * scale if b.size else True
 
 
-def reference_trajectory(opt, params, noise, changes=None, per_key=None, negate=False):
-    """Runs a fastadapt.reference optimizer. ``changes[k]``: attributes set
-    before step k. ``per_key[key]``: attributes that hold for that tensor only
-    (what fa's ``overrides`` do), applied around its rule call."""
+def build(cls, hyper, per_key=None):
+    """fa.<Rule> (``per_key`` as its overrides) or its fastadapt.reference
+    twin (``per_key`` applied around each tensor's rule call)."""
+    if not per_key:
+        return cls(**hyper)
+    if issubclass(cls, ReferenceOptimizer):
+        return patch_per_key(cls(**hyper), per_key)
+    return cls(**hyper, overrides=per_key)
+
+
+def run_trajectory(opt, params, noise, changes=None, negate=False):
+    """Runs a fastadapt optimizer (fa.<Rule> or its reference twin) on a copy
+    of ``params`` (float64); ``changes[k]``: attributes set before step k;
+    ``negate``: the gradients negated."""
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    if per_key:
-        apply = opt._apply
-
-        def _apply(path, p, g):
-            saved = {n: getattr(opt, n) for n in per_key.get(path, {})}
-            for n, v in per_key.get(path, {}).items():
-                setattr(opt, n, v)
-            try:
-                apply(path, p, g)
-            finally:
-                for n, v in saved.items():
-                    setattr(opt, n, v)
-
-        opt._apply = _apply
     for k, nz in enumerate(noise):
         for n, v in (changes or {}).get(k, {}).items():
             setattr(opt, n, v)

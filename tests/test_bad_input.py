@@ -538,6 +538,8 @@ SPECIFIC_BAD_HYPER = {
     "adafactor": [("beta2_decay", 0.5, ValueError, "<= 0"), ("eps", 1e-3, TypeError, "pair"),
                   ("eps", (-1.0, 1e-3), ValueError, ">= 0"), ("eps", (None, -1.0), ValueError, ">= 0"),
                   ("d", 0.5, ValueError, ">= 1")],
+    "lion": [("betas", (1.0, 0.99), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+             ("maximize", "yes", TypeError, "True or False")],
 }
 SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
 

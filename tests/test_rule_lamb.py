@@ -12,7 +12,7 @@ from fastadapt.reference import _common
 from fastadapt.reference import lamb as ref_lamb
 from fastadapt.reference._trust import sumsq, trust_ratio
 
-from optax_trajectory import jax_float64, make_problem, optax_trajectory, reference_trajectory, rel_close
+from optax_trajectory import build, jax_float64, make_problem, optax_trajectory, run_trajectory, rel_close
 
 STEPS = 25
 
@@ -35,7 +35,7 @@ def test_reference_is_optax_lamb(options):
     params, noise = make_problem(10, STEPS)
     hyper = hyper_of(options)
     ref = ref_lamb.LAMB(**hyper)
-    ours = reference_trajectory(ref, params, noise, CHANGES)
+    ours = run_trajectory(ref, params, noise, CHANGES)
     theirs, bufs = optax_trajectory(optax.lamb, hyper, params, noise, CHANGES, fields=("mu", "nu"))
     for k in params:
         assert not np.allclose(ours[k], params[k]), k
@@ -66,9 +66,9 @@ def test_optax_mask_is_a_per_key_weight_decay_of_zero():
     hyper = hyper_of(dict(weight_decay=0.1))
     mask = {k: k not in ("b", "s") for k in params}
     off = {"weight_decay": 0.0}
-    ours = reference_trajectory(ref_lamb.LAMB(**hyper), params, noise, CHANGES, per_key={"b": off, "s": off})
+    ours = run_trajectory(build(ref_lamb.LAMB, hyper, {"b": off, "s": off}), params, noise, CHANGES)
     theirs, _ = optax_trajectory(optax.lamb, hyper, params, noise, CHANGES, static=dict(mask=mask))
-    unmasked = reference_trajectory(ref_lamb.LAMB(**hyper), params, noise, CHANGES)
+    unmasked = run_trajectory(ref_lamb.LAMB(**hyper), params, noise, CHANGES)
     for k in params:
         assert rel_close(ours[k], theirs[k]), k
     assert not np.allclose(ours["b"], unmasked["b"])
@@ -84,7 +84,7 @@ def test_zero_parameters_and_zero_updates_get_a_trust_ratio_of_one():
     noise = [{"zero": rng.standard_normal(9), "dead": -0.5 * params["dead"], "live": rng.standard_normal(7)}
              for _ in range(6)]
     hyper = hyper_of({})
-    ours = reference_trajectory(ref_lamb.LAMB(**hyper), params, noise)
+    ours = run_trajectory(ref_lamb.LAMB(**hyper), params, noise)
     theirs, _ = optax_trajectory(optax.lamb, hyper, params, noise)
     assert ours["dead"].tobytes() == params["dead"].tobytes()
     for k in params:

@@ -9,7 +9,7 @@ import pytest
 
 from fastadapt.reference import lars as ref_lars
 
-from optax_trajectory import make_problem, optax_trajectory, reference_trajectory, rel_close
+from optax_trajectory import build, make_problem, optax_trajectory, run_trajectory, rel_close
 
 STEPS = 25
 
@@ -36,7 +36,7 @@ def test_reference_is_optax_lars(options):
     hyper = hyper_of(options)
     nesterov = options.get("nesterov", False)
     ref = ref_lars.LARS(**hyper, nesterov=nesterov)
-    ours = reference_trajectory(ref, params, noise, CHANGES)
+    ours = run_trajectory(ref, params, noise, CHANGES)
     theirs, bufs = optax_trajectory(optax.lars, hyper, params, noise, CHANGES, static=dict(nesterov=nesterov),
                                     fields=("trace",))
     for k in params:
@@ -67,9 +67,9 @@ def test_masks_are_per_key_booleans(nesterov):
     per_key = {k: {"weight_decay_mask": k not in wd_off, "trust_ratio_mask": k not in tr_off} for k in params}
     static = dict(nesterov=nesterov, weight_decay_mask={k: k not in wd_off for k in params},
                   trust_ratio_mask={k: k not in tr_off for k in params})
-    ours = reference_trajectory(ref_lars.LARS(**hyper, nesterov=nesterov), params, noise, per_key=per_key)
+    ours = run_trajectory(build(ref_lars.LARS, dict(hyper, nesterov=nesterov), per_key), params, noise)
     theirs, _ = optax_trajectory(optax.lars, hyper, params, noise, static=static)
-    unmasked = reference_trajectory(ref_lars.LARS(**hyper, nesterov=nesterov), params, noise)
+    unmasked = run_trajectory(ref_lars.LARS(**hyper, nesterov=nesterov), params, noise)
     for k in params:
         assert rel_close(ours[k], theirs[k]), k
         assert np.array_equal(ours[k], unmasked[k]) == (k not in wd_off + tr_off), k
@@ -84,7 +84,7 @@ def test_zero_parameters_get_a_trust_ratio_of_one():
     noise = [{"zero": rng.standard_normal(9), "dead": -0.5 * params["dead"], "live": rng.standard_normal(7)}
              for _ in range(6)]
     hyper = hyper_of({})
-    ours = reference_trajectory(ref_lars.LARS(**hyper), params, noise)
+    ours = run_trajectory(ref_lars.LARS(**hyper), params, noise)
     theirs, _ = optax_trajectory(optax.lars, hyper, params, noise)
     assert ours["dead"].tobytes() == params["dead"].tobytes()
     for k in params:

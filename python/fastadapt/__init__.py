@@ -16,7 +16,7 @@ from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .history import History
 from .lr_finder import LRFindResult, lr_find
-from .optim import (SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RAdam,
+from .optim import (SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer, RAdam,
                     RMSProp, RMSprop, make_optimizer)
 from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
@@ -37,6 +37,7 @@ __all__ = [
     "Adamax",
     "Adadelta",
     "Adafactor",
+    "Lion",
     "Optimizer",
     "make_optimizer",
     "global_norm",

@@ -17,30 +17,22 @@ def exact_sign(c: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(c), c, s)
 
 
-def lion_rule(p, g, m, *, lr, betas, weight_decay, decoupled_weight_decay=False, init_lr=None):
-    """One Lion step on one tensor, in place. With ``decoupled_weight_decay``
-    the decay factor is ``1 - lr * (weight_decay / init_lr)``, ``init_lr`` being
-    the learning rate the optimizer was built with (lion-pytorch's rule)."""
+def lion_rule(p, g, m, *, lr, betas, weight_decay):
+    """One Lion step on one tensor, in place. (lion-pytorch's
+    ``decoupled_weight_decay=True`` with initial learning rate ``lr0`` is
+    ``weight_decay = wd / lr0`` here: the same factor ``1 - lr * (wd / lr0)``.)"""
     T = p.dtype.type
     b1, b2 = betas
     if weight_decay != 0:
-        wd = weight_decay / init_lr if decoupled_weight_decay else weight_decay
-        p[...] = p * T(1.0 - lr * wd)
+        p[...] = p * T(1.0 - lr * weight_decay)
     c = T(b1) * m + T(1.0 - b1) * g
     p[...] = p - T(lr) * exact_sign(c)
     m[...] = T(b2) * m + T(1.0 - b2) * g
 
 
 class Lion(ReferenceOptimizer):
-    defaults = dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=False, maximize=False)
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        # lion-pytorch divides weight_decay by the learning rate given at
-        # construction (decoupled_weight_decay=True), not by the current one.
-        self.init_lr = self.lr
+    defaults = dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False)
 
     def _apply(self, path, p, g):
         m = self._buffer(path, "exp_avg", p)
-        lion_rule(p, g, m, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay,
-                  decoupled_weight_decay=self.decoupled_weight_decay, init_lr=self.init_lr)
+        lion_rule(p, g, m, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
