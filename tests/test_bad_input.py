@@ -540,6 +540,8 @@ SPECIFIC_BAD_HYPER = {
                   ("d", 0.5, ValueError, ">= 1")],
     "lion": [("betas", (1.0, 0.99), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
              ("maximize", "yes", TypeError, "True or False")],
+    "lamb": [("betas", (0.9, 1.0), ValueError, "[0, 1)"), ("eps", -1e-6, ValueError, ">= 0"),
+             ("eps_root", -1.0, ValueError, ">= 0")],
 }
 SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
 

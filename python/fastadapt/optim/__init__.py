@@ -15,6 +15,7 @@ from .adafactor import Adafactor
 from .adagrad import AdaGrad, Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
+from .lamb import LAMB
 from .lion import Lion
 from .nadam import NAdam
 from .radam import RAdam
@@ -23,7 +24,7 @@ from .sgd import SGD
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
            "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor",
-           "Lion"]
+           "Lion", "LAMB"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
