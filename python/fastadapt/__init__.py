@@ -16,7 +16,7 @@ from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .history import History
 from .lr_finder import LRFindResult, lr_find
-from .optim import (LAMB, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer,
+from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer,
                     RAdam, RMSProp, RMSprop, make_optimizer)
 from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
@@ -39,6 +39,7 @@ __all__ = [
     "Adafactor",
     "Lion",
     "LAMB",
+    "LARS",
     "Optimizer",
     "make_optimizer",
     "global_norm",

@@ -16,6 +16,7 @@ from .adagrad import AdaGrad, Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
 from .lamb import LAMB
+from .lars import LARS
 from .lion import Lion
 from .nadam import NAdam
 from .radam import RAdam
@@ -24,7 +25,7 @@ from .sgd import SGD
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
            "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor",
-           "Lion", "LAMB"]
+           "Lion", "LAMB", "LARS"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
