@@ -538,6 +538,13 @@ SPECIFIC_BAD_HYPER = {
     "adafactor": [("beta2_decay", 0.5, ValueError, "<= 0"), ("eps", 1e-3, TypeError, "pair"),
                   ("eps", (-1.0, 1e-3), ValueError, ">= 0"), ("eps", (None, -1.0), ValueError, ">= 0"),
                   ("d", 0.5, ValueError, ">= 1")],
+    "lion": [("betas", (1.0, 0.99), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+             ("maximize", "yes", TypeError, "True or False")],
+    "lamb": [("betas", (0.9, 1.0), ValueError, "[0, 1)"), ("eps", -1e-6, ValueError, ">= 0"),
+             ("eps_root", -1.0, ValueError, ">= 0")],
+    "lars": [("trust_coefficient", -1e-3, ValueError, ">= 0"), ("eps", -1.0, ValueError, ">= 0"),
+             ("momentum", -0.9, ValueError, ">= 0"), ("weight_decay_mask", 1, TypeError, "True or False"),
+             ("trust_ratio_mask", None, TypeError, "True or False"), ("nesterov", "no", TypeError, "True or False")],
 }
 SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
 

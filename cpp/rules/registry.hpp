@@ -8,9 +8,12 @@
 #include "adagrad.hpp"
 #include "adam.hpp"
 #include "adamax.hpp"
+#include "lamb.hpp"
+#include "lars.hpp"
+#include "lion.hpp"
 #include "nadam.hpp"
 #include "radam.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
 
-#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor
+#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS
