@@ -177,13 +177,14 @@ def test_bfloat16_option_is_torchs_bfloat16_arithmetic():
 
 
 def test_bfloat16_option_follows_torch_muon_over_a_run():
+    """torch unpatched, 24 steps: the bfloat16 option stays several times
+    closer to torch's trajectory than the float32 path does."""
     pytest.importorskip("ml_dtypes")
     shapes = {"tall": (40, 12), "wide": (12, 40), "odd": (33, 65)}
-    # Where both roundings of a bfloat16 value differ, the step moves by one
-    # bfloat16 ulp of the O entry (<= 2**-7 * |O| <= 2**-7 * 2): bounded per step.
-    bound = sum(lr_at(s) * math.sqrt(40 / 12) * 2 ** -6 for s in range(STEPS))
-    run_against_torch(np.float32, dict(weight_decay=0.1), shapes=shapes, ours_extra=dict(ns_dtype="bfloat16"),
-                      tol=bound / 2)
+    worst = {ns_dtype: run_against_torch(np.float32, dict(weight_decay=0.1), shapes=shapes, tol=0.05,
+                                         ours_extra=dict(ns_dtype=ns_dtype))
+             for ns_dtype in (None, "bfloat16")}
+    assert worst["bfloat16"] <= worst[None] / 3, worst
 
 
 # ---- the companion: non-matrix keys in the same update ----------------------------------
