@@ -7,7 +7,7 @@ Rows: torch.optim.Muon as shipped (Newton-Schulz in bfloat16);
 torch.optim.Muon with its bfloat16 cast removed (Newton-Schulz in float32,
 the arithmetic fastadapt's default uses); the plain-NumPy reference
 (fastadapt.reference.muon), in float32 and with ns_dtype="bfloat16";
-fa.Muon once the fused rule exists. Each figure is the median of
+fa.Muon (its fused element-wise calls around NumPy's products). Each figure is the median of
 ``--repeats`` timed steps after two warm-up steps, on the same gradient.
 Figures only: nothing here asserts a time.
 """

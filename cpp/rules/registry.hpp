@@ -8,9 +8,10 @@
 #include "adagrad.hpp"
 #include "adam.hpp"
 #include "adamax.hpp"
+#include "muon.hpp"
 #include "nadam.hpp"
 #include "radam.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
 
-#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor
+#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Muon, MuonCommit

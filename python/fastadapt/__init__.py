@@ -16,8 +16,8 @@ from .diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .history import History
 from .lr_finder import LRFindResult, lr_find
-from .optim import (SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer, RAdam,
-                    RMSProp, RMSprop, make_optimizer)
+from .optim import (SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Muon, NAdam, Optimizer,
+                    RAdam, RMSProp, RMSprop, make_optimizer)
 from .plotting import plot_history
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .trainer import Trainer
@@ -37,6 +37,7 @@ __all__ = [
     "Adamax",
     "Adadelta",
     "Adafactor",
+    "Muon",
     "Optimizer",
     "make_optimizer",
     "global_norm",

@@ -15,27 +15,24 @@ them atomically:
 Newton-Schulz runs in the parameter's dtype (torch casts to bfloat16 first);
 ``ns_dtype="bfloat16"`` rounds like torch's bfloat16 path instead (needs
 ``ml_dtypes``). Matrices only: every other key goes to a ``companion``
-optimizer (e.g. AdamW), as torch's documentation advises.
+optimizer (AdamW by default), as torch's documentation advises.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._tree import flatten_any
 from ._common import ReferenceOptimizer, tensor_sum
+from .adam import AdamW
 
 # Keller Jordan's quintic coefficients and the step count (torch's defaults).
 DEFAULT_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 DEFAULT_NS_STEPS = 5
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 NS_DTYPES = (None, "bfloat16")
-
-Pattern = Union[str, Callable[[str, np.ndarray], bool]]
 
 
 def adjusted_lr(lr: float, adjust_lr_fn: Optional[str], shape: Tuple[int, int]) -> float:
@@ -159,67 +156,41 @@ def muon_rule(p, g, momentum_buffer, *, t, lr, weight_decay, momentum, nesterov,
                 adjusted_lr=adjusted_lr(lr, adjust_lr_fn, p.shape))
 
 
-def _patterns(companion_keys: Any) -> List[Pattern]:
-    if companion_keys is None:
-        return []
-    items = [companion_keys] if isinstance(companion_keys, str) or callable(companion_keys) else companion_keys
-    if not isinstance(items, (list, tuple)):
-        raise TypeError("companion_keys must be a glob string, a callable (path, array) -> bool, or a list of "
-                        f"them, got {type(companion_keys).__name__}")
-    for pattern in items:
-        if not (isinstance(pattern, str) or callable(pattern)):
-            raise TypeError(f"companion_keys entries must be glob strings or callables (path, array) -> bool, "
-                            f"got {pattern!r}")
-    return list(items)
-
-
 class Muon(ReferenceOptimizer):
     """torch.optim.Muon's rule on every 2-D key; every other key (biases,
-    gains, scalars, 3-D and up), and every key matching ``companion_keys``,
-    is stepped by ``companion`` in the same update.
+    gains, scalars, 3-D and up) is stepped by ``companion`` in the same
+    update, by default ``AdamW()`` (torch's AdamW defaults).
 
     The gradient pre-processing (non-finite policy, clipping, maximize) is
     Muon's and covers the whole tree, companion keys included, as one
     optimizer over the whole model would; so the companion must leave its
-    own off. The companion counts the steps in which it updated a key."""
+    own off, and it receives the pre-processed gradients. The companion
+    counts the steps in which it updated a key."""
 
     defaults = dict(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_coefficients=DEFAULT_NS_COEFFICIENTS,
                     eps=1e-7, ns_steps=DEFAULT_NS_STEPS, adjust_lr_fn=None, ns_dtype=None, maximize=False)
 
-    def __init__(self, *, companion: Optional[ReferenceOptimizer] = None, companion_keys: Any = None,
-                 max_grad_norm: Optional[float] = None, nonfinite: str = "propagate", **hyper: Any):
+    def __init__(self, *, companion: Optional[ReferenceOptimizer] = None, max_grad_norm: Optional[float] = None,
+                 nonfinite: str = "propagate", **hyper: Any):
         super().__init__(max_grad_norm=max_grad_norm, nonfinite=nonfinite, **hyper)
-        if companion is not None:
-            if not isinstance(companion, ReferenceOptimizer) or isinstance(companion, Muon):
-                raise TypeError(f"companion must be another reference optimizer (e.g. AdamW(...)), got {companion!r}")
-            if companion.max_grad_norm is not None or companion.nonfinite != "propagate" \
-                    or getattr(companion, "maximize", False):
-                raise ValueError("the companion's max_grad_norm, nonfinite and maximize must be left at their "
-                                 "defaults: set them on Muon, whose pre-processing covers every key")
+        if companion is None:
+            companion = AdamW()
+        if not isinstance(companion, ReferenceOptimizer) or isinstance(companion, Muon):
+            raise TypeError(f"companion must be another reference optimizer (e.g. AdamW(...)), got {companion!r}")
+        if companion.max_grad_norm is not None or companion.nonfinite != "propagate" \
+                or getattr(companion, "maximize", False):
+            raise ValueError("the companion's max_grad_norm, nonfinite and maximize must be left at their "
+                             "defaults: set them on Muon, whose pre-processing covers every key")
         self.companion = companion
-        self.companion_keys = _patterns(companion_keys)
         self._companion_step = 0  # the Muon step in which the companion last stepped
 
-    def to_companion(self, path: str, p: np.ndarray) -> bool:
-        """Whether key ``path`` goes to the companion: not a matrix, or named by ``companion_keys``."""
-        if np.ndim(p) != 2:
-            return True
-        return any(fnmatch.fnmatchcase(path, pat) if isinstance(pat, str) else bool(pat(path, p))
-                   for pat in self.companion_keys)
-
-    def update(self, params: Any, grads: Any) -> Any:
-        if self.companion is None:
-            paths, ps = flatten_any(params)
-            for path, p in zip(paths, ps):
-                if self.to_companion(path, p):
-                    raise ValueError(
-                        f"params[{path!r}] has shape {np.shape(p)}: Muon orthogonalizes 2-D matrices only. Pass "
-                        f"companion=AdamW(...) (or another optimizer) to step the other keys in the same update, "
-                        f"or leave them out of params")
-        return super().update(params, grads)
+    @staticmethod
+    def to_companion(p: np.ndarray) -> bool:
+        """Whether a key goes to the companion: it is not a matrix."""
+        return np.ndim(p) != 2
 
     def _apply(self, path, p, g):
-        if self.to_companion(path, p):
+        if self.to_companion(p):
             c = self.companion
             if self._companion_step != self.step_count:
                 c.step_count += 1
