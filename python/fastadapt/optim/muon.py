@@ -373,13 +373,5 @@ class Muon(Optimizer):
         csd["state"] = {k: sd["state"][k] for k in comp["keys"]}
         return own, csd
 
-    def _check_state_against(self, state: Mapping[str, Any], step: int, binding: Mapping[str, Any]) -> None:
-        # Only the matrices of a group keep a momentum buffer: the base check
-        # that every member of a group has the same buffers looks at them alone.
-        paths, meta = binding["_paths"], binding["_param_meta"]
-        matrices = [[i for i in members if len(meta.get(paths[i], ((),))[0]) == 2]
-                    for members in binding["_group_members"]]
-        super()._check_state_against(state, step, dict(binding, _group_members=matrices))
-
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, companion={self._companion!r})"
