@@ -407,7 +407,8 @@ def run_kernel_pair(options, dtype, *, shapes=KSHAPES, steps=4, changes=KCHANGES
 
 def assert_same_bits(ours, theirs, p, q):
     for k in p:
-        assert same_bits(p[k], q[k]), f"param {k} differs: max abs diff {np.max(np.abs(p[k] - q[k])) if p[k].size else 0}"
+        diff = np.max(np.abs(p[k] - q[k])) if p[k].size else 0
+        assert same_bits(p[k], q[k]), f"param {k} differs: max abs diff {diff}"
     # fa.Muon's state holds every key's (the companion's too); the reference keeps them apart.
     for who, mine, ref in (("muon", ours.state, {**theirs.state, **theirs.companion.state}),
                            ("companion", ours.companion.state, theirs.companion.state)):
@@ -554,7 +555,8 @@ def test_load_state_dict_is_all_or_nothing():
         target.load_state_dict(source.state_dict())
     after = target.state_dict()
     assert after["hyperparameters"] == before["hyperparameters"] and after["step"] == before["step"]
-    assert all(same_bits(after["state"][k][n], before["state"][k][n]) for k in before["state"] for n in before["state"][k])
+    assert all(same_bits(after["state"][k][n], before["state"][k][n])
+               for k in before["state"] for n in before["state"][k])
     with pytest.raises(ValueError, match=r"state_dict\['companion'\]"):
         target.load_state_dict({k: v for k, v in before.items() if k != "companion"})
 
@@ -616,17 +618,17 @@ def test_an_interrupt_after_the_commit_still_steps_the_companion():
     grads = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
     opt, replay = fa.Muon(), fa.Muon()
     p_replay = copy_tree(params)
-    commit = opt._commit
+    commit = opt._stepper.commit
 
     class InterruptAfterCommit:
         def step(self, *args):
             commit.step(*args)
             raise _Interrupt()
 
-    opt.__dict__["_commit"] = InterruptAfterCommit()
+    opt._stepper.commit = InterruptAfterCommit()
     with pytest.raises(_Interrupt):
         opt.update(params, grads)
-    opt.__dict__["_commit"] = commit
+    opt._stepper.commit = commit
     replay.update(p_replay, grads)
     assert all(same_bits(params[k], p_replay[k]) for k in params)
     assert opt.step_count == opt.companion.step_count == 1

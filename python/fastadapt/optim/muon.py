@@ -18,7 +18,7 @@ from .. import _hyper as hv
 from .._hyper import Hyper
 from .._tree import TreeDef
 from .adam import AdamW
-from .base import _GRADS_FIX, _POLICY, _STRUCTURE_FIX, Optimizer, Overrides
+from .base import Optimizer, Overrides
 
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 NS_DTYPES = (None, "bfloat16")
@@ -185,8 +185,7 @@ class Muon(Optimizer):
                               adjust_lr_fn=adjust_lr_fn, ns_dtype=ns_dtype, maximize=maximize),
                          max_grad_norm=max_grad_norm, nonfinite=nonfinite,
                          track_grad_norm=track_grad_norm, overrides=overrides)
-        self.__dict__.update(_companion=companion, _commit=_core.Stepper("muon_commit"), _scratch=[],
-                             _companion_due=None)
+        self.__dict__.update(_companion=companion, _stepper=_MuonStepper(self), _scratch=[], _companion_due=None)
 
     @property
     def companion(self) -> Optimizer:
@@ -214,67 +213,8 @@ class Muon(Optimizer):
                                raw_direction=hp["ns_dtype"] == "bfloat16", maximize=hp["maximize"])
 
     # ---- the step: direction (fused), Newton-Schulz (NumPy), commit (fused) ----
-    def _update(self, params: Any, grads: Any) -> Any:
-        self._settle()
-        self._check_companion(self._companion)  # (its settings may have changed since)
-        t = int(self._counts[0]) + 1
-        created: List[Tuple[int, int]] = []
-        carried: List[Tuple[List[int], Dict[str, float]]] = []
-        self._txn = (t, self._tree is None, created, carried)
-        try:
-            if self._tree is None:
-                self._bind(params)
-            paths = self._paths
-            leaves = self._tree.flatten(params, "params", _STRUCTURE_FIX)
-            gleaves = self._tree.flatten(grads, "grads", _GRADS_FIX)
-            self._prepare(t, leaves, created, carried)
-            status, nonfinite, bad = self._step(t, paths, leaves, gleaves)
-        finally:
-            self._settle()
-        if status == 2:  # nothing was written, no counter moved
-            raise FloatingPointError(
-                f"grads[{paths[bad]!r}] contains NaN or Inf ({nonfinite} non-finite value(s) in this step); "
-                f"nothing was updated. Pass nonfinite='zero' or 'skip' to tolerate them.")
-        return params
-
-    def _step(self, t: int, paths: Sequence[str], leaves: list, gleaves: list) -> Tuple[int, int, int]:
-        hp = self._hyper
-        args = (self._tensor_group, self._scalars, self._flags, _POLICY[hp["nonfinite"]],
-                -1.0 if hp["max_grad_norm"] is None else hp["max_grad_norm"], hp["track_grad_norm"], t)
-        if not all(isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64) for p in leaves):
-            # The commit call's checks name the bad parameter (they run before any write).
-            fill = [np.empty(p.shape, p.dtype) if isinstance(p, np.ndarray) and p.ndim == 2 else None
-                    for p in leaves]
-            self._commit.step(paths, leaves, gleaves, [self._slot_lists[0], fill], *args, self._counts,
-                              self._last_norm)
-            raise AssertionError("unreachable: the commit call accepted a parameter that is not an array")
-        # 1. The direction call: scratch arrays only, counters thrown away.
-        scratch = self._scratch_for(leaves)
-        status, _, nonfinite, bad = self._stepper.step(paths, scratch, gleaves, self._slot_lists, *args,
-                                                       np.zeros(5, dtype=np.int64), np.zeros(1))
-        if status == 2:
-            return status, nonfinite, bad
-        # 2. Newton-Schulz per matrix (a skipped step needs none: the commit skips too).
-        matrices = [i for i, p in enumerate(leaves) if p.ndim == 2]
-        orth: List[Optional[np.ndarray]] = [None] * len(leaves)
-        for i in matrices:
-            orth[i] = scratch[i]
-            if status == 0 and leaves[i].size:
-                orth[i] = self._orthogonalize(i, paths[i], scratch[i])
-        # 3. The commit call (every check before its first write). The
-        # companion's step on the pre-processed gradients of its keys is
-        # recorded first and made by _settle once the commit went through:
-        # in _update's finally, or, if an interrupt cut that short, in the
-        # next call that settles (update, state, state_dict, load_state_dict).
-        others = [i for i, p in enumerate(leaves) if p.ndim != 2]
-        due = None
-        if others and status == 0:
-            due = (t, self._companion.step_count, {paths[i]: leaves[i] for i in others},
-                   {paths[i]: scratch[i] for i in others})
-        self.__dict__["_companion_due"] = due
-        status, _, nonfinite, bad = self._commit.step(paths, leaves, gleaves, [self._slot_lists[0], orth], *args,
-                                                      self._counts, self._last_norm)
-        return status, nonfinite, bad
+    # The base class's _update drives it (settle, bind, state buffers, the
+    # transaction, the raise message) through self._stepper, a _MuonStepper.
 
     def _settle(self) -> None:
         super()._settle()
@@ -375,3 +315,47 @@ class Muon(Optimizer):
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, companion={self._companion!r})"
+
+
+class _MuonStepper:
+    """Muon's step where the base class calls ``_core.Stepper.step``: the
+    direction call ("muon") into scratch arrays with throw-away counters,
+    Newton-Schulz per matrix in NumPy, then the commit call ("muon_commit"),
+    which checks every array before its first write and commits the step.
+    The companion's step is recorded before the commit and made by
+    ``Muon._settle`` once the commit went through."""
+
+    def __init__(self, opt: Muon):
+        self.opt = opt
+        self.direction = _core.Stepper("muon")
+        self.commit = _core.Stepper("muon_commit")
+
+    def slot_mask(self, flags: int, ndim: int) -> int:
+        return self.direction.slot_mask(flags, ndim)
+
+    def step(self, keys: Sequence[str], params: list, grads: list, states: list, *groups: Any) -> Any:
+        *groups, counts, last_norm = groups  # tensor_group, scalars, flags, policy, max_norm, track, t
+        t = groups[-1]
+        opt = self.opt
+        opt._check_companion(opt._companion)  # (its settings may have changed since construction)
+        if not all(isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64) for p in params):
+            # The commit call's checks name the bad parameter (they run before any write).
+            fill = [np.empty(p.shape, p.dtype) if isinstance(p, np.ndarray) and p.ndim == 2 else None for p in params]
+            self.commit.step(keys, params, grads, [states[0], fill], *groups, counts, last_norm)
+            raise AssertionError("unreachable: the commit call accepted a parameter that is not a float array")
+        scratch = opt._scratch_for(params)
+        status, norm, nonfinite, bad = self.direction.step(keys, scratch, grads, states, *groups,
+                                                           np.zeros(5, dtype=np.int64), np.zeros(1))
+        if status == 2:  # nonfinite="raise": nothing written, no counter moved
+            return status, norm, nonfinite, bad
+        orth: List[Optional[np.ndarray]] = [None] * len(params)
+        for i, p in enumerate(params):  # (a skipped step needs no Newton-Schulz: the commit skips too)
+            if p.ndim == 2:
+                orth[i] = opt._orthogonalize(i, keys[i], scratch[i]) if status == 0 and p.size else scratch[i]
+        others = [i for i, p in enumerate(params) if p.ndim != 2]
+        due = None
+        if others and status == 0:
+            due = (t, opt._companion.step_count, {keys[i]: params[i] for i in others},
+                   {keys[i]: scratch[i] for i in others})
+        opt.__dict__["_companion_due"] = due
+        return self.commit.step(keys, params, grads, [states[0], orth], *groups, counts, last_norm)
