@@ -1,11 +1,13 @@
-"""Muon: fastadapt.reference.muon against torch.optim.Muon.
+"""Muon: fastadapt.reference.muon against torch.optim.Muon, and fa.Muon
+(cpp/rules/muon.hpp + optim/muon.py) against the reference bit for bit.
 
 torch casts the Newton-Schulz input to bfloat16; fastadapt runs it in the
 parameter's dtype. So the parity runs torch's own Muon with that one cast
 made a copy in the parameter's dtype (``Tensor.bfloat16`` patched for the
 test, checked to take effect), float64 to 1e-12 relative; and the
 ``ns_dtype="bfloat16"`` option against torch's unpatched bfloat16 path.
-Skipped without torch."""
+The torch comparisons skip without torch (>= 2.9, which has Muon); the
+kernel, checkpoint, atomicity and bad-input tests do not need it."""
 
 from __future__ import annotations
 
@@ -18,14 +20,21 @@ import time
 import numpy as np
 import pytest
 
+import fastadapt as fa
+from fastadapt import _core
 from fastadapt.reference import adam as ref_adam
 from fastadapt.reference import muon as M
 from fastadapt.reference import sgd as ref_sgd
 
-torch = pytest.importorskip("torch")
-if not hasattr(torch.optim, "Muon"):
-    pytest.skip("torch.optim.Muon needs torch >= 2.9", allow_module_level=True)
-from torch.optim import _muon as torch_muon  # noqa: E402  (after the skip)
+from helpers import copy_tree, same_bits
+
+try:
+    import torch
+    from torch.optim import _muon as torch_muon
+except ImportError:
+    torch = torch_muon = None
+needs_torch = pytest.mark.skipif(torch is None or not hasattr(torch.optim, "Muon"),
+                                 reason="needs torch >= 2.9 (torch.optim.Muon)")
 
 # Every shape class: tall, wide, square, one row, one column, odd sizes, and
 # one of more than one reduction chunk (CHUNK_ELEMENTS).
@@ -33,21 +42,22 @@ SHAPES = {"tall": (7, 5), "wide": (5, 7), "odd": (33, 65), "row": (1, 9), "col":
           "big": (150, 131)}
 STEPS = 24
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
-TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """These matrices are small: extra BLAS threads only contend for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         threadpool_limits = None
     with threadpool_limits(1) if threadpool_limits else contextlib.nullcontext():
         yield
-    torch.set_num_threads(before)
+    if torch is not None:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -116,6 +126,7 @@ CHANGES = {6: dict(momentum=0.9), 9: dict(weight_decay=0.02), 12: dict(nesterov=
            20: dict(ns_coefficients=(3.0, -3.2, 1.2)), 22: dict(momentum=0.5, nesterov=True)}
 
 
+@needs_torch
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 @pytest.mark.parametrize("adjust_lr_fn", [None, "original", "match_rms_adamw"])
 @pytest.mark.parametrize("nesterov", [True, False])
@@ -123,11 +134,13 @@ def test_matches_torch_float64(no_bf16_cast, nesterov, adjust_lr_fn, weight_deca
     run_against_torch(np.float64, dict(nesterov=nesterov, adjust_lr_fn=adjust_lr_fn, weight_decay=weight_decay))
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_matches_torch_with_hyperparameters_changed_mid_run(no_bf16_cast, dtype):
     run_against_torch(dtype, dict(weight_decay=0.1), CHANGES)
 
 
+@needs_torch
 @pytest.mark.parametrize("options", [dict(momentum=0.0), dict(momentum=0.5), dict(momentum=0.3, nesterov=False),
                                      dict(ns_steps=1), dict(ns_steps=8), dict(ns_coefficients=(1.5, -0.5, 0.0)),
                                      dict(eps=1e3), dict(lr=0.1, weight_decay=0.5)],
@@ -137,15 +150,18 @@ def test_matches_torch_every_option(no_bf16_cast, options):
     run_against_torch(np.float64, options, schedule="lr" not in options)
 
 
+@needs_torch
 def test_matches_torch_float32(no_bf16_cast):
     run_against_torch(np.float32, dict(weight_decay=0.1, adjust_lr_fn="match_rms_adamw"))
 
 
+@needs_torch
 def test_maximize_is_torch_on_the_negated_gradient(no_bf16_cast):
     # torch's Muon has no maximize; fastadapt's option negates the gradient.
     run_against_torch(np.float64, dict(weight_decay=0.1), ours_extra=dict(maximize=True), their_grad=lambda g: -g)
 
 
+@needs_torch
 def test_newton_schulz_is_torchs_without_the_cast(no_bf16_cast):
     rng = np.random.default_rng(1)
     for shape in list(SHAPES.values()) + [(300, 20), (2, 200)]:
@@ -158,6 +174,7 @@ def test_newton_schulz_is_torchs_without_the_cast(no_bf16_cast):
             assert rel_err(got, want.numpy()) <= 1e-13, (shape, ns_steps)
 
 
+@needs_torch
 def test_bfloat16_option_is_torchs_bfloat16_arithmetic():
     """torch unpatched. Small matrices: the same bfloat16 values; larger ones
     differ only where float32 sums in another order round to the other
@@ -179,6 +196,7 @@ def test_bfloat16_option_is_torchs_bfloat16_arithmetic():
         assert rel_err(bf, want) <= 2 ** -5, shape
 
 
+@needs_torch
 def test_bfloat16_option_follows_torch_muon_over_a_run():
     """torch unpatched, 24 steps: the bfloat16 option stays several times
     closer to torch's trajectory than the float32 path does."""
@@ -232,18 +250,21 @@ def run_with_companion_against_torch(make_ours, make_their_companion, *, steps=S
     return ours
 
 
+@needs_torch
 def test_companion_adamw_is_torch_muon_plus_torch_adamw(no_bf16_cast):
     run_with_companion_against_torch(
         lambda: M.Muon(lr=0.02, weight_decay=0.1, companion=ref_adam.AdamW(lr=3e-3, weight_decay=0.01)),
         lambda ps: torch.optim.AdamW(ps, lr=3e-3, weight_decay=0.01))
 
 
+@needs_torch
 def test_default_companion_is_adamw_with_torchs_defaults(no_bf16_cast):
     ours = run_with_companion_against_torch(lambda: M.Muon(lr=0.02, weight_decay=0.1),
                                             lambda ps: torch.optim.AdamW(ps), steps=8)
     assert type(ours.companion) is ref_adam.AdamW
 
 
+@needs_torch
 def test_companion_sgd(no_bf16_cast):
     run_with_companion_against_torch(
         lambda: M.Muon(lr=0.02, weight_decay=0.1, companion=ref_sgd.SGD(lr=0.05, momentum=0.9, nesterov=True)),
@@ -276,6 +297,7 @@ def run_preprocessing_against_torch(ours, *, steps=12, seed=5):
         assert rel_err(params[k], t.detach().numpy()) <= 1e-12, k
 
 
+@needs_torch
 def test_preprocessing_covers_every_key_companion_keys_included(no_bf16_cast):
     run_preprocessing_against_torch(M.Muon(lr=0.02, companion=ref_adam.Adam(lr=1e-2), max_grad_norm=3.0,
                                            nonfinite="zero"))
@@ -312,6 +334,7 @@ def test_bad_companion_and_options_raise():
         M.newton_schulz(d, 12.0, ns_coefficients=M.DEFAULT_NS_COEFFICIENTS, ns_steps=5, eps=1e-7, ns_dtype="fp8")
 
 
+@needs_torch
 def test_adjusted_lr_is_torchs():
     for shape in [(7, 5), (5, 7), (1, 9), (9, 1), (784, 128), (1024, 1024)]:
         for fn in M.ADJUST_LR_FNS:
@@ -351,11 +374,6 @@ def test_the_step_splits_into_a_pure_direction_pass_and_a_commit():
 # fa.Muon: the fused kernel (cpp/rules/muon.hpp + optim/muon.py) against the reference,
 # bit for bit, on every SIMD path and thread count; against torch; checkpoints; bad input.
 # =========================================================================================
-
-import fastadapt as fa  # noqa: E402
-from fastadapt import _core  # noqa: E402
-
-from helpers import copy_tree, same_bits  # noqa: E402
 
 # Matrices of every kind, an empty one, and companion keys of every kind.
 KSHAPES = {"tall": (33, 17), "wide": (17, 33), "row": (1, 9), "col": (9, 1), "empty": (0, 5),
@@ -489,6 +507,7 @@ def test_kernel_overrides_match_reference_per_group(isa, threads):
 
 # ---- fa.Muon against torch ---------------------------------------------------------------
 
+@needs_torch
 @pytest.mark.parametrize("options", [dict(weight_decay=0.1), dict(nesterov=False, adjust_lr_fn="match_rms_adamw")],
                          ids=["nesterov", "plain-match_rms_adamw"])
 def test_fa_muon_matches_torch_float64(no_bf16_cast, options):
@@ -496,21 +515,25 @@ def test_fa_muon_matches_torch_float64(no_bf16_cast, options):
     assert worst <= 1e-12
 
 
+@needs_torch
 def test_fa_muon_matches_torch_float32(no_bf16_cast):
     run_against_torch(np.float32, dict(weight_decay=0.1), CHANGES, make_ours=lambda **o: fa.Muon(**o))
 
 
+@needs_torch
 def test_fa_muon_with_companion_is_torch_muon_plus_torch_adamw(no_bf16_cast):
     run_with_companion_against_torch(
         lambda: fa.Muon(lr=0.02, weight_decay=0.1, companion=fa.AdamW(lr=3e-3, weight_decay=0.01)),
         lambda ps: torch.optim.AdamW(ps, lr=3e-3, weight_decay=0.01))
 
 
+@needs_torch
 def test_fa_muon_preprocessing_covers_every_key(no_bf16_cast):
     run_preprocessing_against_torch(fa.Muon(lr=0.02, companion=fa.Adam(lr=1e-2), max_grad_norm=3.0,
                                             nonfinite="zero"))
 
 
+@needs_torch
 def test_fa_muon_bfloat16_follows_torch():
     pytest.importorskip("ml_dtypes")
     run_against_torch(np.float32, dict(weight_decay=0.1), shapes={"tall": (40, 12), "odd": (33, 65)}, tol=1e-3,
