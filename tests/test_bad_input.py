@@ -547,6 +547,11 @@ SPECIFIC_BAD_HYPER = {
              ("trust_ratio_mask", None, TypeError, "True or False"), ("nesterov", "no", TypeError, "True or False")],
 }
 SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
+SPECIFIC_BAD_HYPER["muon"] = [("momentum", -0.9, ValueError, ">= 0"), ("eps", -1.0, ValueError, ">= 0"),
+                              ("ns_steps", 100, ValueError, "[0, 100)"), ("ns_steps", 2.5, TypeError, "integer"),
+                              ("ns_coefficients", (1.0, 2.0), TypeError, "three numbers"),
+                              ("adjust_lr_fn", "rms", ValueError, "match_rms_adamw"),
+                              ("ns_dtype", "float16", ValueError, "bfloat16"), ("nesterov", 1, TypeError, "True or False")]
 
 HYPER_CASES = [pytest.param(name, attr, value, exc, fix, id=f"{name}-{attr}={value!r}")
                for name in ALL_OPTIMIZERS

@@ -11,9 +11,11 @@
 #include "lamb.hpp"
 #include "lars.hpp"
 #include "lion.hpp"
+#include "muon.hpp"
 #include "nadam.hpp"
 #include "radam.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
 
-#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS
+#define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
+    MuonCommit

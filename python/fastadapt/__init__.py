@@ -10,8 +10,8 @@ from . import datasets, distributed, models, problems, reference, schedules, tun
 from . import callbacks  # noqa: F401  fa.callbacks.<Name>, as keras.callbacks (outside __all__, as before)
 from .data.batching import Batches, batches
 from .gradients import clip_by_global_norm, global_norm, sanitize
-from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer,
-                    RAdam, RMSProp, RMSprop, make_optimizer)
+from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, Muon,
+                    NAdam, Optimizer, RAdam, RMSProp, RMSprop, make_optimizer)
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
 from .schedules.early_stopping import EarlyStopping
@@ -43,6 +43,7 @@ __all__ = [
     "Lion",
     "LAMB",
     "LARS",
+    "Muon",
     "Optimizer",
     "make_optimizer",
     "global_norm",

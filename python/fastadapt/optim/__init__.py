@@ -18,6 +18,7 @@ from .adamax import Adamax
 from .lamb import LAMB
 from .lars import LARS
 from .lion import Lion
+from .muon import Muon
 from .nadam import NAdam
 from .radam import RAdam
 from .rmsprop import RMSProp, RMSprop
@@ -25,7 +26,7 @@ from .sgd import SGD
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
            "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor",
-           "Lion", "LAMB", "LARS"]
+           "Lion", "LAMB", "LARS", "Muon"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:

@@ -14,6 +14,10 @@ from .adafactor import Adafactor, adafactor_rule
 from .adagrad import AdaGrad, adagrad_rule
 from .adam import Adam, AdamW, adam_rule
 from .adamax import Adamax, adamax_rule
+from .lamb import LAMB, lamb_rule
+from .lars import LARS, lars_rule
+from .lion import Lion, exact_sign, lion_rule
+from .muon import Muon, muon_rule, newton_schulz
 from .nadam import NAdam, nadam_rule
 from .radam import RAdam, radam_rule
 from .rmsprop import RMSProp, rmsprop_rule
@@ -23,4 +27,5 @@ __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "globa
            "adam_rule", "adagrad_rule", "rmsprop_rule", "sgd_rule", "ReferenceOptimizer",
            "Adam", "AdamW", "AdaGrad", "RMSProp", "SGD",
            "nadam_rule", "radam_rule", "adamax_rule", "adadelta_rule", "NAdam", "RAdam", "Adamax", "Adadelta",
-           "adafactor_rule", "Adafactor"]
+           "adafactor_rule", "Adafactor", "lion_rule", "exact_sign", "Lion", "lamb_rule", "LAMB", "lars_rule",
+           "LARS", "muon_rule", "newton_schulz", "Muon"]
