@@ -21,17 +21,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the command on the ``fastadapt`` command's subparsers."""
     parser = subparsers.add_parser("bench", help="throughput table: fused step vs roof, NumPy reference and torch")
     parser.add_argument("--full", action="store_true",
-                        help="every rule and layout in 15 rounds (about 10 minutes on 2 cores) instead of the "
-                             "headline cases (adam float32 16M, 1M, 1000x100 at 1 and all threads, 9 rounds: "
-                             "about a minute)")
+                        help="every rule and layout in 15 rounds (it prints its estimated time first; over an "
+                             "hour on 2 cores) instead of the headline cases (adam float32 16M, 1M, 1000x100 at 1 "
+                             "and all threads, 9 rounds: about a minute)")
     parser.add_argument("--rules", default=None, type=_names("rule", "RULES", allow_all=True),
-                        help="comma list or 'all' (adam, adamw, adagrad, rmsprop, rmsprop-centered-momentum, "
-                             "sgd-momentum); default adam, with --full all")
+                        help="comma list or 'all': every optimizer by its name (adam, nadam, lion, lamb, muon, "
+                             "...; an unknown name lists them) and the variants rmsprop-centered-momentum, "
+                             "sgd-momentum; default adam, with --full all")
     parser.add_argument("--dtypes", default=None, type=_names("dtype", "DTYPES", allow_all=False),
                         help="comma list: float32,float64 (default float32)")
     parser.add_argument("--layouts", default=None, type=_names("layout", "LAYOUTS", allow_all=True),
-                        help="comma list or 'all' (64K, 1M, 16M, 256x4096, 1000x100); default 16M,1M,1000x100, "
-                             "with --full all")
+                        help="comma list or 'all': 64K, 1M, 16M, 256x4096 (256 tensors of 4096), 1000x100, "
+                             "matrix784x128, matrix1024x1024, matrix4096x4096 (one matrix: Muon, Adafactor's "
+                             "factored path); default 16M,1M,1000x100, with --full all")
     parser.add_argument("--threads", default=None, type=_thread_counts,
                         help="comma list of thread counts; 'all' = every CPU (default 1,all)")
     parser.add_argument("--rounds", type=positive_int, default=None,

@@ -33,7 +33,7 @@ try:  # optional comparison only
 except ImportError:  # pragma: no cover - depends on the machine
     torch = None
 
-__all__ = ["Rule", "RULES", "LAYOUTS", "IMPLEMENTATIONS", "DTYPES", "VARIANTS", "HEADLINE", "FULL", "Case",
+__all__ = ["Rule", "RULES", "LAYOUTS", "MATRIX_LAYOUTS", "layout_elements", "IMPLEMENTATIONS", "DTYPES", "VARIANTS", "HEADLINE", "FULL", "Case",
            "build_case", "measure", "measure_samples", "check_suite", "run_suite", "estimate_seconds",
            "machine_speed", "format_table", "format_markdown", "MAX_SPREAD"]
 
@@ -43,12 +43,28 @@ class Rule:
     name: str
     optimizer: str                      # fastadapt / reference class name
     options: Dict[str, Any]
-    torch_name: str
-    reads: int                          # buffers read per element (p, g, state...)
+    torch_name: Optional[str]           # torch.optim class, "module:Class" of an author's package, or None
+    reads: int                          # buffers read per element over the rule's passes (p, g, state...)
     writes: int                         # buffers written per element (p, state...)
     torch_fused: bool                   # torch has a fused CPU implementation
+    torch_foreach: bool = True          # torch's class takes foreach=True
+    matrices_only: bool = False         # steps matrices (Muon): the matrix layouts only
+    roof: bool = True                   # False: not memory-bound (Muon's matrix products), no roof case
+    torch_tol: Optional[float] = None   # the torch check's tolerance when it is not the dtype's rounding
+    matrix_traffic: Optional[Tuple[int, int]] = None  # (reads, writes) on matrix layouts, when they differ
+
+    def traffic(self, layout: str) -> Tuple[int, int]:
+        if self.matrix_traffic is not None and layout in MATRIX_LAYOUTS:
+            return self.matrix_traffic
+        return self.reads, self.writes
 
 
+# reads/writes are the arrays the rule's passes must move per element, its
+# memory roof: one pass for element-wise rules; LAMB's trust ratio needs the
+# norms of p and of the update before the update is applied, so a second pass
+# re-reads p, m and v (7 reads, 3 writes); LARS's first pass reads p and g (5
+# reads, 2 writes). Adafactor's row and column statistics are small: a matrix
+# moves p and g (and writes p) per element, a vector also its variance.
 RULES: Dict[str, Rule] = {r.name: r for r in [
     Rule("adam", "Adam", {"lr": 1e-3}, "Adam", 4, 3, True),
     Rule("adamw", "AdamW", {"lr": 1e-3, "weight_decay": 1e-2}, "AdamW", 4, 3, True),
@@ -57,15 +73,38 @@ RULES: Dict[str, Rule] = {r.name: r for r in [
     Rule("rmsprop-centered-momentum", "RMSProp", {"lr": 1e-2, "momentum": 0.9, "centered": True}, "RMSprop",
          5, 4, False),
     Rule("sgd-momentum", "SGD", {"lr": 1e-2, "momentum": 0.9}, "SGD", 3, 2, True),
+    # torch keeps NAdam's mu_product in the default dtype (float32): float64 steps agree to ~1e-8.
+    Rule("nadam", "NAdam", {"lr": 2e-3}, "NAdam", 4, 3, False, torch_tol=1e-6),
+    Rule("radam", "RAdam", {"lr": 1e-3}, "RAdam", 4, 3, False),
+    Rule("adamax", "Adamax", {"lr": 2e-3}, "Adamax", 4, 3, False),
+    Rule("adadelta", "Adadelta", {"lr": 1.0}, "Adadelta", 4, 3, False),
+    Rule("adafactor", "Adafactor", {"lr": 1e-2}, "Adafactor", 3, 2, False, matrix_traffic=(2, 1)),
+    Rule("lion", "Lion", {"lr": 1e-4}, "lion_pytorch:Lion", 3, 2, False, torch_foreach=False),
+    Rule("lamb", "LAMB", {"lr": 1e-3}, None, 7, 3, False),
+    Rule("lars", "LARS", {"lr": 1e-3}, None, 5, 2, False),
+    # torch's Muon runs Newton-Schulz in bfloat16 (ours in the param dtype):
+    # its check allows bfloat16's rounding.
+    Rule("muon", "Muon", {"lr": 1e-3}, "Muon", 3, 2, False, torch_foreach=False, matrices_only=True,
+         roof=False, torch_tol=5e-2),
 ]}
 
-LAYOUTS: Dict[str, Tuple[int, ...]] = {
-    "64K": (65536,),
-    "1M": (2 ** 20,),
-    "16M": (16 * 2 ** 20,),
-    "256x4096": (4096,) * 256,
-    "1000x100": (100,) * 1000,
+# A layout is the shapes of one step's tensors: "256x4096" is 256 vectors of
+# 4096; "matrix784x128" one 784 x 128 matrix (Muon, Adafactor's factored path).
+LAYOUTS: Dict[str, Tuple[Tuple[int, ...], ...]] = {
+    "64K": ((65536,),),
+    "1M": ((2 ** 20,),),
+    "16M": ((16 * 2 ** 20,),),
+    "256x4096": ((4096,),) * 256,
+    "1000x100": ((100,),) * 1000,
+    "matrix784x128": ((784, 128),),
+    "matrix1024x1024": ((1024, 1024),),
+    "matrix4096x4096": ((4096, 4096),),
 }
+MATRIX_LAYOUTS = tuple(name for name, shapes in LAYOUTS.items() if all(len(s) == 2 for s in shapes))
+
+
+def layout_elements(layout: str) -> int:
+    return sum(int(np.prod(s)) for s in LAYOUTS[layout])
 
 IMPLEMENTATIONS = ("fastadapt", "roof", "numpy", "torch-single", "torch-foreach", "torch-fused")
 
@@ -112,11 +151,10 @@ class Case:
 
 def _arrays(layout: str, dtype: Any, seed: int) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    sizes = LAYOUTS[layout]
-    params = {f"t{i}": rng.standard_normal(n).astype(dtype) for i, n in enumerate(sizes)}
+    params = {f"t{i}": rng.standard_normal(shape).astype(dtype) for i, shape in enumerate(LAYOUTS[layout])}
     # Standard-normal gradients: the global norm is sqrt(size) > 1, so the
     # clip variant (max_grad_norm=1) really scales.
-    grads = {k: rng.standard_normal(v.size).astype(dtype) for k, v in params.items()}
+    grads = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
     return params, grads
 
 
@@ -129,9 +167,12 @@ def build_case(rule_name: str, dtype: Any, layout: str, impl: str, seed: int = 0
     implementation is not available. ``impl`` may be ``fastadapt+clip`` etc."""
     rule = RULES[rule_name]
     dtype = np.dtype(dtype)
+    if rule.matrices_only and layout not in MATRIX_LAYOUTS:
+        raise SkipCase(f"{rule.optimizer} steps matrices: layouts {', '.join(MATRIX_LAYOUTS)}")
     params, grads = _arrays(layout, dtype, seed)
     nelem = sum(v.size for v in params.values())
-    nbytes = (rule.reads + rule.writes) * dtype.itemsize * nelem
+    reads, writes = rule.traffic(layout)
+    nbytes = (reads + writes) * dtype.itemsize * nelem
     base, _, variant = impl.partition("+")
 
     if base == "fastadapt":
@@ -152,10 +193,12 @@ def build_case(rule_name: str, dtype: Any, layout: str, impl: str, seed: int = 0
         return Case(rule, dtype, layout, impl, lambda: opt.update(params, grads), check, nbytes, [params, grads])
 
     if base == "roof":
+        if not rule.roof:
+            raise SkipCase(f"{rule.optimizer}'s step is matrix products, not memory-bound: no roof")
         names = list(params)
-        state = [[np.zeros_like(params[k]) for k in names] for _ in range(rule.reads - 2)]
+        state = [[np.zeros_like(params[k]) for k in names] for _ in range(reads - 2)]
         reads = [[params[k] for k in names], [grads[k] for k in names]] + state
-        writes = [[params[k] for k in names]] + state[: rule.writes - 1]
+        writes = [[params[k] for k in names]] + state[: writes - 1]
         roof = _core._Roof(reads + writes, len(reads))
 
         def check() -> None:
@@ -176,18 +219,24 @@ def build_case(rule_name: str, dtype: Any, layout: str, impl: str, seed: int = 0
     if base.startswith("torch"):
         if torch is None:
             raise SkipCase("torch is not installed")
+        if rule.torch_name is None:
+            raise SkipCase(f"torch has no {rule.optimizer}")
         flavour = base.split("-", 1)[1]
         if flavour == "fused" and not rule.torch_fused:
             raise SkipCase(f"torch has no fused CPU {rule.torch_name}")
+        if flavour == "foreach" and not rule.torch_foreach:
+            raise SkipCase(f"{rule.torch_name} has no foreach implementation")
+        torch_class = _torch_class(rule.torch_name)
         tparams = [torch.nn.Parameter(torch.from_numpy(v.copy())) for v in params.values()]
         for tp, g in zip(tparams, grads.values()):
             tp.grad = torch.from_numpy(g.copy())
         kw = dict(rule.options)
         if flavour == "single":
-            kw["foreach"] = False
+            if rule.torch_foreach:
+                kw["foreach"] = False
         else:
             kw[flavour] = True
-        topt = getattr(torch.optim, rule.torch_name)(tparams, **kw)
+        topt = torch_class(tparams, **kw)
 
         def check() -> None:
             # The same rule: one step from the same start agrees with the
@@ -195,15 +244,26 @@ def build_case(rule_name: str, dtype: Any, layout: str, impl: str, seed: int = 0
             first = next(iter(params))
             tp = torch.nn.Parameter(torch.from_numpy(params[first].copy()))
             tp.grad = torch.from_numpy(grads[first].copy())
-            getattr(torch.optim, rule.torch_name)([tp], **kw).step()
+            torch_class([tp], **kw).step()
             q = {first: params[first].copy()}
             getattr(ref, rule.optimizer)(**rule.options).update(q, {first: grads[first]})
-            tol = 1e-5 if dtype == np.float32 else 1e-12
+            tol = rule.torch_tol or (1e-5 if dtype == np.float32 else 1e-12)
             np.testing.assert_allclose(tp.detach().numpy(), q[first], rtol=tol, atol=tol)
 
         return Case(rule, dtype, layout, impl, topt.step, check, nbytes, [params, grads, tparams, topt])
 
     raise ValueError(f"unknown implementation {impl!r}; expected one of {IMPLEMENTATIONS} or fastadapt+variant")
+
+
+def _torch_class(name: str) -> Any:
+    """torch.optim.<name>, or the class "module:Class" of an author's package."""
+    if ":" in name:
+        module, cls = name.split(":")
+        try:
+            return getattr(__import__(module), cls)
+        except ImportError:
+            raise SkipCase(f"{module} is not installed") from None
+    return getattr(torch.optim, name)
 
 
 def _time_calls(step: Callable[[], Any], number: int) -> float:
@@ -380,6 +440,16 @@ _REF_STEP_S = {
     "64K": {"fastadapt": 2.3e-5, "roof": 8e-6, "numpy": 1.0e-4, "torch-single": 8.4e-5, "torch-foreach": 9.8e-5,
             "torch-fused": 4.1e-5},
 }
+
+
+def _ref_step_s(layout: str, impl: str) -> float:
+    """The reference VM's step time; a matrix layout scales the 1M figure by
+    its size (a guess for Muon, whose products are not memory-bound)."""
+    if layout in _REF_STEP_S:
+        return _REF_STEP_S[layout][impl]
+    return _REF_STEP_S["1M"][impl] * layout_elements(layout) / 2 ** 20
+
+
 _REF_SETUP_S_PER_ELEMENT = 1.6e-7   # build + check of one case (random arrays, copies, reference steps)
 _REF_PROBE_S = 4.3e-3               # machine_speed's probe on the reference VM
 
@@ -410,12 +480,12 @@ def estimate_seconds(rules: Sequence[str], dtypes: Sequence[str], layouts: Seque
         for d in dtypes:
             scale = (RULES[r].reads + RULES[r].writes) / adam_f32 * np.dtype(d).itemsize / 4
             for l in layouts:
-                nelem = sum(LAYOUTS[l])
+                nelem = layout_elements(l)
                 for impl in impls:
                     base = impl.partition("+")[0]
                     if base.startswith("torch") and torch is None:
                         continue
-                    step = _REF_STEP_S[l][base] * scale * speed
+                    step = _ref_step_s(l, base) * scale * speed
                     per_round = settle_s + warm_calls * step + max(min_round_s, step)
                     setup = _REF_SETUP_S_PER_ELEMENT * nelem * scale * speed
                     total += len(threads) * (rounds * per_round + setup)
