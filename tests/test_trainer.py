@@ -439,3 +439,24 @@ def test_bad_trainer_arguments(data):
     bad = fa.Trainer("adam", loss_and_grad=lambda p, b: ("x", p), params=model.params, progress=False)
     with pytest.raises(TypeError, match="real scalar loss"):
         bad.fit([(X, y)])
+
+
+@pytest.mark.parametrize("name", sorted(fa.optim.OPTIMIZERS))
+def test_every_registered_rule_trains_by_name_and_resumes(data, name, tmp_path):
+    # A rule with a hyperparameter that is not a plain number (Adafactor's eps=(None, 1e-3), Muon's
+    # ns_dtype=None) must not break the per-epoch hyperparameter log; a checkpoint must round-trip.
+    X, y = data
+    lr = fa.make_optimizer(name).lr
+
+    def callbacks():
+        return [fa.Scheduler(per="epoch", lr=fa.schedules.linear(lr, lr / 2, 2))]
+
+    _, trainer = _trainer(callbacks(), optimizer=name, lr=None)
+    path = str(tmp_path / "ckpt.npz")
+    history = trainer.fit(fa.batches(X, y, 16, shuffle=True, seed=0), epochs=2, validation=(X, y),
+                          checkpoint_path=path)
+    assert history.epoch == [0, 1] and all(math.isfinite(v) for v in history["loss"] + history["val_loss"])
+    assert trainer.optimizer.algorithm == name and history["lr"] == [pytest.approx(lr), pytest.approx(0.75 * lr)]
+    again = _trainer(callbacks(), optimizer=name, lr=None)[1]
+    again.load_checkpoint(path)
+    assert trees_same_bits(again.optimizer.state_dict()["state"], trainer.optimizer.state_dict()["state"])

@@ -61,7 +61,8 @@ def _as_loss(value: Any, where: str) -> float:
 
 
 def _hyperparameter_values(optimizer: Optimizer) -> Dict[str, float]:
-    """Numeric hyperparameters by history name (tuples flattened: betas0, betas1)."""
+    """Numeric hyperparameters by history name (tuples flattened: betas0, betas1;
+    a member that is not a number, as Adafactor's ``eps=(None, 1e-3)``, is left out)."""
     return _flatten_hyperparameters(optimizer.hyperparameters)
 
 
@@ -70,7 +71,8 @@ def _flatten_hyperparameters(hyperparameters: Mapping[str, Any]) -> Dict[str, fl
     for name, value in hyperparameters.items():
         if isinstance(value, tuple):
             for i, v in enumerate(value):
-                out[f"{name}{i}"] = float(v)
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out[f"{name}{i}"] = float(v)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)
     return out
@@ -167,8 +169,8 @@ class Trainer:
     """Fits ``params`` with a fastadapt optimizer over epochs of batches.
 
     Args:
-        optimizer: a name (``"adam"``, ``"adamw"``, ``"adagrad"``, ``"rmsprop"``,
-            ``"sgd"``) or an optimizer instance.
+        optimizer: a name ``fa.make_optimizer`` knows (``"adam"``, ``"lion"``, ...:
+            ``fastadapt.optim.OPTIMIZERS``) or an optimizer instance.
         lr, max_grad_norm, nonfinite: used to build a named optimizer (other
             hyperparameters: pass an instance). A named optimizer defaults to
             ``nonfinite="skip"``: a batch with NaN/Inf gradients is skipped and
