@@ -1,7 +1,7 @@
 """The ``fastadapt`` command line: one module per command, each with
 ``add_parser(subparsers)`` and ``run(args)``.
 
-- ``info.py``: version, SIMD paths and threads;
+- ``info.py``: version, SIMD paths, threads and the registered optimizers;
 - ``bench.py``: the throughput table, with ``benchmarks.py`` (the cases and
   their timing, shared with ``pytest bench/``; imported only by the command);
 - ``lr_find.py``: the learning-rate range test;

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import math
-from typing import Callable, Iterator, NoReturn
+from typing import Callable, Iterator, List, NoReturn, Optional
 
 __all__ = ["UserError", "user_input", "user_error", "Parser", "int_at_least", "float_above", "positive_int",
-           "seed_arg"]
+           "seed_arg", "optimizer_names", "optimizer_arg", "default_lr", "default_lrs_text"]
 
 
 class UserError(Exception):
@@ -70,3 +71,37 @@ def float_above(minimum: float, inclusive: bool) -> Callable[[str], float]:
 
 positive_int = int_at_least(1)
 seed_arg = int_at_least(0)
+
+
+# ---- optimizers: every list the commands show comes from the registry ----------
+
+def optimizer_names() -> List[str]:
+    """The registered optimizer names (``fastadapt.optim.OPTIMIZERS``), sorted."""
+    from ..optim import OPTIMIZERS
+
+    return sorted(OPTIMIZERS)
+
+
+def optimizer_arg(text: str) -> str:
+    """``--optimizer NAME``: a registered name, case-insensitive (as ``fa.make_optimizer``)."""
+    name = text.lower()
+    if name not in optimizer_names():
+        raise argparse.ArgumentTypeError(f"unknown optimizer {text!r}; expected one of "
+                                         f"{', '.join(optimizer_names())}")
+    return name
+
+
+def default_lr(name: str) -> Optional[float]:
+    """The ``lr`` default of the optimizer registered as ``name``, read from its
+    constructor's signature (None if its ``lr`` has no default)."""
+    from ..optim import OPTIMIZERS
+
+    parameter = inspect.signature(OPTIMIZERS[name].__init__).parameters.get("lr")
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return float(parameter.default)
+
+
+def default_lrs_text() -> str:
+    """``adadelta 1, adafactor 0.01, ...``: each optimizer's default lr, for help texts."""
+    return ", ".join(f"{name} {lr:g}" for name in optimizer_names() if (lr := default_lr(name)) is not None)

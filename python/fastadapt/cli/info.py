@@ -1,4 +1,5 @@
-"""``fastadapt info``: the version, the SIMD paths and the threads."""
+"""``fastadapt info``: the version, the SIMD paths, the threads and the
+registered optimizers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the command on the ``fastadapt`` command's subparsers."""
-    parser = subparsers.add_parser("info", help="version, SIMD paths and threads")
+    parser = subparsers.add_parser("info", help="version, SIMD paths, threads and optimizers")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=run)
     return parser
@@ -23,6 +24,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .._version import __version__
     from ..runtime import get_num_threads, simd_info
+    from ._common import default_lr, optimizer_names
 
     info = {
         "fastadapt": __version__,
@@ -30,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         "numpy": np.__version__,
         "simd": simd_info(),
         "threads": get_num_threads(),
+        "optimizers": {name: {"default_lr": default_lr(name)} for name in optimizer_names()},
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -39,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"SIMD: active {simd['active']}; compiled {', '.join(simd['compiled'])}; "
           f"this CPU supports {', '.join(simd['supported'])}")
     print(f"threads: {info['threads']}; chunk: {simd['chunk_elements']} elements")
-    print("optimizers: Adam, AdamW, AdaGrad, RMSProp, SGD (fa.make_optimizer(name, ...))")
+    print(f"optimizers (fa.make_optimizer(name, ...), fastadapt mnist --optimizer name): "
+          f"{', '.join(info['optimizers'])}")
     return 0

@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable
 
 from .._files import check_writable_dir, write_text
-from ._common import UserError, seed_arg, user_error, user_input
+from ._common import UserError, optimizer_arg, optimizer_names, seed_arg, user_error, user_input
 
 __all__ = ["add_parser", "run"]
 
@@ -23,7 +23,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Run fa.lr_find on the MNIST MLP (784-128-10) when MNIST data is found (fastadapt.datasets), "
                     "else on a built-in least-squares regression (1024 x 20, Hessian eigenvalues 1 .. 0.1, so "
                     "full-batch SGD is stable below lr = 2).")
-    parser.add_argument("--optimizer", default="adam", help="adam, adamw, adagrad, rmsprop or sgd (default adam)")
+    parser.add_argument("--optimizer", type=optimizer_arg, default="adam", metavar="NAME",
+                        help=f"update rule, at its other defaults: {', '.join(optimizer_names())} (default adam)")
     # The sweep's numbers are checked by lr_finder.check_settings (the library's messages).
     parser.add_argument("--start-lr", type=float, default=1e-7, help="first lr of the sweep (default 1e-7)")
     parser.add_argument("--end-lr", type=float, default=10.0, help="last lr of the sweep (default 10)")

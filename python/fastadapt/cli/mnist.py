@@ -7,7 +7,8 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import float_above, positive_int, seed_arg, user_input
+from ._common import (UserError, default_lr, default_lrs_text, float_above, optimizer_arg, optimizer_names,
+                      positive_int, seed_arg, user_input)
 
 __all__ = ["add_parser", "run"]
 
@@ -16,15 +17,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the command on the ``fastadapt`` command's subparsers."""
     parser = subparsers.add_parser(
         "mnist", help="the article's MNIST example: train, diagnose, write history.json/png",
-        description="Train the article's 784-128-10 MLP on MNIST with fused Adam, warmup + plateau lr (AdaptiveLR), "
-                    "early stopping and clipping; print the test accuracy; write history.json, history.png and "
-                    "diagnosis.json to --out.")
+        description="Train the article's 784-128-10 MLP on MNIST with a fused optimizer (Adam unless --optimizer "
+                    "says otherwise), warmup + plateau lr (AdaptiveLR), early stopping and clipping; print the test "
+                    "accuracy; write history.json, history.png and diagnosis.json to --out.")
     parser.add_argument("--epochs", type=positive_int, default=20,
                         help="most epochs (early stopping may end sooner; 20)")
-    parser.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "adagrad", "rmsprop", "sgd"],
-                        help="update rule (default adam)")
-    parser.add_argument("--lr", type=float_above(0.0, inclusive=False), default=1e-3,
-                        help="learning rate after warmup (default 1e-3)")
+    parser.add_argument("--optimizer", type=optimizer_arg, default="adam", metavar="NAME",
+                        help=f"update rule, with its own defaults: {', '.join(optimizer_names())} (default adam)")
+    parser.add_argument("--lr", type=float_above(0.0, inclusive=False), default=None,
+                        help=f"learning rate after warmup (default: the optimizer's own: {default_lrs_text()})")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="mini-batch size (default 32)")
     parser.add_argument("--max-grad-norm", type=float_above(0.0, inclusive=True), default=1.0,
                         help="clip the global gradient norm (0: off; 1)")
@@ -46,9 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data.mnist_example import _prepare, _train
 
     started = time.perf_counter()
+    lr = default_lr(args.optimizer) if args.lr is None else args.lr
+    if lr is None:
+        raise UserError(f"--optimizer {args.optimizer} has no default learning rate; pass --lr")
     with user_input():  # data files and --out, checked before training
         prepared = _prepare(args.data_dir, args.out, args.train_size, out_name="--out")
-    _train(prepared, started=started, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
+    _train(prepared, started=started, epochs=args.epochs, optimizer=args.optimizer, lr=lr,
            batch_size=args.batch_size, max_grad_norm=args.max_grad_norm or None, seed=args.seed,
            train_size=args.train_size, progress=not args.no_progress, echo=_echo)
     return 0

@@ -1,7 +1,7 @@
 """The seed article's MNIST example end to end (``fastadapt mnist``).
 
 The article's 784-128-10 network (ReLU, softmax cross-entropy) trained with
-fused Adam, its warmup + plateau scheduler (``AdaptiveLR``), early stopping
+fused Adam (or any registered optimizer, at its own default lr), its warmup + plateau scheduler (``AdaptiveLR``), early stopping
 and gradient clipping, diagnosed live, and written out as files a person can
 open: ``history.json``, ``history.png`` and ``diagnosis.json``.
 
@@ -82,11 +82,14 @@ def _prepare(data_dir: Optional[str], out: str, train_size: Optional[int], out_n
     return _Prepared(source, (X_fit, y_fit), (X_val, y_val), (X_test, y_test), out)
 
 
-def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: float = 1e-3, batch_size: int = 32,
+def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: Optional[float] = None, batch_size: int = 32,
               max_grad_norm: Optional[float] = 1.0, data_dir: Optional[str] = None, out: str = "fastadapt-mnist",
               seed: int = 0, train_size: Optional[int] = None, progress: bool = True,
               echo: Callable[[str], Any] = print) -> Dict[str, Any]:
     """Train, evaluate, diagnose and write the three files into ``out``.
+
+    ``optimizer`` is any name ``fa.make_optimizer`` knows; ``lr`` None means
+    that optimizer's own default (Adam's 1e-3, Lion's 1e-4, ...).
 
     Data and ``out`` are checked before training (ValueError naming the file
     or argument). Returns a summary: ``test_accuracy``, ``test_loss``,
@@ -98,7 +101,7 @@ def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: float = 1e-3, ba
                   progress=progress, echo=echo)
 
 
-def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, lr: float, batch_size: int,
+def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, lr: Optional[float], batch_size: int,
            max_grad_norm: Optional[float], seed: int, train_size: Optional[int], progress: bool,
            echo: Callable[[str], Any]) -> Dict[str, Any]:
     """:func:`run_mnist` after its checks (the command line runs the two
@@ -122,6 +125,7 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
                                             factor=PLATEAU_FACTOR),
                                  early_stopping, DiagnosisCallback(report=report)],
                       progress=progress)
+    lr = trainer.optimizer.lr  # the one given, or the optimizer's own default
     n_params = sum(a.size for layer in model.params.values() for a in layer.values())
     echo(f"model: MLP 784-128-10 ({n_params:,} params); {trainer.optimizer!r}; AdaptiveLR(warmup "
          f"{WARMUP_EPOCHS}, patience {PLATEAU_PATIENCE}, factor {PLATEAU_FACTOR}), EarlyStopping(patience "
