@@ -142,7 +142,7 @@ def no_bench(monkeypatch):
     (["--rounds", "1.5"], "argument --rounds: expected an integer >= 1, got '1.5'"),
     (["--dtypes", "float16"], "argument --dtypes: unknown dtype 'float16'; expected float32, float64"),
     (["--dtypes", ","], "argument --dtypes: expected a comma list of dtypes"),
-    (["--rules", "adam,lion"], "argument --rules: unknown rule 'lion'"),
+    (["--rules", "adam,adamm"], "argument --rules: unknown rule 'adamm'"),
     (["--layouts", "2M"], "argument --layouts: unknown layout '2M'"),
 ])
 def test_bench_bad_arguments(capsys, no_bench, argv, message):
