@@ -205,6 +205,29 @@ def test_history_legends_cover_no_data_point(tmp_path, monkeypatch):
     assert len([t for t in titles if t]) == 4
 
 
+
+@pytest.mark.parametrize("best", [0, 7, 13, 14])
+def test_best_validation_label_stays_inside_the_loss_panel(tmp_path, monkeypatch, best):
+    # The best epoch near the right edge used to push its label past the panel.
+    from fastadapt.train import plotting
+
+    figures = []
+    real_save = plotting.save_figure
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, path, dpi: (figures.append(fig),
+                                                                         real_save(fig, path, dpi=dpi)))
+    h = History()
+    for e in range(15):
+        h.append(e, {"loss": 1.0 / (e + 1), "val_loss": 0.5 - 0.2 * (e == best) + 0.001 * e})
+    fa.plot_history(h, tmp_path / "history.png")
+    figure = figures[0]
+    renderer = _draw(figure)
+    loss_panel = next(ax for ax in figure.axes if ax.get_title() == "loss")
+    labels = [t for t in loss_panel.texts if t.get_text().startswith("best val 0.3")]
+    assert len(labels) == 1
+    box, panel = labels[0].get_window_extent(renderer), loss_panel.get_window_extent(renderer)
+    assert panel.x0 <= box.x0 and box.x1 <= panel.x1 and panel.y0 <= box.y0 and box.y1 <= panel.y1
+
+
 # ---- lr_find.png ------------------------------------------------------------
 
 def _lr_result():

@@ -246,8 +246,13 @@ def _loss_panel(ax: Any, h: History, x: np.ndarray, findings: Sequence[Finding])
             best = int(np.nanargmin(val))
             ax.axvline(x[best], color="#2ca02c", ls=":", lw=1)
             # Label and marker from the same x: "epoch 10" stands at 10 epochs completed.
+            # Below the minimum (no validation point is lower), and in the
+            # right half of the panel to the left of its line, so that it
+            # never crosses the curve or runs past the panel's edge.
+            right = len(x) > 1 and x[best] > (x[0] + x[-1]) / 2
             ax.annotate(f"best val {val[best]:.4g} (epoch {x[best]:.0f})", (x[best], val[best]),
-                        textcoords="offset points", xytext=(4, 8), fontsize=8, color="#2ca02c")
+                        textcoords="offset points", xytext=(-4 if right else 4, -6), fontsize=8, color="#2ca02c",
+                        ha="right" if right else "left", va="top")
     for f in findings:
         for e in f.epochs:
             if e in h.epoch:
