@@ -5,6 +5,7 @@ steps; clipping and the non-finite policies; per-key overrides (the
 reference runs each group as its own optimizer); a state_dict round trip."""
 
 import numpy as np
+import pytest
 
 from fastadapt import _core
 
@@ -122,3 +123,38 @@ def round_trip_equals_uninterrupted(make, dtype, *, steps=8, cut=4, changes=(), 
         for name, arr in bufs.items():
             assert same_bits(arr, b["state"][key][name]), (key, name)
     return straight
+
+
+def assert_bad_assignments_change_nothing(opt, bad, exc=(TypeError, ValueError), match=lambda name: None):
+    """``opt`` takes a step on {"w": ones(5)}; then each ``(name, value)`` of
+    ``bad`` assigned to it raises ``exc`` (matching ``match(name)``) and
+    leaves its hyperparameters (as read and as checkpointed), the params and
+    the state as they were."""
+    params = {"w": np.ones(5)}
+    opt.update(params, {"w": np.ones(5)})
+    before = (opt.hyperparameters, opt.state_dict()["hyperparameters"], copy_tree(params), copy_tree(opt.state))
+    for name, value in bad:
+        with pytest.raises(exc, match=match(name)):
+            setattr(opt, name, value)
+    assert opt.hyperparameters == before[0]
+    assert opt.state_dict()["hyperparameters"] == before[1]
+    assert trees_same_bits(params, before[2]) and trees_same_bits(opt.state, before[3])
+
+
+def assert_bad_hyperparameter_refused(cls, kwargs, exc, needle):
+    """One bad hyperparameter (``kwargs``: one name, one value) raises
+    ``exc`` matching ``needle`` at construction, as an override, and as an
+    assignment after a step, which changes nothing."""
+    with pytest.raises(exc, match=needle):
+        cls(**kwargs)
+    with pytest.raises(exc, match=needle):
+        cls(overrides={"w": kwargs})
+    (name, value), = kwargs.items()
+    assert_bad_assignments_change_nothing(cls(), [(name, value)], exc, match=lambda _: needle)
+
+
+def assert_not_options(cls, names):
+    """Each of ``names`` (another library's options) is refused by name."""
+    for name in names:
+        with pytest.raises(TypeError, match=name):
+            cls(**{name: False})

@@ -12,7 +12,8 @@ import pytest
 import fastadapt as fa
 from fastadapt.reference import nadam
 
-from rule_parity import kernel_vs_reference, overrides_vs_reference, round_trip_equals_uninterrupted
+from rule_parity import (assert_bad_hyperparameter_refused, assert_not_options, kernel_vs_reference,
+                         overrides_vs_reference, round_trip_equals_uninterrupted)
 from torch_trajectory import run, torch_defaults
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -154,22 +155,8 @@ BAD = [(dict(lr=-1.0), ValueError, "lr"), (dict(lr=float("nan")), ValueError, "l
 
 @pytest.mark.parametrize("kwargs,exc,needle", BAD, ids=[str(b[0]) for b in BAD])
 def test_bad_hyperparameters_raise_clearly_and_change_nothing(kwargs, exc, needle):
-    with pytest.raises(exc, match=needle):
-        fa.NAdam(**kwargs)
-    with pytest.raises(exc, match=needle):
-        fa.NAdam(overrides={"w": kwargs})
-    opt = fa.NAdam()
-    p = {"w": np.ones(5)}
-    opt.update(p, {"w": np.ones(5)})
-    before = opt.state_dict()
-    (name, value), = kwargs.items()
-    with pytest.raises(exc, match=needle):
-        setattr(opt, name, value)
-    after = opt.state_dict()
-    assert after["hyperparameters"] == before["hyperparameters"]
+    assert_bad_hyperparameter_refused(fa.NAdam, kwargs, exc, needle)
 
 
 def test_torch_only_options_are_not_ours():
-    for name in ("foreach", "capturable", "differentiable", "amsgrad"):
-        with pytest.raises(TypeError, match=name):
-            fa.NAdam(**{name: False})
+    assert_not_options(fa.NAdam, ("foreach", "capturable", "differentiable", "amsgrad"))

@@ -13,7 +13,8 @@ import pytest
 import fastadapt as fa
 from fastadapt.reference import radam
 
-from rule_parity import kernel_vs_reference, overrides_vs_reference, round_trip_equals_uninterrupted
+from rule_parity import (assert_bad_hyperparameter_refused, assert_not_options, kernel_vs_reference,
+                         overrides_vs_reference, round_trip_equals_uninterrupted)
 from torch_trajectory import run, torch_defaults
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -141,20 +142,8 @@ BAD = [(dict(lr=-1.0), ValueError, "lr"), (dict(lr=float("inf")), ValueError, "l
 
 @pytest.mark.parametrize("kwargs,exc,needle", BAD, ids=[str(b[0]) for b in BAD])
 def test_bad_hyperparameters_raise_clearly_and_change_nothing(kwargs, exc, needle):
-    with pytest.raises(exc, match=needle):
-        fa.RAdam(**kwargs)
-    with pytest.raises(exc, match=needle):
-        fa.RAdam(overrides={"w": kwargs})
-    opt = fa.RAdam()
-    opt.update({"w": np.ones(5)}, {"w": np.ones(5)})
-    before = opt.state_dict()
-    (name, value), = kwargs.items()
-    with pytest.raises(exc, match=needle):
-        setattr(opt, name, value)
-    assert opt.state_dict()["hyperparameters"] == before["hyperparameters"]
+    assert_bad_hyperparameter_refused(fa.RAdam, kwargs, exc, needle)
 
 
 def test_torch_only_options_are_not_ours():
-    for name in ("foreach", "capturable", "differentiable", "momentum_decay"):
-        with pytest.raises(TypeError, match=name):
-            fa.RAdam(**{name: False})
+    assert_not_options(fa.RAdam, ("foreach", "capturable", "differentiable", "momentum_decay"))
