@@ -250,10 +250,16 @@ def run_with_companion_against_torch(make_ours, make_their_companion, *, steps=S
     return ours
 
 
+# The reference's Muon with its companions, and fa.Muon with fa's.
+IMPLS = {"reference": (M.Muon, ref_adam), "fastadapt": (fa.Muon, fa)}
+
+
 @needs_torch
-def test_companion_adamw_is_torch_muon_plus_torch_adamw(no_bf16_cast):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_companion_adamw_is_torch_muon_plus_torch_adamw(no_bf16_cast, impl):
+    muon, rules = IMPLS[impl]
     run_with_companion_against_torch(
-        lambda: M.Muon(lr=0.02, weight_decay=0.1, companion=ref_adam.AdamW(lr=3e-3, weight_decay=0.01)),
+        lambda: muon(lr=0.02, weight_decay=0.1, companion=rules.AdamW(lr=3e-3, weight_decay=0.01)),
         lambda ps: torch.optim.AdamW(ps, lr=3e-3, weight_decay=0.01))
 
 
@@ -298,9 +304,11 @@ def run_preprocessing_against_torch(ours, *, steps=12, seed=5):
 
 
 @needs_torch
-def test_preprocessing_covers_every_key_companion_keys_included(no_bf16_cast):
-    run_preprocessing_against_torch(M.Muon(lr=0.02, companion=ref_adam.Adam(lr=1e-2), max_grad_norm=3.0,
-                                           nonfinite="zero"))
+@pytest.mark.parametrize("impl", IMPLS)
+def test_preprocessing_covers_every_key_companion_keys_included(no_bf16_cast, impl):
+    muon, rules = IMPLS[impl]
+    run_preprocessing_against_torch(muon(lr=0.02, companion=rules.Adam(lr=1e-2), max_grad_norm=3.0,
+                                         nonfinite="zero"))
     params = model_params(np.random.default_rng(0))
     skipper = M.Muon(nonfinite="skip")
     before = {k: v.copy() for k, v in params.items()}
@@ -506,6 +514,8 @@ def test_kernel_overrides_match_reference_per_group(isa, threads):
 
 
 # ---- fa.Muon against torch ---------------------------------------------------------------
+# (fa.Muon with fa's companions against torch: the companion and preprocessing tests
+# above, parametrized by impl.)
 
 @needs_torch
 @pytest.mark.parametrize("options", [dict(weight_decay=0.1), dict(nesterov=False, adjust_lr_fn="match_rms_adamw")],
@@ -518,19 +528,6 @@ def test_fa_muon_matches_torch_float64(no_bf16_cast, options):
 @needs_torch
 def test_fa_muon_matches_torch_float32(no_bf16_cast):
     run_against_torch(np.float32, dict(weight_decay=0.1), CHANGES, make_ours=lambda **o: fa.Muon(**o))
-
-
-@needs_torch
-def test_fa_muon_with_companion_is_torch_muon_plus_torch_adamw(no_bf16_cast):
-    run_with_companion_against_torch(
-        lambda: fa.Muon(lr=0.02, weight_decay=0.1, companion=fa.AdamW(lr=3e-3, weight_decay=0.01)),
-        lambda ps: torch.optim.AdamW(ps, lr=3e-3, weight_decay=0.01))
-
-
-@needs_torch
-def test_fa_muon_preprocessing_covers_every_key(no_bf16_cast):
-    run_preprocessing_against_torch(fa.Muon(lr=0.02, companion=fa.Adam(lr=1e-2), max_grad_norm=3.0,
-                                            nonfinite="zero"))
 
 
 @needs_torch
