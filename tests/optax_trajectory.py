@@ -11,7 +11,7 @@ import pytest
 
 from fastadapt.reference._common import ReferenceOptimizer
 
-from kernel_parity import patch_per_key
+from rule_parity import patch_per_key
 
 # 1-D, 2-D and 3-D tensors of odd sizes, one element, and a 0-d scalar.
 SHAPES = {"w": (7, 13), "b": (13,), "v": (129,), "one": (1,), "t": (3, 4, 5), "s": ()}

@@ -2,14 +2,16 @@
 tests/test_rule_<rule>.py files: odd sizes, a 0-d and an empty tensor, one
 tensor large enough for the thread pool; hyperparameters changed between
 steps; clipping and the non-finite policies; per-key overrides (the
-reference runs each group as its own optimizer); a state_dict round trip."""
+reference runs each group as its own optimizer, or takes them per tensor:
+``patch_per_key``); a state_dict round trip; bad hyperparameters."""
 
 import numpy as np
 import pytest
 
 from fastadapt import _core
+from fastadapt.reference import _common
 
-from helpers import copy_tree, same_bits, trees_same_bits
+from helpers import copy_tree, leaves, same_bits, trees_same_bits
 
 SHAPES = {"empty": (0,), "one": (1,), "seven": (7,), "seventeen": (17,), "odd": (4099,), "matrix": (33, 65),
           "cube": (3, 5, 7), "scalar": ()}
@@ -39,30 +41,133 @@ def assert_same_state(ours, theirs, paths=None):
             assert same_bits(arr, np.asarray(ref_bufs[name])), f"state {path}/{name} differs"
 
 
-def kernel_vs_reference(fa_cls, ref_cls, options, dtype, *, changes=(), steps=5, max_grad_norm=None,
-                        nonfinite="propagate", nonfinite_grads=False, seed=0):
-    """Run fa_cls and ref_cls side by side; ``changes[k]`` is applied to both
-    after step k. Asserts the same bits after every step."""
+def patch_per_key(opt, per_key):
+    """Give a reference optimizer per-tensor hyperparameters: ``per_key[path]``
+    holds for that tensor's rule call (fa's overrides, resolved). The
+    reference negates every gradient for ``maximize`` before the rule calls,
+    so a per-key ``maximize`` that differs negates this one back."""
+    apply = opt._apply
+
+    def _apply(path, p, g):
+        mine = per_key.get(path, {})
+        if "maximize" in mine and bool(mine["maximize"]) != bool(getattr(opt, "maximize", False)):
+            g = -g
+        saved = {n: getattr(opt, n) for n in mine}
+        for n, v in mine.items():
+            setattr(opt, n, v)
+        try:
+            apply(path, p, g)
+        finally:
+            for n, v in saved.items():
+                setattr(opt, n, v)
+
+    opt._apply = _apply
+    return opt
+
+
+def run_pair(ours_cls, ref_cls, options, dtype, *, steps=4, changes=(), per_key=None, max_grad_norm=None,
+             nonfinite="propagate", nonfinite_grads=False, seed=0, each_step=None):
+    """``steps`` steps of both on the same gradients (checked unmodified);
+    ``each_step(ours, theirs, p, q, step)`` after each; then ``changes[i]``
+    is set on both after step i; ``per_key`` ({path: {...}}) becomes fa's
+    overrides. Non-finite gradient values on even steps with
+    ``nonfinite="zero"`` or ``nonfinite_grads``."""
     rng = np.random.default_rng(seed)
-    ours = fa_cls(max_grad_norm=max_grad_norm, nonfinite=nonfinite, **options)
-    theirs = ref_cls(max_grad_norm=max_grad_norm, nonfinite=nonfinite, **options)
+    ours = ours_cls(max_grad_norm=max_grad_norm, nonfinite=nonfinite, overrides=per_key, **options)
+    theirs = patch_per_key(ref_cls(max_grad_norm=max_grad_norm, nonfinite=nonfinite, **options), per_key or {})
     p = make_tree(rng, dtype)
     q = copy_tree(p)
     for step in range(steps):
-        g = make_tree(rng, dtype, nonfinite=nonfinite_grads and step % 2 == 0)
+        g = make_tree(rng, dtype, nonfinite=(nonfinite == "zero" or nonfinite_grads) and step % 2 == 0)
         g_before = copy_tree(g)
         ours.update(p, g)
         theirs.update(q, g)
         assert trees_same_bits(g, g_before), "grads were modified"
+        if each_step is not None:
+            each_step(ours, theirs, p, q, step)
+        for name, value in (changes[step] if step < len(changes) else {}).items():
+            setattr(ours, name, value)
+            setattr(theirs, name, value)
+    return ours, theirs, p, q
+
+
+def kernel_vs_reference(fa_cls, ref_cls, options, dtype, *, steps=5, max_grad_norm=None, **kwargs):
+    """Run fa_cls and ref_cls side by side (``run_pair``; ``changes[k]`` is
+    applied to both after step k). Asserts the same bits after every step."""
+    def same_so_far(ours, theirs, p, q, step):
         assert trees_same_bits(p, q), f"params differ after step {step + 1}"
         assert_same_state(ours, theirs)
         assert ours.step_count == theirs.step_count == step + 1
         if max_grad_norm is not None:
             assert ours.last_grad_norm == theirs.last_grad_norm
-        for k, v in (changes[step] if step < len(changes) else {}).items():
-            setattr(ours, k, v)
-            setattr(theirs, k, v)
+
+    ours, _, p, _ = run_pair(fa_cls, ref_cls, options, dtype, steps=steps, max_grad_norm=max_grad_norm,
+                             each_step=same_so_far, **kwargs)
     return ours, p
+
+
+def same_bits_nan_as_nan(a, b):
+    """NaN where the other is NaN (any sign or payload: where two NaN operands
+    meet, IEEE leaves open which one comes out, and compilers may swap the
+    operands of + and *), every other value bit for bit."""
+    a, b = np.asarray(a), np.asarray(b)
+    nan = np.isnan(a)
+    return (a.dtype == b.dtype and a.shape == b.shape and np.array_equal(nan, np.isnan(b))
+            and a[~nan].tobytes() == b[~nan].tobytes())
+
+
+def assert_same(ours, theirs, p, q, nan_as_nan=False):
+    same = same_bits_nan_as_nan if nan_as_nan else same_bits
+    for (path, a), b in zip(zip(ours._paths, leaves(p)), leaves(q)):
+        assert same(a, b), f"param {path} differs: max abs diff {np.max(np.abs(a - b)) if a.size else 0}"
+    for path, bufs in ours.state.items():
+        for name, arr in bufs.items():
+            assert same(arr, theirs.state[path][name]), f"state {path}/{name} differs"
+    assert ours.step_count == theirs.step_count
+
+
+def pair_is_reference(ours_cls, ref_cls, options, dtype, **kwargs):
+    """``run_pair``, then params and state bit for bit (NaN as NaN where
+    ``nonfinite_grads`` propagates NaN), and, clipping, the same norm."""
+    ours, theirs, p, q = run_pair(ours_cls, ref_cls, options, dtype, **kwargs)
+    assert_same(ours, theirs, p, q, nan_as_nan=kwargs.get("nonfinite_grads", False))
+    if kwargs.get("max_grad_norm") is not None:
+        assert ours.last_grad_norm == theirs.last_grad_norm
+    return ours, p
+
+
+def zero_and_dead_tensors_are_reference(ours_cls, ref_cls, dtype, seed):
+    """||p|| = 0 (a tensor at 0, one of many chunks included) and ||u|| = 0
+    (zero gradients, no weight decay) for the trust-ratio rules: bit for bit."""
+    big = _common.CHUNK_ELEMENTS * 9 + 5
+    rng = np.random.default_rng(seed)
+    p = {"zero": np.zeros(37, dtype), "bigzero": np.zeros(big, dtype), "dead": rng.standard_normal(21).astype(dtype)}
+    q = {k: v.copy() for k, v in p.items()}
+    ours, theirs = ours_cls(lr=0.1), ref_cls(lr=0.1)
+    for _ in range(3):
+        g = {"zero": rng.standard_normal(37).astype(dtype), "bigzero": rng.standard_normal(big).astype(dtype),
+             "dead": np.zeros(21, dtype)}
+        ours.update(p, g)
+        theirs.update(q, g)
+    for k in p:
+        assert same_bits(p[k], q[k]), k
+    assert not np.any(p["bigzero"] == 0) and same_bits(p["dead"], q["dead"])
+
+
+def float32_stays_float32_and_near_float64(ref_cls, options, buffer, seed):
+    """Five steps of ``ref_cls(**options)`` in float32 and float64 on the same
+    gradients: params and ``buffer`` stay float32, params near float64's."""
+    rng = np.random.default_rng(seed)
+    p64 = {"w": rng.standard_normal((5, 7)), "b": rng.standard_normal(7)}
+    p32 = {k: v.astype(np.float32) for k, v in p64.items()}
+    o64, o32 = ref_cls(**options), ref_cls(**options)
+    for _ in range(5):
+        g = {k: rng.standard_normal(v.shape) for k, v in p64.items()}
+        o64.update(p64, g)
+        o32.update(p32, {k: v.astype(np.float32) for k, v in g.items()})
+    for k in p64:
+        assert p32[k].dtype == np.float32 and o32.state[k][buffer].dtype == np.float32
+        np.testing.assert_allclose(p32[k], p64[k], rtol=1e-5, atol=1e-6)
 
 
 def overrides_vs_reference(fa_cls, ref_cls, options, override, dtype, *, changes=(), steps=5, seed=0):

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import fastadapt as fa
-from fastadapt.reference import _common
 from fastadapt.reference import lars as ref_lars
 
-from helpers import leaves, same_bits
-from kernel_parity import assert_same, make_grads, round_trip_equals_straight_run, run_pair
+from helpers import leaves
 from optax_trajectory import build, make_problem, optax_trajectory, rel_close, run_trajectory
+from rule_parity import (assert_bad_assignments_change_nothing, float32_stays_float32_and_near_float64, make_tree,
+                         pair_is_reference, round_trip_equals_uninterrupted, zero_and_dead_tensors_are_reference)
 
 STEPS = 25
 IMPLS = {"fa": fa.LARS, "reference": ref_lars.LARS}
@@ -124,17 +124,7 @@ def test_trace_holds_optax_sign_and_the_lr_is_inside_the_momentum(impl):
 
 
 def test_float32_stays_float32_and_near_float64():
-    rng = np.random.default_rng(23)
-    p64 = {"w": rng.standard_normal((5, 7)), "b": rng.standard_normal(7)}
-    p32 = {k: v.astype(np.float32) for k, v in p64.items()}
-    o64, o32 = ref_lars.LARS(lr=1.0, weight_decay=0.01), ref_lars.LARS(lr=1.0, weight_decay=0.01)
-    for _ in range(5):
-        g = {k: rng.standard_normal(v.shape) for k, v in p64.items()}
-        o64.update(p64, g)
-        o32.update(p32, {k: v.astype(np.float32) for k, v in g.items()})
-    for k in p64:
-        assert p32[k].dtype == np.float32 and o32.state[k]["trace"].dtype == np.float32
-        np.testing.assert_allclose(p32[k], p64[k], rtol=1e-5, atol=1e-6)
+    float32_stays_float32_and_near_float64(ref_lars.LARS, dict(lr=1.0, weight_decay=0.01), "trace", seed=23)
 
 
 # ---- the kernel against the reference, bit for bit ---------------------------------------
@@ -150,9 +140,7 @@ PREP = [dict(max_grad_norm=1.0), dict(max_grad_norm=1e6), dict(nonfinite="zero")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
 def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
-    ours, theirs, p, q = run_pair(fa.LARS, ref_lars.LARS, dict(lr=1.0, **options), dtype, steps=4,
-                                  changes=KERNEL_CHANGES)
-    assert_same(ours, theirs, p, q)
+    pair_is_reference(fa.LARS, ref_lars.LARS, dict(lr=1.0, **options), dtype, steps=4, changes=KERNEL_CHANGES)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -160,16 +148,12 @@ def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
 def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
     """Clipping and nonfinite="zero" (which the second pass, rereading the
     gradient, applies again), and NaN/Inf gradients propagated."""
-    ours, theirs, p, q = run_pair(fa.LARS, ref_lars.LARS, dict(lr=1.0, weight_decay=0.1, nesterov=True), dtype,
-                                  **prep)
-    assert_same(ours, theirs, p, q, nan_as_nan=prep.get("nonfinite_grads", False))
-    if "max_grad_norm" in prep:
-        assert ours.last_grad_norm == theirs.last_grad_norm
+    ours, _ = pair_is_reference(fa.LARS, ref_lars.LARS, dict(lr=1.0, weight_decay=0.1, nesterov=True), dtype, **prep)
     if prep.get("nonfinite") == "zero":
         # Counted once, although the second pass reads (and zeroes) them again:
         # run_pair puts them in the gradients of steps 0 and 2.
         per_step = sum(int(np.sum(~np.isfinite(x)))
-                       for x in leaves(make_grads(np.random.default_rng(0), dtype, nonfinite=True)))
+                       for x in leaves(make_tree(np.random.default_rng(0), dtype, nonfinite=True)))
         assert per_step > 0 and ours.total_nonfinite_count == 2 * per_step
 
 
@@ -181,33 +165,21 @@ PER_KEY = {"layer.odd": {"weight_decay_mask": False, "lr": 2.0},
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_overrides_are_reference_bit_for_bit(dtype, isa, threads):
-    ours, theirs, p, q = run_pair(fa.LARS, ref_lars.LARS, dict(lr=1.0, weight_decay=0.1), dtype,
-                                  changes=KERNEL_CHANGES, per_key=PER_KEY)
-    assert_same(ours, theirs, p, q)
+    pair_is_reference(fa.LARS, ref_lars.LARS, dict(lr=1.0, weight_decay=0.1), dtype, changes=KERNEL_CHANGES,
+                      per_key=PER_KEY)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_zero_and_dead_tensors_in_the_kernel(dtype, isa, threads):
     """||p|| = 0 (a tensor at 0, the pool-sized one included) and ||u|| = 0
     (zero gradients and no weight decay): ratio 1, bit for bit."""
-    big = _common.CHUNK_ELEMENTS * 9 + 5
-    rng = np.random.default_rng(25)
-    p = {"zero": np.zeros(37, dtype), "bigzero": np.zeros(big, dtype), "dead": rng.standard_normal(21).astype(dtype)}
-    q = {k: v.copy() for k, v in p.items()}
-    ours, theirs = fa.LARS(lr=0.1), ref_lars.LARS(lr=0.1)
-    for _ in range(3):
-        g = {"zero": rng.standard_normal(37).astype(dtype), "bigzero": rng.standard_normal(big).astype(dtype),
-             "dead": np.zeros(21, dtype)}
-        ours.update(p, g)
-        theirs.update(q, g)
-    for k in p:
-        assert same_bits(p[k], q[k]), k
-    assert not np.any(p["bigzero"] == 0) and same_bits(p["dead"], q["dead"])
+    zero_and_dead_tensors_are_reference(fa.LARS, ref_lars.LARS, dtype, seed=25)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_state_dict_round_trip_mid_run(dtype):
-    round_trip_equals_straight_run(lambda: fa.LARS(lr=1.0, weight_decay=0.1, overrides=PER_KEY), dtype)
+    round_trip_equals_uninterrupted(lambda: fa.LARS(lr=1.0, weight_decay=0.1, overrides=PER_KEY), dtype,
+                                    steps=6, cut=3, seed=3)
 
 
 # ---- bad hyperparameters -----------------------------------------------------------------
@@ -230,11 +202,5 @@ def test_bad_hyperparameters_raise_clear_errors(kwargs, error, match):
 
 
 def test_a_bad_assignment_changes_nothing():
-    opt = fa.LARS(lr=0.1)
-    params = {"w": np.ones(5)}
-    opt.update(params, {"w": np.ones(5)})
-    before = opt.hyperparameters
-    for name, value in (("lr", -1.0), ("trust_coefficient", "x"), ("weight_decay_mask", 1), ("momentum", -1.0)):
-        with pytest.raises((TypeError, ValueError)):
-            setattr(opt, name, value)
-    assert opt.hyperparameters == before
+    assert_bad_assignments_change_nothing(
+        fa.LARS(lr=0.1), (("lr", -1.0), ("trust_coefficient", "x"), ("weight_decay_mask", 1), ("momentum", -1.0)))
