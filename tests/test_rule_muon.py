@@ -394,6 +394,14 @@ KCHANGES = {1: dict(lr=0.01, momentum=0.9), 2: dict(nesterov=False, weight_decay
             3: dict(adjust_lr_fn="match_rms_adamw", ns_steps=3, ns_coefficients=(3.0, -3.2, 1.2))}
 
 
+def params_and_grads(seed, shapes=KSHAPES):
+    """Standard normal params and one gradient of each of ``shapes``."""
+    rng = np.random.default_rng(seed)
+    params = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    grads = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    return params, grads
+
+
 def kernel_pair(options, companion=("AdamW", dict(lr=3e-3))):
     name, kw = companion
     ours = fa.Muon(companion=getattr(fa, name)(**kw), **options)
@@ -582,9 +590,7 @@ def test_load_state_dict_is_all_or_nothing():
 
 
 def test_nonfinite_raise_and_skip_leave_both_optimizers_as_they_were():
-    rng = np.random.default_rng(11)
-    params = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
-    grads = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
+    params, grads = params_and_grads(11)
     for policy in ("raise", "skip"):
         opt = fa.Muon(nonfinite=policy)
         opt.update(params, grads)
@@ -610,9 +616,7 @@ class _Interrupt(BaseException):
 def test_an_interrupt_before_the_commit_leaves_the_step_undone(monkeypatch):
     from fastadapt.optim import muon as fm
 
-    rng = np.random.default_rng(12)
-    params = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
-    grads = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
+    params, grads = params_and_grads(12)
     opt = fa.Muon()
     opt.update(params, grads)
     p0, sd0 = copy_tree(params), opt.state_dict()
@@ -633,9 +637,7 @@ def test_an_interrupt_before_the_commit_leaves_the_step_undone(monkeypatch):
 
 
 def test_an_interrupt_after_the_commit_still_steps_the_companion():
-    rng = np.random.default_rng(13)
-    params = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
-    grads = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
+    params, grads = params_and_grads(13)
     opt, replay = fa.Muon(), fa.Muon()
     p_replay = copy_tree(params)
     commit = opt._stepper.commit
@@ -657,9 +659,7 @@ def test_an_interrupt_after_the_commit_still_steps_the_companion():
 
 
 def test_an_interrupt_inside_the_companions_step_is_completed_by_the_next_reader():
-    rng = np.random.default_rng(15)
-    params = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
-    grads = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
+    params, grads = params_and_grads(15)
     opt, replay = fa.Muon(), fa.Muon()
     p_replay = copy_tree(params)
     replay.update(p_replay, grads)
@@ -786,9 +786,7 @@ def test_bad_companions_raise():
 @pytest.mark.parametrize("bad", ["int param", "readonly param", "grad shape", "readonly companion param",
                                  "grad aliases a param"])
 def test_bad_arrays_change_nothing(bad):
-    rng = np.random.default_rng(14)
-    params = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
-    grads = {k: rng.standard_normal(s) for k, s in KSHAPES.items()}
+    params, grads = params_and_grads(14)
     opt = fa.Muon()
     opt.update(params, grads)
     if bad == "int param":
