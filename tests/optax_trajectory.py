@@ -117,3 +117,20 @@ def optax_trajectory(make, hyper, params, noise, changes=None, static=None, fiel
         out = {k: np.asarray(v) for k, v in p.items()}
         bufs = {f: {k: np.asarray(v) for k, v in find_state(state.inner_state, f).items()} for f in fields}
     return out, bufs
+
+
+def zero_and_dead_tensors_follow_optax(opt, optax_rule, hyper, seed):
+    """Six steps of ``opt`` (made with ``hyper``) and of ``optax_rule`` on a
+    tensor that starts at 0 (||p|| = 0), one whose gradient is always 0
+    (``grads_of`` gives 0.5 p + noise: the noise cancels it, so ||u|| = 0 and
+    it never moves) and a live one: the same trajectory, the dead tensor
+    bit for bit where it started."""
+    rng = np.random.default_rng(seed)
+    params = {"zero": np.zeros(9), "dead": rng.standard_normal(5), "live": rng.standard_normal(7)}
+    noise = [{"zero": rng.standard_normal(9), "dead": -0.5 * params["dead"], "live": rng.standard_normal(7)}
+             for _ in range(6)]
+    ours = run_trajectory(opt, params, noise)
+    theirs, _ = optax_trajectory(optax_rule, hyper, params, noise)
+    assert ours["dead"].tobytes() == params["dead"].tobytes()
+    for k in params:
+        assert rel_close(ours[k], theirs[k]), k

@@ -14,7 +14,8 @@ import fastadapt as fa
 from fastadapt.reference import lars as ref_lars
 
 from helpers import leaves
-from optax_trajectory import build, make_problem, optax_trajectory, rel_close, run_trajectory
+from optax_trajectory import (build, make_problem, optax_trajectory, rel_close, run_trajectory,
+                              zero_and_dead_tensors_follow_optax)
 from rule_parity import (assert_bad_assignments_change_nothing, float32_stays_float32_and_near_float64, make_tree,
                          pair_is_reference, round_trip_equals_uninterrupted, zero_and_dead_tensors_are_reference)
 
@@ -91,16 +92,8 @@ def test_zero_parameters_get_a_trust_ratio_of_one(impl):
     """A tensor at 0 has ||p|| = 0: its ratio is 1 (a plain SGD step of lr),
     as in optax; a zero gradient (||u|| = 0) leaves p where it is."""
     optax = pytest.importorskip("optax")
-    rng = np.random.default_rng(22)
-    params = {"zero": np.zeros(9), "dead": rng.standard_normal(5), "live": rng.standard_normal(7)}
-    noise = [{"zero": rng.standard_normal(9), "dead": -0.5 * params["dead"], "live": rng.standard_normal(7)}
-             for _ in range(6)]
     hyper = hyper_of({})
-    ours = run_trajectory(IMPLS[impl](**hyper), params, noise)
-    theirs, _ = optax_trajectory(optax.lars, hyper, params, noise)
-    assert ours["dead"].tobytes() == params["dead"].tobytes()
-    for k in params:
-        assert rel_close(ours[k], theirs[k]), k
+    zero_and_dead_tensors_follow_optax(IMPLS[impl](**hyper), optax.lars, hyper, seed=22)
     p, g = {"zero": np.zeros(3)}, {"zero": np.array([2.0, -0.5, 0.0])}
     opt = IMPLS[impl](lr=0.1)
     opt.update(p, g)
