@@ -17,6 +17,19 @@ SHAPES = {"empty": (0,), "one": (1,), "seven": (7,), "seventeen": (17,), "odd": 
           "cube": (3, 5, 7), "scalar": ()}
 BIG = (_core.MIN_PARALLEL_ELEMENTS + 1234,)
 
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+# Gradient preprocessing: clipping that bites and one that does not;
+# non-finite gradient values (on even steps) zeroed, with and without
+# clipping, or propagated.
+PREP = [dict(max_grad_norm=1.0), dict(max_grad_norm=1e6), dict(nonfinite="zero", nonfinite_grads=True),
+        dict(nonfinite="zero", nonfinite_grads=True, max_grad_norm=2.0),
+        dict(nonfinite="propagate", nonfinite_grads=True)]
+
+
+def propagates_nonfinite(prep):
+    """Non-finite gradient values that reach the rule (not zeroed)."""
+    return bool(prep.get("nonfinite_grads")) and prep.get("nonfinite", "propagate") == "propagate"
+
 
 def make_tree(rng, dtype, nonfinite=False):
     tree = {"layer": {k: rng.standard_normal(s).astype(dtype) for k, s in SHAPES.items()},
@@ -128,9 +141,9 @@ def assert_same(ours, theirs, p, q, nan_as_nan=False):
 
 def pair_is_reference(ours_cls, ref_cls, options, dtype, **kwargs):
     """``run_pair``, then params and state bit for bit (NaN as NaN where
-    ``nonfinite_grads`` propagates NaN), and, clipping, the same norm."""
+    non-finite gradients propagate), and, clipping, the same norm."""
     ours, theirs, p, q = run_pair(ours_cls, ref_cls, options, dtype, **kwargs)
-    assert_same(ours, theirs, p, q, nan_as_nan=kwargs.get("nonfinite_grads", False))
+    assert_same(ours, theirs, p, q, nan_as_nan=propagates_nonfinite(kwargs))
     if kwargs.get("max_grad_norm") is not None:
         assert ours.last_grad_norm == theirs.last_grad_norm
     return ours, p

@@ -12,18 +12,14 @@ import pytest
 import fastadapt as fa
 from fastadapt.reference import adadelta
 
-from rule_parity import (assert_bad_hyperparameter_refused, assert_not_options, kernel_vs_reference,
-                         overrides_vs_reference, round_trip_equals_uninterrupted)
+from rule_parity import (DTYPES, PREP, assert_bad_hyperparameter_refused, assert_not_options,
+                         kernel_vs_reference, overrides_vs_reference, round_trip_equals_uninterrupted)
 from torch_trajectory import run, torch_defaults
 
-DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 OPTIONS = [dict(zip(("weight_decay", "maximize"), v)) for v in itertools.product([0.0, 0.1], [False, True])]
 # rho at both ends of torch's [0, 1]: 1 freezes both averages, 0 keeps only the last step
 CHANGES = [dict(lr=0.5), dict(rho=0.5, eps=1e-3), dict(rho=1.0), dict(rho=0.0, weight_decay=0.05),
            dict(rho=0.95, eps=1e-6)]
-PREP = [dict(max_grad_norm=1.0), dict(max_grad_norm=1e6), dict(nonfinite="zero", nonfinite_grads=True),
-        dict(nonfinite="zero", nonfinite_grads=True, max_grad_norm=2.0),
-        dict(nonfinite="propagate", nonfinite_grads=True)]
 
 
 # ---- the kernel against the reference, bit for bit --------------------------------------

@@ -18,8 +18,9 @@ from fastadapt.reference._trust import sumsq, trust_ratio
 
 from optax_trajectory import (build, jax_float64, make_problem, optax_trajectory, rel_close, run_trajectory,
                               zero_and_dead_tensors_follow_optax)
-from rule_parity import (assert_bad_assignments_change_nothing, float32_stays_float32_and_near_float64,
-                         pair_is_reference, round_trip_equals_uninterrupted, zero_and_dead_tensors_are_reference)
+from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, float32_stays_float32_and_near_float64,
+                         pair_is_reference, propagates_nonfinite, round_trip_equals_uninterrupted,
+                         zero_and_dead_tensors_are_reference)
 
 STEPS = 25
 IMPLS = {"fa": fa.LAMB, "reference": ref_lamb.LAMB}
@@ -150,23 +151,21 @@ def test_float32_stays_float32_and_near_float64():
 KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(eps_root=1e-3, maximize=True),
                 dict(weight_decay=0.1, eps=0.0, maximize=True)]
 KERNEL_CHANGES = [dict(lr=3e-3), dict(betas=(0.8, 0.95)), dict(weight_decay=0.2, eps=1e-3)]
-PREP = [dict(max_grad_norm=1.0), dict(max_grad_norm=1e6), dict(nonfinite="zero"),
-        dict(nonfinite="zero", max_grad_norm=2.0), dict(nonfinite_grads=True)]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 @pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
 def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
     pair_is_reference(fa.LAMB, ref_lamb.LAMB, dict(lr=1e-2, **options), dtype, steps=4, changes=KERNEL_CHANGES)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 @pytest.mark.parametrize("prep", PREP, ids=str)
 def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
     """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (a NaN
     norm makes the tensor's ratio NaN)."""
     _, p = pair_is_reference(fa.LAMB, ref_lamb.LAMB, dict(lr=1e-2, weight_decay=0.1), dtype, **prep)
-    if prep.get("nonfinite_grads"):
+    if propagates_nonfinite(prep):
         assert np.isnan(p["big"]).all() and np.isfinite(p["layer"]["seven"]).all()
 
 
@@ -174,20 +173,20 @@ PER_KEY = {"layer.odd": {"weight_decay": 0.0, "lr": 0.1}, "big": {"betas": (0.5,
            "layer.matrix": {"maximize": True, "eps": 0.0}}
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 def test_overrides_are_reference_bit_for_bit(dtype, isa, threads):
     pair_is_reference(fa.LAMB, ref_lamb.LAMB, dict(lr=1e-2, weight_decay=0.1), dtype, changes=KERNEL_CHANGES,
                       per_key=PER_KEY)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 def test_zero_and_dead_tensors_in_the_kernel(dtype, isa, threads):
     """||p|| = 0 (a tensor at 0, the pool-sized one included) and ||u|| = 0
     (zero gradients and no weight decay): ratio 1, bit for bit."""
     zero_and_dead_tensors_are_reference(fa.LAMB, ref_lamb.LAMB, dtype, seed=15)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 def test_state_dict_round_trip_mid_run(dtype):
     round_trip_equals_uninterrupted(lambda: fa.LAMB(lr=1e-2, weight_decay=0.1, overrides=PER_KEY), dtype,
                                     steps=6, cut=3, seed=3)

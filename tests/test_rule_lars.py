@@ -16,7 +16,8 @@ from fastadapt.reference import lars as ref_lars
 from helpers import leaves
 from optax_trajectory import (build, make_problem, optax_trajectory, rel_close, run_trajectory,
                               zero_and_dead_tensors_follow_optax)
-from rule_parity import (assert_bad_assignments_change_nothing, float32_stays_float32_and_near_float64, make_tree,
+from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, float32_stays_float32_and_near_float64,
+                         make_tree,
                          pair_is_reference, round_trip_equals_uninterrupted, zero_and_dead_tensors_are_reference)
 
 STEPS = 25
@@ -126,17 +127,15 @@ KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(nesterov=True, maximize=Tru
                 dict(weight_decay=0.1, trust_ratio_mask=False), dict(weight_decay=0.1, weight_decay_mask=False),
                 dict(momentum=0.0, eps=1e-3, trust_coefficient=0.02)]
 KERNEL_CHANGES = [dict(lr=0.5), dict(momentum=0.8, trust_coefficient=0.01), dict(weight_decay=0.2, eps=1e-2)]
-PREP = [dict(max_grad_norm=1.0), dict(max_grad_norm=1e6), dict(nonfinite="zero"),
-        dict(nonfinite="zero", max_grad_norm=2.0), dict(nonfinite_grads=True)]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 @pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
 def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
     pair_is_reference(fa.LARS, ref_lars.LARS, dict(lr=1.0, **options), dtype, steps=4, changes=KERNEL_CHANGES)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 @pytest.mark.parametrize("prep", PREP, ids=str)
 def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
     """Clipping and nonfinite="zero" (which the second pass, rereading the
@@ -156,20 +155,20 @@ PER_KEY = {"layer.odd": {"weight_decay_mask": False, "lr": 2.0},
            "layer.cube": {"trust_coefficient": 0.1, "weight_decay": 0.0}}
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 def test_overrides_are_reference_bit_for_bit(dtype, isa, threads):
     pair_is_reference(fa.LARS, ref_lars.LARS, dict(lr=1.0, weight_decay=0.1), dtype, changes=KERNEL_CHANGES,
                       per_key=PER_KEY)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 def test_zero_and_dead_tensors_in_the_kernel(dtype, isa, threads):
     """||p|| = 0 (a tensor at 0, the pool-sized one included) and ||u|| = 0
     (zero gradients and no weight decay): ratio 1, bit for bit."""
     zero_and_dead_tensors_are_reference(fa.LARS, ref_lars.LARS, dtype, seed=25)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 def test_state_dict_round_trip_mid_run(dtype):
     round_trip_equals_uninterrupted(lambda: fa.LARS(lr=1.0, weight_decay=0.1, overrides=PER_KEY), dtype,
                                     steps=6, cut=3, seed=3)

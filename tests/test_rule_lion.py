@@ -15,7 +15,8 @@ from fastadapt.reference import lion as ref_lion
 
 from helpers import same_bits
 from optax_trajectory import build, grads_of, make_problem, optax_trajectory, rel_close, run_trajectory
-from rule_parity import assert_bad_assignments_change_nothing, pair_is_reference, round_trip_equals_uninterrupted
+from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, pair_is_reference, propagates_nonfinite,
+                         round_trip_equals_uninterrupted)
 
 STEPS = 25
 IMPLS = {"fa": fa.Lion, "reference": ref_lion.Lion}
@@ -222,23 +223,21 @@ def test_reference_float32_rounds_each_scalar_once():
 
 KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(maximize=True), dict(weight_decay=0.1, maximize=True)]
 KERNEL_CHANGES = [dict(lr=3e-3), dict(betas=(0.8, 0.95)), dict(weight_decay=0.2)]
-PREP = [dict(max_grad_norm=1.0), dict(max_grad_norm=1e6), dict(nonfinite="zero"),
-        dict(nonfinite="zero", max_grad_norm=2.0), dict(nonfinite_grads=True)]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 @pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
 def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
     pair_is_reference(fa.Lion, ref_lion.Lion, dict(lr=1e-2, **options), dtype, steps=4, changes=KERNEL_CHANGES)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 @pytest.mark.parametrize("prep", PREP, ids=str)
 def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
     """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (through
     the exact sign; a NaN compared as NaN, see same_bits_nan_as_nan)."""
     _, p = pair_is_reference(fa.Lion, ref_lion.Lion, dict(lr=1e-2, weight_decay=0.1), dtype, **prep)
-    if prep.get("nonfinite_grads"):
+    if propagates_nonfinite(prep):
         assert np.isnan(p["big"]).any()
 
 
@@ -246,13 +245,13 @@ PER_KEY = {"layer.odd": {"weight_decay": 0.0, "lr": 0.1}, "big": {"betas": (0.5,
            "layer.matrix": {"maximize": True}}
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 def test_overrides_are_reference_bit_for_bit(dtype, isa, threads):
     pair_is_reference(fa.Lion, ref_lion.Lion, dict(lr=1e-2, weight_decay=0.1), dtype, changes=KERNEL_CHANGES,
                       per_key=PER_KEY)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@DTYPES
 def test_state_dict_round_trip_mid_run(dtype):
     round_trip_equals_uninterrupted(lambda: fa.Lion(lr=1e-2, weight_decay=0.1, overrides=PER_KEY), dtype,
                                     steps=6, cut=3, seed=3)

@@ -12,18 +12,14 @@ import pytest
 import fastadapt as fa
 from fastadapt.reference import nadam
 
-from rule_parity import (assert_bad_hyperparameter_refused, assert_not_options, kernel_vs_reference,
-                         overrides_vs_reference, round_trip_equals_uninterrupted)
+from rule_parity import (DTYPES, PREP, assert_bad_hyperparameter_refused, assert_not_options,
+                         kernel_vs_reference, overrides_vs_reference, round_trip_equals_uninterrupted)
 from torch_trajectory import run, torch_defaults
 
-DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 OPTIONS = [dict(zip(("weight_decay", "decoupled_weight_decay", "maximize"), v))
            for v in itertools.product([0.0, 0.1], [False, True], [False, True])]
 CHANGES = [dict(lr=3e-3), dict(betas=(0.8, 0.99), momentum_decay=0.05), dict(eps=1e-3, weight_decay=0.05),
            dict(decoupled_weight_decay=True, betas=(0.0, 0.5)), dict(momentum_decay=0.0, betas=(0.95, 0.999))]
-PREP = [dict(max_grad_norm=1.0), dict(max_grad_norm=1e6), dict(nonfinite="zero", nonfinite_grads=True),
-        dict(nonfinite="zero", nonfinite_grads=True, max_grad_norm=2.0),
-        dict(nonfinite="propagate", nonfinite_grads=True)]
 
 
 @pytest.fixture
