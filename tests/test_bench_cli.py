@@ -140,7 +140,7 @@ def test_a_cell_whose_rounds_disagree_is_measured_again(monkeypatch):
     assert row["ratios"] == {"numpy": 3.0} and row["rechecked"] == {"numpy": 1} and row["unstable"] == []
     cells = fb._cells(row)
     assert cells[5] == "3.0"              # the re-measured ratio, not the first run's median (2.0 / 1.0)
-    assert cells[4] == "111%"             # roof / fastadapt from the first run: it agreed
+    assert cells[4] == "90%"              # roof / fastadapt (0.9 s / 1.0 s) from the first run: it agreed
 
 
 def test_a_cell_that_never_agrees_is_marked(monkeypatch):

@@ -50,7 +50,8 @@ class Rule:
     torch_foreach: bool = True          # torch's class takes foreach=True
     matrices_only: bool = False         # steps matrices (Muon): the matrix layouts only
     roof: bool = True                   # False: not memory-bound (Muon's matrix products), no roof case
-    torch_tol: Optional[float] = None   # the torch check's tolerance when it is not the dtype's rounding
+    torch_tol: Optional[Tuple[float, float]] = None  # the torch check's (float32, float64) tolerances when they
+    #                                                    are not the dtypes' rounding
     matrix_traffic: Optional[Tuple[int, int]] = None  # (reads, writes) on matrix layouts, when they differ
 
     def traffic(self, layout: str) -> Tuple[int, int]:
@@ -74,18 +75,21 @@ RULES: Dict[str, Rule] = {r.name: r for r in [
          5, 4, False),
     Rule("sgd-momentum", "SGD", {"lr": 1e-2, "momentum": 0.9}, "SGD", 3, 2, True),
     # torch keeps NAdam's mu_product in the default dtype (float32): float64 steps agree to ~1e-8.
-    Rule("nadam", "NAdam", {"lr": 2e-3}, "NAdam", 4, 3, False, torch_tol=1e-6),
+    Rule("nadam", "NAdam", {"lr": 2e-3}, "NAdam", 4, 3, False, torch_tol=(1e-5, 1e-6)),
     Rule("radam", "RAdam", {"lr": 1e-3}, "RAdam", 4, 3, False),
     Rule("adamax", "Adamax", {"lr": 2e-3}, "Adamax", 4, 3, False),
     Rule("adadelta", "Adadelta", {"lr": 1.0}, "Adadelta", 4, 3, False),
-    Rule("adafactor", "Adafactor", {"lr": 1e-2}, "Adafactor", 3, 2, False, matrix_traffic=(2, 1)),
+    # torch sums Adafactor's row and column statistics in float32 for float32
+    # params: at 4096 x 4096 its step is 3.5e-5 from its own float64 step (ours 2.4e-7).
+    Rule("adafactor", "Adafactor", {"lr": 1e-2}, "Adafactor", 3, 2, False, matrix_traffic=(2, 1),
+         torch_tol=(1e-4, 1e-12)),
     Rule("lion", "Lion", {"lr": 1e-4}, "lion_pytorch:Lion", 3, 2, False, torch_foreach=False),
     Rule("lamb", "LAMB", {"lr": 1e-3}, None, 7, 3, False),
     Rule("lars", "LARS", {"lr": 1e-3}, None, 5, 2, False),
     # torch's Muon runs Newton-Schulz in bfloat16 (ours in the param dtype):
     # its check allows bfloat16's rounding.
     Rule("muon", "Muon", {"lr": 1e-3}, "Muon", 3, 2, False, torch_foreach=False, matrices_only=True,
-         roof=False, torch_tol=5e-2),
+         roof=False, torch_tol=(5e-2, 5e-2)),
 ]}
 
 # A layout is the shapes of one step's tensors: "256x4096" is 256 vectors of
@@ -247,7 +251,7 @@ def build_case(rule_name: str, dtype: Any, layout: str, impl: str, seed: int = 0
             torch_class([tp], **kw).step()
             q = {first: params[first].copy()}
             getattr(ref, rule.optimizer)(**rule.options).update(q, {first: grads[first]})
-            tol = rule.torch_tol or (1e-5 if dtype == np.float32 else 1e-12)
+            tol = (rule.torch_tol or (1e-5, 1e-12))[0 if dtype == np.float32 else 1]
             np.testing.assert_allclose(tp.detach().numpy(), q[first], rtol=tol, atol=tol)
 
         return Case(rule, dtype, layout, impl, topt.step, check, nbytes, [params, grads, tparams, topt])
@@ -519,7 +523,7 @@ def _cells(row: Dict[str, Any]) -> List[str]:
     fa_s = s.get("fastadapt")
     gbs = row["bytes"] / fa_s / 1e9 if fa_s else None
     of_roof = _ratio(row, "roof")
-    roof = 100 / of_roof if of_roof else None
+    roof = 100 * of_roof if of_roof else None   # the roof's time over fastadapt's: 100% = at the roof
     variants = ", ".join(_mark(row, k, f"{k.split('+')[1]} {_ratio(row, k):.2f}") for k in s if "+" in k and fa_s)
 
     def x(impl: str, pattern: str) -> str:
