@@ -14,6 +14,19 @@ every threshold is a field of :class:`Thresholds`:
 ``nonfinite`` (error)
     An epoch had steps with a NaN/Inf loss or gradient, skipped steps,
     replaced gradient values, or a non-finite loss or norm.
+``step_size_explosion`` (error): a learned step size ran away.
+    For the step size a learning-rate-free rule learns (``adapted/<name>``,
+    e.g. Prodigy's ``d``, and ``lr_estimate``): an epoch whose training loss
+    is a rise as ``lr_too_high`` counts them (or non-finite) while the step
+    size reached (its epoch max) ``step_growth`` (100) times its value when
+    the loss was at its best (at initialization: the first epoch's
+    smallest). Such rules grow their step size by orders of magnitude early
+    on by design, while the loss falls; growing that much *after* the best
+    loss, with the loss diverging, is the estimate overshooting. The advice
+    names the rule's own knobs (Prodigy/D-Adaptation: ``d_coef``,
+    ``growth_rate``, ``safeguard_warmup``, weight decay; DoG: ``reps_rel``,
+    ``init_eta``; hypergradient descent: ``hypergrad_lr``). Replaces
+    ``lr_too_high``, which it explains.
 ``lr_too_high`` (error): the training loss oscillates or diverges.
     An epoch's mean training loss is a *rise* when it exceeds the lowest
     loss before it (the loss at initialization included, when the trainer
@@ -38,6 +51,14 @@ every threshold is a field of :class:`Thresholds`:
     nothing: saturating activations, dead ReLUs, a bad init); or the global
     gradient norm is below ``relative_grad`` (1e-6) of the parameter norm
     while the training loss makes no progress and has not converged.
+``step_size_collapse`` (error): a learned step size fell and stays down.
+    The learned step size (epoch mean) is at most ``step_collapse`` (1%) of
+    its peak in an earlier epoch (or <= 0: a hypergradient can push the lr
+    below zero) for the last ``window`` (3) epochs, while the training loss
+    makes no progress as ``plateau`` measures it over them and has not
+    converged. ``lr_estimate`` counts only the part the rule learned: a
+    falling ``lr`` (a schedule of the multiplier) is divided out. Replaces
+    ``plateau``, which it explains.
 ``overfitting`` (warning): validation worsens while training improves.
     With at least ``overfit_patience`` (3) epochs after the best validation
     loss, some epoch after it has a validation loss ``overfit_rise`` (5%)
@@ -86,9 +107,11 @@ __all__ = ["CODES", "SEVERITY", "DiagnosisCallback", "DiagnosisWarning", "Findin
 # Stable codes, in report order (the likeliest root cause first).
 SEVERITY: Dict[str, str] = {
     "nonfinite": "error",
+    "step_size_explosion": "error",
     "lr_too_high": "error",
     "exploding": "error",
     "vanishing_gradients": "error",
+    "step_size_collapse": "error",
     "overfitting": "warning",
     "plateau": "warning",
 }
@@ -118,6 +141,8 @@ class Thresholds:
     plateau_window: int = 5
     plateau_progress: float = 0.01
     converged: float = 0.01
+    step_growth: float = 100.0
+    step_collapse: float = 0.01
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -209,6 +234,20 @@ class _Series:
         mean where the history has no range: the lr did not vary)."""
         lr, low, high = self("lr"), self("lr_min"), self("lr_max")
         return lr, np.where(np.isfinite(low), low, lr), np.where(np.isfinite(high), high, lr)
+
+    def learned_keys(self) -> List[str]:
+        """The learned step sizes logged (``adapted/<name>`` first: the rule's
+        own quantities; then ``lr_estimate``), not the columns of their ranges."""
+        keys = list(self._history.keys())
+        ranges = {f"{k}{end}" for k in keys if f"{k}_min" in keys and f"{k}_max" in keys for end in ("_min", "_max")}
+        adapted = [k for k in keys if k.startswith("adapted/") and k not in ranges]
+        return adapted + (["lr_estimate"] if "lr_estimate" in keys else [])
+
+    def learned_range(self, name: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per epoch: a learned value's mean over the steps, and its min and max
+        (the mean where the history has no range)."""
+        level, low, high = self(name), self(f"{name}_min"), self(f"{name}_max")
+        return level, np.where(np.isnan(low), level, low), np.where(np.isnan(high), level, high)
 
     def layer_names(self) -> List[str]:
         return [k for k in self._history.keys() if k.startswith("grad_norm.")]
@@ -382,6 +421,187 @@ def _exploding(s: _Series, t: Thresholds) -> Optional[Finding]:
     return _make("exploding", sorted(epochs), evidence, f"Blow-up: {'; '.join(seen)}.", advice)
 
 
+def _quantity(name: str) -> str:
+    """A learned value as the rule names it: ``d`` for ``adapted/d``."""
+    return name[len("adapted/"):] if name.startswith("adapted/") else name
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value)
+
+
+def _step_size_advice(s: _Series, exploded: bool) -> str:
+    """What to change, in the rule's own hyperparameters (read from the
+    configuration the run recorded), for a step size that exploded or collapsed."""
+    config = s.info.get("optimizer") if isinstance(s.info.get("optimizer"), Mapping) else {}
+
+    def now(name: str) -> str:
+        return f" (now {_setting(config[name])})"
+
+    def number(name: str, default: float) -> float:
+        value = config.get(name)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+    clip_off = not config.get("max_grad_norm")
+    tips: List[str] = []
+    if "d0" in config or "d_coef" in config:  # Prodigy, D-Adaptation: d estimates the distance to the solution
+        if exploded:
+            if "d_coef" in config:
+                tips.append(f"lower d_coef{now('d_coef')}, e.g. to {number('d_coef', 1.0) / 4:g}: it scales the "
+                            f"estimate d directly")
+            if "growth_rate" in config:
+                tips.append(f"cap how fast d may grow per step with growth_rate{now('growth_rate')}, e.g. 1.02")
+            if "safeguard_warmup" in config and not config.get("safeguard_warmup"):
+                tips.append("set safeguard_warmup=True when the lr is warmed up (a small warmup lr in the "
+                            "estimate's denominator inflates d)")
+            if "weight_decay" in config:
+                tips.append(f"add or raise weight decay{now('weight_decay')}, e.g. 0.01, so the weights (and the "
+                            f"distance d measures) cannot run off")
+        else:
+            if "d_coef" in config:
+                tips.append(f"raise d_coef{now('d_coef')}, e.g. to {number('d_coef', 1.0) * 4:g}")
+            if "d0" in config:
+                tips.append(f"raise d0{now('d0')}, the first estimate, so the first steps move the weights")
+            if config.get("safeguard_warmup"):
+                tips.append("turn safeguard_warmup off after the warmup (it slows d's growth)")
+            if "weight_decay" in config and number("weight_decay", 0.0) > 0:
+                tips.append(f"lower weight_decay{now('weight_decay')}: it pulls the weights back toward the start, "
+                            f"shrinking the distance d measures")
+    elif "reps_rel" in config or "init_eta" in config:  # DoG / LDoG: eta = distance travelled / sqrt(sum |g|^2)
+        if exploded:
+            tips.append(f"lower reps_rel{now('reps_rel') if 'reps_rel' in config else ''}, e.g. 100x, or pass a "
+                        f"smaller init_eta{now('init_eta') if 'init_eta' in config else ''}: the first step sets "
+                        f"the distance eta grows from")
+            if "weight_decay" in config:
+                tips.append(f"add weight decay{now('weight_decay')} so the weights cannot run away from the start")
+        else:
+            tips.append(f"raise reps_rel{now('reps_rel') if 'reps_rel' in config else ''}, e.g. 100x, or pass a "
+                        f"larger init_eta{now('init_eta') if 'init_eta' in config else ''}: with a first step too "
+                        f"small the weights never move away from the start, and eta shrinks as the gradients add up")
+            if "weight_decay" in config and number("weight_decay", 0.0) > 0:
+                tips.append(f"lower weight_decay{now('weight_decay')}")
+    elif "hypergrad_lr" in config:  # hypergradient descent: the lr follows the dot of successive gradients
+        rate = number("hypergrad_lr", 0.0)
+        smaller = f", e.g. to {rate / 30:.2g}" if rate > 0 else ""
+        if exploded:
+            tips.append(f"lower hypergrad_lr{now('hypergrad_lr')} 10-100x{smaller}: successive gradients kept "
+                        f"agreeing and drove the lr up past stability")
+            if "lr" in config:
+                tips.append(f"or start from a smaller lr{now('lr')}")
+        else:
+            tips.append(f"lower hypergrad_lr{now('hypergrad_lr')} 10-100x{smaller}: noisy successive gradients "
+                        f"(pointing against each other) drove the lr down")
+            tips.append("or use larger batches, so successive gradients are less noisy")
+    else:
+        if exploded:
+            tips.append(f"lower the rule's multiplier lr{now('lr') if 'lr' in config else ''} or the "
+                        f"hyperparameter that sets how fast its step size may grow")
+        else:
+            tips.append(f"raise the rule's multiplier lr{now('lr') if 'lr' in config else ''} or its initial "
+                        f"step size estimate")
+    if exploded and clip_off:
+        tips.append("clip gradients (max_grad_norm=1.0)")
+    text = "; ".join(tips)
+    return text[0].upper() + text[1:] + "."
+
+
+def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
+    loss = s("loss")
+    logged = [v is not None for v in s.raw("loss")]
+    reference = s.reference_loss(loss)
+    if reference is None:
+        return None
+    initial = s.info_number("initial_loss")
+    floor = t.rise_floor * abs(reference)
+    for name in s.learned_keys():
+        level, low, high = s.learned_range(name)
+        first = next((i for i in range(len(low)) if math.isfinite(low[i]) and low[i] > 0), None)
+        best, best_row = (initial, None) if initial is not None else (None, None)
+        hits: List[Dict[str, Any]] = []
+        for i, value in enumerate(loss):
+            if not logged[i]:
+                continue
+            if best is not None and (best_row is not None or first is not None):
+                needed = t.divergence_jump if best_row is None else t.rise
+                excess = value - best
+                diverged = not math.isfinite(value) or (excess > needed * abs(best) and excess > floor)
+                at_best = level[best_row] if best_row is not None else low[first]
+                if diverged and math.isfinite(at_best) and at_best > 0 and not math.isnan(high[i]):
+                    growth = high[i] / at_best
+                    if growth >= t.step_growth:
+                        hits.append({"epoch": s.epochs[i], "loss": _num(value) if math.isfinite(value) else str(value),
+                                     "best_loss": _num(best),
+                                     "best_epoch": None if best_row is None else s.epochs[best_row],
+                                     "step_size": _num(high[i]) if math.isfinite(high[i]) else str(high[i]),
+                                     "step_size_at_best": _num(at_best),
+                                     "growth": _num(growth) if math.isfinite(growth) else str(growth)})
+            if math.isfinite(value) and (best is None or value < best):
+                best, best_row = value, i
+        if not hits:
+            continue
+        worst = max(hits, key=lambda h: float(h["growth"]))
+        quantity = _quantity(name)
+        since = "at initialization" if worst["best_epoch"] is None else f"in epoch {_human(worst['best_epoch'])}"
+        return _make("step_size_explosion", [h["epoch"] for h in hits],
+                     {"quantity": quantity, "hits": hits, "growth_threshold": t.step_growth},
+                     f"The learned step size {quantity} grew {float(worst['growth']):.3g}x, from "
+                     f"{worst['step_size_at_best']:.3g} when the training loss was at its best ({worst['best_loss']:.4g}, "
+                     f"{since}) to {float(worst['step_size']):.3g} in epoch {_human(worst['epoch'])}, and the loss "
+                     f"diverged there ({float(worst['loss']):.4g}): the step size estimate overshot.",
+                     _step_size_advice(s, exploded=True))
+    return None
+
+
+def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
+    window = int(t.window)
+    loss = s("loss")
+    if not _no_progress(loss, s.reference_loss(loss), t, window):
+        return None
+    lr = s("lr")
+    for name in s.learned_keys():
+        level, low, high = s.learned_range(name)
+        peak, peak_row = -math.inf, None
+        collapsed, ratios = [], []
+        for i, value in enumerate(level):
+            ratio = math.nan
+            if peak_row is not None and peak > 0 and not math.isnan(value):
+                ratio = value / peak
+                if name == "lr_estimate" and math.isfinite(lr[i]) and math.isfinite(lr[peak_row]) and lr[i] > 0 \
+                        and lr[peak_row] > 0:
+                    ratio /= lr[i] / lr[peak_row]  # the schedule's part of the fall is not the rule's
+            collapsed.append(bool(ratio <= t.step_collapse))  # NaN: False; a value <= 0: True
+            ratios.append(ratio)
+            if math.isfinite(high[i]) and high[i] > peak:
+                peak, peak_row = float(high[i]), i
+        covered = _windows(collapsed, window)
+        if not covered or not collapsed[-1]:
+            continue
+        start = covered[0]
+        for i in reversed(covered):  # the run of collapsed epochs that reaches the end
+            if i == 0 or not collapsed[i - 1]:
+                start = i
+                break
+        run = list(range(start, len(level)))
+        before = max(range(start), key=lambda i: high[i] if math.isfinite(high[i]) else -math.inf)
+        quantity, final = _quantity(name), float(level[-1])
+        good = np.flatnonzero(np.isfinite(loss))
+        loss_before, best_after = float(loss[good[-window - 1]]), float(np.nanmin(loss[good[-window:]]))
+        fallen = "at or below zero" if final <= 0 else f"{1 / ratios[-1]:.3g}x below it"
+        return _make("step_size_collapse", [s.epochs[i] for i in run],
+                     {"quantity": quantity, "peak": _num(high[before]), "peak_epoch": s.epochs[before],
+                      "final": _num(final), "ratios": [_num(ratios[i]) for i in run],
+                      "loss_before": _num(loss_before), "best_in_window": _num(best_after),
+                      "collapse_threshold": t.step_collapse},
+                     f"The learned step size {quantity} fell from its peak of {high[before]:.3g} (epoch "
+                     f"{_human(s.epochs[before])}) to {final:.3g} ({fallen}) and stayed down for {len(run)} epochs, "
+                     f"while the training loss stopped improving ({loss_before:.4g} -> best {best_after:.4g}): "
+                     f"training stalled because the rule stopped stepping.",
+                     _step_size_advice(s, exploded=False))
+    return None
+
+
 def _windows(flags: Sequence[bool], length: int) -> List[int]:
     """Indices covered by runs of at least ``length`` consecutive True flags."""
     covered, run = [], 0
@@ -527,11 +747,15 @@ def diagnose(history: Union[History, Mapping[str, Any], str, "os.PathLike[str]"]
         raise TypeError(f"thresholds must be a fastadapt.Thresholds, got {type(t).__name__}")
     s = _Series(_as_history(history))
     found: Dict[str, Finding] = {}
-    for code, rule in (("nonfinite", _nonfinite), ("lr_too_high", _lr_too_high), ("exploding", _exploding),
-                       ("vanishing_gradients", _vanishing), ("overfitting", _overfitting), ("plateau", _plateau)):
-        if code == "overfitting" and "lr_too_high" in found:
-            continue
-        if code == "plateau" and ("lr_too_high" in found or "vanishing_gradients" in found):
+    rules = (("nonfinite", _nonfinite), ("step_size_explosion", _step_size_explosion), ("lr_too_high", _lr_too_high),
+             ("exploding", _exploding), ("vanishing_gradients", _vanishing), ("step_size_collapse", _step_size_collapse),
+             ("overfitting", _overfitting), ("plateau", _plateau))
+    # A finding left out where another explains it better.
+    explained_by = {"lr_too_high": ("step_size_explosion",),
+                    "overfitting": ("lr_too_high", "step_size_explosion"),
+                    "plateau": ("lr_too_high", "vanishing_gradients", "step_size_collapse", "step_size_explosion")}
+    for code, rule in rules:
+        if any(other in found for other in explained_by.get(code, ())):
             continue
         finding = rule(s, t)
         if finding is not None:

@@ -4,8 +4,12 @@ Four panels, x = epochs completed (0 = at initialization, when the trainer
 recorded it): loss (training and validation, the best validation epoch
 marked), validation metrics, the learning rate (and any other hyperparameter
 a schedule moved), and the gradient norm (mean and max per epoch, per layer)
-with the parameter norm. Findings of ``fa.diagnose`` are listed under the
-panels and their epochs shaded on the loss panel.
+with the parameter norm. A run of a learning-rate-free rule gets a fifth,
+full-width panel below them: the step size it learned (``lr_estimate`` and
+each ``adapted/<name>``, labelled with the rule's own name for it: Prodigy's
+``d``, DoG's ``eta``), on a log axis, with its range within each epoch.
+Findings of ``fa.diagnose`` are listed under the panels and their epochs
+shaded on the loss panel.
 
 One epoch numbering, the one people count with: the epoch of index ``i``
 (``history.epoch``) is "epoch ``i + 1``" in every label and stands at
@@ -180,13 +184,23 @@ def plot_history(history: Union[History, Any], path: PathLike, *, findings: Opti
         findings = diagnose(h)
     x = np.asarray(h.epoch, dtype=np.float64) + 1
 
-    fig = Figure(figsize=(12, 8.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(2, 2)
+    learned = _learned_keys(h)
+    if learned:
+        fig = Figure(figsize=(12, 10.5), layout="constrained")
+        FigureCanvasAgg(fig)
+        mosaic = fig.subplot_mosaic([["loss", "metrics"], ["hyper", "norms"], ["learned", "learned"]],
+                                    height_ratios=[1, 1, 0.85])
+        panels = [mosaic[name] for name in ("loss", "metrics", "hyper", "norms", "learned")]
+    else:
+        fig = Figure(figsize=(12, 8.5), layout="constrained")
+        FigureCanvasAgg(fig)
+        panels = list(fig.subplots(2, 2).flat)
     # Each panel returns its legend and the axes whose curves it must not cover.
-    legends = [_loss_panel(axes[0, 0], h, x, findings), _metric_panel(axes[0, 1], h, x),
-               _hyper_panel(axes[1, 0], h, x), _norm_panel(axes[1, 1], h, x)]
-    for ax in axes.flat:
+    legends = [_loss_panel(panels[0], h, x, findings), _metric_panel(panels[1], h, x),
+               _hyper_panel(panels[2], h, x), _norm_panel(panels[3], h, x)]
+    if learned:
+        legends.append(_learned_panel(panels[4], h, x, learned))
+    for ax in panels:
         ax.set_xlabel("epochs completed")
         ax.grid(True, alpha=0.3)
     fig.suptitle(title or _default_title(h), fontsize=13)
@@ -281,6 +295,55 @@ def _range_columns(h: History, name: str) -> bool:
     return f"{name}_min" in h and f"{name}_max" in h
 
 
+def _is_learned(name: str) -> bool:
+    return name == "lr_estimate" or name.startswith("adapted/")
+
+
+def _learned_keys(h: History) -> List[str]:
+    """The learned step sizes a run logged (``lr_estimate``, ``adapted/<name>``),
+    without the ``_min`` / ``_max`` columns of their ranges."""
+    ranges = {f"{k}{end}" for k in h.keys() if _range_columns(h, k) for end in ("_min", "_max")}
+    return [k for k in h.keys() if _is_learned(k) and k not in ranges]
+
+
+def _algorithm(h: History) -> Optional[str]:
+    optimizer = h.info.get("optimizer")
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("algorithm"), str) and optimizer["algorithm"]:
+        return optimizer["algorithm"]
+    return None
+
+
+def _learned_panel(ax: Any, h: History, x: np.ndarray, keys: Sequence[str]) -> Placed:
+    """The step size a learning-rate-free rule learned, one line per quantity
+    under the rule's own name for it, the range within each epoch shaded;
+    log axis (they move by orders of magnitude)."""
+    shown = []
+    banded = False
+    for key in keys:
+        raw = _finite(h.array(key))
+        values = _positive(raw)
+        # A log axis cannot show a step size <= 0 (a hypergradient can push the lr below 0): say so.
+        nonpositive = int(np.sum(raw <= 0))
+        note = f"; <= 0 in {nonpositive} epoch(s), not drawn" if nonpositive else ""
+        label = ("lr_estimate: effective step size" if key == "lr_estimate" else key[len("adapted/"):]) + note
+        line, = ax.plot(x, values, "o-" if key == "lr_estimate" else "s--", ms=3, lw=1.4, label=label)
+        shown.append(values)
+        if _range_columns(h, key):
+            low, high = _positive(h.array(f"{key}_min")), _positive(h.array(f"{key}_max"))
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0,
+                            label=None if banded else "range within the epoch")
+            banded = True
+            shown += [low, high]
+    algorithm = _algorithm(h)
+    ax.set_title(f"learned step size{f' ({algorithm})' if algorithm else ''}: mean over each epoch's steps")
+    ax.set_ylabel("step size (log scale)")
+    positive = np.concatenate([v[np.isfinite(v)] for v in shown]) if shown else np.zeros(0)
+    if positive.size:
+        ax.set_yscale("log")
+        _plain_log_ticks(ax, "y", few_decades=positive.max() / positive.min() < 100)
+    return ax.legend(fontsize=8), [ax]
+
+
 def _hyper_panel(ax: Any, h: History, x: np.ndarray) -> Placed:
     if "lr" in h:
         lr = _positive(h.array("lr"))
@@ -295,7 +358,7 @@ def _hyper_panel(ax: Any, h: History, x: np.ndarray) -> Placed:
     # <name>_min / <name>_max are a hyperparameter's range, drawn with it, not curves of their own.
     ranges = {f"{k}{end}" for k in h.keys() if _range_columns(h, k) for end in ("_min", "_max")}
     others = [k for k in h.keys() if k not in _NOT_HYPERPARAMETERS and k != "lr" and not k.startswith("val_")
-              and not k.startswith("grad_norm.") and k not in ranges]
+              and not k.startswith("grad_norm.") and k not in ranges and not _is_learned(k)]
     ax.set_title("learning rate" + (" and scheduled hyperparameters" if others else ""))
     if not others:
         return (ax.legend(fontsize=8), [ax]) if "lr" in h else None

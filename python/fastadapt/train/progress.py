@@ -95,7 +95,8 @@ def _format_number(value: Any) -> str:
 def metric_parts(logs: Mapping[str, Any]) -> List[str]:
     """``["loss 0.1234", "val_loss 0.2345", "val_accuracy 0.9312", "lr 0.001"]``:
     what a person reads of an epoch (the rest is in the History)."""
-    shown = ["loss", "val_loss"] + sorted(k for k in logs if k.startswith("val_") and k != "val_loss") + ["lr"]
+    shown = ["loss", "val_loss"] + sorted(k for k in logs if k.startswith("val_") and k != "val_loss") + \
+        ["lr", "lr_estimate"]  # (lr_estimate: what a learning-rate-free rule learned, when it learns one)
     return [f"{k} {_format_number(logs[k])}" for k in shown if k in logs]
 
 

@@ -14,11 +14,13 @@ The seed article's ``AdvancedDynamicTuner`` done as Keras users expect
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import numbers
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -76,6 +78,80 @@ def _flatten_hyperparameters(hyperparameters: Mapping[str, Any]) -> Dict[str, fl
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)
     return out
+
+
+def _has_eval_point(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer.eval`` / ``optimizer.train`` move the params
+    (Schedule-Free keeps a training sequence and evaluates at its average);
+    the base class's are no-ops, so only an override needs the trainer to
+    keep the training point aside while the params show the other one."""
+    cls = type(optimizer)
+    ev, tr = getattr(cls, "eval", None), getattr(cls, "train", None)
+    if not (callable(ev) and callable(tr)):
+        return False
+    return ev is not getattr(Optimizer, "eval", None) or tr is not getattr(Optimizer, "train", None)
+
+
+def _switch(optimizer: Optimizer, mode: str, params: Any) -> None:
+    """``optimizer.eval(params)`` or ``optimizer.train(params)``."""
+    method = getattr(optimizer, mode, None)  # TODO(LR-free core): every Optimizer has them
+    if method is not None:
+        method(params)
+
+
+def _digest(leaves: Sequence[np.ndarray]) -> bytes:
+    """The bytes of the arrays, hashed: tells whether the params were changed
+    (a restored best, a user's edit) while they showed the eval point,
+    without a second copy of them. NaN payloads and signed zeros count."""
+    h = hashlib.blake2b(digest_size=16)
+    for leaf in leaves:
+        h.update(np.ascontiguousarray(leaf).reshape(-1).view(np.uint8))
+    return h.digest()
+
+
+def _learned_values(optimizer: Optimizer) -> Dict[str, float]:
+    """What a learning-rate-free rule learned, after a step, by history name:
+    ``lr_estimate`` (the effective step size, when the rule has one) and
+    ``adapted/<name>`` for each learned scalar (Prodigy's ``d``, DoG's ``eta``)."""
+    out: Dict[str, float] = {}
+    estimate = getattr(optimizer, "lr_estimate", None)  # TODO(LR-free core): base-class properties
+    if estimate is not None:
+        out["lr_estimate"] = float(estimate)
+    for name, value in (getattr(optimizer, "adapted", None) or {}).items():
+        out[f"adapted/{name}"] = float(value)
+    return out
+
+
+class _LearnedTrace:
+    """Mean, min and max over one epoch's steps of each learned value (NaN
+    steps left out; an epoch with only NaN gets NaN)."""
+
+    def __init__(self) -> None:
+        self._stats: Dict[str, List[float]] = {}  # name -> [sum, count, min, max, nan seen]
+
+    def add(self, values: Mapping[str, float]) -> None:
+        for name, v in values.items():
+            st = self._stats.setdefault(name, [0.0, 0, math.inf, -math.inf, 0])
+            if math.isnan(v):
+                st[4] = 1
+                continue
+            st[0] += v
+            st[1] += 1
+            st[2] = min(st[2], v)
+            st[3] = max(st[3], v)
+
+    def summary(self) -> Dict[str, Tuple[float, float, float]]:
+        out = {}
+        for name, (total, count, low, high, _) in self._stats.items():
+            if not count:
+                out[name] = (math.nan, math.nan, math.nan)
+            elif low == high:
+                out[name] = (low, low, high)  # constant: the value itself, not sum/count (which may round)
+            else:
+                # inf - inf is NaN: a step size that reached both infinities has no mean
+                mean = total / count
+                out[name] = (mean if math.isnan(mean) else min(max(mean, low), high), low, high)
+        return out
 
 
 class _HyperTrace:
@@ -188,6 +264,22 @@ class Trainer:
     The trainer turns on ``optimizer.track_grad_norm`` so every step's global
     gradient norm (before clipping) is known at no extra pass.
 
+    Two sequences (Schedule-Free): an optimizer whose ``eval(params)`` /
+    ``train(params)`` move the params trains at one point and is evaluated
+    at another (its average). The trainer switches for you: the steps and
+    ``on_batch_end`` see the training point; validation, metrics,
+    ``on_epoch_end`` (EarlyStopping's best params, ModelCheckpoint),
+    every checkpoint's ``params``, ``on_train_end`` and the params ``fit``
+    leaves behind are the evaluation point. The training point is kept
+    aside meanwhile and put back bit for bit when training goes on, so
+    evaluating, checkpointing or early stopping never changes the training
+    trajectory (``opt.train``'s own arithmetic would round it). Params
+    changed while they showed the evaluation point (an EarlyStopping
+    restore, your edit) are kept: the next epoch starts from what
+    ``opt.train`` makes of them. :meth:`eval_params` gives you the
+    evaluation point anywhere else. Other optimizers have one sequence and
+    nothing is copied.
+
     Attributes a callback may use: ``optimizer``, ``params``, ``history``,
     ``stop_training`` (set True to stop after the current epoch), ``epoch``
     (epochs completed), ``step`` (optimizer steps completed).
@@ -227,6 +319,13 @@ class Trainer:
         # callbacks on the training thread may checkpoint.
         self._state_lock = threading.RLock()
         self._display = make_progress(False)
+        # Where the params stand: the training point, or (_at_eval) the point
+        # optimizer.eval gave; then _train_point holds the training point
+        # (None for a one-sequence optimizer) and _eval_digest the bytes
+        # optimizer.eval left, to tell whether anyone changed them since.
+        self._at_eval = False
+        self._train_point: Optional[List[np.ndarray]] = None
+        self._eval_digest: Optional[bytes] = None
 
     # ---- construction ----------------------------------------------------------
     @staticmethod
@@ -285,26 +384,84 @@ class Trainer:
         """Print a message on stderr without tearing the progress bar."""
         self._display.write(message)
 
+    # ---- the evaluation point ------------------------------------------------------
+    def _enter_eval(self) -> None:
+        """Params to the point to evaluate and save (``optimizer.eval``), the
+        training point kept aside. Idempotent."""
+        if self._at_eval:
+            return
+        leaves = flatten_any(self.params)[1]
+        kept = [leaf.copy() for leaf in leaves] if _has_eval_point(self.optimizer) else None
+        try:
+            _switch(self.optimizer, "eval", self.params)
+        except BaseException:
+            if kept is not None:  # half switched: the training point is still here
+                for leaf, saved in zip(leaves, kept):
+                    np.copyto(leaf, saved)
+            raise
+        self.__dict__.update(_at_eval=True, _train_point=kept,
+                             _eval_digest=None if kept is None else _digest(leaves))
+
+    def _leave_eval(self) -> None:
+        """Params back to the training point (``optimizer.train``): bit for bit
+        the one kept aside when the params are as ``optimizer.eval`` left
+        them; else what ``optimizer.train`` makes of their new values.
+        Idempotent."""
+        if not self._at_eval:
+            return
+        leaves = flatten_any(self.params)[1]
+        kept = self._train_point
+        untouched = kept is not None and _digest(leaves) == self._eval_digest
+        _switch(self.optimizer, "train", self.params)
+        if untouched:
+            for leaf, saved in zip(leaves, kept):
+                np.copyto(leaf, saved)
+        self.__dict__.update(_at_eval=False, _train_point=None, _eval_digest=None)
+
+    @contextlib.contextmanager
+    def eval_params(self) -> Iterator[Any]:
+        """``with trainer.eval_params() as params:`` the params at the point to
+        evaluate and save (``optimizer.eval``: Schedule-Free's average; the
+        params themselves for one-sequence optimizers). Afterwards they are
+        back where they were: the training point bit for bit, if they were
+        there and the block left them unchanged. Between epochs and after
+        ``fit`` the params already are the evaluation point. With a
+        two-sequence optimizer it holds the trainer's lock, so from another
+        thread it waits for the current epoch to end."""
+        if not _has_eval_point(self.optimizer):
+            yield self.params
+            return
+        with self._state_lock:
+            was_training = not self._at_eval
+            self._enter_eval()
+            try:
+                yield self.params
+            finally:
+                if was_training:
+                    self._leave_eval()
+
     # ---- evaluation ----------------------------------------------------------------
     def evaluate(self, data: Any, metrics: Optional[Mapping[str, Metric]] = None) -> Dict[str, float]:
         """``{"loss": ..., name: ...}`` on ``data``: one batch (e.g. ``(X, y)``), or a
-        list of batches (means weighted by batch size)."""
+        list of batches (means weighted by batch size). At the evaluation
+        point (:meth:`eval_params`)."""
         metrics = self._check_metrics(metrics)
         parts = data if isinstance(data, list) else [data]
         if not parts:
             raise ValueError("evaluate: data is an empty list; pass a batch such as (X, y) or a list of batches")
         sums = {name: 0.0 for name in ["loss", *metrics]}
         total = 0
-        for batch in parts:
-            weight = _batch_size(batch)
-            if self.loss_fn is not None:
-                loss = _as_loss(self.loss_fn(self.params, batch), "loss_fn")
-            else:
-                loss = _as_loss(self._loss_and_grad(batch)[0], "loss_and_grad")
-            sums["loss"] += loss * weight
-            for name, fn in metrics.items():
-                sums[name] += _as_loss(fn(self.params, batch), f"metric {name!r}") * weight
-            total += weight
+        with self.eval_params() as params:
+            for batch in parts:
+                weight = _batch_size(batch)
+                if self.loss_fn is not None:
+                    loss = _as_loss(self.loss_fn(params, batch), "loss_fn")
+                else:
+                    loss = _as_loss(self._loss_and_grad(batch)[0], "loss_and_grad")
+                sums["loss"] += loss * weight
+                for name, fn in metrics.items():
+                    sums[name] += _as_loss(fn(params, batch), f"metric {name!r}") * weight
+                total += weight
         return {name: s / total for name, s in sums.items()}
 
     @staticmethod
@@ -374,9 +531,23 @@ class Trainer:
         ``grad_norm`` / ``grad_norm_max`` (mean / max
         over steps of the global norm before clipping), ``grad_norm.<layer>``
         (the last batch's norm per top-level entry of ``params``),
-        ``param_norm`` (after the epoch), ``nonfinite_steps`` (steps with a
-        NaN/Inf loss or gradient), ``skipped_steps`` and ``nonfinite_grads``
-        (the optimizer's counters, this epoch), ``steps`` and ``seconds``.
+        ``param_norm`` (of the training point, after the epoch),
+        ``nonfinite_steps`` (steps with a NaN/Inf loss or gradient),
+        ``skipped_steps`` and ``nonfinite_grads`` (the optimizer's counters,
+        this epoch), ``steps`` and ``seconds``.
+
+        A learning-rate-free rule's learned step size, read after every step:
+        ``lr_estimate`` (``optimizer.lr_estimate``, the effective step size)
+        and ``adapted/<name>`` for each of ``optimizer.adapted`` (Prodigy's
+        ``adapted/d``), as the mean over the epoch's steps, with
+        ``<key>_min`` / ``<key>_max`` from the first epoch in which it varied
+        (as for the lr); the per-batch logs of ``on_batch_end`` hold each
+        step's values. Rules that learn nothing log none of these keys.
+
+        The steps run at the training point; from the end of an epoch's
+        steps (validation, ``on_epoch_end``, checkpoints) to the start of the
+        next, and when ``fit`` returns, the params are the evaluation point
+        (:meth:`eval_params`; the same for one-sequence optimizers).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
@@ -414,6 +585,8 @@ class Trainer:
                 if self.stop_training:
                     self.stopped_epoch = epoch
                     break
+            with self._state_lock:
+                self._enter_eval()  # (already there after an epoch) what the run hands back is the eval point
             for hook in self._hooks("on_train_end"):
                 hook(self)
         finally:
@@ -445,12 +618,14 @@ class Trainer:
                    metrics: Dict[str, Metric], hyper_at_start: Dict[str, float]) -> None:
         opt = self.optimizer
         started = time.perf_counter()
+        self._leave_eval()  # the steps run at the training point
         for hook in self._hooks("on_epoch_begin"):
             hook(epoch, self)
         batch_hooks = self._hooks("on_batch_end")
         skipped_before, nonfinite_before = opt.skipped_steps, opt.total_nonfinite_count
         stats = _EpochStats()
         trace = _HyperTrace()
+        learned = _LearnedTrace()
         grads: Any = None
         self._display.start_epoch(epoch, last, len(batches) if hasattr(batches, "__len__") else None)
         for batch in batches:
@@ -467,14 +642,20 @@ class Trainer:
             opt.update(self.params, grads)
             grad_norm = opt.last_grad_norm
             stats.add(loss, _batch_size(batch), grad_norm)
+            step_learned = _learned_values(opt)
+            learned.add(step_learned)
             self.step += 1
             if batch_hooks:
-                step_logs = {"loss": loss, "lr": lr, "grad_norm": grad_norm}
+                step_logs = {"loss": loss, "lr": lr, "grad_norm": grad_norm, **step_learned}
                 for hook in batch_hooks:
                     hook(self.step - 1, step_logs, self)
             self._display.batch_done(stats.loss)
         if stats.steps == 0:
             raise ValueError(f"epoch {epoch} had no batches; data must yield at least one batch per epoch")
+        param_norm = global_norm(self.params)  # of the training point, as the gradients are
+        # From here to the next epoch (validation, metrics, the callbacks'
+        # on_epoch_end, checkpoints) the params are the evaluation point.
+        self._enter_eval()
 
         logs: Dict[str, Any] = {"loss": stats.loss}
         if validation is not None:
@@ -491,10 +672,21 @@ class Trainer:
                   if used_values[name][1] != used_values[name][2] or f"{name}_min" in self.history]
         for name in ranged:
             logs[f"{name}_min"], logs[f"{name}_max"] = used_values[name][1], used_values[name][2]
+        # What a learning-rate-free rule learned (lr_estimate, adapted/<name>):
+        # the mean over the epoch's steps, and from the first epoch in which
+        # it varied its range, as for the lr.
+        summary = learned.summary()
+        for name, (mean, low, high) in summary.items():
+            logs[name] = mean
+            # (no range where a rule learns a value named like it: d and d_max)
+            clash = f"{name}_min" in summary or f"{name}_max" in summary
+            if not clash and (not low == high == mean or f"{name}_min" in self.history):
+                logs[f"{name}_min"], logs[f"{name}_max"] = low, high
+                ranged.append(name)
         logs["grad_norm"] = stats.grad_norm_mean
         logs["grad_norm_max"] = stats.grad_norm_max
         logs.update(self._layer_grad_norms(grads))
-        logs["param_norm"] = global_norm(self.params)
+        logs["param_norm"] = param_norm
         logs["nonfinite_steps"] = stats.nonfinite_steps
         logs["skipped_steps"] = opt.skipped_steps - skipped_before
         logs["nonfinite_grads"] = opt.total_nonfinite_count - nonfinite_before
@@ -538,17 +730,28 @@ class Trainer:
         """Everything a resumed run needs, as plain data: params (copies),
         optimizer state, each callback's state, the history and the counters.
         Called from another thread while :meth:`fit` runs, it waits for the
-        current epoch to end, so it is always an epoch boundary."""
+        current epoch to end, so it is always an epoch boundary.
+
+        ``params`` is the evaluation point (:meth:`eval_params`), the one to
+        use; a two-sequence optimizer's training point, which a resumed run
+        continues from, is ``train_params`` (present only then)."""
         with self._state_lock:
             return self._state_dict()
 
     def _state_dict(self) -> Dict[str, Any]:
-        paths, leaves = flatten_any(self.params)
-        # Params and optimizer state copied under one hold of the optimizer's
-        # lock: a step running in another thread cannot fall between them.
-        optimizer, params = self.optimizer._snapshot(
-            lambda: {path: leaf.copy() for path, leaf in zip(paths, leaves)})
-        return {
+        with self.eval_params():
+            paths, leaves = flatten_any(self.params)
+            kept = self._train_point
+
+            def copies() -> Tuple[Dict[str, np.ndarray], Optional[Dict[str, np.ndarray]]]:
+                params = {path: leaf.copy() for path, leaf in zip(paths, leaves)}
+                return params, None if kept is None else {path: a.copy() for path, a in zip(paths, kept)}
+
+            # Params and optimizer state copied under one hold of the optimizer's
+            # lock: a step running in another thread cannot fall between them.
+            optimizer, (params, train_params) = self.optimizer._snapshot(copies)
+            edited = kept is not None and _digest(leaves) != self._eval_digest
+        state = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
@@ -560,6 +763,13 @@ class Trainer:
                           for cb in self.callbacks],
             "history": self.history.to_dict(),
         }
+        if train_params is not None:
+            state["train_params"] = train_params
+            # Whether the params were changed since optimizer.eval made them (a
+            # restored best): a resumed fit then starts, as this trainer's
+            # next one would, from optimizer.train of them, not the saved point.
+            state["eval_params_edited"] = edited
+        return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`: params are copied into the trainer's own
@@ -585,17 +795,34 @@ class Trainer:
             raise ValueError(f"checkpoint['optimizer'] must be the optimizer's state_dict, got "
                              f"{type(sd.get('optimizer')).__name__}")
         saved = sd.get("params")
+        train_saved = sd.get("train_params")
         paths, leaves = flatten_any(self.params)
-        if not isinstance(saved, Mapping) or set(saved) != set(paths):
-            got = sorted(saved) if isinstance(saved, Mapping) else type(saved).__name__
-            raise ValueError(f"checkpoint params have keys {got}, this trainer's params have {sorted(paths)}; "
-                             f"load a checkpoint of the same model")
-        for path, leaf in zip(paths, leaves):
-            arr = saved[path]
-            if not isinstance(arr, np.ndarray) or arr.shape != leaf.shape or arr.dtype != leaf.dtype:
-                got = f"{arr.dtype.name} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
-                raise ValueError(f"checkpoint params[{path!r}]: expected {leaf.dtype.name} {leaf.shape}, got {got}; "
+        two_points = _has_eval_point(self.optimizer)
+        if two_points and train_saved is None:
+            raise ValueError(f"checkpoint has no 'train_params', the training point that "
+                             f"{type(self.optimizer).__name__} (which evaluates at another point) resumes from; "
+                             f"load a checkpoint written by Trainer.save_checkpoint with this optimizer")
+        if train_saved is not None and not two_points:
+            raise ValueError(f"checkpoint has 'train_params' (a training point apart from the params, as "
+                             f"Schedule-Free keeps), but {type(self.optimizer).__name__} has one sequence; "
+                             f"load it into a trainer with the optimizer that wrote it")
+        edited = sd.get("eval_params_edited", False)
+        if not isinstance(edited, bool):
+            raise ValueError(f"checkpoint['eval_params_edited'] must be True or False, got {edited!r}")
+        for name, arrays in (("params", saved), ("train_params", train_saved)):
+            if name == "train_params" and arrays is None:
+                continue
+            if not isinstance(arrays, Mapping) or set(arrays) != set(paths):
+                got = sorted(arrays) if isinstance(arrays, Mapping) else type(arrays).__name__
+                raise ValueError(f"checkpoint {name} have keys {got}, this trainer's params have {sorted(paths)}; "
                                  f"load a checkpoint of the same model")
+            for path, leaf in zip(paths, leaves):
+                arr = arrays[path]
+                if not isinstance(arr, np.ndarray) or arr.shape != leaf.shape or arr.dtype != leaf.dtype:
+                    got = f"{arr.dtype.name} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+                    raise ValueError(f"checkpoint {name}[{path!r}]: expected {leaf.dtype.name} {leaf.shape}, got "
+                                     f"{got}; load a checkpoint of the same model")
+        for path, leaf in zip(paths, leaves):
             if not leaf.flags.writeable:
                 raise ValueError(f"params[{path!r}] is read-only, so the checkpoint cannot be copied into it; "
                                  f"give the trainer writeable arrays")
@@ -616,6 +843,10 @@ class Trainer:
         params_before = [leaf.copy() for leaf in leaves]
         loaded: List[Tuple[Any, Dict[str, Any]]] = []
         optimizer_loaded = copied = False
+        mode = "eval" if self._at_eval else "train"  # the optimizer's, as the trainer last switched it
+        mode_before = mode
+        kept: Optional[List[np.ndarray]] = None
+        digest: Optional[bytes] = None
         try:
             # Checked against this trainer's params now (keys, shapes, dtypes),
             # so a checkpoint of another model fails here, before anything
@@ -631,9 +862,25 @@ class Trainer:
                 cb.load_state_dict(entry["state"])
                 loaded.append((cb, before))
             copied = True
+            if mode == "eval":
+                _switch(self.optimizer, "train", self.params)
+                mode = "train"
+            if train_saved is not None:
+                # The loaded run stands at its evaluation point, as the saving
+                # trainer did: the optimizer switched to eval (from the saved
+                # training point), the saved eval point in the params.
+                for path, leaf in zip(paths, leaves):
+                    np.copyto(leaf, train_saved[path])
+                _switch(self.optimizer, "eval", self.params)
+                mode = "eval"
+                kept = [np.array(train_saved[path], copy=True) for path in paths]
             for path, leaf in zip(paths, leaves):
                 np.copyto(leaf, saved[path])
+            if kept is not None and not edited:
+                digest = _digest(leaves)
         except BaseException:
+            if mode != mode_before:
+                _switch(self.optimizer, mode_before, self.params)
             if copied:
                 for leaf, before in zip(leaves, params_before):
                     np.copyto(leaf, before)
@@ -642,7 +889,8 @@ class Trainer:
             if optimizer_loaded:
                 self.optimizer.load_state_dict(optimizer_before)
             raise
-        self.__dict__.update(history=history, epoch=sd["epoch"], step=sd["step"])
+        self.__dict__.update(history=history, epoch=sd["epoch"], step=sd["step"], _at_eval=mode == "eval",
+                             _train_point=kept, _eval_digest=digest)
 
     def save_checkpoint(self, path: PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` (an ``.npz`` file, no pickle)."""

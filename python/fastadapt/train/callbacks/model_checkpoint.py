@@ -3,6 +3,7 @@ a monitored metric improves (Keras's ``keras.callbacks.ModelCheckpoint``)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import string
@@ -34,7 +35,10 @@ class ModelCheckpoint(Callback):
     callback's state, history; resume with ``trainer.load_checkpoint``); with
     ``save_weights_only=True``, the params alone as
     ``{"format": "fastadapt.params", "version": 1, "params": {key path: array}}``
-    (read with ``fastadapt.train.checkpoints.load_state``). With a DataParallel the
+    (read with ``fastadapt.train.checkpoints.load_state``). Both hold the
+    params to evaluate: with a two-sequence optimizer (Schedule-Free) its
+    evaluation point (``Trainer.eval_params``), the trainer's checkpoint
+    also the training point to resume from. With a DataParallel the
     formatted ``filepath`` is the directory its ``save_checkpoint`` writes
     ``checkpoint.npz`` into. Every file is replaced atomically.
 
@@ -204,10 +208,14 @@ class ModelCheckpoint(Callback):
         if directory:
             os.makedirs(directory, exist_ok=True)
         if self.save_weights_only:
-            params = trainer.params() if callable(getattr(trainer, "params", None)) else trainer.params
-            paths, leaves = flatten_any(params)
-            save_state(path, {"format": PARAMS_FORMAT, "version": PARAMS_VERSION,
-                              "params": {p: leaf.copy() for p, leaf in zip(paths, leaves)}})
+            # The point to evaluate (Schedule-Free's average), also when a
+            # save every N steps falls mid-epoch, at the training point.
+            at_eval = getattr(trainer, "eval_params", None)
+            with at_eval() if callable(at_eval) else contextlib.nullcontext(
+                    trainer.params() if callable(getattr(trainer, "params", None)) else trainer.params) as params:
+                paths, leaves = flatten_any(params)
+                save_state(path, {"format": PARAMS_FORMAT, "version": PARAMS_VERSION,
+                                  "params": {p: leaf.copy() for p, leaf in zip(paths, leaves)}})
         else:
             trainer.save_checkpoint(path)  # through save_state: atomic
         self.last_saved = path
