@@ -54,6 +54,14 @@ CASES = {
     "overfitting": synthetic([1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.08],
                              val=[1.0, 0.8, 0.7, 0.72, 0.76, 0.80, 0.85, 0.9]),
     "plateau": synthetic([2.0, 1.5, 1.2, 1.0, 1.0, 0.999, 0.998, 0.998, 0.997], grad=[0.3] * 9),
+    # A learning-rate-free rule: Prodigy's d grows early (by design) while the loss falls, then runs away
+    # after the best epoch while the loss diverges.
+    "step_size_explosion": synthetic([1.2, 0.8, 0.6, 0.55, 0.9, 2.5],
+                                     **{"adapted/d": [1e-4, 5e-4, 6e-4, 6e-4, 0.2, 5.0],
+                                        "lr_estimate": [1e-4, 5e-4, 6e-4, 6e-4, 0.2, 5.0]}),
+    # Hypergradient descent's lr falls 200x and stays down while the loss stalls short of converging.
+    "step_size_collapse": synthetic([2.0, 1.2, 0.9, 0.89, 0.889, 0.889, 0.888],
+                                    **{"adapted/lr": [1e-3, 2e-3, 1e-3, 1e-5, 5e-6, 1e-6, 1e-6]}),
 }
 
 

@@ -266,3 +266,65 @@ def test_lr_find_plot_names_and_shows_every_value():
 def test_lr_find_repr_names_the_lr_to_use():
     text = repr(_lr_result())
     assert text.startswith("LRFindResult(suggestion=") and "(verified)" in text and "array" not in text
+
+
+def _learned_history(epochs=12, nonpositive=False):
+    """A learning-rate-free run: Prodigy's d grows by orders of magnitude in
+    the first epochs (a wide range within each), then levels off; lr_estimate
+    follows it. ``nonpositive``: hypergradient descent's lr, pushed to <= 0."""
+    h = _busy_history(epochs)
+    d = [1e-6 * 10 ** min(e + 1, 3.5) for e in range(epochs)]
+    for e in range(epochs):
+        low, high = (1e-6 if e == 0 else d[e - 1]), d[e]
+        mean = (low + high) / 2
+        h.history.setdefault("adapted/d", []).append(mean if not (nonpositive and e >= epochs - 2) else -1e-5)
+        h.history.setdefault("adapted/d_min", []).append(low)
+        h.history.setdefault("adapted/d_max", []).append(high)
+        h.history.setdefault("lr_estimate", []).append(mean * 0.5)
+    h.info["optimizer"] = {"algorithm": "prodigy", "lr": 1.0, "d0": 1e-6, "d_coef": 1.0}
+    return h
+
+
+@pytest.mark.parametrize("nonpositive", [False, True])
+def test_history_with_a_learned_step_size_gets_a_readable_log_panel(tmp_path, monkeypatch, nonpositive):
+    from fastadapt.train import plotting
+
+    figures = []
+    real_save = plotting.save_figure
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, path, dpi: (figures.append(fig),
+                                                                         real_save(fig, path, dpi=dpi)))
+    fa.plot_history(_learned_history(nonpositive=nonpositive), tmp_path / "history.png")
+    figure = figures[0]
+    width, height = figure.get_size_inches() * figure.dpi
+    assert width <= 1800 and height <= 1300
+    renderer = _draw(figure)
+    (panel,) = [ax for ax in figure.axes if ax.get_title().startswith("learned step size")]
+    assert panel.get_title() == "learned step size (prodigy): mean over each epoch's steps"
+    assert panel.get_yscale() == "log"
+    labels = [t.get_text() for t in panel.get_legend().get_texts()]
+    assert labels[:2] == ["lr_estimate: effective step size", "d"] and labels[-1] == "range within the epoch"
+    low, high = panel.get_ylim()
+    assert low <= 1e-6 and high >= 10 ** -2.5  # d0 and the plateau in view
+    assert panel.get_xlim()[0] < 1 and panel.get_xlim()[1] > 12  # every epoch, as in the panels above
+    marks = [line for line in panel.get_lines() if line.get_marker() == "v"]
+    if nonpositive:  # a log axis has no room for d <= 0: its epochs are marked on the bottom edge
+        assert labels[2] == "d <= 0 in 2 epoch(s): marked on the bottom edge"
+        (mark,) = marks
+        assert list(mark.get_xdata()) == [11, 12] and set(mark.get_ydata()) == {low}
+    else:
+        assert len(labels) == 3 and not marks
+    # full width, below the four panels, and as readable as they are
+    box = panel.get_window_extent(renderer)
+    others = [ax.get_window_extent(renderer) for ax in figure.axes if ax.get_title() in ("loss", "metrics")
+              or ax.get_title().startswith(("validation", "learning rate", "gradient"))]
+    assert len(others) == 4 and box.width >= 1.9 * min(o.width for o in others) and box.height >= 200
+    assert all(box.y1 <= o.y0 for o in others)
+    # learned values are not drawn again as "scheduled hyperparameters"
+    hyper = [ax for ax in figure.axes if ax.get_title().startswith("learning rate")]
+    assert not [line for ax in hyper for line in ax.get_lines()
+                if "d" == line.get_label() or line.get_label().startswith(("lr_estimate", "adapted/"))]
+    for ax in figure.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            same_place = [a for a in figure.axes if a.get_position().bounds == ax.get_position().bounds]
+            assert _points_inside(legend, same_place, renderer) == [], ax.get_title()

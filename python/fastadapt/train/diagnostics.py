@@ -426,6 +426,11 @@ def _quantity(name: str) -> str:
     return name[len("adapted/"):] if name.startswith("adapted/") else name
 
 
+def _times(factor: float) -> str:
+    """A factor for people: 8,333x rather than 8.33e+03x."""
+    return f"{factor:,.0f}x" if 1000 <= factor < 1e15 else f"{factor:.3g}x"
+
+
 def _setting(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
@@ -470,16 +475,19 @@ def _step_size_advice(s: _Series, exploded: bool) -> str:
                 tips.append(f"lower weight_decay{now('weight_decay')}: it pulls the weights back toward the start, "
                             f"shrinking the distance d measures")
     elif "reps_rel" in config or "init_eta" in config:  # DoG / LDoG: eta = distance travelled / sqrt(sum |g|^2)
+        reps = number("reps_rel", 0.0)
         if exploded:
-            tips.append(f"lower reps_rel{now('reps_rel') if 'reps_rel' in config else ''}, e.g. 100x, or pass a "
-                        f"smaller init_eta{now('init_eta') if 'init_eta' in config else ''}: the first step sets "
-                        f"the distance eta grows from")
+            tips.append(f"lower reps_rel{now('reps_rel') if 'reps_rel' in config else ''} 100x"
+                        f"{f', to {reps / 100:g}' if reps > 0 else ''}, or pass a smaller init_eta"
+                        f"{now('init_eta') if 'init_eta' in config else ''}: the first step sets the distance eta "
+                        f"grows from")
             if "weight_decay" in config:
                 tips.append(f"add weight decay{now('weight_decay')} so the weights cannot run away from the start")
         else:
-            tips.append(f"raise reps_rel{now('reps_rel') if 'reps_rel' in config else ''}, e.g. 100x, or pass a "
-                        f"larger init_eta{now('init_eta') if 'init_eta' in config else ''}: with a first step too "
-                        f"small the weights never move away from the start, and eta shrinks as the gradients add up")
+            tips.append(f"raise reps_rel{now('reps_rel') if 'reps_rel' in config else ''} 100x"
+                        f"{f', to {reps * 100:g}' if reps > 0 else ''}, or pass a larger init_eta"
+                        f"{now('init_eta') if 'init_eta' in config else ''}: with a first step too small the "
+                        f"weights never move away from the start, and eta shrinks as the gradients add up")
             if "weight_decay" in config and number("weight_decay", 0.0) > 0:
                 tips.append(f"lower weight_decay{now('weight_decay')}")
     elif "hypergrad_lr" in config:  # hypergradient descent: the lr follows the dot of successive gradients
@@ -546,7 +554,7 @@ def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
         since = "at initialization" if worst["best_epoch"] is None else f"in epoch {_human(worst['best_epoch'])}"
         return _make("step_size_explosion", [h["epoch"] for h in hits],
                      {"quantity": quantity, "hits": hits, "growth_threshold": t.step_growth},
-                     f"The learned step size {quantity} grew {float(worst['growth']):.3g}x, from "
+                     f"The learned step size {quantity} grew {_times(float(worst['growth']))}, from "
                      f"{worst['step_size_at_best']:.3g} when the training loss was at its best ({worst['best_loss']:.4g}, "
                      f"{since}) to {float(worst['step_size']):.3g} in epoch {_human(worst['epoch'])}, and the loss "
                      f"diverged there ({float(worst['loss']):.4g}): the step size estimate overshot.",
@@ -588,7 +596,7 @@ def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
         quantity, final = _quantity(name), float(level[-1])
         good = np.flatnonzero(np.isfinite(loss))
         loss_before, best_after = float(loss[good[-window - 1]]), float(np.nanmin(loss[good[-window:]]))
-        fallen = "at or below zero" if final <= 0 else f"{1 / ratios[-1]:.3g}x below it"
+        fallen = "at or below zero" if final <= 0 else f"{_times(1 / ratios[-1])} below it"
         return _make("step_size_collapse", [s.epochs[i] for i in run],
                      {"quantity": quantity, "peak": _num(high[before]), "peak_epoch": s.epochs[before],
                       "final": _num(final), "ratios": [_num(ratios[i]) for i in run],
@@ -597,7 +605,7 @@ def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
                      f"The learned step size {quantity} fell from its peak of {high[before]:.3g} (epoch "
                      f"{_human(s.epochs[before])}) to {final:.3g} ({fallen}) and stayed down for {len(run)} epochs, "
                      f"while the training loss stopped improving ({loss_before:.4g} -> best {best_after:.4g}): "
-                     f"training stalled because the rule stopped stepping.",
+                     f"training stalled because the rule's steps became too small to move the weights.",
                      _step_size_advice(s, exploded=False))
     return None
 

@@ -303,7 +303,8 @@ def _learned_keys(h: History) -> List[str]:
     """The learned step sizes a run logged (``lr_estimate``, ``adapted/<name>``),
     without the ``_min`` / ``_max`` columns of their ranges."""
     ranges = {f"{k}{end}" for k in h.keys() if _range_columns(h, k) for end in ("_min", "_max")}
-    return [k for k in h.keys() if _is_learned(k) and k not in ranges]
+    adapted = [k for k in h.keys() if k.startswith("adapted/") and k not in ranges]
+    return (["lr_estimate"] if "lr_estimate" in h else []) + adapted
 
 
 def _algorithm(h: History) -> Optional[str]:
@@ -316,24 +317,31 @@ def _algorithm(h: History) -> Optional[str]:
 def _learned_panel(ax: Any, h: History, x: np.ndarray, keys: Sequence[str]) -> Placed:
     """The step size a learning-rate-free rule learned, one line per quantity
     under the rule's own name for it, the range within each epoch shaded;
-    log axis (they move by orders of magnitude)."""
-    shown = []
+    log axis (they move by orders of magnitude). A value <= 0, which a log
+    axis cannot show (a hypergradient can push the lr below zero), is
+    marked on the panel's bottom edge."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    shown, below = [], []
     banded = False
     for key in keys:
         raw = _finite(h.array(key))
         values = _positive(raw)
-        # A log axis cannot show a step size <= 0 (a hypergradient can push the lr below 0): say so.
-        nonpositive = int(np.sum(raw <= 0))
-        note = f"; <= 0 in {nonpositive} epoch(s), not drawn" if nonpositive else ""
-        label = ("lr_estimate: effective step size" if key == "lr_estimate" else key[len("adapted/"):]) + note
-        line, = ax.plot(x, values, "o-" if key == "lr_estimate" else "s--", ms=3, lw=1.4, label=label)
+        name = "lr_estimate: effective step size" if key == "lr_estimate" else key[len("adapted/"):]
+        line, = ax.plot(x, values, "o-" if key == "lr_estimate" else "s--", ms=3, lw=1.4, label=name)
         shown.append(values)
+        if np.any(raw <= 0):
+            below.append((key, raw <= 0, line.get_color()))
         if _range_columns(h, key):
             low, high = _positive(h.array(f"{key}_min")), _positive(h.array(f"{key}_max"))
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0,
-                            label=None if banded else "range within the epoch")
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
             banded = True
             shown += [low, high]
+    # The x axis of the panels above (epochs completed, whole numbers), also where values are missing.
+    pad = 0.05 * (x.max() - x.min()) if len(x) > 1 else 0.5
+    ax.set_xlim(x.min() - pad, x.max() + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     algorithm = _algorithm(h)
     ax.set_title(f"learned step size{f' ({algorithm})' if algorithm else ''}: mean over each epoch's steps")
     ax.set_ylabel("step size (log scale)")
@@ -341,7 +349,21 @@ def _learned_panel(ax: Any, h: History, x: np.ndarray, keys: Sequence[str]) -> P
     if positive.size:
         ax.set_yscale("log")
         _plain_log_ticks(ax, "y", few_decades=positive.max() / positive.min() < 100)
-    return ax.legend(fontsize=8), [ax]
+        if below:
+            bottom, top = ax.get_ylim()
+            for key, mask, color in below:
+                ax.plot(x[mask], np.full(int(mask.sum()), bottom), "v", ms=7, color=color, clip_on=False,
+                        label=f"{_quantity(key)} <= 0 in {int(mask.sum())} epoch(s): marked on the bottom edge")
+            ax.set_ylim(bottom, top)
+    handles, labels = ax.get_legend_handles_labels()
+    if banded:  # one entry for the shading of every line (each in its line's colour)
+        handles.append(Patch(color="#777777", alpha=0.25, lw=0))
+        labels.append("range within the epoch")
+    return ax.legend(handles, labels, fontsize=8), [ax]
+
+
+def _quantity(key: str) -> str:
+    return key[len("adapted/"):] if key.startswith("adapted/") else key
 
 
 def _hyper_panel(ax: Any, h: History, x: np.ndarray) -> Placed:
