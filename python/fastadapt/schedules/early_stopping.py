@@ -31,7 +31,10 @@ class EarlyStopping(Callback):
     With ``restore_best=True`` the best params are copied back into the
     *same arrays* (``np.copyto``) when the stop is decided, and again in
     ``on_train_end`` (so a run that ends without stopping also ends on its
-    best params); :meth:`restore_best_params` does it by hand.
+    best params); :meth:`restore_best_params` does it by hand. With
+    ``fa.Trainer`` and a two-sequence optimizer (Schedule-Free), the params it
+    snapshots in ``on_epoch_end`` and restores are the evaluation point: the
+    trainer shows that point to ``on_epoch_end`` and ``on_train_end``.
 
     Args:
         params: the parameter tree to snapshot, or None to bind to
