@@ -134,3 +134,61 @@ def test_learning_rate_changed_mid_run_takes_effect_next_step(name):
     b.update(q, g2)
     assert not trees_same_bits(p, q)
     assert any(not np.array_equal(q[k], before[k]) for k in q)
+
+
+# Rules that learn values inside the step (cpp RuleInfo::tensor_scalars) and
+# rules that set their own step size (lr_free).
+LEARNING = [n for n in RULES if OPTIMIZERS[n]._tensor_scalar_names]
+LR_FREE = [n for n in RULES if OPTIMIZERS[n].lr_free]
+
+
+def _learned(opt):
+    names = type(opt)._tensor_scalar_names
+    return {k: {n: float(bufs[n]) for n in names} for k, bufs in opt.state.items()}
+
+
+@pytest.mark.parametrize("name", LEARNING)
+def test_learned_scalars_commit_with_the_step_and_only_then(name):
+    rng = np.random.default_rng(3)
+    params = make_params(rng, np.float64)
+    opt = make_opt(name, nonfinite="skip")
+    names = type(opt)._tensor_scalar_names
+    # A first update that fails (a grad of the wrong shape) leaves no state.
+    bad_shape = make_params(rng, np.float64)
+    bad_shape["b"] = np.zeros(8)
+    with pytest.raises(ValueError):
+        opt.update(params, bad_shape)
+    assert opt.state == {}
+    for _ in range(3):
+        opt.update(params, make_params(rng, np.float64))
+    for k, bufs in opt.state.items():
+        for n in names:
+            assert type(bufs[n]) is np.ndarray and bufs[n].shape == () and bufs[n].dtype == np.float64, (k, n)
+    before, kept = _learned(opt), copy_tree(params)
+    # A skipped step (NaN in the grads) changes no learned value and no param.
+    grads = make_params(rng, np.float64)
+    grads["w"][0, 0] = np.nan
+    opt.update(params, grads)
+    assert opt.skipped_steps == 1 and _learned(opt) == before and trees_same_bits(params, kept)
+    # state_dict holds copies; the next step moves the live values only.
+    sd = opt.state_dict()
+    opt.update(params, make_params(rng, np.float64))
+    after = _learned(opt)
+    assert after != before, f"{name}: a step learned nothing"
+    assert {k: {n: float(v[n]) for n in names} for k, v in sd["state"].items()} == before
+    # Loading the state_dict restores the learned values exactly.
+    opt.load_state_dict(sd)
+    assert _learned(opt) == before
+
+
+@pytest.mark.parametrize("name", LR_FREE)
+def test_lr_free_rules_report_their_step_size(name):
+    opt = make_opt(name)
+    assert opt.lr_estimate is None and opt.adapted == {}
+    rng = np.random.default_rng(4)
+    params = make_params(rng, np.float64)
+    for _ in range(3):
+        opt.update(params, make_params(rng, np.float64))
+    est, adapted = opt.lr_estimate, opt.adapted
+    assert isinstance(est, float) and np.isfinite(est) and est > 0, est
+    assert adapted and all(isinstance(v, float) for v in adapted.values()), adapted

@@ -189,6 +189,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("NORM_LANES") = kNormLanes;
   m.attr("MIN_PARALLEL_ELEMENTS") = kMinParallelElements;
   m.attr("MAX_SCALARS") = kMaxScalars;
+  m.attr("MAX_TENSOR_SCALARS") = kMaxTensorScalars;
   m.attr("MAX_SLOTS") = kMaxSlots;
   m.attr("FLAG_MAXIMIZE") = kMaximize;
   // Every registered rule's description (cpp/rules): what the Python layer
@@ -199,20 +200,22 @@ PYBIND11_MODULE(_core, m) {
     static const char* const kPassNames[] = {"chunk", "tensor"};
     for (const RuleKernels& rk : kernels_baseline().rules) {
       const RuleInfo& r = *rk.info;
-      py::list slots, shapes, scalars, flags, passes, sums;
+      py::list slots, shapes, scalars, flags, passes, sums, tensor_scalars;
       for (int s = 0; s < kMaxSlots && r.slots[s]; ++s) {
         slots.append(r.slots[s]);
         shapes.append(kShapeNames[r.slot_shape[s]]);
       }
       for (int s = 0; s < kMaxScalars && r.scalars[s]; ++s) scalars.append(r.scalars[s]);
       for (int f = 0; f < kMaxRuleFlags && r.flags[f]; ++f) flags.append(r.flags[f]);
+      for (int s = 0; s < kMaxTensorScalars && r.tensor_scalars[s]; ++s) tensor_scalars.append(r.tensor_scalars[s]);
       for (int k = 0; k < r.passes; ++k) {
         passes.append(kPassNames[r.pass_kind[k]]);
         sums.append(r.sums[k]);
       }
       rules[r.name] = py::dict(py::arg("slots") = py::tuple(slots), py::arg("slot_shapes") = py::tuple(shapes),
                                py::arg("scalars") = py::tuple(scalars), py::arg("flags") = py::tuple(flags),
-                               py::arg("passes") = py::tuple(passes), py::arg("sums") = py::tuple(sums));
+                               py::arg("passes") = py::tuple(passes), py::arg("sums") = py::tuple(sums),
+                               py::arg("tensor_scalars") = py::tuple(tensor_scalars));
     }
     m.attr("RULES") = rules;
   }
@@ -228,7 +231,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("states"), py::arg("tensor_group").noconvert(),
            py::arg("group_scalars").noconvert(), py::arg("group_flags").noconvert(),
            py::arg("policy"), py::arg("max_norm"), py::arg("track_norm"), py::arg("t"),
-           py::arg("counts").noconvert(), py::arg("last_norm").noconvert());
+           py::arg("counts").noconvert(), py::arg("last_norm").noconvert(),
+           py::arg("tensor_scalars") = py::none());
 
   py::class_<BusyLock>(m, "BusyLock",
                        "One call at a time (a context manager; non-blocking, raises when busy).")

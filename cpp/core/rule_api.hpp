@@ -39,6 +39,7 @@ constexpr int kMaxScalars = 16;    // float64 scalars per group, rounded to the 
 constexpr int kMaxRuleFlags = 8;   // the rule's own switches, bits 0..7 of the group flags
 constexpr int kMaxPasses = 3;      // element passes per step
 constexpr int kMaxSums = 4;        // per-tensor sums a pass may emit
+constexpr int kMaxTensorScalars = 4;  // float64 values a rule keeps per tensor across steps
 
 // The one switch every rule shares: ascend instead of descend (the gradient
 // pre-processing negates the gradient). A rule's own flags are bits 0.. in
@@ -55,6 +56,8 @@ enum SlotShape : int { kLikeParam = 0, kRowStats = 1, kColStats = 2 };
 // and columns; parallel across tensors only).
 enum PassKind : int { kPerChunk = 0, kPerTensor = 1 };
 
+struct PassSums;
+
 struct RuleInfo {
   const char* name;                     // the rule's public name ("adam")
   const char* slots[kMaxSlots];         // state buffer names, as the reference implementation calls them
@@ -67,6 +70,31 @@ struct RuleInfo {
   // Which state slots (bit s = slot s) a tensor of `ndim` dimensions uses in
   // a group with these flags.
   unsigned (*slot_mask)(unsigned flags, int ndim);
+  // Values the rule learns and keeps per tensor from step to step (the
+  // learning-rate-free rules' d, DoG's rbar and G): float64, carried by the
+  // optimizer as state, in before the step, written back when it commits.
+  const char* tensor_scalars[kMaxTensorScalars] = {};
+  // Called once after each pass, on one thread, with that pass's sums
+  // reduced: turns sums into the scalars later passes use (a new step size)
+  // and the tensor scalars the step carries forward. nullptr: none.
+  void (*after_pass)(const PassSums&) = nullptr;
+};
+
+// What a rule's after_pass hook sees. The sums are indexed
+// [pass * kMaxSums + j] within a row; scalars and tensor_scalars are the
+// step's own copies: what the hook writes there, later passes read (through
+// ChunkTask) and, for tensor_scalars, the optimizer keeps when the step commits.
+struct PassSums {
+  int pass;                           // the pass that just ran
+  int ngroups;
+  double* scalars;                    // [group][kMaxScalars]
+  const std::uint32_t* flags;         // [group]
+  std::size_t ntensors;
+  const std::uint32_t* tensor_group;  // [tensor]
+  double* tensor_scalars;             // [tensor][kMaxTensorScalars]
+  const double* tensor_sums;          // [tensor][kMaxPasses * kMaxSums]
+  const double* group_sums;           // [group][kMaxPasses * kMaxSums]
+  const double* global_sums;          // [kMaxPasses * kMaxSums]
 };
 
 // A tensor of shape (d0, ..., dn-2, dn-1) seen as `batch` matrices of
@@ -102,6 +130,7 @@ struct ChunkTask {
   // for this tensor, global_sums[...] over all tensors (same layout).
   const double* tensor_sums;
   const double* global_sums;
+  const double* tensor_scalars;  // this tensor's row of the rule's tensor scalars (after the hooks so far)
 };
 
 struct ChunkResult {

@@ -25,6 +25,7 @@ struct StepContext {
   const std::uint32_t* flags;
   const double* tensor_sums;    // [tensor][kMaxPasses * kMaxSums]
   const double* global_sums;    // [kMaxPasses * kMaxSums]
+  const double* tensor_scalars; // [tensor][kMaxTensorScalars] or nullptr
   GradPrep prep;
   NonfiniteMode prepass_mode;
 };
@@ -60,6 +61,7 @@ void pass_task(void* c, std::size_t i) {
   task.flags = ctx->flags[t.group];
   task.tensor_sums = ctx->tensor_sums ? ctx->tensor_sums + ch.tensor * kSumsPerTensor : nullptr;
   task.global_sums = ctx->global_sums;
+  task.tensor_scalars = ctx->tensor_scalars ? ctx->tensor_scalars + ch.tensor * kMaxTensorScalars : nullptr;
   ctx->results[i] = ctx->rule->pass[ctx->pass][t.dtype](task, ctx->prep);
 }
 
@@ -86,16 +88,20 @@ void reduce(const std::vector<ChunkResult>& r, std::size_t n_items, double* sums
   *nonfinite = n;
 }
 
-// A pass's sums: per tensor, its chunks' sums added in chunk order; globally,
-// every chunk's sum added in one running total in chunk order (the order of
-// the norm). fastadapt.reference: tensor_sum and global_sum.
+// A pass's sums: per tensor, its chunks' sums added in chunk order; per
+// group and globally, every chunk's sum (of the group's tensors) added in
+// one running total in chunk order (the order of the norm).
+// fastadapt.reference: tensor_sum and global_sum.
 void reduce_sums(const std::vector<ChunkResult>& r, const std::vector<ChunkRef>& items, int pass,
-                 int nsums, std::vector<double>* tensor_sums, std::vector<double>* global_sums) {
+                 int nsums, const std::vector<std::uint32_t>& tensor_group, std::vector<double>* tensor_sums,
+                 std::vector<double>* group_sums, std::vector<double>* global_sums) {
   for (std::size_t i = 0; i < items.size(); ++i) {
     double* ts = tensor_sums->data() + items[i].tensor * kSumsPerTensor + pass * kMaxSums;
+    double* grs = group_sums->data() + tensor_group[items[i].tensor] * kSumsPerTensor + pass * kMaxSums;
     double* gs = global_sums->data() + pass * kMaxSums;
     for (int j = 0; j < nsums; ++j) {
       ts[j] += r[i].sums[j];
+      grs[j] += r[i].sums[j];
       gs[j] += r[i].sums[j];
     }
   }
@@ -192,6 +198,7 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
   flags_.assign(group_flags.data(), group_flags.data() + ngroups);
 
   tensors_.clear();
+  tensor_group_.clear();
   sizes_.clear();
   params_view_.clear();
   keep_alive_.clear();
@@ -273,6 +280,7 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
     for (int s = 0; s < nslots_; ++s)
       if (t.s[s]) keep_alive_.push_back(py::reinterpret_borrow<py::object>(PyList_GET_ITEM(slot_lists[s].ptr(), i)));
     tensors_.push_back(t);
+    tensor_group_.push_back(t.group);
     sizes_.push_back(pv.size);
     params_view_.push_back(pv);
   }
@@ -331,7 +339,7 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
                         const py::list& states, const IntArray& tensor_group,
                         const DoubleArray& group_scalars, const FlagArray& group_flags,
                         int policy, double max_norm, bool track_norm, std::int64_t t,
-                        CountArray counts, DoubleArray last_norm) {
+                        CountArray counts, DoubleArray last_norm, const py::object& tensor_scalars) {
   const int me = static_cast<int>(getpid());
   int owner = 0;
   if (!busy_pid_.compare_exchange_strong(owner, me)) {
@@ -351,6 +359,20 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
       last_norm.ndim() != 1 || last_norm.shape(0) != 1 || !last_norm.writeable())
     throw py::value_error("internal: counters must be writeable int64[5] and float64[1]");
   check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags);
+  const bool has_tensor_scalars = info_->tensor_scalars[0] != nullptr;
+  DoubleArray tensor_scalars_out;
+  if (has_tensor_scalars) {
+    // Checked exactly (no conversion: the write-back must reach the caller's array).
+    if (tensor_scalars.is_none() || !py::isinstance<DoubleArray>(tensor_scalars))
+      throw py::value_error("internal: this rule needs its tensor scalars (float64 array)");
+    tensor_scalars_out = py::reinterpret_borrow<DoubleArray>(tensor_scalars);
+    if (tensor_scalars_out.ndim() != 2 || static_cast<std::size_t>(tensor_scalars_out.shape(0)) != tensors_.size() ||
+        tensor_scalars_out.shape(1) != kMaxTensorScalars || !tensor_scalars_out.writeable() ||
+        !(tensor_scalars_out.flags() & py::array::c_style))
+      throw py::value_error("internal: tensor scalars must be a writeable C-contiguous float64 (tensors, " +
+                            std::to_string(kMaxTensorScalars) + ") array");
+    tensor_scalars_.assign(tensor_scalars_out.data(), tensor_scalars_out.data() + tensors_.size() * kMaxTensorScalars);
+  }
 
   const bool clip = std::isfinite(max_norm) && max_norm > 0;
   const RuleKernels& rule = active_kernels().rules[rule_];
@@ -369,8 +391,10 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
   results_.resize(per_tensor ? std::max(chunks_.size(), tensor_items_.size()) : chunks_.size());
   bool any_sums = false;
   for (int k = 0; k < info.passes; ++k) any_sums |= info.sums[k] > 0;
+  const int ngroups = static_cast<int>(flags_.size());
   if (any_sums) {  // (zeroed per step; rules without reductions skip it)
     tensor_sums_.assign(tensors_.size() * kSumsPerTensor, 0.0);
+    group_sums_.assign(static_cast<std::size_t>(ngroups) * kSumsPerTensor, 0.0);
     global_sums_.assign(kSumsPerTensor, 0.0);
   }
   std::size_t total = 0;
@@ -378,7 +402,11 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
 
   StepContext ctx{&active_kernels(), &rule, 0, tensors_.data(), chunks_.data(), results_.data(),
                   scalars_.data(), flags_.data(), tensor_sums_.data(), global_sums_.data(),
+                  has_tensor_scalars ? tensor_scalars_.data() : nullptr,
                   GradPrep{}, policy == kZero ? kSkipAndCount : kSumOnly};
+  const PassSums hook_view{0, ngroups, scalars_.data(), flags_.data(), tensors_.size(), tensor_group_.data(),
+                           has_tensor_scalars ? tensor_scalars_.data() : nullptr, tensor_sums_.data(),
+                           group_sums_.data(), global_sums_.data()};
   int status = kStepped;
   double sumsq = 0.0;
   std::uint64_t nonfinite = 0;
@@ -420,7 +448,13 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
         ctx.prep.track_norm = k == 0 && track_norm && !prepass;
         run_chunks(whole ? tensor_units_ : units_, total, pass_task, &ctx);
         if (k == 0 && !prepass) reduce(results_, items.size(), &sumsq, &nonfinite);
-        if (info.sums[k] > 0) reduce_sums(results_, items, k, info.sums[k], &tensor_sums_, &global_sums_);
+        if (info.sums[k] > 0)
+          reduce_sums(results_, items, k, info.sums[k], tensor_group_, &tensor_sums_, &group_sums_, &global_sums_);
+        if (info.after_pass) {
+          PassSums view = hook_view;
+          view.pass = k;
+          info.after_pass(view);
+        }
       }
     }
   }
@@ -435,6 +469,8 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
     c[kCountLastNonfinite] = counted;
     c[kCountHaveNorm] = have_norm ? 1 : 0;
     *last_norm.mutable_data() = have_norm ? std::sqrt(sumsq) : 0.0;
+    if (has_tensor_scalars && status == kStepped)
+      std::copy(tensor_scalars_.begin(), tensor_scalars_.end(), tensor_scalars_out.mutable_data());
   }
   return py::make_tuple(status, have_norm ? py::object(py::float_(std::sqrt(sumsq))) : py::object(py::none()),
                         nonfinite, first_bad);

@@ -77,6 +77,10 @@ class Stepper {
   // states: a list with one entry per state slot of the rule, each None or
   // a list with one array per tensor. Returns
   // (status, grad_norm or None, nonfinite_count, first_nonfinite_tensor or -1).
+  // tensor_scalars: None for a rule without tensor scalars, else a writeable
+  // float64 array (tensors, kMaxTensorScalars): read before the step, written
+  // back (with the counters) when the step commits.
+  //
   // The norm is computed when asked (track_norm, fused into the step) or when
   // a pre-pass reads the grads anyway (clipping, skip, raise).
   //
@@ -90,7 +94,7 @@ class Stepper {
                  const py::list& states, const IntArray& tensor_group,
                  const DoubleArray& group_scalars, const FlagArray& group_flags, int policy,
                  double max_norm, bool track_norm, std::int64_t t, CountArray counts,
-                 DoubleArray last_norm);
+                 DoubleArray last_norm, const py::object& tensor_scalars);
 
   const std::string& rule() const { return rule_name_; }
   // The state slots (bit s = slot s) a tensor of ndim dimensions uses with these flags.
@@ -119,7 +123,9 @@ class Stepper {
   std::vector<ChunkRef> chunks_, tensor_items_;     // per-chunk and per-tensor work items
   std::vector<WorkUnit> units_, tensor_units_;
   std::vector<ChunkResult> results_;
-  std::vector<double> tensor_sums_, global_sums_;  // [tensor][pass][sum], [pass][sum]
+  std::vector<double> tensor_sums_, group_sums_, global_sums_;  // [tensor|group][pass][sum], [pass][sum]
+  std::vector<double> tensor_scalars_;  // [tensor][kMaxTensorScalars]: this step's copy
+  std::vector<std::uint32_t> tensor_group_;
   std::vector<ArrayView> params_view_, last_params_view_;
   std::vector<std::size_t> order_;
   std::vector<double> scalars_;     // groups x kMaxScalars

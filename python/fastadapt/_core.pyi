@@ -7,6 +7,7 @@ import numpy.typing as npt
 CHUNK_ELEMENTS: int
 NORM_LANES: int
 MAX_SCALARS: int
+MAX_TENSOR_SCALARS: int
 MAX_SLOTS: int
 FLAG_MAXIMIZE: int
 # rule name -> {"slots", "slot_shapes", "scalars", "flags", "passes": tuple of str, "sums": tuple of int}
@@ -33,6 +34,7 @@ class Stepper:
         t: int,
         counts: npt.NDArray[np.int64],
         last_norm: npt.NDArray[np.float64],
+        tensor_scalars: Optional[npt.NDArray[np.float64]] = ...,
     ) -> Tuple[int, Optional[float], int, int]: ...
 
 class _BusyWait:

@@ -58,6 +58,16 @@ class Optimizer:
     # mu_product): advanced by _carry, committed with the step, saved per key
     # as float64 0-d arrays next to the buffers (as torch keeps them per param).
     _carried: ClassVar[Tuple[str, ...]] = ()
+    # Values the C++ rule learns and keeps per tensor (fastadapt._core.RULES'
+    # "tensor_scalars": Prodigy's d, DoG's rbar and G): carried state per key
+    # like _carried, but computed inside the step (from its reductions) and
+    # written back by the kernel when the step commits. The state entries are
+    # 0-d views of one (tensors, MAX_TENSOR_SCALARS) float64 array the
+    # stepper reads and writes, so a step costs no Python work per tensor.
+    _tensor_scalar_names: ClassVar[Tuple[str, ...]] = ()
+    # A learning-rate-free rule sets its own step size (Prodigy, DoG, ...):
+    # callers (fastadapt mnist, fa.compare) run it without lr schedules.
+    lr_free: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Defining a rule's class is registering it: make_optimizer and
@@ -71,6 +81,7 @@ class Optimizer:
             rule = _core.RULES[cls._kernel]
             cls._state_slots, cls._slot_shapes = tuple(rule["slots"]), tuple(rule["slot_shapes"])
             cls._scalar_names, cls._flag_names = tuple(rule["scalars"]), tuple(rule["flags"])
+            cls._tensor_scalar_names = tuple(rule["tensor_scalars"])
         if cls.__dict__.get("algorithm"):
             if cls.algorithm in OPTIMIZERS:
                 raise TypeError(f"two optimizers are called {cls.algorithm!r}: {OPTIMIZERS[cls.algorithm]} and {cls}")
@@ -227,6 +238,42 @@ class Optimizer:
         self._last_norm[0] = 0.0 if value is None else value
         self._counts[4] = value is not None
 
+    # ---- learned step sizes, the evaluation point ---------------------------
+    @property
+    def adapted(self) -> Dict[str, float]:
+        """What a learning-rate-free rule has learned by the last step, by name
+        (Prodigy's ``d``, DoG's ``eta``, a hypergradient rule's ``lr``, ...);
+        empty for rules with a fixed step size and before the first step."""
+        with self._busy.waiting():
+            self._settle()
+            return dict(self._adapted())
+
+    @property
+    def lr_estimate(self) -> Optional[float]:
+        """The step size a learning-rate-free rule chose in its last step
+        (what ``lr`` is for Adam); None for other rules and before a step."""
+        with self._busy.waiting():
+            self._settle()
+            return self._lr_estimate()
+
+    def _adapted(self) -> Dict[str, float]:
+        return {}
+
+    def _lr_estimate(self) -> Optional[float]:
+        return None
+
+    def eval(self, params: Any) -> Any:
+        """Switch ``params`` in place to the point to evaluate and save, and
+        return them. A no-op except for rules that keep two sequences
+        (Schedule-Free: the training point and its average); the Trainer
+        calls it before validation, metrics and checkpoints."""
+        return params
+
+    def train(self, params: Any) -> Any:
+        """Switch ``params`` back to the training point after :meth:`eval`
+        (a no-op except for rules that keep two sequences); returns them."""
+        return params
+
     # ---- structure and state ---------------------------------------------
     @staticmethod
     def _unbound() -> Dict[str, Any]:
@@ -234,7 +281,7 @@ class Optimizer:
         return dict(_tree=None, _paths=(), _state={}, _slot_lists=[], _group_masks=[],
                     _group_members=[], _group_ready=[], _tensor_group=np.zeros(0, dtype=np.int32),
                     _scalars=np.zeros((0, _core.MAX_SCALARS)), _flags=np.zeros(0, dtype=np.uint32),
-                    _param_meta={})
+                    _tensor_scalars=np.zeros((0, _core.MAX_TENSOR_SCALARS)), _param_meta={})
 
     def _fresh(self) -> Dict[str, Any]:
         """Attributes of a new optimizer (applied with one dict update: atomic)."""
@@ -285,6 +332,7 @@ class Optimizer:
                     _tensor_group=np.array([group_of[m] for m in masks], dtype=np.int32),
                     _scalars=np.zeros((len(members), _core.MAX_SCALARS)),
                     _flags=np.zeros(len(members), dtype=np.uint32), _state=state,
+                    _tensor_scalars=np.zeros((len(paths), _core.MAX_TENSOR_SCALARS)),
                     _slot_lists=[state[name] for name in self._state_slots],
                     _param_meta={p: (leaf.shape, leaf.dtype) for p, leaf in zip(paths, leaves)
                                  if isinstance(leaf, np.ndarray)})
@@ -319,7 +367,19 @@ class Optimizer:
         return tuple(shape)
 
     def _state_names(self) -> Tuple[str, ...]:
-        return self._state_slots + self._carried
+        return self._state_slots + self._carried + self._tensor_scalar_names
+
+    def _scalar_names_carried(self) -> Tuple[str, ...]:
+        """Every state entry that is a float64 scalar (shape ()), not a buffer."""
+        return self._carried + self._tensor_scalar_names
+
+    def _initial_tensor_scalars(self, hp: Dict[str, Any]) -> Dict[str, float]:
+        """The tensor scalars before a tensor's first step (missing names: 0.0)."""
+        return {}
+
+    def _tensor_scalar_view(self, table: np.ndarray, i: int, j: int) -> np.ndarray:
+        """Tensor i's scalar j as a 0-d float64 view of the stepper's table."""
+        return table[i, j:j + 1].reshape(())
 
     def _carry(self, hp: Dict[str, Any], t: int, previous: Optional[Dict[str, float]]) -> Dict[str, float]:
         """The carried scalars for step t from those after step t - 1
@@ -327,17 +387,28 @@ class Optimizer:
         return {}
 
     def _prepare(self, t: int, leaves: list, created: List[Tuple[int, int]],
-                 carried: List[Tuple[List[int], Dict[str, float]]]) -> None:
+                 carried: List[Tuple[List[int], Dict[str, float]]], fresh_scalars: List[int]) -> None:
         """Fill the per-group scalars and flags for step t and create missing
         state buffers, recording each in ``created`` (the transaction) before
         it is installed, so an interrupted prepare is undone completely. The
         carried scalars of step t go to ``carried``; _settle installs them
-        when the step commits."""
+        when the step commits. Tensors meeting the rule's tensor scalars for
+        the first time get their initial values in the table and go to
+        ``fresh_scalars`` (their state entries appear when the step commits)."""
         names = self._scalar_names
+        tensor_names = self._tensor_scalar_names
         for g, members in enumerate(self._group_members):
             hp = self._group_hyper(g)
             if self._group_masks[g]:
                 self._check_consistency(hp, where="")
+            if tensor_names:
+                first = self._state[tensor_names[0]]
+                new = [i for i in members if first[i] is None]
+                if new:
+                    initial = self._initial_tensor_scalars(hp)
+                    row = [float(initial.get(n, 0.0)) for n in tensor_names]
+                    self._tensor_scalars[new, :len(row)] = row
+                    fresh_scalars.extend(new)
             if self._carried:
                 held = self._state[self._carried[0]][members[0]]
                 previous = None if held is None else {n: float(self._state[n][members[0]]) for n in self._carried}
@@ -396,9 +467,16 @@ class Optimizer:
         txn = self._txn
         if txn is None:
             return
-        t, bound_now, created, carried = txn
+        t, bound_now, created, carried, fresh_scalars = txn
         if self._counts[0] == t:
             self._pending_state = None
+            # (the kernel wrote the values into the table when it committed)
+            table = self._tensor_scalars
+            for j, name in enumerate(self._tensor_scalar_names):
+                lst = self._state[name]
+                for i in fresh_scalars:
+                    if lst[i] is None:
+                        lst[i] = self._tensor_scalar_view(table, i, j)
             for members, values in carried:  # (idempotent: settling twice writes the same)
                 for name, v in values.items():
                     lst = self._state[name]
@@ -423,21 +501,23 @@ class Optimizer:
         t = int(self._counts[0]) + 1
         created: List[Tuple[int, int]] = []
         carried: List[Tuple[List[int], Dict[str, float]]] = []
-        self._txn = (t, self._tree is None, created, carried)
+        fresh_scalars: List[int] = []
+        self._txn = (t, self._tree is None, created, carried, fresh_scalars)
         try:
             if self._tree is None:
                 self._bind(params)
             tree, paths = self._tree, self._paths
             leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
             gleaves = tree.flatten(grads, "grads", _GRADS_FIX)
-            self._prepare(t, leaves, created, carried)
+            self._prepare(t, leaves, created, carried, fresh_scalars)
             hp = self._hyper
             policy = hp["nonfinite"]
             max_norm = hp["max_grad_norm"]
             status, _, nonfinite, bad = self._stepper.step(
                 paths, leaves, gleaves, self._slot_lists, self._tensor_group,
                 self._scalars, self._flags, _POLICY[policy], -1.0 if max_norm is None else max_norm,
-                hp["track_grad_norm"], t, self._counts, self._last_norm)
+                hp["track_grad_norm"], t, self._counts, self._last_norm,
+                tensor_scalars=self._tensor_scalars if self._tensor_scalar_names else None)
         finally:
             self._settle()
         if status == 2:  # a raise leaves the optimizer exactly as it was
@@ -553,7 +633,7 @@ class Optimizer:
                 if name not in valid_names:
                     raise ValueError(f"state_dict['state'][{key!r}] has unknown buffer {name!r} "
                                      f"(expected one of {sorted(valid_names)})")
-                if name in self._carried:
+                if name in self._scalar_names_carried():
                     if type(arr) is not np.ndarray or arr.dtype != np.float64 or arr.shape != ():
                         raise TypeError(f"state_dict['state'][{key!r}][{name!r}] must be a float64 NumPy array "
                                         f"of shape () (a scalar the rule carries), got {arr!r}")
@@ -630,7 +710,8 @@ class Optimizer:
                     continue
                 # The buffers every step creates, whatever the flags.
                 always = self._stepper.slot_mask(0, len(shape))
-                needed = [n for s, n in enumerate(self._state_slots) if always >> s & 1] + list(self._carried)
+                needed = ([n for s, n in enumerate(self._state_slots) if always >> s & 1] +
+                          list(self._scalar_names_carried()))
                 for name in needed:
                     if name not in state.get(key, {}):
                         raise ValueError(f"state_dict['state'][{key!r}] lacks buffer {name!r}, which every "
@@ -638,8 +719,8 @@ class Optimizer:
         for key, entry in state.items():
             shape, dtype = param_meta.get(key, (None, None))
             for name, arr in entry.items():
-                if shape is None or name in self._carried:
-                    continue  # that param is not an array: the update reports it
+                if shape is None or name in self._scalar_names_carried():
+                    continue  # a scalar, or that param is not an array (the update reports it)
                 where = f"state_dict['state'][{key!r}][{name!r}]"
                 if arr.dtype != dtype:
                     raise TypeError(f"{where}: expected {np.dtype(dtype).name} (the dtype of params[{key!r}]), "
@@ -662,7 +743,7 @@ class Optimizer:
                 # Among the keys that can hold this buffer at all: a rule's
                 # buffers may depend on the tensor's ndim (Adafactor factors
                 # the statistics of matrices only).
-                able = members if name in self._carried else [
+                able = members if name in self._scalar_names_carried() else [
                     i for i in members if self._may_hold(name, param_meta.get(all_paths[i]))]
                 have = [i for i in able if name in state.get(all_paths[i], {})]
                 if have and len(have) != len(able):
@@ -682,8 +763,16 @@ class Optimizer:
         paths = binding["_paths"]
         lists = {name: [None if (a := state.get(path, {}).get(name)) is None else np.array(a, copy=True, order="C")
                         for path in paths] for name in self._state_names()}
+        # Tensor scalars live in the stepper's table; the state holds views.
+        table = np.zeros((len(paths), _core.MAX_TENSOR_SCALARS))
+        for j, name in enumerate(self._tensor_scalar_names):
+            lst = lists[name]
+            for i, value in enumerate(lst):
+                if value is not None:
+                    table[i, j] = value
+                    lst[i] = self._tensor_scalar_view(table, i, j)
         return dict(_state=lists, _slot_lists=[lists[name] for name in self._state_slots],
-                    _group_ready=[set() for _ in binding["_group_members"]])
+                    _group_ready=[set() for _ in binding["_group_members"]], _tensor_scalars=table)
 
     # ---- display ---------------------------------------------------------
     def __repr__(self) -> str:

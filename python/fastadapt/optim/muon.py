@@ -333,7 +333,9 @@ class _MuonStepper:
     def slot_mask(self, flags: int, ndim: int) -> int:
         return self.direction.slot_mask(flags, ndim)
 
-    def step(self, keys: Sequence[str], params: list, grads: list, states: list, *groups: Any) -> Any:
+    def step(self, keys: Sequence[str], params: list, grads: list, states: list, *groups: Any,
+             tensor_scalars: Any = None) -> Any:
+        # (Muon learns no tensor scalars: tensor_scalars is always None)
         *groups, counts, last_norm = groups  # tensor_group, scalars, flags, policy, max_norm, track, t
         t = groups[-1]
         opt = self.opt
