@@ -350,3 +350,16 @@ def test_checkpoints_of_one_and_two_sequence_optimizers_do_not_mix(data, tmp_pat
     with pytest.raises(ValueError, match=r"checkpoint train_params\['fc1.w'\]: expected float32 \(6, 5\)"):
         two.load_state_dict(state)
     assert trees_same_bits(model.params, before) and one.epoch == 1
+
+
+def test_one_sequence_optimizers_go_through_the_base_class_switch(data, monkeypatch):
+    # Every optimizer has eval/train (no-ops in the base class): the trainer calls them at each switch,
+    # and copies nothing for an optimizer that does not override them.
+    calls = []
+    monkeypatch.setattr(fa.optim.Optimizer, "eval", lambda self, params: calls.append("eval") or params)
+    monkeypatch.setattr(fa.optim.Optimizer, "train", lambda self, params: calls.append("train") or params)
+    model = MLP([D, 5, CLASSES], seed=0)
+    trainer = fa.Trainer("adam", lr=1e-2, loss_and_grad=model.loss_and_grad, params=model.params, progress=False)
+    trainer.fit(_feed(data), epochs=2, validation=data)
+    assert calls == ["eval", "train", "eval"]  # after epoch 1's steps, before epoch 2's, after them
+    assert trainer._train_point is None and "train_params" not in trainer.state_dict()

@@ -44,11 +44,6 @@ class Learning(fa.SGD):
     def _lr_estimate(self):
         return self.lr * self._d() if self.step_count else None
 
-    # TODO(LR-free core): the base class defines the public names from the two hooks above.
-    if not hasattr(fa.optim.Optimizer, "lr_estimate"):
-        lr_estimate = property(lambda self: self._lr_estimate())
-        adapted = property(lambda self: self._adapted())
-
 
 def _fit(optimizer, epochs=3, callbacks=()):
     seen = []

@@ -86,17 +86,15 @@ def _has_eval_point(optimizer: Optimizer) -> bool:
     the base class's are no-ops, so only an override needs the trainer to
     keep the training point aside while the params show the other one."""
     cls = type(optimizer)
-    ev, tr = getattr(cls, "eval", None), getattr(cls, "train", None)
-    if not (callable(ev) and callable(tr)):
-        return False
-    return ev is not getattr(Optimizer, "eval", None) or tr is not getattr(Optimizer, "train", None)
+    return cls.eval is not Optimizer.eval or cls.train is not Optimizer.train
 
 
 def _switch(optimizer: Optimizer, mode: str, params: Any) -> None:
     """``optimizer.eval(params)`` or ``optimizer.train(params)``."""
-    method = getattr(optimizer, mode, None)  # TODO(LR-free core): every Optimizer has them
-    if method is not None:
-        method(params)
+    if mode == "eval":
+        optimizer.eval(params)
+    else:
+        optimizer.train(params)
 
 
 def _digest(leaves: Sequence[np.ndarray]) -> bytes:
@@ -114,10 +112,10 @@ def _learned_values(optimizer: Optimizer) -> Dict[str, float]:
     ``lr_estimate`` (the effective step size, when the rule has one) and
     ``adapted/<name>`` for each learned scalar (Prodigy's ``d``, DoG's ``eta``)."""
     out: Dict[str, float] = {}
-    estimate = getattr(optimizer, "lr_estimate", None)  # TODO(LR-free core): base-class properties
+    estimate = optimizer.lr_estimate
     if estimate is not None:
         out["lr_estimate"] = float(estimate)
-    for name, value in (getattr(optimizer, "adapted", None) or {}).items():
+    for name, value in optimizer.adapted.items():
         out[f"adapted/{name}"] = float(value)
     return out
 
