@@ -363,3 +363,48 @@ def test_one_sequence_optimizers_go_through_the_base_class_switch(data, monkeypa
     trainer.fit(_feed(data), epochs=2, validation=data)
     assert calls == ["eval", "train", "eval"]  # after epoch 1's steps, before epoch 2's, after them
     assert trainer._train_point is None and "train_params" not in trainer.state_dict()
+
+
+def test_state_dict_from_another_thread_waits_for_an_epoch_boundary_and_changes_nothing(data):
+    import threading
+
+    steps, _ = plain_run(data, EPOCHS)
+    model, trainer = make_trainer()
+    mid_epoch, asking, done = threading.Event(), threading.Event(), threading.Event()
+    snapshots, errors = [], []
+
+    def take():  # from the middle of the first epoch on, until fit returns
+        try:
+            mid_epoch.wait(timeout=60)
+            while True:
+                asking.set()
+                snapshots.append(trainer.state_dict())
+                if done.is_set():
+                    return
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    class Meanwhile(Callback):  # mid-epoch, while fit holds the trainer: let the other thread ask
+        def on_batch_end(self, step, logs, trainer):
+            if step == 1:
+                mid_epoch.set()
+                asking.wait(timeout=60)
+
+    trainer.callbacks.append(Meanwhile())
+    thread = threading.Thread(target=take)
+    thread.start()
+    try:
+        trainer.fit(_feed(data), epochs=EPOCHS)
+    finally:
+        done.set()
+        mid_epoch.set()
+        thread.join()
+    assert not errors, errors
+    assert snapshots
+    for state in snapshots:  # however the threads interleaved: epoch boundaries, both points right
+        k = state["step"]
+        assert k > 0 and k % STEPS == 0, k  # never mid-epoch (the first was asked for mid-epoch)
+        _, y_k, m_k = steps[k - 1]
+        assert trees_same_bits(state["train_params"], dict(zip(*flatten_any(y_k)))), k
+        assert trees_same_bits(state["params"], dict(zip(*flatten_any(eval_point(y_k, m_k))))), k
+    assert trees_same_bits(trainer.state_dict()["train_params"], dict(zip(*flatten_any(steps[-1][1]))))

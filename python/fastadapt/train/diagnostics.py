@@ -66,14 +66,14 @@ every threshold is a field of :class:`Thresholds`:
     (10%) since the best and sits clearly below the validation loss
     (``overfit_gap``: at most 90% of it). The evidence names the worst such
     epoch (an early-stopped run often ends after a partial recovery).
-    Not reported with ``lr_too_high``, which explains a worsening
-    validation loss better.
+    Not reported with ``lr_too_high`` or ``step_size_explosion``, which
+    explain a worsening validation loss better.
 ``plateau`` (warning): no progress.
     Over the last ``plateau_window`` (5) epochs the training loss improved
     by less than ``plateau_progress`` (1%) on the epoch before them, and it
     has not converged (it is above ``converged`` = 1% of the starting
-    loss). Not reported with ``vanishing_gradients`` or ``lr_too_high``,
-    which explain it.
+    loss). Not reported with ``vanishing_gradients``, ``lr_too_high``,
+    ``step_size_collapse`` or ``step_size_explosion``, which explain it.
 
 Epoch values that are missing (None) are skipped; non-finite ones count only
 for ``nonfinite``. The lr a finding cites is the one the epoch's steps used

@@ -31,6 +31,12 @@ first value; ReduceLROnPlateau's cut at epoch end belongs to the next
 epoch). From the first epoch in which it varied between steps, ``lr_min``
 and ``lr_max`` hold its range within each epoch (earlier epochs: their
 constant value).
+
+Learned step sizes (a learning-rate-free rule's, as ``Trainer.fit`` logs
+them): ``lr_estimate`` (the effective step size, ``opt.lr_estimate``) and
+``adapted/<name>`` for each value the rule learns (``opt.adapted``:
+Prodigy's ``adapted/d``), each the mean over the epoch's steps of the value
+read after every step, with ``<key>_min`` / ``<key>_max`` as for the lr.
 """
 
 from __future__ import annotations
