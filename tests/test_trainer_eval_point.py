@@ -51,18 +51,18 @@ class Lookahead(fa.Adam):
                 leaf += leaf.dtype.type(sign * C) * m
 
     def eval(self, params):
-        if self._mode == "eval":
-            return
-        self._shift(params, -1.0)
-        self._mode = "eval"
-        self._switches.append("eval")
+        if self._mode != "eval":
+            self._shift(params, -1.0)
+            self._mode = "eval"
+            self._switches.append("eval")
+        return params
 
     def train(self, params):
-        if self._mode == "train":
-            return
-        self._shift(params, 1.0)
-        self._mode = "train"
-        self._switches.append("train")
+        if self._mode != "train":
+            self._shift(params, 1.0)
+            self._mode = "train"
+            self._switches.append("train")
+        return params
 
     def update(self, params, grads):
         if self._mode != "train":
@@ -408,3 +408,52 @@ def test_state_dict_from_another_thread_waits_for_an_epoch_boundary_and_changes_
         assert trees_same_bits(state["train_params"], dict(zip(*flatten_any(y_k)))), k
         assert trees_same_bits(state["params"], dict(zip(*flatten_any(eval_point(y_k, m_k))))), k
     assert trees_same_bits(trainer.state_dict()["train_params"], dict(zip(*flatten_any(steps[-1][1]))))
+
+
+def _two_sequence_rules():
+    """Lookahead, and every registered optimizer whose eval/train move the params (Schedule-Free)."""
+    base = fa.optim.Optimizer
+    registered = sorted(name for name, cls in fa.optim.OPTIMIZERS.items()
+                        if cls.eval is not base.eval or cls.train is not base.train)
+    return ["lookahead"] + registered
+
+
+def _make_two_sequence(name):
+    return Lookahead(lr=1e-2) if name == "lookahead" else fa.make_optimizer(name)
+
+
+@pytest.mark.parametrize("name", _two_sequence_rules())
+def test_two_sequence_rules_train_through_the_trainer_as_in_a_plain_loop(data, name, tmp_path):
+    X, y = data
+    epochs = 4
+    # The plain loop: steps only, then the optimizer's own eval of where it ended.
+    model = MLP([D, 5, CLASSES], seed=0)
+    opt = _make_two_sequence(name)
+    opt.track_grad_norm = True
+    feed = _feed(data)
+    for epoch in range(epochs):
+        feed.set_epoch(epoch)
+        for batch in feed:
+            opt.update(model.params, model.loss_and_grad(model.params, batch)[1])
+    y_end = copy_tree(model.params)
+    x_end = opt.eval(model.params)
+
+    def trainer_for(seed):
+        m = MLP([D, 5, CLASSES], seed=seed)
+        return fa.Trainer(_make_two_sequence(name), loss_and_grad=m.loss_and_grad, params=m.params,
+                          loss_fn=m.loss, callbacks=[fa.EarlyStopping(patience=100, restore_best=False)],
+                          progress=False)
+
+    whole = trainer_for(0)
+    whole.fit(_feed(data), epochs=epochs, validation=(X, y))
+    assert trees_same_bits(whole.params, x_end)  # evaluated, early-stopping-watched: still the plain run
+    assert trees_same_bits(whole.state_dict()["train_params"], dict(zip(*flatten_any(y_end))))
+    assert trees_same_bits(whole.state_dict()["optimizer"]["state"], opt.state_dict()["state"])
+
+    first = trainer_for(0)
+    first.fit(_feed(data), epochs=2, validation=(X, y), checkpoint_path=tmp_path / "c.npz")
+    resumed = trainer_for(9)
+    resumed.load_checkpoint(tmp_path / "c.npz")
+    resumed.fit(_feed(data), epochs=2, validation=(X, y))
+    assert trees_same_bits(resumed.params, x_end)
+    assert _drop_seconds(resumed.history) == _drop_seconds(whole.history)
