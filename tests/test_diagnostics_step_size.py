@@ -41,7 +41,7 @@ def test_an_exploding_d_names_the_growth_the_loss_and_prodigys_knobs():
     assert finding.epochs == [4, 5] and finding.evidence["quantity"] == "d"
     first = finding.evidence["hits"][0]
     assert first == {"epoch": 4, "loss": 0.9, "best_loss": 0.55, "best_epoch": 3, "step_size": 0.2,
-                     "step_size_at_best": 6e-4, "growth": 333.3}
+                     "step_size_at_best": 6e-4, "growth": 333.3, "learned": {}}
     assert "d grew 8,333x, from 0.0006 when the training loss was at its best (0.55, in epoch 4) to 5 in " \
            "epoch 6" in finding.message
     for words in ("d_coef (now 1)", "growth_rate (now inf)", "safeguard_warmup=True", "weight decay (now 0)",
@@ -156,3 +156,34 @@ def test_the_thresholds_are_adjustable():
     assert [f.code for f in fa.diagnose(stalled, fa.Thresholds(step_collapse=1e-4))] == []
     with pytest.raises(ValueError, match="Thresholds.step_growth must be a finite number > 0"):
         fa.Thresholds(step_growth=0)
+
+
+def test_lr_estimate_is_the_step_size_judged_and_the_rules_values_are_cited():
+    # Prodigy logs lr_estimate (d * lr) and d: the finding judges lr_estimate and cites d beside it.
+    h = _with(synthetic(RUNAWAY_LOSS, **{"lr_estimate": RUNAWAY_D, "adapted/d": [v * 2 for v in RUNAWAY_D]}), PRODIGY)
+    (finding,) = fa.diagnose(h)
+    assert finding.evidence["quantity"] == "lr_estimate"
+    assert finding.evidence["hits"][-1]["learned"] == {"d": [0.0012, 10.0]}
+    assert "diverged there (2.5) (the rule's d 0.0012 -> 10): the step size estimate overshot" in finding.message
+
+
+def test_learned_values_that_are_not_step_sizes_are_not_judged():
+    # Schedule-Free's averaging weight falls as 1/t and DoG's G only grows, by design: with
+    # lr_estimate logged, only it is judged, however they move.
+    stalled = [2.0, 1.5, 1.2, 1.0, 1.0, 0.999, 0.998, 0.998, 0.997]
+    n = len(stalled)
+    h = synthetic(stalled, **{"lr_estimate": [0.01] * n, "adapted/weight": [1.0 / (100 * i + 1) for i in range(n)],
+                              "adapted/G": [10.0 ** i for i in range(n)]})
+    assert _codes(h) == ["plateau"]
+    h = synthetic(RUNAWAY_LOSS, **{"lr_estimate": [1e-3] * 6, "adapted/G": [10.0 ** i for i in range(6)]})
+    assert _codes(h) == ["lr_too_high"]
+
+
+def test_a_warmup_of_the_multiplier_is_not_an_explosion():
+    # lr_estimate = d * lr, the lr raised 1000x by a schedule after the best epoch while d stayed: the
+    # growth is the user's (the loss diverging is lr_too_high's).
+    lr = [1e-3, 1e-3, 1e-3, 1e-3, 1.0, 1.0]
+    h = synthetic(RUNAWAY_LOSS, **{"lr_estimate": [v * 1e-3 for v in lr]})
+    assert _codes(h) == ["step_size_explosion"]  # with the multiplier logged constant, it is the rule's
+    h.history["lr"] = lr
+    assert _codes(h) == ["lr_too_high"]

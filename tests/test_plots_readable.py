@@ -298,8 +298,8 @@ def test_history_with_a_learned_step_size_gets_a_readable_log_panel(tmp_path, mo
     width, height = figure.get_size_inches() * figure.dpi
     assert width <= 1800 and height <= 1300
     renderer = _draw(figure)
-    (panel,) = [ax for ax in figure.axes if ax.get_title().startswith("learned step size")]
-    assert panel.get_title() == "learned step size (prodigy): mean over each epoch's steps"
+    (panel,) = [ax for ax in figure.axes if ax.get_title().startswith("learned by the rule")]
+    assert panel.get_title() == "learned by the rule (prodigy): mean over each epoch's steps"
     assert panel.get_yscale() == "log"
     labels = [t.get_text() for t in panel.get_legend().get_texts()]
     assert labels[:2] == ["lr_estimate: effective step size", "d"] and labels[-1] == "range within the epoch"

@@ -15,8 +15,10 @@ every threshold is a field of :class:`Thresholds`:
     An epoch had steps with a NaN/Inf loss or gradient, skipped steps,
     replaced gradient values, or a non-finite loss or norm.
 ``step_size_explosion`` (error): a learned step size ran away.
-    For the step size a learning-rate-free rule learns (``adapted/<name>``,
-    e.g. Prodigy's ``d``, and ``lr_estimate``): an epoch whose training loss
+    For the step size a learning-rate-free rule learns (``lr_estimate``, its
+    effective step; in a history without it, each ``adapted/<name>``, e.g.
+    Prodigy's ``d``; the rule's own values are cited beside it, and a
+    schedule of the multiplier ``lr`` is divided out): an epoch whose training loss
     is a rise as ``lr_too_high`` counts them (or non-finite) while the step
     size reached (its epoch max) ``step_growth`` (100) times its value when
     the loss was at its best (at initialization: the first epoch's
@@ -235,13 +237,19 @@ class _Series:
         lr, low, high = self("lr"), self("lr_min"), self("lr_max")
         return lr, np.where(np.isfinite(low), low, lr), np.where(np.isfinite(high), high, lr)
 
-    def learned_keys(self) -> List[str]:
-        """The learned step sizes logged (``adapted/<name>`` first: the rule's
-        own quantities; then ``lr_estimate``), not the columns of their ranges."""
+    def adapted_keys(self) -> List[str]:
+        """The values a rule learned (``adapted/<name>``), not the columns of their ranges."""
         keys = list(self._history.keys())
         ranges = {f"{k}{end}" for k in keys if f"{k}_min" in keys and f"{k}_max" in keys for end in ("_min", "_max")}
-        adapted = [k for k in keys if k.startswith("adapted/") and k not in ranges]
-        return adapted + (["lr_estimate"] if "lr_estimate" in keys else [])
+        return [k for k in keys if k.startswith("adapted/") and k not in ranges]
+
+    def step_size_keys(self) -> List[str]:
+        """What to judge as the learned step size: ``lr_estimate`` (every
+        learning-rate-free rule's effective step), else (a history without
+        it) each learned value. Not the learned values beside it, which need
+        not be step sizes (DoG's G sums squared gradients, Schedule-Free's
+        averaging weight falls as 1/t by design)."""
+        return ["lr_estimate"] if "lr_estimate" in self._history else self.adapted_keys()
 
     def learned_range(self, name: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per epoch: a learned value's mean over the steps, and its min and max
@@ -515,6 +523,36 @@ def _step_size_advice(s: _Series, exploded: bool) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def _lr_ratio(lr: np.ndarray, i: int, j: Optional[int]) -> float:
+    """How much the multiplier ``lr`` (a schedule's) moved from epoch row j
+    to row i; 1 where it is not known."""
+    if j is None or not (math.isfinite(lr[i]) and math.isfinite(lr[j]) and lr[i] > 0 and lr[j] > 0):
+        return 1.0
+    return float(lr[i] / lr[j])
+
+
+def _learned_at(s: _Series, i: int, j: Optional[int], judged: str) -> Dict[str, List[Any]]:
+    """The rule's own learned values (mean per epoch) at epoch rows j and i,
+    by the rule's names, but the one judged: the context of a step size finding."""
+    out: Dict[str, List[Any]] = {}
+    for key in s.adapted_keys():
+        if key == judged:
+            continue
+        values = s(key)
+        pair = [values[j] if j is not None else math.nan, values[i]]
+        out[_quantity(key)] = [_num(v) if math.isfinite(v) else (None if math.isnan(v) else str(v)) for v in pair]
+    return out
+
+
+def _learned_text(learned: Mapping[str, List[Any]], most: int = 3) -> str:
+    shown = [f"{name} {_value(a)} -> {_value(b)}" for name, (a, b) in list(learned.items())[:most]]
+    return f" (the rule's {', '.join(shown)})" if shown else ""
+
+
+def _value(v: Any) -> str:
+    return "?" if v is None else (v if isinstance(v, str) else f"{v:.3g}")
+
+
 def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
     loss = s("loss")
     logged = [v is not None for v in s.raw("loss")]
@@ -523,7 +561,8 @@ def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
         return None
     initial = s.info_number("initial_loss")
     floor = t.rise_floor * abs(reference)
-    for name in s.learned_keys():
+    lr = s("lr")
+    for name in s.step_size_keys():
         level, low, high = s.learned_range(name)
         first = next((i for i in range(len(low)) if math.isfinite(low[i]) and low[i] > 0), None)
         best, best_row = (initial, None) if initial is not None else (None, None)
@@ -538,13 +577,17 @@ def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
                 at_best = level[best_row] if best_row is not None else low[first]
                 if diverged and math.isfinite(at_best) and at_best > 0 and not math.isnan(high[i]):
                     growth = high[i] / at_best
+                    if name == "lr_estimate":  # a schedule's part of the growth (a warmup of lr) is not the rule's
+                        growth /= _lr_ratio(lr, i, best_row if best_row is not None else first)
                     if growth >= t.step_growth:
                         hits.append({"epoch": s.epochs[i], "loss": _num(value) if math.isfinite(value) else str(value),
                                      "best_loss": _num(best),
                                      "best_epoch": None if best_row is None else s.epochs[best_row],
                                      "step_size": _num(high[i]) if math.isfinite(high[i]) else str(high[i]),
                                      "step_size_at_best": _num(at_best),
-                                     "growth": _num(growth) if math.isfinite(growth) else str(growth)})
+                                     "growth": _num(growth) if math.isfinite(growth) else str(growth),
+                                     "learned": _learned_at(s, i, best_row if best_row is not None else first,
+                                                            name)})
             if math.isfinite(value) and (best is None or value < best):
                 best, best_row = value, i
         if not hits:
@@ -557,7 +600,8 @@ def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
                      f"The learned step size {quantity} grew {_times(float(worst['growth']))}, from "
                      f"{worst['step_size_at_best']:.3g} when the training loss was at its best ({worst['best_loss']:.4g}, "
                      f"{since}) to {float(worst['step_size']):.3g} in epoch {_human(worst['epoch'])}, and the loss "
-                     f"diverged there ({float(worst['loss']):.4g}): the step size estimate overshot.",
+                     f"diverged there ({float(worst['loss']):.4g}){_learned_text(worst['learned'])}: the step size "
+                     f"estimate overshot.",
                      _step_size_advice(s, exploded=True))
     return None
 
@@ -568,7 +612,7 @@ def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
     if not _no_progress(loss, s.reference_loss(loss), t, window):
         return None
     lr = s("lr")
-    for name in s.learned_keys():
+    for name in s.step_size_keys():
         level, low, high = s.learned_range(name)
         peak, peak_row = -math.inf, None
         collapsed, ratios = [], []
@@ -576,9 +620,8 @@ def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
             ratio = math.nan
             if peak_row is not None and peak > 0 and not math.isnan(value):
                 ratio = value / peak
-                if name == "lr_estimate" and math.isfinite(lr[i]) and math.isfinite(lr[peak_row]) and lr[i] > 0 \
-                        and lr[peak_row] > 0:
-                    ratio /= lr[i] / lr[peak_row]  # the schedule's part of the fall is not the rule's
+                if name == "lr_estimate":
+                    ratio /= _lr_ratio(lr, i, peak_row)  # the schedule's part of the fall is not the rule's
             collapsed.append(bool(ratio <= t.step_collapse))  # NaN: False; a value <= 0: True
             ratios.append(ratio)
             if math.isfinite(high[i]) and high[i] > peak:
@@ -597,15 +640,17 @@ def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
         good = np.flatnonzero(np.isfinite(loss))
         loss_before, best_after = float(loss[good[-window - 1]]), float(np.nanmin(loss[good[-window:]]))
         fallen = "at or below zero" if final <= 0 else f"{_times(1 / ratios[-1])} below it"
+        learned = _learned_at(s, len(level) - 1, before, name)
         return _make("step_size_collapse", [s.epochs[i] for i in run],
                      {"quantity": quantity, "peak": _num(high[before]), "peak_epoch": s.epochs[before],
                       "final": _num(final), "ratios": [_num(ratios[i]) for i in run],
                       "loss_before": _num(loss_before), "best_in_window": _num(best_after),
-                      "collapse_threshold": t.step_collapse},
+                      "collapse_threshold": t.step_collapse, "learned": learned},
                      f"The learned step size {quantity} fell from its peak of {high[before]:.3g} (epoch "
                      f"{_human(s.epochs[before])}) to {final:.3g} ({fallen}) and stayed down for {len(run)} epochs, "
-                     f"while the training loss stopped improving ({loss_before:.4g} -> best {best_after:.4g}): "
-                     f"training stalled because the rule's steps became too small to move the weights.",
+                     f"while the training loss stopped improving ({loss_before:.4g} -> best {best_after:.4g})"
+                     f"{_learned_text(learned)}: training stalled because the rule's steps became too small to "
+                     f"move the weights.",
                      _step_size_advice(s, exploded=False))
     return None
 

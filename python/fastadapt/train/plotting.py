@@ -5,9 +5,10 @@ recorded it): loss (training and validation, the best validation epoch
 marked), validation metrics, the learning rate (and any other hyperparameter
 a schedule moved), and the gradient norm (mean and max per epoch, per layer)
 with the parameter norm. A run of a learning-rate-free rule gets a fifth,
-full-width panel below them: the step size it learned (``lr_estimate`` and
-each ``adapted/<name>``, labelled with the rule's own name for it: Prodigy's
-``d``, DoG's ``eta``), on a log axis, with its range within each epoch.
+full-width panel below them: what it learned (``lr_estimate``, its effective
+step size, and each ``adapted/<name>``, labelled with the rule's own name
+for it: Prodigy's ``d``, DoG's ``eta``), on a log axis, with the range
+within each epoch.
 Findings of ``fa.diagnose`` are listed under the panels and their epochs
 shaded on the loss panel.
 
@@ -300,7 +301,7 @@ def _is_learned(name: str) -> bool:
 
 
 def _learned_keys(h: History) -> List[str]:
-    """The learned step sizes a run logged (``lr_estimate``, ``adapted/<name>``),
+    """What a learning-rate-free rule learned, as a run logged it (``lr_estimate``, ``adapted/<name>``),
     without the ``_min`` / ``_max`` columns of their ranges."""
     ranges = {f"{k}{end}" for k in h.keys() if _range_columns(h, k) for end in ("_min", "_max")}
     adapted = [k for k in h.keys() if k.startswith("adapted/") and k not in ranges]
@@ -343,8 +344,9 @@ def _learned_panel(ax: Any, h: History, x: np.ndarray, keys: Sequence[str]) -> P
     ax.set_xlim(x.min() - pad, x.max() + pad)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     algorithm = _algorithm(h)
-    ax.set_title(f"learned step size{f' ({algorithm})' if algorithm else ''}: mean over each epoch's steps")
-    ax.set_ylabel("step size (log scale)")
+    # Not all of it is a step size (DoG's G sums squared gradients, Schedule-Free's weight averages).
+    ax.set_title(f"learned by the rule{f' ({algorithm})' if algorithm else ''}: mean over each epoch's steps")
+    ax.set_ylabel("value (log scale)")
     positive = np.concatenate([v[np.isfinite(v)] for v in shown]) if shown else np.zeros(0)
     if positive.size:
         ax.set_yscale("log")
