@@ -1,18 +1,23 @@
-"""DoG and LDoG: fastadapt's NumPy reference against the authors' package
-(``dog-optimizer``: ``dog.DoG``, ``dog.LDoG``) on float64 trajectories of 40
-steps (several tensors, 1-D and 2-D, odd sizes; hyperparameters changed
-mid-run; every option; two parameter groups), comparing the parameters, the
-starting point and the learned scalars (rbar, G, eta) after every step; what
-a G of 0 does (the package asserts); bad hyperparameters."""
+"""DoG and LDoG: the fused fa.DoG / fa.LDoG against fastadapt's NumPy
+reference bit for bit (every ISA path and thread count, float32 and float64,
+odd sizes, a pool-sized tensor, clipping, the non-finite policies, maximize,
+overrides, G = 0), and both against the authors' package (``dog-optimizer``:
+``dog.DoG``, ``dog.LDoG``) on float64 trajectories of 40 steps (several
+tensors, 1-D and 2-D, odd sizes; hyperparameters changed mid-run; every
+option; parameter groups), comparing the parameters, the starting point and
+the learned scalars (rbar, G, eta) after every step; what a G of 0 does (the
+package asserts); checkpoints; the reported step sizes; bad hyperparameters."""
 
 import math
 
 import numpy as np
 import pytest
 
+import fastadapt as fa
 from fastadapt.reference import dog as ref_dog
 
-from rule_parity import patch_per_key
+from rule_parity import (DTYPES, PREP, assert_bad_hyperparameter_refused, make_tree, pair_is_reference, patch_per_key,
+                         propagates_nonfinite, round_trip_equals_uninterrupted)
 from torch_trajectory import max_rel_err
 
 STEPS = 40
@@ -23,6 +28,8 @@ STEPS = 40
 TOL = 1e-10
 SHAPES = {"a": (7,), "b": (3, 5), "c": (1,), "d": (33, 17), "e": (129,)}
 RULES = {"dog": ("DoG", ref_dog.DoG), "ldog": ("LDoG", ref_dog.LDoG)}
+FA = {"dog": fa.DoG, "ldog": fa.LDoG}
+IMPLS = ("fa", "reference")
 PACKAGE_DEFAULTS = dict(lr=1.0, reps_rel=1e-6, eps=1e-8, init_eta=None, weight_decay=0.0)
 
 
@@ -68,12 +75,13 @@ def torch_optimizer(rule, tparams, hyper, groups):
     return cls(param_groups, **hyper)
 
 
-def run_against_package(rule, hyper, *, per_key=None, maximize=False, steps=STEPS, seed=0, change=changes):
-    """``steps`` steps of the reference and the package on the same
-    gradients, compared after each step. ``per_key`` {name: {hyper: value}}
-    puts those tensors in a parameter group of their own (the package) /
-    gives them those values (the reference). ``maximize``: the reference
-    ascends, the package gets the negated gradients. Returns the reference."""
+def run_against_package(impl, rule, hyper, *, per_key=None, maximize=False, steps=STEPS, seed=0, change=changes):
+    """``steps`` steps of ours (``impl``: fa's class or the reference) and the
+    package on the same gradients, compared after each step. ``per_key``
+    {name: {hyper: value}} puts the tensors with the same values in a
+    parameter group of their own (the package; fa: one override entry) /
+    gives them those values (the reference). ``maximize``: ours ascends, the
+    package gets the negated gradients. Returns ours."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("dog")
     per_key = per_key or {}
@@ -89,7 +97,12 @@ def run_against_package(rule, hyper, *, per_key=None, maximize=False, steps=STEP
         groups.setdefault(frozenset(v.items()), set()).add(n)
     groups = {frozenset(names): dict(v) for v, names in groups.items()}
     opt = torch_optimizer(rule, tparams, hyper, groups)
-    ref = patch_per_key(RULES[rule][1](maximize=maximize, **hyper), per_key)
+    if impl == "fa":
+        # (single-letter keys: one glob per group)
+        overrides = {"[" + "".join(sorted(names)) + "]": values for names, values in groups.items()}
+        ref = FA[rule](maximize=maximize, overrides=overrides or None, **hyper)
+    else:
+        ref = patch_per_key(RULES[rule][1](maximize=maximize, **hyper), per_key)
     group_of = {id(t): g for g in opt.param_groups for t in g["params"]}
     index_in_group = {id(t): i for g in opt.param_groups for i, t in enumerate(g["params"])}
     for k in range(steps):
@@ -118,6 +131,8 @@ def run_against_package(rule, hyper, *, per_key=None, maximize=False, steps=STEP
                 assert e <= TOL, f"step {k + 1}, tensor {n!r}, {s}: relative error {e:.3g} > {TOL:g}"
             assert np.array_equal(st["init_buffer"], g["init_buffer"][i].numpy()), n
             assert all(st[s].dtype == np.float64 and st[s].shape == () for s in ref_dog.CARRIED)
+        if impl == "fa":
+            assert_reports(ref, opt, rule, tparams[ref._paths[0]])
         if k == 1:
             early = {n: float(ref.state[n]["rbar"]) for n in SHAPES}
     # DoG's distance took over: every block's rbar grew far past its value
@@ -135,24 +150,47 @@ def ids(options):
     return "-".join(f"{k}={v}" for k, v in options.items()) or "defaults"
 
 
+def assert_reports(opt, package, rule, first_tensor):
+    """fa's learned step sizes (``adapted``, ``lr_estimate``): DoG's are the
+    rbar, G, eta of the group of its first key (``first_tensor`` in the
+    package); LDoG's the mean, smallest and largest eta over the tensors."""
+    rep = opt.adapted
+    if rule == "dog":
+        group = next(g for g in package.param_groups if any(t is first_tensor for t in g["params"]))
+        want = {"eta": float(group["eta"][0]), "rbar": float(group["rbar"]), "G": float(group["G"])}
+        assert set(rep) == set(want)
+        for k, v in want.items():
+            assert max_rel_err(rep[k], v) <= TOL, k
+        assert rep["eta"] == float(opt.state[opt._paths[0]]["eta"])
+    else:
+        etas = [float(opt.state[k]["eta"]) for k in opt._paths]
+        assert rep == {"eta": float(np.mean(etas)), "eta_min": min(etas), "eta_max": max(etas)}
+        theirs = [float(e) for g in package.param_groups for e in g["eta"]]
+        assert max_rel_err(rep["eta_max"], max(theirs)) <= TOL and max_rel_err(rep["eta_min"], min(theirs)) <= TOL
+    assert opt.lr_estimate == rep["eta"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("options", OPTIONS, ids=ids)
-def test_reference_is_the_package(rule, options):
-    run_against_package(rule, options)
+def test_ours_is_the_package(impl, rule, options):
+    run_against_package(impl, rule, options)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("rule", RULES)
-def test_maximize_is_the_package_on_negated_gradients(rule):
-    run_against_package(rule, dict(weight_decay=1e-2), maximize=True, seed=1)
+def test_maximize_is_the_package_on_negated_gradients(impl, rule):
+    run_against_package(impl, rule, dict(weight_decay=1e-2), maximize=True, seed=1)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("rule", RULES)
-def test_parameter_groups_are_the_packages(rule):
+def test_parameter_groups_are_the_packages(impl, rule):
     """Two override groups besides the default: each is a package param
     group (DoG: its own rbar, G, eta over its tensors)."""
     per_key = {"d": {"lr": 0.7, "weight_decay": 0.1, "reps_rel": 1e-3}, "a": {"init_eta": 1e-2, "eps": 1e-4},
                "c": {"init_eta": 1e-2, "eps": 1e-4}}
-    ref = run_against_package(rule, {}, per_key=per_key, seed=2)
+    ref = run_against_package(impl, rule, {}, per_key=per_key, seed=2)
     if rule == "dog":
         # a group's tensors share their scalars; the groups' differ
         for s in ref_dog.CARRIED:
@@ -275,3 +313,160 @@ def test_dog_group_sums_run_over_the_group_in_key_order():
     assert float(opt.state["a"]["G"]) == G and float(opt.state["b"]["rbar"]) == rbar
     assert float(opt.state["a"]["eta"]) == rbar / math.sqrt(G)
 
+
+
+# ---- the kernel against the reference, bit for bit ---------------------------------------
+
+# reps_rel 1e-2 (over the default 1e-6) so that the few steps move the
+# parameters visibly; the first-step-only values (reps_rel, eps, init_eta)
+# change too, which must change nothing.
+# (lr not a power of 2, so that the order of lr * rbar / sqrt(G) shows)
+KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(init_eta=1e-2, maximize=True), dict(eps=0.0, lr=0.7),
+                dict(weight_decay=0.1, init_eta=0.1, reps_rel=0.0)]
+KERNEL_CHANGES = [dict(lr=0.3), dict(weight_decay=0.2, eps=1e-3, reps_rel=1e-3), dict(init_eta=0.5, lr=1.7)]
+
+
+def kernel_options(options):
+    return {"reps_rel": 1e-2, **options}
+
+
+@pytest.mark.parametrize("rule", RULES)
+@DTYPES
+@pytest.mark.parametrize("options", KERNEL_CASES, ids=ids)
+def test_kernel_is_reference_bit_for_bit(rule, options, dtype, isa, threads):
+    _, p = pair_is_reference(FA[rule], RULES[rule][1], kernel_options(options), dtype, steps=4,
+                             changes=KERNEL_CHANGES)
+    assert np.isfinite(p["big"]).all()
+
+
+@pytest.mark.parametrize("rule", RULES)
+@DTYPES
+@pytest.mark.parametrize("prep", PREP, ids=str)
+def test_gradient_preprocessing_is_reference_bit_for_bit(rule, prep, dtype, isa, threads):
+    """Clipping, nonfinite="zero", and NaN/Inf gradients propagated: they make
+    G NaN, so eta and the parameters NaN, for the group (DoG: every tensor)
+    or the tensor (LDoG)."""
+    _, p = pair_is_reference(FA[rule], RULES[rule][1], kernel_options(dict(weight_decay=0.1)), dtype, **prep)
+    if propagates_nonfinite(prep):
+        assert np.isnan(p["big"]).all()
+        seven = p["layer"]["seven"]
+        assert np.isnan(seven).all() if rule == "dog" else np.isfinite(seven).all()
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_skipped_steps_are_not_first_steps(rule, isa):
+    """nonfinite="skip" on the first step: nothing is kept (no init_buffer),
+    and the next step is the first, bit for bit as the reference."""
+    ours, p = pair_is_reference(FA[rule], RULES[rule][1], kernel_options({}), np.float64, steps=4,
+                                nonfinite="skip", nonfinite_grads=True)
+    assert ours.step_count == 2 and ours.skipped_steps == 2
+
+
+PER_KEY = {"layer.odd": {"weight_decay": 0.0, "lr": 0.1}, "big": {"reps_rel": 1e-3, "init_eta": 0.05},
+           "layer.matrix": {"maximize": True, "eps": 0.0}}
+
+
+@pytest.mark.parametrize("rule", RULES)
+@DTYPES
+def test_overrides_are_reference_bit_for_bit(rule, dtype, isa, threads):
+    ours, _ = pair_is_reference(FA[rule], RULES[rule][1], kernel_options(dict(weight_decay=0.1)), dtype,
+                                changes=KERNEL_CHANGES, per_key=PER_KEY)
+    st = ours.state
+    if rule == "dog":  # four groups: the default one, and one per override
+        assert st["layer.seven"]["eta"] == st["layer.cube"]["eta"] == st["layer.empty"]["eta"]
+        assert len({float(st[k]["eta"]) for k in ("layer.seven", "layer.odd", "big", "layer.matrix")}) == 4
+
+
+@pytest.mark.parametrize("rule", RULES)
+@DTYPES
+def test_g_of_zero_in_the_kernel(rule, dtype, isa, threads):
+    """eps = 0 and a tensor (one of many chunks) whose gradient is always 0, in
+    a group of its own: eta = 0, it stays where it is, bit for bit as the
+    reference; the others move."""
+    rng = np.random.default_rng(7)
+    big = 9 * 16384 + 5
+    p = {"dead": rng.standard_normal(big).astype(dtype), "live": rng.standard_normal(37).astype(dtype)}
+    q = {k: v.copy() for k, v in p.items()}
+    start = {k: v.copy() for k, v in p.items()}
+    ours = FA[rule](eps=0.0, reps_rel=1e-2, overrides={"dead": {"lr": 0.9}})
+    theirs = patch_per_key(RULES[rule][1](eps=0.0, reps_rel=1e-2), {"dead": {"lr": 0.9}})
+    for _ in range(3):
+        g = {"dead": np.zeros(big, dtype), "live": rng.standard_normal(37).astype(dtype)}
+        ours.update(p, g)
+        theirs.update(q, g)
+    for k in p:
+        assert p[k].tobytes() == q[k].tobytes(), k
+        for s in ref_dog.CARRIED:
+            assert ours.state[k][s].tobytes() == theirs.state[k][s].tobytes(), (k, s)
+    assert np.array_equal(p["dead"], start["dead"]) and float(ours.state["dead"]["eta"]) == 0.0
+    assert float(ours.state["dead"]["G"]) == 0.0 and not np.array_equal(p["live"], start["live"])
+
+
+@pytest.mark.parametrize("rule", RULES)
+@DTYPES
+@pytest.mark.parametrize("cut", [1, 3])
+def test_state_dict_round_trip_mid_run(rule, dtype, cut):
+    """A checkpoint after the first step (x0 and the carried rbar, G, eta in
+    it) or later continues exactly as the uninterrupted run."""
+    straight = round_trip_equals_uninterrupted(
+        lambda: FA[rule](reps_rel=1e-2, weight_decay=0.1, overrides=PER_KEY), dtype, steps=6, cut=cut, seed=3,
+        changes=KERNEL_CHANGES)
+    sd = straight.state_dict()["state"]["layer.seven"]
+    assert set(sd) == {"init_buffer", *ref_dog.CARRIED}
+    assert all(sd[s].dtype == np.float64 and sd[s].shape == () for s in ref_dog.CARRIED)
+
+
+def test_float32_carries_float64_scalars_and_stays_near_float64():
+    """The parameters and x0 stay float32; rbar, G and eta are float64; five
+    steps stay near the float64 run."""
+    rng = np.random.default_rng(8)
+    p64 = {"w": rng.standard_normal((5, 7)), "b": rng.standard_normal(7)}
+    p32 = {k: v.astype(np.float32) for k, v in p64.items()}
+    o64, o32 = fa.DoG(reps_rel=1e-2), fa.DoG(reps_rel=1e-2)
+    for _ in range(5):
+        g = {k: rng.standard_normal(v.shape) for k, v in p64.items()}
+        o64.update(p64, g)
+        o32.update(p32, {k: v.astype(np.float32) for k, v in g.items()})
+    for k in p64:
+        assert p32[k].dtype == o32.state[k]["init_buffer"].dtype == np.float32
+        assert o32.state[k]["eta"].dtype == np.float64
+        np.testing.assert_allclose(p32[k], p64[k], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(o32.adapted["eta"], o64.adapted["eta"], rtol=1e-5)
+
+
+def test_nothing_to_report_before_the_first_step():
+    for cls in FA.values():
+        opt = cls()
+        assert opt.adapted == {} and opt.lr_estimate is None
+
+
+# ---- bad hyperparameters -----------------------------------------------------------------
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(lr=-1.0), ValueError, r"lr.*must be >= 0"),
+    (dict(lr=None), TypeError, r"lr.* must be a real number"),
+    (dict(reps_rel=0.0), ValueError, r"Invalid reps_rel: 0.0 \(must be > 0 unless init_eta is set"),
+    (dict(reps_rel=-1e-6), ValueError, r"reps_rel.*must be >= 0"),
+    (dict(eps=-1e-8), ValueError, r"eps.*must be >= 0"),
+    (dict(eps=float("nan")), ValueError, r"eps.*must be finite"),
+    (dict(init_eta=0.0), ValueError, r"init_eta.*must be > 0"),
+    (dict(init_eta="0.1"), TypeError, r"init_eta.* must be a real number"),
+    (dict(weight_decay=-0.1), ValueError, r"weight_decay.*must be >= 0"),
+    (dict(maximize=1), TypeError, r"maximize.* must be True or False"),
+])
+def test_bad_hyperparameters_are_refused(rule, kwargs, error, match):
+    """At construction, as an override, and as an assignment after a step
+    (which changes nothing)."""
+    assert_bad_hyperparameter_refused(FA[rule], kwargs, error, match)
+
+
+def test_init_eta_allows_reps_rel_zero_and_the_package_options_only():
+    opt = fa.DoG(init_eta=0.1, reps_rel=0.0)
+    with pytest.raises(ValueError, match="unless init_eta"):
+        opt.init_eta = None   # reps_rel 0 is then refused, and nothing changes
+    assert opt.init_eta == 0.1
+    with pytest.raises(ValueError, match="unless init_eta"):
+        fa.LDoG(init_eta=0.1, overrides={"w": {"init_eta": None, "reps_rel": 0.0}})
+    with pytest.raises(TypeError, match="momentum"):
+        fa.DoG(momentum=0.9)

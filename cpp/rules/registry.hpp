@@ -8,6 +8,7 @@
 #include "adagrad.hpp"
 #include "adam.hpp"
 #include "adamax.hpp"
+#include "dog.hpp"
 #include "lamb.hpp"
 #include "lars.hpp"
 #include "lion.hpp"
@@ -18,4 +19,5 @@
 #include "sgd.hpp"
 
 #define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
-    MuonCommit
+    MuonCommit, \
+    DoG, LDoG

@@ -86,6 +86,10 @@ RULES: Dict[str, Rule] = {r.name: r for r in [
     Rule("lion", "Lion", {"lr": 1e-4}, "lion_pytorch:Lion", 3, 2, False, torch_foreach=False),
     Rule("lamb", "LAMB", {"lr": 1e-3}, None, 7, 3, False),
     Rule("lars", "LARS", {"lr": 1e-3}, None, 5, 2, False),
+    # DoG and LDoG: the first pass reads g, p and x0 for their two sums, the
+    # second rereads g and p and writes p (5 reads, 1 write).
+    Rule("dog", "DoG", {"lr": 1.0}, "dog:DoG", 5, 1, False, torch_foreach=False),
+    Rule("ldog", "LDoG", {"lr": 1.0}, "dog:LDoG", 5, 1, False, torch_foreach=False),
     # torch's Muon runs Newton-Schulz in bfloat16 (ours in the param dtype):
     # its check allows bfloat16's rounding.
     Rule("muon", "Muon", {"lr": 1e-3}, "Muon", 3, 2, False, torch_foreach=False, matrices_only=True,

@@ -15,6 +15,7 @@ from .adafactor import Adafactor
 from .adagrad import AdaGrad, Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
+from .dog import DoG, LDoG
 from .lamb import LAMB
 from .lars import LARS
 from .lion import Lion
@@ -27,6 +28,7 @@ from .sgd import SGD
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
            "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor",
            "Lion", "LAMB", "LARS", "Muon"]
+__all__ += ["DoG", "LDoG"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
