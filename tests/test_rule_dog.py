@@ -16,7 +16,7 @@ import pytest
 import fastadapt as fa
 from fastadapt.reference import dog as ref_dog
 
-from rule_parity import (DTYPES, PREP, assert_bad_hyperparameter_refused, make_tree, pair_is_reference, patch_per_key,
+from rule_parity import (DTYPES, PREP, assert_bad_hyperparameter_refused, pair_is_reference, patch_per_key,
                          propagates_nonfinite, round_trip_equals_uninterrupted)
 from torch_trajectory import max_rel_err
 
