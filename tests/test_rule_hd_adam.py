@@ -8,13 +8,16 @@ hypergrad_lr=0, against torch.optim.Adam itself."""
 import numpy as np
 import pytest
 
+import fastadapt as fa
 from fastadapt.reference import hd_adam as ref_hd_adam
 
-from hypergradient_trajectory import assert_same_trajectory, flat, problem, run_ours, torch_with_hypergradient, unflat
+from hypergradient_trajectory import adapted_lr, assert_same_trajectory, flat, problem, run_ours, torch_with_hypergradient, unflat
+from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, overrides_vs_reference,
+                         pair_is_reference, propagates_nonfinite, round_trip_equals_uninterrupted)
 from torch_trajectory import run as torch_run
 
 STEPS = 40
-IMPLS = {"reference": ref_hd_adam.HypergradientAdam}
+IMPLS = {"fa": fa.HypergradientAdam, "reference": ref_hd_adam.HypergradientAdam}
 
 
 def adam_hd_paper(grad_fn, theta0, hyper_at, steps):
@@ -124,7 +127,7 @@ def test_hypergrad_lr_zero_is_torch_adam(impl, case):
     ref = IMPLS[impl](hypergrad_lr=0.0, **hp)
     seen = []
     torch_run(torch.optim.Adam, ref, torch_kwargs=hp, changes=lambda k: changes.get(k, {}),
-              state_keys=("exp_avg", "exp_avg_sq"), tol=1e-12, on_step=lambda t, opt: seen.append(opt.adapted_lr))
+              state_keys=("exp_avg", "exp_avg_sq"), tol=1e-12, on_step=lambda t, opt: seen.append(adapted_lr(opt)))
     assert seen == [hp["lr"]] * 5 + [hp["lr"] * 0.5] * 15 + [hp["lr"] * 2] * 10
 
 
@@ -135,13 +138,91 @@ def test_defaults():
                                                           hypergrad_lr=1e-8, maximize=False)
 
 
-def test_first_step_uses_alpha0_and_the_hypergradient_is_the_previous_direction():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_first_step_uses_alpha0_and_the_hypergradient_is_the_previous_direction(impl):
     """u_0 = 0: the first step is Adam's with alpha_0 (direction m_hat /
     (sqrt(v_hat) + eps) = sign(g) up to eps); then alpha_2 = alpha_1 + beta *
     g_2 . d_1."""
-    opt = ref_hd_adam.HypergradientAdam(lr=0.1, hypergrad_lr=0.01, eps=0.0)
+    opt = IMPLS[impl](lr=0.1, hypergrad_lr=0.01, eps=0.0)
     p = {"w": np.array([1.0, 2.0])}
     opt.update(p, {"w": np.array([3.0, -4.0])})
-    assert opt.adapted_lr == 0.1 and np.allclose(p["w"], [0.9, 2.1], rtol=0, atol=1e-15)
+    assert adapted_lr(opt) == 0.1 and np.allclose(p["w"], [0.9, 2.1], rtol=0, atol=1e-15)
     opt.update(p, {"w": np.array([2.0, 1.0])})
-    assert opt.adapted_lr == pytest.approx(0.1 + 0.01 * (2.0 * 1.0 + 1.0 * -1.0), rel=1e-14)
+    assert adapted_lr(opt) == pytest.approx(0.1 + 0.01 * (2.0 * 1.0 + 1.0 * -1.0), rel=1e-14)
+
+
+# ---- the kernel against the reference, bit for bit ---------------------------------------
+
+KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(betas=(0.5, 0.9), eps=1e-3, maximize=True),
+                dict(weight_decay=0.05, eps=0.0)]
+# lr assigned (alpha restarts), beta and weight decay moved, betas and eps changed.
+KERNEL_CHANGES = [dict(lr=3e-3), dict(hypergrad_lr=5e-7, weight_decay=0.2), dict(betas=(0.8, 0.99), eps=1e-6)]
+
+
+def alpha_moved(ours):
+    """The hypergradient did something: alpha is not lr (it restarted at the
+    last lr assignment, so it moved in the steps since)."""
+    a = ours.adapted["lr"]
+    assert a != ours.lr and np.isfinite(a), a
+
+
+@DTYPES
+@pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
+def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
+    ours, _ = pair_is_reference(fa.HypergradientAdam, ref_hd_adam.HypergradientAdam,
+                                dict(lr=1e-2, hypergrad_lr=1e-7, **options), dtype, steps=5, changes=KERNEL_CHANGES)
+    alpha_moved(ours)
+
+
+@DTYPES
+@pytest.mark.parametrize("prep", PREP, ids=str)
+def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
+    """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (the
+    group's sum, hence alpha, becomes NaN from the second step: every
+    parameter then does)."""
+    ours, p = pair_is_reference(fa.HypergradientAdam, ref_hd_adam.HypergradientAdam,
+                                dict(lr=1e-2, hypergrad_lr=1e-7, weight_decay=0.1), dtype, **prep)
+    if propagates_nonfinite(prep):
+        assert np.isnan(ours.adapted["lr"]) and np.isnan(p["layer"]["seven"]).all()
+    else:
+        alpha_moved(ours)
+
+
+OVERRIDE = {"lr": 0.05, "hypergrad_lr": 3e-7, "betas": (0.5, 0.9), "maximize": True}
+
+
+@DTYPES
+def test_overrides_are_reference_bit_for_bit(dtype, isa, threads):
+    """An override group learns its own alpha (a reference optimizer per group)."""
+    ours = overrides_vs_reference(fa.HypergradientAdam, ref_hd_adam.HypergradientAdam,
+                                  dict(lr=1e-2, hypergrad_lr=1e-7, weight_decay=0.1), OVERRIDE, dtype,
+                                  changes=KERNEL_CHANGES)
+    assert float(ours.state["big"]["lr"]) != float(ours.state["layer.odd"]["lr"])
+
+
+@DTYPES
+def test_state_dict_round_trip_mid_run(dtype):
+    round_trip_equals_uninterrupted(
+        lambda: fa.HypergradientAdam(lr=1e-2, hypergrad_lr=1e-7, overrides={"big": OVERRIDE}), dtype,
+        steps=6, cut=3, changes=KERNEL_CHANGES, seed=3)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(lr=-1e-3), ValueError, "Invalid lr"),
+    (dict(hypergrad_lr=-1e-8), ValueError, "Invalid hypergrad_lr"),
+    (dict(hypergrad_lr="x"), TypeError, "hypergrad_lr must be a real number"),
+    (dict(betas=(1.0, 0.999)), ValueError, "beta parameter at index 0"),
+    (dict(eps=-1e-8), ValueError, "Invalid eps"),
+    (dict(weight_decay=-0.1), ValueError, "Invalid weight_decay"),
+    (dict(amsgrad=True), TypeError, "amsgrad"),
+    (dict(overrides={"b": {"momentum": 0.9}}), TypeError, "'momentum' is not a per-key hyperparameter"),
+    (dict(overrides={"b": {"hypergrad_lr": -1.0}}), ValueError, r"Invalid overrides\[.b.\]\[.hypergrad_lr.\]"),
+])
+def test_bad_hyperparameters_raise_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fa.HypergradientAdam(**kwargs)
+
+
+def test_a_bad_assignment_changes_nothing():
+    assert_bad_assignments_change_nothing(
+        fa.HypergradientAdam(lr=1e-3), (("lr", -1.0), ("hypergrad_lr", -1.0), ("betas", (0.9, 1.0)), ("eps", "x")))

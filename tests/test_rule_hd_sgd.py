@@ -8,14 +8,18 @@ with hypergrad_lr=0, against torch.optim.SGD itself."""
 import numpy as np
 import pytest
 
+import fastadapt as fa
 from fastadapt.reference import hd_sgd as ref_hd_sgd
 
-from hypergradient_trajectory import (assert_same_trajectory, flat, problem, run_ours, torch_with_hypergradient,
-                                      unflat)
+from hypergradient_trajectory import (adapted_lr, assert_same_trajectory, flat, problem, run_ours,
+                                      torch_with_hypergradient, unflat)
+from helpers import copy_tree, same_bits, trees_same_bits
+from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, make_tree, overrides_vs_reference,
+                         pair_is_reference, propagates_nonfinite, round_trip_equals_uninterrupted)
 from torch_trajectory import run as torch_run
 
 STEPS = 40
-IMPLS = {"reference": ref_hd_sgd.HypergradientSGD}
+IMPLS = {"fa": fa.HypergradientSGD, "reference": ref_hd_sgd.HypergradientSGD}
 
 
 def sgd_hd_paper(grad_fn, theta0, hyper_at, steps):
@@ -123,7 +127,7 @@ def test_hypergrad_lr_zero_is_torch_sgd(impl, case):
     seen = []
     torch_run(torch.optim.SGD, ref, torch_kwargs=hp, changes=lambda k: changes.get(k, {}),
               state_keys=("momentum_buffer",) if hp["momentum"] else (), tol=1e-12,
-              on_step=lambda t, opt: seen.append(opt.adapted_lr))
+              on_step=lambda t, opt: seen.append(adapted_lr(opt)))
     assert seen == [hp["lr"]] * 5 + [hp["lr"] * 0.5] * 15 + [hp["lr"] * 2] * 10
 
 
@@ -134,13 +138,113 @@ def test_defaults():
                                                         nesterov=False, hypergrad_lr=1e-6, maximize=False)
 
 
-def test_first_step_is_plain_sgd_and_alpha_moves_with_agreeing_gradients():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_first_step_is_plain_sgd_and_alpha_moves_with_agreeing_gradients(impl):
     """u_0 = 0: the first step uses alpha_0; two equal gradients raise alpha
     by beta * |g|^2 (the hypergradient is -g . g), opposite ones lower it."""
     for sign in (1.0, -1.0):
-        opt = ref_hd_sgd.HypergradientSGD(lr=0.1, hypergrad_lr=0.01)
+        opt = IMPLS[impl](lr=0.1, hypergrad_lr=0.01)
         p = {"w": np.array([1.0, 2.0])}
         opt.update(p, {"w": np.array([3.0, 4.0])})
-        assert opt.adapted_lr == 0.1 and np.array_equal(p["w"], [1.0 - 0.3, 2.0 - 0.4])
+        assert adapted_lr(opt) == 0.1 and np.array_equal(p["w"], [1.0 - 0.3, 2.0 - 0.4])
         opt.update(p, {"w": sign * np.array([3.0, 4.0])})
-        assert opt.adapted_lr == pytest.approx(0.1 + sign * 0.01 * 25.0, rel=1e-15)
+        assert adapted_lr(opt) == pytest.approx(0.1 + sign * 0.01 * 25.0, rel=1e-15)
+
+
+# ---- the kernel against the reference, bit for bit ---------------------------------------
+
+KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(momentum=0.9, nesterov=True, maximize=True),
+                dict(momentum=0.8, dampening=0.25, weight_decay=0.05)]
+# lr assigned (alpha restarts), beta and weight decay moved, momentum switched on.
+KERNEL_CHANGES = [dict(lr=3e-3), dict(hypergrad_lr=5e-6, weight_decay=0.2), dict(momentum=0.5)]
+
+
+def alpha_moved(ours):
+    """The hypergradient did something: alpha is not lr (it restarted at the
+    last lr assignment, so it moved in the steps since)."""
+    a = ours.adapted["lr"]
+    assert a != ours.lr and np.isfinite(a), a
+
+
+@DTYPES
+@pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
+def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
+    changes = [c for c in KERNEL_CHANGES if not (options.get("nesterov") and "momentum" in c)]
+    ours, _ = pair_is_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
+                                dict(lr=1e-2, hypergrad_lr=1e-6, **options), dtype, steps=5, changes=changes)
+    alpha_moved(ours)
+
+
+@DTYPES
+@pytest.mark.parametrize("prep", PREP, ids=str)
+def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
+    """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (the
+    group's sum, hence alpha, becomes NaN from the second step: every
+    parameter then does)."""
+    ours, p = pair_is_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
+                                dict(lr=1e-2, hypergrad_lr=1e-6, momentum=0.9), dtype, **prep)
+    if propagates_nonfinite(prep):
+        assert np.isnan(ours.adapted["lr"]) and np.isnan(p["layer"]["seven"]).all()
+    else:
+        alpha_moved(ours)
+
+
+OVERRIDE = {"lr": 0.05, "hypergrad_lr": 3e-6, "momentum": 0.9, "nesterov": True, "maximize": True}
+
+
+@DTYPES
+def test_overrides_are_reference_bit_for_bit(dtype, isa, threads):
+    """An override group learns its own alpha (a reference optimizer per group)."""
+    ours = overrides_vs_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
+                                  dict(lr=1e-2, hypergrad_lr=1e-6, weight_decay=0.1), OVERRIDE, dtype,
+                                  changes=KERNEL_CHANGES)
+    assert float(ours.state["big"]["lr"]) != float(ours.state["layer.odd"]["lr"])
+
+
+@DTYPES
+def test_state_dict_round_trip_mid_run(dtype):
+    round_trip_equals_uninterrupted(
+        lambda: fa.HypergradientSGD(lr=1e-2, hypergrad_lr=1e-6, momentum=0.9, overrides={"big": OVERRIDE}), dtype,
+        steps=6, cut=3, changes=KERNEL_CHANGES, seed=3)
+
+
+@DTYPES
+@pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
+def test_hypergrad_lr_zero_is_fa_sgd_bit_for_bit(options, dtype):
+    """beta = 0: the same operations as fa.SGD, lr assigned mid-run included."""
+    rng = np.random.default_rng(8)
+    ours, theirs = fa.HypergradientSGD(lr=1e-2, hypergrad_lr=0.0, **options), fa.SGD(lr=1e-2, **options)
+    p = make_tree(rng, dtype)
+    q = copy_tree(p)
+    for step, change in enumerate([{}, dict(lr=3e-3), dict(weight_decay=0.2), {}]):
+        for name, value in change.items():
+            setattr(ours, name, value)
+            setattr(theirs, name, value)
+        g = make_tree(rng, dtype)
+        ours.update(p, g)
+        theirs.update(q, g)
+        assert trees_same_bits(p, q), f"step {step + 1}"
+    assert ours.adapted["lr"] == 3e-3
+    if options.get("momentum"):
+        for k, bufs in theirs.state.items():
+            assert same_bits(ours.state[k]["momentum_buffer"], bufs["momentum_buffer"]), k
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(lr=-1e-3), ValueError, "Invalid lr"),
+    (dict(hypergrad_lr=-1e-6), ValueError, "Invalid hypergrad_lr"),
+    (dict(hypergrad_lr=None), TypeError, "hypergrad_lr must be a real number"),
+    (dict(momentum=-0.9), ValueError, "Invalid momentum"),
+    (dict(dampening=1.5), ValueError, "dampening"),
+    (dict(nesterov=True), ValueError, "Nesterov momentum requires momentum > 0"),
+    (dict(overrides={"b": {"betas": (0.9, 0.99)}}), TypeError, "'betas' is not a per-key hyperparameter"),
+    (dict(overrides={"b": {"hypergrad_lr": -1.0}}), ValueError, r"Invalid overrides\[.b.\]\[.hypergrad_lr.\]"),
+])
+def test_bad_hyperparameters_raise_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fa.HypergradientSGD(**kwargs)
+
+
+def test_a_bad_assignment_changes_nothing():
+    assert_bad_assignments_change_nothing(
+        fa.HypergradientSGD(lr=1e-3), (("lr", -1.0), ("hypergrad_lr", -1.0), ("nesterov", True), ("momentum", "x")))

@@ -8,6 +8,8 @@
 #include "adagrad.hpp"
 #include "adam.hpp"
 #include "adamax.hpp"
+#include "hd_adam.hpp"
+#include "hd_sgd.hpp"
 #include "lamb.hpp"
 #include "lars.hpp"
 #include "lion.hpp"
@@ -18,4 +20,4 @@
 #include "sgd.hpp"
 
 #define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
-    MuonCommit
+    MuonCommit, HDSGD, HDAdam

@@ -12,6 +12,7 @@ from .data.batching import Batches, batches
 from .gradients import clip_by_global_norm, global_norm, sanitize
 from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, Muon,
                     NAdam, Optimizer, RAdam, RMSProp, RMSprop, make_optimizer)
+from .optim import HypergradientAdam, HypergradientSGD
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
 from .schedules.early_stopping import EarlyStopping
@@ -44,6 +45,8 @@ __all__ = [
     "LAMB",
     "LARS",
     "Muon",
+    "HypergradientSGD",
+    "HypergradientAdam",
     "Optimizer",
     "make_optimizer",
     "global_norm",
