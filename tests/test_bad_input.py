@@ -555,6 +555,10 @@ SPECIFIC_BAD_HYPER["muon"] = [("momentum", -0.9, ValueError, ">= 0"), ("eps", -1
                               ("ns_coefficients", (1.0, 2.0), TypeError, "three numbers"),
                               ("adjust_lr_fn", "rms", ValueError, "match_rms_adamw"),
                               ("ns_dtype", "float16", ValueError, "bfloat16"), ("nesterov", 1, TypeError, "True or False")]
+SPECIFIC_BAD_HYPER["hd-sgd"] = [("hypergrad_lr", -1e-6, ValueError, ">= 0"), ("momentum", -0.9, ValueError, ">= 0"),
+                                ("dampening", 2.0, ValueError, "[0, 1]"), ("nesterov", 1, TypeError, "True or False")]
+SPECIFIC_BAD_HYPER["hd-adam"] = [("hypergrad_lr", -1e-8, ValueError, ">= 0"), ("betas", (1.0, 0.9), ValueError, "[0, 1)"),
+                                 ("betas", 0.9, TypeError, "pair"), ("eps", -1e-8, ValueError, ">= 0")]
 
 HYPER_CASES = [pytest.param(name, attr, value, exc, fix, id=f"{name}-{attr}={value!r}")
                for name in ALL_OPTIMIZERS

@@ -9,6 +9,8 @@
 #include "adam.hpp"
 #include "adamax.hpp"
 #include "dog.hpp"
+#include "hd_adam.hpp"
+#include "hd_sgd.hpp"
 #include "lamb.hpp"
 #include "lars.hpp"
 #include "lion.hpp"
@@ -20,4 +22,5 @@
 
 #define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
     MuonCommit, \
-    DoG, LDoG
+    DoG, LDoG, \
+    HDSGD, HDAdam

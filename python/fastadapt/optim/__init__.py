@@ -16,6 +16,8 @@ from .adagrad import AdaGrad, Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
 from .dog import DoG, LDoG
+from .hd_adam import HypergradientAdam
+from .hd_sgd import HypergradientSGD
 from .lamb import LAMB
 from .lars import LARS
 from .lion import Lion
@@ -29,6 +31,7 @@ __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "Ad
            "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor",
            "Lion", "LAMB", "LARS", "Muon"]
 __all__ += ["DoG", "LDoG"]
+__all__ += ["HypergradientSGD", "HypergradientAdam"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
