@@ -547,11 +547,18 @@ SPECIFIC_BAD_HYPER = {
              ("trust_ratio_mask", None, TypeError, "True or False"), ("nesterov", "no", TypeError, "True or False")],
 }
 SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
+SPECIFIC_BAD_HYPER["dog"] = SPECIFIC_BAD_HYPER["ldog"] = [
+    ("reps_rel", 0.0, ValueError, "unless init_eta"), ("reps_rel", -1e-6, ValueError, ">= 0"),
+    ("eps", -1e-8, ValueError, ">= 0"), ("init_eta", 0.0, ValueError, "> 0"), ("init_eta", "x", TypeError, "real number")]
 SPECIFIC_BAD_HYPER["muon"] = [("momentum", -0.9, ValueError, ">= 0"), ("eps", -1.0, ValueError, ">= 0"),
                               ("ns_steps", 100, ValueError, "[0, 100)"), ("ns_steps", 2.5, TypeError, "integer"),
                               ("ns_coefficients", (1.0, 2.0), TypeError, "three numbers"),
                               ("adjust_lr_fn", "rms", ValueError, "match_rms_adamw"),
                               ("ns_dtype", "float16", ValueError, "bfloat16"), ("nesterov", 1, TypeError, "True or False")]
+SPECIFIC_BAD_HYPER["hd-sgd"] = [("hypergrad_lr", -1e-6, ValueError, ">= 0"), ("momentum", -0.9, ValueError, ">= 0"),
+                                ("dampening", 2.0, ValueError, "[0, 1]"), ("nesterov", 1, TypeError, "True or False")]
+SPECIFIC_BAD_HYPER["hd-adam"] = [("hypergrad_lr", -1e-8, ValueError, ">= 0"), ("betas", (1.0, 0.9), ValueError, "[0, 1)"),
+                                 ("betas", 0.9, TypeError, "pair"), ("eps", -1e-8, ValueError, ">= 0")]
 
 HYPER_CASES = [pytest.param(name, attr, value, exc, fix, id=f"{name}-{attr}={value!r}")
                for name in ALL_OPTIMIZERS

@@ -20,6 +20,8 @@ NAMES = sorted(OPTIMIZERS)
 OWN_DEFAULT_LR = {"adadelta": 1.0, "adafactor": 1e-2, "adagrad": 1e-2, "adam": 1e-3, "adamax": 2e-3,
                   "adamw": 1e-3, "lamb": 1e-3, "lars": 1e-3, "lion": 1e-4, "muon": 1e-3, "nadam": 2e-3,
                   "radam": 1e-3, "rmsprop": 1e-2, "sgd": 1e-3}
+OWN_DEFAULT_LR.update({"dog": 1.0, "ldog": 1.0})
+OWN_DEFAULT_LR.update({"hd-sgd": 1e-3, "hd-adam": 1e-3})
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,9 @@
 #include "adagrad.hpp"
 #include "adam.hpp"
 #include "adamax.hpp"
+#include "dog.hpp"
+#include "hd_adam.hpp"
+#include "hd_sgd.hpp"
 #include "lamb.hpp"
 #include "lars.hpp"
 #include "lion.hpp"
@@ -18,4 +21,6 @@
 #include "sgd.hpp"
 
 #define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
-    MuonCommit
+    MuonCommit, \
+    DoG, LDoG, \
+    HDSGD, HDAdam

@@ -10,8 +10,10 @@ from . import datasets, distributed, models, problems, reference, schedules, tun
 from . import callbacks  # noqa: F401  fa.callbacks.<Name>, as keras.callbacks (outside __all__, as before)
 from .data.batching import Batches, batches
 from .gradients import clip_by_global_norm, global_norm, sanitize
+from .optim import DoG, LDoG  # noqa: F401
 from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, Muon,
                     NAdam, Optimizer, RAdam, RMSProp, RMSprop, make_optimizer)
+from .optim import HypergradientAdam, HypergradientSGD
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
 from .schedules.early_stopping import EarlyStopping
@@ -44,6 +46,10 @@ __all__ = [
     "LAMB",
     "LARS",
     "Muon",
+    "DoG",
+    "LDoG",
+    "HypergradientSGD",
+    "HypergradientAdam",
     "Optimizer",
     "make_optimizer",
     "global_norm",

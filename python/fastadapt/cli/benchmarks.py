@@ -86,10 +86,21 @@ RULES: Dict[str, Rule] = {r.name: r for r in [
     Rule("lion", "Lion", {"lr": 1e-4}, "lion_pytorch:Lion", 3, 2, False, torch_foreach=False),
     Rule("lamb", "LAMB", {"lr": 1e-3}, None, 7, 3, False),
     Rule("lars", "LARS", {"lr": 1e-3}, None, 5, 2, False),
+    # DoG and LDoG: the first pass reads g, p and x0 for their two sums, the
+    # second rereads g and p and writes p (5 reads, 1 write).
+    Rule("dog", "DoG", {"lr": 1.0}, "dog:DoG", 5, 1, False, torch_foreach=False),
+    Rule("ldog", "LDoG", {"lr": 1.0}, "dog:LDoG", 5, 1, False, torch_foreach=False),
     # torch's Muon runs Newton-Schulz in bfloat16 (ours in the param dtype):
     # its check allows bfloat16's rounding.
     Rule("muon", "Muon", {"lr": 1e-3}, "Muon", 3, 2, False, torch_foreach=False, matrices_only=True,
          roof=False, torch_tol=(5e-2, 5e-2)),
+    # Hypergradient rules: alpha needs the whole group's g . d_prev before any
+    # parameter moves, so pass 0 reads g, d_prev (and the rule's state) and
+    # writes the new d, pass 1 reads p and d and writes p. HD-SGD: 4 reads,
+    # 2 writes (plain SGD: 2, 1); HD-Adam: 6 reads (g, m, v, d; p, d), 4 writes.
+    # torch has neither.
+    Rule("hd-sgd", "HypergradientSGD", {"lr": 1e-3}, None, 4, 2, False),
+    Rule("hd-adam", "HypergradientAdam", {"lr": 1e-3}, None, 6, 4, False),
 ]}
 
 # A layout is the shapes of one step's tensors: "256x4096" is 256 vectors of

@@ -15,6 +15,9 @@ from .adafactor import Adafactor
 from .adagrad import AdaGrad, Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
+from .dog import DoG, LDoG
+from .hd_adam import HypergradientAdam
+from .hd_sgd import HypergradientSGD
 from .lamb import LAMB
 from .lars import LARS
 from .lion import Lion
@@ -27,6 +30,8 @@ from .sgd import SGD
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
            "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor",
            "Lion", "LAMB", "LARS", "Muon"]
+__all__ += ["DoG", "LDoG"]
+__all__ += ["HypergradientSGD", "HypergradientAdam"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:

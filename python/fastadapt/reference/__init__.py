@@ -14,6 +14,9 @@ from .adafactor import Adafactor, adafactor_rule
 from .adagrad import AdaGrad, adagrad_rule
 from .adam import Adam, AdamW, adam_rule
 from .adamax import Adamax, adamax_rule
+from .dog import DoG, LDoG, dog_rule
+from .hd_adam import HypergradientAdam, hd_adam_pass0
+from .hd_sgd import HypergradientSGD, hd_sgd_pass0
 from .lamb import LAMB, lamb_rule
 from .lars import LARS, lars_rule
 from .lion import Lion, exact_sign, lion_rule
@@ -29,3 +32,5 @@ __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "globa
            "nadam_rule", "radam_rule", "adamax_rule", "adadelta_rule", "NAdam", "RAdam", "Adamax", "Adadelta",
            "adafactor_rule", "Adafactor", "lion_rule", "exact_sign", "Lion", "lamb_rule", "LAMB", "lars_rule",
            "LARS", "muon_rule", "newton_schulz", "Muon"]
+__all__ += ["dog_rule", "DoG", "LDoG"]
+__all__ += ["hd_sgd_pass0", "HypergradientSGD", "hd_adam_pass0", "HypergradientAdam"]
