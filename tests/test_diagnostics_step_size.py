@@ -187,3 +187,40 @@ def test_a_warmup_of_the_multiplier_is_not_an_explosion():
     assert _codes(h) == ["step_size_explosion"]  # with the multiplier logged constant, it is the rule's
     h.history["lr"] = lr
     assert _codes(h) == ["lr_too_high"]
+
+
+# Numbers of a real run: HD-SGD (lr 0.01) on a small MLP with hypergrad_lr 0.3: the lr falls and goes
+# below zero in epochs 9-11 (the rule ascends), the loss stops improving and rises.
+HD_LOSS = [1.24, 0.537, 0.35, 0.255, 0.207, 0.178, 0.158, 0.148, 0.145, 0.145, 0.153, 0.17]
+HD_LR = [0.441, 0.397, 0.351, 0.261, 0.202, 0.156, 0.0657, 0.0213, -0.0217, -0.0504, -0.0552, 0.0134]
+HD_LR_MAX = [0.697, 0.451, 0.409, 0.305, 0.249, 0.19, 0.0948, 0.0354, 0.00528, -0.038, -0.0412, 0.0615]
+
+
+def test_a_step_size_that_went_below_zero_while_the_loss_rose():
+    h = _with(synthetic(HD_LOSS, **{"lr_estimate": HD_LR, "lr_estimate_min": [min(HD_LR)] * 12,
+                                    "lr_estimate_max": HD_LR_MAX, "adapted/lr": HD_LR}), dict(HD, hypergrad_lr=0.3))
+    (finding,) = fa.diagnose(h)
+    assert finding.code == "step_size_collapse" and finding.epochs == [8, 9, 10]
+    assert finding.evidence["kind"] == "at_or_below_zero" and finding.evidence["lowest"] == -0.0552
+    assert finding.evidence["peak"] == 0.697 and finding.evidence["peak_epoch"] == 0
+    assert "went to or below zero in epochs 9-11 (down to -0.0552; its peak 0.697 in epoch 1) (the rule's lr " \
+           "0.441 -> -0.0552): the rule stepped against the gradient, and the training loss has not improved " \
+           "since (0.145 in epoch 9 -> best 0.145, last 0.17)" in finding.message
+    assert finding.advice.startswith("Lower hypergrad_lr (now 0.3) 10-100x")
+    # Below zero for a while, but the loss went on improving: nothing to report.
+    improving = [1.24, 0.537, 0.35, 0.255, 0.207, 0.178, 0.158, 0.148, 0.13, 0.11, 0.09, 0.07]
+    assert _codes(synthetic(improving, **{"lr_estimate": HD_LR})) == []
+
+
+def test_an_lr_flung_negative_within_the_first_epoch_is_judged_from_the_configured_lr():
+    # Real: HD-SGD with hypergrad_lr 1.0: in its first epoch the lr reached 1.8e6 (mean -2.4e12), the loss
+    # 2e18, then NaN. The step it started from is the configured lr, 0.01.
+    nan = float("nan")
+    h = synthetic([2.08e18] + [nan] * 3, grad=[1e9] + [nan] * 3, param=[17.0] * 4, initial_loss=2.158,
+                  **{"lr_estimate": [-2.37e12] + [nan] * 3, "lr_estimate_min": [-5e12] + [nan] * 3,
+                     "lr_estimate_max": [1.76e6] + [nan] * 3}, nonfinite_steps=[0, 16, 16, 16])
+    _with(h, dict(HD, hypergrad_lr=1.0, lr=0.01))
+    codes = _codes(h)
+    assert codes[:2] == ["nonfinite", "step_size_explosion"] and "lr_too_high" not in codes
+    hit = fa.diagnose(h)[1].evidence["hits"][0]
+    assert hit["step_size_at_best"] == 0.01 and hit["growth"] == 1.76e8 and hit["best_epoch"] is None

@@ -59,8 +59,11 @@ every threshold is a field of :class:`Thresholds`:
     below zero) for the last ``window`` (3) epochs, while the training loss
     makes no progress as ``plateau`` measures it over them and has not
     converged. ``lr_estimate`` counts only the part the rule learned: a
-    falling ``lr`` (a schedule of the multiplier) is divided out. Replaces
-    ``plateau``, which it explains.
+    falling ``lr`` (a schedule of the multiplier) is divided out. Also
+    found: an epoch mean at or below zero (the rule stepped against the
+    gradient) after which the training loss never improved on that epoch's
+    by ``plateau_progress``, short of converged. Replaces ``plateau``,
+    which it explains.
 ``overfitting`` (warning): validation worsens while training improves.
     With at least ``overfit_patience`` (3) epochs after the best validation
     loss, some epoch after it has a validation loss ``overfit_rise`` (5%)
@@ -565,16 +568,24 @@ def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
     for name in s.step_size_keys():
         level, low, high = s.learned_range(name)
         first = next((i for i in range(len(low)) if math.isfinite(low[i]) and low[i] > 0), None)
+        start = low[first] if first is not None else None
+        if start is None or first != 0:
+            # No positive value in the first epoch (a hypergradient lr already flung negative): the step
+            # the rule started from is its configured lr (hypergradient descent starts there).
+            configured = s.info.get("optimizer", {}).get("lr") if isinstance(s.info.get("optimizer"), Mapping) \
+                else None
+            if isinstance(configured, (int, float)) and not isinstance(configured, bool) and configured > 0:
+                start, first = float(configured), None
         best, best_row = (initial, None) if initial is not None else (None, None)
         hits: List[Dict[str, Any]] = []
         for i, value in enumerate(loss):
             if not logged[i]:
                 continue
-            if best is not None and (best_row is not None or first is not None):
+            if best is not None and (best_row is not None or start is not None):
                 needed = t.divergence_jump if best_row is None else t.rise
                 excess = value - best
                 diverged = not math.isfinite(value) or (excess > needed * abs(best) and excess > floor)
-                at_best = level[best_row] if best_row is not None else low[first]
+                at_best = level[best_row] if best_row is not None else start
                 if diverged and math.isfinite(at_best) and at_best > 0 and not math.isnan(high[i]):
                     growth = high[i] / at_best
                     if name == "lr_estimate":  # a schedule's part of the growth (a warmup of lr) is not the rule's
@@ -609,8 +620,7 @@ def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
 def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
     window = int(t.window)
     loss = s("loss")
-    if not _no_progress(loss, s.reference_loss(loss), t, window):
-        return None
+    stalled = _no_progress(loss, s.reference_loss(loss), t, window)
     lr = s("lr")
     for name in s.step_size_keys():
         level, low, high = s.learned_range(name)
@@ -627,7 +637,10 @@ def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
             if math.isfinite(high[i]) and high[i] > peak:
                 peak, peak_row = float(high[i]), i
         covered = _windows(collapsed, window)
-        if not covered or not collapsed[-1]:
+        if not (stalled and covered and collapsed[-1]):
+            below = _below_zero(s, t, name, level, high)
+            if below is not None:
+                return below
             continue
         start = covered[0]
         for i in reversed(covered):  # the run of collapsed epochs that reaches the end
@@ -653,6 +666,43 @@ def _step_size_collapse(s: _Series, t: Thresholds) -> Optional[Finding]:
                      f"move the weights.",
                      _step_size_advice(s, exploded=False))
     return None
+
+
+def _below_zero(s: _Series, t: Thresholds, name: str, level: np.ndarray, high: np.ndarray) -> Optional[Finding]:
+    """A step size whose epoch mean went to or below zero (a hypergradient
+    drives the lr there: the rule then steps against the gradient), after
+    which the training loss never improved on that epoch's (by
+    ``plateau_progress``) and has not converged."""
+    loss = s("loss")
+    rows = [i for i, v in enumerate(level) if math.isfinite(v) and v <= 0]
+    if not rows or not math.isfinite(loss[rows[0]]):
+        return None
+    first = rows[0]
+    later = [i for i in range(first + 1, len(loss)) if math.isfinite(loss[i])]
+    reference = s.reference_loss(loss)
+    if not later or reference is None:
+        return None
+    loss_before = float(loss[first])
+    best_after = float(min(loss[i] for i in later))
+    final = float(loss[later[-1]])
+    if loss_before - best_after >= t.plateau_progress * abs(loss_before) or abs(final) <= t.converged * abs(reference):
+        return None  # it still made progress, or had converged
+    finite_high = [i for i in range(first) if math.isfinite(high[i])]
+    peak_row = max(finite_high, key=lambda i: high[i]) if finite_high else None
+    quantity, lowest = _quantity(name), float(min(level[i] for i in rows))
+    learned = _learned_at(s, rows[-1], peak_row, name)
+    peak = "" if peak_row is None else f"; its peak {high[peak_row]:.3g} in epoch {_human(s.epochs[peak_row])}"
+    return _make("step_size_collapse", [s.epochs[i] for i in rows],
+                 {"quantity": quantity, "kind": "at_or_below_zero", "lowest": _num(lowest),
+                  "peak": None if peak_row is None else _num(high[peak_row]),
+                  "peak_epoch": None if peak_row is None else s.epochs[peak_row],
+                  "loss_then": _num(loss_before), "best_after": _num(best_after), "final_loss": _num(final),
+                  "learned": learned},
+                 f"The learned step size {quantity} went to or below zero in {_span([s.epochs[i] for i in rows])} "
+                 f"(down to {lowest:.3g}{peak}){_learned_text(learned)}: the rule stepped against the gradient, "
+                 f"and the training loss has not improved since ({loss_before:.4g} in epoch "
+                 f"{_human(s.epochs[first])} -> best {best_after:.4g}, last {final:.4g}).",
+                 _step_size_advice(s, exploded=False))
 
 
 def _windows(flags: Sequence[bool], length: int) -> List[int]:

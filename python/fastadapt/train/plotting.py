@@ -316,7 +316,7 @@ def _algorithm(h: History) -> Optional[str]:
 
 
 def _learned_panel(ax: Any, h: History, x: np.ndarray, keys: Sequence[str]) -> Placed:
-    """The step size a learning-rate-free rule learned, one line per quantity
+    """What a learning-rate-free rule learned (its step size first), one line per quantity
     under the rule's own name for it, the range within each epoch shaded;
     log axis (they move by orders of magnitude). A value <= 0, which a log
     axis cannot show (a hypergradient can push the lr below zero), is
@@ -349,14 +349,21 @@ def _learned_panel(ax: Any, h: History, x: np.ndarray, keys: Sequence[str]) -> P
     ax.set_ylabel("value (log scale)")
     positive = np.concatenate([v[np.isfinite(v)] for v in shown]) if shown else np.zeros(0)
     if positive.size:
+        # Limits from the positive values alone (NaN and values <= 0 must not drive a log axis), a
+        # little headroom on both sides; the values <= 0 sit on the bottom edge.
+        low, high = float(positive.min()), float(positive.max())
+        if low == high:
+            low, high = low / 3, high * 3
+        pad = (high / low) ** 0.06
         ax.set_yscale("log")
-        _plain_log_ticks(ax, "y", few_decades=positive.max() / positive.min() < 100)
-        if below:
-            bottom, top = ax.get_ylim()
-            for key, mask, color in below:
-                ax.plot(x[mask], np.full(int(mask.sum()), bottom), "v", ms=7, color=color, clip_on=False,
-                        label=f"{_quantity(key)} <= 0 in {int(mask.sum())} epoch(s): marked on the bottom edge")
-            ax.set_ylim(bottom, top)
+        ax.set_ylim(low / pad, high * pad)
+        _plain_log_ticks(ax, "y", few_decades=high / low < 100)
+        for key, mask, color in below:
+            ax.plot(x[mask], np.full(int(mask.sum()), low / pad), "v", ms=7, color=color, clip_on=False,
+                    label=f"{_quantity(key)} <= 0 in {int(mask.sum())} epoch(s): marked on the bottom edge")
+    else:
+        ax.text(0.5, 0.5, "no positive value to draw on a log axis", ha="center", va="center",
+                transform=ax.transAxes, color="#777777")
     handles, labels = ax.get_legend_handles_labels()
     if banded:  # one entry for the shading of every line (each in its line's colour)
         handles.append(Patch(color="#777777", alpha=0.25, lw=0))
