@@ -548,7 +548,8 @@ def _learned_at(s: _Series, i: int, j: Optional[int], judged: str) -> Dict[str, 
 
 
 def _learned_text(learned: Mapping[str, List[Any]], most: int = 3) -> str:
-    shown = [f"{name} {_value(a)} -> {_value(b)}" for name, (a, b) in list(learned.items())[:most]]
+    shown = [f"{name} {_value(b)}" if a is None else f"{name} {_value(a)} -> {_value(b)}"
+             for name, (a, b) in list(learned.items())[:most]]
     return f" (the rule's {', '.join(shown)})" if shown else ""
 
 
