@@ -62,8 +62,11 @@ def test_mnist_trains_with_every_rule_at_its_own_default_lr(name, tiny_mnist, tm
     lr = OWN_DEFAULT_LR[name]
     assert history["optimizer"]["algorithm"] == name
     assert history["config"]["optimizer"] == name and history["config"]["lr"] == lr
-    # What the steps used: epoch 1 of AdaptiveLR's 3-epoch warmup runs at lr * 1/3.
-    assert history["history"]["lr"] == [pytest.approx(lr / 3, rel=1e-12)]
+    # What the steps used: epoch 1 of AdaptiveLR's 3-epoch warmup runs at lr * 1/3; a learning-rate-free
+    # rule trains without AdaptiveLR, at its lr as given.
+    lr_free = getattr(OPTIMIZERS[name], "lr_free", False)
+    assert history["history"]["lr"] == [pytest.approx(lr if lr_free else lr / 3, rel=1e-12)]
+    assert history["schedule"] == ("none" if lr_free else "AdaptiveLR")
     assert f"{type(OPTIMIZERS[name]()).__name__}(lr={lr!r}" in printed
 
 
@@ -167,3 +170,30 @@ def test_a_rule_without_a_default_lr_asks_for_lr(tiny_mnist, tmp_path, capsys):
         assert code == 0, err
     finally:
         OPTIMIZERS.pop(NoDefaultLR.algorithm)
+
+
+def test_a_learning_rate_free_rule_trains_without_the_lr_controller(tiny_mnist, tmp_path, capsys):
+    class SelfTuned(SGD):
+        """SGD that says it sets its own step size (lr_free = True), registered by defining it."""
+
+        algorithm = "self_tuned_for_the_cli_test"
+        lr_free = True
+
+        def __init__(self, lr: float = 0.0123, **kwargs):
+            super().__init__(lr=lr, **kwargs)
+
+    try:
+        code, printed, err = _cli(capsys, "mnist", "--optimizer", SelfTuned.algorithm, "--data-dir", tiny_mnist,
+                                  "--epochs", "4", "--out", tmp_path / "run", "--no-progress")
+        assert code == 0, err
+        history = json.loads((tmp_path / "run" / "history.json").read_text())
+        # No warmup (AdaptiveLR's first epoch would run at lr / 3) and no plateau cut: the rule's own lr throughout.
+        assert history["history"]["lr"] == [0.0123] * len(history["history"]["lr"])
+        assert history["schedule"] == "none" and history["config"]["lr"] == 0.0123
+        assert f"schedule: none ({SelfTuned.algorithm} is learning-rate-free: it sets its own step size)" in printed
+        code, printed, err = _cli(capsys, "mnist", "--optimizer", "sgd", "--data-dir", tiny_mnist, "--epochs", "1",
+                                  "--out", tmp_path / "sgd", "--no-progress")
+        assert code == 0, err
+        assert "schedule: AdaptiveLR(warmup 3, patience 2, factor 0.5)" in printed
+    finally:
+        OPTIMIZERS.pop(SelfTuned.algorithm)

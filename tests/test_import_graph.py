@@ -114,7 +114,7 @@ def test_library_modules_never_import_the_package_face():
 # The folders bottom up: a module imports its own layer and those below, never one above. "" is the
 # bottom: the modules at the top of the package (the optimizers, gradients, runtime, the private basics)
 # and the folders not named here (reference/, optim/).
-LAYERS = ["", "train", "schedules", "data", "distributed", "tune", "cli"]
+LAYERS = ["", "train", "schedules", "data", "distributed", "tune", "compare", "cli"]
 # The package face and the old public paths of moved modules (fastadapt.callbacks, ...) import upwards.
 FACES = {"fastadapt", "fastadapt.__main__", "fastadapt.callbacks", "fastadapt.datasets", "fastadapt.models",
          "fastadapt.problems"}

@@ -26,6 +26,8 @@ from .train.diagnostics import DiagnosisCallback, Finding, Thresholds, diagnose
 from .train.history import History
 from .train.plotting import plot_history
 from .train.trainer import Trainer
+from . import compare  # a callable package: fa.compare(...) runs fa.compare.compare(...)
+from .compare import CompareResult, Workload
 from ._version import __version__
 
 
@@ -87,6 +89,9 @@ __all__ = [
     "models",
     "datasets",
     "distributed",
+    "compare",
+    "Workload",
+    "CompareResult",
     "__version__",
 ]
 

@@ -7,6 +7,7 @@
 - ``lr_find.py``: the learning-rate range test;
 - ``mnist.py``: the seed article's MNIST example;
 - ``tune.py``: Hyperband, ASHA or PBT on the MNIST MLP;
+- ``compare.py``: each optimizer at its defaults against grid-tuned Adam on a suite (``fa.compare``);
 - ``_common.py``: user errors and the argument types the commands share.
 
 A new command is a module here and one line in :func:`_parser`.
@@ -19,7 +20,7 @@ import os
 import sys
 from typing import List, Optional
 
-from . import bench, info, lr_find, mnist, tune
+from . import bench, compare, info, lr_find, mnist, tune
 from ._common import Parser, UserError
 
 __all__ = ["main"]
@@ -31,7 +32,7 @@ def _parser() -> Parser:
     parser = Parser(prog="fastadapt", description="Adaptive optimizers for NumPy.")
     parser.add_argument("--version", action="version", version=f"fastadapt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)  # subcommands get Parser too
-    for command in (info, bench, lr_find, mnist, tune):
+    for command in (info, bench, lr_find, mnist, tune, compare):
         command.add_parser(sub)  # tune reports its own errors (cli/tune.py)
     return parser
 

@@ -18,7 +18,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "mnist", help="the article's MNIST example: train, diagnose, write history.json/png",
         description="Train the article's 784-128-10 MLP on MNIST with a fused optimizer (Adam unless --optimizer "
-                    "says otherwise), warmup + plateau lr (AdaptiveLR), early stopping and clipping; print the test "
+                    "says otherwise, at its own defaults), warmup + plateau lr (AdaptiveLR; none for a "
+                    "learning-rate-free rule, which sets its own step size), early stopping and clipping; print the test "
                     "accuracy; write history.json, history.png and diagnosis.json to --out.")
     parser.add_argument("--epochs", type=positive_int, default=20,
                         help="most epochs (early stopping may end sooner; 20)")
@@ -47,12 +48,11 @@ def run(args: argparse.Namespace) -> int:
     from ..data.mnist_example import _prepare, _train
 
     started = time.perf_counter()
-    lr = default_lr(args.optimizer) if args.lr is None else args.lr
-    if lr is None:
+    if args.lr is None and default_lr(args.optimizer) is None:
         raise UserError(f"--optimizer {args.optimizer} has no default learning rate; pass --lr")
     with user_input():  # data files and --out, checked before training
         prepared = _prepare(args.data_dir, args.out, args.train_size, out_name="--out")
-    _train(prepared, started=started, epochs=args.epochs, optimizer=args.optimizer, lr=lr,
+    _train(prepared, started=started, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
            batch_size=args.batch_size, max_grad_norm=args.max_grad_norm or None, seed=args.seed,
            train_size=args.train_size, progress=not args.no_progress, echo=_echo)
     return 0

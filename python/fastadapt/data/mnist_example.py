@@ -1,7 +1,8 @@
 """The seed article's MNIST example end to end (``fastadapt mnist``).
 
 The article's 784-128-10 network (ReLU, softmax cross-entropy) trained with
-fused Adam (or any registered optimizer, at its own default lr), its warmup + plateau scheduler (``AdaptiveLR``), early stopping
+fused Adam (or any registered optimizer, at its own default lr), its warmup + plateau scheduler (``AdaptiveLR``;
+not for a learning-rate-free rule, whose class says ``lr_free = True``: it sets its own step size), early stopping
 and gradient clipping, diagnosed live, and written out as files a person can
 open: ``history.json``, ``history.png`` and ``diagnosis.json``.
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from .._files import check_writable_dir
 from .._version import __version__
+from ..optim import OPTIMIZERS
 from ..schedules.adaptive_lr import AdaptiveLR
 from ..schedules.early_stopping import EarlyStopping
 from ..train.diagnostics import DiagnosisCallback, Finding, diagnose, save_findings
@@ -119,17 +121,22 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
         trainer.log(f"diagnosis after epoch {trainer.history.epoch[-1] + 1}: {finding}")
 
     early_stopping = EarlyStopping(patience=EARLY_STOP_PATIENCE, restore_best=True)
+    # A learning-rate-free rule (its class says lr_free = True: Prodigy, D-Adaptation, DoG, Schedule-Free,
+    # ...) sets its own step size; warmup and plateau cuts on top would fight it, so it trains without them.
+    lr_free = bool(getattr(OPTIMIZERS.get(optimizer.lower()), "lr_free", False))
+    schedule = [] if lr_free else [AdaptiveLR(warmup_epochs=WARMUP_EPOCHS, patience=PLATEAU_PATIENCE,
+                                              factor=PLATEAU_FACTOR)]
     trainer = Trainer(optimizer, lr=lr, loss_and_grad=model.loss_and_grad, params=model.params,
                       loss_fn=model.loss, max_grad_norm=max_grad_norm,
-                      callbacks=[AdaptiveLR(warmup_epochs=WARMUP_EPOCHS, patience=PLATEAU_PATIENCE,
-                                            factor=PLATEAU_FACTOR),
-                                 early_stopping, DiagnosisCallback(report=report)],
+                      callbacks=[*schedule, early_stopping, DiagnosisCallback(report=report)],
                       progress=progress)
     lr = trainer.optimizer.lr  # the one given, or the optimizer's own default
     n_params = sum(a.size for layer in model.params.values() for a in layer.values())
-    echo(f"model: MLP 784-128-10 ({n_params:,} params); {trainer.optimizer!r}; AdaptiveLR(warmup "
-         f"{WARMUP_EPOCHS}, patience {PLATEAU_PATIENCE}, factor {PLATEAU_FACTOR}), EarlyStopping(patience "
-         f"{EARLY_STOP_PATIENCE}, restore best)")
+    schedule_text = (f"schedule: none ({optimizer} is learning-rate-free: it sets its own step size)" if lr_free
+                     else f"schedule: AdaptiveLR(warmup {WARMUP_EPOCHS}, patience {PLATEAU_PATIENCE}, factor "
+                          f"{PLATEAU_FACTOR})")
+    echo(f"model: MLP 784-128-10 ({n_params:,} params); {trainer.optimizer!r}; {schedule_text}; "
+         f"EarlyStopping(patience {EARLY_STOP_PATIENCE}, restore best)")
     history = trainer.fit(batches(X_fit, y_fit, batch_size, shuffle=True, seed=seed), epochs=epochs,
                           validation=(X_val, y_val), metrics={"accuracy": model.accuracy})
     test = trainer.evaluate((X_test, y_test), {"accuracy": model.accuracy})
@@ -145,6 +152,7 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
         "train_samples": len(X_fit),
         "validation_samples": len(X_val),
         "test_samples": len(X_test),
+        "schedule": "none" if lr_free else "AdaptiveLR",
         "config": {"epochs": epochs, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
                    "max_grad_norm": max_grad_norm, "seed": seed, "train_size": train_size},
         "fastadapt": __version__,
