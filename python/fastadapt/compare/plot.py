@@ -43,6 +43,19 @@ def _mean_curve(runs: Sequence["Run"], key: str) -> Tuple[np.ndarray, np.ndarray
     return np.array(steps, dtype=float), mean
 
 
+def _plain_log_ticks(ax: Any) -> None:
+    """Plain numbers (0.03, not 3x10^-2) on a log y axis, with labelled minor
+    ticks where it spans few decades: every one under a decade, 2x, 3x and 5x
+    under two."""
+    from matplotlib import ticker
+
+    low, high = ax.get_ylim()
+    keep = range(1, 10) if high / low < 10 else (2, 3, 5) if high / low < 100 else ()
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in keep else ""))
+
+
 def plot_workload(result: "CompareResult", report: "WorkloadReport", path: str) -> str:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -119,6 +132,9 @@ def plot_workload(result: "CompareResult", report: "WorkloadReport", path: str) 
     right.set_ylabel("training loss (mean between evaluations)")
     right.set_title("training loss", fontsize=10)
     right.grid(alpha=0.3, which="both")
+    for ax in (left, right):
+        if ax.get_yscale() == "log":
+            _plain_log_ticks(ax)
     handles, labels = left.get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
 

@@ -304,9 +304,16 @@ class CompareResult:
                 out.append("")
             previous = w
             out.append(fmt(line))
-        notes = [f"accuracy in %; loss as is. runs: training runs per seed (the grid for "
-                 f"{self.config['tuned']}-tuned). steps→target: first evaluation within target (mean over "
-                 f"{len(self.config['seeds'])} seed(s)). * lr_free. lr (→x): default lr (learned step size at the end)."]
+        acc, loss = self.config["accuracy_tolerance"], self.config["loss_tolerance"]
+        seeds = len(self.config["seeds"])
+        notes = [f"final, best: validation accuracy in %, or loss; {'mean over ' + str(seeds) + ' seeds' if seeds > 1 else '1 seed'}. "
+                 f"target: {self.config['tuned']}-tuned's best. within: best >= target - {acc * 100:g} point(s) "
+                 f"(accuracy) or <= target + {loss * 100:g}% (loss).",
+                 f"steps→target, s→target: first evaluation within target, training seconds to it (- : not "
+                 f"reached). runs: training runs per seed (the lr grid for {self.config['tuned']}-tuned); train s: "
+                 f"their training seconds.",
+                 "lr: the lr used (an optimizer's default; →x: the step size it learned, at the end). "
+                 "*: lr_free (sets its own step size)."]
         for name, reason in self.skipped:
             notes.append(f"skipped {name}: {reason}")
         return "\n".join(out + [""] + notes + [self.goal_text()])

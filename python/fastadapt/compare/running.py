@@ -280,10 +280,11 @@ def _report_run(bar: StepBar, run: Run, workload: Workload, done: int, total: in
     outcome = f"diverged at step {run.diverged_at}" if run.diverged_at is not None else \
         f"final {run.final:.4g}"
     parts = [f"[compare {done}/{total}] {workload.name}", f"{run.optimizer}{lr}{' (grid)' if run.tuning else ''}",
-             f"seed {run.seed}", f"best {workload.metric} {run.best:.4g}", outcome, f"{run.seconds[-1]:.2f} s"]
+             f"seed {run.seed}", f"best {workload.metric} {run.best:.4g}", outcome,
+             f"{run.seconds[-1]:.2f} s training"]
     if bar.active:
         bar.write_parts(parts)
-        bar.update()
         bar.set_status(workload.name)
+        bar.update()
     else:
         bar.write(", ".join(parts))

