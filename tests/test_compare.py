@@ -278,6 +278,32 @@ def test_the_default_selection_is_the_lr_free_classes(monkeypatch):
     assert result.config["lr_free"]["lion"] is True
 
 
+def test_a_rules_learned_step_size_is_recorded_and_the_goal_is_about_it():
+    class Learns(SGD):
+        """SGD that says it is learning-rate-free and reports a learned step size (as Prodigy's d * lr)."""
+
+        algorithm = "learns_for_the_compare_test"
+        lr_free = True
+
+        def _lr_estimate(self):
+            return 0.125 * self.step_count
+
+        def _adapted(self):
+            return {"d": 0.5}
+
+    try:
+        result = fa.compare([_quadratic()], ["sgd", Learns.algorithm], lrs=[1e-2], quick=True, progress=False)
+        run = next(r for r in result.runs if r.optimizer == Learns.algorithm)
+        assert run.lr_estimate == 0.125 * 20 and run.adapted == {"d": 0.5}  # after the 20 steps of quick
+        row = result.workloads[0].row(Learns.algorithm)
+        assert row.lr_free and row.lr_estimate == 2.5 and result.workloads[0].row("sgd").lr_estimate is None
+        assert result.candidates == [Learns.algorithm] and result.workloads[0].best_default == Learns.algorithm
+        table = result.table()
+        assert f"{Learns.algorithm} *" in table and "0.001 (→2.5)" in table and "none of them lr_free" not in table
+    finally:
+        OPTIMIZERS.pop(Learns.algorithm)
+
+
 def test_a_missing_package_skips_its_workloads_with_the_reason(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn raises ImportError
     built, skipped = cworkloads.resolve(["digits-softmax", "ill-conditioned-lsq", "diabetes-linear"])

@@ -83,6 +83,7 @@ class Run:
     total_steps: int
     diverged_at: Optional[int] = None
     lr_estimate: Optional[float] = None  # the optimizer's learned step size at the end, if it reports one
+    adapted: Dict[str, float] = field(default_factory=dict)  # what it learned (opt.adapted: Prodigy's d, ...)
     higher_is_better: bool = True
 
     @property

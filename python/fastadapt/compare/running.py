@@ -119,9 +119,11 @@ def train_run(workload: Workload, make: Callable[[], Optimizer], *, optimizer: s
                 diverged_at = step
                 break
     estimate = getattr(opt, "lr_estimate", None)
+    adapted = getattr(opt, "adapted", None)
     return Run(workload=workload.name, optimizer=optimizer, entry=entry, lr=lr, seed=seed, tuning=tuning,
                steps=steps, metric=metric, train_loss=train_loss, seconds=seconds, total_steps=workload.steps,
                diverged_at=diverged_at, higher_is_better=workload.higher_is_better,
+               adapted={str(k): float(v) for k, v in adapted.items()} if isinstance(adapted, dict) else {},
                lr_estimate=float(estimate) if isinstance(estimate, numbers.Real) and not isinstance(estimate, bool)
                else None)
 
