@@ -58,6 +58,9 @@ def _check_files(out, names, optimizers, grid_size):
         assert list(rows) == ["adam-tuned", *optimizers]
         assert rows["adam-tuned"]["runs"] == grid_size and all(rows[o]["runs"] == 1 for o in optimizers)
         assert rows["adam-tuned"]["within_target"]  # the target is its own best
+        # the tuning's cost is the training time of the whole grid; the clock never counts evaluations backwards
+        assert rows["adam-tuned"]["seconds"] == pytest.approx(sum(r["train_seconds"] for r in grid), rel=1e-12)
+        assert all(r["seconds"] == sorted(r["seconds"]) and r["train_seconds"] >= r["seconds"][-1] for r in runs)
         for name in optimizers:
             run = next(r for r in runs if not r["tuning"] and r["optimizer"] == name)
             assert rows[name]["best"] == (max(run["metric"]) if higher else min(run["metric"]))
@@ -121,7 +124,8 @@ def _run(workload, optimizer, metric, *, lr, tuning=False, seed=0, diverged_at=N
     steps = [0, 10, 20, 30][:len(metric)]
     return Run(workload=workload, optimizer=optimizer, entry=optimizer, lr=lr, seed=seed, tuning=tuning,
                steps=steps, metric=list(metric), train_loss=[math.nan] * len(metric),
-               seconds=[0.5 * s for s in steps], total_steps=30, diverged_at=diverged_at, higher_is_better=higher)
+               seconds=[0.5 * s for s in steps], total_steps=30, train_seconds=0.5 * steps[-1],
+               diverged_at=diverged_at, higher_is_better=higher)
 
 
 CONFIG = {"optimizers": ["rule_a", "rule_b"], "tuned": "adam", "grid": [1e-3, 1e-2], "seeds": [0],

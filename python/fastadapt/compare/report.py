@@ -81,6 +81,7 @@ class Run:
     train_loss: List[float]
     seconds: List[float]
     total_steps: int
+    train_seconds: float = 0.0  # the whole run's (to its divergence, if it diverged after the last evaluation)
     diverged_at: Optional[int] = None
     lr_estimate: Optional[float] = None  # the optimizer's learned step size at the end, if it reports one
     adapted: Dict[str, float] = field(default_factory=dict)  # what it learned (opt.adapted: Prodigy's d, ...)
@@ -213,7 +214,7 @@ class CompareResult:
                        final=_mean([r.final for r in own]), best=best,
                        steps_to_target=float(np.mean([x[0] for x in reached])) if all_reached else None,
                        seconds_to_target=float(np.mean([x[1] for x in reached])) if all_reached else None,
-                       seconds=float(sum(r.seconds[-1] for r in cost)),
+                       seconds=float(sum(r.train_seconds for r in cost)),
                        diverged=sum(r.diverged_at is not None for r in own),
                        within_target=within(best, target, w.metric, acc_tol, loss_tol),
                        lr_estimate=float(np.mean(estimates)) if len(estimates) == len(own) and own else None)

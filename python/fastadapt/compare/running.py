@@ -91,7 +91,7 @@ def train_run(workload: Workload, make: Callable[[], Optimizer], *, optimizer: s
     """One run of ``make()`` on ``workload`` from the params of ``seed``."""
     params = workload.init_params(seed)
     opt = make()
-    eval_steps = sorted(set(int(round(v)) for v in np.linspace(0, workload.steps, workload.evals + 1)))
+    eval_steps = {int(round(v)) for v in np.linspace(0, workload.steps, workload.evals + 1)}
     steps, metric, train_loss, seconds = [0], [_evaluate(workload, opt, params)], [math.nan], [0.0]
     batches = _batches(workload, seed)
     clock, loss_sum, loss_count = 0.0, 0.0, 0
@@ -122,6 +122,7 @@ def train_run(workload: Workload, make: Callable[[], Optimizer], *, optimizer: s
     adapted = getattr(opt, "adapted", None)
     return Run(workload=workload.name, optimizer=optimizer, entry=entry, lr=lr, seed=seed, tuning=tuning,
                steps=steps, metric=metric, train_loss=train_loss, seconds=seconds, total_steps=workload.steps,
+               train_seconds=clock,
                diverged_at=diverged_at, higher_is_better=workload.higher_is_better,
                adapted={str(k): float(v) for k, v in adapted.items()} if isinstance(adapted, dict) else {},
                lr_estimate=float(estimate) if isinstance(estimate, numbers.Real) and not isinstance(estimate, bool)
@@ -283,7 +284,7 @@ def _report_run(bar: StepBar, run: Run, workload: Workload, done: int, total: in
         f"final {run.final:.4g}"
     parts = [f"[compare {done}/{total}] {workload.name}", f"{run.optimizer}{lr}{' (grid)' if run.tuning else ''}",
              f"seed {run.seed}", f"best {workload.metric} {run.best:.4g}", outcome,
-             f"{run.seconds[-1]:.2f} s training"]
+             f"{run.train_seconds:.2f} s training"]
     if bar.active:
         bar.write_parts(parts)
         bar.set_status(workload.name)
