@@ -86,7 +86,7 @@ def plot_workload(result: "CompareResult", report: "WorkloadReport", path: str) 
         own = [r for r in runs if not r.tuning and r.optimizer == row.optimizer]
         marker = "  ← best at defaults" if row.optimizer == report.best_default else ""
         lr = f"lr {row.lr:.3g}" if row.lr is not None else "no lr"
-        label = f"{row.optimizer} (defaults, {lr}){marker}"
+        label = f"{row.optimizer} ({'lr-free, ' if row.lr_free else ''}defaults, {lr}){marker}"
         curves.append((label, dict(color=_COLORS[i % len(_COLORS)], lw=1.7, ls=_STYLES[(i // len(_COLORS)) % 4],
                                    zorder=3), own))
 
@@ -115,9 +115,10 @@ def plot_workload(result: "CompareResult", report: "WorkloadReport", path: str) 
     if shown:
         values = np.array(shown)
         if accuracy:
-            # The interesting range: from a little under the worst curve's tenth-percentile up to 100%.
+            # The interesting range: from a little under the tenth percentile of the evaluations after step 0.
             low = max(0.0, float(np.percentile(values, 10)) - 2.0)
-            left.set_ylim(low, min(100.0, float(values.max()) + 0.5 + 0.05 * (values.max() - low)))
+            # Headroom over the best curve, past 100% too: a target of 100% must not sit on the frame.
+            left.set_ylim(low, min(102.0, float(values.max()) + 0.5 + 0.05 * (values.max() - low)))
         elif values.min() > 0:
             left.set_yscale("log")
             low, high = float(values.min()), float(np.percentile(values, 90))
