@@ -88,3 +88,39 @@ def run(pkg_cls, ours, *, pkg_kwargs, changes, buffers, learned, steps=32, seed=
     assert moved > 1e-6, moved
     assert learned_of(ours, "a")["d"] > 2 * pkg_kwargs.get("d0", 1e-6)
     return worst
+
+
+def learning_pair(fa_cls, ref_cls, options, dtype, *, steps=8, zero_steps=(), per_key=None, changes=(), seed=0,
+                  **prep):
+    """The fused class against the NumPy reference bit for bit after every
+    step, on gradients of ``|p - target|^2 / 2`` plus noise (so that d is
+    learned, not left at d0) over rule_parity's tree (odd sizes, a 0-d and an
+    empty tensor, a pool-sized one); all-zero gradients at ``zero_steps``;
+    ``changes[k]`` set on both after step k; ``prep``: max_grad_norm /
+    nonfinite. Returns the fused optimizer."""
+    from helpers import copy_tree, trees_same_bits
+    from rule_parity import assert_same_state, make_tree, patch_per_key
+
+    rng = np.random.default_rng(seed)
+    ours = fa_cls(overrides=per_key, **prep, **options)
+    theirs = patch_per_key(ref_cls(**prep, **options), per_key or {})
+    p = make_tree(rng, dtype)
+    q = copy_tree(p)
+    target = make_tree(rng, dtype)
+
+    def grad(x, t, zero):
+        if isinstance(x, dict):
+            return {name: grad(v, t[name], zero) for name, v in x.items()}
+        g = np.asarray((x - t + dtype(0.3) * rng.standard_normal(x.shape).astype(dtype)), dtype=dtype)
+        return np.zeros_like(g) if zero else g
+
+    for k in range(steps):
+        g = grad(p, target, k in zero_steps)
+        ours.update(p, g)
+        theirs.update(q, g)
+        assert trees_same_bits(p, q), f"params differ after step {k + 1}"
+        assert_same_state(ours, theirs)
+        for name, value in (changes[k] if k < len(changes) else {}).items():
+            setattr(ours, name, value)
+            setattr(theirs, name, value)
+    return ours

@@ -11,21 +11,21 @@ per tensor, with its own ``eps`` and ``weight_decay``,
     den = sqrt(alphak) + eps
     gw = gd*gd / den
     sk = sk + dlr*gd
-    new_w = sk*sk / den,  l1 = |sk|
+    new_w = sk*sk / den,  dl1 = |sk| - |old sk|
     p = p*(1-ck) + ck*(x0 - sk/den)   (p = x0 - sk/den when momentum == 0)
 
 and four per-tensor sums of those element values (``tensor_sum``, each
 value in the dtype, widened to float64): ``sum gw``, ``sum new_w``,
-``sum old_w``, ``sum l1``. The package's running totals move by the
+``sum old_w``, ``sum dl1``. The package's running totals move by the
 per-tensor changes in tensor order:
 
     sksq_weighted += sum_t (sum new_w - sum old_w)
-    skl1          += sum_t (sum l1 - skl1_param)   (skl1_param: the tensor's sum l1 after its last step)
+    skl1          += sum_t sum dl1     (the package: sum |sk| - sum |old sk|)
     gsq_weighted  += dlr*dlr * sum_t sum gw
-    d = max(d, min((sksq_weighted - gsq_weighted) / skl1, d*growth_rate))
+    d = max(d, min((sksq_weighted - gsq_weighted) / skl1, d*growth_rate))   (if lr > 0)
 
 A step whose new ``skl1`` is 0 keeps the totals and d as they were (alphak,
-sk and skl1_param move), as the package's early return does; p stays too
+sk move), as the package's early return does; p stays too
 while no step has been committed (``skl1`` 0 before the step: all gradients
 zero so far). After that p moves even then (the fused kernel writes p in the
 pass that finds the sums; the package would hold p back when every ``sk``
@@ -44,10 +44,11 @@ ALPHAK_INIT = 1e-6  # the package's fill value of alphak (a constant, not eps or
 
 def dadapt_adagrad_tensor(p, g, alphak, sk, *, dlr, eps, weight_decay):
     """Pass 0 on one tensor: alphak and sk in place; returns the four sums
-    ``(sum gw, sum new_w, sum old_w, sum l1)``."""
+    ``(sum gw, sum new_w, sum old_w, sum dl1)``."""
     T = p.dtype.type
     gd = g + T(weight_decay) * p if weight_decay != 0 else g
     old_w = (sk * sk) / (np.sqrt(alphak) + T(eps))
+    old_l1 = np.abs(sk)
     alphak[...] = alphak + gd * gd
     den = np.sqrt(alphak) + T(eps)
     gw = (gd * gd) / den
@@ -55,7 +56,7 @@ def dadapt_adagrad_tensor(p, g, alphak, sk, *, dlr, eps, weight_decay):
     new_w = (sk * sk) / den
     f64 = np.float64
     return (tensor_sum(gw.astype(f64)), tensor_sum(new_w.astype(f64)), tensor_sum(old_w.astype(f64)),
-            tensor_sum(np.abs(sk).astype(f64)))
+            tensor_sum((np.abs(sk) - old_l1).astype(f64)))
 
 
 def dadapt_adagrad_move(p, alphak, sk, x0, *, eps, momentum):
@@ -69,17 +70,17 @@ def dadapt_adagrad_move(p, alphak, sk, x0, *, eps, momentum):
         p[...] = z
 
 
-def dadapt_adagrad_totals(sums, skl1_params, *, d, gsq_weighted, sksq_weighted, skl1, lr, growth_rate):
+def dadapt_adagrad_totals(sums, *, d, gsq_weighted, sksq_weighted, skl1, lr, growth_rate):
     """The step's float64 scalars from the per-tensor sums (in tensor order).
     Returns (learned scalars after the step, whether p moves)."""
     dlr = d * lr
     g_sq = 0.0
     sksq_change = 0.0
     skl1_change = 0.0
-    for (gw, new_w, old_w, l1), old_l1 in zip(sums, skl1_params):
+    for gw, new_w, old_w, dl1 in sums:
         g_sq += gw
         sksq_change += new_w - old_w
-        skl1_change += l1 - old_l1
+        skl1_change += dl1
     new_skl1 = skl1 + skl1_change
     if new_skl1 == 0.0:
         # the package returns early: no total moves; p moves only where the
@@ -87,8 +88,8 @@ def dadapt_adagrad_totals(sums, skl1_params, *, d, gsq_weighted, sksq_weighted, 
         return dict(d=d, gsq_weighted=gsq_weighted, sksq_weighted=sksq_weighted, skl1=skl1), skl1 != 0.0
     sksq_weighted = sksq_weighted + sksq_change
     gsq_weighted = gsq_weighted + dlr * dlr * g_sq
-    d_hat = (sksq_weighted - gsq_weighted) / new_skl1
-    d = pymax(d, pymin(d_hat, d * growth_rate))
+    if lr > 0.0:  # (as the package: lr 0 moves the totals, not d)
+        d = pymax(d, pymin((sksq_weighted - gsq_weighted) / new_skl1, d * growth_rate))
     return dict(d=d, gsq_weighted=gsq_weighted, sksq_weighted=sksq_weighted, skl1=new_skl1), True
 
 
@@ -103,21 +104,19 @@ class DAdaptAdaGrad(GlobalReference):
     def _global_step(self, pending):
         learned = self._learned()
         dlr = learned["d"] * self.lr
-        sums, old_l1 = [], []
+        sums = []
         for path, p, g, hp in pending:
             alphak = self._buffer(path, "alphak", p, ALPHAK_INIT)
             sk = self._buffer(path, "sk", p)
             st = self.state[path]
             if "x0" not in st:
                 st["x0"] = p.copy()
-            old_l1.append(float(st.get("skl1_param", 0.0)))
             sums.append(dadapt_adagrad_tensor(p, g, alphak, sk, dlr=dlr, eps=hp["eps"],
                                               weight_decay=hp["weight_decay"]))
-        learned, moves = dadapt_adagrad_totals(sums, old_l1, **learned, lr=self.lr,
+        learned, moves = dadapt_adagrad_totals(sums, **learned, lr=self.lr,
                                                    growth_rate=self.growth_rate)
-        for (path, p, _, hp), s in zip(pending, sums):
-            st = self.state[path]
-            if moves:
+        if moves:
+            for path, p, _, hp in pending:
+                st = self.state[path]
                 dadapt_adagrad_move(p, st["alphak"], st["sk"], st["x0"], eps=hp["eps"], momentum=self.momentum)
-            st["skl1_param"] = np.array(s[3], dtype=np.float64)
         self._store_learned([path for path, *_ in pending], learned)

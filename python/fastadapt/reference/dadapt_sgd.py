@@ -14,7 +14,8 @@ One step over all tensors, with d global:
 - then ``numerator_weighted += dlr * dot``,
   ``d_hat = 2*numerator_weighted / sqrt(sum s*s)`` and
   ``d = max(d, min(d_hat, d*growth_rate))`` (Python's max/min); ``d`` stays
-  when ``sum s*s`` is 0 (the package raises there too).
+  when ``lr`` is 0 (as in the package) or ``sum s*s`` is 0 (the package
+  raises there).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def dadapt_sgd_rule(ps, gs, ss, x0s, *, d, numerator_weighted, g0_norm, lr, mome
         p[...] = p * T(one_minus_ck) + T(ck) * (x0 - s)
     numerator_weighted = numerator_weighted + dlr * global_sum(dots)
     sk_sq = global_sum(sqs)
-    if sk_sq != 0.0:
+    if lr > 0.0 and sk_sq != 0.0:  # (the package: lr > 0 only; a zero sum raises there)
         d_hat = 2.0 * numerator_weighted / math.sqrt(sk_sq)
         d = pymax(d, pymin(d_hat, d * growth_rate))
     return dict(d=d, numerator_weighted=numerator_weighted, g0_norm=g0_norm)
