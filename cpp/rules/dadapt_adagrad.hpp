@@ -65,10 +65,10 @@ struct DAdaptAdaGrad {
       after_pass,
   };
 
-  // p from x0 and the updated sk and den = sqrt(alphak) + eps.
+  // p from x0 and q = sk / (sqrt(alphak) + eps), both updated.
   template <class W, class T>
-  static FA_INLINE W moved(const T* p, std::size_t i, W x0, W sk, W den, T omck, T ck, bool momentum) {
-    const W z = x0 - sk / den;
+  static FA_INLINE W moved(const T* p, std::size_t i, W x0, W q, T omck, T ck, bool momentum) {
+    const W z = x0 - q;
     return momentum ? W::load(p + i) * W::set1(omck) + W::set1(ck) * z : z;
   }
 
@@ -93,18 +93,19 @@ struct DAdaptAdaGrad {
         W gi = pr.grad(g, i, k);
         if (decayed) gi = gi + W::set1(wd) * W::load(p + i);
         const W ai = W::load(a + i), si = W::load(sk + i);
-        const W old_w = (si * si) / (vsqrt(ai) + W::set1(eps));
+        // The weighted squares as float64 products of two factors in T: one
+        // division each, and sn / den is also p's.
+        pr.sum[2].add_product(si, si / (vsqrt(ai) + W::set1(eps)), k);
         const W an = ai + gi * gi;
         const W den = vsqrt(an) + W::set1(eps);
         const W sn = si + W::set1(dlr) * gi;
-        const W one = W::set1(T(1));
-        pr.sum[0].add_product((gi * gi) / den, one, k);
-        pr.sum[1].add_product((sn * sn) / den, one, k);
-        pr.sum[2].add_product(old_w, one, k);
-        pr.sum[3].add_product(vabs(sn) - vabs(si), one, k);
+        const W q = sn / den;
+        pr.sum[0].add_product(gi, gi / den, k);
+        pr.sum[1].add_product(sn, q, k);
+        pr.sum[3].add_product(vabs(sn) - vabs(si), W::set1(T(1)), k);
         an.store(a + i);
         sn.store(sk + i);
-        if constexpr (decltype(move)::value) moved(p, i, W::load(x0 + i), sn, den, omck, ck, momentum).store(p + i);
+        if constexpr (decltype(move)::value) moved(p, i, W::load(x0 + i), q, omck, ck, momentum).store(p + i);
       };
       if (write_p) {
         const T* const streams[] = {g, a, sk, x0, p};
@@ -121,8 +122,8 @@ struct DAdaptAdaGrad {
       const T* const streams[] = {a, sk, x0, p};
       return run_chunk<T>(t.n, gp, maximize, streams, [&](auto& pr, std::size_t i, int) {
         using W = VecOf<decltype(pr)>;
-        const W den = vsqrt(W::load(a + i)) + W::set1(eps);
-        moved(p, i, W::load(x0 + i), W::load(sk + i), den, omck, ck, momentum).store(p + i);
+        const W q = W::load(sk + i) / (vsqrt(W::load(a + i)) + W::set1(eps));
+        moved(p, i, W::load(x0 + i), q, omck, ck, momentum).store(p + i);
       });
     }
   }

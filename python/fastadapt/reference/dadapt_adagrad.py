@@ -6,17 +6,19 @@ One step over all tensors, with ``dlr = d * lr`` (d from the last step):
 per tensor, with its own ``eps`` and ``weight_decay``,
 
     gd = g + wd*p
-    old_w = sk*sk / (sqrt(alphak) + eps)          (the old sk and alphak)
+    old_w = sk * (sk / (sqrt(alphak) + eps))      (the old sk and alphak)
     alphak = alphak + gd*gd
     den = sqrt(alphak) + eps
-    gw = gd*gd / den
+    gw = gd * (gd / den)
     sk = sk + dlr*gd
-    new_w = sk*sk / den,  dl1 = |sk| - |old sk|
+    new_w = sk * (sk / den),  dl1 = |sk| - |old sk|
     p = p*(1-ck) + ck*(x0 - sk/den)   (p = x0 - sk/den when momentum == 0)
 
-and four per-tensor sums of those element values (``tensor_sum``, each
-value in the dtype, widened to float64): ``sum gw``, ``sum new_w``,
-``sum old_w``, ``sum dl1``. The package's running totals move by the
+and four per-tensor sums (``tensor_sum``) of float64 values: the three
+products ``old_w``, ``gw`` and ``new_w`` are of two factors computed in the
+dtype and multiplied in float64 (the quotient ``sk / den`` is the one p's
+update uses), ``dl1`` is computed in the dtype and widened:
+``sum gw``, ``sum new_w``, ``sum old_w``, ``sum dl1``. The package's running totals move by the
 per-tensor changes in tensor order:
 
     sksq_weighted += sum_t (sum new_w - sum old_w)
@@ -46,17 +48,17 @@ def dadapt_adagrad_tensor(p, g, alphak, sk, *, dlr, eps, weight_decay):
     """Pass 0 on one tensor: alphak and sk in place; returns the four sums
     ``(sum gw, sum new_w, sum old_w, sum dl1)``."""
     T = p.dtype.type
+    f64 = np.float64
     gd = g + T(weight_decay) * p if weight_decay != 0 else g
-    old_w = (sk * sk) / (np.sqrt(alphak) + T(eps))
+    old_q = sk / (np.sqrt(alphak) + T(eps))
+    old_w = sk.astype(f64) * old_q.astype(f64)
     old_l1 = np.abs(sk)
     alphak[...] = alphak + gd * gd
     den = np.sqrt(alphak) + T(eps)
-    gw = (gd * gd) / den
+    gw = gd.astype(f64) * (gd / den).astype(f64)
     sk[...] = sk + T(dlr) * gd
-    new_w = (sk * sk) / den
-    f64 = np.float64
-    return (tensor_sum(gw.astype(f64)), tensor_sum(new_w.astype(f64)), tensor_sum(old_w.astype(f64)),
-            tensor_sum((np.abs(sk) - old_l1).astype(f64)))
+    new_w = sk.astype(f64) * (sk / den).astype(f64)   # (sk / den: the quotient p's update uses)
+    return tensor_sum(gw), tensor_sum(new_w), tensor_sum(old_w), tensor_sum((np.abs(sk) - old_l1).astype(f64))
 
 
 def dadapt_adagrad_move(p, alphak, sk, x0, *, eps, momentum):
