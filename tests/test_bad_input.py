@@ -559,6 +559,13 @@ SPECIFIC_BAD_HYPER["hd-sgd"] = [("hypergrad_lr", -1e-6, ValueError, ">= 0"), ("m
                                 ("dampening", 2.0, ValueError, "[0, 1]"), ("nesterov", 1, TypeError, "True or False")]
 SPECIFIC_BAD_HYPER["hd-adam"] = [("hypergrad_lr", -1e-8, ValueError, ">= 0"), ("betas", (1.0, 0.9), ValueError, "[0, 1)"),
                                  ("betas", 0.9, TypeError, "pair"), ("eps", -1e-8, ValueError, ">= 0")]
+SPECIFIC_BAD_HYPER["dadapt-sgd"] = [("momentum", 1.0, ValueError, "[0, 1)"),
+                                    ("momentum", -0.1, ValueError, "[0, 1)"), ("d0", 0.0, ValueError, "> 0"),
+                                    ("growth_rate", 0.0, ValueError, "> 0"),
+                                    ("growth_rate", float("nan"), ValueError, "float('inf') for no limit"),
+                                    ("maximize", 1, TypeError, "True or False")]
+SPECIFIC_BAD_HYPER["dadapt-adagrad"] = SPECIFIC_BAD_HYPER["dadapt-sgd"] + [("eps", 0.0, ValueError, "> 0"),
+                                                                           ("eps", -1e-6, ValueError, "> 0")]
 
 HYPER_CASES = [pytest.param(name, attr, value, exc, fix, id=f"{name}-{attr}={value!r}")
                for name in ALL_OPTIMIZERS

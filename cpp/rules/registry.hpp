@@ -8,6 +8,8 @@
 #include "adagrad.hpp"
 #include "adam.hpp"
 #include "adamax.hpp"
+#include "dadapt_adagrad.hpp"
+#include "dadapt_sgd.hpp"
 #include "dog.hpp"
 #include "hd_adam.hpp"
 #include "hd_sgd.hpp"
@@ -23,4 +25,5 @@
 #define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
     MuonCommit, \
     DoG, LDoG, \
-    HDSGD, HDAdam
+    HDSGD, HDAdam, \
+    DAdaptSGD, DAdaptAdaGrad

@@ -13,6 +13,7 @@ from .gradients import clip_by_global_norm, global_norm, sanitize
 from .optim import DoG, LDoG  # noqa: F401
 from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, Muon,
                     NAdam, Optimizer, RAdam, RMSProp, RMSprop, make_optimizer)
+from .optim import DAdaptAdaGrad, DAdaptSGD
 from .optim import HypergradientAdam, HypergradientSGD
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
@@ -52,6 +53,8 @@ __all__ = [
     "LDoG",
     "HypergradientSGD",
     "HypergradientAdam",
+    "DAdaptSGD",
+    "DAdaptAdaGrad",
     "Optimizer",
     "make_optimizer",
     "global_norm",

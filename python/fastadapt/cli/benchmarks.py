@@ -101,6 +101,12 @@ RULES: Dict[str, Rule] = {r.name: r for r in [
     # torch has neither.
     Rule("hd-sgd", "HypergradientSGD", {"lr": 1e-3}, None, 4, 2, False),
     Rule("hd-adam", "HypergradientAdam", {"lr": 1e-3}, None, 6, 4, False),
+    # D-Adaptation after its first step: one pass. DAdaptSGD reads g, p, s,
+    # x0 and writes s, p; DAdaptAdaGrad (no weight decay, no momentum) reads
+    # g, alphak, sk, x0 and writes alphak, sk, p (x0 in p's place: the same count).
+    Rule("dadapt-sgd", "DAdaptSGD", {"lr": 1.0}, "dadaptation:DAdaptSGD", 4, 2, False, torch_foreach=False),
+    Rule("dadapt-adagrad", "DAdaptAdaGrad", {"lr": 1.0}, "dadaptation:DAdaptAdaGrad", 4, 3, False,
+         torch_foreach=False),
 ]}
 
 # A layout is the shapes of one step's tensors: "256x4096" is 256 vectors of

@@ -15,6 +15,8 @@ from .adafactor import Adafactor
 from .adagrad import AdaGrad, Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
+from .dadapt_adagrad import DAdaptAdaGrad
+from .dadapt_sgd import DAdaptSGD
 from .dog import DoG, LDoG
 from .hd_adam import HypergradientAdam
 from .hd_sgd import HypergradientSGD
@@ -32,6 +34,7 @@ __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "Ad
            "Lion", "LAMB", "LARS", "Muon"]
 __all__ += ["DoG", "LDoG"]
 __all__ += ["HypergradientSGD", "HypergradientAdam"]
+__all__ += ["DAdaptSGD", "DAdaptAdaGrad"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:

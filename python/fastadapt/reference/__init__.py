@@ -14,6 +14,8 @@ from .adafactor import Adafactor, adafactor_rule
 from .adagrad import AdaGrad, adagrad_rule
 from .adam import Adam, AdamW, adam_rule
 from .adamax import Adamax, adamax_rule
+from .dadapt_adagrad import DAdaptAdaGrad
+from .dadapt_sgd import DAdaptSGD, dadapt_sgd_rule
 from .dog import DoG, LDoG, dog_rule
 from .hd_adam import HypergradientAdam, hd_adam_pass0
 from .hd_sgd import HypergradientSGD, hd_sgd_pass0
@@ -34,3 +36,4 @@ __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "globa
            "LARS", "muon_rule", "newton_schulz", "Muon"]
 __all__ += ["dog_rule", "DoG", "LDoG"]
 __all__ += ["hd_sgd_pass0", "HypergradientSGD", "hd_adam_pass0", "HypergradientAdam"]
+__all__ += ["DAdaptSGD", "dadapt_sgd_rule", "DAdaptAdaGrad"]
