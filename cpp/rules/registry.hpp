@@ -19,8 +19,11 @@
 #include "radam.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
+#include "schedulefree_adamw.hpp"
+#include "schedulefree_sgd.hpp"
 
 #define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
     MuonCommit, \
     DoG, LDoG, \
-    HDSGD, HDAdam
+    HDSGD, HDAdam, \
+    ScheduleFreeAdamW, ScheduleFreeSGD
