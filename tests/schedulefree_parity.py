@@ -21,13 +21,13 @@ def eval_train_bit_for_bit(fa_cls, ref_cls, options, dtype, **kwargs):
         if step % 2 == 0:
             y = copy_tree(p)
             for _ in range(2):
-                ours.eval(p)
+                assert ours.eval(p) is p
                 theirs.eval(q)
                 assert not ours.train_mode and not theirs.train_mode
                 assert_same(ours, theirs, p, q, nan_as_nan=nan_as_nan)
             switches.append(not trees_same_bits(p, y))
             for _ in range(2):
-                ours.train(p)
+                assert ours.train(p) is p
                 theirs.train(q)
                 assert ours.train_mode and theirs.train_mode
                 assert_same(ours, theirs, p, q, nan_as_nan=nan_as_nan)
@@ -160,11 +160,11 @@ def eval_and_train_are_atomic(make, dtype):
 
 
 def adapted_is_the_schedule(fa_cls, ref_cls, options, changes, steps=8, seed=0):
-    """``_adapted()`` / ``_lr_estimate()`` after each step: the reference's
+    """``opt.adapted`` / ``opt.lr_estimate`` after each step: the reference's
     scheduled lr and weight c of that step; nothing before the first."""
     rng = np.random.default_rng(seed)
     ours, theirs = fa_cls(**options), ref_cls(**options)
-    assert ours._adapted() == {} and ours._lr_estimate() is None
+    assert ours.adapted == {} and ours.lr_estimate is None
     p = {"w": rng.standard_normal(5), "b": rng.standard_normal(3)}
     q = copy_tree(p)
     weights = set()
@@ -173,8 +173,8 @@ def adapted_is_the_schedule(fa_cls, ref_cls, options, changes, steps=8, seed=0):
         ours.update(p, g)
         theirs.update(q, g)
         st = theirs.state["w"]
-        assert ours._adapted() == {"lr": float(st["scheduled_lr"]), "weight": float(st["ckp1"])}
-        assert ours._lr_estimate() == float(st["scheduled_lr"])
+        assert ours.adapted == {"lr": float(st["scheduled_lr"]), "weight": float(st["ckp1"])}
+        assert ours.lr_estimate == float(st["scheduled_lr"])
         weights.add(float(st["ckp1"]))
         for name, v in (changes[k] if k < len(changes) else {}).items():
             setattr(ours, name, v)

@@ -107,10 +107,9 @@ class ScheduleFree(Optimizer):
 
     def _adapted(self) -> Dict[str, float]:
         """The last step's scheduled lr (warmup included) and the weight c
-        of its z in the average x (the default group); {} before a step."""
-        with self._busy.waiting():
-            self._settle()
-            now = self._carried_now()
+        of its z in the average x (the default group); {} before a step.
+        (The public ``opt.adapted`` calls it under the lock, settled.)"""
+        now = self._carried_now()
         return {} if now is None else {"lr": now["scheduled_lr"], "weight": now["ckp1"]}
 
     def _lr_estimate(self) -> Optional[float]:
@@ -132,21 +131,24 @@ class ScheduleFree(Optimizer):
             self._settle()
             return bool(self._train_mode)
 
-    def eval(self, params: Any) -> None:
-        """Write the averaged point x into ``params`` (in place) and go to
-        eval mode: for validation, checkpoints to deploy, inference. A
-        second call changes nothing; :meth:`update` refuses to run until
-        :meth:`train`. Atomic: on an error nothing is changed."""
+    def eval(self, params: Any) -> Any:
+        """Write the averaged point x into ``params`` (in place), go to eval
+        mode and return ``params``: for validation, checkpoints to deploy,
+        inference. A second call changes nothing; :meth:`update` refuses to
+        run until :meth:`train`. Atomic: on an error nothing is changed."""
         with self._busy:
             self._settle()
             self._switch(params, to_train=False)
+        return params
 
-    def train(self, params: Any) -> None:
-        """Write the training point y back into ``params`` (in place) and go
-        to train mode. A call in train mode changes nothing. Atomic."""
+    def train(self, params: Any) -> Any:
+        """Write the training point y back into ``params`` (in place), go to
+        train mode and return ``params``. A call in train mode changes
+        nothing. Atomic."""
         with self._busy:
             self._settle()
             self._switch(params, to_train=True)
+        return params
 
     def _switch(self, params: Any, to_train: bool) -> None:
         targets = self._targets(params)
