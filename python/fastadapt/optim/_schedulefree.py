@@ -251,6 +251,20 @@ class ScheduleFree(Optimizer):
             self._settle()
 
     def _settle(self) -> None:
+        txn = self._txn
+        if txn is not None and self._counts[0] == txn[0] and txn[3]:
+            # The step committed: install its carried scalars as one 0-d array
+            # per group and name, shared by the group's keys (the group carries
+            # one value). The base makes one array per key, which with four
+            # carried values was 80% of a step on 1000 tensors of 100. Then the
+            # base's install has nothing left to do; an interrupt in between
+            # leaves the list, and the next settle installs it again.
+            for members, values in txn[3]:
+                for name, v in values.items():
+                    arr, lst = np.array(v, dtype=np.float64), self._state[name]
+                    for i in members:
+                        lst[i] = arr
+            txn[3].clear()
         super()._settle()
         txn = self.__dict__.get("_load_txn")
         if txn is not None:
