@@ -5,7 +5,7 @@ either mode, atomic eval/train on bad params, the learned values."""
 import numpy as np
 import pytest
 
-from helpers import copy_tree, leaves, same_bits, trees_same_bits
+from helpers import copy_tree, same_bits, trees_same_bits
 from rule_parity import assert_same, make_tree, propagates_nonfinite, run_pair
 
 
