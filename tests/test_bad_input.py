@@ -566,6 +566,15 @@ SPECIFIC_BAD_HYPER["dadapt-sgd"] = [("momentum", 1.0, ValueError, "[0, 1)"),
                                     ("maximize", 1, TypeError, "True or False")]
 SPECIFIC_BAD_HYPER["dadapt-adagrad"] = SPECIFIC_BAD_HYPER["dadapt-sgd"] + [("eps", 0.0, ValueError, "> 0"),
                                                                            ("eps", -1e-6, ValueError, "> 0")]
+SPECIFIC_BAD_HYPER["schedulefree-adamw"] = [
+    ("betas", (0.0, 0.999), ValueError, "(0, 1)"), ("betas", (0.9, 1.0), ValueError, "[0, 1)"),
+    ("betas", 0.9, TypeError, "pair"), ("eps", -1e-8, ValueError, ">= 0"), ("warmup_steps", -1, ValueError, ">= 0"),
+    ("warmup_steps", 2.5, TypeError, "integer"), ("r", float("nan"), ValueError, "finite"),
+    ("weight_lr_power", -1.0, ValueError, ">= 0"), ("maximize", "yes", TypeError, "True or False")]
+SPECIFIC_BAD_HYPER["schedulefree-sgd"] = [
+    ("momentum", 0.0, ValueError, "(0, 1)"), ("momentum", 1.0, ValueError, "(0, 1)"),
+    ("warmup_steps", True, TypeError, "integer"), ("r", "1", TypeError, "real number"),
+    ("weight_lr_power", float("inf"), ValueError, "finite")]
 
 HYPER_CASES = [pytest.param(name, attr, value, exc, fix, id=f"{name}-{attr}={value!r}")
                for name in ALL_OPTIMIZERS

@@ -23,6 +23,7 @@ OWN_DEFAULT_LR = {"adadelta": 1.0, "adafactor": 1e-2, "adagrad": 1e-2, "adam": 1
 OWN_DEFAULT_LR.update({"dog": 1.0, "ldog": 1.0})
 OWN_DEFAULT_LR.update({"hd-sgd": 1e-3, "hd-adam": 1e-3})
 OWN_DEFAULT_LR.update({"dadapt-sgd": 1.0, "dadapt-adagrad": 1.0})  # D-Adaptation: lr multiplies the learned d
+OWN_DEFAULT_LR.update({"schedulefree-adamw": 0.0025, "schedulefree-sgd": 1.0})
 
 
 @pytest.fixture(autouse=True)

@@ -21,9 +21,12 @@
 #include "radam.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
+#include "schedulefree_adamw.hpp"
+#include "schedulefree_sgd.hpp"
 
 #define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
     MuonCommit, \
     DoG, LDoG, \
     HDSGD, HDAdam, \
-    DAdaptSGD, DAdaptAdaGrad
+    DAdaptSGD, DAdaptAdaGrad, \
+    ScheduleFreeAdamW, ScheduleFreeSGD

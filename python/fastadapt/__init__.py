@@ -15,6 +15,7 @@ from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam
                     NAdam, Optimizer, RAdam, RMSProp, RMSprop, make_optimizer)
 from .optim import DAdaptAdaGrad, DAdaptSGD
 from .optim import HypergradientAdam, HypergradientSGD
+from .optim import ScheduleFreeAdamW, ScheduleFreeSGD
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
 from .schedules.early_stopping import EarlyStopping
@@ -55,6 +56,8 @@ __all__ = [
     "HypergradientAdam",
     "DAdaptSGD",
     "DAdaptAdaGrad",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "Optimizer",
     "make_optimizer",
     "global_norm",

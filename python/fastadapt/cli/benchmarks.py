@@ -107,6 +107,10 @@ RULES: Dict[str, Rule] = {r.name: r for r in [
     Rule("dadapt-sgd", "DAdaptSGD", {"lr": 1.0}, "dadaptation:DAdaptSGD", 4, 2, False, torch_foreach=False),
     Rule("dadapt-adagrad", "DAdaptAdaGrad", {"lr": 1.0}, "dadaptation:DAdaptAdaGrad", 4, 3, False,
          torch_foreach=False),
+    # Schedule-Free: one pass reading g, y, z (and v) and writing y, z (and v);
+    # the schedule is float64 Python work. torch: the schedulefree package.
+    Rule("schedulefree-adamw", "ScheduleFreeAdamW", {"lr": 2.5e-3}, "schedulefree:AdamWScheduleFree", 4, 3, False),
+    Rule("schedulefree-sgd", "ScheduleFreeSGD", {"lr": 1e-2}, "schedulefree:SGDScheduleFree", 3, 2, False),
 ]}
 
 # A layout is the shapes of one step's tensors: "256x4096" is 256 vectors of
@@ -258,6 +262,8 @@ def build_case(rule_name: str, dtype: Any, layout: str, impl: str, seed: int = 0
         else:
             kw[flavour] = True
         topt = torch_class(tparams, **kw)
+        if hasattr(topt, "train"):  # Schedule-Free steps in train mode only (it starts in eval mode)
+            topt.train()
 
         def check() -> None:
             # The same rule: one step from the same start agrees with the
@@ -265,7 +271,10 @@ def build_case(rule_name: str, dtype: Any, layout: str, impl: str, seed: int = 0
             first = next(iter(params))
             tp = torch.nn.Parameter(torch.from_numpy(params[first].copy()))
             tp.grad = torch.from_numpy(grads[first].copy())
-            torch_class([tp], **kw).step()
+            one = torch_class([tp], **kw)
+            if hasattr(one, "train"):
+                one.train()
+            one.step()
             q = {first: params[first].copy()}
             getattr(ref, rule.optimizer)(**rule.options).update(q, {first: grads[first]})
             tol = (rule.torch_tol or (1e-5, 1e-12))[0 if dtype == np.float32 else 1]

@@ -28,6 +28,8 @@ from .nadam import NAdam
 from .radam import RAdam
 from .rmsprop import RMSProp, RMSprop
 from .sgd import SGD
+from .schedulefree_adamw import ScheduleFreeAdamW
+from .schedulefree_sgd import ScheduleFreeSGD
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "AdamW", "Adagrad", "AdaGrad",
            "RMSprop", "RMSProp", "SGD", "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor",
@@ -35,6 +37,7 @@ __all__ = ["Optimizer", "OPTIMIZERS", "Overrides", "make_optimizer", "Adam", "Ad
 __all__ += ["DoG", "LDoG"]
 __all__ += ["HypergradientSGD", "HypergradientAdam"]
 __all__ += ["DAdaptSGD", "DAdaptAdaGrad"]
+__all__ += ["ScheduleFreeAdamW", "ScheduleFreeSGD"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:

@@ -27,6 +27,9 @@ from .nadam import NAdam, nadam_rule
 from .radam import RAdam, radam_rule
 from .rmsprop import RMSProp, rmsprop_rule
 from .sgd import SGD, sgd_rule
+from ._schedulefree import lerp, schedulefree_schedule
+from .schedulefree_adamw import ScheduleFreeAdamW, schedulefree_adamw_rule
+from .schedulefree_sgd import ScheduleFreeSGD, schedulefree_sgd_rule
 
 __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "global_sum", "tensor_sum", "clip_scale",
            "adam_rule", "adagrad_rule", "rmsprop_rule", "sgd_rule", "ReferenceOptimizer",
@@ -37,3 +40,5 @@ __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "globa
 __all__ += ["dog_rule", "DoG", "LDoG"]
 __all__ += ["hd_sgd_pass0", "HypergradientSGD", "hd_adam_pass0", "HypergradientAdam"]
 __all__ += ["DAdaptSGD", "dadapt_sgd_rule", "DAdaptAdaGrad"]
+__all__ += ["schedulefree_schedule", "lerp", "schedulefree_adamw_rule", "ScheduleFreeAdamW", "schedulefree_sgd_rule",
+            "ScheduleFreeSGD"]
