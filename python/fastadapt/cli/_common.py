@@ -6,7 +6,8 @@ import argparse
 import contextlib
 import inspect
 import math
-from typing import Callable, Iterator, List, NoReturn, Optional
+import textwrap
+from typing import Any, Callable, Iterator, List, NoReturn, Optional
 
 __all__ = ["UserError", "user_input", "user_error", "Parser", "int_at_least", "float_above", "positive_int",
            "seed_arg", "optimizer_names", "optimizer_arg", "default_lr", "default_lrs_text"]
@@ -34,9 +35,26 @@ def user_error(err: Exception) -> UserError:
     return UserError(str(err))
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps help text between words only: optimizer names such as
+    dadapt-adagrad must not break at their hyphen."""
+
+    def _split_lines(self, text: str, width: int) -> List[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with its errors on one line, like the commands' own errors
-    (argparse prints the whole usage first)."""
+    (argparse prints the whole usage first), and help text wrapped between
+    words only."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")

@@ -62,6 +62,10 @@ class ScheduleFree(Optimizer):
     which of them is ``b`` (:meth:`_beta`) and its kernel scalars."""
 
     _carried = ("lr_max", "weight_sum", "scheduled_lr", "ckp1")
+    # Schedule-free: it needs an lr but no schedule on it (its warmup and the
+    # averaging replace one), and its defaults are meant to be used as they
+    # are: callers (fastadapt mnist, fa.compare) run it without lr schedules.
+    lr_free = True
 
     # ---- the schedule (float64, per group, before the step) --------------
     def _carry(self, hp: Dict[str, Any], t: int, previous: Optional[Dict[str, float]]) -> Dict[str, float]:
@@ -251,20 +255,6 @@ class ScheduleFree(Optimizer):
             self._settle()
 
     def _settle(self) -> None:
-        txn = self._txn
-        if txn is not None and self._counts[0] == txn[0] and txn[3]:
-            # The step committed: install its carried scalars as one 0-d array
-            # per group and name, shared by the group's keys (the group carries
-            # one value). The base makes one array per key, which with four
-            # carried values was 80% of a step on 1000 tensors of 100. Then the
-            # base's install has nothing left to do; an interrupt in between
-            # leaves the list, and the next settle installs it again.
-            for members, values in txn[3]:
-                for name, v in values.items():
-                    arr, lst = np.array(v, dtype=np.float64), self._state[name]
-                    for i in members:
-                        lst[i] = arr
-            txn[3].clear()
         super()._settle()
         txn = self.__dict__.get("_load_txn")
         if txn is not None:

@@ -477,11 +477,14 @@ class Optimizer:
                 for i in fresh_scalars:
                     if lst[i] is None:
                         lst[i] = self._tensor_scalar_view(table, i, j)
-            for members, values in carried:  # (idempotent: settling twice writes the same)
+            # One 0-d array per group and name, shared by the group's keys (the
+            # group carries one value; one array per key was most of a step on
+            # 1000 small tensors). Idempotent: settling twice writes the same.
+            for members, values in carried:
                 for name, v in values.items():
-                    lst = self._state[name]
+                    arr, lst = np.array(v, dtype=np.float64), self._state[name]
                     for i in members:
-                        lst[i] = np.array(v, dtype=np.float64)
+                        lst[i] = arr
         elif bound_now:
             self._unbind()
         else:
