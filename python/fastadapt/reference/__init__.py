@@ -25,6 +25,8 @@ from .nadam import NAdam, nadam_rule
 from .radam import RAdam, radam_rule
 from .rmsprop import RMSProp, rmsprop_rule
 from .sgd import SGD, sgd_rule
+from .prodigy import Prodigy
+from .dadapt_adam import DAdaptAdam
 
 __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "global_sum", "tensor_sum", "clip_scale",
            "adam_rule", "adagrad_rule", "rmsprop_rule", "sgd_rule", "ReferenceOptimizer",
@@ -34,3 +36,4 @@ __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "globa
            "LARS", "muon_rule", "newton_schulz", "Muon"]
 __all__ += ["dog_rule", "DoG", "LDoG"]
 __all__ += ["hd_sgd_pass0", "HypergradientSGD", "hd_adam_pass0", "HypergradientAdam"]
+__all__ += ["Prodigy", "DAdaptAdam"]
