@@ -1,20 +1,26 @@
-"""Prodigy: fastadapt's NumPy reference against prodigyopt's ``Prodigy``
-(float64 trajectories of 40 steps, several tensors in several parameter
-groups, hyperparameters changed mid-run, every option, the learned scalars
-d, d_max, d_numerator and k compared after every step; skipped without
-prodigyopt), and the package's edge cases: the early return before any
-gradient signal, a parameter group with lr 0, unequal learning rates."""
+"""Prodigy: the fused fa.Prodigy against fastadapt's NumPy reference bit for
+bit (every ISA path and thread count, float32 and float64, odd sizes, a
+pool-sized tensor, every option, clipping, non-finite policies, maximize,
+overrides, a key with lr 0, the early return, the learned scalars), and both
+against prodigyopt's ``Prodigy`` (float64 trajectories of 40 steps, several
+tensors in several parameter groups, hyperparameters changed mid-run, every
+option, d, d_max, d_numerator and k compared after every step; skipped
+without prodigyopt); checkpoints; bad hyperparameters."""
 
 import math
 
 import numpy as np
 import pytest
 
+import fastadapt as fa
 from fastadapt.reference import prodigy as ref_prodigy
 
 from d_adam_trajectory import run
+from helpers import copy_tree, same_bits, trees_same_bits
+from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, assert_not_options, pair_is_reference,
+                         propagates_nonfinite, round_trip_equals_uninterrupted)
 
-IMPLS = {"reference": ref_prodigy.Prodigy}
+IMPLS = {"fa": fa.Prodigy, "reference": ref_prodigy.Prodigy}
 BUFFERS = (("exp_avg_sq", "exp_avg_sq"), ("s", "s"), ("p0", "p0"))
 SCALARS = (("d", "d"), ("d_max", "d_max"), ("d_numerator", "d_numerator"), ("k", "k"))
 # 1e-12 relative (measured worst 3e-14 over these runs): torch sums in its
@@ -145,6 +151,7 @@ def test_defaults_are_prodigyopts():
     for name, value in ref_prodigy.Prodigy.defaults.items():
         if name != "maximize":
             assert value == theirs[name].default, name
+            assert fa.Prodigy().hyperparameters[name] == value, name
     skipped = {"self", "params", "fsdp_in_use", "slice_p"}
     assert set(theirs) - skipped == set(ref_prodigy.Prodigy.defaults) - {"maximize"}
 
@@ -167,3 +174,162 @@ def test_float32_stays_float32_and_near_float64():
     from rule_parity import float32_stays_float32_and_near_float64
 
     float32_stays_float32_and_near_float64(ref_prodigy.Prodigy, dict(weight_decay=0.01, d0=1e-2), "exp_avg", seed=14)
+
+
+# ---- the kernel against the reference, bit for bit ---------------------------------------
+
+KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(weight_decay=0.1, decouple=False, maximize=True),
+                dict(betas=(0.0, 0.99), weight_decay=0.1, decouple=False),
+                dict(use_bias_correction=True, safeguard_warmup=True, growth_rate=1.5),
+                dict(d_coef=2.0, beta3=0.5, eps=1e-3)]
+KERNEL_CHANGES = [dict(lr=0.5), dict(eps=1e-4, weight_decay=0.05), dict(d_coef=0.7, growth_rate=2.0),
+                  dict(betas=(0.8, 0.99), use_bias_correction=True)]
+D0 = 1e-3
+
+
+@DTYPES
+@pytest.mark.parametrize("options", KERNEL_CASES, ids=options_id)
+def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
+    pair_is_reference(fa.Prodigy, ref_prodigy.Prodigy, dict(d0=D0, **options), dtype, steps=5,
+                      changes=KERNEL_CHANGES)
+
+
+@DTYPES
+@pytest.mark.parametrize("options", KERNEL_CASES[:3], ids=options_id)
+def test_d_grows_on_a_quadratic_bit_for_bit(options, dtype, isa, threads):
+    """On a quadratic (g = p - target, plus noise) d grows step after step;
+    params, state and the learned scalars stay the reference's bits."""
+    from rule_parity import make_tree
+
+    rng = np.random.default_rng(21)
+    p = make_tree(rng, dtype)
+    target = make_tree(rng, dtype)
+    q = copy_tree(p)
+    ours, theirs = fa.Prodigy(d0=D0, **options), ref_prodigy.Prodigy(d0=D0, **options)
+    ds = []
+    for step in range(8):
+        noise = make_tree(rng, dtype)
+        def grad(x, x_star, n):   # (0-d arithmetic gives NumPy scalars: back to arrays)
+            return np.asarray((x - x_star) + dtype(0.1) * n, dtype=dtype)
+
+        g = {"layer": {k: grad(v, target["layer"][k], noise["layer"][k]) for k, v in p["layer"].items()},
+             "big": grad(p["big"], target["big"], noise["big"])}
+        ours.update(p, g)
+        theirs.update(q, g)
+        assert trees_same_bits(p, q), step
+        for key, bufs in ours.state.items():
+            for name, arr in bufs.items():
+                assert same_bits(arr, theirs.state[key][name]), (step, key, name)
+        ds.append(ours.adapted["d"])
+    assert ds[-1] > 100 * D0 and ours.adapted["k"] == 8
+
+
+@DTYPES
+@pytest.mark.parametrize("prep", PREP, ids=str)
+def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
+    """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (the sums
+    are then NaN: d and d_max keep their value, as prodigyopt's max/min
+    ignore a NaN estimate, and d_numerator is NaN from then on)."""
+    ours, p = pair_is_reference(fa.Prodigy, ref_prodigy.Prodigy, dict(d0=D0, weight_decay=0.1), dtype, **prep)
+    if propagates_nonfinite(prep):
+        assert math.isnan(ours.adapted["d_numerator"]) and ours.adapted["d"] == D0
+        assert np.isnan(p["big"]).any() and np.isfinite(p["layer"]["seven"]).all()
+
+
+PER_KEY = {"layer.odd": {"weight_decay": 0.0, "eps": 1e-4}, "big": {"safeguard_warmup": True, "maximize": True},
+           "layer.matrix": {"lr": 0.0}}
+
+
+@DTYPES
+@pytest.mark.parametrize("options", [dict(weight_decay=0.1), dict(betas=(0.0, 0.9), weight_decay=0.1, decouple=False)],
+                         ids=options_id)
+def test_overrides_are_reference_bit_for_bit(options, dtype, isa, threads):
+    """Per-key eps, weight decay, safeguard_warmup, maximize, and a key with
+    lr 0 (no share in d, no moments, still a step)."""
+    ours, p = pair_is_reference(fa.Prodigy, ref_prodigy.Prodigy, dict(d0=D0, **options), dtype,
+                                changes=KERNEL_CHANGES[:3], per_key=PER_KEY)
+    assert not np.any(ours.state["layer.matrix"]["s"]) and np.any(ours.state["layer.odd"]["s"])
+
+
+@DTYPES
+def test_early_return_and_zero_tensors_are_reference_bit_for_bit(dtype, isa, threads):
+    """Zero gradients for two steps (every s stays 0: prodigyopt's early
+    return, nothing moves, k stays 0), then a tensor that starts at 0 and
+    one whose gradient is always 0."""
+    rng = np.random.default_rng(5)
+    from rule_parity import BIG
+
+    p = {"zero": np.zeros(37, dtype), "big": rng.standard_normal(BIG).astype(dtype),
+         "dead": rng.standard_normal(21).astype(dtype)}
+    q = copy_tree(p)
+    ours, theirs = fa.Prodigy(d0=D0), ref_prodigy.Prodigy(d0=D0)
+    for step in range(6):
+        g = {k: (np.zeros_like(v) if step < 2 or k == "dead" else rng.standard_normal(v.shape).astype(dtype))
+             for k, v in p.items()}
+        before = copy_tree(p)
+        ours.update(p, g)
+        theirs.update(q, g)
+        assert trees_same_bits(p, q), step
+        for key, bufs in ours.state.items():
+            for name, arr in bufs.items():
+                assert same_bits(arr, theirs.state[key][name]), (step, key, name)
+        if step < 2:
+            assert trees_same_bits(p, before) and ours.adapted["k"] == 0 and ours.adapted["d"] == D0
+    assert ours.adapted["k"] == 4 and ours.step_count == 6
+    assert np.all(p["zero"] != 0)
+
+
+@DTYPES
+def test_state_dict_round_trip_mid_run(dtype):
+    straight = round_trip_equals_uninterrupted(
+        lambda: fa.Prodigy(d0=D0, weight_decay=0.1, overrides=PER_KEY), dtype, steps=6, cut=3,
+        changes=KERNEL_CHANGES, seed=3)
+    state = straight.state_dict()["state"]["big"]
+    assert state["d"].dtype == np.float64 and state["d"].shape == () and float(state["d"]) == straight.adapted["d"]
+    assert float(state["k"]) == 6 and float(state["d_numerator"]) != 0.0
+
+
+def test_learned_scalars_are_visible_and_the_same_for_every_key():
+    opt = fa.Prodigy(d0=D0, use_bias_correction=True)
+    assert opt.adapted == {} and opt.lr_estimate is None
+    rng = np.random.default_rng(8)
+    p = {"a": rng.standard_normal(50), "b": rng.standard_normal((3, 4))}
+    for _ in range(4):   # on |p|^2 / 2, so that d grows
+        opt.update(p, {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in p.items()})
+    got = opt.adapted
+    assert set(got) == {"d", "d_lr", "d_max", "d_numerator", "k"} and got["k"] == 4 and got["d"] > D0
+    for key in p:
+        assert float(opt.state[key]["d"]) == got["d"] and float(opt.state[key]["k"]) == 4
+    opt.lr = 0.5
+    assert opt.adapted["d_lr"] == got["d"] * 0.5
+    assert opt.lr_estimate == got["d"] * 0.5 * math.sqrt(1 - 0.999 ** 5) / (1 - 0.9 ** 5)
+    assert fa.Prodigy.lr_free
+
+
+def test_unequal_learning_rates_in_the_kernel_change_nothing():
+    opt = fa.Prodigy(overrides={"w": {"lr": 0.5}})
+    p = {"v": np.ones(3), "w": np.ones(3)}
+    with pytest.raises(ValueError, match="lr of 'w' is 0.5"):
+        opt.update(p, {"v": np.ones(3), "w": np.ones(3)})
+    assert opt.step_count == 0 and opt.adapted == {} and np.array_equal(p["w"], np.ones(3))
+    opt.lr = 0.5          # now every key's lr is 0.5
+    opt.update(p, {"v": np.ones(3), "w": np.ones(3)})
+    assert opt.step_count == 1
+
+
+# ---- bad hyperparameters -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["betas", "beta3", "decouple", "use_bias_correction", "d0", "d_coef",
+                                  "growth_rate"])
+def test_global_hyperparameters_are_not_per_key(name):
+    """They shape the one d: the optimizer's own, never an override's."""
+    with pytest.raises(TypeError, match=f"{name!r} is not a per-key hyperparameter of Prodigy"):
+        fa.Prodigy(overrides={"w": {name: fa.Prodigy().hyperparameters[name]}})
+
+
+def test_a_bad_assignment_changes_nothing():
+    assert_bad_assignments_change_nothing(
+        fa.Prodigy(), (("lr", -1.0), ("eps", 0.0), ("d0", 0.0), ("beta3", 1.0), ("growth_rate", float("nan")),
+                       ("betas", (0.9, 1.0)), ("decouple", "no")))
+    assert fa.Prodigy(growth_rate=1.02, beta3=0.9).hyperparameters["growth_rate"] == 1.02
+    assert_not_options(fa.Prodigy, ["slice_p", "fsdp_in_use"])

@@ -11,11 +11,13 @@
 #include "dog.hpp"
 #include "hd_adam.hpp"
 #include "hd_sgd.hpp"
+#include "dadapt_adam.hpp"
 #include "lamb.hpp"
 #include "lars.hpp"
 #include "lion.hpp"
 #include "muon.hpp"
 #include "nadam.hpp"
+#include "prodigy.hpp"
 #include "radam.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
@@ -23,4 +25,5 @@
 #define FASTADAPT_RULES Adam, Adagrad, RMSprop, SGD, NAdam, RAdam, Adamax, Adadelta, Adafactor, Lion, LAMB, LARS, Muon, \
     MuonCommit, \
     DoG, LDoG, \
-    HDSGD, HDAdam
+    HDSGD, HDAdam, \
+    Prodigy, DAdaptAdam

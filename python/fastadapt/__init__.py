@@ -14,6 +14,7 @@ from .optim import DoG, LDoG  # noqa: F401
 from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, Muon,
                     NAdam, Optimizer, RAdam, RMSProp, RMSprop, make_optimizer)
 from .optim import HypergradientAdam, HypergradientSGD
+from .optim import DAdaptAdam, Prodigy
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
 from .schedules.early_stopping import EarlyStopping
@@ -50,6 +51,8 @@ __all__ = [
     "LDoG",
     "HypergradientSGD",
     "HypergradientAdam",
+    "Prodigy",
+    "DAdaptAdam",
     "Optimizer",
     "make_optimizer",
     "global_norm",
