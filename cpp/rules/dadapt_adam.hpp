@@ -24,7 +24,7 @@ struct DAdaptAdam {
   // then the package's update of d.
   static void after_pass(const PassSums& ps) {
     if (ps.pass != 0 || ps.ntensors == 0) return;
-    const double* g0 = ps.scalars;
+    const double* g0 = ps.scalars + ps.tensor_group[0] * kMaxScalars;  // (sb2, growth_rate: any group's)
     const double* row = ps.tensor_scalars;
     const double d = row[kD], k = row[kK];
     double numerator = 0.0, denominator = 0.0;
@@ -80,8 +80,7 @@ struct DAdaptAdam {
       const bool l2 = t.flags & kL2;
       const T b1 = T(s[kB1]), b2 = T(s[kB2]), omb2 = T(s[kOneMinusB2]), sb2 = T(s[kSb2]), mc = T(s[kMCoef]),
               sc = T(s[kSCoef]), wd = T(s[kWd]);
-      const T* const streams[] = {g, p, m, v, sb};
-      return run_chunk<T, 2>(t.n, gp, maximize, streams, [&](auto& pr, std::size_t i, int k) {
+      auto body = [&](auto& pr, std::size_t i, int k) {
         using W = VecOf<decltype(pr)>;
         W gi = pr.grad(g, i, k);
         if (l2) gi = gi + W::set1(wd) * W::load(p + i);
@@ -92,7 +91,14 @@ struct DAdaptAdam {
         const W sn = W::set1(sb2) * si + W::set1(sc) * gi;
         sn.store(sb + i);
         pr.sum[1].add_product(vabs(sn), W::set1(T(1)), k);  // float64(|s|) * 1: exact
-      });
+      };
+      // p is read (and prefetched) only for the L2 term.
+      if (l2) {
+        const T* const streams[] = {g, p, m, v, sb};
+        return run_chunk<T, 2>(t.n, gp, maximize, streams, body);
+      }
+      const T* const streams[] = {g, m, v, sb};
+      return run_chunk<T, 2>(t.n, gp, maximize, streams, body);
     } else {
       if (s[kSkip] != 0.0) return ChunkResult{};
       const T wd_dlr = T(s[kWdDlr]);

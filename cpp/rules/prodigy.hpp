@@ -20,11 +20,11 @@ struct Prodigy {
 
   // After pass 0: numerator = sum over tensors (in order) of num_factor *
   // g.(p0 - p), denominator = sum of sum|s|; then prodigyopt's update of d.
-  // The global hyperparameters are every group's (overrides cannot set
-  // them): group 0's row.
+  // The global hyperparameters and num_factor are the same in every group
+  // (overrides cannot set them): tensor 0's group's row.
   static void after_pass(const PassSums& ps) {
     if (ps.pass != 0 || ps.ntensors == 0) return;
-    const double* g0 = ps.scalars;
+    const double* g0 = ps.scalars + ps.tensor_group[0] * kMaxScalars;  // (the global values: any group's)
     const double* row = ps.tensor_scalars;
     double d = row[kD], d_max = row[kDMax], d_numerator = row[kDNumerator];
     const double k = row[kK];
@@ -83,8 +83,7 @@ struct Prodigy {
       const T* p0 = static_cast<const T*>(t.s[3]);
       const T b1 = T(s[kB1]), b2 = T(s[kB2]), beta3 = T(s[kBeta3]), mc = T(s[kMCoef]), vc = T(s[kVCoef]),
               sc = T(s[kSCoef]);
-      const T* const streams[] = {g, p, p0, m, v, sb};
-      return run_chunk<T, 2>(t.n, gp, maximize, streams, [&](auto& pr, std::size_t i, int k) {
+      auto body = [&](auto& pr, std::size_t i, int k) {
         using W = VecOf<decltype(pr)>;
         W gi = pr.grad(g, i, k);
         const W pi = W::load(p + i);
@@ -95,7 +94,14 @@ struct Prodigy {
         const W si = W::set1(beta3) * W::load(sb + i) + W::set1(sc) * gi;
         si.store(sb + i);
         pr.sum[1].add_product(vabs(si), W::set1(T(1)), k);  // float64(|s|) * 1: exact
-      });
+      };
+      // m is read (and prefetched) only with momentum (b1 > 0).
+      if (momentum) {
+        const T* const streams[] = {g, p, p0, m, v, sb};
+        return run_chunk<T, 2>(t.n, gp, maximize, streams, body);
+      }
+      const T* const streams[] = {g, p, p0, v, sb};
+      return run_chunk<T, 2>(t.n, gp, maximize, streams, body);
     } else {
       if (s[kSkip] != 0.0) return ChunkResult{};
       const double d = t.tensor_scalars[kD];  // the new d (the hook's)

@@ -23,7 +23,8 @@ class Prodigy(da.DAdaptOptimizer):
         v = b2 * v + d * d * (1 - b2) * g * g
         s = beta3 * s + (d / d0) * dlr * g                  ((d / d0) * d with safeguard_warmup)
         d_numerator = beta3 * d_numerator + (d / d0) * dlr * sum(g * (p0 - p))
-        d = max(d, min(d_max, d_coef * d_numerator / sum|s|, ...))   (growth_rate-limited)
+        d_hat = d_coef * d_numerator / sum|s|               (sums over every key)
+        d = max(d, d_hat) while d == d0;  d_max = max(d_max, d_hat);  d = min(d_max, d * growth_rate)
         p = p - dlr * m / (sqrt(v) + d * eps)               (the new d in the denominator)
 
     One ``d`` for all keys (``opt.adapted``; per key in ``opt.state[key]["d"]``).
