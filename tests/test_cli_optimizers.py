@@ -22,6 +22,7 @@ OWN_DEFAULT_LR = {"adadelta": 1.0, "adafactor": 1e-2, "adagrad": 1e-2, "adam": 1
                   "radam": 1e-3, "rmsprop": 1e-2, "sgd": 1e-3}
 OWN_DEFAULT_LR.update({"dog": 1.0, "ldog": 1.0})
 OWN_DEFAULT_LR.update({"hd-sgd": 1e-3, "hd-adam": 1e-3})
+OWN_DEFAULT_LR.update({"prodigy": 1.0, "dadapt-adam": 1.0})
 
 
 @pytest.fixture(autouse=True)
