@@ -21,6 +21,12 @@ from helpers import copy_tree, same_bits, trees_same_bits
 from rule_parity import (BIG, DTYPES, PREP, assert_bad_assignments_change_nothing, assert_not_options, make_tree,
                          pair_is_reference, propagates_nonfinite, round_trip_equals_uninterrupted)
 
+
+def learned(opt, name):
+    """A learned scalar as the optimizer keeps it (every key holds the same: the first key's)."""
+    return float(next(iter(opt.state.values()))[name])
+
+
 IMPLS = {"fa": fa.DAdaptAdam, "reference": ref_dadapt.DAdaptAdam}
 BUFFERS = (("exp_avg", "exp_avg"), ("exp_avg_sq", "exp_avg_sq"), ("s", "s"))
 SCALARS = (("d", "d"), ("numerator_weighted", "numerator_weighted"), ("k", "k"))
@@ -201,7 +207,7 @@ def test_d_grows_on_a_quadratic_bit_for_bit(options, dtype, isa, threads):
         for key, bufs in ours.state.items():
             for name, arr in bufs.items():
                 assert same_bits(arr, theirs.state[key][name]), (step, key, name)
-    assert ours.adapted["d"] > 10 * D0 and ours.adapted["k"] == 8
+    assert ours.adapted["d"] > 10 * D0 and learned(ours, "k") == 8
 
 
 @DTYPES
@@ -211,7 +217,7 @@ def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threa
     sum leaves d as it was: the package's max/min ignore a NaN estimate)."""
     ours, p = pair_is_reference(fa.DAdaptAdam, ref_dadapt.DAdaptAdam, dict(d0=D0, weight_decay=0.1), dtype, **prep)
     if propagates_nonfinite(prep):
-        assert math.isnan(ours.adapted["numerator_weighted"]) and ours.adapted["d"] == D0
+        assert math.isnan(learned(ours, "numerator_weighted")) and ours.adapted["d"] == D0
         assert np.isnan(p["big"]).any() and np.isfinite(p["layer"]["seven"]).all()
 
 
@@ -248,8 +254,8 @@ def test_early_return_and_zero_tensors_are_reference_bit_for_bit(dtype, isa, thr
             for name, arr in bufs.items():
                 assert same_bits(arr, theirs.state[key][name]), (step, key, name)
         if step < 2:
-            assert trees_same_bits(p, before) and ours.adapted["k"] == 0 and ours.adapted["d"] == D0
-    assert ours.adapted["k"] == 4 and ours.step_count == 6
+            assert trees_same_bits(p, before) and learned(ours, "k") == 0 and ours.adapted["d"] == D0
+    assert learned(ours, "k") == 4 and ours.step_count == 6
     assert np.all(p["zero"] != 0)
 
 
@@ -271,7 +277,7 @@ def test_learned_scalars_are_visible_and_the_same_for_every_key():
     for _ in range(4):   # on |p|^2 / 2, so that d grows
         opt.update(p, {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in p.items()})
     got = opt.adapted
-    assert set(got) == {"d", "d_lr", "numerator_weighted", "k"} and got["k"] == 4 and got["d"] > D0
+    assert set(got) == {"d", "d_lr"} and got["d"] > D0
     for key in p:
         assert float(opt.state[key]["d"]) == got["d"] and float(opt.state[key]["k"]) == 4
     opt.lr = 0.5

@@ -20,6 +20,12 @@ from helpers import copy_tree, same_bits, trees_same_bits
 from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, assert_not_options, pair_is_reference,
                          propagates_nonfinite, round_trip_equals_uninterrupted)
 
+
+def learned(opt, name):
+    """A learned scalar as the optimizer keeps it (every key holds the same: the first key's)."""
+    return float(next(iter(opt.state.values()))[name])
+
+
 IMPLS = {"fa": fa.Prodigy, "reference": ref_prodigy.Prodigy}
 BUFFERS = (("exp_avg_sq", "exp_avg_sq"), ("s", "s"), ("p0", "p0"))
 SCALARS = (("d", "d"), ("d_max", "d_max"), ("d_numerator", "d_numerator"), ("k", "k"))
@@ -221,7 +227,7 @@ def test_d_grows_on_a_quadratic_bit_for_bit(options, dtype, isa, threads):
             for name, arr in bufs.items():
                 assert same_bits(arr, theirs.state[key][name]), (step, key, name)
         ds.append(ours.adapted["d"])
-    assert ds[-1] > 100 * D0 and ours.adapted["k"] == 8
+    assert ds[-1] > 100 * D0 and learned(ours, "k") == 8
 
 
 @DTYPES
@@ -232,7 +238,7 @@ def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threa
     ignore a NaN estimate, and d_numerator is NaN from then on)."""
     ours, p = pair_is_reference(fa.Prodigy, ref_prodigy.Prodigy, dict(d0=D0, weight_decay=0.1), dtype, **prep)
     if propagates_nonfinite(prep):
-        assert math.isnan(ours.adapted["d_numerator"]) and ours.adapted["d"] == D0
+        assert math.isnan(learned(ours, "d_numerator")) and ours.adapted["d"] == D0
         assert np.isnan(p["big"]).any() and np.isfinite(p["layer"]["seven"]).all()
 
 
@@ -274,8 +280,8 @@ def test_early_return_and_zero_tensors_are_reference_bit_for_bit(dtype, isa, thr
             for name, arr in bufs.items():
                 assert same_bits(arr, theirs.state[key][name]), (step, key, name)
         if step < 2:
-            assert trees_same_bits(p, before) and ours.adapted["k"] == 0 and ours.adapted["d"] == D0
-    assert ours.adapted["k"] == 4 and ours.step_count == 6
+            assert trees_same_bits(p, before) and learned(ours, "k") == 0 and ours.adapted["d"] == D0
+    assert learned(ours, "k") == 4 and ours.step_count == 6
     assert np.all(p["zero"] != 0)
 
 
@@ -297,7 +303,7 @@ def test_learned_scalars_are_visible_and_the_same_for_every_key():
     for _ in range(4):   # on |p|^2 / 2, so that d grows
         opt.update(p, {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in p.items()})
     got = opt.adapted
-    assert set(got) == {"d", "d_lr", "d_max", "d_numerator", "k"} and got["k"] == 4 and got["d"] > D0
+    assert set(got) == {"d", "d_lr", "d_max"} and got["d"] > D0 and got["d_max"] >= got["d"]
     for key in p:
         assert float(opt.state[key]["d"]) == got["d"] and float(opt.state[key]["k"]) == 4
     opt.lr = 0.5

@@ -92,8 +92,8 @@ class DAdaptAdam(da.DAdaptOptimizer):
         if not self._stepped():
             return {}
         learned = self._learned()
-        return {"d": learned["d"], "d_lr": learned["d"] * self._current_lr(),
-                "numerator_weighted": learned["numerator_weighted"], "k": learned["k"]}
+        # (numerator_weighted and k stay in opt.state: a running sum and a count, no step sizes)
+        return {"d": learned["d"], "d_lr": learned["d"] * self._current_lr()}
 
     def _lr_estimate(self) -> Optional[float]:
         if not self._stepped():

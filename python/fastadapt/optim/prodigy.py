@@ -100,8 +100,8 @@ class Prodigy(da.DAdaptOptimizer):
         if not self._stepped():
             return {}
         learned = self._learned()
-        return {"d": learned["d"], "d_lr": learned["d"] * self._current_lr(), "d_max": learned["d_max"],
-                "d_numerator": learned["d_numerator"], "k": learned["k"]}
+        # (d_numerator and k stay in opt.state: a running sum and a count, no step sizes)
+        return {"d": learned["d"], "d_lr": learned["d"] * self._current_lr(), "d_max": learned["d_max"]}
 
     def _lr_estimate(self) -> Optional[float]:
         if not self._stepped():
