@@ -550,6 +550,19 @@ SPECIFIC_BAD_HYPER["adamw-amsgrad"] = SPECIFIC_BAD_HYPER["adam"]
 SPECIFIC_BAD_HYPER["dog"] = SPECIFIC_BAD_HYPER["ldog"] = [
     ("reps_rel", 0.0, ValueError, "unless init_eta"), ("reps_rel", -1e-6, ValueError, ">= 0"),
     ("eps", -1e-8, ValueError, ">= 0"), ("init_eta", 0.0, ValueError, "> 0"), ("init_eta", "x", TypeError, "real number")]
+SPECIFIC_BAD_HYPER["prodigy"] = [("betas", (1.0, 0.9), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+                                 ("beta3", 1.0, ValueError, "[0, 1)"), ("beta3", "x", TypeError, "real number"),
+                                 ("eps", 0.0, ValueError, "> 0"), ("d0", 0.0, ValueError, "> 0"),
+                                 ("d_coef", -1.0, ValueError, "> 0"), ("growth_rate", 0.0, ValueError, "> 0"),
+                                 ("growth_rate", float("nan"), ValueError, "inf for no limit"),
+                                 ("decouple", 1, TypeError, "True or False"),
+                                 ("use_bias_correction", None, TypeError, "True or False"),
+                                 ("safeguard_warmup", "yes", TypeError, "True or False")]
+SPECIFIC_BAD_HYPER["dadapt-adam"] = [("betas", (0.9, 1.0), ValueError, "[0, 1)"), ("betas", 0.9, TypeError, "pair"),
+                                     ("eps", -1e-8, ValueError, "> 0"), ("d0", -1.0, ValueError, "> 0"),
+                                     ("growth_rate", -2.0, ValueError, "> 0"),
+                                     ("layer_scale", -1.0, ValueError, ">= 0"),
+                                     ("decouple", 1, TypeError, "True or False")]
 SPECIFIC_BAD_HYPER["muon"] = [("momentum", -0.9, ValueError, ">= 0"), ("eps", -1.0, ValueError, ">= 0"),
                               ("ns_steps", 100, ValueError, "[0, 100)"), ("ns_steps", 2.5, TypeError, "integer"),
                               ("ns_coefficients", (1.0, 2.0), TypeError, "three numbers"),

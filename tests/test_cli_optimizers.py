@@ -24,6 +24,7 @@ OWN_DEFAULT_LR.update({"dog": 1.0, "ldog": 1.0})
 OWN_DEFAULT_LR.update({"hd-sgd": 1e-3, "hd-adam": 1e-3})
 OWN_DEFAULT_LR.update({"dadapt-sgd": 1.0, "dadapt-adagrad": 1.0})  # D-Adaptation: lr multiplies the learned d
 OWN_DEFAULT_LR.update({"schedulefree-adamw": 0.0025, "schedulefree-sgd": 1.0})
+OWN_DEFAULT_LR.update({"prodigy": 1.0, "dadapt-adam": 1.0})
 
 
 @pytest.fixture(autouse=True)

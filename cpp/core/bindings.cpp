@@ -127,7 +127,8 @@ class Roof {
   Roof(const py::list& buffers, int nreads) : nreads_(nreads) {
     const int nbuf = static_cast<int>(buffers.size());
     if (nreads < 1 || nbuf - nreads < 1 || nreads > kMaxRoofBuffers || nbuf - nreads > kMaxRoofBuffers)
-      throw py::value_error("roof: need 1..8 read and 1..8 written buffers");
+      throw py::value_error("roof: need 1.." + std::to_string(kMaxRoofBuffers) + " read and 1.." +
+                            std::to_string(kMaxRoofBuffers) + " written buffers");
     nwrites_ = nbuf - nreads;
     const py::list first = buffers[0].cast<py::list>();
     py::list keys;

@@ -13,11 +13,13 @@
 #include "dog.hpp"
 #include "hd_adam.hpp"
 #include "hd_sgd.hpp"
+#include "dadapt_adam.hpp"
 #include "lamb.hpp"
 #include "lars.hpp"
 #include "lion.hpp"
 #include "muon.hpp"
 #include "nadam.hpp"
+#include "prodigy.hpp"
 #include "radam.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
@@ -29,4 +31,5 @@
     DoG, LDoG, \
     HDSGD, HDAdam, \
     DAdaptSGD, DAdaptAdaGrad, \
-    ScheduleFreeAdamW, ScheduleFreeSGD
+    ScheduleFreeAdamW, ScheduleFreeSGD, \
+    Prodigy, DAdaptAdam

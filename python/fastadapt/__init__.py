@@ -16,6 +16,7 @@ from .optim import (LAMB, LARS, SGD, AdaGrad, Adadelta, Adafactor, Adagrad, Adam
 from .optim import DAdaptAdaGrad, DAdaptSGD
 from .optim import HypergradientAdam, HypergradientSGD
 from .optim import ScheduleFreeAdamW, ScheduleFreeSGD
+from .optim import DAdaptAdam, Prodigy
 from .runtime import get_num_threads, set_num_threads, simd_info
 from .schedules.adaptive_lr import AdaptiveLR
 from .schedules.early_stopping import EarlyStopping
@@ -58,6 +59,8 @@ __all__ = [
     "DAdaptAdaGrad",
     "ScheduleFreeAdamW",
     "ScheduleFreeSGD",
+    "Prodigy",
+    "DAdaptAdam",
     "Optimizer",
     "make_optimizer",
     "global_norm",

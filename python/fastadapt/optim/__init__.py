@@ -20,11 +20,13 @@ from .dadapt_sgd import DAdaptSGD
 from .dog import DoG, LDoG
 from .hd_adam import HypergradientAdam
 from .hd_sgd import HypergradientSGD
+from .dadapt_adam import DAdaptAdam
 from .lamb import LAMB
 from .lars import LARS
 from .lion import Lion
 from .muon import Muon
 from .nadam import NAdam
+from .prodigy import Prodigy
 from .radam import RAdam
 from .rmsprop import RMSProp, RMSprop
 from .sgd import SGD
@@ -38,6 +40,7 @@ __all__ += ["DoG", "LDoG"]
 __all__ += ["HypergradientSGD", "HypergradientAdam"]
 __all__ += ["DAdaptSGD", "DAdaptAdaGrad"]
 __all__ += ["ScheduleFreeAdamW", "ScheduleFreeSGD"]
+__all__ += ["Prodigy", "DAdaptAdam"]
 
 
 def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:

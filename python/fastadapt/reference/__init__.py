@@ -30,6 +30,8 @@ from .sgd import SGD, sgd_rule
 from ._schedulefree import lerp, schedulefree_schedule
 from .schedulefree_adamw import ScheduleFreeAdamW, schedulefree_adamw_rule
 from .schedulefree_sgd import ScheduleFreeSGD, schedulefree_sgd_rule
+from .prodigy import Prodigy
+from .dadapt_adam import DAdaptAdam
 
 __all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "global_sum", "tensor_sum", "clip_scale",
            "adam_rule", "adagrad_rule", "rmsprop_rule", "sgd_rule", "ReferenceOptimizer",
@@ -42,3 +44,4 @@ __all__ += ["hd_sgd_pass0", "HypergradientSGD", "hd_adam_pass0", "HypergradientA
 __all__ += ["DAdaptSGD", "dadapt_sgd_rule", "DAdaptAdaGrad"]
 __all__ += ["schedulefree_schedule", "lerp", "schedulefree_adamw_rule", "ScheduleFreeAdamW", "schedulefree_sgd_rule",
             "ScheduleFreeSGD"]
+__all__ += ["Prodigy", "DAdaptAdam"]
