@@ -31,7 +31,8 @@ def test_the_doc_is_in_the_repository():
 @pytest.mark.parametrize("cls", sorted(set(optimizers.OPTIMIZERS.values()), key=lambda c: c.__name__),
                          ids=lambda c: c.__name__)
 def test_every_optimizer_class_has_a_section(cls):
-    assert cls.__name__ in _headings()
+    # (a heading may name two classes: "DoG and LDoG")
+    assert any(cls.__name__ in re.findall(r"[\w.]+", h) for h in _headings()), cls.__name__
     assert f"`fa.{cls.__name__}`" in DOC.read_text()
 
 

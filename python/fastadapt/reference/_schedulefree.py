@@ -1,4 +1,4 @@
-"""What the two Schedule-Free rules share (docs/rules/schedulefree.md): the
+"""What the two Schedule-Free rules share (docs/algorithms.md): the
 float64 schedule of a step (warmup, lr_max, the averaging weight), the lerp
 the kernels use, and the train/eval switch of the parameter arrays.
 

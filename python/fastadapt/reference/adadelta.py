@@ -1,4 +1,4 @@
-"""Adadelta in plain NumPy, in docs/rules/adadelta.md's operation order."""
+"""Adadelta in plain NumPy, in docs/algorithms.md's operation order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adamax in plain NumPy, in docs/rules/adamax.md's operation order."""
+"""Adamax in plain NumPy, in docs/algorithms.md's operation order."""
 
 from __future__ import annotations
 

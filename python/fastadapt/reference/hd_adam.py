@@ -1,5 +1,5 @@
 """HD-Adam (Baydin et al., ICLR 2018, Algorithm 6 "Adam-HD") in plain NumPy,
-in docs/rules/hd_adam.md's operation order: the direction is the paper's
+in docs/algorithms.md's operation order: the direction is the paper's
 ``m_hat / (sqrt(v_hat) + eps)``, stored as ``direction_prev`` for the next
 step's hypergradient."""
 

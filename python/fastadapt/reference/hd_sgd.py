@@ -1,5 +1,5 @@
 """HD-SGD (Baydin et al., ICLR 2018, Algorithm 4 "SGD-HD", and with Nesterov
-momentum Algorithm 5 "SGDN-HD") in plain NumPy, in docs/rules/hd_sgd.md's
+momentum Algorithm 5 "SGDN-HD") in plain NumPy, in docs/algorithms.md's
 operation order. Momentum, dampening and Nesterov are torch.optim.SGD's, as
 in the authors' ``SGDHD``: with ``hypergrad_lr=0`` this is fa.SGD bit for bit.
 """

@@ -1,4 +1,4 @@
-"""Muon (torch.optim.Muon) in plain NumPy, in docs/rules/muon.md's operation order.
+"""Muon (torch.optim.Muon) in plain NumPy, in docs/algorithms.md's operation order.
 
 One step of one matrix is three parts, in the order a fused kernel can run
 them atomically:

@@ -1,4 +1,4 @@
-"""NAdam in plain NumPy, in docs/rules/nadam.md's operation order.
+"""NAdam in plain NumPy, in docs/algorithms.md's operation order.
 
 The momentum schedule ``mu_t`` and its running product are scalars: they are
 computed in float64 here (as the Python layer will for the kernel) and the

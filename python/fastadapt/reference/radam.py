@@ -1,4 +1,4 @@
-"""RAdam in plain NumPy, in docs/rules/radam.md's operation order.
+"""RAdam in plain NumPy, in docs/algorithms.md's operation order.
 
 The length of the approximated SMA ``rho_t`` and the rectification term are
 scalars of (beta2, t), computed in float64; ``rho_t > 5`` picks the branch

@@ -1,5 +1,5 @@
 """Schedule-Free AdamW (Defazio et al. 2024; schedulefree's
-``AdamWScheduleFree``) in plain NumPy, in docs/rules/schedulefree.md's
+``AdamWScheduleFree``) in plain NumPy, in docs/algorithms.md's
 operation order. The parameter array holds the training point ``y``."""
 
 from __future__ import annotations
