@@ -224,3 +224,20 @@ def test_an_lr_flung_negative_within_the_first_epoch_is_judged_from_the_configur
     assert codes[:2] == ["nonfinite", "step_size_explosion"] and "lr_too_high" not in codes
     hit = fa.diagnose(h)[1].evidence["hits"][0]
     assert hit["step_size_at_best"] == 0.01 and hit["growth"] == 1.76e8 and hit["best_epoch"] is None
+
+
+def test_a_diverging_loss_under_an_lr_free_rule_gets_the_rules_advice_not_lower_the_lr():
+    # The step size grew only 2x (no explosion), yet the loss diverged: the
+    # lr_too_high finding names the step the rule learned and its own knobs
+    # (its lr is a multiplier: "lower the learning rate 3-10x" is Adam's advice).
+    loss = [1.2, 0.8, 0.6, 0.55, 0.9, 2.5]
+    learned = [1e-3, 2e-3, 2e-3, 2e-3, 3e-3, 4e-3]
+    h = _with(synthetic(loss, lr_estimate=learned, **{"adapted/d": learned}), dict(PRODIGY, growth_rate="inf"))
+    (finding,) = [f for f in fa.diagnose(h) if f.code == "lr_too_high"]
+    assert "learned step size up to 0.004" in finding.message
+    assert finding.evidence["learned_step_size"] == 4e-3
+    assert "d_coef (now 1)" in finding.advice and "growth_rate (now inf)" in finding.advice
+    assert "Lower the learning rate 3-10x" not in finding.advice
+    # Without a learned step size the advice stays the classic one.
+    (plain,) = [f for f in fa.diagnose(synthetic(loss)) if f.code == "lr_too_high"]
+    assert plain.advice.startswith("Lower the learning rate 3-10x")

@@ -58,7 +58,9 @@ struct DoGRule {
       // A group's values are computed on its first tensor (key order; every
       // member holds the group's values from the last step) and copied to
       // the others.
-      std::vector<std::size_t> first(static_cast<std::size_t>(ps.ngroups), ps.ntensors);
+      // (thread_local: no heap allocation once warm, as the rest of a step)
+      thread_local std::vector<std::size_t> first;
+      first.assign(static_cast<std::size_t>(ps.ngroups), ps.ntensors);
       for (std::size_t i = 0; i < ps.ntensors; ++i) {
         const std::uint32_t g = ps.tensor_group[i];
         double* row = ps.tensor_scalars + i * kMaxTensorScalars;

@@ -86,7 +86,9 @@ def plot_workload(result: "CompareResult", report: "WorkloadReport", path: str) 
         own = [r for r in runs if not r.tuning and r.optimizer == row.optimizer]
         marker = "  ← best at defaults" if row.optimizer == report.best_default else ""
         lr = f"lr {row.lr:.3g}" if row.lr is not None else "no lr"
-        label = f"{row.optimizer} ({'lr-free, ' if row.lr_free else ''}defaults, {lr}){marker}"
+        diverged = sum(r.diverged_at is not None for r in own)
+        died = (f", diverged{'' if len(own) == 1 else f' in {diverged}/{len(own)} seeds'}" if diverged else "")
+        label = f"{row.optimizer} ({'lr-free, ' if row.lr_free else ''}defaults, {lr}{died}){marker}"
         curves.append((label, dict(color=_COLORS[i % len(_COLORS)], lw=1.7, ls=_STYLES[(i // len(_COLORS)) % 4],
                                    zorder=3), own))
 

@@ -99,7 +99,10 @@ def train_run(workload: Workload, make: Callable[[], Optimizer], *, optimizer: s
     for step in range(1, workload.steps + 1):
         batch = next(batches)
         started = time.perf_counter()
-        loss, grads = workload.loss_and_grad(params, batch)
+        # (a run that diverges overflows on the way: it is reported as
+        # diverged, not with NumPy's warnings on the terminal)
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, grads = workload.loss_and_grad(params, batch)
         opt.update(params, grads)
         clock += time.perf_counter() - started
         loss = float(loss)
@@ -109,7 +112,8 @@ def train_run(workload: Workload, make: Callable[[], Optimizer], *, optimizer: s
         loss_sum += loss
         loss_count += 1
         if step in eval_steps:
-            value = _evaluate(workload, opt, params)
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = _evaluate(workload, opt, params)
             steps.append(step)
             metric.append(value)
             train_loss.append(loss_sum / loss_count)

@@ -246,6 +246,10 @@ class _Series:
         ranges = {f"{k}{end}" for k in keys if f"{k}_min" in keys and f"{k}_max" in keys for end in ("_min", "_max")}
         return [k for k in keys if k.startswith("adapted/") and k not in ranges]
 
+    def adapted_or_estimate(self) -> List[str]:
+        """``lr_estimate`` (when a learning-rate-free rule logged it) and the learned values."""
+        return (["lr_estimate"] if "lr_estimate" in self._history else []) + self.adapted_keys()
+
     def step_size_keys(self) -> List[str]:
         """What to judge as the learned step size: ``lr_estimate`` (every
         learning-rate-free rule's effective step), else (a history without
@@ -378,11 +382,20 @@ def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
                 "final_loss": _num(values[-1])}
     if lr_seen.size:
         evidence["max_lr"] = _num(float(lr_seen.max()))  # the highest lr any step used
+    fix = ("Lower the learning rate 3-10x (fa.lr_find suggests one), or warm it up "
+           "(fa.AdaptiveLR / a warmup schedule); keep gradient clipping on.")
+    if "lr_estimate" in s.adapted_or_estimate():
+        # A learning-rate-free rule: its lr is a multiplier of the step it
+        # learns, so the step it took and its own knobs are what to report.
+        learned, _, learned_high = s.learned_range("lr_estimate")
+        row = rows[labels.index(worst["epoch"])] if worst["epoch"] in labels else None
+        if row is not None and math.isfinite(learned_high[row]):
+            used += f" (learned step size up to {learned_high[row]:.4g})"
+            evidence["learned_step_size"] = _num(float(learned_high[row]))
+        fix = _step_size_advice(s, exploded=True)
     return _make("lr_too_high", [r["epoch"] for r in rises], evidence,
                  f"The training loss is {kind}: epoch {_human(worst['epoch'])} averaged {worst['loss']:.4g}"
-                 f"{used}, {1 + worst['rise']:.3g}x {start}.{times}",
-                 "Lower the learning rate 3-10x (fa.lr_find suggests one), or warm it up "
-                 "(fa.AdaptiveLR / a warmup schedule); keep gradient clipping on.")
+                 f"{used}, {1 + worst['rise']:.3g}x {start}.{times}", fix)
 
 
 def _exploding(s: _Series, t: Thresholds) -> Optional[Finding]:
@@ -443,6 +456,8 @@ def _times(factor: float) -> str:
 
 
 def _setting(value: Any) -> str:
+    if value in ("inf", "-inf", "nan"):  # (how a history's JSON keeps non-finite floats)
+        return str(value)
     if isinstance(value, float):
         return f"{value:g}"
     return repr(value)
