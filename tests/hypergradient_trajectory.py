@@ -10,6 +10,9 @@ written out in the test file, or torch.optim with the hypergradient rule
 wrapped around it."""
 
 import numpy as np
+import pytest
+
+from torch_trajectory import run as torch_run
 
 SHAPES = {"a": (7,), "b": (3, 5), "c": (1,), "d": (33, 17), "e": (101,)}
 
@@ -34,6 +37,34 @@ def problem(seed, steps):
         return out
 
     return theta0, grad_fn
+
+
+def every_impl_and_case(impls, cases):
+    """The parametrization of a trajectory test: every implementation
+    (``impl``, a key of ``impls``) on every case (``case``, of ``cases``)."""
+    def parametrize(test):
+        return pytest.mark.parametrize("impl", impls)(pytest.mark.parametrize("case", cases)(test))
+    return parametrize
+
+
+def schedule(start, more):
+    """``(start, hyper_at)``: ``hyper_at(t)`` gives the hyperparameters
+    before step t: ``start``, hypergrad_lr doubled from step 10, weight decay
+    raised by 0.05 from 15, the rule's own changes ``more(t, hp)`` (in
+    place), and lr assigned (alpha restarts) at 30."""
+
+    def hyper_at(t):
+        hp = dict(start)
+        if t >= 10:
+            hp["hypergrad_lr"] = start["hypergrad_lr"] * 2
+        if t >= 15:
+            hp["weight_decay"] = start["weight_decay"] + 0.05
+        more(t, hp)
+        if t >= 30:
+            hp["lr"] = start["lr"] * 0.7
+        return hp
+
+    return start, hyper_at
 
 
 def flat(tree):
@@ -136,3 +167,31 @@ def torch_with_hypergradient(torch_cls, torch_kwargs, grad_fn, theta0, hyper_at,
         d_prev = -(theta - theta_prev) / alpha
         out.append((unflat(theta), alpha))
     return out
+
+
+def same_trajectory_as(other, opt_cls, start, hyper_at, seed, steps):
+    """``opt_cls(**start)`` and ``other(grad_fn, theta0, hyper_at, steps)``
+    on ``problem(seed, steps)``, ``hyper_at(t)`` set before step t: the same
+    parameters and alpha after every step."""
+    theta0, grad_fn = problem(seed, steps)
+    ours = run_ours(opt_cls(**start), grad_fn, theta0, hyper_at, steps)
+    theirs = other(grad_fn, theta0, hyper_at, steps)
+    assert_same_trajectory(ours, theirs, theta0, start["lr"])
+
+
+def hypergrad_lr_zero_is_torch(torch_cls, opt_cls, start, state_keys, more_changes=None):
+    """``opt_cls`` with hypergrad_lr 0 (else ``start``) against
+    ``torch_cls`` to 1e-12, both changed before step 5 (lr halved), 12
+    (weight decay up by 0.01), 20 (lr doubled) and as ``more_changes`` says
+    ({step: {hyper: value}}): alpha stays lr (assigned mid-run as torch's
+    group lr), and the steps and ``state_keys`` are torch's."""
+    hp = dict(start)
+    del hp["hypergrad_lr"]
+    changes = {5: dict(lr=hp["lr"] * 0.5), 12: dict(weight_decay=0.01 + hp["weight_decay"]),
+               20: dict(lr=hp["lr"] * 2)}
+    for k, more in (more_changes or {}).items():
+        changes[k] = {**changes.get(k, {}), **more}
+    seen = []
+    torch_run(torch_cls, opt_cls(hypergrad_lr=0.0, **hp), torch_kwargs=hp, changes=lambda k: changes.get(k, {}),
+              state_keys=state_keys, tol=1e-12, on_step=lambda t, o: seen.append(adapted_lr(o)))
+    assert seen == [hp["lr"]] * 5 + [hp["lr"] * 0.5] * 15 + [hp["lr"] * 2] * 10

@@ -2,11 +2,48 @@
 eval()/train() bit for bit against the NumPy reference, checkpoints taken in
 either mode, atomic eval/train on bad params, the learned values."""
 
+import itertools
+
 import numpy as np
 import pytest
 
 from helpers import copy_tree, same_bits, trees_same_bits
-from rule_parity import assert_same, make_tree, propagates_nonfinite, run_pair
+from rule_parity import (assert_same, make_tree, pair_is_reference, propagates_nonfinite,
+                         round_trip_equals_uninterrupted, run_pair)
+
+KERNEL_OPTIONS = [dict(zip(("weight_decay", "warmup_steps", "maximize"), v))
+                  for v in itertools.product([0.0, 0.1], [0, 3], [False, True])]
+
+
+def options_id(o):
+    return "-".join(f"{k}={v}" for k, v in o.items())
+
+
+def gradient_preprocessing_is_reference(fa_cls, ref_cls, prep, dtype):
+    """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (they reach p)."""
+    _, p = pair_is_reference(fa_cls, ref_cls, dict(lr=1e-2, weight_decay=0.1, maximize=True), dtype, **prep)
+    if propagates_nonfinite(prep):
+        assert np.isnan(p["big"]).any()
+
+
+def overrides_are_reference(fa_cls, ref_cls, dtype, changes, per_key):
+    """``per_key`` gives "layer.odd" its own lr and warmup."""
+    ours, _ = pair_is_reference(fa_cls, ref_cls, dict(lr=1e-2, weight_decay=0.1), dtype, steps=5, changes=changes,
+                                per_key=per_key)
+    # one schedule per group: the override's lr and warmup give another lr_max
+    state = ours.state
+    assert state["layer.odd"]["lr_max"] != state["layer.seven"]["lr_max"]
+    assert state["layer.seven"]["lr_max"] == state["layer.scalar"]["lr_max"]
+
+
+def round_trip_in_train_mode(fa_cls, dtype, changes, per_key):
+    """A checkpoint taken in train mode (after 4 of 8 steps) resumes as the
+    uninterrupted run, and says train mode. Returns the run's state_dict."""
+    straight = round_trip_equals_uninterrupted(
+        lambda: fa_cls(lr=1e-2, weight_decay=0.1, warmup_steps=3, overrides=per_key), dtype, changes=changes)
+    sd = straight.state_dict()
+    assert sd["train_mode"] is True
+    return sd
 
 
 def eval_train_bit_for_bit(fa_cls, ref_cls, options, dtype, **kwargs):

@@ -5,6 +5,9 @@ given steps; parameters, ``z`` (and ``exp_avg_sq``) and the group scalars
 the package keeps (lr_max, weight_sum, scheduled_lr) compared after every
 step and every switch."""
 
+import inspect
+import itertools
+
 import numpy as np
 import pytest
 
@@ -12,6 +15,8 @@ from torch_trajectory import SHAPES, gradient, max_rel_err
 
 # The package keeps these per parameter group; we carry them per key.
 GROUP_SCALARS = ("lr_max", "weight_sum", "scheduled_lr")
+OPTIONS = [dict(zip(("weight_decay", "warmup_steps", "r", "weight_lr_power"), v))
+           for v in itertools.product([0.0, 0.05], [0, 7], [0.0, 1.5], [2.0, 0.0])]
 
 
 def package():
@@ -124,3 +129,45 @@ def eval_and_train_as_the_package(pkg_cls, ours, b, kwargs):
     ours.train(p)
     ours.train(p)
     assert max_rel_err(p["w"], y) < 1e-13
+
+
+def package_changes(lr, more):
+    """Before step k: a decaying lr every step (from ``lr``); the other
+    hyperparameters moved mid-run (warmup_steps lengthened while still
+    warming up, so the schedule jumps), and ``more`` ({step: {hyper:
+    value}}): the rule's own."""
+    def changes(k):
+        out = {"lr": lr * (1.0 - k / 60)}
+        if k == 4:
+            out.update(warmup_steps=12)
+        if k == 17:
+            out.update(weight_decay=0.1, r=0.5)
+        if k == 24:
+            out.update(weight_lr_power=1.0)
+        out.update(more.get(k, {}))
+        return out
+    return changes
+
+
+def defaults_are_the_packages(pkg_cls, ref_cls, fa_cls):
+    """The reference's defaults are ``pkg_cls``'s (foreach aside; plus
+    maximize, False) and fa_cls's are the reference's."""
+    params = inspect.signature(pkg_cls).parameters
+    theirs = {k: p.default for k, p in params.items() if k not in ("params", "foreach")}
+    assert {k: v for k, v in ref_cls.defaults.items() if k != "maximize"} == theirs
+    assert ref_cls.defaults["maximize"] is False
+    assert {k: v for k, v in fa_cls().hyperparameters.items() if k in ref_cls.defaults} == ref_cls.defaults
+
+
+def zero_lr_start_matches_package(pkg_cls, impl, lr, state_keys):
+    """lr 0 for the first steps: every weight is 0 and the package's
+    ZeroDivisionError branch sets the averaging weight to 0; then ``lr``."""
+    kwargs = dict(lr=0.0, warmup_steps=3)
+    run_vs_package(pkg_cls, impl(**kwargs), kwargs=kwargs, state_keys=state_keys,
+                   changes=lambda k: {"lr": 0.0 if k < 4 else lr}, switch_at=(2, 10))
+
+
+def float32_stays_float32_and_near_package(pkg_cls, impl, lr, state_keys):
+    kwargs = dict(lr=lr, weight_decay=0.01, warmup_steps=4)
+    run_vs_package(pkg_cls, impl(**kwargs), kwargs=kwargs, dtype=np.float32, state_keys=state_keys,
+                   switch_at=(10,), tol=1e-4)   # float32 op order differs: a sanity check

@@ -5,18 +5,21 @@ changed mid-run, the adapted learning rate compared after every step);
 against torch.optim.SGD with the hypergradient rule wrapped around it; and,
 with hypergrad_lr=0, against torch.optim.SGD itself."""
 
+import functools
+
 import numpy as np
 import pytest
 
 import fastadapt as fa
 from fastadapt.reference import hd_sgd as ref_hd_sgd
 
-from hypergradient_trajectory import (adapted_lr, assert_same_trajectory, flat, problem, run_ours,
-                                      torch_with_hypergradient, unflat)
+import hypergradient_parity as hgp
 from helpers import copy_tree, same_bits, trees_same_bits
-from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, make_tree, overrides_vs_reference,
-                         pair_is_reference, propagates_nonfinite, round_trip_equals_uninterrupted)
-from torch_trajectory import run as torch_run
+from hypergradient_parity import options_id
+from hypergradient_trajectory import (adapted_lr, every_impl_and_case, flat, hypergrad_lr_zero_is_torch,
+                                      same_trajectory_as, torch_with_hypergradient, unflat)
+from hypergradient_trajectory import schedule as hypergradient_schedule
+from rule_parity import DTYPES, PREP, assert_bad_assignments_change_nothing, make_tree, round_trip_equals_uninterrupted
 
 STEPS = 40
 IMPLS = {"fa": fa.HypergradientSGD, "reference": ref_hd_sgd.HypergradientSGD}
@@ -70,65 +73,41 @@ CASES = {
     "weight-decay": dict(weight_decay=0.1),
 }
 
+EVERY_IMPL_AND_CASE = every_impl_and_case(IMPLS, CASES)
+
 
 def schedule(case):
-    """Hyperparameters before step t: the case's, then beta, weight decay
-    and momentum changed mid-run, and lr assigned (alpha restarts) at 30."""
-    start = {**BASE, **CASES[case]}
-
-    def hyper_at(t):
-        hp = dict(start)
-        if t >= 10:
-            hp["hypergrad_lr"] = start["hypergrad_lr"] * 2
-        if t >= 15:
-            hp["weight_decay"] = start["weight_decay"] + 0.05
+    """The case's hyperparameters, then beta, weight decay and (from step
+    20, without Nesterov) momentum changed mid-run, and lr assigned (alpha
+    restarts) at 30."""
+    def momentum_on(t, hp):
         if t >= 20 and not hp["nesterov"]:
             hp["momentum"] = hp["momentum"] or 0.5
-        if t >= 30:
-            hp["lr"] = start["lr"] * 0.7
-        return hp
 
-    return start, hyper_at
+    return hypergradient_schedule({**BASE, **CASES[case]}, momentum_on)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("case", CASES)
+@EVERY_IMPL_AND_CASE
 def test_paper_algorithm(impl, case):
-    theta0, grad_fn = problem(1, STEPS)
-    start, hyper_at = schedule(case)
-    ours = run_ours(IMPLS[impl](**start), grad_fn, theta0, hyper_at, STEPS)
-    theirs = sgd_hd_paper(grad_fn, theta0, hyper_at, STEPS)
-    assert_same_trajectory(ours, theirs, theta0, start["lr"])
+    same_trajectory_as(sgd_hd_paper, IMPLS[impl], *schedule(case), seed=1, steps=STEPS)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("case", CASES)
+@EVERY_IMPL_AND_CASE
 def test_torch_sgd_with_the_hypergradient_around_it(impl, case):
     """The direction of step t-1 read off torch's own parameter update."""
     torch = pytest.importorskip("torch")
-    theta0, grad_fn = problem(2, STEPS)
-    start, hyper_at = schedule(case)
-    ours = run_ours(IMPLS[impl](**start), grad_fn, theta0, hyper_at, STEPS)
-    theirs = torch_with_hypergradient(torch.optim.SGD, {}, grad_fn, theta0, hyper_at, STEPS)
-    assert_same_trajectory(ours, theirs, theta0, start["lr"])
+    same_trajectory_as(functools.partial(torch_with_hypergradient, torch.optim.SGD, {}), IMPLS[impl], *schedule(case),
+                       seed=2, steps=STEPS)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("case", CASES)
+@EVERY_IMPL_AND_CASE
 def test_hypergrad_lr_zero_is_torch_sgd(impl, case):
     """beta = 0: alpha stays lr (assigned mid-run as torch's group lr), and
     the steps and the momentum buffer are torch.optim.SGD's."""
     torch = pytest.importorskip("torch")
-    hp = {**BASE, **CASES[case]}
-    del hp["hypergrad_lr"]
-    changes = {5: dict(lr=hp["lr"] * 0.5), 12: dict(weight_decay=0.01 + hp["weight_decay"]),
-               20: dict(lr=hp["lr"] * 2)}
-    ref = IMPLS[impl](hypergrad_lr=0.0, **hp)
-    seen = []
-    torch_run(torch.optim.SGD, ref, torch_kwargs=hp, changes=lambda k: changes.get(k, {}),
-              state_keys=("momentum_buffer",) if hp["momentum"] else (), tol=1e-12,
-              on_step=lambda t, opt: seen.append(adapted_lr(opt)))
-    assert seen == [hp["lr"]] * 5 + [hp["lr"] * 0.5] * 15 + [hp["lr"] * 2] * 10
+    start = {**BASE, **CASES[case]}
+    hypergrad_lr_zero_is_torch(torch.optim.SGD, IMPLS[impl], start,
+                               state_keys=("momentum_buffer",) if start["momentum"] else ())
 
 
 def test_defaults():
@@ -159,34 +138,19 @@ KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(momentum=0.9, nesterov=True
 KERNEL_CHANGES = [dict(lr=3e-3), dict(hypergrad_lr=5e-6, weight_decay=0.2), dict(momentum=0.5)]
 
 
-def alpha_moved(ours):
-    """The hypergradient did something: alpha is not lr (it restarted at the
-    last lr assignment, so it moved in the steps since)."""
-    a = ours.adapted["lr"]
-    assert a != ours.lr and np.isfinite(a), a
-
-
 @DTYPES
-@pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
+@pytest.mark.parametrize("options", KERNEL_CASES, ids=options_id)
 def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
     changes = [c for c in KERNEL_CHANGES if not (options.get("nesterov") and "momentum" in c)]
-    ours, _ = pair_is_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
-                                dict(lr=1e-2, hypergrad_lr=1e-6, **options), dtype, steps=5, changes=changes)
-    alpha_moved(ours)
+    hgp.kernel_is_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
+                            dict(lr=1e-2, hypergrad_lr=1e-6, **options), dtype, changes)
 
 
 @DTYPES
 @pytest.mark.parametrize("prep", PREP, ids=str)
 def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
-    """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (the
-    group's sum, hence alpha, becomes NaN from the second step: every
-    parameter then does)."""
-    ours, p = pair_is_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
-                                dict(lr=1e-2, hypergrad_lr=1e-6, momentum=0.9), dtype, **prep)
-    if propagates_nonfinite(prep):
-        assert np.isnan(ours.adapted["lr"]) and np.isnan(p["layer"]["seven"]).all()
-    else:
-        alpha_moved(ours)
+    hgp.gradient_preprocessing_is_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
+                                            dict(lr=1e-2, hypergrad_lr=1e-6, momentum=0.9), prep, dtype)
 
 
 OVERRIDE = {"lr": 0.05, "hypergrad_lr": 3e-6, "momentum": 0.9, "nesterov": True, "maximize": True}
@@ -194,11 +158,8 @@ OVERRIDE = {"lr": 0.05, "hypergrad_lr": 3e-6, "momentum": 0.9, "nesterov": True,
 
 @DTYPES
 def test_overrides_are_reference_bit_for_bit(dtype, isa, threads):
-    """An override group learns its own alpha (a reference optimizer per group)."""
-    ours = overrides_vs_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
-                                  dict(lr=1e-2, hypergrad_lr=1e-6, weight_decay=0.1), OVERRIDE, dtype,
-                                  changes=KERNEL_CHANGES)
-    assert float(ours.state["big"]["lr"]) != float(ours.state["layer.odd"]["lr"])
+    hgp.overrides_are_reference(fa.HypergradientSGD, ref_hd_sgd.HypergradientSGD,
+                                dict(lr=1e-2, hypergrad_lr=1e-6, weight_decay=0.1), OVERRIDE, dtype, KERNEL_CHANGES)
 
 
 @DTYPES
@@ -209,7 +170,7 @@ def test_state_dict_round_trip_mid_run(dtype):
 
 
 @DTYPES
-@pytest.mark.parametrize("options", KERNEL_CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "plain")
+@pytest.mark.parametrize("options", KERNEL_CASES, ids=options_id)
 def test_hypergrad_lr_zero_is_fa_sgd_bit_for_bit(options, dtype):
     """beta = 0: the same operations as fa.SGD, lr assigned mid-run included."""
     rng = np.random.default_rng(8)

@@ -15,42 +15,18 @@ import pytest
 import fastadapt as fa
 from fastadapt.reference import prodigy as ref_prodigy
 
-from d_adam_trajectory import run
-from helpers import copy_tree, same_bits, trees_same_bits
-from rule_parity import (DTYPES, PREP, assert_bad_assignments_change_nothing, assert_not_options, pair_is_reference,
-                         propagates_nonfinite, round_trip_equals_uninterrupted)
-
-
-def learned(opt, name):
-    """A learned scalar as the optimizer keeps it (every key holds the same: the first key's)."""
-    return float(next(iter(opt.state.values()))[name])
-
+import d_adam_parity as dap
+from d_adam_parity import D0, learned, options_id
+from d_adam_trajectory import changes_for, lr_0_group_matches_package, package_trajectory
+from rule_parity import DTYPES, PREP, assert_bad_assignments_change_nothing, assert_not_options, pair_is_reference
 
 IMPLS = {"fa": fa.Prodigy, "reference": ref_prodigy.Prodigy}
 BUFFERS = (("exp_avg_sq", "exp_avg_sq"), ("s", "s"), ("p0", "p0"))
 SCALARS = (("d", "d"), ("d_max", "d_max"), ("d_numerator", "d_numerator"), ("k", "k"))
-# 1e-12 relative (measured worst 3e-14 over these runs): torch sums in its
-# own order, fuses multiply-adds (addcmul) and computes sqrt as pow(x, 0.5);
-# d is a ratio of sums over all tensors whose numerator cancels, so those
-# last-bit differences grow a little over 40 steps.
-TOL = 1e-12
 
 OPTIONS = [dict(), dict(weight_decay=0.1), dict(weight_decay=0.1, decouple=False),
            dict(use_bias_correction=True, safeguard_warmup=True), dict(betas=(0.0, 0.99), beta3=0.9),
            dict(d_coef=0.5, growth_rate=1.02, d0=1e-4), dict(lr=0.5, eps=1e-4, betas=(0.5, 0.9))]
-
-
-def changes_for(options):
-    """The changes below; beta1 stays 0 where it starts at 0 (prodigyopt keeps
-    no exp_avg then, and cannot turn it on later)."""
-    b1 = 0.0 if options.get("betas", (0.9,))[0] == 0 else 0.85
-
-    def with_b1(k):
-        out = changes(k)
-        if "betas" in out:
-            out["betas"] = (b1, out["betas"][1])
-        return out
-    return with_b1
 
 
 def changes(k):
@@ -70,16 +46,8 @@ def changes(k):
     return out
 
 
-def options_id(o):
-    return "-".join(f"{k}={v}" for k, v in o.items()) or "defaults"
-
-
 def build(impl, hyper, per_key=None):
-    if impl == "reference":
-        from rule_parity import patch_per_key
-
-        return patch_per_key(IMPLS[impl](**hyper), per_key or {})
-    return IMPLS[impl](overrides=per_key, **hyper)
+    return dap.build(IMPLS, impl, hyper, per_key)
 
 
 def prodigy_cls():
@@ -95,15 +63,8 @@ def buffers_of(hyper):
 def test_prodigyopt_trajectory(impl, options):
     cls = prodigy_cls()
     per_key = {"b": {"weight_decay": 0.3, "eps": 1e-6}, "c": {"safeguard_warmup": True}}
-    ours = build(impl, options, per_key)
-    # steps 0 and 1 have zero gradients (prodigyopt returns early), step 22 too (it does not: s is not 0)
-    worst = run(cls, ours, torch_kwargs=options, per_key=per_key, changes=changes_for(options), buffers=buffers_of(options),
-                scalars=SCALARS, zero_steps=(0, 1, 22), tol=TOL)
-    state = ours.state["a"]
-    # coupled weight decay makes the "zero" gradients of steps 0 and 1 nonzero (key "b" decays)
-    early_returns = 0 if options.get("decouple", True) is False else 2
-    assert float(state["k"]) == 40 - early_returns and float(state["d"]) > options.get("d0", 1e-6)
-    assert worst <= TOL
+    package_trajectory(cls, build(impl, options, per_key), options, per_key, decouple_default=True,
+                       changes=changes_for(options, changes), buffers=buffers_of(options), scalars=SCALARS)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -111,16 +72,7 @@ def test_no_gradient_signal_changes_no_parameter(impl):
     """prodigyopt returns early while the sum of |s| is 0 (zero gradients so
     far): the parameters, d and k stay; the moments of the (zero) gradient
     are still taken (they stay 0 here)."""
-    opt = build(impl, {})
-    p = {"w": np.arange(1.0, 5.0)}
-    for _ in range(3):
-        opt.update(p, {"w": np.zeros(4)})
-    assert np.array_equal(p["w"], np.arange(1.0, 5.0))
-    st = opt.state["w"]
-    assert float(st["k"]) == 0 and float(st["d"]) == 1e-6 and float(st["d_numerator"]) == 0.0
-    assert not np.any(st["s"]) and not np.any(st["exp_avg"])
-    opt.update(p, {"w": np.ones(4)})
-    assert float(opt.state["w"]["k"]) == 1 and not np.array_equal(p["w"], np.arange(1.0, 5.0))
+    dap.no_gradient_signal_changes_no_parameter(build(impl, {}), "d_numerator", zero_buffers=("s", "exp_avg"))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -133,10 +85,8 @@ def test_a_group_with_lr_0_adds_nothing_to_d_and_keeps_its_moments(impl, options
     the decay), exactly as prodigyopt."""
     cls = prodigy_cls()
     per_key = {"d": {"lr": 0.0}}
-    ours = build(impl, options, per_key)
-    run(cls, ours, torch_kwargs=options, per_key=per_key, buffers=buffers_of(options), scalars=SCALARS,
-        steps=30, tol=TOL)
-    assert not np.any(ours.state["d"]["s"]) and not np.any(ours.state["d"]["exp_avg_sq"])
+    lr_0_group_matches_package(cls, build(impl, options, per_key), options, per_key, buffers=buffers_of(options),
+                               scalars=SCALARS)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -144,10 +94,8 @@ def test_unequal_learning_rates_are_refused_and_change_nothing(impl):
     """prodigyopt raises RuntimeError for a group lr that is neither the
     largest nor 0; ours a ValueError naming the key, before any change."""
     opt = build(impl, {}, {"w": {"lr": 0.5}})
-    p = {"v": np.ones(3), "w": np.ones(3)}
-    with pytest.raises(ValueError, match="lr of 'w' is 0.5"):
-        opt.update(p, {"v": np.ones(3), "w": np.ones(3)})
-    assert opt.step_count == 0 and not opt.state and np.array_equal(p["w"], np.ones(3))
+    dap.unequal_learning_rates_change_nothing(opt)
+    assert not opt.state
 
 
 def test_defaults_are_prodigyopts():
@@ -190,7 +138,6 @@ KERNEL_CASES = [dict(), dict(weight_decay=0.1), dict(weight_decay=0.1, decouple=
                 dict(d_coef=2.0, beta3=0.5, eps=1e-3)]
 KERNEL_CHANGES = [dict(lr=0.5), dict(eps=1e-4, weight_decay=0.05), dict(d_coef=0.7, growth_rate=2.0),
                   dict(betas=(0.8, 0.99), use_bias_correction=True)]
-D0 = 1e-3
 
 
 @DTYPES
@@ -203,43 +150,16 @@ def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
 @DTYPES
 @pytest.mark.parametrize("options", KERNEL_CASES[:3], ids=options_id)
 def test_d_grows_on_a_quadratic_bit_for_bit(options, dtype, isa, threads):
-    """On a quadratic (g = p - target, plus noise) d grows step after step;
-    params, state and the learned scalars stay the reference's bits."""
-    from rule_parity import make_tree
-
-    rng = np.random.default_rng(21)
-    p = make_tree(rng, dtype)
-    target = make_tree(rng, dtype)
-    q = copy_tree(p)
-    ours, theirs = fa.Prodigy(d0=D0, **options), ref_prodigy.Prodigy(d0=D0, **options)
-    ds = []
-    for step in range(8):
-        noise = make_tree(rng, dtype)
-        def grad(x, x_star, n):   # (0-d arithmetic gives NumPy scalars: back to arrays)
-            return np.asarray((x - x_star) + dtype(0.1) * n, dtype=dtype)
-
-        g = {"layer": {k: grad(v, target["layer"][k], noise["layer"][k]) for k, v in p["layer"].items()},
-             "big": grad(p["big"], target["big"], noise["big"])}
-        ours.update(p, g)
-        theirs.update(q, g)
-        assert trees_same_bits(p, q), step
-        for key, bufs in ours.state.items():
-            for name, arr in bufs.items():
-                assert same_bits(arr, theirs.state[key][name]), (step, key, name)
-        ds.append(ours.adapted["d"])
-    assert ds[-1] > 100 * D0 and learned(ours, "k") == 8
+    ours = dap.quadratic_is_reference(fa.Prodigy, ref_prodigy.Prodigy, dict(d0=D0, **options), dtype)
+    assert ours.adapted["d"] > 100 * D0 and learned(ours, "k") == 8
 
 
 @DTYPES
 @pytest.mark.parametrize("prep", PREP, ids=str)
 def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
-    """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (the sums
-    are then NaN: d and d_max keep their value, as prodigyopt's max/min
-    ignore a NaN estimate, and d_numerator is NaN from then on)."""
-    ours, p = pair_is_reference(fa.Prodigy, ref_prodigy.Prodigy, dict(d0=D0, weight_decay=0.1), dtype, **prep)
-    if propagates_nonfinite(prep):
-        assert math.isnan(learned(ours, "d_numerator")) and ours.adapted["d"] == D0
-        assert np.isnan(p["big"]).any() and np.isfinite(p["layer"]["seven"]).all()
+    """Clipping, nonfinite="zero", and NaN/Inf gradients propagated (d and
+    d_max keep their value, d_numerator is NaN from then on)."""
+    dap.gradient_preprocessing_is_reference(fa.Prodigy, ref_prodigy.Prodigy, prep, dtype, "d_numerator")
 
 
 PER_KEY = {"layer.odd": {"weight_decay": 0.0, "eps": 1e-4}, "big": {"safeguard_warmup": True, "maximize": True},
@@ -252,72 +172,30 @@ PER_KEY = {"layer.odd": {"weight_decay": 0.0, "eps": 1e-4}, "big": {"safeguard_w
 def test_overrides_are_reference_bit_for_bit(options, dtype, isa, threads):
     """Per-key eps, weight decay, safeguard_warmup, maximize, and a key with
     lr 0 (no share in d, no moments, still a step)."""
-    ours, p = pair_is_reference(fa.Prodigy, ref_prodigy.Prodigy, dict(d0=D0, **options), dtype,
-                                changes=KERNEL_CHANGES[:3], per_key=PER_KEY)
-    assert not np.any(ours.state["layer.matrix"]["s"]) and np.any(ours.state["layer.odd"]["s"])
+    dap.overrides_are_reference(fa.Prodigy, ref_prodigy.Prodigy, options, dtype, KERNEL_CHANGES[:3], PER_KEY)
 
 
 @DTYPES
 def test_early_return_and_zero_tensors_are_reference_bit_for_bit(dtype, isa, threads):
-    """Zero gradients for two steps (every s stays 0: prodigyopt's early
-    return, nothing moves, k stays 0), then a tensor that starts at 0 and
-    one whose gradient is always 0."""
-    rng = np.random.default_rng(5)
-    from rule_parity import BIG
-
-    p = {"zero": np.zeros(37, dtype), "big": rng.standard_normal(BIG).astype(dtype),
-         "dead": rng.standard_normal(21).astype(dtype)}
-    q = copy_tree(p)
-    ours, theirs = fa.Prodigy(d0=D0), ref_prodigy.Prodigy(d0=D0)
-    for step in range(6):
-        g = {k: (np.zeros_like(v) if step < 2 or k == "dead" else rng.standard_normal(v.shape).astype(dtype))
-             for k, v in p.items()}
-        before = copy_tree(p)
-        ours.update(p, g)
-        theirs.update(q, g)
-        assert trees_same_bits(p, q), step
-        for key, bufs in ours.state.items():
-            for name, arr in bufs.items():
-                assert same_bits(arr, theirs.state[key][name]), (step, key, name)
-        if step < 2:
-            assert trees_same_bits(p, before) and learned(ours, "k") == 0 and ours.adapted["d"] == D0
-    assert learned(ours, "k") == 4 and ours.step_count == 6
-    assert np.all(p["zero"] != 0)
+    dap.early_return_and_zero_tensors_are_reference(fa.Prodigy, ref_prodigy.Prodigy, dtype)
 
 
 @DTYPES
 def test_state_dict_round_trip_mid_run(dtype):
-    straight = round_trip_equals_uninterrupted(
-        lambda: fa.Prodigy(d0=D0, weight_decay=0.1, overrides=PER_KEY), dtype, steps=6, cut=3,
-        changes=KERNEL_CHANGES, seed=3)
-    state = straight.state_dict()["state"]["big"]
-    assert state["d"].dtype == np.float64 and state["d"].shape == () and float(state["d"]) == straight.adapted["d"]
-    assert float(state["k"]) == 6 and float(state["d_numerator"]) != 0.0
+    dap.state_dict_round_trip_mid_run(fa.Prodigy, PER_KEY, KERNEL_CHANGES, dtype, "d_numerator")
 
 
 def test_learned_scalars_are_visible_and_the_same_for_every_key():
     opt = fa.Prodigy(d0=D0, use_bias_correction=True)
-    assert opt.adapted == {} and opt.lr_estimate is None
-    rng = np.random.default_rng(8)
-    p = {"a": rng.standard_normal(50), "b": rng.standard_normal((3, 4))}
-    for _ in range(4):   # on |p|^2 / 2, so that d grows
-        opt.update(p, {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in p.items()})
-    got = opt.adapted
-    assert set(got) == {"d", "d_lr", "d_max"} and got["d"] > D0 and got["d_max"] >= got["d"]
-    for key in p:
-        assert float(opt.state[key]["d"]) == got["d"] and float(opt.state[key]["k"]) == 4
-    opt.lr = 0.5
-    assert opt.adapted["d_lr"] == got["d"] * 0.5
+    got = dap.learned_scalars_after_four_steps(opt)
+    assert set(got) == {"d", "d_lr", "d_max"} and got["d_max"] >= got["d"]
     assert opt.lr_estimate == got["d"] * 0.5 * math.sqrt(1 - 0.999 ** 5) / (1 - 0.9 ** 5)
-    assert fa.Prodigy.lr_free
 
 
 def test_unequal_learning_rates_in_the_kernel_change_nothing():
     opt = fa.Prodigy(overrides={"w": {"lr": 0.5}})
-    p = {"v": np.ones(3), "w": np.ones(3)}
-    with pytest.raises(ValueError, match="lr of 'w' is 0.5"):
-        opt.update(p, {"v": np.ones(3), "w": np.ones(3)})
-    assert opt.step_count == 0 and opt.adapted == {} and np.array_equal(p["w"], np.ones(3))
+    p = dap.unequal_learning_rates_change_nothing(opt)
+    assert opt.adapted == {}
     opt.lr = 0.5          # now every key's lr is 0.5
     opt.update(p, {"v": np.ones(3), "w": np.ones(3)})
     assert opt.step_count == 1
@@ -328,9 +206,7 @@ def test_unequal_learning_rates_in_the_kernel_change_nothing():
 @pytest.mark.parametrize("name", ["betas", "beta3", "decouple", "use_bias_correction", "d0", "d_coef",
                                   "growth_rate"])
 def test_global_hyperparameters_are_not_per_key(name):
-    """They shape the one d: the optimizer's own, never an override's."""
-    with pytest.raises(TypeError, match=f"{name!r} is not a per-key hyperparameter of Prodigy"):
-        fa.Prodigy(overrides={"w": {name: fa.Prodigy().hyperparameters[name]}})
+    dap.global_hyperparameter_is_not_per_key(fa.Prodigy, name)
 
 
 def test_a_bad_assignment_changes_nothing():

@@ -5,9 +5,6 @@ either mode), and the reference and fa.ScheduleFreeAdamW against the
 schedulefree package's AdamWScheduleFree (float64 to 1e-13 relative, skipped
 without it) with hyperparameters changed mid-run and eval()/train() switches."""
 
-import inspect
-import itertools
-
 import numpy as np
 import pytest
 
@@ -15,17 +12,16 @@ import fastadapt as fa
 from fastadapt.reference import schedulefree_adamw as ref
 
 import schedulefree_parity as sfp
-from rule_parity import (DTYPES, PREP, assert_not_options, pair_is_reference,
-                         propagates_nonfinite, round_trip_equals_uninterrupted)
-from schedulefree_trajectory import eval_and_train_as_the_package, package, run_vs_package
+from rule_parity import DTYPES, PREP, assert_not_options, pair_is_reference
+from schedulefree_trajectory import (OPTIONS, defaults_are_the_packages, eval_and_train_as_the_package,
+                                     float32_stays_float32_and_near_package, package, package_changes, run_vs_package,
+                                     zero_lr_start_matches_package)
 
 STATE = ("z", "exp_avg_sq")
 IMPLS = pytest.mark.parametrize("impl", [ref.ScheduleFreeAdamW, fa.ScheduleFreeAdamW], ids=["reference", "fastadapt"])
 
 # ---- the kernel against the reference, bit for bit --------------------------------------
 
-KERNEL_OPTIONS = [dict(zip(("weight_decay", "warmup_steps", "maximize"), v))
-                  for v in itertools.product([0.0, 0.1], [0, 3], [False, True])]
 # (c >= 0.5 at the first step and while warming up: both lerp forms run)
 CHANGES = [dict(lr=3e-3), dict(betas=(0.8, 0.99), warmup_steps=10), dict(eps=1e-3, weight_decay=0.05),
            dict(r=1.0, weight_lr_power=1.0), dict(betas=(0.5, 0.9), lr=2e-2)]
@@ -34,7 +30,7 @@ PER_KEY = {"layer.odd": {"weight_decay": 0.0, "lr": 0.1, "warmup_steps": 2}, "bi
 
 
 @DTYPES
-@pytest.mark.parametrize("options", KERNEL_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", sfp.KERNEL_OPTIONS, ids=sfp.options_id)
 def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
     pair_is_reference(fa.ScheduleFreeAdamW, ref.ScheduleFreeAdamW, dict(lr=1e-2, **options), dtype, steps=6,
                       changes=CHANGES)
@@ -43,20 +39,12 @@ def test_kernel_is_reference_bit_for_bit(options, dtype, isa, threads):
 @DTYPES
 @pytest.mark.parametrize("prep", PREP, ids=str)
 def test_gradient_preprocessing_is_reference_bit_for_bit(prep, dtype, isa, threads):
-    _, p = pair_is_reference(fa.ScheduleFreeAdamW, ref.ScheduleFreeAdamW,
-                             dict(lr=1e-2, weight_decay=0.1, maximize=True), dtype, **prep)
-    if propagates_nonfinite(prep):
-        assert np.isnan(p["big"]).any()
+    sfp.gradient_preprocessing_is_reference(fa.ScheduleFreeAdamW, ref.ScheduleFreeAdamW, prep, dtype)
 
 
 @DTYPES
 def test_overrides_are_reference_bit_for_bit(dtype, isa, threads):
-    ours, _ = pair_is_reference(fa.ScheduleFreeAdamW, ref.ScheduleFreeAdamW, dict(lr=1e-2, weight_decay=0.1),
-                                dtype, steps=5, changes=CHANGES, per_key=PER_KEY)
-    # one schedule per group: the override's lr and warmup give another lr_max
-    state = ours.state
-    assert state["layer.odd"]["lr_max"] != state["layer.seven"]["lr_max"]
-    assert state["layer.seven"]["lr_max"] == state["layer.scalar"]["lr_max"]
+    sfp.overrides_are_reference(fa.ScheduleFreeAdamW, ref.ScheduleFreeAdamW, dtype, CHANGES, PER_KEY)
 
 
 @DTYPES
@@ -80,11 +68,7 @@ def test_eval_with_a_beta1_override_is_a_reference_per_group(dtype, threads):
 
 @DTYPES
 def test_state_dict_round_trip_in_train_mode_equals_uninterrupted_run(dtype):
-    straight = round_trip_equals_uninterrupted(
-        lambda: fa.ScheduleFreeAdamW(lr=1e-2, weight_decay=0.1, warmup_steps=3, overrides=PER_KEY), dtype,
-        changes=CHANGES)
-    sd = straight.state_dict()
-    assert sd["train_mode"] is True
+    sd = sfp.round_trip_in_train_mode(fa.ScheduleFreeAdamW, dtype, CHANGES, PER_KEY)
     for name in ("lr_max", "weight_sum", "scheduled_lr", "ckp1"):
         v = sd["state"]["big"][name]
         assert v.dtype == np.float64 and v.shape == ()
@@ -123,43 +107,23 @@ def test_not_options():
 
 # ---- against the schedulefree package --------------------------------------------------
 
-OPTIONS = [dict(zip(("weight_decay", "warmup_steps", "r", "weight_lr_power"), v))
-           for v in itertools.product([0.0, 0.05], [0, 7], [0.0, 1.5], [2.0, 0.0])]
-
-
-def package_changes(k):
-    """A decaying lr every step; the other hyperparameters moved mid-run
-    (warmup_steps lengthened while still warming up, so the schedule jumps)."""
-    out = {"lr": 2e-2 * (1.0 - k / 60)}
-    if k == 4:
-        out.update(warmup_steps=12)
-    if k == 10:
-        out.update(betas=(0.8, 0.95), eps=1e-3)
-    if k == 17:
-        out.update(weight_decay=0.1, r=0.5)
-    if k == 24:
-        out.update(weight_lr_power=1.0, betas=(0.95, 0.999), eps=1e-8)
-    return out
+# (betas and eps moved at steps 10 and 24)
+PACKAGE_CHANGES = package_changes(2e-2, {10: dict(betas=(0.8, 0.95), eps=1e-3),
+                                         24: dict(betas=(0.95, 0.999), eps=1e-8)})
 
 
 def test_defaults_are_the_packages():
-    sf = package()
-    params = inspect.signature(sf.AdamWScheduleFree).parameters
-    theirs = {k: p.default for k, p in params.items() if k not in ("params", "foreach")}
-    assert {k: v for k, v in ref.ScheduleFreeAdamW.defaults.items() if k != "maximize"} == theirs
-    assert ref.ScheduleFreeAdamW.defaults["maximize"] is False
-    assert {k: v for k, v in fa.ScheduleFreeAdamW().hyperparameters.items()
-            if k in ref.ScheduleFreeAdamW.defaults} == ref.ScheduleFreeAdamW.defaults
+    defaults_are_the_packages(package().AdamWScheduleFree, ref.ScheduleFreeAdamW, fa.ScheduleFreeAdamW)
 
 
 @IMPLS
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", OPTIONS, ids=sfp.options_id)
 @pytest.mark.parametrize("maximize", [False, True])
 def test_matches_package_with_hyperparameters_changed_mid_run(impl, options, maximize):
     sf = package()
     kwargs = dict(lr=2e-2, betas=(0.9, 0.99), eps=1e-8, **options)
     run_vs_package(sf.AdamWScheduleFree, impl(maximize=maximize, **kwargs), kwargs=kwargs,
-                   changes=package_changes, maximize=maximize, state_keys=STATE, switch_at=(3, 15, 36))
+                   changes=PACKAGE_CHANGES, maximize=maximize, state_keys=STATE, switch_at=(3, 15, 36))
 
 
 @IMPLS
@@ -172,20 +136,12 @@ def test_defaults_trajectory_matches_package(impl, foreach):
 
 @IMPLS
 def test_zero_lr_start_matches_package(impl):
-    """lr 0 for the first steps: every weight is 0 and the package's
-    ZeroDivisionError branch sets the averaging weight to 0; then lr > 0."""
-    sf = package()
-    kwargs = dict(lr=0.0, warmup_steps=3)
-    run_vs_package(sf.AdamWScheduleFree, impl(**kwargs), kwargs=kwargs, state_keys=STATE,
-                   changes=lambda k: {"lr": 0.0 if k < 4 else 1e-2}, switch_at=(2, 10))
+    zero_lr_start_matches_package(package().AdamWScheduleFree, impl, 1e-2, STATE)
 
 
 @IMPLS
 def test_float32_stays_float32_and_near_package(impl):
-    sf = package()
-    kwargs = dict(lr=1e-2, weight_decay=0.01, warmup_steps=4)
-    run_vs_package(sf.AdamWScheduleFree, impl(**kwargs), kwargs=kwargs, dtype=np.float32, state_keys=STATE,
-                   switch_at=(10,), tol=1e-4)   # float32 op order differs: a sanity check
+    float32_stays_float32_and_near_package(package().AdamWScheduleFree, impl, 1e-2, STATE)
 
 
 @IMPLS

@@ -27,18 +27,14 @@ struct DAdaptAdam {
     const double* g0 = ps.scalars + ps.tensor_group[0] * kMaxScalars;  // (sb2, growth_rate: any group's)
     const double* row = ps.tensor_scalars;
     const double d = row[kD], k = row[kK];
-    double numerator = 0.0, denominator = 0.0;
-    for (std::size_t t = 0; t < ps.ntensors; ++t) {
-      const double* gs = ps.scalars + ps.tensor_group[t] * kMaxScalars;
-      numerator += gs[kNumFactor] * tensor_sum_of(ps, t, 0, 0);
-      denominator += gs[kLayerScale] * tensor_sum_of(ps, t, 0, 1);
-    }
+    // (each tensor's own group's num_factor and layer_scale)
+    auto of_group = [&](std::size_t t, int slot) { return ps.scalars[ps.tensor_group[t] * kMaxScalars + slot]; };
+    double numerator, denominator;
+    if (!d_sums<kSkip>(ps, [&](std::size_t t) { return of_group(t, kNumFactor); },
+                       [&](std::size_t t) { return of_group(t, kLayerScale); }, numerator, denominator))
+      return;
     const double sb2 = g0[kSb2];
     const double nw = sb2 * row[kNumeratorWeighted] + (1.0 - sb2) * numerator;
-    if (denominator == 0.0) {
-      set_group_scalar(ps, kSkip, 1.0);
-      return;
-    }
     const double d_hat = nw / ((1.0 - sb2) * denominator);
     const double learned[] = {py_max(d, py_min(d_hat, d * g0[kGrowth])), nw, k + 1.0};
     set_learned(ps, learned, 3);
@@ -69,13 +65,7 @@ struct DAdaptAdam {
     const bool maximize = t.flags & kMaximize;
     const T eps = T(s[kEps]);
     if constexpr (Pass == 0) {
-      if (!(t.flags & kActive)) {
-        // lr 0: no sums, no moments; the gradient is still read once (the norm).
-        const T* const streams[] = {g};
-        return run_chunk<T, 2>(t.n, gp, maximize, streams, [&](auto& pr, std::size_t i, int k) {
-          (void)pr.grad(g, i, k);
-        });
-      }
+      if (!(t.flags & kActive)) return read_gradient_only<T>(t, gp, maximize);
       T* sb = static_cast<T*>(t.s[2]);
       const bool l2 = t.flags & kL2;
       const T b1 = T(s[kB1]), b2 = T(s[kB2]), omb2 = T(s[kOneMinusB2]), sb2 = T(s[kSb2]), mc = T(s[kMCoef]),

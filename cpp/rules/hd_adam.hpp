@@ -55,12 +55,7 @@ struct HDAdam {
         (div_by(mi, bc1) / (vsqrt(div_by(vi, bc2)) + W::set1(eps))).store(d + i);
       });
     } else {
-      const T alpha = T(t.tensor_scalars[hypergradient::kAlpha]);
-      const T* const streams[] = {p, d};
-      return run_chunk<T>(t.n, gp, maximize, streams, [&](auto& pr, std::size_t i, int) {
-        using W = VecOf<decltype(pr)>;
-        (W::load(p + i) - W::set1(alpha) * W::load(d + i)).store(p + i);
-      });
+      return hypergradient::step_along_direction<T>(t, gp, p, d);
     }
   }
 };

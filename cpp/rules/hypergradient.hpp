@@ -30,4 +30,17 @@ inline void after_pass(const PassSums& ps) {
   }
 }
 
+// Pass 1 of both: p = p - alpha * d, with the new alpha (the hook's, in
+// this tensor's row) and the direction d that pass 0 stored.
+template <class T>
+inline ChunkResult step_along_direction(const ChunkTask& t, const GradPrep& gp, T* p, const T* d) {
+  const T alpha = T(t.tensor_scalars[kAlpha]);
+  const bool maximize = t.flags & kMaximize;
+  const T* const streams[] = {p, d};
+  return run_chunk<T>(t.n, gp, maximize, streams, [&](auto& pr, std::size_t i, int) {
+    using W = VecOf<decltype(pr)>;
+    (W::load(p + i) - W::set1(alpha) * W::load(d + i)).store(p + i);
+  });
+}
+
 }  // namespace hypergradient

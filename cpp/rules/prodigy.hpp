@@ -28,15 +28,11 @@ struct Prodigy {
     const double* row = ps.tensor_scalars;
     double d = row[kD], d_max = row[kDMax], d_numerator = row[kDNumerator];
     const double k = row[kK];
-    double numerator = 0.0, denominator = 0.0;
-    for (std::size_t t = 0; t < ps.ntensors; ++t) {
-      numerator += g0[kNumFactor] * tensor_sum_of(ps, t, 0, 0);
-      denominator += tensor_sum_of(ps, t, 0, 1);
-    }
-    if (denominator == 0.0) {
-      set_group_scalar(ps, kSkip, 1.0);
+    double numerator, denominator;
+    // (a weight of 1.0 for sum|s|: times 1.0 is exact)
+    if (!d_sums<kSkip>(ps, [&](std::size_t) { return g0[kNumFactor]; }, [](std::size_t) { return 1.0; }, numerator,
+                       denominator))
       return;
-    }
     d_numerator = d_numerator * g0[kBeta3] + numerator;
     const double d_hat = g0[kDCoef] * d_numerator / denominator;
     if (d == g0[kD0]) d = py_max(d, d_hat);
@@ -72,13 +68,7 @@ struct Prodigy {
     const bool maximize = t.flags & kMaximize;
     const T wd = T(s[kWd]);
     if constexpr (Pass == 0) {
-      if (!(t.flags & kActive)) {
-        // lr 0: no sums, no moments; the gradient is still read once (the norm).
-        const T* const streams[] = {g};
-        return run_chunk<T, 2>(t.n, gp, maximize, streams, [&](auto& pr, std::size_t i, int k) {
-          (void)pr.grad(g, i, k);
-        });
-      }
+      if (!(t.flags & kActive)) return read_gradient_only<T>(t, gp, maximize);
       T* sb = static_cast<T*>(t.s[2]);
       const T* p0 = static_cast<const T*>(t.s[3]);
       const T b1 = T(s[kB1]), b2 = T(s[kB2]), beta3 = T(s[kBeta3]), mc = T(s[kMCoef]), vc = T(s[kVCoef]),

@@ -10,6 +10,7 @@ import math
 from typing import Any, Dict, Optional
 
 from .. import _hyper as hv
+from .._hyper import Hyper
 from .base import Optimizer
 
 
@@ -53,6 +54,17 @@ class DAdaptOptimizer(Optimizer):
 
     lr_free = True
 
+    # The hyperparameters both rules have, with the same meaning (eps and
+    # weight_decay enter differently: each rule declares its own).
+    lr = Hyper(hv.nonnegative, "Scales the learned step size d (leave at 1.0); a key's lr is the largest or 0.")
+    betas = Hyper(hv.betas, "Decay rates (beta1, beta2) of the moment estimates.")
+    decouple = Hyper(hv.flag, "Decay the weights directly (AdamW) instead of adding the L2 term to g.")
+    use_bias_correction = Hyper(hv.flag, "Multiply the step size by Adam's bias correction.")
+    d0 = Hyper(positive, "The starting d.")
+    # (the validator is the module's growth_rate above: this name is bound after the call)
+    growth_rate = Hyper(growth_rate, "The most d may grow per step, as a factor (inf: no limit).")
+    maximize = Hyper(hv.flag, "Ascend instead of descend.")
+
     def _learned(self) -> Dict[str, float]:
         """The learned scalars now: tensor 0's (every tensor holds the same),
         or the starting values before the first step."""
@@ -84,3 +96,26 @@ class DAdaptOptimizer(Optimizer):
     def _stepped(self) -> bool:
         names = self._tensor_scalar_names
         return bool(len(self._paths)) and self._state[names[0]][0] is not None
+
+    def _step_size(self, learned: Dict[str, float], lr: float, hp: Dict[str, Any]) -> float:
+        """``d * lr``, times Adam's bias correction when use_bias_correction."""
+        return learned["d"] * lr * bias_correction(hp["betas"], learned["k"], hp["use_bias_correction"])
+
+    def _common_flags(self, hp: Dict[str, Any], **more: bool) -> int:
+        """The flags both kernels have (weight decay as an L2 term or
+        decoupled; active: lr > 0; maximize), and ``more``."""
+        wd = hp["weight_decay"] != 0.0
+        return self._flag_bits(l2=wd and not hp["decouple"], decoupled=wd and hp["decouple"], active=hp["lr"] > 0.0,
+                               **more, maximize=hp["maximize"])
+
+    def _adapted(self) -> Dict[str, float]:
+        if not self._stepped():
+            return {}
+        learned = self._learned()
+        # (the running numerator and k stay in opt.state: a running sum and a count, no step sizes)
+        return {"d": learned["d"], "d_lr": learned["d"] * self._current_lr()}
+
+    def _lr_estimate(self) -> Optional[float]:
+        if not self._stepped():
+            return None
+        return self._step_size(self._learned(), self._current_lr(), self._hyper)

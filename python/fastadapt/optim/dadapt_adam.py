@@ -46,16 +46,10 @@ class DAdaptAdam(da.DAdaptOptimizer):
     _kernel = "dadapt-adam"
     _per_key = ("lr", "eps", "weight_decay", "layer_scale", "maximize")
 
-    lr = Hyper(hv.nonnegative, "Scales the learned step size d (leave at 1.0); a key's lr is the largest or 0.")
-    betas = Hyper(hv.betas, "Decay rates (beta1, beta2) of the moment estimates.")
+    # (lr, betas, decouple, use_bias_correction, d0, growth_rate, maximize: da.DAdaptOptimizer's)
     eps = Hyper(da.positive, "Added to the denominator, outside the square root.")
     weight_decay = Hyper(hv.nonnegative, "Weight decay (L2 unless decouple=True: AdamW form).")
-    decouple = Hyper(hv.flag, "Decay the weights directly (AdamW) instead of adding the L2 term to g.")
-    use_bias_correction = Hyper(hv.flag, "Multiply the step size by Adam's bias correction.")
-    d0 = Hyper(da.positive, "The starting d.")
-    growth_rate = Hyper(da.growth_rate, "The most d may grow per step, as a factor (inf: no limit).")
     layer_scale = Hyper(hv.nonnegative, "Scales a key's share of d's estimate and its step (per key).")
-    maximize = Hyper(hv.flag, "Ascend instead of descend.")
 
     def __init__(self, lr: float = 1.0, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decouple: bool = False, use_bias_correction: bool = False,
@@ -76,29 +70,11 @@ class DAdaptAdam(da.DAdaptOptimizer):
         b1, b2 = hp["betas"]
         sb2 = math.sqrt(b2)
         r = hp["layer_scale"]
-        dlr = learned["d"] * self._step_lr() * da.bias_correction(hp["betas"], learned["k"],
-                                                                  hp["use_bias_correction"])
+        dlr = self._step_size(learned, self._step_lr(), hp)
         wd = hp["weight_decay"]
         return {"b1": b1, "b2": b2, "one_minus_b2": 1.0 - b2, "sb2": sb2, "m_coef": r * dlr * (1.0 - b1),
                 "s_coef": dlr * (1.0 - sb2), "wd": wd, "eps": hp["eps"], "wd_dlr": wd * dlr, "num_factor": r * dlr,
                 "layer_scale": r, "growth_rate": hp["growth_rate"], "skip": 0.0}
 
     def _flags_for(self, hp: Dict[str, Any]) -> int:
-        wd = hp["weight_decay"] != 0.0
-        return self._flag_bits(l2=wd and not hp["decouple"], decoupled=wd and hp["decouple"], active=hp["lr"] > 0.0,
-                               maximize=hp["maximize"])
-
-    def _adapted(self) -> Dict[str, float]:
-        if not self._stepped():
-            return {}
-        learned = self._learned()
-        # (numerator_weighted and k stay in opt.state: a running sum and a count, no step sizes)
-        return {"d": learned["d"], "d_lr": learned["d"] * self._current_lr()}
-
-    def _lr_estimate(self) -> Optional[float]:
-        if not self._stepped():
-            return None
-        learned = self._learned()
-        hp = self._hyper
-        return learned["d"] * self._current_lr() * da.bias_correction(hp["betas"], learned["k"],
-                                                                       hp["use_bias_correction"])
+        return self._common_flags(hp)

@@ -45,18 +45,12 @@ class Prodigy(da.DAdaptOptimizer):
     _kernel = "prodigy"
     _per_key = ("lr", "eps", "weight_decay", "safeguard_warmup", "maximize")
 
-    lr = Hyper(hv.nonnegative, "Scales the learned step size d (leave at 1.0); a key's lr is the largest or 0.")
-    betas = Hyper(hv.betas, "Decay rates (beta1, beta2) of the moment estimates.")
+    # (lr, betas, decouple, use_bias_correction, d0, growth_rate, maximize: da.DAdaptOptimizer's)
     beta3 = Hyper(da.beta3, "Decay rate of s and d's numerator (None: sqrt(beta2)).")
     eps = Hyper(da.positive, "Added to the denominator (times d), outside the square root.")
     weight_decay = Hyper(hv.nonnegative, "Weight decay (decoupled, AdamW form, unless decouple=False: L2).")
-    decouple = Hyper(hv.flag, "Decay the weights directly (AdamW) instead of adding the L2 term to g.")
-    use_bias_correction = Hyper(hv.flag, "Multiply the step size by Adam's bias correction.")
     safeguard_warmup = Hyper(hv.flag, "Leave lr out of s's coefficient (steadier d under warm-up schedules).")
-    d0 = Hyper(da.positive, "The starting d.")
     d_coef = Hyper(da.positive, "Scales d's estimate (the preferred knob: 0.5 and 2.0 also work).")
-    growth_rate = Hyper(da.growth_rate, "The most d may grow per step, as a factor (inf: no limit).")
-    maximize = Hyper(hv.flag, "Ascend instead of descend.")
 
     def __init__(self, lr: float = 1.0, betas: Tuple[float, float] = (0.9, 0.999), beta3: Optional[float] = None,
                  eps: float = 1e-8, weight_decay: float = 0.0, decouple: bool = True,
@@ -84,7 +78,7 @@ class Prodigy(da.DAdaptOptimizer):
         d, d0 = learned["d"], hp["d0"]
         b1, b2 = hp["betas"]
         beta3 = math.sqrt(b2) if hp["beta3"] is None else hp["beta3"]
-        dlr = d * self._step_lr() * da.bias_correction(hp["betas"], learned["k"], hp["use_bias_correction"])
+        dlr = self._step_size(learned, self._step_lr(), hp)
         wd = hp["weight_decay"]
         return {"b1": b1, "b2": b2, "beta3": beta3, "m_coef": d * (1.0 - b1), "v_coef": d * d * (1.0 - b2),
                 "s_coef": (d / d0) * d if hp["safeguard_warmup"] else (d / d0) * dlr, "wd": wd, "eps": hp["eps"],
@@ -92,21 +86,10 @@ class Prodigy(da.DAdaptOptimizer):
                 "growth_rate": hp["growth_rate"], "wd_dlr": wd * dlr, "skip": 0.0}
 
     def _flags_for(self, hp: Dict[str, Any]) -> int:
-        wd = hp["weight_decay"] != 0.0
-        return self._flag_bits(l2=wd and not hp["decouple"], decoupled=wd and hp["decouple"], active=hp["lr"] > 0.0,
-                               momentum=hp["betas"][0] > 0.0, maximize=hp["maximize"])
+        return self._common_flags(hp, momentum=hp["betas"][0] > 0.0)
 
     def _adapted(self) -> Dict[str, float]:
-        if not self._stepped():
-            return {}
-        learned = self._learned()
-        # (d_numerator and k stay in opt.state: a running sum and a count, no step sizes)
-        return {"d": learned["d"], "d_lr": learned["d"] * self._current_lr(), "d_max": learned["d_max"]}
-
-    def _lr_estimate(self) -> Optional[float]:
-        if not self._stepped():
-            return None
-        learned = self._learned()
-        hp = self._hyper
-        return learned["d"] * self._current_lr() * da.bias_correction(hp["betas"], learned["k"],
-                                                                       hp["use_bias_correction"])
+        out = super()._adapted()
+        if out:
+            out["d_max"] = self._learned()["d_max"]
+        return out
