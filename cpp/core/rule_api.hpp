@@ -39,7 +39,7 @@ constexpr int kMaxScalars = 16;    // float64 scalars per group, rounded to the 
 constexpr int kMaxRuleFlags = 8;   // the rule's own switches, bits 0..7 of the group flags
 constexpr int kMaxPasses = 3;      // element passes per step
 constexpr int kMaxSums = 4;        // per-tensor sums a pass may emit
-constexpr int kMaxTensorScalars = 4;  // float64 values a rule keeps per tensor across steps
+constexpr int kMaxTensorScalars = 8;  // float64 values a rule keeps per tensor across steps (DAdaptAdaGrad: 7)
 
 // The one switch every rule shares: ascend instead of descend (the gradient
 // pre-processing negates the gradient). A rule's own flags are bits 0.. in

@@ -45,8 +45,12 @@ class DAdaptAdaGrad(Optimizer):
             package's per-group values); ``log_every`` is not offered.
 
     ``opt.adapted`` is ``{"d": d, "d_lr": d * lr}`` and ``opt.lr_estimate``
-    that ``d_lr``. State per key: ``alphak``, ``sk``, ``x0`` and the learned
-    ``d``, ``gsq_weighted``, ``sksq_weighted``, ``skl1`` (the same for every key).
+    that ``d_lr``. State per key: ``alphak``, ``sk``, ``x0``, the learned
+    ``d``, ``gsq_weighted``, ``sksq_weighted``, ``skl1`` (the same for every
+    key), and the key's own sums after its last step, which the next step
+    subtracts as the package does: ``sksq_weighted_param`` (sum sk^2 / den),
+    ``skl1_param`` (sum |sk|) and ``sksq_weighted_eps`` (the eps of that sum;
+    another eps has it recomputed).
     """
 
     algorithm = "dadapt-adagrad"
