@@ -94,9 +94,9 @@ RULES: Dict[str, Rule] = {r.name: r for r in [
     # moves: Prodigy's pass 0 reads g, p, p0, m, v, s and writes m, v, s, its
     # pass 1 rereads p, m, v and writes p (9 reads, 4 writes); DAdaptAdam's
     # pass 0 reads g, m, v, s (p too only with L2 weight decay, off here) and
-    # writes m, v, s, pass 1 reads p, m, v and writes p (6 reads, 4 writes).
+    # writes m, v, s, pass 1 reads p, m, v and writes p (7 reads, 4 writes).
     Rule("prodigy", "Prodigy", {"lr": 1.0}, "prodigyopt:Prodigy", 9, 4, False, torch_foreach=False),
-    Rule("dadapt-adam", "DAdaptAdam", {"lr": 1.0}, "dadaptation:DAdaptAdam", 6, 4, False, torch_foreach=False),
+    Rule("dadapt-adam", "DAdaptAdam", {"lr": 1.0}, "dadaptation:DAdaptAdam", 7, 4, False, torch_foreach=False),
     # torch's Muon runs Newton-Schulz in bfloat16 (ours in the param dtype):
     # its check allows bfloat16's rounding.
     Rule("muon", "Muon", {"lr": 1e-3}, "Muon", 3, 2, False, torch_foreach=False, matrices_only=True,
