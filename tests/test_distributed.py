@@ -129,7 +129,7 @@ def test_import_needs_no_ray_and_the_error_says_how_to_install():
             "except ImportError as e:\n"
             "    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install "fastadapt[ray]"' in out
+    assert 'pip install "ray>=2.9" (from a fastadapt checkout: pip install ".[ray]")' in out
 
 
 def test_bad_arguments_are_refused_before_ray_starts():

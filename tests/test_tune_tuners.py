@@ -332,8 +332,8 @@ def test_optional_dependencies_are_named_when_missing(monkeypatch):
     result = T.SuccessiveHalving(H.Quadratic, SPACE, num_trials=3, max_resource=3, seed=0,
                                  executor="sequential").run()
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # import fails as if matplotlib were absent
-    with pytest.raises(ImportError, match=r'pip install "fastadapt\[plot\]"'):
+    with pytest.raises(ImportError, match=r'pip install "matplotlib>=3\.6" \(from a fastadapt checkout: pip install "\.\[plot\]"\)'):
         result.plot()
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ImportError, match=r'executor="ray" needs Ray: pip install "\.\[ray\]" from a fastadapt checkout'):
+    with pytest.raises(ImportError, match=r'executor="ray" needs Ray: pip install "ray>=2\.9" \(from a fastadapt checkout: pip install "\.\[ray\]"\)'):
         T.SuccessiveHalving(H.Quadratic, SPACE, num_trials=3, max_resource=3, executor="ray").run()

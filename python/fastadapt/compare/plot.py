@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from .._files import save_figure
+from .._install import install_hint
 
 if TYPE_CHECKING:  # report.py imports this module (CompareResult.plot)
     from .report import CompareResult, Run, WorkloadReport
@@ -61,8 +62,7 @@ def plot_workload(result: "CompareResult", report: "WorkloadReport", path: str) 
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise ImportError('compare plots need matplotlib: pip install "fastadapt[plot]" (or pip install '
-                          'matplotlib)') from err
+        raise ImportError(f"compare plots need matplotlib: {install_hint('plot')}") from err
     runs = [r for r in result.runs if r.workload == report.name]
     accuracy = report.metric == "accuracy"
     scale = 100.0 if accuracy else 1.0

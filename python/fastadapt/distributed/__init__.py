@@ -9,7 +9,7 @@ gradients on their own data.
     ps.shutdown()
 
 Ray is imported only when a DataParallel is built (``pip install
-"fastadapt[ray]"``); importing this package does not need it.
+"ray>=2.9"``, or ``pip install ".[ray]"`` from a checkout); importing this package does not need it.
 """
 
 from .data import shard_batches

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
-INSTALL_HINT = ('fastadapt.distributed needs Ray: pip install ".[ray]" from a fastadapt checkout '
-                '(pip install "fastadapt[ray]" from a package index, or pip install "ray>=2.9")')
+from .._install import install_hint
+
+INSTALL_HINT = f"fastadapt.distributed needs Ray: {install_hint('ray')}"
 
 # The Ray session a RaySession started (its node id) and how many open
 # RaySessions use it: it is shut down when the last of them closes, not

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 import numpy as np
 
 from .._checks import array_leaves, integer, real
+from .._install import install_hint
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -136,8 +137,7 @@ class LRFindResult:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
         except ImportError as err:
-            raise ImportError("LRFindResult.plot needs matplotlib: pip install 'fastadapt[plot]' "
-                              "(or pip install matplotlib)") from err
+            raise ImportError(f"LRFindResult.plot needs matplotlib: {install_hint('plot')}") from err
         fig = None
         if ax is None:
             fig = Figure(figsize=(7.5, 4.8), layout="constrained")

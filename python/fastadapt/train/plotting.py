@@ -18,7 +18,7 @@ One epoch numbering, the one people count with: the epoch of index ``i``
 loss, the lr its steps used) belong to that epoch. The lr is the mean its
 steps used, with its range within the epoch shaded when it varied.
 
-Needs matplotlib (``pip install "fastadapt[plot]"``); it draws with the Agg
+Needs matplotlib (``pip install matplotlib``, or ``pip install ".[plot]"`` from a checkout); it draws with the Agg
 canvas directly, so it never opens a window and leaves pyplot's state alone.
 """
 
@@ -31,6 +31,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .._files import save_figure
+from .._install import install_hint
 from .diagnostics import Finding, _as_history, diagnose
 from .history import History
 
@@ -177,7 +178,7 @@ def plot_history(history: Union[History, Any], path: PathLike, *, findings: Opti
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise ImportError('plot_history needs matplotlib: pip install "fastadapt[plot]"') from err
+        raise ImportError(f"plot_history needs matplotlib: {install_hint('plot')}") from err
     h = _as_history(history)
     if len(h) == 0:
         raise ValueError("history has no epochs to plot; train at least one epoch")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from .._files import save_figure
+from .._install import install_hint
 from .status import COMPLETED, FAILED, STOPPED
 
 if TYPE_CHECKING:
@@ -44,8 +45,7 @@ def _new_figure(width: float, height: float) -> Any:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise ImportError("tuning plots need matplotlib: pip install \"fastadapt[plot]\" (or pip install "
-                          "matplotlib)") from err
+        raise ImportError(f"tuning plots need matplotlib: {install_hint('plot')}") from err
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure

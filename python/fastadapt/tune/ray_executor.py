@@ -4,7 +4,7 @@
     fa.tune.Hyperband(..., executor=fa.tune.RayExecutor(address="ray://head:10001", cpus_per_trial=2)).run()
 
 Ray is imported only here, when a Ray executor starts (``pip install
-"fastadapt[ray]"``). If Ray is already initialized in this process, that
+"ray>=2.9"``, or ``pip install ".[ray]"`` from a checkout). If Ray is already initialized in this process, that
 connection is used and left as it was; otherwise ``ray.init(address=...)``
 starts a local Ray (``address=None``) or joins a cluster, and ``close()``
 shuts down only what it started.
@@ -23,6 +23,7 @@ import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from .. import _checks
+from .._install import install_hint
 from .executors import Executor
 from .jobs import DIED, ERROR, Job, Outcome, run_job, time_limit, timed_out
 
@@ -34,8 +35,7 @@ _IMPORT_HINT = ("\nRay workers could not import the trainable's module. A local 
                 "{'runtime_env': {'py_modules': [my_module]}}) or {'working_dir': '.'}.")
 
 
-_INSTALL_HINT = ('executor="ray" needs Ray: pip install ".[ray]" from a fastadapt checkout (pip install '
-                 '"fastadapt[ray]" from a package index, or pip install "ray>=2.9")')
+_INSTALL_HINT = f'executor="ray" needs Ray: {install_hint("ray")}'
 
 
 def import_ray() -> Any:
