@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <sstream>
+#include <utility>
 
 namespace fastadapt {
 namespace {
@@ -56,6 +57,13 @@ void refuse_subclass(py::handle obj, const KeyRef& w, bool is_param) {
   throw py::value_error(w.str() + ": " + msg);
 }
 
+// The advice for arrays from torch, JAX and other buffer owners lives in
+// fastadapt/_interop.py (it inspects foreign types); called on error paths only.
+template <typename... Args>
+std::string interop_hint(const char* fn, Args&&... args) {
+  return py::str(py::module_::import("fastadapt._interop").attr(fn)(std::forward<Args>(args)...));
+}
+
 }  // namespace
 
 std::string KeyRef::str() const {
@@ -82,29 +90,28 @@ static ArrayView view_of(const py::array& a, DType dt) {
   return v;
 }
 
-static void check_layout(const py::array& a, const KeyRef& w, bool writeable, const char* fix) {
+// `fix` is the advice for a non-contiguous array; for one updated in place it
+// must not be a copy presented as the array itself (the copy would be updated,
+// the caller's array not), see _interop.non_contiguous.
+static void check_layout(const py::array& a, const KeyRef& w, bool writeable, const std::string& fix) {
   const int flags = a.flags();
   if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_))
     fail_value(w, "expected a C-contiguous array, got a non-contiguous view of shape " +
                       shape_str(a) + "; fastadapt never copies silently: " + fix);
   if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
     fail_value(w, std::string("expected an aligned array, got an unaligned view; ") +
-                      (writeable ? "store a.copy() in the structure instead" : "pass g.copy()"));
+                      (writeable ? "a copy is needed: store a.copy() in the structure and keep using it "
+                                   "(updates do not reach the unaligned original)"
+                                 : "pass g.copy()"));
   if (writeable && !(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
-    fail_value(w, "array is read-only, but it is updated in place; pass a writeable array "
-                  "(a.copy(), or a.setflags(write=True) if you own its memory)");
+    fail_value(w, "array is read-only, but it is updated in place; " + interop_hint("read_only", a));
 }
 
 ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
   const bool is_param = std::strcmp(w.role, "params") == 0;
   if (!py::isinstance<py::array>(obj))
-    fail_type(w, "expected a float32 or float64 NumPy array, got " + describe(obj) +
-                     (is_param ? "; parameters are updated in place, so store a NumPy array "
-                                 "(np.asarray(x, dtype=np.float32)) in the structure and keep "
-                                 "using that array"
-                      : writeable ? "; it is modified in place, so pass a NumPy array "
-                                    "(np.asarray(x, dtype=np.float32)) and use that array"
-                                  : "; pass np.asarray(x, dtype=np.float32)"));
+    fail_type(w, "expected a float32 or float64 NumPy array, got " + describe(obj) + "; " +
+                     interop_hint("not_array", obj, w.role, writeable));
   refuse_subclass(obj, w, is_param);
   auto a = py::reinterpret_borrow<py::array>(obj);
   DType dt;
@@ -112,7 +119,7 @@ ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
     fail_type(w, "expected a float32 or float64 array in native byte order, got " + describe(obj) +
                      "; convert it once with .astype(np.float32) (or np.float64)");
   check_layout(a, w, writeable,
-               is_param    ? "store np.ascontiguousarray(p) in the structure instead"
+               is_param    ? interop_hint("non_contiguous", true, "p")
                : writeable ? "pass np.ascontiguousarray(g) and use the result (it is modified in place)"
                            : "pass np.ascontiguousarray(g)");
   return view_of(a, dt);
@@ -123,8 +130,8 @@ ArrayView check_matching_array(py::handle obj, const KeyRef& w, py::handle param
                                const char* fix) {
   if (!py::isinstance<py::array>(obj))
     fail_type(w, "expected a NumPy array like " + pw.str() + " (" + dtype_name(pv.dtype) +
-                     ", shape " + shape_str(param) + "), got " + describe(obj) +
-                     "; pass np.asarray(g, dtype=np." + dtype_name(pv.dtype) + ")");
+                     ", shape " + shape_str(param) + "), got " + describe(obj) + "; " +
+                     interop_hint("not_array", obj, w.role, writeable, dtype_name(pv.dtype)));
   // Optimizer state (fix given) is always a plain ndarray the optimizer made
   // or copied on load; only gradients can arrive as a subclass.
   if (!fix) refuse_subclass(obj, w, false);

@@ -10,6 +10,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
+from ._interop import not_array
 from ._tree import flatten_any
 
 
@@ -66,5 +67,5 @@ def array_leaves(params: Any, prefix: str = "") -> Tuple[List[str], list]:
     for path, leaf in zip(paths, leaves):
         if not isinstance(leaf, np.ndarray):
             raise TypeError(f"{prefix}params{f'[{path!r}]' if path else ''} must be a NumPy array, "
-                            f"got {type(leaf).__name__}")
+                            f"got {type(leaf).__name__}; {not_array(leaf, 'params', True)}")
     return paths, leaves

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from .. import _hyper as hv
+from .._interop import not_array, read_only
 from .base import Optimizer
 
 _STRUCTURE_FIX = ("params must keep the structure it had at the first update; "
@@ -201,13 +202,14 @@ class ScheduleFree(Optimizer):
             if not isinstance(leaf, np.ndarray) or want is None or leaf.dtype != want[1]:
                 got = f"{leaf.dtype} array" if isinstance(leaf, np.ndarray) else type(leaf).__name__
                 need = np.dtype(want[1]).name if want is not None else "float32 or float64"
+                hint = "" if isinstance(leaf, np.ndarray) else "; " + not_array(leaf, "params", True)
                 raise TypeError(f"{where}: expected a {need} NumPy array (the parameter this optimizer "
-                                f"updates), got {got}")
+                                f"updates), got {got}{hint}")
             if leaf.shape != want[0]:
                 raise ValueError(f"{where}: expected shape {want[0]}, got {leaf.shape}; {_STRUCTURE_FIX}")
             if not leaf.flags.writeable:
                 raise ValueError(f"{where} is read-only; eval()/train() write the parameters in place: pass "
-                                 f"writeable arrays")
+                                 f"writeable arrays: {read_only(leaf)}")
             if zs[i] is not None:
                 hp = dict(self._hyper)
                 for j in masks[groups[i]]:

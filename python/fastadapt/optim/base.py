@@ -16,6 +16,7 @@ import numpy as np
 from .. import _core
 from .. import _hyper as hv
 from .._hyper import Hyper
+from .._interop import not_array
 from .._tree import TreeDef
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides"]
@@ -693,7 +694,8 @@ class Optimizer:
             if shape_dtype is None or shape_dtype[1] not in (np.float32, np.float64):
                 leaf = dict(zip(binding["_paths"], binding["_tree"].flatten(params, "params", "")))[path]
                 got = f"{leaf.dtype} array" if isinstance(leaf, np.ndarray) else type(leaf).__name__
-                raise TypeError(f"params[{path!r}]: expected a float32 or float64 NumPy array, got {got}")
+                hint = "" if isinstance(leaf, np.ndarray) else "; " + not_array(leaf, "params", True)
+                raise TypeError(f"params[{path!r}]: expected a float32 or float64 NumPy array, got {got}{hint}")
 
     def _check_state_against(self, state: Mapping[str, Any], step: int, binding: Mapping[str, Any]) -> None:
         """Check loaded state against bound parameters (keys, shapes, dtypes)."""

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._checks import array_leaves, integer, real
 from .._install import install_hint
+from .._interop import read_only
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -389,7 +390,7 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     for path, leaf in zip(paths, leaves):
         if not leaf.flags.writeable:  # before anything moves: the sweep could not run, nor put it back
             raise ValueError(f"params{f'[{path!r}]' if path else ''} is read-only; lr_find trains in place, "
-                             f"so pass writeable arrays")
+                             f"so pass writeable arrays: {read_only(leaf)}")
 
     saved_params = [leaf.copy() for leaf in leaves]
     saved_state = optimizer.state_dict()
