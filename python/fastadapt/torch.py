@@ -53,6 +53,9 @@ except ImportError as _err:  # pragma: no cover - exercised in a subprocess
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from itertools import repeat
+from operator import is_not
+
 from torch.autograd.graph import increment_version
 
 from .optim import OPTIMIZERS, make_optimizer
@@ -60,6 +63,8 @@ from .optim import OPTIMIZERS, make_optimizer
 __all__ = ["FusedOptimizer"]
 
 _TORCH_ONLY = ("foreach", "fused", "capturable", "differentiable")
+_contiguous = torch.Tensor.is_contiguous
+_data_ptr = torch.Tensor.data_ptr
 
 
 def _where(gi: int, j: int) -> str:
@@ -93,7 +98,7 @@ def _plain(v: Any) -> Any:
 class _Cohort:
     """One fused fastadapt optimizer over parameters that share a step count."""
 
-    __slots__ = ("engine", "members", "groups", "params", "ptrs")
+    __slots__ = ("engine", "members", "groups", "params", "ptrs", "plist", "indices", "spans")
 
     def __init__(self, engine, members, groups, params, ptrs):
         self.engine = engine        # the fastadapt Optimizer
@@ -101,6 +106,13 @@ class _Cohort:
         self.groups = groups        # the torch group index of each engine override, in order
         self.params = params        # nested lists of NumPy views (one list per override)
         self.ptrs = ptrs            # data_ptr() of each param when its view was taken
+        self.plist = [p for _, _, p in members]
+        # flat indices per override, and their spans in the members' order
+        self.indices = [[i for g, i, _ in members if g == gi] for gi in groups]
+        bounds = [0]
+        for idx in self.indices:
+            bounds.append(bounds[-1] + len(idx))
+        self.spans = list(zip(bounds[:-1], bounds[1:]))
 
 
 class FusedOptimizer(torch.optim.Optimizer):
@@ -212,42 +224,61 @@ class FusedOptimizer(torch.optim.Optimizer):
         flat = self._flat
         if flat is None or len(flat) != sum(len(g["params"]) for g in self.param_groups):
             flat = [(gi, j, p) for gi, g in enumerate(self.param_groups) for j, p in enumerate(g["params"])]
-            self._flat, self._active = flat, None
+            self._flat, self._active, self._all = flat, None, tuple(range(len(flat)))
         return flat
 
     def _step(self) -> None:
+        # The per-tensor Python work is a few C-level maps: with 1000 small
+        # tensors it, not the kernel, is most of the step.
         flat = self._flat_params()
-        grads = [p.grad for _, _, p in flat]
-        active = tuple(i for i, g in enumerate(grads) if g is not None)
-        if not active:
-            return  # as torch: nothing has a gradient, nothing changes (not a step)
+        plist = [p for _, _, p in flat]
+        grads = [p.grad for p in plist]
+        if all(map(is_not, grads, repeat(None))):
+            active = self._all
+        else:
+            active = tuple(i for i, g in enumerate(grads) if g is not None)
+            if not active:
+                return  # as torch: nothing has a gradient, nothing changes (not a step)
+            plist = [plist[i] for i in active]
+            grads = [grads[i] for i in active]
         # Every gradient checked (and viewed) before anything changes.
-        views = {}
-        for i in active:
-            g = grads[i]
+        try:
+            views = [g.numpy() for g in grads]  # raises for sparse and requires_grad gradients
+            ok = all(map(_contiguous, grads))
+        except (TypeError, RuntimeError):
+            ok = False
+        if not ok:
+            views = self._checked_views(flat, active, grads)
+        if active != self._active or any(list(map(_data_ptr, c.plist)) != c.ptrs for c in self._cohorts):
+            self._rebuild(flat, active)
+        self._apply_hyperparameters()
+        cohorts = self._cohorts
+        self._dirty = True
+        if len(cohorts) == 1:  # members in active order, groups in order: slice
+            c = cohorts[0]
+            cohorts[0].engine.update(c.params, [views[a:b] for a, b in c.spans])
+        else:
+            by_index = dict(zip(active, views))
+            for c in cohorts:
+                gtree = [[by_index[i] for i in idx] for idx in c.indices]
+                c.engine.update(c.params, gtree)
+        # The views wrote the memory behind autograd's back: bump the version
+        # counters so a graph that saved these tensors refuses to backward.
+        increment_version(plist)
+
+    def _checked_views(self, flat, active, grads) -> list:
+        """The gradients' views, or the error that names the first bad one."""
+        views = []
+        for i, g in zip(active, grads):
+            gi, j, _ = flat[i]
             if g.layout != torch.strided:
-                gi, j, _ = flat[i]
                 raise TypeError(f"{_where(gi, j)} has a {g.layout} gradient: FusedOptimizer needs dense "
                                 f"gradients (use torch.optim.SparseAdam, or sparse=False in the embedding)")
             if not g.is_contiguous():
-                gi, j, _ = flat[i]
                 raise ValueError(f"{_where(gi, j)}.grad is not contiguous (strides {g.stride()}); the fused "
                                  f"step reads it as one block: assign p.grad = p.grad.contiguous()")
-            views[i] = (g.detach() if g.requires_grad else g).numpy()
-        if active != self._active or any(p.data_ptr() != ptr for c in self._cohorts
-                                          for (_, _, p), ptr in zip(c.members, c.ptrs)):
-            self._rebuild(flat, active)
-        self._apply_hyperparameters()
-        for c in self._cohorts:
-            gtree = [[] for _ in c.groups]
-            pos = {gi: k for k, gi in enumerate(c.groups)}
-            for (gi, i, _) in c.members:
-                gtree[pos[gi]].append(views[i])
-            self._dirty = True
-            c.engine.update(c.params, gtree)
-        # The views wrote the memory behind autograd's back: bump the version
-        # counters so a graph that saved these tensors refuses to backward.
-        increment_version([flat[i][2] for i in active])
+            views.append((g.detach() if g.requires_grad else g).numpy())
+        return views
 
     def _rebuild(self, flat, active) -> None:
         """Fused optimizers for the parameters with gradients, one per step
