@@ -206,9 +206,6 @@ class FusedOptimizer(torch.optim.Optimizer):
     def _validate(self, name: str, value: Any, where: str) -> Any:
         return getattr(self._cls, name).validate(where, _plain(value))
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        super().zero_grad(set_to_none)
-
     # ---- the step ------------------------------------------------------------
     def step(self, closure=None):  # type: ignore[override]
         """One fused step of every parameter that has a gradient; ``closure``
