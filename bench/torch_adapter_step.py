@@ -18,6 +18,7 @@ time.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -73,7 +74,7 @@ def main(argv=None):
         raw = fa.Adam(lr=1e-3)
         arrays = [b.numpy().copy() for b in base]
         garrays = [gr.numpy() for gr in grads]
-        medians = interleaved_medians([o.step for o in opts] + [lambda: raw.update(arrays, garrays)],
+        medians = interleaved_medians([o.step for o in opts] + [functools.partial(raw.update, arrays, garrays)],
                                       args.repeats)
         for label, t in zip(list(makers) + ["fa.Adam, NumPy (no torch)"], medians):
             print(f"{name:<10} {label:<26} {t * 1e3:>9.3f} {t / medians[0]:>10.2f}")
