@@ -152,13 +152,17 @@ def test_snapshot_detects_changes(factory):
     or the step count, changing is seen."""
     w = warm_up(factory)
     before = snapshot(w.opt, params=w.params)
-    w.params["fc2"]["b"][-1] = np.nextafter(w.params["fc2"]["b"][-1], np.inf)
+    # The direction is given in the array's dtype: under NumPy 1.x's scalar
+    # promotion a bare np.inf made nextafter work in float64, and that next
+    # value rounded back to the same float32: nothing changed, nothing was seen.
+    b = w.params["fc2"]["b"]
+    b[-1] = np.nextafter(b[-1], b.dtype.type(np.inf))
     with pytest.raises(AssertionError, match="fc2.b"):
         assert_unchanged(before, snapshot(w.opt, params=w.params))
     before = snapshot(w.opt, params=w.params)
     buf = w.opt.state["fc2.b"]
     arr = buf[next(iter(buf))]
-    arr[-1] = np.nextafter(arr[-1], np.inf)
+    arr[-1] = np.nextafter(arr[-1], arr.dtype.type(np.inf))
     with pytest.raises(AssertionError, match="fc2.b"):
         assert_unchanged(before, snapshot(w.opt, params=w.params))
     before = snapshot(w.opt, params=w.params)

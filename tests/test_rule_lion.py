@@ -142,7 +142,10 @@ def special_values(dtype):
     NaN with a payload, -NaN."""
     info = np.finfo(dtype)
     nan = np.array([np.nan], dtype=dtype)
-    nan.view(np.uint32 if dtype == np.float32 else np.uint64)[0] |= 0x5
+    bits = nan.view(np.uint32 if dtype == np.float32 else np.uint64)
+    # The payload in the view's own dtype: NumPy 1.x promotes a uint64 element
+    # with a Python int to float64, which has no bitwise or.
+    bits[0] |= bits.dtype.type(0x5)
     return np.array([1.5, -1.5, 0.0, -0.0, np.inf, -np.inf, info.smallest_subnormal, -info.smallest_subnormal,
                      info.max, -info.max, nan[0], -np.nan], dtype=dtype)
 
