@@ -92,16 +92,18 @@ def mypy_report(request, tmp_path_factory):
     (scripts / "typed_user_good.py").write_text(GOOD)
     (scripts / "typed_user_bad.py").write_text(BAD)
     cache = request.config.cache.mkdir("mypy") if getattr(request.config, "cache", None) else scripts / "cache"
-    # The package as imported (this checkout's python/ or an installed copy):
-    # mypy finds `fastadapt` in the working folder before anything else, the
-    # scripts (as modules) on MYPYPATH.
+    # The package as imported: a checkout's python/ goes on MYPYPATH (with the
+    # scripts, as modules); an installed copy mypy finds where it is installed
+    # (MYPYPATH must not name site-packages: mypy would check all of it).
     root = Path(fastadapt.__file__).resolve().parent.parent
-    env = dict(os.environ, MYPYPATH=str(scripts))
+    installed = root.name in ("site-packages", "dist-packages")
+    search = [str(scripts)] + ([] if installed else [str(root)])
+    env = dict(os.environ, MYPYPATH=os.pathsep.join(search))
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(PYPROJECT), "--cache-dir", str(cache),
          "--show-error-codes", "--no-color-output", "--no-error-summary",
          "-p", "fastadapt", "-m", "typed_user_good", "-m", "typed_user_bad"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        cwd=scripts, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode not in (0, 1):  # 2: mypy itself failed (a bad config, a crash)
         pytest.fail(f"mypy failed to run (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     errors = [line for line in proc.stdout.splitlines() if ": error:" in line]

@@ -127,7 +127,8 @@ class Tuner:
         self._seed_argument = seed
         # None: fresh entropy, recorded in the result so the run can be repeated.
         # (a SeedSequence made without entropy draws an int)
-        self.seed = int(cast(int, np.random.SeedSequence().entropy)) if seed is None else _checks.integer("seed", seed, 0)
+        self.seed = (int(cast(int, np.random.SeedSequence().entropy)) if seed is None
+                     else _checks.integer("seed", seed, 0))
         if not isinstance(executor, (str, Executor)):
             raise TypeError(f"executor must be 'sequential', 'process', 'ray' or an Executor instance, "
                             f"got {type(executor).__name__}")
