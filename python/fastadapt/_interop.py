@@ -38,7 +38,7 @@ def is_torch(obj: Any) -> bool:
 def _jax_base(arr: np.ndarray) -> bool:
     """A NumPy array that views a JAX array's memory (np.asarray(jax_array))."""
     seen = 0
-    base = arr
+    base: Any = arr  # (then whatever owns the memory: an array, a memoryview, a JAX buffer)
     while base is not None and seen < 16:
         if is_jax(base):
             return True

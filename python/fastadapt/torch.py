@@ -138,7 +138,9 @@ class FusedOptimizer(torch.optim.Optimizer):
         cls = OPTIMIZERS.get(rule.lower())
         if cls is None:
             raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(sorted(OPTIMIZERS))}")
-        names = cls().hyperparameters
+        # (every registered rule's constructor has defaults for all its arguments; the base class's, which
+        # is all that OPTIMIZERS' type promises, has none)
+        names = cls().hyperparameters  # type: ignore[call-arg]
         for name in hyperparameters:
             if name in _TORCH_ONLY:
                 raise TypeError(f"FusedOptimizer has no {name!r} option: its step is always one fused C++ "

@@ -31,7 +31,7 @@ from ..runtime import get_num_threads, set_num_threads
 try:  # optional comparison only
     import torch
 except ImportError:  # pragma: no cover - depends on the machine
-    torch = None
+    torch = None  # type: ignore[assignment]  # (an optional module: None when absent)
 
 __all__ = ["Rule", "RULES", "LAYOUTS", "MATRIX_LAYOUTS", "layout_elements", "IMPLEMENTATIONS", "DTYPES", "VARIANTS", "HEADLINE", "FULL", "Case",
            "build_case", "measure", "measure_samples", "check_suite", "run_suite", "estimate_seconds",
@@ -232,9 +232,9 @@ def build_case(rule_name: str, dtype: Any, layout: str, impl: str, seed: int = 0
             raise SkipCase(f"{rule.optimizer}'s step is matrix products, not memory-bound: no roof")
         names = list(params)
         state = [[np.zeros_like(params[k]) for k in names] for _ in range(reads - 2)]
-        reads = [[params[k] for k in names], [grads[k] for k in names]] + state
-        writes = [[params[k] for k in names]] + state[: writes - 1]
-        roof = _core._Roof(reads + writes, len(reads))
+        read_buffers = [[params[k] for k in names], [grads[k] for k in names]] + state
+        write_buffers = [[params[k] for k in names]] + state[: writes - 1]
+        roof = _core._Roof(read_buffers + write_buffers, len(read_buffers))
 
         def check() -> None:
             assert all(np.isfinite(params[k]).all() for k in names[:3])

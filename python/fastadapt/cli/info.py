@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from typing import Any
+from typing import Any, Dict
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import get_num_threads, simd_info
     from ._common import default_lr, optimizer_names
 
-    info = {
+    info: Dict[str, Any] = {
         "fastadapt": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,

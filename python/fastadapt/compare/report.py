@@ -197,23 +197,24 @@ class CompareResult:
         grid_runs = [r for r in runs if r.tuning]
         grid = []
         for lr in config["grid"]:
-            at = [r for r in grid_runs if r.lr == lr]
-            grid.append({"lr": lr, "best": _mean([r.best for r in at]), "final": _mean([r.final for r in at]),
-                         "diverged": sum(r.diverged_at is not None for r in at)})
+            at_lr = [r for r in grid_runs if r.lr == lr]
+            grid.append({"lr": lr, "best": _mean([r.best for r in at_lr]), "final": _mean([r.final for r in at_lr]),
+                         "diverged": sum(r.diverged_at is not None for r in at_lr)})
         target, pick = _nan_best([g["best"] for g in grid], higher)
         tuned_lr = grid[pick]["lr"] if pick >= 0 else None
 
         def row(name: str, own: List[Run], tuned: bool, cost: List[Run]) -> Row:
             reached = [r.first_within(target, w.metric, acc_tol, loss_tol) for r in own]
-            all_reached = bool(own) and all(x is not None for x in reached)
+            hits = [x for x in reached if x is not None]
+            all_reached = bool(own) and len(hits) == len(reached)
             estimates = [r.lr_estimate for r in own if r.lr_estimate is not None]
             best = _mean([r.best for r in own])
             return Row(workload=w.name, metric=w.metric, optimizer=name, tuned=tuned,
                        lr_free=bool(config["lr_free"].get(name, False)) if not tuned else False,
                        lr=own[0].lr if own else None, runs=len(config["grid"]) if tuned else 1, seeds=len(own),
                        final=_mean([r.final for r in own]), best=best,
-                       steps_to_target=float(np.mean([x[0] for x in reached])) if all_reached else None,
-                       seconds_to_target=float(np.mean([x[1] for x in reached])) if all_reached else None,
+                       steps_to_target=float(np.mean([x[0] for x in hits])) if all_reached else None,
+                       seconds_to_target=float(np.mean([x[1] for x in hits])) if all_reached else None,
                        seconds=float(sum(r.train_seconds for r in cost)),
                        diverged=sum(r.diverged_at is not None for r in own),
                        within_target=within(best, target, w.metric, acc_tol, loss_tol),

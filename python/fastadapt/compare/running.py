@@ -170,7 +170,8 @@ def _check_seeds(seeds: Any) -> List[int]:
 
 
 def _check_tolerance(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+    # (typeshed's numbers.Real declares only < and <=, yet every real number compares with 0)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:  # type: ignore[operator]
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
 

@@ -9,7 +9,7 @@ resumed at epoch 3 sees exactly the batches an uninterrupted run sees there
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union, cast
 
 import numpy as np
 
@@ -26,7 +26,8 @@ class Batches:
         self.shuffle = shuffle
         # Without a seed the run is still internally consistent (resumable
         # within the process); it just differs from one process to the next.
-        self.seed = int(np.random.SeedSequence().entropy) if seed is None else seed
+        # (a SeedSequence made without entropy draws an int)
+        self.seed = int(cast(int, np.random.SeedSequence().entropy)) if seed is None else seed
         self.drop_last = drop_last
         self.epoch = 0
 

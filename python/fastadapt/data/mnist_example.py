@@ -131,7 +131,7 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
                       loss_fn=model.loss, max_grad_norm=max_grad_norm,
                       callbacks=[*schedule, early_stopping, DiagnosisCallback(report=report)],
                       progress=progress)
-    lr = trainer.optimizer.lr  # the one given, or the optimizer's own default
+    lr = trainer.optimizer.hyperparameters["lr"]  # the one given, or the optimizer's own default
     n_params = sum(a.size for layer in model.params.values() for a in layer.values())
     schedule_text = (f"schedule: none ({optimizer} is learning-rate-free: it sets its own step size)" if lr_free
                      else f"schedule: AdaptiveLR(warmup {WARMUP_EPOCHS}, patience {PLATEAU_PATIENCE}, factor "

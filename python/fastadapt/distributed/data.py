@@ -42,7 +42,7 @@ def shard_batches(*arrays: Any, num_workers: int, batch_size: int, shuffle: bool
     if None in lengths or len(set(lengths)) > 1:
         raise ValueError(f"shard_batches: arrays must be equally long, one row per sample; got lengths "
                          f"{lengths}")
-    n = lengths[0]
+    n = len(arrays[0])
     per_worker = n // num_workers
     if per_worker == 0:
         raise ValueError(f"shard_batches: {n} samples cannot feed num_workers={num_workers} workers; use fewer "

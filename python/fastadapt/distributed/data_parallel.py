@@ -437,7 +437,8 @@ class DataParallel:
         # Everything is checked before anything changes: the checkpoint to
         # resume from, and that its position lies within this data.
         checkpoint = None
-        if resume and os.path.exists(os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_FILE)):
+        if resume and checkpoint_dir is not None and os.path.exists(os.path.join(os.fspath(checkpoint_dir),
+                                                                                 CHECKPOINT_FILE)):
             checkpoint = self._read_checkpoint(checkpoint_dir)
         positions, epoch = ((checkpoint["positions"], checkpoint["epoch"]) if checkpoint is not None
                             else (self._positions, self.epoch))
@@ -504,7 +505,7 @@ class DataParallel:
             for hook in self._hooks("on_batch_end"):
                 hook(self.step - 1, step_logs, self)
             self._display.batch_done(progress.base.loss)
-            if checkpoint_every is not None and self.step % checkpoint_every == 0:
+            if checkpoint_every is not None and checkpoint_dir is not None and self.step % checkpoint_every == 0:
                 self.save_checkpoint(checkpoint_dir)
 
         if self.mode == "sync":
@@ -538,7 +539,7 @@ class DataParallel:
             "loss": base.loss,
             # the mean lr the epoch's updates used (not the one standing now,
             # which a callback may already have moved for the next epoch)
-            "lr": progress.lr_sum / progress.lr_steps if progress.lr_steps else self.optimizer.lr,
+            "lr": progress.lr_sum / progress.lr_steps if progress.lr_steps else self.optimizer.hyperparameters["lr"],
             "grad_norm": base.grad_norm_mean, "grad_norm_max": base.grad_norm_max,
             "nonfinite_steps": base.nonfinite_steps, "skipped_steps": progress.skipped,
             "nonfinite_grads": progress.nonfinite,
@@ -617,9 +618,9 @@ class DataParallel:
                 ray.get(info_ref)
             except ray.exceptions.RayActorError as error:
                 dead[w] = error
-        for w, error in dead.items():
+        for w, died in dead.items():
             del calls[w]
-            if self._replace(w, progress, error):
+            if self._replace(w, progress, died):
                 calls[w] = self._submit(w, epoch, index)
         return bool(dead)
 
@@ -821,8 +822,8 @@ class DataParallel:
         fix = "load a checkpoint of the same model"
         params = sd["params"]
         if not isinstance(params, Mapping) or set(params) != set(self.layout.paths):
-            got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
-            raise ValueError(f"{path} holds params {got}, this model has {sorted(self.layout.paths)}; {fix}")
+            keys = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise ValueError(f"{path} holds params {keys}, this model has {sorted(self.layout.paths)}; {fix}")
         for p in self.layout.paths:
             arr = params[p]
             if not isinstance(arr, np.ndarray) or arr.dtype.name != self.layout.dtypes[p]:

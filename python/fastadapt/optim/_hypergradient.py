@@ -5,13 +5,16 @@ moves it after pass 0), one value per group held by each member tensor."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 
 class HypergradientMixin:
     # alpha is the step size the rule sets itself: a schedule assigning lr
     # would restart it every time, so callers run these rules without one.
     lr_free = True
+    # (from the Optimizer it is mixed into)
+    _state: Dict[str, List[Any]]
+    _group_members: List[List[int]]
 
     def _initial_tensor_scalars(self, hp: Dict[str, Any]) -> Dict[str, float]:
         return {"lr": hp["lr"], "lr_base": hp["lr"]}

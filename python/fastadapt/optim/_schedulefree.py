@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _hyper as hv
 from .._interop import not_array, read_only
-from .base import Optimizer
+from .base import P, Optimizer
 
 _STRUCTURE_FIX = ("params must keep the structure it had at the first update; "
                   "call opt.reset() to start over with a new structure")
@@ -67,6 +67,11 @@ class ScheduleFree(Optimizer):
     # averaging replace one), and its defaults are meant to be used as they
     # are: callers (fastadapt mnist, fa.compare) run it without lr schedules.
     lr_free = True
+    # Set by _fresh and the loads (as the base's attributes are): whether
+    # params hold y (a 0-d bool array, replaced whole on load), and a load
+    # that _settle still has to finish (the _counts it replaced, the mode).
+    _train_mode: np.ndarray
+    _load_txn: Optional[Tuple[np.ndarray, bool]]
 
     # ---- the schedule (float64, per group, before the step) --------------
     def _carry(self, hp: Dict[str, Any], t: int, previous: Optional[Dict[str, float]]) -> Dict[str, float]:
@@ -136,7 +141,7 @@ class ScheduleFree(Optimizer):
             self._settle()
             return bool(self._train_mode)
 
-    def eval(self, params: Any) -> Any:
+    def eval(self, params: P) -> P:
         """Write the averaged point x into ``params`` (in place), go to eval
         mode and return ``params``: for validation, checkpoints to deploy,
         inference. A second call changes nothing; :meth:`update` refuses to
@@ -146,7 +151,7 @@ class ScheduleFree(Optimizer):
             self._switch(params, to_train=False)
         return params
 
-    def train(self, params: Any) -> Any:
+    def train(self, params: P) -> P:
         """Write the training point y back into ``params`` (in place), go to
         train mode and return ``params``. A call in train mode changes
         nothing. Atomic."""
@@ -195,7 +200,7 @@ class ScheduleFree(Optimizer):
         else:
             return []  # nothing has a z yet: only the mode switches (as schedulefree)
         leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
-        out = []
+        out: List[Tuple[np.ndarray, np.ndarray, Dict[str, Any]]] = []
         for i, (path, leaf) in enumerate(zip(paths, leaves)):
             where = f"params[{path!r}]" if path else "params"
             want = meta.get(path)
@@ -210,14 +215,15 @@ class ScheduleFree(Optimizer):
             if not leaf.flags.writeable:
                 raise ValueError(f"{where} is read-only; eval()/train() write the parameters in place: pass "
                                  f"writeable arrays: {read_only(leaf)}")
-            if zs[i] is not None:
+            z = zs[i]
+            if z is not None:
                 hp = dict(self._hyper)
                 for j in masks[groups[i]]:
                     hp.update(self._overrides[j][1])
-                out.append((leaf, zs[i], hp))
+                out.append((leaf, z, hp))
         return out
 
-    def _update(self, params: Any, grads: Any) -> Any:
+    def _update(self, params: P, grads: Any) -> P:
         self._settle()
         if not self._train_mode:
             raise RuntimeError(f"{type(self).__name__}.update() in eval mode: params hold the averaged point x; "

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type, TypeVar,
+                    Union)
 
 import numpy as np
 
@@ -29,6 +30,12 @@ _MAX_COUNT = 2 ** 62  # step counts live in int64; t = step + 1 must fit
 
 Pattern = Union[str, Callable[[str, np.ndarray], bool]]
 Overrides = Union[Mapping[str, Mapping[str, Any]], Sequence[Tuple[Pattern, Mapping[str, Any]]], None]
+# update/eval/train return the params they were given (updated in place), so
+# a caller keeps its own type for them.
+P = TypeVar("P")
+# A step's transaction (see _settle): t, bound by this step, created (slot,
+# tensor) buffers, carried (members, values), tensors given initial scalars.
+_Txn = Tuple[int, bool, List[Tuple[int, int]], List[Tuple[List[int], Dict[str, float]]], List[int]]
 
 
 class Optimizer:
@@ -69,6 +76,33 @@ class Optimizer:
     # A learning-rate-free rule sets its own step size (Prodigy, DoG, ...):
     # callers (fastadapt mnist, fa.compare) run it without lr schedules.
     lr_free: ClassVar[bool] = False
+
+    # Instance attributes. Most are set in groups by self.__dict__.update
+    # (_fresh, _binding, load_state_dict) so that each change commits whole;
+    # declared here (annotations only: no class attribute) for type checkers.
+    _hyper: Dict[str, Any]
+    _overrides: List[Tuple[Pattern, Dict[str, Any]]]
+    _busy: _core.BusyLock
+    _stepper: Any  # a _core.Stepper (Muon's wraps two)
+    _tree: Optional[TreeDef]
+    _paths: Tuple[str, ...]
+    # name -> one entry per key: a buffer, a 0-d float64 scalar, or None (not
+    # created yet); Any, as most readers know which (float(...) of a scalar).
+    _state: Dict[str, List[Any]]
+    _slot_lists: List[List[Optional[np.ndarray]]]
+    _group_masks: List[Tuple[int, ...]]
+    _group_members: List[List[int]]
+    _group_ready: List[Set[Tuple[int, int]]]
+    _tensor_group: np.ndarray
+    _scalars: np.ndarray
+    _flags: np.ndarray
+    _tensor_scalars: np.ndarray
+    _param_meta: Dict[str, Tuple[Tuple[int, ...], np.dtype]]
+    _pending_state: Optional[Dict[str, Dict[str, np.ndarray]]]
+    _pending_step: int
+    _txn: Optional[_Txn]
+    _counts: np.ndarray
+    _last_norm: np.ndarray
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Defining a rule's class is registering it: make_optimizer and
@@ -263,14 +297,14 @@ class Optimizer:
     def _lr_estimate(self) -> Optional[float]:
         return None
 
-    def eval(self, params: Any) -> Any:
+    def eval(self, params: P) -> P:
         """Switch ``params`` in place to the point to evaluate and save, and
         return them. A no-op except for rules that keep two sequences
         (Schedule-Free: the training point and its average); the Trainer
         calls it before validation, metrics and checkpoints."""
         return params
 
-    def train(self, params: Any) -> Any:
+    def train(self, params: P) -> P:
         """Switch ``params`` back to the training point after :meth:`eval`
         (a no-op except for rules that keep two sequences); returns them."""
         return params
@@ -493,14 +527,14 @@ class Optimizer:
         self._txn = None
 
     # ---- the step ----------------------------------------------------------
-    def update(self, params: Any, grads: Any) -> Any:
+    def update(self, params: P, grads: Any) -> P:
         """One optimizer step: update ``params`` in place from ``grads`` (same
         structure) and return ``params``. On any error nothing is changed; an
         interrupt (Ctrl-C) leaves the step either fully applied or not at all."""
         with self._busy:
             return self._update(params, grads)
 
-    def _update(self, params: Any, grads: Any) -> Any:
+    def _update(self, params: P, grads: Any) -> P:
         self._settle()
         t = int(self._counts[0]) + 1
         created: List[Tuple[int, int]] = []
@@ -511,6 +545,7 @@ class Optimizer:
             if self._tree is None:
                 self._bind(params)
             tree, paths = self._tree, self._paths
+            assert tree is not None  # (bound just above)
             leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
             gleaves = tree.flatten(grads, "grads", _GRADS_FIX)
             self._prepare(t, leaves, created, carried, fresh_scalars)
@@ -797,4 +832,4 @@ class Optimizer:
 
 # Every optimizer class with an `algorithm` name, filled as rule modules are
 # imported (Optimizer.__init_subclass__).
-OPTIMIZERS: Dict[str, type] = {}
+OPTIMIZERS: Dict[str, Type[Optimizer]] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -36,9 +36,10 @@ def _ns_coefficients(name: str, value: Any) -> Tuple[float, float, float]:
 def _ns_steps(name: str, value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if not 0 <= value < MAX_NS_STEPS:
+    steps = int(value)
+    if not 0 <= steps < MAX_NS_STEPS:
         raise ValueError(f"Invalid {name}: {value} (must be in [0, {MAX_NS_STEPS}), as torch.optim.Muon requires)")
-    return int(value)
+    return steps
 
 
 def _adjust_lr_fn(name: str, value: Any) -> Optional[str]:
@@ -159,6 +160,12 @@ class Muon(Optimizer):
     _kernel = "muon"
     _per_key = ("lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps", "ns_steps",
                 "adjust_lr_fn", "ns_dtype", "maximize")
+    # Set in __init__ with one dict update (as the base's attributes): the
+    # companion optimizer of the other keys, the direction buffers, and the
+    # companion's step still to run (step t, its count, params, grads).
+    _companion: Optimizer
+    _scratch: List[Optional[np.ndarray]]  # (None: not made yet)
+    _companion_due: Optional[Tuple[int, int, Dict[str, np.ndarray], Dict[str, np.ndarray]]]
 
     lr = Hyper(hv.nonnegative, "Learning rate (before the shape adjustment of adjust_lr_fn).")
     weight_decay = Hyper(hv.nonnegative, "Decoupled weight decay: p = p * (1 - lr * weight_decay).")
@@ -243,7 +250,7 @@ class Muon(Optimizer):
             if s is None or s.shape != p.shape or s.dtype != p.dtype:
                 cache[i] = np.empty(p.shape, dtype=p.dtype)
         self.__dict__["_scratch"] = cache
-        return cache
+        return cast(List[np.ndarray], cache)  # (every entry made above)
 
     def _orthogonalize(self, i: int, key: str, d: np.ndarray) -> np.ndarray:
         hp = self._group_hyper(self._tensor_group[i])
@@ -336,18 +343,20 @@ class _MuonStepper:
     def step(self, keys: Sequence[str], params: list, grads: list, states: list, *groups: Any,
              tensor_scalars: Any = None) -> Any:
         # (Muon learns no tensor scalars: tensor_scalars is always None)
-        *groups, counts, last_norm = groups  # tensor_group, scalars, flags, policy, max_norm, track, t
-        t = groups[-1]
+        # (named one by one: a type checker cannot count a starred list)
+        tensor_group, scalars, flags, policy, max_norm, track, t, counts, last_norm = groups
         opt = self.opt
         opt._check_companion(opt._companion)  # (its settings may have changed since construction)
         if not all(isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64) for p in params):
             # The commit call's checks name the bad parameter (they run before any write).
             fill = [np.empty(p.shape, p.dtype) if isinstance(p, np.ndarray) and p.ndim == 2 else None for p in params]
-            self.commit.step(keys, params, grads, [states[0], fill], *groups, counts, last_norm)
+            self.commit.step(keys, params, grads, [states[0], fill], tensor_group, scalars, flags, policy,
+                             max_norm, track, t, counts, last_norm)
             raise AssertionError("unreachable: the commit call accepted a parameter that is not a float array")
         scratch = opt._scratch_for(params)
-        status, norm, nonfinite, bad = self.direction.step(keys, scratch, grads, states, *groups,
-                                                           np.zeros(5, dtype=np.int64), np.zeros(1))
+        status, norm, nonfinite, bad = self.direction.step(
+            keys, scratch, grads, states, tensor_group, scalars, flags, policy, max_norm, track, t,
+            np.zeros(5, dtype=np.int64), np.zeros(1))
         if status == 2:  # nonfinite="raise": nothing written, no counter moved
             return status, norm, nonfinite, bad
         orth: List[Optional[np.ndarray]] = [None] * len(params)
@@ -360,4 +369,5 @@ class _MuonStepper:
             due = (t, opt._companion.step_count, {keys[i]: params[i] for i in others},
                    {keys[i]: scratch[i] for i in others})
         opt.__dict__["_companion_due"] = due
-        return self.commit.step(keys, params, grads, [states[0], orth], *groups, counts, last_norm)
+        return self.commit.step(keys, params, grads, [states[0], orth], tensor_group, scalars, flags, policy,
+                                max_norm, track, t, counts, last_norm)

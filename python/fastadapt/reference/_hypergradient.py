@@ -44,6 +44,11 @@ class HypergradientReference(ReferenceOptimizer):
     g) -> (dot_values, d)`` (float64 per-element products and the new
     direction, already stored in the state)."""
 
+    # The hyperparameters read here (set from the subclass's defaults by
+    # ReferenceOptimizer.__init__; declared for type checkers).
+    lr: float
+    hypergrad_lr: float
+
     def update(self, params: Any, grads: Any) -> Any:
         self._pending: List[Tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
         before = self.step_count

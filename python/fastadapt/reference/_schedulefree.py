@@ -56,6 +56,12 @@ class ScheduleFreeReference(ReferenceOptimizer):
     hyperparameter is ``b`` and implement ``_rule``."""
 
     carried = ("lr_max", "weight_sum", "scheduled_lr", "ckp1")
+    # The hyperparameters read here (set from the subclass's defaults by
+    # ReferenceOptimizer.__init__; declared for type checkers).
+    lr: float
+    warmup_steps: int
+    r: float
+    weight_lr_power: float
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)

@@ -132,7 +132,9 @@ class AdaptiveLR(_LRPlateau):
         if upcoming < self.warmup_epochs:
             self.current_lrs = self._lrs_for_epoch(upcoming)
         else:
-            self.current_lrs = self._plateau_cut(x, self.current_lrs)
+            lrs = self.current_lrs
+            assert lrs is not None  # (set when the optimizer was bound: _begin_step checked it is)
+            self.current_lrs = self._plateau_cut(x, lrs)
             self.epochs_since_best = 0 if self._plateau.improved else self.epochs_since_best + 1
             if self.epochs_since_best >= self.stop_patience:
                 self.should_stop = True

@@ -188,6 +188,7 @@ class Scheduler(Callback):
                     raise TypeError(f"a value for {len(ratios)} groups must be a real number")
                 # The default group gets the value itself (bit for bit), the others their ratio of it.
                 targets = [value] + [value * r for r in ratios[1:]]
+                new: List[Any]
                 if index is None:
                     new = targets
                 else:

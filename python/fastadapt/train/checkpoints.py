@@ -71,7 +71,8 @@ def save_state(path: PathLike, state: Any) -> None:
     arrays: Dict[str, np.ndarray] = {}
     document = json.dumps(_encode(state, arrays, "state"))
     with atomic_write(path, "wb") as f:
-        np.savez(f, **{_META: np.array(document)}, **arrays)
+        # (numpy's stubs fear a member named allow_pickle; ours are __state__, a0, a1, ...)
+        np.savez(f, **{_META: np.array(document)}, **arrays)  # type: ignore[arg-type]
 
 
 class _Corrupt(Exception):

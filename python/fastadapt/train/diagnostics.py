@@ -98,7 +98,7 @@ import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -298,7 +298,8 @@ def _as_history(history: Any) -> History:
 def _nonfinite(s: _Series, t: Thresholds) -> Optional[Finding]:
     counters = ("nonfinite_steps", "skipped_steps", "nonfinite_grads")
     values = ("loss", "val_loss", "grad_norm", "param_norm")
-    epochs, totals, bad_values = [], {c: 0 for c in counters}, {v: [] for v in values}
+    bad_values: Dict[str, List[Any]] = {v: [] for v in values}
+    epochs, totals = [], {c: 0 for c in counters}
     columns = {name: s.raw(name) for name in counters + values}
     for i, epoch in enumerate(s.epochs):
         hit = False
@@ -401,8 +402,10 @@ def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
 def _exploding(s: _Series, t: Thresholds) -> Optional[Finding]:
     grad = s("grad_norm")
     param = s("param_norm")
-    epochs, evidence, seen = set(), {}, []
-    grad_hits = []
+    epochs: Set[Any] = set()
+    evidence: Dict[str, Any] = {}
+    seen: List[str] = []
+    grad_hits: List[Dict[str, Any]] = []
     for i in range(1, len(grad)):
         earlier = grad[:i][np.isfinite(grad[:i])]
         if earlier.size and math.isfinite(grad[i]):
@@ -432,7 +435,8 @@ def _exploding(s: _Series, t: Thresholds) -> Optional[Finding]:
             seen.append(f"the parameter norm grew from {start:.4g} to {worst_p:.4g} ({worst_p / start:.3g}x)")
     if not epochs:
         return None
-    optimizer = s.info.get("optimizer") if isinstance(s.info.get("optimizer"), Mapping) else {}
+    recorded = s.info.get("optimizer")
+    optimizer: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
     clip = optimizer.get("max_grad_norm")
     if clip:
         advice = (f"Gradient clipping is already on (max_grad_norm={clip}), and adaptive steps are bounded by the "
@@ -466,7 +470,8 @@ def _setting(value: Any) -> str:
 def _step_size_advice(s: _Series, exploded: bool) -> str:
     """What to change, in the rule's own hyperparameters (read from the
     configuration the run recorded), for a step size that exploded or collapsed."""
-    config = s.info.get("optimizer") if isinstance(s.info.get("optimizer"), Mapping) else {}
+    recorded = s.info.get("optimizer")
+    config: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
 
     def now(name: str) -> str:
         return f" (now {_setting(config[name])})"
@@ -592,7 +597,8 @@ def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
                 else None
             if isinstance(configured, (int, float)) and not isinstance(configured, bool) and configured > 0:
                 start, first = float(configured), None
-        best, best_row = (initial, None) if initial is not None else (None, None)
+        best: Optional[float] = initial
+        best_row: Optional[int] = None
         hits: List[Dict[str, Any]] = []
         for i, value in enumerate(loss):
             if not logged[i]:
@@ -602,6 +608,7 @@ def _step_size_explosion(s: _Series, t: Thresholds) -> Optional[Finding]:
                 excess = value - best
                 diverged = not math.isfinite(value) or (excess > needed * abs(best) and excess > floor)
                 at_best = level[best_row] if best_row is not None else start
+                assert at_best is not None  # (start is set when best_row is not: the test above)
                 if diverged and math.isfinite(at_best) and at_best > 0 and not math.isnan(high[i]):
                     growth = high[i] / at_best
                     if name == "lr_estimate":  # a schedule's part of the growth (a warmup of lr) is not the rule's
@@ -723,7 +730,8 @@ def _below_zero(s: _Series, t: Thresholds, name: str, level: np.ndarray, high: n
 
 def _windows(flags: Sequence[bool], length: int) -> List[int]:
     """Indices covered by runs of at least ``length`` consecutive True flags."""
-    covered, run = [], 0
+    covered: List[int] = []
+    run = 0
     for i, flag in enumerate(flags):
         run = run + 1 if flag else 0
         if run == length:
@@ -828,7 +836,7 @@ def _plateau(s: _Series, t: Thresholds) -> Optional[Finding]:
     lr_finite = lr[np.isfinite(lr)]
     # Moved between the window's epochs, or within one of them (a per-step schedule).
     lr_moved = bool((lr_finite.size > 1 and lr_finite.max() > lr_finite.min()) or np.any(low < high))
-    evidence = {"loss_before": _num(loss[before]), "best_in_window": _num(loss[recent].min()),
+    evidence: Dict[str, Any] = {"loss_before": _num(loss[before]), "best_in_window": _num(loss[recent].min()),
                 "progress": _num((loss[before] - loss[recent].min()) / abs(loss[before])),
                 "window": window}
     if lr_finite.size:

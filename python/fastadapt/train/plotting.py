@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from .._files import save_figure
 from .._install import install_hint
 from .diagnostics import Finding, _as_history, diagnose
 from .history import History
+
+if TYPE_CHECKING:
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 __all__ = ["plot_history"]
 
@@ -206,14 +209,16 @@ def plot_history(history: Union[History, Any], path: PathLike, *, findings: Opti
         ax.set_xlabel("epochs completed")
         ax.grid(True, alpha=0.3)
     fig.suptitle(title or _default_title(h), fontsize=13)
+    # (the figure was made with layout="constrained": its engine takes a rect)
+    engine = cast("ConstrainedLayoutEngine", fig.get_layout_engine())
     if findings:
         lines = [f"[{f.severity}] {f.code}: {f.message}" for f in findings]
         fig.text(0.01, 0.005, "\n".join(_shorten(line, 160) for line in lines), fontsize=8.5, va="bottom",
                  ha="left", color="#333333", wrap=True)
-        fig.get_layout_engine().set(rect=(0, 0.022 * len(lines) + 0.01, 1, 1 - 0.022 * len(lines) - 0.01))
+        engine.set(rect=(0, 0.022 * len(lines) + 0.01, 1, 1 - 0.022 * len(lines) - 0.01))
     else:
         fig.text(0.01, 0.005, "diagnosis: no findings", fontsize=8.5, va="bottom", ha="left", color="#2ca02c")
-        fig.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))
+        engine.set(rect=(0, 0.03, 1, 0.97))
     fig.canvas.draw()  # once: the layout, so legend sizes are final; a legend that moves inside its panel
     for placed in legends:  # changes no other panel
         if placed is not None:
@@ -336,10 +341,10 @@ def _learned_panel(ax: Any, h: History, x: np.ndarray, keys: Sequence[str]) -> P
         if np.any(raw <= 0):
             below.append((key, raw <= 0, line.get_color()))
         if _range_columns(h, key):
-            low, high = _positive(h.array(f"{key}_min")), _positive(h.array(f"{key}_max"))
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
+            band_low, band_high = _positive(h.array(f"{key}_min")), _positive(h.array(f"{key}_max"))
+            ax.fill_between(x, band_low, band_high, color=line.get_color(), alpha=0.15, lw=0)
             banded = True
-            shown += [low, high]
+            shown += [band_low, band_high]
     # The x axis of the panels above (epochs completed, whole numbers), also where values are missing.
     pad = 0.05 * (x.max() - x.min()) if len(x) > 1 else 0.5
     ax.set_xlim(x.min() - pad, x.max() + pad)
@@ -401,8 +406,8 @@ def _hyper_panel(ax: Any, h: History, x: np.ndarray) -> Placed:
             twin.fill_between(x, _finite(h.array(f"{name}_min")), _finite(h.array(f"{name}_max")),
                               color=line.get_color(), alpha=0.12, lw=0)
     # One legend for both axes, on the twin (drawn last, so no curve runs over it).
-    handles, labels = [sum(pair, []) for pair in zip(ax.get_legend_handles_labels(),
-                                                      twin.get_legend_handles_labels())]
+    (handles, labels), (twin_handles, twin_labels) = ax.get_legend_handles_labels(), twin.get_legend_handles_labels()
+    handles, labels = handles + twin_handles, labels + twin_labels
     return twin.legend(handles, labels, fontsize=8), [ax, twin]
 
 
@@ -440,6 +445,6 @@ def _norm_panel(ax: Any, h: History, x: np.ndarray) -> Placed:
     _use_log(twin, _positive(ys))
     twin.set_ylabel("parameter norm")
     # One legend for both axes, on the twin (drawn last, so no curve runs over it).
-    handles, labels = [sum(pair, []) for pair in zip(ax.get_legend_handles_labels(),
-                                                      twin.get_legend_handles_labels())]
+    (handles, labels), (twin_handles, twin_labels) = ax.get_legend_handles_labels(), twin.get_legend_handles_labels()
+    handles, labels = handles + twin_handles, labels + twin_labels
     return twin.legend(handles, labels, fontsize=8), [ax, twin]

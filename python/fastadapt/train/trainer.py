@@ -20,7 +20,7 @@ import math
 import numbers
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Sized, Tuple, Union
 
 import numpy as np
 
@@ -103,7 +103,8 @@ def _digest(leaves: Sequence[np.ndarray]) -> bytes:
     without a second copy of them. NaN payloads and signed zeros count."""
     h = hashlib.blake2b(digest_size=16)
     for leaf in leaves:
-        h.update(np.ascontiguousarray(leaf).reshape(-1).view(np.uint8))
+        # (an ndarray is a buffer; numpy's stubs do not say so to Python < 3.12)
+        h.update(np.ascontiguousarray(leaf).reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     return h.digest()
 
 
@@ -411,7 +412,7 @@ class Trainer:
         kept = self._train_point
         untouched = kept is not None and _digest(leaves) == self._eval_digest
         _switch(self.optimizer, "train", self.params)
-        if untouched:
+        if untouched and kept is not None:
             for leaf, saved in zip(leaves, kept):
                 np.copyto(leaf, saved)
         self.__dict__.update(_at_eval=False, _train_point=None, _eval_digest=None)
@@ -625,7 +626,7 @@ class Trainer:
         trace = _HyperTrace()
         learned = _LearnedTrace()
         grads: Any = None
-        self._display.start_epoch(epoch, last, len(batches) if hasattr(batches, "__len__") else None)
+        self._display.start_epoch(epoch, last, len(batches) if isinstance(batches, Sized) else None)
         for batch in batches:
             loss_value, grads = self._loss_and_grad(batch)
             loss = _as_loss(loss_value, "loss_and_grad")
@@ -792,7 +793,7 @@ class Trainer:
         if not isinstance(sd.get("optimizer"), Mapping):
             raise ValueError(f"checkpoint['optimizer'] must be the optimizer's state_dict, got "
                              f"{type(sd.get('optimizer')).__name__}")
-        saved = sd.get("params")
+        saved: Any = sd.get("params")  # (a Mapping: checked below)
         train_saved = sd.get("train_params")
         paths, leaves = flatten_any(self.params)
         two_points = _has_eval_point(self.optimizer)

@@ -274,7 +274,9 @@ class ProcessExecutor(Executor):
 
     def _spawn_worker(self) -> _Worker:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=_worker_main, args=(child_conn, self.threads_per_worker),
+        # (typeshed's BaseContext lacks Process; get_context returns a subclass that has it)
+        process = self._context.Process(target=_worker_main,  # type: ignore[attr-defined]
+                                        args=(child_conn, self.threads_per_worker),
                                         name="fastadapt-tune-worker", daemon=True)
         with _thread_environment(self.threads_per_worker):
             process.start()

@@ -251,6 +251,7 @@ def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: 
             ys = [h["metric"] for h in trial.history]
             if not xs:
                 continue
+            style: Dict[str, Any]
             if best is not None and trial.trial_id == best.trial_id:
                 style = {"color": "tab:red", "lw": 2.2, "zorder": 4}
             elif trial.status == COMPLETED:

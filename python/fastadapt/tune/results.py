@@ -49,7 +49,7 @@ def ranked(scores: Iterable[Tuple[int, Optional[float]]], mode: str) -> List[Tup
     return sorted(scores, key=key)
 
 
-def evaluation_key(metric: float, trial_id: int, budget: int, mode: str) -> Tuple[float, int, int]:
+def evaluation_key(metric: float, trial_id: int, budget: float, mode: str) -> Tuple[float, int, float]:
     """Sort key of one evaluation, best first: the metric (signed by mode),
     then the lower trial id, then the smaller budget."""
     return (metric if mode == "min" else -metric, trial_id, budget)

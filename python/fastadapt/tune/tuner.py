@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -126,7 +126,9 @@ class Tuner:
         self.mode = _checks.choice("mode", mode, ("min", "max"))
         self._seed_argument = seed
         # None: fresh entropy, recorded in the result so the run can be repeated.
-        self.seed = int(np.random.SeedSequence().entropy) if seed is None else _checks.integer("seed", seed, 0)
+        # (a SeedSequence made without entropy draws an int)
+        self.seed = (int(cast(int, np.random.SeedSequence().entropy)) if seed is None
+                     else _checks.integer("seed", seed, 0))
         if not isinstance(executor, (str, Executor)):
             raise TypeError(f"executor must be 'sequential', 'process', 'ray' or an Executor instance, "
                             f"got {type(executor).__name__}")
@@ -227,7 +229,7 @@ class Tuner:
         self._rungs: List[Dict[str, Any]] = []
         self._initial_used = 0
         self._elapsed = 0.0
-        self._best_key: Optional[Tuple[float, int, int]] = None
+        self._best_key: Optional[Tuple[float, int, float]] = None
         self._start_algorithm()
 
     def _field_specs(self) -> Dict[str, S.Spec]:
@@ -330,7 +332,7 @@ class Tuner:
         """Forget the states of stopped and failed trials: no decision needs
         them (the best evaluation's state is its own snapshot)."""
         for key in list(self._states):
-            if key != BEST_STATE and self._trials[key].status in (STOPPED, FAILED):
+            if key != BEST_STATE and self._trials[cast(int, key)].status in (STOPPED, FAILED):
                 del self._states[key]
                 del self._state_versions[key]
 

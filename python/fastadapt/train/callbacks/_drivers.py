@@ -19,7 +19,8 @@ import sys
 import threading
 import warnings
 import weakref
-from typing import Any, Dict, List, Tuple
+from types import FrameType
+from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["claim", "release"]
 
@@ -63,14 +64,17 @@ def release(controller: Any, optimizer: Any) -> None:
             drivers = _drivers.get(optimizer)
         except TypeError:
             return
-        for name, refs in (drivers or {}).items():
+        if not drivers:
+            return
+        for name, refs in drivers.items():
             drivers[name] = [ref for ref in refs if ref() is not controller]
 
 
 def _outside_stacklevel() -> int:
     """The stacklevel of the first caller outside fastadapt (the user's
     ``Scheduler(opt, ...)`` or ``trainer.fit(...)``), from the warning's caller."""
-    frame, level = sys._getframe(1), 1
+    frame: Optional[FrameType] = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_globals.get("__name__", "").startswith("fastadapt."):
         frame, level = frame.f_back, level + 1
     return level

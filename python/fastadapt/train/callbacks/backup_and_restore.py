@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..._files import check_writable_dir
 from ._common import path_arg
@@ -48,7 +48,7 @@ class BackupAndRestore(Callback):
         if not isinstance(delete_checkpoint, bool):
             raise TypeError(f"BackupAndRestore(delete_checkpoint={delete_checkpoint!r}) must be True or False")
         self.delete_checkpoint = delete_checkpoint
-        self.restored_epoch = None  # the trainer.epoch restored by the last on_train_begin (None: none)
+        self.restored_epoch: Optional[int] = None  # the trainer.epoch restored by the last on_train_begin (None: none)
 
     @property
     def path(self) -> str:

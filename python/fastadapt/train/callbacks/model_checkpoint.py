@@ -127,10 +127,11 @@ class ModelCheckpoint(Callback):
                             f"{type(trainer).__name__}; or pass save_weights_only=True")
 
     def on_batch_end(self, step: int, logs: Mapping[str, Any], trainer: Any) -> None:
-        if self.save_freq == "epoch":
+        freq = self.save_freq
+        if isinstance(freq, str):  # ("epoch": __init__ allows no other string)
             return
         self._steps_since_save += 1
-        if self._steps_since_save >= self.save_freq:
+        if self._steps_since_save >= freq:
             self._steps_since_save = 0
             self._maybe_save(trainer, dict(logs), epoch=getattr(trainer, "epoch", 0), batch=step + 1)
 
