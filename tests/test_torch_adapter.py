@@ -11,7 +11,11 @@ import sys
 
 import pytest
 
-PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+import fastadapt
+
+# The fastadapt this test process imported (the installed package in CI, a
+# checkout's python/ in development): the subprocesses must import the same one.
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(fastadapt.__file__)))
 
 
 def _run(code):
