@@ -4,6 +4,7 @@ child, and many small steps with flat memory."""
 import gc
 import multiprocessing
 import os
+import platform
 import threading
 import tracemalloc
 
@@ -116,6 +117,11 @@ def test_100k_small_steps_leave_memory_flat():
     assert opt.step_count == 101_000
 
 
+# The control word's flush-to-zero bits: MXCSR's FTZ | DAZ on x86, FPCR's FZ on AArch64.
+FLUSH_TO_ZERO_BITS = {"x86_64": 0x8040, "AMD64": 0x8040, "aarch64": 1 << 24, "arm64": 1 << 24}.get(platform.machine())
+
+
+@pytest.mark.skipif(FLUSH_TO_ZERO_BITS is None, reason=f"no flush-to-zero control word known for {platform.machine()}")
 def test_workers_use_the_callers_floating_point_mode():
     """Flush-to-zero set by the caller (as torch.set_flush_denormal does) must
     hold on every pool thread, or results depend on the thread count."""
@@ -128,7 +134,7 @@ def test_workers_use_the_callers_floating_point_mode():
         p = {"w": tiny.copy()}
         fa.SGD(lr=0.0).update(p, {"w": np.zeros_like(tiny)})  # warm the pool
         old = _core._mxcsr()
-        _core._mxcsr(old | 0x8040)  # FTZ | DAZ
+        _core._mxcsr(old | FLUSH_TO_ZERO_BITS)
         try:
             p = {"w": tiny.copy()}
             fa.SGD(lr=0.5).update(p, {"w": tiny.copy()})

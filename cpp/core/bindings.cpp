@@ -4,7 +4,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "busy_lock.hpp"
+#include "cpu.hpp"
 #include "dispatch.hpp"
 #include "rule_api.hpp"
 #include "stepper.hpp"
@@ -266,11 +266,11 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "_mxcsr",
       [](long value) {
-        const unsigned before = _mm_getcsr();
-        if (value >= 0) _mm_setcsr(static_cast<unsigned>(value));
+        const unsigned before = fp_mode_get();
+        if (value >= 0) fp_mode_set(static_cast<unsigned>(value));
         return before;
       },
-      py::arg("value") = -1, "Read (and with value >= 0 set) this thread's MXCSR (tests only).");
+      py::arg("value") = -1, "Read (and with value >= 0 set) this thread's floating-point control word: MXCSR on x86, FPCR on AArch64 (tests only).");
   m.def("get_num_threads", [] { return ThreadPool::instance().num_threads(); });
   m.def("default_num_threads", &ThreadPool::default_num_threads);
   m.def(

@@ -13,16 +13,25 @@ struct IsaEntry {
   bool (*cpu_has)();
 };
 
+bool always() { return true; }
+
+#if defined(FASTADAPT_X86_PATHS)
 // __builtin_cpu_supports also checks that the OS saves the wide registers.
 bool has_avx512() { return __builtin_cpu_supports("avx512f"); }
 bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-bool always() { return true; }
 
 const IsaEntry kIsas[] = {
     {"avx512", kernels_avx512, has_avx512},
     {"avx2", kernels_avx2, has_avx2},
     {"baseline", kernels_baseline, always},
 };
+#else
+// Built without the x86 SIMD paths (another CPU, or FASTADAPT_X86_PATHS=OFF):
+// the portable path alone.
+const IsaEntry kIsas[] = {
+    {"baseline", kernels_baseline, always},
+};
+#endif
 
 const KernelTable* best_supported() {
   for (const auto& e : kIsas)
@@ -70,7 +79,7 @@ void set_active_isa(const std::string& name) {
     active().store(&e.table(), std::memory_order_release);
     return;
   }
-  throw std::invalid_argument("unknown SIMD path '" + name + "' (expected avx512, avx2 or baseline)");
+  throw std::invalid_argument("unknown SIMD path '" + name + "' (expected one of fastadapt.simd_info()'s compiled paths)");
 }
 
 }  // namespace fastadapt

@@ -1,7 +1,8 @@
 #include "thread_pool.hpp"
 
+#include "cpu.hpp"
+
 #include <pthread.h>
-#include <xmmintrin.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -139,14 +140,14 @@ void ThreadPool::drain(int slot) {
 }
 
 void ThreadPool::worker_loop(std::uint64_t seen, int slot) {
-  const unsigned own_csr = _mm_getcsr();
+  const unsigned own_csr = fp_mode_get();
   for (;;) {
     // Spin briefly before sleeping, so back-to-back steps skip the futex round
     // trip; bounded by time (~20 us), because a spinning worker steals the core
     // from whatever the process runs next (NumPy's BLAS, torch, the user's code).
     const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
     while (published_.load(std::memory_order_acquire) == seen) {
-      for (int k = 0; k < 16; ++k) __builtin_ia32_pause();
+      for (int k = 0; k < 16; ++k) cpu_relax();
       if (std::chrono::steady_clock::now() >= spin_until) break;
     }
     {
@@ -157,9 +158,9 @@ void ThreadPool::worker_loop(std::uint64_t seen, int slot) {
     }
     // Run with the caller's floating-point mode (flush-to-zero, rounding), as
     // the calling thread and the NumPy reference do.
-    _mm_setcsr(csr_);
+    fp_mode_set(csr_);
     drain(slot);
-    _mm_setcsr(own_csr);
+    fp_mode_set(own_csr);
     // The last worker out wakes the caller if it went to sleep; taking mu_
     // first means the caller cannot miss it between its check and its wait.
     if (busy_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -181,7 +182,7 @@ void ThreadPool::parallel_for(std::size_t count, TaskFn fn, void* ctx) {
     std::lock_guard<std::mutex> lk(mu_);
     fn_ = fn;
     ctx_ = ctx;
-    csr_ = _mm_getcsr();
+    csr_ = fp_mode_get();
     const std::size_t nblocks = blocks_.size();
     for (std::size_t k = 0; k < nblocks; ++k) {
       blocks_[k].next.store(count * k / nblocks, std::memory_order_relaxed);
@@ -198,7 +199,7 @@ void ThreadPool::parallel_for(std::size_t count, TaskFn fn, void* ctx) {
   // then sleep.
   const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
   while (busy_workers_.load(std::memory_order_acquire) != 0) {
-    for (int k = 0; k < 16; ++k) __builtin_ia32_pause();
+    for (int k = 0; k < 16; ++k) cpu_relax();
     if (std::chrono::steady_clock::now() >= spin_until) break;
   }
   std::unique_lock<std::mutex> lk(mu_);

@@ -9,7 +9,9 @@
 #error "define FA_ISA before including loops.hpp"
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 
 #include <array>
 #include <cstddef>
