@@ -75,23 +75,34 @@ def _as_arrays(name: str, data: Any) -> Arrays:
 class Workload:
     """One problem to train every optimizer on.
 
-    Args:
-        name: a short name for tables and files (letters, digits, ``-``, ``_``, ``.``).
-        init_params: ``seed -> params``, a fresh parameter tree (float32 or
-            float64 arrays) on every call.
-        loss_and_grad: ``(params, batch) -> (loss, grads)``, grads shaped like params.
-        train, val: tuples of arrays sharing their first axis (``(X, y)``);
-            a batch is the same tuple of row slices.
-        metric: ``"accuracy"`` (higher is better; then ``accuracy`` is
-            required) or ``"loss"`` (lower is better).
-        accuracy: ``(params, val) -> fraction correct`` for ``metric="accuracy"``.
-        loss: ``(params, batch) -> float``, the validation loss of a
-            ``"loss"`` workload (default: ``loss_and_grad``'s loss). Lets the
-            metric leave out a training-only term, such as a penalty.
-        steps: optimizer steps per run.
-        batch_size: rows per step (None: the whole training set every step).
-        evals: validation evaluations per run, evenly spaced (plus one at step 0).
-        description: one line for the report.
+    Parameters
+    ----------
+    name
+        a short name for tables and files (letters, digits, ``-``, ``_``, ``.``).
+    init_params
+        ``seed -> params``, a fresh parameter tree (float32 or float64 arrays) on every call.
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``, grads shaped like params.
+    train, val
+        tuples of arrays sharing their first axis (``(X, y)``); a batch is the same tuple of row
+        slices.
+    metric
+        ``"accuracy"`` (higher is better; then ``accuracy`` is required) or ``"loss"`` (lower is
+        better).
+    accuracy
+        ``(params, val) -> fraction correct`` for ``metric="accuracy"``.
+    loss
+        ``(params, batch) -> float``, the validation loss of a ``"loss"`` workload (default:
+        ``loss_and_grad``'s loss). Lets the metric leave out a training-only term, such as a
+        penalty.
+    steps
+        optimizer steps per run.
+    batch_size
+        rows per step (None: the whole training set every step).
+    evals
+        validation evaluations per run, evenly spaced (plus one at step 0).
+    description
+        one line for the report.
     """
 
     name: str

@@ -22,14 +22,20 @@ def shard_batches(*arrays: Any, num_workers: int, batch_size: int, shuffle: bool
     batches, of the same sizes, as sync mode needs. With ``shuffle``, worker
     ``w`` shuffles its block each epoch with seed ``seed + w``.
 
-    Args:
-        arrays: equally long arrays (``X, y``).
-        num_workers: how many blocks.
-        batch_size: samples per batch on each worker (a sync step consumes
-            ``num_workers * batch_size`` samples).
-        shuffle, seed, drop_last: as :func:`fastadapt.batches`.
+    Parameters
+    ----------
+    arrays
+        equally long arrays (``X, y``).
+    num_workers
+        how many blocks.
+    batch_size
+        samples per batch on each worker (a sync step consumes ``num_workers * batch_size``
+        samples).
+    shuffle, seed, drop_last
+        as :func:`fastadapt.batches`.
 
-    Example::
+    Examples
+    --------
 
         data = fa.distributed.shard_batches(X, y, num_workers=2, batch_size=64, shuffle=True, seed=0)
         ps.fit(data, epochs=5)

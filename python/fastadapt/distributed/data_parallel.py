@@ -105,52 +105,58 @@ class _EpochProgress:
 class DataParallel:
     """Data-parallel training with a sharded parameter server on Ray.
 
-    Args:
-        params: the parameter tree (nested dicts/lists/tuples of float32 or
-            float64 arrays). Copied to the servers; your arrays are not
-            changed (pull the trained ones with :meth:`params`).
-        optimizer: a fastadapt optimizer (its class, hyperparameters,
-            overrides and any state it has are what every shard starts
-            from) or a name such as ``"adam"``. It stays on the driver as the
-            template: assign ``ps.optimizer.lr = ...`` (or let a schedule or
-            callback do it) and the servers follow from the next step.
-        loss_and_grad: ``(params, batch) -> (loss, grads)``, run on the
-            workers. It must be picklable (a module-level function, a bound
-            method of a picklable model such as ``fa.models.MLP``); it gets
-            read-only parameter arrays.
-        num_workers: gradient workers, one data shard each.
-        num_shards: parameter-server actors; arrays are assigned whole,
-            balanced by bytes (:func:`~fastadapt.distributed.assign_shards`).
-        mode: ``"sync"``: every step averages one batch from each worker in
-            worker order, then updates once (equal to single-process training
-            on the concatenated batch). ``"async"``: each worker's gradient
-            is applied on its own as it finishes, on parameters at most
-            ``max_staleness`` updates old.
-        max_staleness: async only; default ``num_workers - 1`` (every worker
-            busy). 0 makes async training sequential SGD.
-        address: None: a local Ray started on demand (shut down again by
-            :meth:`shutdown`). A string: the cluster to connect to (``"auto"``,
-            ``"ray://head:10001"``, a GCS address); :meth:`shutdown` then only
-            disconnects. A process already connected to Ray keeps using that
-            session either way (and :meth:`shutdown` leaves it running). A
-            Ray one DataParallel started stays up while another one built
-            after it uses it: the last to shut down stops it.
-        ray_init: extra ``ray.init`` keywords when this object starts Ray
-            (e.g. ``{"num_cpus": 4}``).
-        worker_options, server_options: Ray actor options (``num_cpus``,
-            ``resources``, ...). Defaults: workers 1 CPU, servers 0 CPUs
-            (they only run the memory-bound update while workers wait).
-        start_timeout: seconds a fit waits for its workers to be placed and
-            started before it gives up with an error that says why.
-        max_worker_restarts: how often one worker may be replaced after it
-            dies before it is dropped (its data shard is then left out and
-            sync steps average the remaining workers).
-        callbacks: as for :class:`fastadapt.Trainer`; the ``trainer`` they get
-            is this object (``optimizer``, ``history``, ``stop_training``,
-            ``epoch``, ``step``; ``params()`` pulls a copy).
-        progress: show progress on stderr.
+    Parameters
+    ----------
+    params
+        the parameter tree (nested dicts/lists/tuples of float32 or float64 arrays). Copied to the
+        servers; your arrays are not changed (pull the trained ones with :meth:`params`).
+    optimizer
+        a fastadapt optimizer (its class, hyperparameters, overrides and any state it has are what
+        every shard starts from) or a name such as ``"adam"``. It stays on the driver as the
+        template: assign ``ps.optimizer.lr = ...`` (or let a schedule or callback do it) and the
+        servers follow from the next step.
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``, run on the workers. It must be picklable (a
+        module-level function, a bound method of a picklable model such as ``fa.models.MLP``); it
+        gets read-only parameter arrays.
+    num_workers
+        gradient workers, one data shard each.
+    num_shards
+        parameter-server actors; arrays are assigned whole, balanced by bytes
+        (:func:`~fastadapt.distributed.assign_shards`).
+    mode
+        ``"sync"``: every step averages one batch from each worker in worker order, then updates
+        once (equal to single-process training on the concatenated batch). ``"async"``: each
+        worker's gradient is applied on its own as it finishes, on parameters at most
+        ``max_staleness`` updates old.
+    max_staleness
+        async only; default ``num_workers - 1`` (every worker busy). 0 makes async training
+        sequential SGD.
+    address
+        None: a local Ray started on demand (shut down again by :meth:`shutdown`). A string: the
+        cluster to connect to (``"auto"``, ``"ray://head:10001"``, a GCS address); :meth:`shutdown`
+        then only disconnects. A process already connected to Ray keeps using that session either
+        way (and :meth:`shutdown` leaves it running). A Ray one DataParallel started stays up while
+        another one built after it uses it: the last to shut down stops it.
+    ray_init
+        extra ``ray.init`` keywords when this object starts Ray (e.g. ``{"num_cpus": 4}``).
+    worker_options, server_options
+        Ray actor options (``num_cpus``, ``resources``, ...). Defaults: workers 1 CPU, servers 0
+        CPUs (they only run the memory-bound update while workers wait).
+    start_timeout
+        seconds a fit waits for its workers to be placed and started before it gives up with an
+        error that says why.
+    max_worker_restarts
+        how often one worker may be replaced after it dies before it is dropped (its data shard is
+        then left out and sync steps average the remaining workers).
+    callbacks
+        as for :class:`fastadapt.Trainer`; the ``trainer`` they get is this object (``optimizer``,
+        ``history``, ``stop_training``, ``epoch``, ``step``; ``params()`` pulls a copy).
+    progress
+        show progress on stderr.
 
-    Example::
+    Examples
+    --------
 
         model = fa.models.MLP([784, 128, 10], seed=0)
         with fa.distributed.DataParallel(model.params, fa.Adam(lr=1e-3), loss_and_grad=model.loss_and_grad,
@@ -392,21 +398,6 @@ class DataParallel:
         """Train for ``epochs`` epochs and return the history (the same
         :class:`~fastadapt.History` as ``Trainer.fit``).
 
-        Args:
-            data: one entry per worker: that worker's batches of one epoch (a
-                list of batches, or ``fa.batches(...)``, whose ``set_epoch``
-                is called). Sync mode needs the same number of batches for
-                every worker; :func:`shard_batches` splits arrays that way.
-            epochs: epochs to run, counted from where this object stands
-                (``ps.epoch``), as ``Trainer.fit``.
-            checkpoint_dir: save a checkpoint there after every epoch (and
-                every ``checkpoint_every`` steps); see :meth:`save_checkpoint`.
-            checkpoint_every: also save after every this many steps.
-            resume: with ``checkpoint_dir``: if it holds a checkpoint, load it
-                and continue the run that wrote it: ``epochs`` then counts from
-                where *that* ``fit`` call started, so running the same call
-                again after a crash finishes the same run.
-
         Each epoch logs ``loss`` (mean over batches, weighted by batch size),
         ``lr``, ``grad_norm`` / ``grad_norm_max`` (the global gradient norm
         before clipping, mean / max over steps), ``nonfinite_steps``,
@@ -416,6 +407,24 @@ class DataParallel:
         ``loss_and_grad`` by the slowest worker or in the slowest server's
         update); async mode ``staleness_mean``, ``staleness_max`` and
         ``recomputed`` (gradients recomputed to respect ``max_staleness``).
+
+        Parameters
+        ----------
+        data
+            one entry per worker: that worker's batches of one epoch (a list of batches, or
+            ``fa.batches(...)``, whose ``set_epoch`` is called). Sync mode needs the same number of
+            batches for every worker; :func:`shard_batches` splits arrays that way.
+        epochs
+            epochs to run, counted from where this object stands (``ps.epoch``), as ``Trainer.fit``.
+        checkpoint_dir
+            save a checkpoint there after every epoch (and every ``checkpoint_every`` steps); see
+            :meth:`save_checkpoint`.
+        checkpoint_every
+            also save after every this many steps.
+        resume
+            with ``checkpoint_dir``: if it holds a checkpoint, load it and continue the run that
+            wrote it: ``epochs`` then counts from where *that* ``fit`` call started, so running the
+            same call again after a crash finishes the same run.
         """
         self._check_open()
         integer("epochs", epochs, 0)

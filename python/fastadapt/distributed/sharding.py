@@ -32,14 +32,20 @@ def assign_shards(sizes: Sequence[Tuple[str, int]], num_shards: int) -> List[Lis
     input, never on hashing or timing. Within a shard, keys keep the order
     of ``sizes``, so shard-local sums run in the global key order.
 
-    Args:
-        sizes: ``(key, nbytes)`` pairs in the tree's order.
-        num_shards: how many shards, 1 to ``len(sizes)``.
+    Parameters
+    ----------
+    sizes
+        ``(key, nbytes)`` pairs in the tree's order.
+    num_shards
+        how many shards, 1 to ``len(sizes)``.
 
-    Returns:
+    Returns
+    -------
+    List[List[str]]
         One list of keys per shard; every shard gets at least one key.
 
-    Example::
+    Examples
+    --------
 
         >>> assign_shards([("fc1.w", 400), ("fc1.b", 40), ("fc2.w", 300), ("fc2.b", 30)], 2)
         [['fc1.w'], ['fc1.b', 'fc2.w', 'fc2.b']]

@@ -18,9 +18,12 @@ class Adadelta(Optimizer):
         acc = rho * acc + (1 - rho) * delta * delta
         p = p - lr * delta
 
-    Args:
-        lr, rho, eps, weight_decay, maximize: as torch.optim.Adadelta.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr, rho, eps, weight_decay, maximize
+        as torch.optim.Adadelta.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "adadelta"

@@ -52,17 +52,25 @@ class Adafactor(Optimizer):
         p     = p * (1 - lr * weight_decay)
         p     = p - alpha / max(1, RMS(u) / d) * u
 
-    Args:
-        lr: the largest relative step size (and the weight decay's factor).
-        beta2_decay: exponent of the decay of beta2 (<= 0).
-        eps: (eps1, eps2); eps1 None means the machine epsilon of the
-            parameter's dtype.
-        d: clipping threshold of the update's RMS (>= 1).
-        weight_decay: decoupled weight decay, scaled by lr.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr
+        the largest relative step size (and the weight decay's factor).
+    beta2_decay
+        exponent of the decay of beta2 (<= 0).
+    eps
+        (eps1, eps2); eps1 None means the machine epsilon of the parameter's dtype.
+    d
+        clipping threshold of the update's RMS (>= 1).
+    weight_decay
+        decoupled weight decay, scaled by lr.
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
 
-    Example::
+    Examples
+    --------
 
         opt = fa.Adafactor()
         opt.update(params, grads)   # in place

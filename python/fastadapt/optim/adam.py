@@ -21,17 +21,23 @@ class Adam(Optimizer):
         v = b2 * v + (1 - b2) * g * g       (amsgrad: vmax = max(vmax, v))
         p = p - lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)
 
-    Args:
-        lr, betas, eps, weight_decay, amsgrad, maximize: as torch.optim.Adam.
-        max_grad_norm: clip the global gradient norm first (None: off).
-        nonfinite: "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
-        track_grad_norm: compute ``last_grad_norm`` in every step (it is
-            always computed when clipping or with skip/raise).
-        overrides: per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}``
-            (glob on dotted key paths) or ``[(predicate, {...})]``; later
-            entries win.
+    Parameters
+    ----------
+    lr, betas, eps, weight_decay, amsgrad, maximize
+        as torch.optim.Adam.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
 
-    Example::
+    Examples
+    --------
 
         opt = fa.Adam(lr=1e-3)
         opt.update(params, grads)   # in place

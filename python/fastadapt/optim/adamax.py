@@ -18,9 +18,12 @@ class Adamax(Optimizer):
         u = maximum(b2 * u, |g| + eps)
         p = p - lr / (1 - b1**t) * m / u
 
-    Args:
-        lr, betas, eps, weight_decay, maximize: as torch.optim.Adamax.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr, betas, eps, weight_decay, maximize
+        as torch.optim.Adamax.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "adamax"

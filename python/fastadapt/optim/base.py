@@ -617,13 +617,15 @@ class Optimizer:
         """Restore a :meth:`state_dict`. Everything is checked first; on any
         error the optimizer is left exactly as it was.
 
-        Args:
-            state_dict: what :meth:`state_dict` returned (or a checkpoint of it).
-            params: the parameters this optimizer will update. When given, the
-                state is checked against them now (keys, shapes, dtypes), so a
-                state_dict saved for other parameters fails here rather than at
-                the first update. An optimizer that has stepped always checks
-                against the parameters it is bound to.
+        Parameters
+        ----------
+        state_dict
+            what :meth:`state_dict` returned (or a checkpoint of it).
+        params
+            the parameters this optimizer will update. When given, the state is checked against them
+            now (keys, shapes, dtypes), so a state_dict saved for other parameters fails here rather
+            than at the first update. An optimizer that has stepped always checks against the
+            parameters it is bound to.
         """
         with self._busy:
             self._settle()

@@ -30,16 +30,19 @@ class DAdaptAdam(da.DAdaptOptimizer):
     docs/algorithms.md gives the exact update, the early return before any
     gradient signal and what differs from the package.
 
-    Args:
-        lr, betas, eps, weight_decay, decouple, use_bias_correction, d0,
-        growth_rate: as dadaptation.DAdaptAdam (log_every and fsdp_in_use are
-            not offered). betas, decouple, use_bias_correction, d0,
-            growth_rate shape the one d and are not per key; a key's lr must
-            be the largest lr or 0.
-        layer_scale: the package's param-group key: scales a key's share of
-            d's estimate and its step (per key through ``overrides``).
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr, betas, eps, weight_decay, decouple, use_bias_correction, d0, growth_rate
+        as dadaptation.DAdaptAdam (log_every and fsdp_in_use are not offered). betas, decouple,
+        use_bias_correction, d0, growth_rate shape the one d and are not per key; a key's lr must be
+        the largest lr or 0.
+    layer_scale
+        the package's param-group key: scales a key's share of d's estimate and its step (per key
+        through ``overrides``).
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "dadapt-adam"

@@ -40,19 +40,26 @@ class DoG(Optimizer):
     recommend iterate averaging on top (their package's
     PolynomialDecayAverager), which fastadapt does not provide.
 
-    Args:
-        lr: the paper's c; 1 (the authors advise not to change it).
-        reps_rel: the first step's distance, relative: reps_rel * (1 + ||x0||)
-            (1e-6; the authors suggest 1e-4 with batch normalization).
-        eps: added to G on the first step.
-        init_eta: the first step size, instead of the one reps_rel gives
-            (then rbar starts at 0).
-        weight_decay: added to the gradient (L2), before G sums it.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
-
     A G of 0 (eps = 0 and gradients of exact zeros so far), where the
     package asserts, gives eta = 0: the group does not move.
+
+    Parameters
+    ----------
+    lr
+        the paper's c; 1 (the authors advise not to change it).
+    reps_rel
+        the first step's distance, relative: reps_rel * (1 + ||x0||) (1e-6; the authors suggest 1e-4
+        with batch normalization).
+    eps
+        added to G on the first step.
+    init_eta
+        the first step size, instead of the one reps_rel gives (then rbar starts at 0).
+    weight_decay
+        added to the gradient (L2), before G sums it.
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "dog"

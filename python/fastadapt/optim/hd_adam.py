@@ -26,13 +26,17 @@ class HypergradientAdam(HypergradientMixin, Optimizer):
     and is state: ``opt.adapted["lr"]``, ``opt.lr_estimate``,
     ``opt.state[key]["lr"]``.
 
-    Args:
-        lr: the initial learning rate alpha_0.
-        hypergrad_lr: beta, the learning rate of alpha (the authors' default
-            1e-8; the paper's experiments use 1e-7 and 1e-8 with lr 1e-3).
-        betas, eps, weight_decay, maximize: as fa.Adam (L2 weight decay).
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            each override group learns its own alpha.
+    Parameters
+    ----------
+    lr
+        the initial learning rate alpha_0.
+    hypergrad_lr
+        beta, the learning rate of alpha (the authors' default 1e-8; the paper's experiments use
+        1e-7 and 1e-8 with lr 1e-3).
+    betas, eps, weight_decay, maximize
+        as fa.Adam (L2 weight decay).
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam; each override group learns its own alpha.
     """
 
     algorithm = "hd-adam"

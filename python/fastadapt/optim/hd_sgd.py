@@ -28,13 +28,17 @@ class HypergradientSGD(HypergradientMixin, Optimizer):
     and is state: ``opt.adapted["lr"]``, ``opt.lr_estimate``,
     ``opt.state[key]["lr"]``.
 
-    Args:
-        lr: the initial learning rate alpha_0.
-        hypergrad_lr: beta, the learning rate of alpha (the authors' default
-            1e-6; the paper's experiments use 1e-3 with lr 1e-3).
-        momentum, dampening, weight_decay, nesterov, maximize: as fa.SGD.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            each override group learns its own alpha.
+    Parameters
+    ----------
+    lr
+        the initial learning rate alpha_0.
+    hypergrad_lr
+        beta, the learning rate of alpha (the authors' default 1e-6; the paper's experiments use
+        1e-3 with lr 1e-3).
+    momentum, dampening, weight_decay, nesterov, maximize
+        as fa.SGD.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam; each override group learns its own alpha.
     """
 
     algorithm = "hd-sgd"

@@ -18,13 +18,15 @@ class LAMB(Optimizer):
         p = p - lr * trust_ratio * u,   trust_ratio = ||p|| / ||u||  per tensor
                                         (1 when either norm is 0)
 
-    Args:
-        lr, betas, eps, eps_root, weight_decay: optax.lamb's learning_rate
-            (default 1e-3 here), (b1, b2), eps, eps_root, weight_decay.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            optax.lamb's ``mask`` (weight decay only where True) is
-            ``overrides={key: {"weight_decay": 0.0}}``.
+    Parameters
+    ----------
+    lr, betas, eps, eps_root, weight_decay
+        optax.lamb's learning_rate (default 1e-3 here), (b1, b2), eps, eps_root, weight_decay.
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam; optax.lamb's ``mask`` (weight decay only where True) is ``overrides={key:
+        {"weight_decay": 0.0}}``.
     """
 
     algorithm = "lamb"

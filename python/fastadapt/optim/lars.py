@@ -19,14 +19,17 @@ class LARS(Optimizer):
 
     ``trace`` is optax's momentum trace (it holds the negative, lr-scaled steps).
 
-    Args:
-        lr: optax's learning_rate (no default there; 1e-3 here, as fa.SGD).
-        weight_decay, weight_decay_mask, trust_coefficient, eps,
-            trust_ratio_mask, momentum, nesterov: as optax.lars. The two
-            masks are booleans; set them per key with ``overrides``, e.g.
-            ``{"*.b": {"weight_decay_mask": False, "trust_ratio_mask": False}}``.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr
+        optax's learning_rate (no default there; 1e-3 here, as fa.SGD).
+    weight_decay, weight_decay_mask, trust_coefficient, eps, trust_ratio_mask, momentum, nesterov
+        as optax.lars. The two masks are booleans; set them per key with ``overrides``, e.g.
+        ``{"*.b": {"weight_decay_mask": False, "trust_ratio_mask": False}}``.
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "lars"

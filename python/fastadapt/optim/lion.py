@@ -21,12 +21,14 @@ class Lion(Optimizer):
     ``decoupled_weight_decay=True`` with learning rate ``lr0`` is
     ``weight_decay=wd / lr0`` here (the same bits).
 
-    Args:
-        lr, betas, weight_decay: as lion_pytorch.Lion (lr 1e-4, betas
-            (0.9, 0.99), weight_decay 0).
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            optax.lion's ``mask`` is ``overrides={key: {"weight_decay": 0.0}}``.
+    Parameters
+    ----------
+    lr, betas, weight_decay
+        as lion_pytorch.Lion (lr 1e-4, betas (0.9, 0.99), weight_decay 0).
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam; optax.lion's ``mask`` is ``overrides={key: {"weight_decay": 0.0}}``.
     """
 
     algorithm = "lion"

@@ -134,22 +134,24 @@ class Muon(Optimizer):
     dimensions) are stepped by ``companion`` in the same update, as torch's
     documentation advises (AdamW for them); by default ``fa.AdamW()``.
 
-    Args:
-        lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps,
-            adjust_lr_fn: as torch.optim.Muon.
-        ns_dtype: None (Newton-Schulz in the parameter's dtype, through
-            NumPy's BLAS) or "bfloat16" (torch's rounding; needs ml_dtypes).
-        maximize: ascend instead of descend.
-        companion: the optimizer of the non-matrix keys (a fastadapt
-            optimizer, not Muon), with its own hyperparameters and state.
-            Muon's gradient pre-processing covers every key, so the
-            companion's max_grad_norm, nonfinite and maximize stay at their
-            defaults.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as every
-            fastadapt optimizer; the norm and the policy cover the companion's
-            keys too.
+    Parameters
+    ----------
+    lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn
+        as torch.optim.Muon.
+    ns_dtype
+        None (Newton-Schulz in the parameter's dtype, through NumPy's BLAS) or "bfloat16" (torch's
+        rounding; needs ml_dtypes).
+    maximize
+        ascend instead of descend.
+    companion
+        the optimizer of the non-matrix keys (a fastadapt optimizer, not Muon), with its own
+        hyperparameters and state. Muon's gradient pre-processing covers every key, so the
+        companion's max_grad_norm, nonfinite and maximize stay at their defaults.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as every fastadapt optimizer; the norm and the policy cover the companion's keys too.
 
-    Example::
+    Examples
+    --------
 
         opt = fa.Muon(lr=0.02, companion=fa.AdamW(lr=3e-4, weight_decay=0.01))
         opt.update(params, grads)   # Muon on the matrices, AdamW on the rest

@@ -28,10 +28,12 @@ class NAdam(Optimizer):
         p = p - lr * (1 - mu_t) / (1 - mu_product) * g / denom
         p = p - lr * mu_{t+1} / (1 - mu_product * mu_{t+1}) * m / denom
 
-    Args:
-        lr, betas, eps, weight_decay, momentum_decay, decoupled_weight_decay,
-        maximize: as torch.optim.NAdam.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr, betas, eps, weight_decay, momentum_decay, decoupled_weight_decay, maximize
+        as torch.optim.NAdam.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "nadam"

@@ -31,14 +31,16 @@ class Prodigy(da.DAdaptOptimizer):
     docs/algorithms.md gives the exact update, the early return before any
     gradient signal and what differs from prodigyopt.
 
-    Args:
-        lr, betas, beta3, eps, weight_decay, decouple, use_bias_correction,
-        safeguard_warmup, d0, d_coef, growth_rate: as prodigyopt.Prodigy
-            (fsdp_in_use and slice_p are not offered). betas, beta3, decouple,
-            use_bias_correction, d0, d_coef, growth_rate shape the one d and
-            are not per key; a key's lr must be the largest lr or 0.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr, betas, beta3, eps, weight_decay, decouple, use_bias_correction, safeguard_warmup, d0, d_coef, growth_rate
+        as prodigyopt.Prodigy (fsdp_in_use and slice_p are not offered). betas, beta3, decouple,
+        use_bias_correction, d0, d_coef, growth_rate shape the one d and are not per key; a key's lr
+        must be the largest lr or 0.
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "prodigy"

@@ -25,10 +25,12 @@ class RAdam(Optimizer):
         else:
             p = p - lr / (1 - b1**t) * m
 
-    Args:
-        lr, betas, eps, weight_decay, decoupled_weight_decay, maximize: as
-            torch.optim.RAdam.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr, betas, eps, weight_decay, decoupled_weight_decay, maximize
+        as torch.optim.RAdam.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "radam"

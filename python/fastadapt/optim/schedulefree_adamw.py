@@ -28,11 +28,14 @@ class ScheduleFreeAdamW(ScheduleFree):
 
     with ``lr_t`` the warmed-up lr and the weights ``t**r * lr_max**weight_lr_power``.
 
-    Args:
-        lr, betas, eps, weight_decay, warmup_steps, r, weight_lr_power: as
-            schedulefree.AdamWScheduleFree (beta1 must be > 0).
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr, betas, eps, weight_decay, warmup_steps, r, weight_lr_power
+        as schedulefree.AdamWScheduleFree (beta1 must be > 0).
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "schedulefree-adamw"

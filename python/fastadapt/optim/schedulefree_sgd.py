@@ -26,11 +26,14 @@ class ScheduleFreeSGD(ScheduleFree):
 
     with ``lr_t`` the warmed-up lr and the weights ``t**r * lr_max**weight_lr_power``.
 
-    Args:
-        lr, momentum, weight_decay, warmup_steps, r, weight_lr_power: as
-            schedulefree.SGDScheduleFree.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr, momentum, weight_decay, warmup_steps, r, weight_lr_power
+        as schedulefree.SGDScheduleFree.
+    maximize
+        ascend instead of descend.
+    max_grad_norm, nonfinite, track_grad_norm, overrides
+        as fa.Adam.
     """
 
     algorithm = "schedulefree-sgd"

@@ -48,18 +48,22 @@ class AdaptiveLR(_LRPlateau):
     the plateau cuts all groups together, as :class:`ReduceLROnPlateau`
     does. ``init_lrs`` and ``current_lrs`` travel in the ``state_dict``.
 
-    Args:
-        optimizer: a fastadapt optimizer, or None to bind to
-            ``trainer.optimizer`` in ``on_train_begin``.
-        warmup_epochs: epochs of linear warmup (0: none, epoch 0 trains at ``init``).
-        patience, factor, min_lr, cooldown, threshold, threshold_mode, mode,
-            monitor: as :class:`ReduceLROnPlateau` (defaults: the article's).
-        stop_patience: counted epochs without improvement before
-            ``should_stop``; default ``3 * patience`` (three cuts brought nothing).
-        init_lr: the lr the default group warms up to; default the
-            optimizer's lr when bound.
+    Parameters
+    ----------
+    optimizer
+        a fastadapt optimizer, or None to bind to ``trainer.optimizer`` in ``on_train_begin``.
+    warmup_epochs
+        epochs of linear warmup (0: none, epoch 0 trains at ``init``).
+    patience, factor, min_lr, cooldown, threshold, threshold_mode, mode, monitor
+        as :class:`ReduceLROnPlateau` (defaults: the article's).
+    stop_patience
+        counted epochs without improvement before ``should_stop``; default ``3 * patience`` (three
+        cuts brought nothing).
+    init_lr
+        the lr the default group warms up to; default the optimizer's lr when bound.
 
-    Example::
+    Examples
+    --------
 
         adaptive = fa.AdaptiveLR(opt, warmup_epochs=10, patience=5, factor=0.5)
         for epoch in range(epochs):

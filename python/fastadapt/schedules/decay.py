@@ -45,13 +45,20 @@ def polynomial(base: float, total_steps: int, power: float = 1.0, end: float = 0
     end_value=end, power=power, transition_steps=T)``. ``power=1`` is a
     linear decay.
 
-    Args:
-        base: value at step 0.
-        total_steps: ``T`` >= 1, steps until ``end``.
-        power: > 0, the exponent.
-        end: final value.
+    Parameters
+    ----------
+    base
+        value at step 0.
+    total_steps
+        ``T`` >= 1, steps until ``end``.
+    power
+        > 0, the exponent.
+    end
+        final value.
 
-    Example: ``polynomial(0.05, total_steps=50, power=0.9)``.
+    Examples
+    --------
+    ``polynomial(0.05, total_steps=50, power=0.9)``.
     """
     b, e = real("base", base), real("end", end)
     t = integer("total_steps", total_steps, 1)
@@ -71,13 +78,20 @@ def inverse_time(base: float, decay_rate: float, decay_steps: float = 1, stairca
     ``t`` is ``inverse_time(lr, lr_decay)(t - 1)``. (optax has no
     inverse-time schedule; Keras's is the one matched.)
 
-    Args:
-        base: value at step 0.
-        decay_rate: >= 0.
-        decay_steps: > 0, the steps over which ``p`` grows by 1.
-        staircase: decay in whole steps of ``decay_steps``.
+    Parameters
+    ----------
+    base
+        value at step 0.
+    decay_rate
+        >= 0.
+    decay_steps
+        > 0, the steps over which ``p`` grows by 1.
+    staircase
+        decay in whole steps of ``decay_steps``.
 
-    Example: ``inverse_time(0.1, decay_rate=0.5, decay_steps=100)(200) == 0.05``.
+    Examples
+    --------
+    ``inverse_time(0.1, decay_rate=0.5, decay_steps=100)(200) == 0.05``.
     """
     b = real("base", base)
     r = real("decay_rate", decay_rate, low=0.0)

@@ -36,18 +36,26 @@ class EarlyStopping(Callback):
     snapshots in ``on_epoch_end`` and restores are the evaluation point: the
     trainer shows that point to ``on_epoch_end`` and ``on_train_end``.
 
-    Args:
-        params: the parameter tree to snapshot, or None to bind to
-            ``trainer.params`` in ``on_train_begin`` (needed only with
-            ``restore_best=True``).
-        monitor, mode: the epoch-log key and its direction.
-        min_delta: >= 0, how much better counts as better (absolute).
-        patience: epochs without improvement before stopping (>= 0).
-        baseline: a value the metric must beat, or None.
-        start_epoch: epochs before this one are ignored (Keras's start_from_epoch).
-        restore_best: snapshot and restore the best params.
+    Parameters
+    ----------
+    params
+        the parameter tree to snapshot, or None to bind to ``trainer.params`` in ``on_train_begin``
+        (needed only with ``restore_best=True``).
+    monitor, mode
+        the epoch-log key and its direction.
+    min_delta
+        >= 0, how much better counts as better (absolute).
+    patience
+        epochs without improvement before stopping (>= 0).
+    baseline
+        a value the metric must beat, or None.
+    start_epoch
+        epochs before this one are ignored (Keras's start_from_epoch).
+    restore_best
+        snapshot and restore the best params.
 
-    Example::
+    Examples
+    --------
 
         stopper = fa.EarlyStopping(params, patience=10)
         for epoch in range(1000):

@@ -348,25 +348,38 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     (every group's lr) are restored through its ``state_dict`` (a fresh
     optimizer comes back fresh).
 
-    Args:
-        optimizer: any fastadapt optimizer.
-        params: the parameter tree (arrays updated in place during the sweep).
-        loss_and_grad: ``(params, batch) -> (loss, grads)``.
-        batches: an iterable of batches, restarted when it runs out (a
-            one-shot iterator ends the sweep instead). For a full-batch
-            problem pass ``itertools.repeat(batch)``.
-        start_lr, end_lr: the sweep's range for the default group (0 < start_lr < end_lr).
-        num_steps: steps in the sweep (>= 2).
-        smoothing: the EMA factor ``b`` in [0, 1).
-        diverge_factor: > 1; the blow-up bound, a multiple of the best smoothed loss.
-        skip_start, skip_end: points at either end fastai's rules (``valley``,
-            ``steep``, ``minimum``) ignore, as fastai's ``[num_it // 10 : -5]``.
-        verify_steps: steps of each verification run (0: no verification).
+    Parameters
+    ----------
+    optimizer
+        any fastadapt optimizer.
+    params
+        the parameter tree (arrays updated in place during the sweep).
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``.
+    batches
+        an iterable of batches, restarted when it runs out (a one-shot iterator ends the sweep
+        instead). For a full-batch problem pass ``itertools.repeat(batch)``.
+    start_lr, end_lr
+        the sweep's range for the default group (0 < start_lr < end_lr).
+    num_steps
+        steps in the sweep (>= 2).
+    smoothing
+        the EMA factor ``b`` in [0, 1).
+    diverge_factor
+        > 1; the blow-up bound, a multiple of the best smoothed loss.
+    skip_start, skip_end
+        points at either end fastai's rules (``valley``, ``steep``, ``minimum``) ignore, as fastai's
+        ``[num_it // 10 : -5]``.
+    verify_steps
+        steps of each verification run (0: no verification).
 
-    Returns:
+    Returns
+    -------
+    LRFindResult
         An :class:`LRFindResult`.
 
-    Example::
+    Examples
+    --------
 
         result = fa.lr_find(fa.SGD(momentum=0.9), params, loss_and_grad, batches)
         opt.set_group_values("lr", result.group_lrs)

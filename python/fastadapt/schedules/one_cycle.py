@@ -73,16 +73,25 @@ def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_fa
     Pair it with :func:`one_cycle_momentum` (same ``total_steps``,
     ``pct_start``, ``anneal``, ``three_phase``) for the momentum/beta1 curve.
 
-    Args:
-        max_value: the peak learning rate.
-        total_steps: steps in the cycle (>= 2).
-        pct_start: fraction of the steps spent rising, in (0, 1).
-        div_factor: ``initial = max_value / div_factor``.
-        final_div_factor: ``final = initial / final_div_factor``.
-        anneal: ``"cos"`` (default) or ``"linear"``.
-        three_phase: add the symmetric descent to ``initial`` (fastai's old variant).
+    Parameters
+    ----------
+    max_value
+        the peak learning rate.
+    total_steps
+        steps in the cycle (>= 2).
+    pct_start
+        fraction of the steps spent rising, in (0, 1).
+    div_factor
+        ``initial = max_value / div_factor``.
+    final_div_factor
+        ``final = initial / final_div_factor``.
+    anneal
+        ``"cos"`` (default) or ``"linear"``.
+    three_phase
+        add the symmetric descent to ``initial`` (fastai's old variant).
 
-    Example::
+    Examples
+    --------
 
         lr = fa.schedules.one_cycle(1e-2, total_steps=1000)
         b1 = fa.schedules.one_cycle_momentum(total_steps=1000)

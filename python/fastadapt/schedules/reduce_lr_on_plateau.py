@@ -38,20 +38,27 @@ class ReduceLROnPlateau(_LRPlateau):
     lr (as the optimizer's own ``state_dict`` does), and loading it into a
     bound controller sets them.
 
-    Args:
-        optimizer: a fastadapt optimizer, or None to bind to
-            ``trainer.optimizer`` in ``on_train_begin``.
-        monitor: the epoch-log key read by ``on_epoch_end``.
-        mode: ``"min"`` (a loss) or ``"max"`` (an accuracy).
-        factor: in [0, 1): the multiplier of each cut.
-        patience: epochs without improvement before a cut (>= 0; 0 acts like 1).
-        threshold, threshold_mode: how much better counts as better
-            (``rel``: a fraction in [0, 1); ``abs``: an amount >= 0).
-        cooldown: epochs after a cut in which no waiting is counted.
-        min_lr: the lr never goes below this; a number for every group or a
-            list with one per lr group.
+    Parameters
+    ----------
+    optimizer
+        a fastadapt optimizer, or None to bind to ``trainer.optimizer`` in ``on_train_begin``.
+    monitor
+        the epoch-log key read by ``on_epoch_end``.
+    mode
+        ``"min"`` (a loss) or ``"max"`` (an accuracy).
+    factor
+        in [0, 1): the multiplier of each cut.
+    patience
+        epochs without improvement before a cut (>= 0; 0 acts like 1).
+    threshold, threshold_mode
+        how much better counts as better (``rel``: a fraction in [0, 1); ``abs``: an amount >= 0).
+    cooldown
+        epochs after a cut in which no waiting is counted.
+    min_lr
+        the lr never goes below this; a number for every group or a list with one per lr group.
 
-    Example::
+    Examples
+    --------
 
         plateau = fa.ReduceLROnPlateau(opt, factor=0.5, patience=5)
         for epoch in range(epochs):

@@ -81,18 +81,23 @@ class Scheduler(Callback):
     (``on_epoch_end``); the count and the group bases are the scheduler's
     own, restored from its ``state_dict`` on resume.
 
-    Args:
-        optimizer: a fastadapt optimizer, or None to bind to
-            ``trainer.optimizer`` in ``on_train_begin``.
-        per: ``"step"`` or ``"epoch"``.
-        groups: ``"relative"`` or ``"same"``, how override groups follow.
-        **schedules: ``name=schedule`` for each hyperparameter to drive.
-
     A schedule value the optimizer rejects (``lr=-1``, ``betas0=1.0``, or
     an override group's scaled value) raises the optimizer's error, prefixed
     with the name and the count, and changes nothing.
 
-    Example::
+    Parameters
+    ----------
+    optimizer
+        a fastadapt optimizer, or None to bind to ``trainer.optimizer`` in ``on_train_begin``.
+    per
+        ``"step"`` or ``"epoch"``.
+    groups
+        ``"relative"`` or ``"same"``, how override groups follow.
+    **schedules
+        ``name=schedule`` for each hyperparameter to drive.
+
+    Examples
+    --------
 
         sched = fa.Scheduler(opt, lr=fa.schedules.one_cycle(1e-2, 1000),
                              betas0=fa.schedules.one_cycle_momentum(1000))

@@ -858,16 +858,18 @@ def diagnose(history: Union[History, Mapping[str, Any], str, "os.PathLike[str]"]
              thresholds: Optional[Thresholds] = None) -> List[Finding]:
     """Findings for a training history, most likely root cause first.
 
-    Args:
-        history: a :class:`History` (``trainer.history``, ``History.load``), the
-            path of a history JSON file, or a dict (``History.to_dict()`` or
-            Keras's ``model.fit(...).history``).
-        thresholds: the rules' numbers (:class:`Thresholds`); see the module
-            documentation for each rule.
+    Parameters
+    ----------
+    history
+        a :class:`History` (``trainer.history``, ``History.load``), the path of a history JSON file,
+        or a dict (``History.to_dict()`` or Keras's ``model.fit(...).history``).
+    thresholds
+        the rules' numbers (:class:`Thresholds`); see the module documentation for each rule.
 
-    Returns:
-        A list of :class:`Finding` in the order of :data:`CODES`; empty for a
-        healthy run.
+    Returns
+    -------
+    List[Finding]
+        A list of :class:`Finding` in the order of :data:`CODES`; empty for a healthy run.
     """
     t = Thresholds() if thresholds is None else thresholds
     if not isinstance(t, Thresholds):
@@ -908,14 +910,16 @@ class DiagnosisCallback(Callback):
     """Runs :func:`diagnose` on ``trainer.history`` after every epoch and
     reports each finding code once per run.
 
-    Args:
-        thresholds: passed to :func:`diagnose`.
-        report: ``finding -> None``; default: ``warnings.warn`` with
-            :class:`DiagnosisWarning`. Pass e.g. ``trainer.log``-based printing
-            to show findings under the progress bar.
-
     ``findings`` lists what was reported, in order; the reported codes are its
     state (a resumed run does not repeat them).
+
+    Parameters
+    ----------
+    thresholds
+        passed to :func:`diagnose`.
+    report
+        ``finding -> None``; default: ``warnings.warn`` with :class:`DiagnosisWarning`. Pass e.g.
+        ``trainer.log``-based printing to show findings under the progress bar.
     """
 
     def __init__(self, thresholds: Optional[Thresholds] = None, report: Optional[Callable[[Finding], Any]] = None):

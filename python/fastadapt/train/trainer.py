@@ -243,23 +243,6 @@ class _EpochStats:
 class Trainer:
     """Fits ``params`` with a fastadapt optimizer over epochs of batches.
 
-    Args:
-        optimizer: a name ``fa.make_optimizer`` knows (``"adam"``, ``"lion"``, ...:
-            ``fastadapt.optim.OPTIMIZERS``) or an optimizer instance.
-        lr, max_grad_norm, nonfinite: used to build a named optimizer (other
-            hyperparameters: pass an instance). A named optimizer defaults to
-            ``nonfinite="skip"``: a batch with NaN/Inf gradients is skipped and
-            counted (the history and the diagnosis report it) instead of
-            poisoning the parameters. With an instance, configure it instead.
-        loss_and_grad: ``(params, batch) -> (loss, grads)``, grads shaped like params.
-        params: the parameter tree (nested dicts/lists of float arrays),
-            updated in place.
-        loss_fn: ``(params, batch) -> loss`` for validation (default: the loss
-            of ``loss_and_grad``, whose gradient is then computed for nothing).
-        callbacks: objects with some of the hooks of ``fastadapt.callbacks.Callback``.
-        progress: show progress on stderr (a tqdm bar per epoch on a terminal,
-            else a line per epoch); False: silent.
-
     The trainer turns on ``optimizer.track_grad_norm`` so every step's global
     gradient norm (before clipping) is known at no extra pass.
 
@@ -282,6 +265,29 @@ class Trainer:
     Attributes a callback may use: ``optimizer``, ``params``, ``history``,
     ``stop_training`` (set True to stop after the current epoch), ``epoch``
     (epochs completed), ``step`` (optimizer steps completed).
+
+    Parameters
+    ----------
+    optimizer
+        a name ``fa.make_optimizer`` knows (``"adam"``, ``"lion"``, ...:
+        ``fastadapt.optim.OPTIMIZERS``) or an optimizer instance.
+    lr, max_grad_norm, nonfinite
+        used to build a named optimizer (other hyperparameters: pass an instance). A named optimizer
+        defaults to ``nonfinite="skip"``: a batch with NaN/Inf gradients is skipped and counted (the
+        history and the diagnosis report it) instead of poisoning the parameters. With an instance,
+        configure it instead.
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``, grads shaped like params.
+    params
+        the parameter tree (nested dicts/lists of float arrays), updated in place.
+    loss_fn
+        ``(params, batch) -> loss`` for validation (default: the loss of ``loss_and_grad``, whose
+        gradient is then computed for nothing).
+    callbacks
+        objects with some of the hooks of ``fastadapt.callbacks.Callback``.
+    progress
+        show progress on stderr (a tqdm bar per epoch on a terminal, else a line per epoch); False:
+        silent.
     """
 
     def __init__(self, optimizer: Union[str, Optimizer] = "adam", lr: Optional[float] = None, *,
@@ -490,28 +496,6 @@ class Trainer:
             verbose: Union[None, int, str] = None) -> History:
         """Train for ``epochs`` more epochs and return the history.
 
-        Args:
-            data: the batches of one epoch, iterated once per epoch: a list,
-                ``fa.batches(...)`` (its ``set_epoch`` is called, so shuffles
-                are reproducible and resumable), any re-iterable, or a function
-                ``epoch -> iterable of batches``. A one-shot iterator (a
-                generator) only serves ``epochs=1``.
-            epochs: how many epochs to run now. Epoch numbers continue from
-                ``trainer.epoch``, so after ``load_checkpoint`` a
-                ``fit(data, epochs=3)`` resumes where the saved run stopped
-                (Keras would need ``initial_epoch``).
-            validation: evaluated after each epoch (see :meth:`evaluate`):
-                logs ``val_loss`` and ``val_<metric>``.
-            metrics: ``{name: (params, batch) -> float}``, on ``validation``.
-            checkpoint_path: save a checkpoint there after every epoch, once
-                its callbacks ran (so before ``on_train_end``: EarlyStopping's
-                final restore of the best params is not in it, and resuming
-                from the last one continues the run exactly).
-            verbose: Keras's switch for this call: 0 silent, 1 a progress bar
-                per epoch (as ``progress=True``: on a terminal with tqdm,
-                else a line per epoch), 2 one line per epoch, ``"auto"`` 1.
-                None (the default): the trainer's ``progress=``.
-
         A callback's ``on_train_begin`` may restore a checkpoint
         (``BackupAndRestore`` does): the epochs then run from the restored
         ``trainer.epoch`` to the last one this call would have run, so
@@ -547,6 +531,31 @@ class Trainer:
         steps (validation, ``on_epoch_end``, checkpoints) to the start of the
         next, and when ``fit`` returns, the params are the evaluation point
         (:meth:`eval_params`; the same for one-sequence optimizers).
+
+        Parameters
+        ----------
+        data
+            the batches of one epoch, iterated once per epoch: a list, ``fa.batches(...)`` (its
+            ``set_epoch`` is called, so shuffles are reproducible and resumable), any re-iterable,
+            or a function ``epoch -> iterable of batches``. A one-shot iterator (a generator) only
+            serves ``epochs=1``.
+        epochs
+            how many epochs to run now. Epoch numbers continue from ``trainer.epoch``, so after
+            ``load_checkpoint`` a ``fit(data, epochs=3)`` resumes where the saved run stopped (Keras
+            would need ``initial_epoch``).
+        validation
+            evaluated after each epoch (see :meth:`evaluate`): logs ``val_loss`` and
+            ``val_<metric>``.
+        metrics
+            ``{name: (params, batch) -> float}``, on ``validation``.
+        checkpoint_path
+            save a checkpoint there after every epoch, once its callbacks ran (so before
+            ``on_train_end``: EarlyStopping's final restore of the best params is not in it, and
+            resuming from the last one continues the run exactly).
+        verbose
+            Keras's switch for this call: 0 silent, 1 a progress bar per epoch (as
+            ``progress=True``: on a terminal with tqdm, else a line per epoch), 2 one line per
+            epoch, ``"auto"`` 1. None (the default): the trainer's ``progress=``.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")

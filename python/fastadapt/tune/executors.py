@@ -221,18 +221,21 @@ class ProcessExecutor(Executor):
     ("spawn" by default: safe with threads in the driver, the same on every
     OS; "forkserver" starts faster on Linux).
 
-    Args:
-        max_workers: processes (default: the CPUs this process may use).
-        start_method: a ``multiprocessing`` start method.
-        threads_per_worker: threads each worker's NumPy/BLAS and fastadapt
-            kernels use (default: CPUs // workers, at least 1), so the pool
-            does not oversubscribe the machine.
-        task_timeout: seconds a job may run before its worker is killed and
-            the job reported as timed out (None: no limit). The tuner's
-            ``trial_timeout`` is honoured the same way; the smaller applies.
-
     A worker that dies is noticed at once (its process sentinel), its job is
     reported as ``died`` and a new worker takes its place.
+
+    Parameters
+    ----------
+    max_workers
+        processes (default: the CPUs this process may use).
+    start_method
+        a ``multiprocessing`` start method.
+    threads_per_worker
+        threads each worker's NumPy/BLAS and fastadapt kernels use (default: CPUs // workers, at
+        least 1), so the pool does not oversubscribe the machine.
+    task_timeout
+        seconds a job may run before its worker is killed and the job reported as timed out (None:
+        no limit). The tuner's ``trial_timeout`` is honoured the same way; the smaller applies.
     """
 
     name = "process"

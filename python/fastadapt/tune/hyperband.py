@@ -63,9 +63,12 @@ def hyperband_schedule(max_resource: int, eta: int = 3) -> List[Bracket]:
         >>> fa.tune.hyperband_schedule(81, 3)[0]
         [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)]
 
-    Args:
-        max_resource: ``R``, the most units (epochs, steps) one config gets; int >= 1.
-        eta: the halving rate; int >= 2 (3 in the paper).
+    Parameters
+    ----------
+    max_resource
+        ``R``, the most units (epochs, steps) one config gets; int >= 1.
+    eta
+        the halving rate; int >= 2 (3 in the paper).
     """
     max_resource = _checks.integer("max_resource", max_resource, 1)
     eta = _checks.integer("eta", eta, 2)
@@ -245,13 +248,20 @@ class Hyperband(_BracketTuner):
         result = fa.tune.Hyperband(MyTrainable, space, max_resource=81, eta=3, mode="min", seed=0).run()
         result.best_config, result.best_metric
 
-    Args:
-        max_resource: ``R``, the most units one config trains (int >= 1).
-        eta: halving rate (int >= 2).
-        trial_timeout: seconds one job (a rung's training of one trial) may
-            run before the trial fails; None (default): no limit. Honoured
-            by every executor; see :class:`fastadapt.tune.Tuner`.
-        Others: see :class:`fastadapt.tune.Tuner`.
+    Parameters
+    ----------
+    max_resource
+        ``R``, the most units one config trains (int >= 1).
+    eta
+        halving rate (int >= 2).
+
+    Other Parameters
+    ----------------
+    trial_timeout : Optional[float]
+        seconds one job (a rung's training of one trial) may run before the trial fails; None
+        (default): no limit. Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
+    **kwargs
+        the other arguments of :class:`fastadapt.tune.Tuner`.
     """
 
     algorithm = "hyperband"

@@ -74,21 +74,36 @@ class PBT(Tuner):
         result = pbt.run()
         result.lineage[:3]; result.plot("pbt.png")
 
-    Args:
-        population: members (int >= 2).
-        perturbation_interval: units between ready points.
-        max_resource: units each member trains in all (default: 10 intervals).
-        quantile: fraction in the top and bottom groups (0, 0.5].
-        resample_probability: chance to redraw a hyperparameter from its prior.
-        perturbation_factors: factors a continuous value is multiplied by.
-        boundary: "clip" or "reflect" into the bounds.
-        mutations: names of the hyperparameters explore may change (default:
-            every domain in the space; a nested one by its path, "optim/lr").
-        synchronous, exploit, explore: see above.
-        trial_timeout: seconds one job (one ``perturbation_interval`` of one
-            member) may run before the member fails; None (default): no
-            limit. Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
-        Others: see :class:`fastadapt.tune.Tuner`.
+    Parameters
+    ----------
+    population
+        members (int >= 2).
+    perturbation_interval
+        units between ready points.
+    max_resource
+        units each member trains in all (default: 10 intervals).
+    quantile
+        fraction in the top and bottom groups (0, 0.5].
+    resample_probability
+        chance to redraw a hyperparameter from its prior.
+    perturbation_factors
+        factors a continuous value is multiplied by.
+    boundary
+        "clip" or "reflect" into the bounds.
+    mutations
+        names of the hyperparameters explore may change (default: every domain in the space; a
+        nested one by its path, "optim/lr").
+    synchronous, exploit, explore
+        see above.
+
+    Other Parameters
+    ----------------
+    trial_timeout : Optional[float]
+        seconds one job (one ``perturbation_interval`` of one member) may run before the member
+        fails; None (default): no limit. Honoured by every executor; see
+        :class:`fastadapt.tune.Tuner`.
+    **kwargs
+        the other arguments of :class:`fastadapt.tune.Tuner`.
     """
 
     algorithm = "pbt"

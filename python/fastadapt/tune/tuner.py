@@ -65,39 +65,7 @@ def _trial_from_fields(fields: Dict[str, Any]) -> TrialRecord:
 
 class Tuner:
     """Base class of :class:`Hyperband`, :class:`SuccessiveHalving`,
-    :class:`ASHA` and :class:`PBT`. Common arguments:
-
-    Args:
-        trainable: a class following :class:`fastadapt.tune.Trainable`'s
-            protocol, or a function ``f(config, budget) -> metric``.
-        space: dict of name -> domain (``fa.tune.uniform`` ...) or constant.
-        metric: the key to read when ``train`` returns a dict.
-        mode: "min" (lower is better) or "max".
-        seed: seeds every random draw (configs, PBT decisions); None draws a
-            fresh seed, recorded in the result.
-        executor: "process" (local worker processes, the default),
-            "sequential" (in this process), "ray", or an Executor instance.
-        initial_configs: configs (possibly partial; the rest is sampled) to
-            try before sampled ones, as Optuna's ``enqueue_trial`` and Ray
-            Tune's ``points_to_evaluate``.
-        max_retries: times a job is re-run after its worker process died (a
-            trainable that raises is not retried: it would raise again).
-        checkpoint_dir: where the tuner saves itself after every outcome.
-        resume: False: start afresh (an existing checkpoint is overwritten);
-            True: continue from ``checkpoint_dir`` (it must exist); "auto":
-            continue when a checkpoint is there, else start.
-        progress: report each finished job on stderr.
-        on_result: called with the trial after each recorded outcome (after
-            the checkpoint is written); raising stops the run.
-        trial_timeout: seconds one job of a trial (one ``train`` call with
-            its ``load``/``save``) may run; None (default): no limit. A job
-            past it fails its trial ("trial 3 ran past trial_timeout=2.0 s")
-            and the run goes on. Every executor honours it: the process pool
-            kills the worker process, Ray cancels the task (killing its
-            worker); the sequential executor runs the job in a thread and,
-            as Python cannot kill a thread, abandons it (it may keep
-            running in the background; its result is discarded). Not part
-            of the checkpoint's setup check: a resumed run may change it.
+    :class:`ASHA` and :class:`PBT`; its arguments (below) are theirs too.
 
     Checkpoints: the tuner's own state is written as JSON (``tuner.json``,
     never a pickle, so resuming never runs code from it); only what the
@@ -107,6 +75,47 @@ class Tuner:
     A metric that is NaN or infinite fails its trial (it diverged) and never
     ranks or wins; a ``save()`` result that cannot be pickled fails its
     trial too, the same on every executor.
+
+    Parameters
+    ----------
+    trainable
+        a class following :class:`fastadapt.tune.Trainable`'s protocol, or a function ``f(config,
+        budget) -> metric``.
+    space
+        dict of name -> domain (``fa.tune.uniform`` ...) or constant.
+    metric
+        the key to read when ``train`` returns a dict.
+    mode
+        "min" (lower is better) or "max".
+    seed
+        seeds every random draw (configs, PBT decisions); None draws a fresh seed, recorded in the
+        result.
+    executor
+        "process" (local worker processes, the default), "sequential" (in this process), "ray", or
+        an Executor instance.
+    initial_configs
+        configs (possibly partial; the rest is sampled) to try before sampled ones, as Optuna's
+        ``enqueue_trial`` and Ray Tune's ``points_to_evaluate``.
+    max_retries
+        times a job is re-run after its worker process died (a trainable that raises is not retried:
+        it would raise again).
+    checkpoint_dir
+        where the tuner saves itself after every outcome.
+    resume
+        False: start afresh (an existing checkpoint is overwritten); True: continue from
+        ``checkpoint_dir`` (it must exist); "auto": continue when a checkpoint is there, else start.
+    progress
+        report each finished job on stderr.
+    on_result
+        called with the trial after each recorded outcome (after the checkpoint is written); raising
+        stops the run.
+    trial_timeout
+        seconds one job of a trial (one ``train`` call with its ``load``/``save``) may run; None
+        (default): no limit. A job past it fails its trial ("trial 3 ran past trial_timeout=2.0 s")
+        and the run goes on. Every executor honours it: the process pool kills the worker process,
+        Ray cancels the task (killing its worker); the sequential executor runs the job in a thread
+        and, as Python cannot kill a thread, abandons it (it may keep running in the background; its
+        result is discarded). Not part of the checkpoint's setup check: a resumed run may change it.
     """
 
     algorithm: ClassVar[str] = ""

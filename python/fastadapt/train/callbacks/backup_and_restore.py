@@ -37,10 +37,13 @@ class BackupAndRestore(Callback):
     Works with :class:`fastadapt.Trainer`; DataParallel has the same built in
     (``fit(checkpoint_dir=..., resume=True)``).
 
-    Args:
-        backup_dir: a directory for the backup (created if missing). Use one
-            per run: two runs sharing it would restore each other's state.
-        delete_checkpoint: delete the backup when ``fit`` finishes.
+    Parameters
+    ----------
+    backup_dir
+        a directory for the backup (created if missing). Use one per run: two runs sharing it would
+        restore each other's state.
+    delete_checkpoint
+        delete the backup when ``fit`` finishes.
     """
 
     def __init__(self, backup_dir: Any, delete_checkpoint: bool = True):

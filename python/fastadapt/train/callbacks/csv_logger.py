@@ -38,16 +38,19 @@ class CSVLogger(Callback):
     whole, atomically, after each epoch (``fastadapt._files``), so a crash
     never leaves a torn row and the columns stay aligned.
 
-    Args:
-        filename: the CSV file (its directory must exist).
-        separator: the field separator (one character).
-        append: keep the rows already in the file (Keras's ``append``; a
-            header that differs is merged as above); False starts it anew
-            at every ``fit``.
-
     The rows travel in ``state_dict``: a run resumed from a checkpoint
     (``BackupAndRestore``, ``trainer.load_checkpoint``) writes exactly the
     rows of the epochs before the checkpoint, then its own.
+
+    Parameters
+    ----------
+    filename
+        the CSV file (its directory must exist).
+    separator
+        the field separator (one character).
+    append
+        keep the rows already in the file (Keras's ``append``; a header that differs is merged as
+        above); False starts it anew at every ``fit``.
     """
 
     def __init__(self, filename: Any, separator: str = ",", append: bool = False):

@@ -50,16 +50,19 @@ class LearningRateScheduler(Callback):
     beside a default of 0 are refused at binding. The bases travel in
     ``state_dict``, so a resumed run keeps the original ratios.
 
-    Args:
-        schedule: ``(epoch, lr) -> lr``; the value must be a finite number
-            the optimizer accepts (>= 0).
-        verbose: 1 prints the lr it sets.
-
     Another controller that also drives the lr (ReduceLROnPlateau,
     AdaptiveLR, a Scheduler of lr) on the same optimizer is warned about
     when both are bound: each would overwrite the other.
 
-    Example::
+    Parameters
+    ----------
+    schedule
+        ``(epoch, lr) -> lr``; the value must be a finite number the optimizer accepts (>= 0).
+    verbose
+        1 prints the lr it sets.
+
+    Examples
+    --------
 
         def schedule(epoch, lr):
             return lr if epoch < 10 else lr * math.exp(-0.1)

@@ -53,22 +53,29 @@ class ModelCheckpoint(Callback):
     Without fields, ``save_best_only=False`` keeps the last state and
     ``True`` the best. Missing directories are created.
 
-    Args:
-        filepath: where to save (see above).
-        monitor: the log key compared with ``save_best_only``.
-        verbose: 1 prints a line when it saves.
-        save_best_only: save only when ``monitor`` improves on the best so far.
-        save_weights_only: save the params only, not the whole run.
-        mode: ``"min"``, ``"max"`` or ``"auto"`` (Keras's rule: ``max`` when the
-            name holds ``acc`` or ``auc`` or starts with ``fmeasure``).
-        save_freq: ``"epoch"`` or an int N: save after every N optimizer
-            steps (then ``monitor`` is read from the step's logs, which hold
-            ``loss``, ``lr`` and ``grad_norm``).
-        initial_value_threshold: with ``save_best_only``, a value the metric
-            must beat before the first save.
-
     The best value travels in ``state_dict``, so a resumed run does not
     overwrite the best file with a worse one. A NaN metric never improves.
+
+    Parameters
+    ----------
+    filepath
+        where to save (see above).
+    monitor
+        the log key compared with ``save_best_only``.
+    verbose
+        1 prints a line when it saves.
+    save_best_only
+        save only when ``monitor`` improves on the best so far.
+    save_weights_only
+        save the params only, not the whole run.
+    mode
+        ``"min"``, ``"max"`` or ``"auto"`` (Keras's rule: ``max`` when the name holds ``acc`` or
+        ``auc`` or starts with ``fmeasure``).
+    save_freq
+        ``"epoch"`` or an int N: save after every N optimizer steps (then ``monitor`` is read from
+        the step's logs, which hold ``loss``, ``lr`` and ``grad_norm``).
+    initial_value_threshold
+        with ``save_best_only``, a value the metric must beat before the first save.
     """
 
     def __init__(self, filepath: Any, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
