@@ -147,14 +147,17 @@ class Workload:
 
     @property
     def higher_is_better(self) -> bool:
+        """True for an ``"accuracy"`` workload, False for a ``"loss"`` one."""
         return self.metric == "accuracy"
 
     @property
     def train_samples(self) -> int:
+        """Rows of the training data."""
         return len(self.train[0])
 
     @property
     def val_samples(self) -> int:
+        """Rows of the validation data."""
         return len(self.val[0])
 
     def evaluate(self, params: Any) -> float:
@@ -350,6 +353,8 @@ SUITE: Dict[str, Callable[[], Workload]] = {
     "ill-conditioned-lsq": _ill_conditioned_least_squares,
     "matrix-factorization": _matrix_factorization,
 }
+"""The built-in workloads: name -> a function that builds the :class:`Workload`
+(loading its data, so only the workloads asked for are built), in the report's order."""
 
 
 def get_workload(name: str) -> Workload:

@@ -33,6 +33,7 @@ class Batches:
 
     @property
     def num_samples(self) -> int:
+        """Rows in the data (the length of the first array)."""
         return len(self.arrays[0])
 
     def __len__(self) -> int:

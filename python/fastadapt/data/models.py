@@ -62,10 +62,12 @@ class MLP:
 
     @property
     def num_classes(self) -> int:
+        """Outputs of the last layer: ``layer_sizes[-1]``."""
         return self.layer_sizes[-1]
 
     @property
     def layer_names(self) -> List[str]:
+        """The top-level keys of :attr:`params`, in order: ``["fc1", "fc2", ...]``."""
         return [f"fc{i + 1}" for i in range(len(self.layer_sizes) - 1)]
 
     def init_params(self, seed: int = 0) -> Params:

@@ -33,6 +33,7 @@ class LeastSquares:
 
     @property
     def hessian(self) -> np.ndarray:
+        """``H = X^T X / n``, the loss's constant Hessian (``n_features`` square)."""
         return self.X.T @ self.X / len(self.y)
 
     @property

@@ -36,7 +36,6 @@ def shard_batches(*arrays: Any, num_workers: int, batch_size: int, shuffle: bool
 
     Examples
     --------
-
         data = fa.distributed.shard_batches(X, y, num_workers=2, batch_size=64, shuffle=True, seed=0)
         ps.fit(data, epochs=5)
     """

@@ -48,6 +48,8 @@ __all__ = ["DataParallel", "CHECKPOINT_FILE"]
 CHECKPOINT_FORMAT = "fastadapt.distributed"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.npz"
+"""The file a checkpoint directory holds (``fit(checkpoint_dir=...)``,
+:meth:`DataParallel.save_checkpoint`): one NumPy ``.npz`` archive, written atomically."""
 MODES = ("sync", "async")
 CHECKPOINT_ENTRIES = ("format", "version", "mode", "num_workers", "step", "epoch", "fit_start_epoch", "positions",
                       "epoch_progress", "params", "optimizer", "worker_restarts", "dropped_workers", "callbacks",
@@ -157,7 +159,6 @@ class DataParallel:
 
     Examples
     --------
-
         model = fa.models.MLP([784, 128, 10], seed=0)
         with fa.distributed.DataParallel(model.params, fa.Adam(lr=1e-3), loss_and_grad=model.loss_and_grad,
                                          num_workers=2, num_shards=2) as ps:

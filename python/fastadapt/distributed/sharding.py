@@ -46,9 +46,8 @@ def assign_shards(sizes: Sequence[Tuple[str, int]], num_shards: int) -> List[Lis
 
     Examples
     --------
-
-        >>> assign_shards([("fc1.w", 400), ("fc1.b", 40), ("fc2.w", 300), ("fc2.b", 30)], 2)
-        [['fc1.w'], ['fc1.b', 'fc2.w', 'fc2.b']]
+    >>> assign_shards([("fc1.w", 400), ("fc1.b", 40), ("fc2.w", 300), ("fc2.b", 30)], 2)
+    [['fc1.w'], ['fc1.b', 'fc2.w', 'fc2.b']]
     """
     integer("num_shards", num_shards, 1)
     if num_shards > len(sizes):
@@ -103,10 +102,14 @@ class ShardLayout:
     """How a parameter tree is spread over the servers (plain data: it
     travels to every worker and server).
 
-    Attributes:
-        paths: every key path, in the tree's flattening order.
-        shards: the key paths of each shard (see :func:`assign_shards`).
-        shapes, dtypes: per key path, what a parameter and its gradient must be.
+    Attributes
+    ----------
+    paths
+        every key path, in the tree's flattening order.
+    shards
+        the key paths of each shard (see :func:`assign_shards`).
+    shapes, dtypes
+        per key path, what a parameter and its gradient must be.
     """
 
     paths: Tuple[str, ...]
@@ -134,6 +137,7 @@ class ShardLayout:
 
     @property
     def num_shards(self) -> int:
+        """How many shards (parameter-server actors) the tree is spread over."""
         return len(self.shards)
 
     def split(self, flat: Mapping[str, Any]) -> List[Dict[str, Any]]:

@@ -38,7 +38,6 @@ class StalenessGate:
 
     Examples
     --------
-
         gate = StalenessGate(1)
         gate.started(worker=0, version=0); gate.started(worker=1, version=0)
         gate.may_apply(0, version=0)    # True: worker 1's gradient would be 1 update old

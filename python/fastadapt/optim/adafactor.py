@@ -71,7 +71,6 @@ class Adafactor(Optimizer):
 
     Examples
     --------
-
         opt = fa.Adafactor()
         opt.update(params, grads)   # in place
     """

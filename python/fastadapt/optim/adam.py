@@ -38,7 +38,6 @@ class Adam(Optimizer):
 
     Examples
     --------
-
         opt = fa.Adam(lr=1e-3)
         opt.update(params, grads)   # in place
     """

@@ -25,8 +25,8 @@ class LAMB(Optimizer):
     maximize
         ascend instead of descend.
     max_grad_norm, nonfinite, track_grad_norm, overrides
-        as fa.Adam; optax.lamb's ``mask`` (weight decay only where True) is ``overrides={key:
-        {"weight_decay": 0.0}}``.
+        as fa.Adam; optax.lamb's ``mask`` (weight decay only where True) is
+        ``overrides={key: {"weight_decay": 0.0}}``.
     """
 
     algorithm = "lamb"

@@ -152,7 +152,6 @@ class Muon(Optimizer):
 
     Examples
     --------
-
         opt = fa.Muon(lr=0.02, companion=fa.AdamW(lr=3e-4, weight_decay=0.01))
         opt.update(params, grads)   # Muon on the matrices, AdamW on the rest
         opt.companion.lr = 1e-4     # the companion's own hyperparameters

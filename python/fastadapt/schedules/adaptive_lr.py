@@ -64,7 +64,6 @@ class AdaptiveLR(_LRPlateau):
 
     Examples
     --------
-
         adaptive = fa.AdaptiveLR(opt, warmup_epochs=10, patience=5, factor=0.5)
         for epoch in range(epochs):
             train_one_epoch()
@@ -151,6 +150,10 @@ class AdaptiveLR(_LRPlateau):
             trainer.stop_training = True
 
     def state_dict(self) -> Dict[str, Any]:
+        """The plateau state (``best``, ``wait``, ``cooldown_left``, ``last_epoch``,
+        ``num_reductions``), the warmup targets ``init_lr`` and current lrs
+        ``current_lr`` of every group (None before binding),
+        ``epochs_since_best`` and ``should_stop``."""
         return {**super().state_dict(),
                 "init_lr": None if self.init_lrs is None else list(self.init_lrs),
                 "current_lr": None if self.current_lrs is None else list(self.current_lrs),

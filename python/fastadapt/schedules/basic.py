@@ -12,7 +12,14 @@ __all__ = ["constant", "linear"]
 def constant(value: float) -> Schedule:
     """``value`` at every step.
 
-    Example: ``constant(1e-3)(12345) == 1e-3``.
+    Parameters
+    ----------
+    value
+        the value (a finite number).
+
+    Examples
+    --------
+    ``constant(1e-3)(12345) == 1e-3``.
     """
     v = real("value", value)
     return Schedule(lambda k: v, "constant", {"value": value})

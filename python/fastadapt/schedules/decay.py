@@ -14,8 +14,18 @@ __all__ = ["step_decay", "exponential", "polynomial", "inverse_time"]
 def step_decay(base: float, step_size: int, gamma: float = 0.1) -> Schedule:
     """Step decay (torch's StepLR): ``base * gamma ** (k // step_size)``.
 
-    Example: ``step_decay(0.1, step_size=30, gamma=0.1)``: 0.1 for steps
-    0-29, 0.01 for 30-59, ...
+    Parameters
+    ----------
+    base
+        value at step 0.
+    step_size
+        steps between two decays (>= 1).
+    gamma
+        > 0, the factor of each decay.
+
+    Examples
+    --------
+    ``step_decay(0.1, step_size=30, gamma=0.1)``: 0.1 for steps 0-29, 0.01 for 30-59, ...
     """
     b = real("base", base)
     s = integer("step_size", step_size, 1)
@@ -27,7 +37,16 @@ def step_decay(base: float, step_size: int, gamma: float = 0.1) -> Schedule:
 def exponential(base: float, gamma: float) -> Schedule:
     """Exponential decay (torch's ExponentialLR): ``base * gamma ** k``.
 
-    Example: ``exponential(1e-2, gamma=0.99)(100) == 1e-2 * 0.99 ** 100``.
+    Parameters
+    ----------
+    base
+        value at step 0.
+    gamma
+        > 0, the factor of every step.
+
+    Examples
+    --------
+    ``exponential(1e-2, gamma=0.99)(100) == 1e-2 * 0.99 ** 100``.
     """
     b = real("base", base)
     g = _positive("gamma", gamma)

@@ -56,7 +56,6 @@ class EarlyStopping(Callback):
 
     Examples
     --------
-
         stopper = fa.EarlyStopping(params, patience=10)
         for epoch in range(1000):
             train_one_epoch()
@@ -163,11 +162,24 @@ class EarlyStopping(Callback):
             self.restore_best_params()
 
     def state_dict(self) -> Dict[str, Any]:
+        """The monitor's state (``best``, ``best_epoch``, ``wait``, ``last_epoch``,
+        ``stopped_epoch``) and, with ``restore_best``, copies of the best params
+        (``best_params``; None before the first snapshot)."""
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "last_epoch": self.last_epoch,
                 "stopped_epoch": self.stopped_epoch,
                 "best_params": None if self._snapshot is None else [a.copy() for a in self._snapshot]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the saved best params are
+        copied, and checked against the bound params' shapes and dtypes).
+
+        Raises
+        ------
+        ValueError
+            when a key is missing or extra or a value is out of range.
+        TypeError
+            when ``best_params`` is neither None nor a list of NumPy arrays.
+        """
         def arrays(name: str, value: Any) -> Optional[List[np.ndarray]]:
             if value is None:
                 return None

@@ -38,36 +38,45 @@ __all__ = ["lr_find", "LRFindResult"]
 class LRFindResult:
     """What :func:`lr_find` saw.
 
-    Attributes:
-        lrs: the (default group's) learning rate of each sweep step.
-        losses: the loss of each sweep step's batch, computed before that step's update.
-        smoothed_losses: the debiased EMA of ``losses`` (NaN after a non-finite
-            loss); fastai's curve, on which ``valley``, ``steep`` and ``minimum`` are read.
-        suggestion: the recommended lr: the verified candidate whose short
-            run ended with the lowest loss (``suggestion_method == "verified"``),
-            or, when verification is off or could not run, the lr at the
-            lowest point of the median-smoothed raw loss divided by 3
-            (``"curve"``). None when the sweep has too few points.
-        suggestion_index: the sweep step whose lr is nearest the suggestion (for plots).
-        suggestion_method: ``"verified"``, ``"curve"`` or None.
-        candidates: ``{lr: score}`` of the verification (the mean loss over
-            the second half of each run; inf for a run that blew up).
-        group_lrs: the suggestion for every parameter group, ordered as
-            ``optimizer.group_values("lr")``: each group keeps its ratio to the
-            default lr (pass to ``optimizer.set_group_values("lr", ...)``).
-        valley: fastai's ``valley`` (its ``SuggestionMethod.Valley``, the
-            default of ``Learner.lr_find``): on the smoothed losses without
-            the first ``skip_start`` and last ``skip_end`` points, the longest
-            decreasing run found by fastai's O(n^2) scan, then the point
-            ``int(d / 3) + int(d / 6)`` steps into it (``d`` its length).
-        steep: fastai's ``steep``: the lr where the forward difference of
-            the smoothed loss against ``log(lr)`` is most negative (same points).
-        minimum: fastai's ``minimum``: one tenth of the lr at the lowest
-            smoothed loss (same points); ``minimum_index`` is that lowest point.
-        stop_reason: ``"completed"``, ``"diverged"`` (the smoothed loss above
-            ``diverge_factor`` times its best, or two raw losses in a row
-            above it), ``"non-finite loss"``, ``"non-finite gradient"`` (the
-            optimizer's ``nonfinite="raise"``) or ``"batches exhausted"``.
+    Attributes
+    ----------
+    lrs
+        the (default group's) learning rate of each sweep step.
+    losses
+        the loss of each sweep step's batch, computed before that step's update.
+    smoothed_losses
+        the debiased EMA of ``losses`` (NaN after a non-finite loss); fastai's curve, on which
+        ``valley``, ``steep`` and ``minimum`` are read.
+    suggestion
+        the recommended lr: the verified candidate whose short run ended with the lowest loss
+        (``suggestion_method == "verified"``), or, when verification is off or could not run, the lr
+        at the lowest point of the median-smoothed raw loss divided by 3 (``"curve"``). None when
+        the sweep has too few points.
+    suggestion_index
+        the sweep step whose lr is nearest the suggestion (for plots).
+    suggestion_method
+        ``"verified"``, ``"curve"`` or None.
+    candidates
+        ``{lr: score}`` of the verification (the mean loss over the second half of each run; inf for
+        a run that blew up).
+    group_lrs
+        the suggestion for every parameter group, ordered as ``optimizer.group_values("lr")``: each
+        group keeps its ratio to the default lr (pass to ``optimizer.set_group_values("lr", ...)``).
+    valley
+        fastai's ``valley`` (its ``SuggestionMethod.Valley``, the default of ``Learner.lr_find``):
+        on the smoothed losses without the first ``skip_start`` and last ``skip_end`` points, the
+        longest decreasing run found by fastai's O(n^2) scan, then the point
+        ``int(d / 3) + int(d / 6)`` steps into it (``d`` its length).
+    steep
+        fastai's ``steep``: the lr where the forward difference of the smoothed loss against
+        ``log(lr)`` is most negative (same points).
+    minimum
+        fastai's ``minimum``: one tenth of the lr at the lowest smoothed loss (same points);
+        ``minimum_index`` is that lowest point.
+    stop_reason
+        ``"completed"``, ``"diverged"`` (the smoothed loss above ``diverge_factor`` times its best,
+        or two raw losses in a row above it), ``"non-finite loss"``, ``"non-finite gradient"`` (the
+        optimizer's ``nonfinite="raise"``) or ``"batches exhausted"``.
     """
 
     lrs: np.ndarray
@@ -380,7 +389,6 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
 
     Examples
     --------
-
         result = fa.lr_find(fa.SGD(momentum=0.9), params, loss_and_grad, batches)
         opt.set_group_values("lr", result.group_lrs)
         result.plot("lr_find.png")

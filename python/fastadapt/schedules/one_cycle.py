@@ -92,7 +92,6 @@ def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_fa
 
     Examples
     --------
-
         lr = fa.schedules.one_cycle(1e-2, total_steps=1000)
         b1 = fa.schedules.one_cycle_momentum(total_steps=1000)
         fa.Scheduler(opt, lr=lr, betas0=b1)
@@ -119,7 +118,24 @@ def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, base_momentum: 
     end (torch's OneCycleLR with ``cycle_momentum=True``). Use the same
     ``total_steps``, ``pct_start``, ``anneal`` and ``three_phase`` as the lr.
 
-    Example: ``fa.Scheduler(opt, betas0=one_cycle_momentum(1000))`` drives Adam's beta1.
+    Parameters
+    ----------
+    total_steps
+        steps in the cycle (>= 2), as for the lr.
+    pct_start
+        fraction of the steps spent falling, in (0, 1), as for the lr.
+    base_momentum
+        the value when the lr peaks (<= ``max_momentum``).
+    max_momentum
+        the value at step 0 and at the end.
+    anneal
+        ``"cos"`` (default) or ``"linear"``.
+    three_phase
+        the three-phase variant, as for the lr.
+
+    Examples
+    --------
+    ``fa.Scheduler(opt, betas0=one_cycle_momentum(1000))`` drives Adam's beta1.
     """
     lo, hi = real("base_momentum", base_momentum), real("max_momentum", max_momentum)
     if lo > hi:

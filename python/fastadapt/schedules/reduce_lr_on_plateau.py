@@ -59,7 +59,6 @@ class ReduceLROnPlateau(_LRPlateau):
 
     Examples
     --------
-
         plateau = fa.ReduceLROnPlateau(opt, factor=0.5, patience=5)
         for epoch in range(epochs):
             train_one_epoch()
@@ -92,6 +91,9 @@ class ReduceLROnPlateau(_LRPlateau):
         return self.optimizer.lr
 
     def state_dict(self) -> Dict[str, Any]:
+        """The plateau state (``best``, ``wait``, ``cooldown_left``, ``last_epoch``,
+        ``num_reductions``) and ``lrs``, every lr group's current lr (as the
+        optimizer's own ``state_dict`` has them)."""
         lrs = self.optimizer.group_values("lr") if self.optimizer is not None else self._pending_lrs
         return {**super().state_dict(), "lrs": None if lrs is None else list(lrs)}
 

@@ -98,7 +98,6 @@ class Scheduler(Callback):
 
     Examples
     --------
-
         sched = fa.Scheduler(opt, lr=fa.schedules.one_cycle(1e-2, 1000),
                              betas0=fa.schedules.one_cycle_momentum(1000))
         for batch in batches:
@@ -246,6 +245,9 @@ class Scheduler(Callback):
             self.step()
 
     def state_dict(self) -> Dict[str, Any]:
+        """``{"count": ..., "bases": ...}``: the steps (or epochs) counted so far
+        and each driven hyperparameter's group values when the scheduler was
+        bound (None before), which the schedules' values scale."""
         return {"count": self.count, "bases": self.bases}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:

@@ -178,6 +178,24 @@ class Finding:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Finding":
+        """The finding that :meth:`to_dict` wrote (e.g. read back from JSON).
+
+        Parameters
+        ----------
+        data
+            a mapping with exactly the fields ``code``, ``severity``,
+            ``epochs``, ``evidence``, ``message`` and ``advice``.
+
+        Returns
+        -------
+        Finding
+            the finding.
+
+        Raises
+        ------
+        ValueError
+            when a field is missing or extra, or the code is unknown.
+        """
         names = {f.name for f in fields(cls)}
         if not isinstance(data, Mapping) or set(data) != names:
             raise ValueError(f"a finding needs exactly the keys {sorted(names)}")
@@ -944,9 +962,18 @@ class DiagnosisCallback(Callback):
                 self.report(finding)
 
     def state_dict(self) -> Dict[str, Any]:
+        """``{"reported": [codes]}``: the finding codes reported so far, so a
+        resumed run does not report them again."""
         return {"reported": list(self.reported)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ValueError
+            when the state is not ``{"reported": [...]}`` or lists an unknown code.
+        """
         if not isinstance(state_dict, Mapping) or set(state_dict) != {"reported"}:
             raise ValueError("DiagnosisCallback state must be {'reported': [codes]}; pass what state_dict() returned")
         codes = state_dict["reported"]

@@ -175,6 +175,8 @@ class History:
         return iter(self.history)
 
     def keys(self):
+        """The recorded names (``"loss"``, ``"val_loss"``, ``"lr"``, ...), in the
+        order they were first logged; ``history[name]`` is each one's list."""
         return self.history.keys()
 
     def array(self, name: str) -> np.ndarray:

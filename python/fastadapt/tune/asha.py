@@ -31,10 +31,6 @@ class ASHA(Tuner):
     reproducible with ``executor="sequential"`` (one job at a time) but may
     differ between parallel runs, as with any asynchronous scheduler.
 
-    Example::
-
-        result = fa.tune.ASHA(MyTrainable, space, num_trials=50, max_resource=81, eta=3, seed=0).run()
-
     Parameters
     ----------
     num_trials
@@ -53,6 +49,10 @@ class ASHA(Tuner):
         (default): no limit. Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
     **kwargs
         the other arguments of :class:`fastadapt.tune.Tuner`.
+
+    Examples
+    --------
+        result = fa.tune.ASHA(MyTrainable, space, num_trials=50, max_resource=81, eta=3, seed=0).run()
     """
 
     algorithm = "asha"

@@ -73,6 +73,16 @@ class Executor:
         """Acquire workers. Called by the tuner at the start of ``run()``."""
 
     def submit(self, job: Job) -> None:
+        """Queue ``job``; it runs when a worker is free, and its outcome comes
+        back from :meth:`next_outcome`. Never blocks: jobs beyond
+        :attr:`capacity` wait in the executor's queue.
+
+        Parameters
+        ----------
+        job
+            what to train: the trial, its config and state, the budget and the
+            timeout (built by the tuner).
+        """
         raise NotImplementedError
 
     def next_outcome(self) -> Outcome:

@@ -58,17 +58,17 @@ def hyperband_schedule(max_resource: int, eta: int = 3) -> List[Bracket]:
         n = ceil(B / R * eta**s / (s + 1)) = ceil((s_max + 1) eta**s / (s + 1))
         n_i = floor(n eta**-i);  r_i = R eta**(i - s)   (rounded down to whole units)
 
-    Example::
-
-        >>> fa.tune.hyperband_schedule(81, 3)[0]
-        [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)]
-
     Parameters
     ----------
     max_resource
         ``R``, the most units (epochs, steps) one config gets; int >= 1.
     eta
         the halving rate; int >= 2 (3 in the paper).
+
+    Examples
+    --------
+    >>> fa.tune.hyperband_schedule(81, 3)[0]
+    [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)]
     """
     max_resource = _checks.integer("max_resource", max_resource, 1)
     eta = _checks.integer("eta", eta, 2)
@@ -205,13 +205,13 @@ class SuccessiveHalving(_BracketTuner):
     ``max_resource`` (see :func:`successive_halving_schedule`). Synchronous:
     the same seed gives the same result on every executor.
 
-    Example::
-
-        result = fa.tune.SuccessiveHalving(MyTrainable, space, num_trials=27, min_resource=1,
-                                           max_resource=27, eta=3, seed=0).run()
-
     ``trial_timeout=`` (seconds, None: no limit) fails a trial whose job runs
     longer, on every executor; other arguments: see :class:`fastadapt.tune.Tuner`.
+
+    Examples
+    --------
+        result = fa.tune.SuccessiveHalving(MyTrainable, space, num_trials=27, min_resource=1,
+                                           max_resource=27, eta=3, seed=0).run()
     """
 
     algorithm = "successive_halving"
@@ -241,13 +241,6 @@ class Hyperband(_BracketTuner):
     at any rung (``best_metric``, ``best_budget``, ``best_config``), and
     ``best_state`` is the trainable's state at that evaluation.
 
-    Example::
-
-        space = {"lr": fa.tune.loguniform(1e-5, 1e-1), "momentum": fa.tune.uniform(0.0, 0.99)}
-        fa.tune.hyperband_schedule(81, 3)          # preview: 5 brackets, 143 configs, 206 jobs
-        result = fa.tune.Hyperband(MyTrainable, space, max_resource=81, eta=3, mode="min", seed=0).run()
-        result.best_config, result.best_metric
-
     Parameters
     ----------
     max_resource
@@ -262,6 +255,13 @@ class Hyperband(_BracketTuner):
         (default): no limit. Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
     **kwargs
         the other arguments of :class:`fastadapt.tune.Tuner`.
+
+    Examples
+    --------
+        space = {"lr": fa.tune.loguniform(1e-5, 1e-1), "momentum": fa.tune.uniform(0.0, 0.99)}
+        fa.tune.hyperband_schedule(81, 3)          # preview: 5 brackets, 143 configs, 206 jobs
+        result = fa.tune.Hyperband(MyTrainable, space, max_resource=81, eta=3, mode="min", seed=0).run()
+        result.best_config, result.best_metric
     """
 
     algorithm = "hyperband"

@@ -67,13 +67,6 @@ class PBT(Tuner):
     optimizer state carrying the donor's learning rate does not undo the
     exploration.
 
-    Example::
-
-        pbt = fa.tune.PBT(MyTrainable, space, population=8, perturbation_interval=4, max_resource=40,
-                          quantile=0.25, seed=0, executor="process", mode="min")
-        result = pbt.run()
-        result.lineage[:3]; result.plot("pbt.png")
-
     Parameters
     ----------
     population
@@ -104,6 +97,13 @@ class PBT(Tuner):
         :class:`fastadapt.tune.Tuner`.
     **kwargs
         the other arguments of :class:`fastadapt.tune.Tuner`.
+
+    Examples
+    --------
+        pbt = fa.tune.PBT(MyTrainable, space, population=8, perturbation_interval=4, max_resource=40,
+                          quantile=0.25, seed=0, executor="process", mode="min")
+        result = pbt.run()
+        result.lineage[:3]; result.plot("pbt.png")
     """
 
     algorithm = "pbt"

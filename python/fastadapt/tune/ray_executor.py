@@ -114,6 +114,20 @@ class RayExecutor(Executor):
         self._running.clear()
 
     def submit(self, job: Job) -> None:
+        """Queue ``job`` as a Ray task; it is dispatched when fewer than
+        :attr:`capacity` tasks are in flight.
+
+        Parameters
+        ----------
+        job
+            what to train (built by the tuner).
+
+        Raises
+        ------
+        RuntimeError
+            before :meth:`start` (use the executor through a tuner or a
+            ``with`` block).
+        """
         if self._remote is None:
             raise RuntimeError("RayExecutor.submit() before start(); use it through a tuner or a with-block")
         self._queue.append(job)

@@ -223,6 +223,24 @@ class Categorical(Domain):
         return self.values[int(rng.integers(len(self.values)))]
 
     def index(self, value: Any) -> int:
+        """The position of ``value`` in :attr:`values`: an equal value of the same
+        type first (so ``True`` does not match ``1``), else any equal value.
+
+        Parameters
+        ----------
+        value
+            one of the choices.
+
+        Returns
+        -------
+        int
+            its 0-based index.
+
+        Raises
+        ------
+        ValueError
+            when ``value`` is none of the choices.
+        """
         for i, v in enumerate(self.values):
             if v == value and type(v) is type(value):
                 return i

@@ -79,8 +79,8 @@ class Tuner:
     Parameters
     ----------
     trainable
-        a class following :class:`fastadapt.tune.Trainable`'s protocol, or a function ``f(config,
-        budget) -> metric``.
+        a class following :class:`fastadapt.tune.Trainable`'s protocol, or a function
+        ``f(config, budget) -> metric``.
     space
         dict of name -> domain (``fa.tune.uniform`` ...) or constant.
     metric

@@ -85,6 +85,7 @@ class BackupAndRestore(Callback):
                 os.rmdir(self.backup_dir)
 
     def state_dict(self) -> Dict[str, Any]:
+        """Empty: the backup is the checkpoint itself; nothing of it goes into one."""
         return {}
 
     def __repr__(self) -> str:

@@ -109,9 +109,21 @@ class CSVLogger(Callback):
         write_text(self.filename, buffer.getvalue())
 
     def state_dict(self) -> Dict[str, Any]:
+        """``{"keys": [...], "rows": [...]}``: the columns and every row written so
+        far (as cell text), so a resumed run rewrites exactly the rows of the
+        epochs before its checkpoint."""
         return {"keys": list(self.keys), "rows": [dict(r) for r in self.rows]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; the next write starts from
+        these rows instead of the file's.
+
+        Raises
+        ------
+        ValueError
+            when a key is missing or extra, or the columns or rows are not lists
+            of strings and of ``{column: text}`` dicts.
+        """
         check_state_keys("CSVLogger", state_dict, ("keys", "rows"))
         keys, rows = state_dict["keys"], state_dict["rows"]
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):

@@ -63,7 +63,6 @@ class LearningRateScheduler(Callback):
 
     Examples
     --------
-
         def schedule(epoch, lr):
             return lr if epoch < 10 else lr * math.exp(-0.1)
         trainer.fit(data, epochs=20, ...)  # with callbacks=[fa.LearningRateScheduler(schedule)]
@@ -124,9 +123,19 @@ class LearningRateScheduler(Callback):
 
     # ---- state --------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        """``{"bases": [...]}``: every lr group's lr when the callback was bound
+        (None before), so a resumed run keeps the groups' original ratios."""
         return {"bases": None if self._bases is None else list(self._bases)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ValueError
+            when the key is missing or extra, the bases are not a list of finite
+            lrs >= 0, or a bound optimizer has another number of lr groups.
+        """
         check_state_keys("LearningRateScheduler", state_dict, ("bases",))
         bases = state_dict["bases"]
         if bases is not None:

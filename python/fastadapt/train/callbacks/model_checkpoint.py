@@ -230,9 +230,20 @@ class ModelCheckpoint(Callback):
 
     # ---- state --------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        """``{"best": ..., "steps_since_save": ...}``: the best monitored value so far
+        (so a resumed run does not overwrite the best file with a worse one) and the
+        steps counted towards the next save with an integer ``save_freq``."""
         return {"best": self.best, "steps_since_save": self._steps_since_save}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ValueError
+            when a key is missing or extra, ``best`` is not a number (or is NaN),
+            or ``steps_since_save`` is not an int >= 0.
+        """
         check_state_keys("ModelCheckpoint", state_dict, ("best", "steps_since_save"))
         best, steps = state_dict["best"], state_dict["steps_since_save"]
         if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best):
