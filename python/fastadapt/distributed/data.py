@@ -31,8 +31,13 @@ def shard_batches(*arrays: Any, num_workers: int, batch_size: int, shuffle: bool
     batch_size
         samples per batch on each worker (a sync step consumes ``num_workers * batch_size``
         samples).
-    shuffle, seed, drop_last
-        as :func:`fastadapt.batches`.
+    shuffle
+        shuffle each worker's block every epoch (worker ``w`` with seed ``seed + w``), as
+        :func:`fastadapt.batches` does.
+    seed
+        the base seed of the shuffles (None: a fresh one).
+    drop_last
+        leave out each block's last, smaller batch, as :func:`fastadapt.batches` does.
 
     Examples
     --------

@@ -66,8 +66,16 @@ class Adafactor(Optimizer):
         decoupled weight decay, scaled by lr.
     maximize
         ascend instead of descend.
-    max_grad_norm, nonfinite, track_grad_norm, overrides
-        as fa.Adam.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
 
     Examples
     --------

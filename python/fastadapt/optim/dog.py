@@ -58,8 +58,16 @@ class DoG(Optimizer):
         added to the gradient (L2), before G sums it.
     maximize
         ascend instead of descend.
-    max_grad_norm, nonfinite, track_grad_norm, overrides
-        as fa.Adam.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "dog"
@@ -126,6 +134,31 @@ class LDoG(DoG):
     ``LDoG``: DoG's rule with rbar, G and eta per tensor (see fa.DoG).
     ``opt.adapted`` reports the mean, smallest and largest eta over the
     tensors (``eta``, ``eta_min``, ``eta_max``); ``lr_estimate`` is the mean.
+
+    Parameters
+    ----------
+    lr
+        the paper's c: eta = lr * rbar / sqrt(G) (1; not advised to change).
+    reps_rel
+        the first step's distance is reps_rel * (1 + ||x0||) (> 0 unless init_eta).
+    eps
+        added to G on the first step.
+    init_eta
+        the first step size (None: from reps_rel).
+    weight_decay
+        L2 penalty added to the gradient.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "ldog"

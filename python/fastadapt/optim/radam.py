@@ -25,12 +25,33 @@ class RAdam(Optimizer):
         else:
             p = p - lr / (1 - b1**t) * m
 
+    ``lr``, ``betas``, ``eps``, ``weight_decay``, ``decoupled_weight_decay`` and
+    ``maximize`` are as in torch.optim.RAdam.
+
     Parameters
     ----------
-    lr, betas, eps, weight_decay, decoupled_weight_decay, maximize
-        as torch.optim.RAdam.
-    max_grad_norm, nonfinite, track_grad_norm, overrides
-        as fa.Adam.
+    lr
+        learning rate.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    eps
+        added to sqrt(v) for stability.
+    weight_decay
+        weight decay (L2, or decoupled with decoupled_weight_decay).
+    decoupled_weight_decay
+        decay the weights directly, as AdamW, instead of L2.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "radam"

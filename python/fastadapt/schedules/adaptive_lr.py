@@ -54,11 +54,26 @@ class AdaptiveLR(_LRPlateau):
         a fastadapt optimizer, or None to bind to ``trainer.optimizer`` in ``on_train_begin``.
     warmup_epochs
         epochs of linear warmup (0: none, epoch 0 trains at ``init``).
-    patience, factor, min_lr, cooldown, threshold, threshold_mode, mode, monitor
-        as :class:`ReduceLROnPlateau` (defaults: the article's).
+    patience
+        epochs without improvement before a cut (>= 0), as :class:`ReduceLROnPlateau`'s.
+    factor
+        in [0, 1): the multiplier of each cut.
+    min_lr
+        the lr never goes below this; a number for every group or a list with one per lr group.
+    cooldown
+        epochs after a cut in which no waiting is counted.
+    threshold
+        how much better counts as better (``threshold_mode="rel"``: a fraction in [0, 1) of the best
+        value; ``"abs"``: an amount >= 0).
+    threshold_mode
+        ``"rel"`` or ``"abs"``.
+    mode
+        ``"min"`` (a loss) or ``"max"`` (an accuracy).
     stop_patience
         counted epochs without improvement before ``should_stop``; default ``3 * patience`` (three
         cuts brought nothing).
+    monitor
+        the epoch-log key read by ``on_epoch_end``.
     init_lr
         the lr the default group warms up to; default the optimizer's lr when bound.
 

@@ -40,7 +40,7 @@ def cyclic(base: float, max_value: float, step_size: int, step_size_down: Union[
     mode
         ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
     gamma
-        > 0, the per-step factor of ``exp_range``.
+        the per-step factor of ``exp_range`` (> 0).
 
     Examples
     --------

@@ -21,7 +21,7 @@ def step_decay(base: float, step_size: int, gamma: float = 0.1) -> Schedule:
     step_size
         steps between two decays (>= 1).
     gamma
-        > 0, the factor of each decay.
+        the factor of each decay (> 0).
 
     Examples
     --------
@@ -42,7 +42,7 @@ def exponential(base: float, gamma: float) -> Schedule:
     base
         value at step 0.
     gamma
-        > 0, the factor of every step.
+        the factor of every step (> 0).
 
     Examples
     --------
@@ -71,7 +71,7 @@ def polynomial(base: float, total_steps: int, power: float = 1.0, end: float = 0
     total_steps
         ``T`` >= 1, steps until ``end``.
     power
-        > 0, the exponent.
+        the exponent (> 0).
     end
         final value.
 
@@ -102,9 +102,9 @@ def inverse_time(base: float, decay_rate: float, decay_steps: float = 1, stairca
     base
         value at step 0.
     decay_rate
-        >= 0.
+        the rate (>= 0): the value is ``base / (1 + decay_rate * p)``.
     decay_steps
-        > 0, the steps over which ``p`` grows by 1.
+        the steps over which ``p`` grows by 1 (> 0).
     staircase
         decay in whole steps of ``decay_steps``.
 

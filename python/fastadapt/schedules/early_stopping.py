@@ -41,10 +41,12 @@ class EarlyStopping(Callback):
     params
         the parameter tree to snapshot, or None to bind to ``trainer.params`` in ``on_train_begin``
         (needed only with ``restore_best=True``).
-    monitor, mode
-        the epoch-log key and its direction.
+    monitor
+        the epoch-log key to watch (``"val_loss"``, ``"val_accuracy"``, ...).
+    mode
+        its direction: ``"min"`` (a loss) or ``"max"`` (an accuracy).
     min_delta
-        >= 0, how much better counts as better (absolute).
+        how much better counts as better (absolute, >= 0).
     patience
         epochs without improvement before stopping (>= 0).
     baseline

@@ -368,17 +368,21 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     batches
         an iterable of batches, restarted when it runs out (a one-shot iterator ends the sweep
         instead). For a full-batch problem pass ``itertools.repeat(batch)``.
-    start_lr, end_lr
-        the sweep's range for the default group (0 < start_lr < end_lr).
+    start_lr
+        the default group's lr at the first step of the sweep (0 < start_lr < end_lr).
+    end_lr
+        the default group's lr at the last step of the sweep.
     num_steps
         steps in the sweep (>= 2).
     smoothing
         the EMA factor ``b`` in [0, 1).
     diverge_factor
-        > 1; the blow-up bound, a multiple of the best smoothed loss.
-    skip_start, skip_end
-        points at either end fastai's rules (``valley``, ``steep``, ``minimum``) ignore, as fastai's
-        ``[num_it // 10 : -5]``.
+        the blow-up bound, a multiple of the best smoothed loss (> 1).
+    skip_start
+        points at the start that fastai's rules (``valley``, ``steep``, ``minimum``) ignore, as
+        fastai's ``[num_it // 10 : -5]``.
+    skip_end
+        points at the end that those rules ignore.
     verify_steps
         steps of each verification run (0: no verification).
 

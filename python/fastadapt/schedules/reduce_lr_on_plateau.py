@@ -50,8 +50,11 @@ class ReduceLROnPlateau(_LRPlateau):
         in [0, 1): the multiplier of each cut.
     patience
         epochs without improvement before a cut (>= 0; 0 acts like 1).
-    threshold, threshold_mode
-        how much better counts as better (``rel``: a fraction in [0, 1); ``abs``: an amount >= 0).
+    threshold
+        how much better counts as better: with ``threshold_mode="rel"`` a fraction in [0, 1) of
+        the best value, with ``"abs"`` an amount >= 0.
+    threshold_mode
+        ``"rel"`` or ``"abs"``.
     cooldown
         epochs after a cut in which no waiting is counted.
     min_lr

@@ -271,11 +271,15 @@ class Trainer:
     optimizer
         a name ``fa.make_optimizer`` knows (``"adam"``, ``"lion"``, ...:
         ``fastadapt.optim.OPTIMIZERS``) or an optimizer instance.
-    lr, max_grad_norm, nonfinite
-        used to build a named optimizer (other hyperparameters: pass an instance). A named optimizer
-        defaults to ``nonfinite="skip"``: a batch with NaN/Inf gradients is skipped and counted (the
-        history and the diagnosis report it) instead of poisoning the parameters. With an instance,
-        configure it instead.
+    lr
+        the learning rate of a named optimizer (None: its default). Other hyperparameters: pass an
+        instance.
+    max_grad_norm
+        gradient clipping of a named optimizer (None: off).
+    nonfinite
+        the NaN/Inf policy of a named optimizer, ``"skip"`` by default: a batch with NaN/Inf
+        gradients is skipped and counted (the history and the diagnosis report it) instead of
+        poisoning the parameters. With an instance, configure it instead.
     loss_and_grad
         ``(params, batch) -> (loss, grads)``, grads shaped like params.
     params

@@ -86,8 +86,14 @@ class PBT(Tuner):
     mutations
         names of the hyperparameters explore may change (default: every domain in the space; a
         nested one by its path, "optim/lr").
-    synchronous, exploit, explore
-        see above.
+    synchronous
+        True (default): decide once the whole generation is back, in member order (reproducible
+        on every executor); False: decide for each member as soon as it is ready (see above).
+    exploit
+        copy the state and config of a top member into a bottom one (False: the explore-only
+        ablation).
+    explore
+        perturb or resample the copied config (False: the exploit-only ablation).
 
     Other Parameters
     ----------------
