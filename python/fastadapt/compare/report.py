@@ -100,7 +100,7 @@ class Run:
 
     @property
     def best_step(self) -> Optional[int]:
-        """The step of the evaluation that gave :attr:`best`, or None when no
+        """The step of the evaluation that gave [`best`][fastadapt.compare.Run.best], or None when no
         evaluation had a number."""
         at = _nan_best(self.metric, self.higher_is_better)[1]
         return self.steps[at] if at >= 0 else None
@@ -149,7 +149,7 @@ class WorkloadReport:
     ``description``, ``steps``, ``batch_size``, ``train_samples``,
     ``val_samples``), Adam's tuning (``grid``: per learning rate the mean
     best and final metric and the diverged runs; ``tuned_lr``; ``target``,
-    the best of the grid), a :class:`Row` per optimizer and one for tuned
+    the best of the grid), a [`Row`][fastadapt.compare.Row] per optimizer and one for tuned
     Adam (``rows``), the best candidate at its defaults (``best_default``)
     and whether the goal was met on this workload (``goal_met``)."""
 
@@ -188,7 +188,7 @@ def _mean(values: Sequence[float]) -> float:
 
 @dataclass
 class CompareResult:
-    """What ``fa.compare`` found: ``workloads`` (a :class:`WorkloadReport`
+    """What ``fa.compare`` found: ``workloads`` (a [`WorkloadReport`][fastadapt.compare.WorkloadReport]
     each, with its rows and goal), every run in ``runs``, the ``config``,
     and the workloads ``skipped`` (name, reason)."""
 
@@ -347,7 +347,7 @@ class CompareResult:
     def to_dict(self) -> Dict[str, Any]:
         """The whole report as plain data: the format and version, the config,
         the goal, the skipped workloads, every workload with its rows, and every
-        run (what :meth:`to_json` writes, with NaN as null there)."""
+        run (what [`to_json`][fastadapt.compare.CompareResult.to_json] writes, with NaN as null there)."""
         return {"format": FORMAT, "version": VERSION, "config": self.config, "seconds": self.seconds,
                 "goal": {"met": self.goal_met, "text": self.goal_text(), "candidates": self.candidates,
                          "per_workload": {w.name: w.goal_met for w in self.workloads}},
@@ -356,9 +356,9 @@ class CompareResult:
                 "runs": [r.to_dict() for r in self.runs]}
 
     def to_json(self, path: PathLike) -> str:
-        """Write :meth:`to_dict` to ``path`` as JSON, atomically (a crash never
-        leaves half a file). A NaN (a diverged run's final metric) is written as
-        ``null``: JSON has no NaN.
+        """Write [`to_dict`][fastadapt.compare.CompareResult.to_dict] to ``path`` as JSON,
+        atomically (a crash never leaves half a file). A NaN (a diverged run's final metric) is
+        written as ``null``: JSON has no NaN.
 
         Parameters
         ----------

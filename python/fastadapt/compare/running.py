@@ -1,6 +1,6 @@
 """Running a comparison: one training run of one optimizer on one workload
-(:func:`train_run`), and :func:`compare`, which runs the grid of tuned Adam
-and every selected optimizer at its defaults over the suite.
+([`train_run`][fastadapt.compare.train_run]), and [`compare`][fastadapt.compare.compare], which runs
+the grid of tuned Adam and every selected optimizer at its defaults over the suite.
 
 A run is ``workload.steps`` optimizer steps on mini-batches drawn without
 replacement (a new seeded permutation each pass over the data), with the
@@ -191,7 +191,7 @@ def compare(workloads: Optional[Sequence[Any]] = None, optimizers: Optional[Sequ
     ----------
     workloads
         built-in names (``fastadapt.compare.workloads.SUITE``) and/or
-        :class:`~fastadapt.compare.workloads.Workload` objects; None: the whole suite. A built-in
+        [`Workload`][fastadapt.compare.Workload] objects; None: the whole suite. A built-in
         workload whose data package is missing is skipped (``result.skipped`` says why).
     optimizers
         registered names, run at their defaults; None: every registered optimizer whose class has

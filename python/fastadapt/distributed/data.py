@@ -15,7 +15,7 @@ __all__ = ["shard_batches"]
 def shard_batches(*arrays: Any, num_workers: int, batch_size: int, shuffle: bool = False,
                   seed: Optional[int] = None, drop_last: bool = False) -> List[Batches]:
     """Split aligned arrays into ``num_workers`` equal contiguous blocks and
-    batch each: the ``data`` argument of :meth:`DataParallel.fit`.
+    batch each: the ``data`` argument of [`DataParallel.fit`][fastadapt.distributed.DataParallel.fit].
 
     Every worker gets ``n // num_workers`` samples (the last ``n %
     num_workers`` are left out), so every worker has the same number of
@@ -33,11 +33,11 @@ def shard_batches(*arrays: Any, num_workers: int, batch_size: int, shuffle: bool
         samples).
     shuffle
         shuffle each worker's block every epoch (worker ``w`` with seed ``seed + w``), as
-        :func:`fastadapt.batches` does.
+        [`fastadapt.batches`][fastadapt.batches] does.
     seed
         the base seed of the shuffles (None: a fresh one).
     drop_last
-        leave out each block's last, smaller batch, as :func:`fastadapt.batches` does.
+        leave out each block's last, smaller batch, as [`fastadapt.batches`][fastadapt.batches] does.
 
     Examples
     --------

@@ -107,7 +107,7 @@ class ShardLayout:
     paths
         every key path, in the tree's flattening order.
     shards
-        the key paths of each shard (see :func:`assign_shards`).
+        the key paths of each shard (see [`assign_shards`][fastadapt.distributed.assign_shards]).
     shapes, dtypes
         per key path, what a parameter and its gradient must be.
     """

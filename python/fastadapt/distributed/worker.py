@@ -34,7 +34,7 @@ class GradientWorker:
     data
         this worker's batches of one epoch (a list, ``fa.batches(...)`` or any re-iterable with
         ``len()``; ``set_epoch`` is called when it has one, so shuffles are reproducible after a
-        restart); it may also come later through :meth:`set_data`.
+        restart); it may also come later through ``set_data``.
     """
 
     def __init__(self, index: int, loss_and_grad: Callable[[Any, Any], Tuple[Any, Any]], layout: ShardLayout,

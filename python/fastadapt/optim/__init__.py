@@ -1,5 +1,5 @@
 """The optimizers: one module per rule, each a subclass of
-:class:`~fastadapt.optim.base.Optimizer` over its C++ rule (cpp/rules).
+[`Optimizer`][fastadapt.Optimizer] over its C++ rule (cpp/rules).
 
 Importing a rule's module registers it (``Optimizer.__init_subclass__``):
 adding an optimizer is its module plus one import line here.

@@ -10,7 +10,7 @@ from .base import Optimizer, Overrides
 
 
 class Adadelta(Optimizer):
-    """Adadelta (Zeiler, 2012), torch.optim.Adadelta's definition and defaults::
+    """Adadelta (Zeiler, 2012), torch.optim.Adadelta's definition and defaults:
 
         g = g + wd * p
         sq = rho * sq + (1 - rho) * g * g

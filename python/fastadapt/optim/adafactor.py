@@ -41,7 +41,7 @@ class Adafactor(Optimizer):
     For a parameter with ``ndim >= 2`` (matrices over its last two axes) the
     second moment is factored into per-row and per-column statistics
     (``row_var``, ``col_var``); 1-D and 0-D parameters keep a full ``variance``.
-    Update (docs/algorithms.md, t counts from 1)::
+    Update (docs/algorithms.md, t counts from 1):
 
         rho   = min(lr, 1 / sqrt(t))
         alpha = max(eps2, RMS(p)) * rho

@@ -12,7 +12,7 @@ from .base import Optimizer, Overrides
 
 
 class Adagrad(Optimizer):
-    """AdaGrad (Duchi et al., 2011), torch.optim.Adagrad's definition::
+    """AdaGrad (Duchi et al., 2011), torch.optim.Adagrad's definition:
 
         g = g + wd * p
         sum = sum + g * g

@@ -14,7 +14,7 @@ from .base import Optimizer, Overrides
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), with torch.optim's definition and defaults.
 
-    Update (docs/algorithms.md, t counts from 1)::
+    Update (docs/algorithms.md, t counts from 1):
 
         g = g + wd * p                      (weight_decay, L2 form)
         m = b1 * m + (1 - b1) * g

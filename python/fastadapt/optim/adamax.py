@@ -11,7 +11,7 @@ from .base import Optimizer, Overrides
 
 class Adamax(Optimizer):
     """Adamax (Kingma & Ba, 2015, section 7.1): Adam with the infinity norm,
-    torch.optim.Adamax's definition and defaults::
+    torch.optim.Adamax's definition and defaults:
 
         g = g + wd * p
         m = b1 * m + (1 - b1) * g

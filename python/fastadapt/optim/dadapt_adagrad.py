@@ -18,7 +18,7 @@ ALPHAK_INIT = 1e-6  # the package's starting alphak (a constant: not eps, not d0
 class DAdaptAdaGrad(Optimizer):
     """AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023), the
     ``dadaptation`` package's DAdaptAdaGrad (dense gradients): it learns the
-    step size ``d`` (one value for all tensors); leave ``lr`` at 1::
+    step size ``d`` (one value for all tensors); leave ``lr`` at 1:
 
         dlr = d * lr
         g = g + weight_decay * p

@@ -16,7 +16,7 @@ class DAdaptAdam(da.DAdaptOptimizer):
     ``DAdaptAdam``: Adam whose step size ``d * lr`` is learned; leave ``lr``
     at 1.0 unless it is unstable. With ``dlr = d * lr`` (times Adam's bias
     correction when ``use_bias_correction``), ``sb2 = sqrt(b2)`` and
-    ``r = layer_scale``::
+    ``r = layer_scale``:
 
         numerator_weighted = sb2 * numerator_weighted
                              + (1 - sb2) * r * dlr * sum(g * s / (sqrt(v) + eps))   (old s, v)

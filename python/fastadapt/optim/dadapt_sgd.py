@@ -17,7 +17,7 @@ from .base import Optimizer, Overrides
 class DAdaptSGD(Optimizer):
     """SGD with D-Adaptation (Defazio & Mishchenko, 2023), the
     ``dadaptation`` package's DAdaptSGD: it learns the step size ``d`` (one
-    value for all tensors) from the gradients; leave ``lr`` at 1::
+    value for all tensors) from the gradients; leave ``lr`` at 1:
 
         first step:  g0_norm = ||g||  (all tensors; an all-zero g changes nothing)
         dlr = d * lr / g0_norm

@@ -26,7 +26,7 @@ class DoG(Optimizer):
     """DoG, "Distance over Gradients" (Ivgi et al., 2023), the dog-optimizer
     package's ``DoG``: SGD with a learned step size, one per parameter group
     (the default group and each ``overrides`` entry, all its tensors as one
-    vector)::
+    vector):
 
         u    = g + weight_decay * p
         rbar = max(rbar, ||p - x0||)         first step: reps_rel * (1 + ||x0||)

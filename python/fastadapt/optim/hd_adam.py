@@ -13,7 +13,7 @@ from .base import Optimizer, Overrides
 class HypergradientAdam(HypergradientMixin, Optimizer):
     """Adam with hypergradient descent on its learning rate (Baydin et al.,
     "Online Learning Rate Adaptation with Hypergradient Descent", ICLR 2018:
-    Adam-HD; the authors' ``AdamHD``)::
+    Adam-HD; the authors' ``AdamHD``):
 
         g = g + wd * p
         alpha = alpha + hypergrad_lr * sum(g . d_prev)   (one alpha per group)

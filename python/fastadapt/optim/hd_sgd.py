@@ -16,7 +16,7 @@ class HypergradientSGD(HypergradientMixin, Optimizer):
     """SGD with hypergradient descent on its learning rate (Baydin et al.,
     "Online Learning Rate Adaptation with Hypergradient Descent", ICLR 2018:
     SGD-HD, and SGDN-HD with ``nesterov=True``); torch.optim.SGD's momentum,
-    dampening, Nesterov and L2 weight decay, as the authors' ``SGDHD``::
+    dampening, Nesterov and L2 weight decay, as the authors' ``SGDHD``:
 
         g = g + wd * p
         alpha = alpha + hypergrad_lr * sum(g . d_prev)   (one alpha per group)

@@ -10,7 +10,7 @@ from .base import Optimizer, Overrides
 
 
 class LAMB(Optimizer):
-    """LAMB (You et al., 2020), optax.lamb's definition and defaults::
+    """LAMB (You et al., 2020), optax.lamb's definition and defaults:
 
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g

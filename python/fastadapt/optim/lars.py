@@ -10,7 +10,7 @@ from .base import Optimizer, Overrides
 
 
 class LARS(Optimizer):
-    """LARS (You et al., 2017), optax.lars's definition and defaults::
+    """LARS (You et al., 2017), optax.lars's definition and defaults:
 
         u = g + wd * p                                   (weight_decay_mask)
         r = trust_coefficient * ||p|| / (||u|| + eps)    (trust_ratio_mask; 1 when a norm is 0)

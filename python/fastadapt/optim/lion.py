@@ -10,7 +10,7 @@ from .base import Optimizer, Overrides
 
 
 class Lion(Optimizer):
-    """Lion (Chen et al., 2023), lion-pytorch's definition and defaults::
+    """Lion (Chen et al., 2023), lion-pytorch's definition and defaults:
 
         p = p * (1 - lr * wd)                       (weight_decay != 0)
         p = p - lr * sign(b1 * m + (1 - b1) * g)

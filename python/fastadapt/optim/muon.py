@@ -119,7 +119,7 @@ def _newton_schulz_bf16(d: np.ndarray, coefficients: Tuple[float, float, float],
 class Muon(Optimizer):
     """Muon (Keller Jordan, 2024): momentum, then the update direction
     orthogonalized by a Newton-Schulz iteration, for 2-D parameters;
-    torch.optim.Muon's definition and defaults. Per matrix (docs/algorithms.md)::
+    torch.optim.Muon's definition and defaults. Per matrix (docs/algorithms.md):
 
         m = momentum * m + (1 - momentum) * g
         d = (1 - momentum) * g + momentum * m      (nesterov; else d = m)

@@ -18,7 +18,7 @@ class NAdam(Optimizer):
     """NAdam (Dozat, 2016): Adam with Nesterov momentum, torch.optim.NAdam's
     definition and defaults. With ``mu_t = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))``
     and ``mu_product`` the product of ``mu_1 .. mu_t`` (kept per group, saved
-    in the state_dict per key as torch keeps it per parameter)::
+    in the state_dict per key as torch keeps it per parameter):
 
         g = g + wd * p                      (weight_decay, L2 form)
         p = p * (1 - lr * wd)               (decoupled_weight_decay=True instead)

@@ -17,7 +17,7 @@ class Prodigy(da.DAdaptOptimizer):
     """Prodigy (Mishchenko & Defazio, 2024), prodigyopt's ``Prodigy``
     (``slice_p=1``): Adam whose step size ``d * lr`` is learned; leave ``lr``
     at 1.0 unless it is unstable. With ``dlr = d * lr`` (times Adam's bias
-    correction when ``use_bias_correction``) and ``p0`` the starting point::
+    correction when ``use_bias_correction``) and ``p0`` the starting point:
 
         m = b1 * m + d * (1 - b1) * g
         v = b2 * v + d * d * (1 - b2) * g * g

@@ -14,7 +14,7 @@ class RAdam(Optimizer):
     """RAdam (Liu et al., 2020): Adam with the variance of the adaptive
     learning rate rectified, torch.optim.RAdam's definition and defaults.
     With ``rho_inf = 2 / (1 - b2) - 1`` and
-    ``rho_t = rho_inf - 2 t b2**t / (1 - b2**t)``::
+    ``rho_t = rho_inf - 2 t b2**t / (1 - b2**t)``:
 
         g = g + wd * p                      (weight_decay, L2 form)
         p = p * (1 - lr * wd)               (decoupled_weight_decay=True instead)

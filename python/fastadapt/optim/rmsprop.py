@@ -11,7 +11,7 @@ from .base import Optimizer, Overrides
 
 
 class RMSprop(Optimizer):
-    """RMSProp (Hinton, 2012), torch.optim.RMSprop's definition::
+    """RMSProp (Hinton, 2012), torch.optim.RMSprop's definition:
 
         g = g + wd * p
         sq = alpha * sq + (1 - alpha) * g * g

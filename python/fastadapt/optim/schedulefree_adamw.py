@@ -18,7 +18,7 @@ class ScheduleFreeAdamW(ScheduleFree):
     defaults. No learning-rate schedule is needed (``warmup_steps`` gives a
     linear warmup). ``params`` hold the training point y; ``opt.eval(params)``
     writes the averaged point x into them for evaluation and
-    ``opt.train(params)`` writes y back (``update`` runs in train mode only)::
+    ``opt.train(params)`` writes y back (``update`` runs in train mode only):
 
         v = b2 * v + (1 - b2) * g * g
         u = g / (sqrt(v / (1 - b2**t)) + eps) + wd * y

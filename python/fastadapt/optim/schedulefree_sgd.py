@@ -17,7 +17,7 @@ class ScheduleFreeSGD(ScheduleFree):
     the schedulefree package's ``SGDScheduleFree``, its definition and
     defaults. ``params`` hold the training point y; ``opt.eval(params)``
     writes the averaged point x into them for evaluation and
-    ``opt.train(params)`` writes y back (``update`` runs in train mode only)::
+    ``opt.train(params)`` writes y back (``update`` runs in train mode only):
 
         g = g + wd * y
         y = lerp(y, z, c)                         c = weight_t / sum of weights

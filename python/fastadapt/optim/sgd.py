@@ -12,7 +12,7 @@ from .base import Optimizer, Overrides
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with momentum, torch.optim.SGD's definition::
+    """Stochastic gradient descent with momentum, torch.optim.SGD's definition:
 
         g = g + wd * p
         buf = g (first step)  else  momentum * buf + (1 - dampening) * g

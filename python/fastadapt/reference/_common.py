@@ -73,7 +73,7 @@ def global_sumsq(arrays: List[np.ndarray]) -> float:
 
 
 def global_norm(arrays: List[np.ndarray]) -> float:
-    """The global L2 norm, ``sqrt`` of :func:`global_sumsq`: the norm that
+    """The global L2 norm, ``sqrt`` of [`global_sumsq`][fastadapt.reference.global_sumsq]: the norm that
     gradient clipping and ``last_grad_norm`` use, bit for bit."""
     return math.sqrt(global_sumsq(arrays))
 

@@ -22,8 +22,9 @@ def adadelta_rule(p, g, sq, acc, *, lr, rho, eps, weight_decay):
 
 
 class Adadelta(ReferenceOptimizer):
-    """:class:`fastadapt.Adadelta` in plain NumPy, torch.optim.Adadelta's defaults; per
-    tensor :func:`adadelta_rule` with state ``square_avg`` and ``acc_delta``."""
+    """[`fastadapt.Adadelta`][fastadapt.Adadelta] in plain NumPy, torch.optim.Adadelta's defaults; per
+    tensor [`adadelta_rule`][fastadapt.reference.adadelta_rule] with state ``square_avg`` and
+    ``acc_delta``."""
 
     defaults = dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
 

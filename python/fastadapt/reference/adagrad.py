@@ -19,8 +19,9 @@ def adagrad_rule(p, g, s, *, t, lr, lr_decay, weight_decay, eps):
 
 
 class AdaGrad(ReferenceOptimizer):
-    """:class:`fastadapt.Adagrad` in plain NumPy, torch.optim.Adagrad's defaults; per tensor
-    :func:`adagrad_rule` with state ``sum`` (starting at ``initial_accumulator_value``)."""
+    """[`fastadapt.Adagrad`][fastadapt.Adagrad] in plain NumPy, torch.optim.Adagrad's defaults; per tensor
+    [`adagrad_rule`][fastadapt.reference.adagrad_rule] with state ``sum`` (starting at
+    ``initial_accumulator_value``)."""
 
     defaults = dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
                     maximize=False)

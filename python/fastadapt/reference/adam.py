@@ -32,9 +32,9 @@ def adam_rule(p, g, m, v, vmax, *, t, lr, betas, eps, weight_decay, amsgrad, dec
 
 
 class Adam(ReferenceOptimizer):
-    """:class:`fastadapt.Adam` in plain NumPy, torch.optim.Adam's defaults; per tensor
-    :func:`adam_rule` with state ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``
-    with ``amsgrad``)."""
+    """[`fastadapt.Adam`][fastadapt.Adam] in plain NumPy, torch.optim.Adam's defaults; per tensor
+    [`adam_rule`][fastadapt.reference.adam_rule] with state ``exp_avg``, ``exp_avg_sq`` (and
+    ``max_exp_avg_sq`` with ``amsgrad``)."""
 
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False)
     decoupled = False
@@ -48,8 +48,8 @@ class Adam(ReferenceOptimizer):
 
 
 class AdamW(Adam):
-    """:class:`fastadapt.AdamW` in plain NumPy: :class:`Adam` with decoupled weight
-    decay, default ``weight_decay=1e-2``."""
+    """[`fastadapt.AdamW`][fastadapt.AdamW] in plain NumPy: [`Adam`][fastadapt.reference.Adam] with
+    decoupled weight decay, default ``weight_decay=1e-2``."""
 
     defaults = dict(Adam.defaults, weight_decay=1e-2)
     decoupled = True

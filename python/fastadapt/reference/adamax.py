@@ -21,8 +21,8 @@ def adamax_rule(p, g, m, u, *, t, lr, betas, eps, weight_decay):
 
 
 class Adamax(ReferenceOptimizer):
-    """:class:`fastadapt.Adamax` in plain NumPy, torch.optim.Adamax's defaults; per tensor
-    :func:`adamax_rule` with state ``exp_avg`` and ``exp_inf``."""
+    """[`fastadapt.Adamax`][fastadapt.Adamax] in plain NumPy, torch.optim.Adamax's defaults; per tensor
+    [`adamax_rule`][fastadapt.reference.adamax_rule] with state ``exp_avg`` and ``exp_inf``."""
 
     defaults = dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False)
 

@@ -103,7 +103,7 @@ def dadapt_adagrad_totals(sums, carried, *, d, gsq_weighted, sksq_weighted, skl1
 
 
 class DAdaptAdaGrad(GlobalReference):
-    """:class:`fastadapt.DAdaptAdaGrad` in plain NumPy: one step over all tensors with
+    """[`fastadapt.DAdaptAdaGrad`][fastadapt.DAdaptAdaGrad] in plain NumPy: one step over all tensors with
     one global ``d``; ``eps`` and ``weight_decay`` may differ per tensor (state
     ``alphak``, ``sk``, ``x0`` and the learned scalars, see the module)."""
 

@@ -61,7 +61,7 @@ def dadapt_adam_update_d(*, d, numerator_weighted, numerator_sum, denominator_su
 
 
 class DAdaptAdam(GlobalStepReference):
-    """:class:`fastadapt.DAdaptAdam` in plain NumPy, dadaptation's defaults: two passes
+    """[`fastadapt.DAdaptAdam`][fastadapt.DAdaptAdam] in plain NumPy, dadaptation's defaults: two passes
     over all tensors around one global update of ``d`` (learned scalars ``d``,
     ``numerator_weighted``, ``k``, kept in every tensor's state)."""
 

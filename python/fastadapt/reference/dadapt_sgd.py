@@ -64,7 +64,7 @@ def dadapt_sgd_rule(ps, gs, ss, x0s, *, d, numerator_weighted, g0_norm, lr, mome
 
 
 class DAdaptSGD(GlobalReference):
-    """:class:`fastadapt.DAdaptSGD` in plain NumPy: one step over all tensors with one
+    """[`fastadapt.DAdaptSGD`][fastadapt.DAdaptSGD] in plain NumPy: one step over all tensors with one
     global ``d`` (state ``s``, ``x0`` and the float64 scalars ``d``,
     ``numerator_weighted``, ``g0_norm``, the same in every tensor)."""
 

@@ -69,7 +69,7 @@ def prodigy_update_d(*, d, d_max, d_numerator, numerator_sum, denominator_sum, d
 
 
 class Prodigy(GlobalStepReference):
-    """:class:`fastadapt.Prodigy` in plain NumPy, prodigyopt's defaults (``slice_p=1``):
+    """[`fastadapt.Prodigy`][fastadapt.Prodigy] in plain NumPy, prodigyopt's defaults (``slice_p=1``):
     two passes over all tensors around one global update of ``d`` (learned
     scalars ``d``, ``d_max``, ``d_numerator``, ``k``, kept in every tensor's state)."""
 

@@ -29,8 +29,8 @@ def rmsprop_rule(p, g, sq, ga, buf, *, lr, alpha, eps, weight_decay, momentum, c
 
 
 class RMSProp(ReferenceOptimizer):
-    """:class:`fastadapt.RMSprop` in plain NumPy, torch.optim.RMSprop's defaults; per tensor
-    :func:`rmsprop_rule` with state ``square_avg`` (``grad_avg`` when centered,
+    """[`fastadapt.RMSprop`][fastadapt.RMSprop] in plain NumPy, torch.optim.RMSprop's defaults; per tensor
+    [`rmsprop_rule`][fastadapt.reference.rmsprop_rule] with state ``square_avg`` (``grad_avg`` when centered,
     ``momentum_buffer`` with momentum)."""
 
     defaults = dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,

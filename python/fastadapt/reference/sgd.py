@@ -23,8 +23,8 @@ def sgd_rule(p, g, buf, *, first, lr, momentum, dampening, weight_decay, nestero
 
 
 class SGD(ReferenceOptimizer):
-    """:class:`fastadapt.SGD` in plain NumPy (``lr=1e-3`` as fastadapt's default); per
-    tensor :func:`sgd_rule` with state ``momentum_buffer`` when momentum is on."""
+    """[`fastadapt.SGD`][fastadapt.SGD] in plain NumPy (``lr=1e-3`` as fastadapt's default); per
+    tensor [`sgd_rule`][fastadapt.reference.sgd_rule] with state ``momentum_buffer`` when momentum is on."""
 
     defaults = dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False)
 

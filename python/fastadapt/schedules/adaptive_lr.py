@@ -24,9 +24,9 @@ class AdaptiveLR(_LRPlateau):
       lr=linear_warmup(init, w))``: epoch 0 trains at ``init / w`` (applied
       at construction or binding, as torch's schedulers apply their first
       value), epoch ``w - 1`` at ``init``;
-    - :meth:`step` is called after each epoch ``e`` with its metric ``x``
+    - [`step`][fastadapt.AdaptiveLR.step] is called after each epoch ``e`` with its metric ``x``
       and sets the lr of epoch ``e + 1``. From ``e + 1 >= w`` on it applies
-      the plateau rule of :class:`ReduceLROnPlateau` to ``x`` with the
+      the plateau rule of [`ReduceLROnPlateau`][fastadapt.ReduceLROnPlateau] to ``x`` with the
       article's defaults (``threshold=0``: any decrease is an improvement,
       no cooldown, no floor): on ``wait >= patience``,
       ``lr = max(lr * factor, min_lr)``. The first metric counted is that
@@ -40,12 +40,12 @@ class AdaptiveLR(_LRPlateau):
       callback it then sets ``trainer.stop_training``.
 
     The article counts like Keras, one epoch ahead of torch (see
-    :class:`ReduceLROnPlateau`). The lr is the controller's own
+    [`ReduceLROnPlateau`][fastadapt.ReduceLROnPlateau]). The lr is the controller's own
     (``current_lr``, as in the article) and is written to the optimizer at
     every step. Every lr group moves (the optimizer's default, then each
     override that sets ``lr``): group ``i`` warms up to its own lr at
     binding (``init_lrs[i]``; ``init_lr`` replaces the default group's), and
-    the plateau cuts all groups together, as :class:`ReduceLROnPlateau`
+    the plateau cuts all groups together, as [`ReduceLROnPlateau`][fastadapt.ReduceLROnPlateau]
     does. ``init_lrs`` and ``current_lrs`` travel in the ``state_dict``.
 
     Parameters
@@ -55,7 +55,8 @@ class AdaptiveLR(_LRPlateau):
     warmup_epochs
         epochs of linear warmup (0: none, epoch 0 trains at ``init``).
     patience
-        epochs without improvement before a cut (>= 0), as :class:`ReduceLROnPlateau`'s.
+        epochs without improvement before a cut (>= 0), as
+        [`ReduceLROnPlateau`][fastadapt.ReduceLROnPlateau]'s.
     factor
         in [0, 1): the multiplier of each cut.
     min_lr

@@ -22,14 +22,14 @@ def cosine(base: float, total_steps: int, end: float = 0.0, warmup_steps: int = 
     """Cosine annealing from ``base`` to ``end``, with an optional linear warmup.
 
     Rule: with ``w = warmup_steps`` and ``T = total_steps - w``: the
-    warmup of :func:`linear_warmup` for ``k < w``, then
+    warmup of [`linear_warmup`][fastadapt.schedules.linear_warmup] for ``k < w``, then
     ``end + (base - end) * (1 + cos(pi * min(j, T) / T)) / 2`` with
     ``j = k - w``; ``end`` from step ``total_steps`` on (torch's
     CosineAnnealingLR climbs back up past ``T_max``; for cycles use
-    :func:`cosine_restarts`). ``total_steps`` counts the warmup (like
+    [`cosine_restarts`][fastadapt.schedules.cosine_restarts]). ``total_steps`` counts the warmup (like
     Hugging Face's cosine-with-warmup and optax's warmup_cosine_decay_schedule).
     ``warmup_start=0`` makes the warmup theirs (from 0 at step 0 to ``base``
-    at step ``w``, see :func:`linear_warmup`): ``cosine(base, T,
+    at step ``w``, see [`linear_warmup`][fastadapt.schedules.linear_warmup]): ``cosine(base, T,
     warmup_steps=w, warmup_start=0.0)`` is Hugging Face's
     ``get_cosine_schedule_with_warmup(w, T)`` times ``base``, and optax's
     ``warmup_cosine_decay_schedule(0.0, base, w, T, end)``.
@@ -90,7 +90,8 @@ def cosine_restarts(base: float, first_period: int, period_mult: int = 1, end: f
     warmup_steps
         linear warmup to ``base`` before the first cycle.
     warmup_start
-        None (the seed's warmup) or the value at step 0 (see :func:`linear_warmup`).
+        None (the seed's warmup) or the value at step 0 (see
+        [`linear_warmup`][fastadapt.schedules.linear_warmup]).
 
     Examples
     --------

@@ -31,7 +31,7 @@ class EarlyStopping(Callback):
     With ``restore_best=True`` the best params are copied back into the
     *same arrays* (``np.copyto``) when the stop is decided, and again in
     ``on_train_end`` (so a run that ends without stopping also ends on its
-    best params); :meth:`restore_best_params` does it by hand. With
+    best params); [`restore_best_params`][fastadapt.EarlyStopping.restore_best_params] does it by hand. With
     ``fa.Trainer`` and a two-sequence optimizer (Schedule-Free), the params it
     snapshots in ``on_epoch_end`` and restores are the evaluation point: the
     trainer shows that point to ``on_epoch_end`` and ``on_train_end``.
@@ -172,7 +172,7 @@ class EarlyStopping(Callback):
                 "best_params": None if self._snapshot is None else [a.copy() for a in self._snapshot]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (the saved best params are
+        """Restore what [`state_dict`][fastadapt.EarlyStopping.state_dict] returned (the saved best params are
         copied, and checked against the bound params' shapes and dtypes).
 
         Raises

@@ -36,7 +36,7 @@ __all__ = ["lr_find", "LRFindResult"]
 
 @dataclass(frozen=True, eq=False)  # arrays inside: no element-wise ==
 class LRFindResult:
-    """What :func:`lr_find` saw.
+    """What [`lr_find`][fastadapt.lr_find] saw.
 
     Attributes
     ----------
@@ -289,7 +289,7 @@ _MAX_STEPS = 1_000_000
 def check_settings(*, start_lr: float, end_lr: float, num_steps: int, smoothing: float = 0.98,
                    diverge_factor: float = 4.0, skip_start: int = 10, skip_end: int = 5,
                    verify_steps: int = 60) -> Dict[str, Any]:
-    """:func:`lr_find`'s sweep arguments, checked (the message names the
+    """[`lr_find`][fastadapt.lr_find]'s sweep arguments, checked (the message names the
     argument); the command line calls it before it loads any data."""
     start = real("start_lr", start_lr, low=0.0, low_open=True)
     end = real("end_lr", end_lr, low=0.0, low_open=True)
@@ -389,7 +389,7 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     Returns
     -------
     LRFindResult
-        An :class:`LRFindResult`.
+        An [`LRFindResult`][fastadapt.LRFindResult].
 
     Examples
     --------

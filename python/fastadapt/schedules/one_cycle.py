@@ -70,7 +70,7 @@ def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_fa
     ``initial / final_div_factor`` at step ``total_steps - 1`` (held after).
     ``three_phase=True`` goes back to ``initial`` by step
     ``2 * pct_start * total_steps - 2`` before the final descent.
-    Pair it with :func:`one_cycle_momentum` (same ``total_steps``,
+    Pair it with [`one_cycle_momentum`][fastadapt.schedules.one_cycle_momentum] (same ``total_steps``,
     ``pct_start``, ``anneal``, ``three_phase``) for the momentum/beta1 curve.
 
     Parameters
@@ -111,7 +111,8 @@ def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_fa
 @register
 def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, base_momentum: float = 0.85,
                        max_momentum: float = 0.95, anneal: str = "cos", three_phase: bool = False) -> Schedule:
-    """The momentum (or Adam's beta1) curve that goes with :func:`one_cycle`.
+    """The momentum (or Adam's beta1) curve that goes with
+    [`one_cycle`][fastadapt.schedules.one_cycle.one_cycle].
 
     Rule: inverse to the learning rate: ``max_momentum`` at step 0, down to
     ``base_momentum`` when the lr peaks, back up to ``max_momentum`` at the

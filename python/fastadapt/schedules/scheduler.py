@@ -49,11 +49,11 @@ class Scheduler(Callback):
     """Drive optimizer hyperparameters from schedules, per step or per epoch.
 
     Each keyword names a hyperparameter and gives a schedule (any callable
-    ``count -> value``, e.g. from :mod:`fastadapt.schedules`). An element of
+    ``count -> value``, e.g. from ``fastadapt.schedules``). An element of
     a tuple hyperparameter is named with its index: ``betas0`` (or
     ``"betas[0]"`` through ``**{...}``) is Adam's beta1. Like torch's
     schedulers, the values for count 0 are applied at construction (or when
-    the optimizer is bound), and each :meth:`step` advances the count by one
+    the optimizer is bound), and each [`step`][fastadapt.Scheduler.step] advances the count by one
     and applies the values for the new count.
 
     Parameter groups (the optimizer's default, then each ``overrides``

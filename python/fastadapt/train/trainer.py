@@ -3,7 +3,7 @@ progress and checkpoints, for any model given as ``params`` plus
 ``loss_and_grad(params, batch) -> (loss, grads)``.
 
 The seed article's ``AdvancedDynamicTuner`` done as Keras users expect
-(``fit`` returns a History; callbacks follow ``fastadapt.callbacks``)::
+(``fit`` returns a History; callbacks follow ``fastadapt.callbacks``):
 
     model = fa.models.MLP([784, 128, 10], seed=0)
     trainer = fa.Trainer("adam", lr=1e-3, loss_and_grad=model.loss_and_grad, params=model.params,
@@ -258,7 +258,7 @@ class Trainer:
     trajectory (``opt.train``'s own arithmetic would round it). Params
     changed while they showed the evaluation point (an EarlyStopping
     restore, your edit) are kept: the next epoch starts from what
-    ``opt.train`` makes of them. :meth:`eval_params` gives you the
+    ``opt.train`` makes of them. [`eval_params`][fastadapt.Trainer.eval_params] gives you the
     evaluation point anywhere else. Other optimizers have one sequence and
     nothing is copied.
 
@@ -453,7 +453,7 @@ class Trainer:
     def evaluate(self, data: Any, metrics: Optional[Mapping[str, Metric]] = None) -> Dict[str, float]:
         """``{"loss": ..., name: ...}`` on ``data``: one batch (e.g. ``(X, y)``), or a
         list of batches (means weighted by batch size). At the evaluation
-        point (:meth:`eval_params`)."""
+        point ([`eval_params`][fastadapt.Trainer.eval_params])."""
         metrics = self._check_metrics(metrics)
         parts = data if isinstance(data, list) else [data]
         if not parts:
@@ -534,7 +534,7 @@ class Trainer:
         The steps run at the training point; from the end of an epoch's
         steps (validation, ``on_epoch_end``, checkpoints) to the start of the
         next, and when ``fit`` returns, the params are the evaluation point
-        (:meth:`eval_params`; the same for one-sequence optimizers).
+        ([`eval_params`][fastadapt.Trainer.eval_params]; the same for one-sequence optimizers).
 
         Parameters
         ----------
@@ -548,7 +548,7 @@ class Trainer:
             ``load_checkpoint`` a ``fit(data, epochs=3)`` resumes where the saved run stopped (Keras
             would need ``initial_epoch``).
         validation
-            evaluated after each epoch (see :meth:`evaluate`): logs ``val_loss`` and
+            evaluated after each epoch (see [`evaluate`][fastadapt.Trainer.evaluate]): logs ``val_loss`` and
             ``val_<metric>``.
         metrics
             ``{name: (params, batch) -> float}``, on ``validation``.
@@ -741,10 +741,10 @@ class Trainer:
     def state_dict(self) -> Dict[str, Any]:
         """Everything a resumed run needs, as plain data: params (copies),
         optimizer state, each callback's state, the history and the counters.
-        Called from another thread while :meth:`fit` runs, it waits for the
+        Called from another thread while [`fit`][fastadapt.Trainer.fit] runs, it waits for the
         current epoch to end, so it is always an epoch boundary.
 
-        ``params`` is the evaluation point (:meth:`eval_params`), the one to
+        ``params`` is the evaluation point ([`eval_params`][fastadapt.Trainer.eval_params]), the one to
         use; a two-sequence optimizer's training point, which a resumed run
         continues from, is ``train_params`` (present only then)."""
         with self._state_lock:
@@ -784,7 +784,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`: params are copied into the trainer's own
+        """Restore [`state_dict`][fastadapt.Trainer.state_dict]: params are copied into the trainer's own
         arrays. Checked first; a failure (or an interrupt) at any point leaves
         the trainer, its params, optimizer and callbacks as they were."""
         with self._state_lock:
@@ -905,11 +905,11 @@ class Trainer:
                              _train_point=kept, _eval_digest=digest)
 
     def save_checkpoint(self, path: PathLike) -> None:
-        """Write :meth:`state_dict` to ``path`` (an ``.npz`` file, no pickle)."""
+        """Write [`state_dict`][fastadapt.Trainer.state_dict] to ``path`` (an ``.npz`` file, no pickle)."""
         save_state(path, self.state_dict())
 
     def load_checkpoint(self, path: PathLike) -> None:
-        """Resume from a file written by :meth:`save_checkpoint`."""
+        """Resume from a file written by [`save_checkpoint`][fastadapt.Trainer.save_checkpoint]."""
         self.load_state_dict(load_state(path))
 
     def __repr__(self) -> str:

@@ -46,9 +46,9 @@ class ASHA(Tuner):
     ----------------
     trial_timeout : Optional[float]
         seconds one job (one rung's training of one trial) may run before the trial fails; None
-        (default): no limit. Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
+        (default): no limit. Honoured by every executor; see [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
     **kwargs
-        the other arguments of :class:`fastadapt.tune.Tuner`.
+        the other arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
 
     Examples
     --------

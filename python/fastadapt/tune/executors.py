@@ -2,9 +2,9 @@
 processes ("process", the default) or on Ray ("ray", see ``ray_executor``;
 ``executor_choice`` turns a name into one).
 
-Every executor takes jobs with :meth:`Executor.submit` (queued beyond its
-capacity) and hands back one :class:`~fastadapt.tune.jobs.Outcome` at a time
-from :meth:`Executor.next_outcome`, in completion order. Every executor
+Every executor takes jobs with [`Executor.submit`][fastadapt.tune.Executor.submit] (queued beyond its
+capacity) and hands back one ``Outcome`` at a time
+from [`Executor.next_outcome`][fastadapt.tune.Executor.next_outcome], in completion order. Every executor
 honours a job's ``timeout`` (the tuner's ``trial_timeout``): a job that runs
 past it comes back as a ``timeout`` outcome and the run goes on. Tuners that are
 synchronous decide only once a whole rung or generation is back, so the
@@ -60,13 +60,14 @@ def available_cpus() -> int:
 
 
 class Executor:
-    """Runs jobs. Use as a context manager, or call :meth:`start`/:meth:`close`."""
+    """Runs jobs. Use as a context manager, or call
+    [`start`][fastadapt.tune.Executor.start]/[`close`][fastadapt.tune.Executor.close]."""
 
     name = "executor"
 
     @property
     def capacity(self) -> int:
-        """Jobs that run at the same time (valid after :meth:`start`)."""
+        """Jobs that run at the same time (valid after [`start`][fastadapt.tune.Executor.start])."""
         raise NotImplementedError
 
     def start(self) -> None:
@@ -74,8 +75,8 @@ class Executor:
 
     def submit(self, job: Job) -> None:
         """Queue ``job``; it runs when a worker is free, and its outcome comes
-        back from :meth:`next_outcome`. Never blocks: jobs beyond
-        :attr:`capacity` wait in the executor's queue.
+        back from [`next_outcome`][fastadapt.tune.Executor.next_outcome]. Never blocks: jobs beyond
+        [`capacity`][fastadapt.tune.Executor.capacity] wait in the executor's queue.
 
         Parameters
         ----------

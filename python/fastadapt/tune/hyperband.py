@@ -52,7 +52,7 @@ def hyperband_schedule(max_resource: int, eta: int = 3) -> List[Bracket]:
 
     Returns ``[[(n_0, r_0), ..., (n_s, r_s)] for s = s_max, ..., 0]``:
     bracket ``s`` starts ``n_0`` configs with ``r_0`` units each and keeps the
-    best ``floor(n_i / eta)`` of each rung for the next. Per Algorithm 1::
+    best ``floor(n_i / eta)`` of each rung for the next. Per Algorithm 1:
 
         s_max = floor(log_eta(R));  B = (s_max + 1) R
         n = ceil(B / R * eta**s / (s + 1)) = ceil((s_max + 1) eta**s / (s + 1))
@@ -97,7 +97,7 @@ def rung_resources(min_resource: int, max_resource: int, eta: int = 3) -> List[i
 def successive_halving_schedule(num_trials: int, min_resource: int, max_resource: int, eta: int = 3) -> Bracket:
     """One bracket: ``num_trials`` configs from ``min_resource`` units up to
     ``max_resource``, keeping the best ``1/eta`` at each rung: rungs
-    ``(floor(n / eta**i), r_i)`` with ``r_i`` from :func:`rung_resources`."""
+    ``(floor(n / eta**i), r_i)`` with ``r_i`` from ``rung_resources``."""
     num_trials = _checks.integer("num_trials", num_trials, 1)
     resources = rung_resources(min_resource, max_resource, eta)
     s = len(resources) - 1
@@ -200,13 +200,13 @@ class _BracketTuner(Tuner):
 class SuccessiveHalving(_BracketTuner):
     """Successive halving (Jamieson & Talwalkar 2016; one Hyperband bracket).
 
-    ``num_trials`` configs train ``r_0`` units each; the best
-    ``floor(n_i / eta)`` of every rung continue to the next, up to
-    ``max_resource`` (see :func:`successive_halving_schedule`). Synchronous:
-    the same seed gives the same result on every executor.
+    ``num_trials`` configs train ``r_0`` units each; the best ``floor(n_i / eta)`` of every rung
+    continue to the next, up to ``max_resource`` (see
+    [`successive_halving_schedule`][fastadapt.tune.successive_halving_schedule]). Synchronous: the
+    same seed gives the same result on every executor.
 
     ``trial_timeout=`` (seconds, None: no limit) fails a trial whose job runs
-    longer, on every executor; other arguments: see :class:`fastadapt.tune.Tuner`.
+    longer, on every executor; other arguments: see [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
 
     Examples
     --------
@@ -230,7 +230,7 @@ class SuccessiveHalving(_BracketTuner):
 class Hyperband(_BracketTuner):
     """Hyperband (Li et al., JMLR 2018, Algorithm 1): successive halving over
     every trade-off between many configs on a small budget and few on the
-    full one, brackets ``s = s_max, ..., 0`` of :func:`hyperband_schedule`.
+    full one, brackets ``s = s_max, ..., 0`` of [`hyperband_schedule`][fastadapt.tune.hyperband_schedule].
 
     Brackets run one after another, each rung as a synchronous batch (its
     jobs run in parallel on the executor), so the same seed gives the same
@@ -252,9 +252,9 @@ class Hyperband(_BracketTuner):
     ----------------
     trial_timeout : Optional[float]
         seconds one job (a rung's training of one trial) may run before the trial fails; None
-        (default): no limit. Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
+        (default): no limit. Honoured by every executor; see [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
     **kwargs
-        the other arguments of :class:`fastadapt.tune.Tuner`.
+        the other arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
 
     Examples
     --------

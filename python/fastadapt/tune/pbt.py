@@ -100,9 +100,9 @@ class PBT(Tuner):
     trial_timeout : Optional[float]
         seconds one job (one ``perturbation_interval`` of one member) may run before the member
         fails; None (default): no limit. Honoured by every executor; see
-        :class:`fastadapt.tune.Tuner`.
+        [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
     **kwargs
-        the other arguments of :class:`fastadapt.tune.Tuner`.
+        the other arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
 
     Examples
     --------

@@ -115,7 +115,7 @@ class RayExecutor(Executor):
 
     def submit(self, job: Job) -> None:
         """Queue ``job`` as a Ray task; it is dispatched when fewer than
-        :attr:`capacity` tasks are in flight.
+        [`capacity`][fastadapt.tune.Executor.capacity] tasks are in flight.
 
         Parameters
         ----------
@@ -125,7 +125,7 @@ class RayExecutor(Executor):
         Raises
         ------
         RuntimeError
-            before :meth:`start` (use the executor through a tuner or a
+            before [`start`][fastadapt.tune.Executor.start] (use the executor through a tuner or a
             ``with`` block).
         """
         if self._remote is None:

@@ -219,7 +219,7 @@ class TuneResult:
     # ---- the best evaluation ------------------------------------------------
     @property
     def best_trial(self) -> Optional[TrialRecord]:
-        """The trial that reported the best metric (see :func:`best_evaluation`),
+        """The trial that reported the best metric (see ``best_evaluation``),
         or None when no trial reported a rankable metric."""
         best = best_evaluation(self.trials, self.mode)
         return None if best is None else best[0]
@@ -232,14 +232,14 @@ class TuneResult:
 
     @property
     def best_budget(self) -> Optional[int]:
-        """The budget at which :attr:`best_metric` was reported."""
+        """The budget at which [`best_metric`][fastadapt.tune.TuneResult.best_metric] was reported."""
         best = best_evaluation(self.trials, self.mode)
         return None if best is None else best[1]["budget"]
 
     @property
     def best_config(self) -> Optional[Dict[str, Any]]:
-        """The config that produced :attr:`best_metric` (for PBT: the member's
-        config at that time)."""
+        """The config that produced [`best_metric`][fastadapt.tune.TuneResult.best_metric] (for PBT:
+        the member's config at that time)."""
         best = best_evaluation(self.trials, self.mode)
         return None if best is None else best[0].config_at(best[1]["budget"])
 
@@ -249,7 +249,7 @@ class TuneResult:
         Parameters
         ----------
         trial_id
-            an id from :attr:`trials` (0-based, in the order trials were created).
+            an id from ``trials`` (0-based, in the order trials were created).
 
         Returns
         -------
@@ -331,7 +331,8 @@ class TuneResult:
         return text
 
     def to_csv(self, path: Optional[PathLike] = None) -> str:
-        """:meth:`table` as CSV (written to ``path`` when given, atomically, UTF-8); returns the text."""
+        """[`table`][fastadapt.tune.TuneResult.table] as CSV (written to ``path`` when given,
+        atomically, UTF-8); returns the text."""
         rows = self.table()
         out = io.StringIO()
         columns = list(rows[0]) if rows else ["trial_id", "status"]
@@ -347,9 +348,9 @@ class TuneResult:
 
     # ---- plots ---------------------------------------------------------------
     def plot(self, path: Optional[PathLike] = None, **kwargs: Any) -> Any:
-        """PBT: :meth:`plot_population`; the others: :meth:`plot_rungs`.
-        Both take ``unit`` (what one budget unit is, "epochs", for the
-        labels) and ``title``."""
+        """PBT: [`plot_population`][fastadapt.tune.TuneResult.plot_population]; the others:
+        [`plot_rungs`][fastadapt.tune.TuneResult.plot_rungs]. Both take ``unit`` (what one budget
+        unit is, "epochs", for the labels) and ``title``."""
         if self.algorithm == "pbt":
             return self.plot_population(path, **kwargs)
         return self.plot_rungs(path, **kwargs)

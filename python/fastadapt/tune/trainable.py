@@ -1,6 +1,6 @@
 """The trainable protocol: what a tuner needs from the thing it tunes.
 
-A trainable is a class built from a config::
+A trainable is a class built from a config:
 
     class MyTrainable(fa.tune.Trainable):
         def __init__(self, config):
@@ -44,7 +44,7 @@ class Trainable:
     class with these methods works).
 
     A trainable is built from a config dict, ``__init__(config)``, and has
-    :meth:`train`. Three more methods are optional:
+    [`train`][fastadapt.tune.Trainable.train]. Three more methods are optional:
 
     - ``save() -> state``: picklable state (params, optimizer
       ``state_dict()``, counters); with ``load``, it makes the trainable

@@ -64,13 +64,14 @@ def _trial_from_fields(fields: Dict[str, Any]) -> TrialRecord:
 
 
 class Tuner:
-    """Base class of :class:`Hyperband`, :class:`SuccessiveHalving`,
-    :class:`ASHA` and :class:`PBT`; its arguments (below) are theirs too.
+    """Base class of [`Hyperband`][fastadapt.tune.Hyperband],
+    [`SuccessiveHalving`][fastadapt.tune.SuccessiveHalving], [`ASHA`][fastadapt.tune.ASHA] and
+    [`PBT`][fastadapt.tune.PBT]; its arguments (below) are theirs too.
 
     Checkpoints: the tuner's own state is written as JSON (``tuner.json``,
     never a pickle, so resuming never runs code from it); only what the
     trainable's ``save()`` returns is pickled (``states/*.pkl``). Load only
-    checkpoints you wrote. See :mod:`fastadapt.tune.state`.
+    checkpoints you wrote. See ``fastadapt.tune.state``.
 
     A metric that is NaN or infinite fails its trial (it diverged) and never
     ranks or wins; a ``save()`` result that cannot be pickled fails its
@@ -79,7 +80,7 @@ class Tuner:
     Parameters
     ----------
     trainable
-        a class following :class:`fastadapt.tune.Trainable`'s protocol, or a function
+        a class following [`fastadapt.tune.Trainable`][fastadapt.tune.Trainable]'s protocol, or a function
         ``f(config, budget) -> metric``.
     space
         dict of name -> domain (``fa.tune.uniform`` ...) or constant.
@@ -347,7 +348,7 @@ class Tuner:
 
     def _snapshot_if_best(self, trial: TrialRecord, state: Any) -> None:
         """Keep ``state`` as ``best_state`` when the trial's newest metric is the
-        best seen (ties as :func:`best_evaluation` breaks them)."""
+        best seen (ties as ``best_evaluation`` breaks them)."""
         metric = trial.history[-1]["metric"]
         if not metric_is_valid(metric):
             return
@@ -407,7 +408,7 @@ class Tuner:
 
     def prepare(self) -> None:
         """Read the checkpoint (when resuming) or set up a fresh run, without
-        running any job. :meth:`run` calls it; call it first to have a
+        running any job. [`run`][fastadapt.tune.Tuner.run] calls it; call it first to have a
         missing, damaged or mismatched checkpoint refused before anything
         else starts (ValueError or FileNotFoundError naming the file)."""
         store = self._store

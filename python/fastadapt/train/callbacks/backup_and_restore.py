@@ -34,7 +34,7 @@ class BackupAndRestore(Callback):
     the backup is deleted, as Keras deletes it, unless
     ``delete_checkpoint=False``; an exception leaves it in place.
 
-    Works with :class:`fastadapt.Trainer`; DataParallel has the same built in
+    Works with [`fastadapt.Trainer`][fastadapt.Trainer]; DataParallel has the same built in
     (``fit(checkpoint_dir=..., resume=True)``).
 
     Parameters

@@ -115,7 +115,7 @@ class CSVLogger(Callback):
         return {"keys": list(self.keys), "rows": [dict(r) for r in self.rows]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; the next write starts from
+        """Restore what [`state_dict`][fastadapt.CSVLogger.state_dict] returned; the next write starts from
         these rows instead of the file's.
 
         Raises

@@ -128,7 +128,7 @@ class LearningRateScheduler(Callback):
         return {"bases": None if self._bases is None else list(self._bases)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what [`state_dict`][fastadapt.LearningRateScheduler.state_dict] returned.
 
         Raises
         ------

@@ -30,7 +30,7 @@ class ModelCheckpoint(Callback):
     """Save the training state to ``filepath`` after every epoch, or only when
     ``monitor`` improves (``save_best_only=True``).
 
-    What is saved: with a :class:`fastadapt.Trainer`, the trainer's
+    What is saved: with a [`fastadapt.Trainer`][fastadapt.Trainer], the trainer's
     checkpoint (``trainer.save_checkpoint``: params, optimizer state, every
     callback's state, history; resume with ``trainer.load_checkpoint``); with
     ``save_weights_only=True``, the params alone as
@@ -236,7 +236,7 @@ class ModelCheckpoint(Callback):
         return {"best": self.best, "steps_since_save": self._steps_since_save}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned.
+        """Restore what [`state_dict`][fastadapt.ModelCheckpoint.state_dict] returned.
 
         Raises
         ------
