@@ -72,7 +72,7 @@ def write_text(path: PathLike, text: str) -> None:
 
 
 def save_figure(figure: Any, path: PathLike, **kwargs: Any) -> None:
-    """``figure.savefig`` through :func:`atomic_write`; the format comes from
+    """``figure.savefig`` through ``atomic_write``; the format comes from
     the file name's suffix (png when it has none)."""
     target = os.fspath(path)
     fmt = kwargs.pop("format", None) or (os.path.splitext(target)[1][1:].lower() or "png")
@@ -105,7 +105,7 @@ def _probe(directory: str, what: str, target: str) -> None:
 
 
 def check_writable_file(path: PathLike, what: str) -> str:
-    """Check, before any work starts, that :func:`atomic_write` can create
+    """Check, before any work starts, that ``atomic_write`` can create
     ``path``: its directory exists and takes new files, and ``path`` is not a
     directory. ValueError naming ``what`` and the path; nothing is created."""
     target = os.fspath(path)

@@ -1,6 +1,6 @@
 """Nested parameter structures: dicts, lists and tuples of arrays.
 
-A :class:`TreeDef` records the structure of ``params`` on the first update and
+A ``TreeDef`` records the structure of ``params`` on the first update and
 flattens later ``params``/``grads`` in the same order, with dotted key paths
 (``"fc1.w"``, ``"layers.0.b"``) for messages and per-key overrides.
 """

@@ -2,3 +2,4 @@
 CLI, the MNIST job) can read it without importing the package face."""
 
 __version__ = "0.1.0"
+"""The installed fastadapt's version (PEP 440)."""

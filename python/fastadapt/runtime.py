@@ -13,7 +13,15 @@ __all__ = ["simd_info", "set_num_threads", "get_num_threads"]
 
 def simd_info() -> Dict[str, Any]:
     """The SIMD paths compiled in, those this CPU supports, the active one,
-    what ``FASTADAPT_SIMD`` asked for, the chunk size and the thread count."""
+    what ``FASTADAPT_SIMD`` asked for, the chunk size and the thread count.
+
+    Returns
+    -------
+    Dict[str, Any]
+        ``compiled`` and ``supported`` (lists of ``"avx512"``, ``"avx2"``, ``"baseline"``, ...),
+        ``active``, ``requested`` (the variable's value or None), ``chunk_elements`` and
+        ``num_threads``.
+    """
     return {
         "compiled": list(_core.compiled_isas()),
         "supported": list(_core.supported_isas()),
@@ -25,7 +33,20 @@ def simd_info() -> Dict[str, Any]:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by every fused kernel (the calling thread included)."""
+    """Threads used by every fused kernel (the calling thread included).
+
+    Parameters
+    ----------
+    n
+        the thread count, an int >= 1 (``FASTADAPT_NUM_THREADS`` sets it at import).
+
+    Raises
+    ------
+    TypeError
+        when ``n`` is not an int.
+    ValueError
+        when ``n`` < 1.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"num_threads must be an int, got {type(n).__name__}")
     _core.set_num_threads(n)

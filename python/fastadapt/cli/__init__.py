@@ -10,7 +10,7 @@
 - ``compare.py``: each optimizer at its defaults against grid-tuned Adam on a suite (``fa.compare``);
 - ``_common.py``: user errors and the argument types the commands share.
 
-A new command is a module here and one line in :func:`_parser`.
+A new command is a module here and one line in ``_parser``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ __all__ = ["UserError", "user_input", "user_error", "Parser", "int_at_least", "f
 
 class UserError(Exception):
     """Bad input from the person at the command line (an argument, a data
-    file, an output path): :func:`main` prints it as one line and exits 2."""
+    file, an output path): ``main`` prints it as one line and exits 2."""
 
 
 @contextlib.contextmanager

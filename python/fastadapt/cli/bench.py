@@ -1,6 +1,6 @@
 """``fastadapt bench``: the throughput table (the fused step against the memory
 roof, the NumPy reference and torch). The cases and their timing are
-:mod:`fastadapt.cli.benchmarks`, shared with ``pytest bench/``; imported
+``fastadapt.cli.benchmarks``, shared with ``pytest bench/``; imported
 only when the command runs (it imports torch when torch is there)."""
 
 from __future__ import annotations

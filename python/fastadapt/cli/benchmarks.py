@@ -5,7 +5,7 @@ A case is one update rule x dtype x tensor layout x implementation:
 - ``fastadapt``: the fused step (variants add clipping or a non-finite policy);
 - ``roof``: a C++ pass over the same buffers reading and writing the same
   bytes per element with no real arithmetic, the memory roof of the rule;
-- ``numpy``: :mod:`fastadapt.reference`, the article's way;
+- ``numpy``: ``fastadapt.reference``, the article's way;
 - ``torch-single`` / ``torch-foreach`` / ``torch-fused``: torch.optim, when
   torch is installed.
 
@@ -342,7 +342,7 @@ def measure_samples(cases: Sequence[Case], rounds: int = 15, min_round_s: float 
 
 def measure(cases: Sequence[Case], rounds: int = 15, min_round_s: float = 0.02,
             settle_s: float = 0.02, warm_calls: int = 3) -> List[float]:
-    """Median seconds per step of each case (:func:`measure_samples`)."""
+    """Median seconds per step of each case (``measure_samples``)."""
     return [statistics.median(s) for s in measure_samples(cases, rounds, min_round_s, settle_s, warm_calls)]
 
 
@@ -386,7 +386,7 @@ def _known(kind: str, given: Sequence[str], known: Sequence[str]) -> None:
 
 def check_suite(rules: Sequence[str], dtypes: Sequence[str], layouts: Sequence[str], threads: Sequence[int],
                 impls: Sequence[str], rounds: int) -> None:
-    """:func:`run_suite`'s arguments, checked before anything is measured (a
+    """``run_suite``'s arguments, checked before anything is measured (a
     suite runs for minutes; a bad name must not surface at its end)."""
     _known("rule", rules, list(RULES))
     _known("dtype", dtypes, DTYPES)
@@ -408,9 +408,9 @@ def run_suite(rules: Sequence[str], dtypes: Sequence[str], layouts: Sequence[str
     """Measure every (rule, dtype, layout, threads) with all ``impls``
     interleaved; one row per combination with each implementation's median.
 
-    ``recheck``: a cell whose rounds disagree (:data:`MAX_SPREAD`) is
+    ``recheck``: a cell whose rounds disagree (``MAX_SPREAD``) is
     measured again, fastadapt and that implementation alone, interleaved,
-    up to :data:`RECHECKS` times; the first agreeing measurement's ratio is
+    up to ``RECHECKS`` times; the first agreeing measurement's ratio is
     kept (``row["ratios"]``); a cell that never agrees keeps its last ratio
     and is listed in ``row["unstable"]`` (the table marks it with "?").
     ``on_row``: called with each row as soon as it is measured."""
@@ -510,7 +510,7 @@ def machine_speed() -> float:
 def estimate_seconds(rules: Sequence[str], dtypes: Sequence[str], layouts: Sequence[str], threads: Sequence[int],
                      impls: Sequence[str], rounds: int, speed: float = 1.0, min_round_s: float = 0.02,
                      settle_s: float = 0.02, warm_calls: int = 3) -> float:
-    """Seconds :func:`run_suite` should take on an idle machine ``speed``
+    """Seconds ``run_suite`` should take on an idle machine ``speed``
     times slower than the reference VM: the model above, not a measurement
     (re-measured cells, a busy machine and torch's absence move it)."""
     check_suite(rules, dtypes, layouts, threads, impls, rounds)

@@ -80,7 +80,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The ``fastadapt compare`` command (argparse namespace from :func:`add_parser`)."""
+    """The ``fastadapt compare`` command (argparse namespace from ``add_parser``)."""
     from .._files import check_writable_dir
     from ..compare.running import compare, lr_free_optimizers
 

@@ -67,7 +67,7 @@ def _tuner(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The ``fastadapt tune`` command (argparse namespace from :func:`add_parser`)."""
+    """The ``fastadapt tune`` command (argparse namespace from ``add_parser``)."""
     # Every user error is found here, before any trial runs: one line on stderr and exit status 2.
     try:
         tuner = _tuner(args)

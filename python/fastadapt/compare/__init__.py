@@ -7,11 +7,11 @@ each comes to tuned Adam, how fast, and what the tuning cost.
     # fa.compare(...) is fa.compare.compare(...): see help(fa.compare.compare) for the arguments
     print(result.table()); result.save("compare-out")
 
-- ``workloads.py``: :class:`Workload` and the built-in suite (real data shipped
+- ``workloads.py``: [`Workload`][fastadapt.compare.Workload] and the built-in suite (real data shipped
   with packages, synthetic problems);
 - ``models.py``: the suite's NumPy models that the package lacked (logistic
   regression, an autoencoder, a matrix factorization), exact gradients;
-- ``running.py``: one run, and :func:`compare` over the suite with progress;
+- ``running.py``: one run, and [`compare`][fastadapt.compare.compare] over the suite with progress;
 - ``report.py``: rows, targets, the goal, the table, JSON and CSV;
 - ``plot.py``: a PNG of learning curves per workload.
 """
@@ -29,7 +29,7 @@ __all__ = ["compare", "Workload", "CompareResult", "Run", "Row", "WorkloadReport
 
 
 class _CallableModule(types.ModuleType):
-    """``fa.compare(...)`` is :func:`compare`, and ``fa.compare.Workload``,
+    """``fa.compare(...)`` is [`compare`][fastadapt.compare.compare], and ``fa.compare.Workload``,
     ``import fastadapt.compare.workloads`` keep working: the package itself is
     callable (a function of that name in ``fastadapt`` would hide the package)."""
 

@@ -1,9 +1,9 @@
 """The NumPy models of the comparison suite, each with its exact gradient
 (tests/test_compare.py checks every one against finite differences).
 
-Softmax regression and the MLPs are :class:`fastadapt.data.models.MLP`
+Softmax regression and the MLPs are [`fastadapt.data.models.MLP`][fastadapt.models.MLP]
 (softmax regression is an MLP without hidden layers); least squares is
-:class:`fastadapt.data.problems.LeastSquares`. Here are the models the
+[`fastadapt.data.problems.LeastSquares`][fastadapt.problems.LeastSquares]. Here are the models the
 package did not have: binary logistic regression, a one-hidden-layer
 autoencoder and a low-rank matrix factorization. Each takes its parameters
 explicitly, ``loss_and_grad(params, batch) -> (loss, grads)``, as the
@@ -108,7 +108,7 @@ class MatrixFactorization:
     """Predict entry ``(i, j)`` of a matrix as ``U[i] . V[j]``; loss
     ``mean((U[i] . V[j] - value)^2) / 2 + l2 / 2 * (|U|^2 + |V|^2)`` over the
     observed entries of the batch. A batch is ``(ij, values)``: ``ij`` an
-    integer array of shape ``(k, 2)``. :meth:`mse` is the loss without the
+    integer array of shape ``(k, 2)``. ``mse`` is the loss without the
     penalty, the metric on held-out entries. Factors start as
     ``N(0, init_scale^2)``."""
 

@@ -89,14 +89,19 @@ class Run:
 
     @property
     def final(self) -> float:
+        """The metric at the last evaluation; NaN when the run diverged."""
         return math.nan if self.diverged_at is not None else self.metric[-1]
 
     @property
     def best(self) -> float:
+        """The best metric over the run's evaluations (the highest accuracy or the
+        lowest loss; NaN values never win)."""
         return _nan_best(self.metric, self.higher_is_better)[0]
 
     @property
     def best_step(self) -> Optional[int]:
+        """The step of the evaluation that gave [`best`][fastadapt.compare.Run.best], or None when no
+        evaluation had a number."""
         at = _nan_best(self.metric, self.higher_is_better)[1]
         return self.steps[at] if at >= 0 else None
 
@@ -109,6 +114,8 @@ class Run:
         return None
 
     def to_dict(self) -> Dict[str, Any]:
+        """The run's fields with ``final``, ``best`` and ``best_step``, as plain
+        data (what the JSON report holds per run)."""
         out = asdict(self)
         out.update(final=self.final, best=self.best, best_step=self.best_step)
         return out
@@ -138,6 +145,14 @@ class Row:
 
 @dataclass
 class WorkloadReport:
+    """One workload's part of the report: what it is (``name``, ``metric``,
+    ``description``, ``steps``, ``batch_size``, ``train_samples``,
+    ``val_samples``), Adam's tuning (``grid``: per learning rate the mean
+    best and final metric and the diverged runs; ``tuned_lr``; ``target``,
+    the best of the grid), a [`Row`][fastadapt.compare.Row] per optimizer and one for tuned
+    Adam (``rows``), the best candidate at its defaults (``best_default``)
+    and whether the goal was met on this workload (``goal_met``)."""
+
     name: str
     metric: str
     description: str
@@ -153,6 +168,13 @@ class WorkloadReport:
     goal_met: bool
 
     def row(self, optimizer: str) -> Row:
+        """The row of ``optimizer`` (a registered name, or ``"adam-tuned"``).
+
+        Raises
+        ------
+        KeyError
+            when the workload has no such row (the message lists them).
+        """
         for r in self.rows:
             if r.optimizer == optimizer:
                 return r
@@ -166,7 +188,7 @@ def _mean(values: Sequence[float]) -> float:
 
 @dataclass
 class CompareResult:
-    """What ``fa.compare`` found: ``workloads`` (a :class:`WorkloadReport`
+    """What ``fa.compare`` found: ``workloads`` (a [`WorkloadReport`][fastadapt.compare.WorkloadReport]
     each, with its rows and goal), every run in ``runs``, the ``config``,
     and the workloads ``skipped`` (name, reason)."""
 
@@ -323,6 +345,9 @@ class CompareResult:
 
     # ---- files -----------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
+        """The whole report as plain data: the format and version, the config,
+        the goal, the skipped workloads, every workload with its rows, and every
+        run (what [`to_json`][fastadapt.compare.CompareResult.to_json] writes, with NaN as null there)."""
         return {"format": FORMAT, "version": VERSION, "config": self.config, "seconds": self.seconds,
                 "goal": {"met": self.goal_met, "text": self.goal_text(), "candidates": self.candidates,
                          "per_workload": {w.name: w.goal_met for w in self.workloads}},
@@ -331,6 +356,20 @@ class CompareResult:
                 "runs": [r.to_dict() for r in self.runs]}
 
     def to_json(self, path: PathLike) -> str:
+        """Write [`to_dict`][fastadapt.compare.CompareResult.to_dict] to ``path`` as JSON,
+        atomically (a crash never leaves half a file). A NaN (a diverged run's final metric) is
+        written as ``null``: JSON has no NaN.
+
+        Parameters
+        ----------
+        path
+            the file to write.
+
+        Returns
+        -------
+        str
+            the path written.
+        """
         # NaN (a diverged run's final metric) is written as null: JSON has no NaN.
         text = json.dumps(_nan_to_none(self.to_dict()), indent=1, allow_nan=False)
         with atomic_write(os.fspath(path), "w") as f:

@@ -1,6 +1,6 @@
 """Running a comparison: one training run of one optimizer on one workload
-(:func:`train_run`), and :func:`compare`, which runs the grid of tuned Adam
-and every selected optimizer at its defaults over the suite.
+([`train_run`][fastadapt.compare.train_run]), and [`compare`][fastadapt.compare.compare], which runs
+the grid of tuned Adam and every selected optimizer at its defaults over the suite.
 
 A run is ``workload.steps`` optimizer steps on mini-batches drawn without
 replacement (a new seeded permutation each pass over the data), with the
@@ -187,25 +187,33 @@ def compare(workloads: Optional[Sequence[Any]] = None, optimizers: Optional[Sequ
     grid point with the best mean (over seeds) best validation metric, and
     that best is the target the others are measured against.
 
-    Args:
-        workloads: built-in names (``fastadapt.compare.workloads.SUITE``) and/or
-            :class:`~fastadapt.compare.workloads.Workload` objects; None: the
-            whole suite. A built-in workload whose data package is missing is
-            skipped (``result.skipped`` says why).
-        optimizers: registered names, run at their defaults; None: every
-            registered optimizer whose class has ``lr_free = True``.
-        seeds: ints; each seed is one run per optimizer and one per grid point.
-        lrs: Adam's grid, explicitly; else ``grid_size`` points from
-            ``lr_min`` to ``lr_max`` on a log scale (7, or 3 with ``quick``).
-        quick: every workload at a tenth of its steps (for tests and a first look).
-        accuracy_tolerance: "within target" for accuracy: at least the target
-            minus this (0.01: one accuracy point).
-        loss_tolerance: "within target" for a loss: at most the target times
-            ``1 + loss_tolerance`` (0.05: 5%).
-        progress: a bar over the runs on a terminal, else a line per run, on stderr.
+    Parameters
+    ----------
+    workloads
+        built-in names (``fastadapt.compare.workloads.SUITE``) and/or
+        [`Workload`][fastadapt.compare.Workload] objects; None: the whole suite. A built-in
+        workload whose data package is missing is skipped (``result.skipped`` says why).
+    optimizers
+        registered names, run at their defaults; None: every registered optimizer whose class has
+        ``lr_free = True``.
+    seeds
+        ints; each seed is one run per optimizer and one per grid point.
+    lrs
+        Adam's grid, explicitly; else ``grid_size`` points from ``lr_min`` to ``lr_max`` on a log
+        scale (7, or 3 with ``quick``).
+    quick
+        every workload at a tenth of its steps (for tests and a first look).
+    accuracy_tolerance
+        "within target" for accuracy: at least the target minus this (0.01: one accuracy point).
+    loss_tolerance
+        "within target" for a loss: at most the target times ``1 + loss_tolerance`` (0.05: 5%).
+    progress
+        a bar over the runs on a terminal, else a line per run, on stderr.
 
-    Returns a :class:`~fastadapt.compare.report.CompareResult` (``table()``,
-    ``to_json``, ``to_csv``, ``plot``, ``goal_met``).
+    Returns
+    -------
+    CompareResult
+        the report: ``table()``, ``to_json``, ``to_csv``, ``plot``, ``goal_met``.
     """
     names = _check_optimizers(optimizers)
     seed_list = _check_seeds(seeds)

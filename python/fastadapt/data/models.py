@@ -2,7 +2,7 @@
 
 The model is the trainer's contract made concrete: a parameter tree plus pure
 functions of ``(params, batch)``. It is the seed article's MNIST network
-(784-128-10, ReLU, softmax cross-entropy) without a framework::
+(784-128-10, ReLU, softmax cross-entropy) without a framework:
 
     model = fa.models.MLP([784, 128, 10], seed=0)
     loss, grads = model.loss_and_grad(model.params, (X, y))
@@ -26,17 +26,21 @@ class MLP:
     """Fully connected network: ReLU hidden layers, a linear output layer,
     softmax cross-entropy loss (mean over the batch).
 
-    Args:
-        layer_sizes: ``[inputs, hidden..., classes]``, at least two positive ints.
-        seed: seed of the He-normal initialization (``w ~ N(0, 2 / fan_in)``,
-            ``b = 0``; He et al. 2015, the usual choice in front of ReLU).
-        dtype: ``np.float32`` (default) or ``np.float64``.
-
     ``params`` is ``{"fc1": {"w": (in, out), "b": (out,)}, "fc2": ...}``. The
     methods take the parameters explicitly, so the same model serves a
     trainer, an LR range test or a hand-written loop on any copy of them.
     A batch is ``(X, y)``: ``X`` of shape ``(n, inputs)`` (any real dtype; it
     is cast to ``dtype``), ``y`` integer class labels of shape ``(n,)``.
+
+    Parameters
+    ----------
+    layer_sizes
+        ``[inputs, hidden..., classes]``, at least two positive ints.
+    seed
+        seed of the He-normal initialization (``w ~ N(0, 2 / fan_in)``, ``b = 0``; He et al. 2015,
+        the usual choice in front of ReLU).
+    dtype
+        ``np.float32`` (default) or ``np.float64``.
     """
 
     def __init__(self, layer_sizes: Sequence[int], *, seed: int = 0, dtype: Any = np.float32):
@@ -58,10 +62,12 @@ class MLP:
 
     @property
     def num_classes(self) -> int:
+        """Outputs of the last layer: ``layer_sizes[-1]``."""
         return self.layer_sizes[-1]
 
     @property
     def layer_names(self) -> List[str]:
+        """The top-level keys of ``params``, in order: ``["fc1", "fc2", ...]``."""
         return [f"fc{i + 1}" for i in range(len(self.layer_sizes) - 1)]
 
     def init_params(self, seed: int = 0) -> Params:

@@ -25,7 +25,7 @@ class LeastSquares:
 
     Its Hessian ``H = X^T X / n`` is constant, so full-batch gradient
     descent is stable exactly when ``lr < 2 / lambda_max(H)``
-    (:attr:`max_stable_lr`): the yardstick for an LR range test.
+    ([`max_stable_lr`][fastadapt.problems.LeastSquares.max_stable_lr]): the yardstick for an LR range test.
     """
 
     X: np.ndarray
@@ -33,6 +33,7 @@ class LeastSquares:
 
     @property
     def hessian(self) -> np.ndarray:
+        """``H = X^T X / n``, the loss's constant Hessian (``n_features`` square)."""
         return self.X.T @ self.X / len(self.y)
 
     @property

@@ -57,7 +57,7 @@ def _node(ray: Any) -> Optional[str]:
 class RaySession:
     """Connects to Ray: the running session if there is one, else a new one
     (a local Ray when ``address`` is None, or the cluster at ``address``).
-    :meth:`close` shuts down only a session a RaySession started, and only
+    ``close`` shuts down only a session a RaySession started, and only
     once no open RaySession uses it any more."""
 
     def __init__(self, address: Optional[str], init_options: Optional[Mapping[str, Any]]):

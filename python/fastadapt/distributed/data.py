@@ -15,22 +15,32 @@ __all__ = ["shard_batches"]
 def shard_batches(*arrays: Any, num_workers: int, batch_size: int, shuffle: bool = False,
                   seed: Optional[int] = None, drop_last: bool = False) -> List[Batches]:
     """Split aligned arrays into ``num_workers`` equal contiguous blocks and
-    batch each: the ``data`` argument of :meth:`DataParallel.fit`.
+    batch each: the ``data`` argument of [`DataParallel.fit`][fastadapt.distributed.DataParallel.fit].
 
     Every worker gets ``n // num_workers`` samples (the last ``n %
     num_workers`` are left out), so every worker has the same number of
     batches, of the same sizes, as sync mode needs. With ``shuffle``, worker
     ``w`` shuffles its block each epoch with seed ``seed + w``.
 
-    Args:
-        arrays: equally long arrays (``X, y``).
-        num_workers: how many blocks.
-        batch_size: samples per batch on each worker (a sync step consumes
-            ``num_workers * batch_size`` samples).
-        shuffle, seed, drop_last: as :func:`fastadapt.batches`.
+    Parameters
+    ----------
+    arrays
+        equally long arrays (``X, y``).
+    num_workers
+        how many blocks.
+    batch_size
+        samples per batch on each worker (a sync step consumes ``num_workers * batch_size``
+        samples).
+    shuffle
+        shuffle each worker's block every epoch (worker ``w`` with seed ``seed + w``), as
+        [`fastadapt.batches`][fastadapt.batches] does.
+    seed
+        the base seed of the shuffles (None: a fresh one).
+    drop_last
+        leave out each block's last, smaller batch, as [`fastadapt.batches`][fastadapt.batches] does.
 
-    Example::
-
+    Examples
+    --------
         data = fa.distributed.shard_batches(X, y, num_workers=2, batch_size=64, shuffle=True, seed=0)
         ps.fit(data, epochs=5)
     """

@@ -3,7 +3,7 @@ server whose shards are stepped by fastadapt's fused optimizers.
 
 The seed article's picture (parameter server hands out parameters, workers
 compute gradients on their data, gradients are aggregated, the server
-updates), run by Ray actors::
+updates), run by Ray actors:
 
     driver ── param refs ──> workers (one data shard each): loss_and_grad
        │                        │ gradient, one object per shard
@@ -48,6 +48,9 @@ __all__ = ["DataParallel", "CHECKPOINT_FILE"]
 CHECKPOINT_FORMAT = "fastadapt.distributed"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.npz"
+"""The file a checkpoint directory holds (``fit(checkpoint_dir=...)``,
+[`DataParallel.save_checkpoint`][fastadapt.distributed.DataParallel.save_checkpoint]): one NumPy
+``.npz`` archive, written atomically."""
 MODES = ("sync", "async")
 CHECKPOINT_ENTRIES = ("format", "version", "mode", "num_workers", "step", "epoch", "fit_start_epoch", "positions",
                       "epoch_progress", "params", "optimizer", "worker_restarts", "dropped_workers", "callbacks",
@@ -105,53 +108,63 @@ class _EpochProgress:
 class DataParallel:
     """Data-parallel training with a sharded parameter server on Ray.
 
-    Args:
-        params: the parameter tree (nested dicts/lists/tuples of float32 or
-            float64 arrays). Copied to the servers; your arrays are not
-            changed (pull the trained ones with :meth:`params`).
-        optimizer: a fastadapt optimizer (its class, hyperparameters,
-            overrides and any state it has are what every shard starts
-            from) or a name such as ``"adam"``. It stays on the driver as the
-            template: assign ``ps.optimizer.lr = ...`` (or let a schedule or
-            callback do it) and the servers follow from the next step.
-        loss_and_grad: ``(params, batch) -> (loss, grads)``, run on the
-            workers. It must be picklable (a module-level function, a bound
-            method of a picklable model such as ``fa.models.MLP``); it gets
-            read-only parameter arrays.
-        num_workers: gradient workers, one data shard each.
-        num_shards: parameter-server actors; arrays are assigned whole,
-            balanced by bytes (:func:`~fastadapt.distributed.assign_shards`).
-        mode: ``"sync"``: every step averages one batch from each worker in
-            worker order, then updates once (equal to single-process training
-            on the concatenated batch). ``"async"``: each worker's gradient
-            is applied on its own as it finishes, on parameters at most
-            ``max_staleness`` updates old.
-        max_staleness: async only; default ``num_workers - 1`` (every worker
-            busy). 0 makes async training sequential SGD.
-        address: None: a local Ray started on demand (shut down again by
-            :meth:`shutdown`). A string: the cluster to connect to (``"auto"``,
-            ``"ray://head:10001"``, a GCS address); :meth:`shutdown` then only
-            disconnects. A process already connected to Ray keeps using that
-            session either way (and :meth:`shutdown` leaves it running). A
-            Ray one DataParallel started stays up while another one built
-            after it uses it: the last to shut down stops it.
-        ray_init: extra ``ray.init`` keywords when this object starts Ray
-            (e.g. ``{"num_cpus": 4}``).
-        worker_options, server_options: Ray actor options (``num_cpus``,
-            ``resources``, ...). Defaults: workers 1 CPU, servers 0 CPUs
-            (they only run the memory-bound update while workers wait).
-        start_timeout: seconds a fit waits for its workers to be placed and
-            started before it gives up with an error that says why.
-        max_worker_restarts: how often one worker may be replaced after it
-            dies before it is dropped (its data shard is then left out and
-            sync steps average the remaining workers).
-        callbacks: as for :class:`fastadapt.Trainer`; the ``trainer`` they get
-            is this object (``optimizer``, ``history``, ``stop_training``,
-            ``epoch``, ``step``; ``params()`` pulls a copy).
-        progress: show progress on stderr.
+    Parameters
+    ----------
+    params
+        the parameter tree (nested dicts/lists/tuples of float32 or float64 arrays). Copied to the
+        servers; your arrays are not changed (pull the trained ones with
+        [`params`][fastadapt.distributed.DataParallel.params]).
+    optimizer
+        a fastadapt optimizer (its class, hyperparameters, overrides and any state it has are what
+        every shard starts from) or a name such as ``"adam"``. It stays on the driver as the
+        template: assign ``ps.optimizer.lr = ...`` (or let a schedule or callback do it) and the
+        servers follow from the next step.
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``, run on the workers. It must be picklable (a
+        module-level function, a bound method of a picklable model such as ``fa.models.MLP``); it
+        gets read-only parameter arrays.
+    num_workers
+        gradient workers, one data shard each.
+    num_shards
+        parameter-server actors; arrays are assigned whole, balanced by bytes
+        ([`assign_shards`][fastadapt.distributed.assign_shards]).
+    mode
+        ``"sync"``: every step averages one batch from each worker in worker order, then updates
+        once (equal to single-process training on the concatenated batch). ``"async"``: each
+        worker's gradient is applied on its own as it finishes, on parameters at most
+        ``max_staleness`` updates old.
+    max_staleness
+        async only; default ``num_workers - 1`` (every worker busy). 0 makes async training
+        sequential SGD.
+    address
+        None: a local Ray started on demand (shut down again by
+        [`shutdown`][fastadapt.distributed.DataParallel.shutdown]). A string: the cluster to connect
+        to (``"auto"``, ``"ray://head:10001"``, a GCS address);
+        [`shutdown`][fastadapt.distributed.DataParallel.shutdown] then only disconnects. A process
+        already connected to Ray keeps using that session either way (and
+        [`shutdown`][fastadapt.distributed.DataParallel.shutdown] leaves it running). A Ray one
+        DataParallel started stays up while another one built after it uses it: the last to shut
+        down stops it.
+    ray_init
+        extra ``ray.init`` keywords when this object starts Ray (e.g. ``{"num_cpus": 4}``).
+    worker_options, server_options
+        Ray actor options (``num_cpus``, ``resources``, ...). Defaults: workers 1 CPU, servers 0
+        CPUs (they only run the memory-bound update while workers wait).
+    start_timeout
+        seconds a fit waits for its workers to be placed and started before it gives up with an
+        error that says why.
+    max_worker_restarts
+        how often one worker may be replaced after it dies before it is dropped (its data shard is
+        then left out and sync steps average the remaining workers).
+    callbacks
+        as for [`fastadapt.Trainer`][fastadapt.Trainer]; the ``trainer`` they get is this object
+        (``optimizer``, ``history``, ``stop_training``, ``epoch``, ``step``; ``params()`` pulls a
+        copy).
+    progress
+        show progress on stderr.
 
-    Example::
-
+    Examples
+    --------
         model = fa.models.MLP([784, 128, 10], seed=0)
         with fa.distributed.DataParallel(model.params, fa.Adam(lr=1e-3), loss_and_grad=model.loss_and_grad,
                                          num_workers=2, num_shards=2) as ps:
@@ -390,22 +403,7 @@ class DataParallel:
     def fit(self, data: Sequence[Any], epochs: int = 1, *, checkpoint_dir: Optional[PathLike] = None,
             checkpoint_every: Optional[int] = None, resume: bool = False) -> History:
         """Train for ``epochs`` epochs and return the history (the same
-        :class:`~fastadapt.History` as ``Trainer.fit``).
-
-        Args:
-            data: one entry per worker: that worker's batches of one epoch (a
-                list of batches, or ``fa.batches(...)``, whose ``set_epoch``
-                is called). Sync mode needs the same number of batches for
-                every worker; :func:`shard_batches` splits arrays that way.
-            epochs: epochs to run, counted from where this object stands
-                (``ps.epoch``), as ``Trainer.fit``.
-            checkpoint_dir: save a checkpoint there after every epoch (and
-                every ``checkpoint_every`` steps); see :meth:`save_checkpoint`.
-            checkpoint_every: also save after every this many steps.
-            resume: with ``checkpoint_dir``: if it holds a checkpoint, load it
-                and continue the run that wrote it: ``epochs`` then counts from
-                where *that* ``fit`` call started, so running the same call
-                again after a crash finishes the same run.
+        [`History`][fastadapt.History] as ``Trainer.fit``).
 
         Each epoch logs ``loss`` (mean over batches, weighted by batch size),
         ``lr``, ``grad_norm`` / ``grad_norm_max`` (the global gradient norm
@@ -416,6 +414,25 @@ class DataParallel:
         ``loss_and_grad`` by the slowest worker or in the slowest server's
         update); async mode ``staleness_mean``, ``staleness_max`` and
         ``recomputed`` (gradients recomputed to respect ``max_staleness``).
+
+        Parameters
+        ----------
+        data
+            one entry per worker: that worker's batches of one epoch (a list of batches, or
+            ``fa.batches(...)``, whose ``set_epoch`` is called). Sync mode needs the same number of
+            batches for every worker; [`shard_batches`][fastadapt.distributed.shard_batches] splits
+            arrays that way.
+        epochs
+            epochs to run, counted from where this object stands (``ps.epoch``), as ``Trainer.fit``.
+        checkpoint_dir
+            save a checkpoint there after every epoch (and every ``checkpoint_every`` steps); see
+            [`save_checkpoint`][fastadapt.distributed.DataParallel.save_checkpoint].
+        checkpoint_every
+            also save after every this many steps.
+        resume
+            with ``checkpoint_dir``: if it holds a checkpoint, load it and continue the run that
+            wrote it: ``epochs`` then counts from where *that* ``fit`` call started, so running the
+            same call again after a crash finishes the same run.
         """
         self._check_open()
         integer("epochs", epochs, 0)
@@ -629,7 +646,7 @@ class DataParallel:
                      after_step: Callable[[Dict[str, Any]], None]) -> None:
         """Workers compute as soon as they may; finished gradients are applied
         one at a time, in the order they finish, as far as the staleness
-        gate allows (see :mod:`fastadapt.distributed.staleness`)."""
+        gate allows (see ``fastadapt.distributed.staleness``)."""
         ray = self._ray
         gate = StalenessGate(self.max_staleness)
         idle: Deque[int] = collections.deque(w for w in self._live if self._positions[w] < lengths[w])
@@ -794,12 +811,12 @@ class DataParallel:
         return path
 
     def load_checkpoint(self, directory: PathLike) -> None:
-        """Restore what :meth:`save_checkpoint` wrote (into this object's
-        servers; the params' keys, shapes and dtypes, the optimizer's
-        algorithm and state, the callbacks and, mid-epoch, ``num_workers``
-        and ``mode`` must match). Everything is checked before anything
-        changes: a checkpoint that does not fit raises and leaves this object
-        as it was. The next :meth:`fit` continues from the saved position."""
+        """Restore what [`save_checkpoint`][fastadapt.distributed.DataParallel.save_checkpoint]
+        wrote (into this object's servers; the params' keys, shapes and dtypes, the optimizer's
+        algorithm and state, the callbacks and, mid-epoch, ``num_workers`` and ``mode`` must match).
+        Everything is checked before anything changes: a checkpoint that does not fit raises and
+        leaves this object as it was. The next [`fit`][fastadapt.distributed.DataParallel.fit]
+        continues from the saved position."""
         self._check_open()
         self._install_checkpoint(self._read_checkpoint(directory))
 
@@ -893,7 +910,7 @@ class DataParallel:
             raise ValueError(f"{path}: callbacks must be a list of {{'type', 'state'}} entries")
 
     def _install_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
-        """Put a checkpoint :meth:`_read_checkpoint` accepted in place."""
+        """Put a checkpoint ``_read_checkpoint`` accepted in place."""
         sd = checkpoint["sd"]
         opt = sd["optimizer"]
         # A callback may still refuse its state: the ones already loaded get
@@ -945,7 +962,7 @@ class DataParallel:
     def shutdown(self) -> None:
         """Stop the workers and servers, and Ray itself if this object started
         it (once no other DataParallel uses that Ray). Pull what you need
-        (:meth:`params`) first. Safe to call twice."""
+        ([`params`][fastadapt.distributed.DataParallel.params]) first. Safe to call twice."""
         if self._closed:
             return
         self._closed = True

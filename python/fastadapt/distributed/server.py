@@ -224,7 +224,7 @@ class ParameterServer:
         return {"chunk_sums": chunk_sums, "nonfinite": nonfinite, "first_bad": first_bad}
 
     def apply(self, update_id: int, *reduced: Mapping[str, Any]) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-        """Decide update ``update_id`` from every shard's :meth:`reduce`
+        """Decide update ``update_id`` from every shard's ``reduce``
         result and apply this shard's part: the reduced gradient times the
         clipping scale (rounded to each array's dtype, as the fused step
         rounds it), or a skipped step, or nothing under ``raise`` (the info

@@ -32,17 +32,22 @@ def assign_shards(sizes: Sequence[Tuple[str, int]], num_shards: int) -> List[Lis
     input, never on hashing or timing. Within a shard, keys keep the order
     of ``sizes``, so shard-local sums run in the global key order.
 
-    Args:
-        sizes: ``(key, nbytes)`` pairs in the tree's order.
-        num_shards: how many shards, 1 to ``len(sizes)``.
+    Parameters
+    ----------
+    sizes
+        ``(key, nbytes)`` pairs in the tree's order.
+    num_shards
+        how many shards, 1 to ``len(sizes)``.
 
-    Returns:
+    Returns
+    -------
+    List[List[str]]
         One list of keys per shard; every shard gets at least one key.
 
-    Example::
-
-        >>> assign_shards([("fc1.w", 400), ("fc1.b", 40), ("fc2.w", 300), ("fc2.b", 30)], 2)
-        [['fc1.w'], ['fc1.b', 'fc2.w', 'fc2.b']]
+    Examples
+    --------
+    >>> assign_shards([("fc1.w", 400), ("fc1.b", 40), ("fc2.w", 300), ("fc2.b", 30)], 2)
+    [['fc1.w'], ['fc1.b', 'fc2.w', 'fc2.b']]
     """
     integer("num_shards", num_shards, 1)
     if num_shards > len(sizes):
@@ -97,10 +102,14 @@ class ShardLayout:
     """How a parameter tree is spread over the servers (plain data: it
     travels to every worker and server).
 
-    Attributes:
-        paths: every key path, in the tree's flattening order.
-        shards: the key paths of each shard (see :func:`assign_shards`).
-        shapes, dtypes: per key path, what a parameter and its gradient must be.
+    Attributes
+    ----------
+    paths
+        every key path, in the tree's flattening order.
+    shards
+        the key paths of each shard (see [`assign_shards`][fastadapt.distributed.assign_shards]).
+    shapes, dtypes
+        per key path, what a parameter and its gradient must be.
     """
 
     paths: Tuple[str, ...]
@@ -128,6 +137,7 @@ class ShardLayout:
 
     @property
     def num_shards(self) -> int:
+        """How many shards (parameter-server actors) the tree is spread over."""
         return len(self.shards)
 
     def split(self, flat: Mapping[str, Any]) -> List[Dict[str, Any]]:

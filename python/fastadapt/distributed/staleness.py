@@ -31,11 +31,13 @@ __all__ = ["StalenessGate"]
 class StalenessGate:
     """Tracks the parameter version each unapplied gradient was computed at.
 
-    Args:
-        max_staleness: the bound, an int >= 0.
+    Parameters
+    ----------
+    max_staleness
+        the bound, an int >= 0.
 
-    Example::
-
+    Examples
+    --------
         gate = StalenessGate(1)
         gate.started(worker=0, version=0); gate.started(worker=1, version=0)
         gate.may_apply(0, version=0)    # True: worker 1's gradient would be 1 update old

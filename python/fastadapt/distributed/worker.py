@@ -23,14 +23,18 @@ __all__ = ["GradientWorker"]
 class GradientWorker:
     """One data-parallel worker. Wrapped as a Ray actor by DataParallel.
 
-    Args:
-        index: the worker's place in the fixed averaging order.
-        loss_and_grad: ``(params, batch) -> (loss, grads)``.
-        layout: how the params are sharded.
-        data: this worker's batches of one epoch (a list, ``fa.batches(...)``
-            or any re-iterable with ``len()``; ``set_epoch`` is called when it
-            has one, so shuffles are reproducible after a restart); it may
-            also come later through :meth:`set_data`.
+    Parameters
+    ----------
+    index
+        the worker's place in the fixed averaging order.
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``.
+    layout
+        how the params are sharded.
+    data
+        this worker's batches of one epoch (a list, ``fa.batches(...)`` or any re-iterable with
+        ``len()``; ``set_epoch`` is called when it has one, so shuffles are reproducible after a
+        restart); it may also come later through ``set_data``.
     """
 
     def __init__(self, index: int, loss_and_grad: Callable[[Any, Any], Tuple[Any, Any]], layout: ShardLayout,

@@ -1,5 +1,5 @@
 """The optimizers: one module per rule, each a subclass of
-:class:`~fastadapt.optim.base.Optimizer` over its C++ rule (cpp/rules).
+[`Optimizer`][fastadapt.Optimizer] over its C++ rule (cpp/rules).
 
 Importing a rule's module registers it (``Optimizer.__init_subclass__``):
 adding an optimizer is its module plus one import line here.
@@ -47,7 +47,27 @@ def make_optimizer(name: Union[str, Optimizer], **kwargs: Any) -> Optimizer:
     """An optimizer by name (case-insensitive; ``fastadapt.optim.OPTIMIZERS``
     lists them: adam, adamw, adagrad, rmsprop, sgd, ...) with keyword
     hyperparameters. An optimizer instance is returned as is (no keywords
-    allowed then)."""
+    allowed then).
+
+    Parameters
+    ----------
+    name
+        a registered name (``"adam"``, ``"prodigy"``, ``"schedulefree-adamw"``, ...) or an optimizer.
+    **kwargs
+        the optimizer's constructor arguments (``lr=1e-3``, ``max_grad_norm=1.0``, ...).
+
+    Returns
+    -------
+    Optimizer
+        a new optimizer, or ``name`` itself when it is one.
+
+    Raises
+    ------
+    ValueError
+        for an unknown name (the message lists the registered ones).
+    TypeError
+        for a name that is not a string, or an instance given with keywords.
+    """
     if isinstance(name, Optimizer):
         if kwargs:
             raise TypeError("make_optimizer got an optimizer instance and keyword arguments; pass one or the other")

@@ -60,7 +60,7 @@ def lerp(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
 
 class ScheduleFree(Optimizer):
     """The shared machinery; a subclass names the rule, its hyperparameters,
-    which of them is ``b`` (:meth:`_beta`) and its kernel scalars."""
+    which of them is ``b`` (``_beta``) and its kernel scalars."""
 
     _carried = ("lr_max", "weight_sum", "scheduled_lr", "ckp1")
     # Schedule-free: it needs an lr but no schedule on it (its warmup and the
@@ -135,8 +135,8 @@ class ScheduleFree(Optimizer):
     @property
     def train_mode(self) -> bool:
         """True while ``params`` hold the training point y (after
-        :meth:`train`, and from the start), False while they hold the
-        averaged point x (after :meth:`eval`)."""
+        [`train`][fastadapt.Optimizer.train], and from the start), False while they hold the
+        averaged point x (after [`eval`][fastadapt.Optimizer.eval])."""
         with self._busy.waiting():
             self._settle()
             return bool(self._train_mode)
@@ -144,8 +144,8 @@ class ScheduleFree(Optimizer):
     def eval(self, params: P) -> P:
         """Write the averaged point x into ``params`` (in place), go to eval
         mode and return ``params``: for validation, checkpoints to deploy,
-        inference. A second call changes nothing; :meth:`update` refuses to
-        run until :meth:`train`. Atomic: on an error nothing is changed."""
+        inference. A second call changes nothing; [`update`][fastadapt.Optimizer.update] refuses to
+        run until [`train`][fastadapt.Optimizer.train]. Atomic: on an error nothing is changed."""
         with self._busy:
             self._settle()
             self._switch(params, to_train=False)

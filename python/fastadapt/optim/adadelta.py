@@ -10,7 +10,7 @@ from .base import Optimizer, Overrides
 
 
 class Adadelta(Optimizer):
-    """Adadelta (Zeiler, 2012), torch.optim.Adadelta's definition and defaults::
+    """Adadelta (Zeiler, 2012), torch.optim.Adadelta's definition and defaults:
 
         g = g + wd * p
         sq = rho * sq + (1 - rho) * g * g
@@ -18,9 +18,31 @@ class Adadelta(Optimizer):
         acc = rho * acc + (1 - rho) * delta * delta
         p = p - lr * delta
 
-    Args:
-        lr, rho, eps, weight_decay, maximize: as torch.optim.Adadelta.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``lr``, ``rho``, ``eps``, ``weight_decay`` and ``maximize`` are as in
+    torch.optim.Adadelta.
+
+    Parameters
+    ----------
+    lr
+        coefficient that scales delta before it is applied.
+    rho
+        decay rate of the running averages of g**2 and delta**2.
+    eps
+        added inside both square roots, for stability.
+    weight_decay
+        L2 weight decay.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "adadelta"

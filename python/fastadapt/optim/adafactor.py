@@ -41,7 +41,7 @@ class Adafactor(Optimizer):
     For a parameter with ``ndim >= 2`` (matrices over its last two axes) the
     second moment is factored into per-row and per-column statistics
     (``row_var``, ``col_var``); 1-D and 0-D parameters keep a full ``variance``.
-    Update (docs/algorithms.md, t counts from 1)::
+    Update (docs/algorithms.md, t counts from 1):
 
         rho   = min(lr, 1 / sqrt(t))
         alpha = max(eps2, RMS(p)) * rho
@@ -52,18 +52,33 @@ class Adafactor(Optimizer):
         p     = p * (1 - lr * weight_decay)
         p     = p - alpha / max(1, RMS(u) / d) * u
 
-    Args:
-        lr: the largest relative step size (and the weight decay's factor).
-        beta2_decay: exponent of the decay of beta2 (<= 0).
-        eps: (eps1, eps2); eps1 None means the machine epsilon of the
-            parameter's dtype.
-        d: clipping threshold of the update's RMS (>= 1).
-        weight_decay: decoupled weight decay, scaled by lr.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    Parameters
+    ----------
+    lr
+        the largest relative step size (and the weight decay's factor).
+    beta2_decay
+        exponent of the decay of beta2 (<= 0).
+    eps
+        (eps1, eps2); eps1 None means the machine epsilon of the parameter's dtype.
+    d
+        clipping threshold of the update's RMS (>= 1).
+    weight_decay
+        decoupled weight decay, scaled by lr.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
 
-    Example::
-
+    Examples
+    --------
         opt = fa.Adafactor()
         opt.update(params, grads)   # in place
     """

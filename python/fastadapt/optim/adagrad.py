@@ -12,13 +12,40 @@ from .base import Optimizer, Overrides
 
 
 class Adagrad(Optimizer):
-    """AdaGrad (Duchi et al., 2011), torch.optim.Adagrad's definition::
+    """AdaGrad (Duchi et al., 2011), torch.optim.Adagrad's definition:
 
         g = g + wd * p
         sum = sum + g * g
         p = p - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(sum) + eps)
 
     ``sum`` starts at ``initial_accumulator_value``.
+
+    The hyperparameters are torch.optim.Adagrad's.
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    lr_decay
+        learning-rate decay per step.
+    weight_decay
+        L2 weight decay.
+    initial_accumulator_value
+        starting value of the squared-gradient sum.
+    eps
+        added to the denominator for stability.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "adagrad"

@@ -14,25 +14,43 @@ from .base import Optimizer, Overrides
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), with torch.optim's definition and defaults.
 
-    Update (docs/algorithms.md, t counts from 1)::
+    Update (docs/algorithms.md, t counts from 1):
 
         g = g + wd * p                      (weight_decay, L2 form)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g       (amsgrad: vmax = max(vmax, v))
         p = p - lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)
 
-    Args:
-        lr, betas, eps, weight_decay, amsgrad, maximize: as torch.optim.Adam.
-        max_grad_norm: clip the global gradient norm first (None: off).
-        nonfinite: "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
-        track_grad_norm: compute ``last_grad_norm`` in every step (it is
-            always computed when clipping or with skip/raise).
-        overrides: per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}``
-            (glob on dotted key paths) or ``[(predicate, {...})]``; later
-            entries win.
+    ``lr``, ``betas``, ``eps``, ``weight_decay``, ``amsgrad`` and ``maximize``
+    are as in torch.optim.Adam.
 
-    Example::
+    Parameters
+    ----------
+    lr
+        learning rate.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    eps
+        added to the denominator for stability.
+    weight_decay
+        weight decay (L2 for Adam, decoupled for AdamW).
+    amsgrad
+        use the running maximum of the second moment (AMSGrad).
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
 
+    Examples
+    --------
         opt = fa.Adam(lr=1e-3)
         opt.update(params, grads)   # in place
     """
@@ -74,7 +92,33 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay,
     ``p = p * (1 - lr * wd)`` before the Adam step. Default weight_decay 1e-2,
-    as torch.optim.AdamW."""
+    as torch.optim.AdamW.
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    eps
+        added to the denominator for stability.
+    weight_decay
+        weight decay (L2 for Adam, decoupled for AdamW).
+    amsgrad
+        use the running maximum of the second moment (AMSGrad).
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
+    """
 
     algorithm = "adamw"
     _decoupled = True

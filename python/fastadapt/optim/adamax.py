@@ -11,16 +11,38 @@ from .base import Optimizer, Overrides
 
 class Adamax(Optimizer):
     """Adamax (Kingma & Ba, 2015, section 7.1): Adam with the infinity norm,
-    torch.optim.Adamax's definition and defaults::
+    torch.optim.Adamax's definition and defaults:
 
         g = g + wd * p
         m = b1 * m + (1 - b1) * g
         u = maximum(b2 * u, |g| + eps)
         p = p - lr / (1 - b1**t) * m / u
 
-    Args:
-        lr, betas, eps, weight_decay, maximize: as torch.optim.Adamax.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``lr``, ``betas``, ``eps``, ``weight_decay`` and ``maximize`` are as in
+    torch.optim.Adamax.
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    betas
+        decay rates (beta1, beta2) of the moment and the infinity norm.
+    eps
+        added to |g| inside the maximum, for stability.
+    weight_decay
+        L2 weight decay.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "adamax"

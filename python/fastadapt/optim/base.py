@@ -41,14 +41,14 @@ _Txn = Tuple[int, bool, List[Tuple[int, int]], List[Tuple[List[int], Dict[str, f
 class Optimizer:
     """Base class: structure, groups, state, the step call and checkpoints.
 
-    Subclasses declare their hyperparameters as :class:`Hyper` attributes and
+    Subclasses declare their hyperparameters as ``Hyper`` attributes and
     say how a group's hyperparameters become kernel scalars and flags.
 
     Every step is atomic: the fused C++ call writes the arrays and commits
     the step count and counters before it returns, and everything the
     Python side prepared for the step (state buffers created for it, the
     first bind of the structure) is recorded in a transaction that
-    :meth:`_settle` resolves against the committed step count. An exception
+    ``_settle`` resolves against the committed step count. An exception
     at any point, a ``KeyboardInterrupt`` from a signal handler included,
     leaves the optimizer either exactly as before the call or exactly one
     step after it.
@@ -181,8 +181,9 @@ class Optimizer:
         return [self._hyper[name]] + [values[name] for _, values in self._overrides if name in values]
 
     def set_group_values(self, name: str, values: Sequence[Any]) -> None:
-        """Set ``name`` in every group at once (``values`` as :meth:`group_values`
-        orders them). All values are checked first: on an error nothing changes."""
+        """Set ``name`` in every group at once (``values`` as
+        [`group_values`][fastadapt.Optimizer.group_values] orders them). All values are checked
+        first: on an error nothing changes."""
         current = self.group_values(name)
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != len(current):
             raise ValueError(f"set_group_values({name!r}, ...) needs {len(current)} values (the default, then "
@@ -305,7 +306,7 @@ class Optimizer:
         return params
 
     def train(self, params: P) -> P:
-        """Switch ``params`` back to the training point after :meth:`eval`
+        """Switch ``params`` back to the training point after [`eval`][fastadapt.Optimizer.eval]
         (a no-op except for rules that keep two sequences); returns them."""
         return params
 
@@ -586,13 +587,13 @@ class Optimizer:
     # ---- checkpoints -----------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         """Plain data (numbers, strings, tuples, NumPy arrays; copies) that
-        :meth:`load_state_dict` turns back into exactly this optimizer state.
+        [`load_state_dict`][fastadapt.Optimizer.load_state_dict] turns back into exactly this optimizer state.
         Taken between steps: a step running in another thread is waited for,
         so the snapshot never mixes buffers of two steps."""
         return self._snapshot(lambda: None)[0]
 
     def _snapshot(self, also: Callable[[], Any]) -> Tuple[Dict[str, Any], Any]:
-        """:meth:`state_dict` and ``also()`` (e.g. copies of the params) taken
+        """[`state_dict`][fastadapt.Optimizer.state_dict] and ``also()`` (e.g. copies of the params) taken
         under one hold of the lock, so both belong to the same step."""
         with self._busy.waiting():
             self._settle()
@@ -614,16 +615,18 @@ class Optimizer:
             return sd, also()
 
     def load_state_dict(self, state_dict: Mapping[str, Any], params: Any = None) -> None:
-        """Restore a :meth:`state_dict`. Everything is checked first; on any
+        """Restore a [`state_dict`][fastadapt.Optimizer.state_dict]. Everything is checked first; on any
         error the optimizer is left exactly as it was.
 
-        Args:
-            state_dict: what :meth:`state_dict` returned (or a checkpoint of it).
-            params: the parameters this optimizer will update. When given, the
-                state is checked against them now (keys, shapes, dtypes), so a
-                state_dict saved for other parameters fails here rather than at
-                the first update. An optimizer that has stepped always checks
-                against the parameters it is bound to.
+        Parameters
+        ----------
+        state_dict
+            what [`state_dict`][fastadapt.Optimizer.state_dict] returned (or a checkpoint of it).
+        params
+            the parameters this optimizer will update. When given, the state is checked against them
+            now (keys, shapes, dtypes), so a state_dict saved for other parameters fails here rather
+            than at the first update. An optimizer that has stepped always checks against the
+            parameters it is bound to.
         """
         with self._busy:
             self._settle()

@@ -18,7 +18,7 @@ ALPHAK_INIT = 1e-6  # the package's starting alphak (a constant: not eps, not d0
 class DAdaptAdaGrad(Optimizer):
     """AdaGrad with D-Adaptation (Defazio & Mishchenko, 2023), the
     ``dadaptation`` package's DAdaptAdaGrad (dense gradients): it learns the
-    step size ``d`` (one value for all tensors); leave ``lr`` at 1::
+    step size ``d`` (one value for all tensors); leave ``lr`` at 1:
 
         dlr = d * lr
         g = g + weight_decay * p
@@ -31,19 +31,6 @@ class DAdaptAdaGrad(Optimizer):
     ``gsq_weighted`` (sum dlr^2 g^2 / den) and ``skl1`` (sum |sk|), moved by each
     step's changes as the package does (docs/algorithms.md).
 
-    Args:
-        lr: multiplies the learned step size (the package's default 1.0);
-            0 is allowed (a schedule may end there): d then stays.
-        momentum: in [0, 1).
-        weight_decay: an L2 term added to the gradient (per key).
-        eps: added to sqrt(alphak) (per key; > 0).
-        d0: the starting d (1e-6).
-        growth_rate: the most d may grow in one step (inf: no limit).
-        maximize: ascend instead of descend (fastadapt's; the package has none).
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            ``eps``, ``weight_decay`` and ``maximize`` can be set per key (the
-            package's per-group values); ``log_every`` is not offered.
-
     ``opt.adapted`` is ``{"d": d, "d_lr": d * lr}`` and ``opt.lr_estimate``
     that ``d_lr``. State per key: ``alphak``, ``sk``, ``x0``, the learned
     ``d``, ``gsq_weighted``, ``sksq_weighted``, ``skl1`` (the same for every
@@ -51,6 +38,35 @@ class DAdaptAdaGrad(Optimizer):
     subtracts as the package does: ``sksq_weighted_param`` (sum sk^2 / den),
     ``skl1_param`` (sum |sk|) and ``sksq_weighted_eps`` (the eps of that sum;
     another eps has it recomputed).
+
+    Parameters
+    ----------
+    lr
+        multiplies the learned step size (the package's default 1.0); 0 is allowed (a schedule may
+        end there): d then stays.
+    momentum
+        in [0, 1).
+    weight_decay
+        an L2 term added to the gradient (per key).
+    eps
+        added to sqrt(alphak) (per key; > 0).
+    d0
+        the starting d (1e-6).
+    growth_rate
+        the most d may grow in one step (inf: no limit).
+    maximize
+        ascend instead of descend (fastadapt's; the package has none).
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win; ``eps``, ``weight_decay`` and ``maximize`` can
+        be set per key (the package's per-group values); ``log_every`` is not offered.
     """
 
     algorithm = "dadapt-adagrad"

@@ -16,7 +16,7 @@ class DAdaptAdam(da.DAdaptOptimizer):
     ``DAdaptAdam``: Adam whose step size ``d * lr`` is learned; leave ``lr``
     at 1.0 unless it is unstable. With ``dlr = d * lr`` (times Adam's bias
     correction when ``use_bias_correction``), ``sb2 = sqrt(b2)`` and
-    ``r = layer_scale``::
+    ``r = layer_scale``:
 
         numerator_weighted = sb2 * numerator_weighted
                              + (1 - sb2) * r * dlr * sum(g * s / (sqrt(v) + eps))   (old s, v)
@@ -30,16 +30,45 @@ class DAdaptAdam(da.DAdaptOptimizer):
     docs/algorithms.md gives the exact update, the early return before any
     gradient signal and what differs from the package.
 
-    Args:
-        lr, betas, eps, weight_decay, decouple, use_bias_correction, d0,
-        growth_rate: as dadaptation.DAdaptAdam (log_every and fsdp_in_use are
-            not offered). betas, decouple, use_bias_correction, d0,
-            growth_rate shape the one d and are not per key; a key's lr must
-            be the largest lr or 0.
-        layer_scale: the package's param-group key: scales a key's share of
-            d's estimate and its step (per key through ``overrides``).
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``lr``, ``betas``, ``eps``, ``weight_decay``, ``decouple``,
+    ``use_bias_correction``, ``d0`` and ``growth_rate`` are as in
+    dadaptation.DAdaptAdam (log_every and fsdp_in_use are not offered). betas,
+    decouple, use_bias_correction, d0, growth_rate shape the one d and are not
+    per key; a key's lr must be the largest lr or 0.
+
+    Parameters
+    ----------
+    lr
+        scales the learned step size d (leave at 1.0); a key's lr is the largest or 0.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    eps
+        added to the denominator, outside the square root.
+    weight_decay
+        weight decay (L2 unless decouple=True: AdamW form).
+    decouple
+        decay the weights directly (AdamW) instead of adding the L2 term to g.
+    use_bias_correction
+        multiply the step size by Adam's bias correction.
+    d0
+        the starting d.
+    growth_rate
+        the most d may grow per step, as a factor (inf: no limit).
+    layer_scale
+        the package's param-group key: scales a key's share of d's estimate and its step (per key
+        through ``overrides``).
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "dadapt-adam"

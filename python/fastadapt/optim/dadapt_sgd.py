@@ -17,7 +17,7 @@ from .base import Optimizer, Overrides
 class DAdaptSGD(Optimizer):
     """SGD with D-Adaptation (Defazio & Mishchenko, 2023), the
     ``dadaptation`` package's DAdaptSGD: it learns the step size ``d`` (one
-    value for all tensors) from the gradients; leave ``lr`` at 1::
+    value for all tensors) from the gradients; leave ``lr`` at 1:
 
         first step:  g0_norm = ||g||  (all tensors; an all-zero g changes nothing)
         dlr = d * lr / g0_norm
@@ -26,22 +26,37 @@ class DAdaptSGD(Optimizer):
         p = momentum * p + (1 - momentum) * (x0 - s)
         d = max(d, min(2 * numerator_weighted / ||s||, d * growth_rate))
 
-    Args:
-        lr: multiplies the learned step size (the package's default 1.0);
-            0 is allowed (a schedule may end there): d then stays.
-        momentum: in [0, 1).
-        weight_decay: an L2 term added to the gradient.
-        d0: the starting d (1e-6).
-        growth_rate: the most d may grow in one step (inf: no limit).
-        maximize: ascend instead of descend (fastadapt's; the package has none).
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            only ``maximize`` can be set per key (the package reads every other
-            value from its first parameter group). The package's ``log_every``
-            and ``fsdp_in_use`` are not offered (no logging, no sharding).
-
     ``opt.adapted`` is ``{"d": d, "d_lr": d * lr / g0_norm}`` and
     ``opt.lr_estimate`` that ``d_lr``. State per key: ``s``, ``x0`` and the
     learned ``d``, ``numerator_weighted``, ``g0_norm`` (the same for every key).
+
+    Parameters
+    ----------
+    lr
+        multiplies the learned step size (the package's default 1.0); 0 is allowed (a schedule may
+        end there): d then stays.
+    momentum
+        in [0, 1).
+    weight_decay
+        an L2 term added to the gradient.
+    d0
+        the starting d (1e-6).
+    growth_rate
+        the most d may grow in one step (inf: no limit).
+    maximize
+        ascend instead of descend (fastadapt's; the package has none).
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win; only ``maximize`` can be set per key (the
+        package reads every other value from its first parameter group). The package's ``log_every``
+        and ``fsdp_in_use`` are not offered (no logging, no sharding).
     """
 
     algorithm = "dadapt-sgd"

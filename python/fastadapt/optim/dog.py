@@ -26,7 +26,7 @@ class DoG(Optimizer):
     """DoG, "Distance over Gradients" (Ivgi et al., 2023), the dog-optimizer
     package's ``DoG``: SGD with a learned step size, one per parameter group
     (the default group and each ``overrides`` entry, all its tensors as one
-    vector)::
+    vector):
 
         u    = g + weight_decay * p
         rbar = max(rbar, ||p - x0||)         first step: reps_rel * (1 + ||x0||)
@@ -40,19 +40,34 @@ class DoG(Optimizer):
     recommend iterate averaging on top (their package's
     PolynomialDecayAverager), which fastadapt does not provide.
 
-    Args:
-        lr: the paper's c; 1 (the authors advise not to change it).
-        reps_rel: the first step's distance, relative: reps_rel * (1 + ||x0||)
-            (1e-6; the authors suggest 1e-4 with batch normalization).
-        eps: added to G on the first step.
-        init_eta: the first step size, instead of the one reps_rel gives
-            (then rbar starts at 0).
-        weight_decay: added to the gradient (L2), before G sums it.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
-
     A G of 0 (eps = 0 and gradients of exact zeros so far), where the
     package asserts, gives eta = 0: the group does not move.
+
+    Parameters
+    ----------
+    lr
+        the paper's c; 1 (the authors advise not to change it).
+    reps_rel
+        the first step's distance, relative: reps_rel * (1 + ||x0||) (1e-6; the authors suggest 1e-4
+        with batch normalization).
+    eps
+        added to G on the first step.
+    init_eta
+        the first step size, instead of the one reps_rel gives (then rbar starts at 0).
+    weight_decay
+        added to the gradient (L2), before G sums it.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "dog"
@@ -119,6 +134,31 @@ class LDoG(DoG):
     ``LDoG``: DoG's rule with rbar, G and eta per tensor (see fa.DoG).
     ``opt.adapted`` reports the mean, smallest and largest eta over the
     tensors (``eta``, ``eta_min``, ``eta_max``); ``lr_estimate`` is the mean.
+
+    Parameters
+    ----------
+    lr
+        the paper's c: eta = lr * rbar / sqrt(G) (1; not advised to change).
+    reps_rel
+        the first step's distance is reps_rel * (1 + ||x0||) (> 0 unless init_eta).
+    eps
+        added to G on the first step.
+    init_eta
+        the first step size (None: from reps_rel).
+    weight_decay
+        L2 penalty added to the gradient.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "ldog"

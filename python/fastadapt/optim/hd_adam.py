@@ -13,7 +13,7 @@ from .base import Optimizer, Overrides
 class HypergradientAdam(HypergradientMixin, Optimizer):
     """Adam with hypergradient descent on its learning rate (Baydin et al.,
     "Online Learning Rate Adaptation with Hypergradient Descent", ICLR 2018:
-    Adam-HD; the authors' ``AdamHD``)::
+    Adam-HD; the authors' ``AdamHD``):
 
         g = g + wd * p
         alpha = alpha + hypergrad_lr * sum(g . d_prev)   (one alpha per group)
@@ -26,13 +26,34 @@ class HypergradientAdam(HypergradientMixin, Optimizer):
     and is state: ``opt.adapted["lr"]``, ``opt.lr_estimate``,
     ``opt.state[key]["lr"]``.
 
-    Args:
-        lr: the initial learning rate alpha_0.
-        hypergrad_lr: beta, the learning rate of alpha (the authors' default
-            1e-8; the paper's experiments use 1e-7 and 1e-8 with lr 1e-3).
-        betas, eps, weight_decay, maximize: as fa.Adam (L2 weight decay).
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            each override group learns its own alpha.
+    ``betas``, ``eps``, ``weight_decay`` and ``maximize`` are as in fa.Adam (L2
+    weight decay).
+
+    Parameters
+    ----------
+    lr
+        the initial learning rate alpha_0.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    eps
+        added to the denominator for stability.
+    weight_decay
+        L2 weight decay.
+    hypergrad_lr
+        beta, the learning rate of alpha (the authors' default 1e-8; the paper's experiments use
+        1e-7 and 1e-8 with lr 1e-3).
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win; each override group learns its own alpha.
     """
 
     algorithm = "hd-adam"

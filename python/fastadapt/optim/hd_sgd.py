@@ -16,7 +16,7 @@ class HypergradientSGD(HypergradientMixin, Optimizer):
     """SGD with hypergradient descent on its learning rate (Baydin et al.,
     "Online Learning Rate Adaptation with Hypergradient Descent", ICLR 2018:
     SGD-HD, and SGDN-HD with ``nesterov=True``); torch.optim.SGD's momentum,
-    dampening, Nesterov and L2 weight decay, as the authors' ``SGDHD``::
+    dampening, Nesterov and L2 weight decay, as the authors' ``SGDHD``:
 
         g = g + wd * p
         alpha = alpha + hypergrad_lr * sum(g . d_prev)   (one alpha per group)
@@ -28,13 +28,36 @@ class HypergradientSGD(HypergradientMixin, Optimizer):
     and is state: ``opt.adapted["lr"]``, ``opt.lr_estimate``,
     ``opt.state[key]["lr"]``.
 
-    Args:
-        lr: the initial learning rate alpha_0.
-        hypergrad_lr: beta, the learning rate of alpha (the authors' default
-            1e-6; the paper's experiments use 1e-3 with lr 1e-3).
-        momentum, dampening, weight_decay, nesterov, maximize: as fa.SGD.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            each override group learns its own alpha.
+    ``momentum``, ``dampening``, ``weight_decay``, ``nesterov`` and ``maximize``
+    are as in fa.SGD.
+
+    Parameters
+    ----------
+    lr
+        the initial learning rate alpha_0.
+    momentum
+        momentum factor (0: plain SGD-HD).
+    dampening
+        dampening of the momentum update.
+    weight_decay
+        L2 weight decay.
+    nesterov
+        Nesterov momentum, SGDN-HD (needs momentum > 0 and dampening 0).
+    hypergrad_lr
+        beta, the learning rate of alpha (the authors' default 1e-6; the paper's experiments use
+        1e-3 with lr 1e-3).
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win; each override group learns its own alpha.
     """
 
     algorithm = "hd-sgd"

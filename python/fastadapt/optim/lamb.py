@@ -10,7 +10,7 @@ from .base import Optimizer, Overrides
 
 
 class LAMB(Optimizer):
-    """LAMB (You et al., 2020), optax.lamb's definition and defaults::
+    """LAMB (You et al., 2020), optax.lamb's definition and defaults:
 
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
@@ -18,13 +18,35 @@ class LAMB(Optimizer):
         p = p - lr * trust_ratio * u,   trust_ratio = ||p|| / ||u||  per tensor
                                         (1 when either norm is 0)
 
-    Args:
-        lr, betas, eps, eps_root, weight_decay: optax.lamb's learning_rate
-            (default 1e-3 here), (b1, b2), eps, eps_root, weight_decay.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            optax.lamb's ``mask`` (weight decay only where True) is
-            ``overrides={key: {"weight_decay": 0.0}}``.
+    ``lr``, ``betas``, ``eps``, ``eps_root`` and ``weight_decay`` are
+    optax.lamb's learning_rate (default 1e-3 here), (b1, b2), eps, eps_root,
+    weight_decay.
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    eps
+        added to the denominator, outside the square root.
+    eps_root
+        added to the second moment, inside the square root.
+    weight_decay
+        weight decay, added to the update before the trust ratio.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win; optax.lamb's ``mask`` (weight decay only where
+        True) is ``overrides={key: {"weight_decay": 0.0}}``.
     """
 
     algorithm = "lamb"

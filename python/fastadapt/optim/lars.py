@@ -10,7 +10,7 @@ from .base import Optimizer, Overrides
 
 
 class LARS(Optimizer):
-    """LARS (You et al., 2017), optax.lars's definition and defaults::
+    """LARS (You et al., 2017), optax.lars's definition and defaults:
 
         u = g + wd * p                                   (weight_decay_mask)
         r = trust_coefficient * ||p|| / (||u|| + eps)    (trust_ratio_mask; 1 when a norm is 0)
@@ -19,14 +19,41 @@ class LARS(Optimizer):
 
     ``trace`` is optax's momentum trace (it holds the negative, lr-scaled steps).
 
-    Args:
-        lr: optax's learning_rate (no default there; 1e-3 here, as fa.SGD).
-        weight_decay, weight_decay_mask, trust_coefficient, eps,
-            trust_ratio_mask, momentum, nesterov: as optax.lars. The two
-            masks are booleans; set them per key with ``overrides``, e.g.
-            ``{"*.b": {"weight_decay_mask": False, "trust_ratio_mask": False}}``.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``weight_decay``, ``weight_decay_mask``, ``trust_coefficient``, ``eps``,
+    ``trust_ratio_mask``, ``momentum`` and ``nesterov`` are as in optax.lars.
+    The two masks are booleans; set them per key with ``overrides``, e.g.
+    ``{"*.b": {"weight_decay_mask": False, "trust_ratio_mask": False}}``.
+
+    Parameters
+    ----------
+    lr
+        optax's learning_rate (no default there; 1e-3 here, as fa.SGD).
+    weight_decay
+        weight decay, added to the gradient before the trust ratio.
+    weight_decay_mask
+        apply the weight decay to this tensor (per key through overrides).
+    trust_coefficient
+        multiplier of the trust ratio.
+    eps
+        added to the update norm in the trust ratio's denominator.
+    trust_ratio_mask
+        scale this tensor by its trust ratio (per key through overrides).
+    momentum
+        decay of the momentum trace.
+    nesterov
+        Nesterov momentum.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "lars"

@@ -10,7 +10,7 @@ from .base import Optimizer, Overrides
 
 
 class Lion(Optimizer):
-    """Lion (Chen et al., 2023), lion-pytorch's definition and defaults::
+    """Lion (Chen et al., 2023), lion-pytorch's definition and defaults:
 
         p = p * (1 - lr * wd)                       (weight_decay != 0)
         p = p - lr * sign(b1 * m + (1 - b1) * g)
@@ -21,12 +21,30 @@ class Lion(Optimizer):
     ``decoupled_weight_decay=True`` with learning rate ``lr0`` is
     ``weight_decay=wd / lr0`` here (the same bits).
 
-    Args:
-        lr, betas, weight_decay: as lion_pytorch.Lion (lr 1e-4, betas
-            (0.9, 0.99), weight_decay 0).
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam;
-            optax.lion's ``mask`` is ``overrides={key: {"weight_decay": 0.0}}``.
+    ``lr``, ``betas`` and ``weight_decay`` are as in lion_pytorch.Lion (lr 1e-4,
+    betas (0.9, 0.99), weight_decay 0).
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    betas
+        (beta1, beta2): beta1 mixes momentum and gradient in the sign, beta2 decays the momentum.
+    weight_decay
+        decoupled weight decay: p = p * (1 - lr * weight_decay).
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win; optax.lion's ``mask`` is
+        ``overrides={key: {"weight_decay": 0.0}}``.
     """
 
     algorithm = "lion"

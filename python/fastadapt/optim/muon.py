@@ -119,7 +119,7 @@ def _newton_schulz_bf16(d: np.ndarray, coefficients: Tuple[float, float, float],
 class Muon(Optimizer):
     """Muon (Keller Jordan, 2024): momentum, then the update direction
     orthogonalized by a Newton-Schulz iteration, for 2-D parameters;
-    torch.optim.Muon's definition and defaults. Per matrix (docs/algorithms.md)::
+    torch.optim.Muon's definition and defaults. Per matrix (docs/algorithms.md):
 
         m = momentum * m + (1 - momentum) * g
         d = (1 - momentum) * g + momentum * m      (nesterov; else d = m)
@@ -134,23 +134,51 @@ class Muon(Optimizer):
     dimensions) are stepped by ``companion`` in the same update, as torch's
     documentation advises (AdamW for them); by default ``fa.AdamW()``.
 
-    Args:
-        lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps,
-            adjust_lr_fn: as torch.optim.Muon.
-        ns_dtype: None (Newton-Schulz in the parameter's dtype, through
-            NumPy's BLAS) or "bfloat16" (torch's rounding; needs ml_dtypes).
-        maximize: ascend instead of descend.
-        companion: the optimizer of the non-matrix keys (a fastadapt
-            optimizer, not Muon), with its own hyperparameters and state.
-            Muon's gradient pre-processing covers every key, so the
-            companion's max_grad_norm, nonfinite and maximize stay at their
-            defaults.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as every
-            fastadapt optimizer; the norm and the policy cover the companion's
-            keys too.
+    ``lr``, ``weight_decay``, ``momentum``, ``nesterov``, ``ns_coefficients``,
+    ``eps``, ``ns_steps`` and ``adjust_lr_fn`` are as in torch.optim.Muon.
 
-    Example::
+    Parameters
+    ----------
+    lr
+        learning rate (before the shape adjustment of adjust_lr_fn).
+    weight_decay
+        decoupled weight decay: p = p * (1 - lr * weight_decay).
+    momentum
+        momentum factor of the averaged momentum buffer.
+    nesterov
+        Nesterov momentum.
+    ns_coefficients
+        coefficients (a, b, c) of the quintic Newton-Schulz step.
+    eps
+        lower bound of the norm the direction is divided by.
+    ns_steps
+        Newton-Schulz steps (0 to 99).
+    adjust_lr_fn
+        None or 'original' (sqrt(max(1, rows/cols))) or 'match_rms_adamw' (0.2 * sqrt(max(rows,
+        cols))).
+    ns_dtype
+        None (Newton-Schulz in the parameter's dtype, through NumPy's BLAS) or "bfloat16" (torch's
+        rounding; needs ml_dtypes).
+    maximize
+        ascend instead of descend.
+    companion
+        the optimizer of the non-matrix keys (a fastadapt optimizer, not Muon), with its own
+        hyperparameters and state. Muon's gradient pre-processing covers every key, so the
+        companion's max_grad_norm, nonfinite and maximize stay at their defaults.
+    max_grad_norm
+        clip the global gradient norm first (None: off); the norm covers the companion's keys too.
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients; the policy covers the
+        companion's keys too.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
 
+    Examples
+    --------
         opt = fa.Muon(lr=0.02, companion=fa.AdamW(lr=3e-4, weight_decay=0.01))
         opt.update(params, grads)   # Muon on the matrices, AdamW on the rest
         opt.companion.lr = 1e-4     # the companion's own hyperparameters

@@ -18,7 +18,7 @@ class NAdam(Optimizer):
     """NAdam (Dozat, 2016): Adam with Nesterov momentum, torch.optim.NAdam's
     definition and defaults. With ``mu_t = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))``
     and ``mu_product`` the product of ``mu_1 .. mu_t`` (kept per group, saved
-    in the state_dict per key as torch keeps it per parameter)::
+    in the state_dict per key as torch keeps it per parameter):
 
         g = g + wd * p                      (weight_decay, L2 form)
         p = p * (1 - lr * wd)               (decoupled_weight_decay=True instead)
@@ -28,10 +28,35 @@ class NAdam(Optimizer):
         p = p - lr * (1 - mu_t) / (1 - mu_product) * g / denom
         p = p - lr * mu_{t+1} / (1 - mu_product * mu_{t+1}) * m / denom
 
-    Args:
-        lr, betas, eps, weight_decay, momentum_decay, decoupled_weight_decay,
-        maximize: as torch.optim.NAdam.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``lr``, ``betas``, ``eps``, ``weight_decay``, ``momentum_decay``,
+    ``decoupled_weight_decay`` and ``maximize`` are as in torch.optim.NAdam.
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    eps
+        added to the denominator for stability.
+    weight_decay
+        weight decay (L2, or decoupled with decoupled_weight_decay).
+    momentum_decay
+        momentum decay psi of the schedule mu_t.
+    decoupled_weight_decay
+        decay the weights directly, as AdamW (NAdamW), instead of L2.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "nadam"

@@ -17,7 +17,7 @@ class Prodigy(da.DAdaptOptimizer):
     """Prodigy (Mishchenko & Defazio, 2024), prodigyopt's ``Prodigy``
     (``slice_p=1``): Adam whose step size ``d * lr`` is learned; leave ``lr``
     at 1.0 unless it is unstable. With ``dlr = d * lr`` (times Adam's bias
-    correction when ``use_bias_correction``) and ``p0`` the starting point::
+    correction when ``use_bias_correction``) and ``p0`` the starting point:
 
         m = b1 * m + d * (1 - b1) * g
         v = b2 * v + d * d * (1 - b2) * g * g
@@ -31,14 +31,49 @@ class Prodigy(da.DAdaptOptimizer):
     docs/algorithms.md gives the exact update, the early return before any
     gradient signal and what differs from prodigyopt.
 
-    Args:
-        lr, betas, beta3, eps, weight_decay, decouple, use_bias_correction,
-        safeguard_warmup, d0, d_coef, growth_rate: as prodigyopt.Prodigy
-            (fsdp_in_use and slice_p are not offered). betas, beta3, decouple,
-            use_bias_correction, d0, d_coef, growth_rate shape the one d and
-            are not per key; a key's lr must be the largest lr or 0.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``lr``, ``betas``, ``beta3``, ``eps``, ``weight_decay``, ``decouple``,
+    ``use_bias_correction``, ``safeguard_warmup``, ``d0``, ``d_coef`` and
+    ``growth_rate`` are as in prodigyopt.Prodigy (fsdp_in_use and slice_p are
+    not offered). betas, beta3, decouple, use_bias_correction, d0, d_coef,
+    growth_rate shape the one d and are not per key; a key's lr must be the
+    largest lr or 0.
+
+    Parameters
+    ----------
+    lr
+        scales the learned step size d (leave at 1.0); a key's lr is the largest or 0.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    beta3
+        decay rate of s and d's numerator (None: sqrt(beta2)).
+    eps
+        added to the denominator (times d), outside the square root.
+    weight_decay
+        weight decay (decoupled, AdamW form, unless decouple=False: L2).
+    decouple
+        decay the weights directly (AdamW) instead of adding the L2 term to g.
+    use_bias_correction
+        multiply the step size by Adam's bias correction.
+    safeguard_warmup
+        leave lr out of s's coefficient (steadier d under warm-up schedules).
+    d0
+        the starting d.
+    d_coef
+        scales d's estimate (the preferred knob: 0.5 and 2.0 also work).
+    growth_rate
+        the most d may grow per step, as a factor (inf: no limit).
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "prodigy"

@@ -14,7 +14,7 @@ class RAdam(Optimizer):
     """RAdam (Liu et al., 2020): Adam with the variance of the adaptive
     learning rate rectified, torch.optim.RAdam's definition and defaults.
     With ``rho_inf = 2 / (1 - b2) - 1`` and
-    ``rho_t = rho_inf - 2 t b2**t / (1 - b2**t)``::
+    ``rho_t = rho_inf - 2 t b2**t / (1 - b2**t)``:
 
         g = g + wd * p                      (weight_decay, L2 form)
         p = p * (1 - lr * wd)               (decoupled_weight_decay=True instead)
@@ -25,10 +25,33 @@ class RAdam(Optimizer):
         else:
             p = p - lr / (1 - b1**t) * m
 
-    Args:
-        lr, betas, eps, weight_decay, decoupled_weight_decay, maximize: as
-            torch.optim.RAdam.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``lr``, ``betas``, ``eps``, ``weight_decay``, ``decoupled_weight_decay`` and
+    ``maximize`` are as in torch.optim.RAdam.
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    betas
+        decay rates (beta1, beta2) of the moment estimates.
+    eps
+        added to sqrt(v) for stability.
+    weight_decay
+        weight decay (L2, or decoupled with decoupled_weight_decay).
+    decoupled_weight_decay
+        decay the weights directly, as AdamW, instead of L2.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "radam"

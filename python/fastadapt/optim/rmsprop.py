@@ -11,7 +11,7 @@ from .base import Optimizer, Overrides
 
 
 class RMSprop(Optimizer):
-    """RMSProp (Hinton, 2012), torch.optim.RMSprop's definition::
+    """RMSProp (Hinton, 2012), torch.optim.RMSprop's definition:
 
         g = g + wd * p
         sq = alpha * sq + (1 - alpha) * g * g
@@ -19,6 +19,35 @@ class RMSprop(Optimizer):
                                                      ga = alpha * ga + (1 - alpha) * g)
         p = p - lr * g / avg                        (momentum: buf = momentum * buf + g / avg,
                                                      p = p - lr * buf)
+
+    The hyperparameters are torch.optim.RMSprop's.
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    alpha
+        smoothing constant of the squared-gradient average.
+    eps
+        added to the denominator for stability.
+    weight_decay
+        L2 weight decay.
+    momentum
+        momentum factor (0: off).
+    centered
+        normalize by the estimated variance of the gradient.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "rmsprop"

@@ -18,7 +18,7 @@ class ScheduleFreeAdamW(ScheduleFree):
     defaults. No learning-rate schedule is needed (``warmup_steps`` gives a
     linear warmup). ``params`` hold the training point y; ``opt.eval(params)``
     writes the averaged point x into them for evaluation and
-    ``opt.train(params)`` writes y back (``update`` runs in train mode only)::
+    ``opt.train(params)`` writes y back (``update`` runs in train mode only):
 
         v = b2 * v + (1 - b2) * g * g
         u = g / (sqrt(v / (1 - b2**t)) + eps) + wd * y
@@ -28,11 +28,38 @@ class ScheduleFreeAdamW(ScheduleFree):
 
     with ``lr_t`` the warmed-up lr and the weights ``t**r * lr_max**weight_lr_power``.
 
-    Args:
-        lr, betas, eps, weight_decay, warmup_steps, r, weight_lr_power: as
-            schedulefree.AdamWScheduleFree (beta1 must be > 0).
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``lr``, ``betas``, ``eps``, ``weight_decay``, ``warmup_steps``, ``r`` and
+    ``weight_lr_power`` are as in schedulefree.AdamWScheduleFree (there,
+    beta1 must be > 0).
+
+    Parameters
+    ----------
+    lr
+        learning rate (after warmup).
+    betas
+        (beta1, beta2): the interpolation of y between z and x, and the decay of the second moment.
+    eps
+        added to the denominator for stability.
+    weight_decay
+        weight decay, taken at y and added to the normalised gradient.
+    warmup_steps
+        steps of linear learning-rate warmup (0: none).
+    r
+        polynomial weighting of the average: weight t**r.
+    weight_lr_power
+        the average weighs each step by lr_max**weight_lr_power.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "schedulefree-adamw"

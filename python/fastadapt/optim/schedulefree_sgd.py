@@ -17,7 +17,7 @@ class ScheduleFreeSGD(ScheduleFree):
     the schedulefree package's ``SGDScheduleFree``, its definition and
     defaults. ``params`` hold the training point y; ``opt.eval(params)``
     writes the averaged point x into them for evaluation and
-    ``opt.train(params)`` writes y back (``update`` runs in train mode only)::
+    ``opt.train(params)`` writes y back (``update`` runs in train mode only):
 
         g = g + wd * y
         y = lerp(y, z, c)                         c = weight_t / sum of weights
@@ -26,11 +26,35 @@ class ScheduleFreeSGD(ScheduleFree):
 
     with ``lr_t`` the warmed-up lr and the weights ``t**r * lr_max**weight_lr_power``.
 
-    Args:
-        lr, momentum, weight_decay, warmup_steps, r, weight_lr_power: as
-            schedulefree.SGDScheduleFree.
-        maximize: ascend instead of descend.
-        max_grad_norm, nonfinite, track_grad_norm, overrides: as fa.Adam.
+    ``lr``, ``momentum``, ``weight_decay``, ``warmup_steps``, ``r`` and
+    ``weight_lr_power`` are as in schedulefree.SGDScheduleFree.
+
+    Parameters
+    ----------
+    lr
+        learning rate (after warmup).
+    momentum
+        the interpolation of y between z (0) and x (1); in (0, 1).
+    weight_decay
+        weight decay (L2, taken at y).
+    warmup_steps
+        steps of linear learning-rate warmup (0: none).
+    r
+        polynomial weighting of the average: weight t**r.
+    weight_lr_power
+        the average weighs each step by lr_max**weight_lr_power.
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "schedulefree-sgd"

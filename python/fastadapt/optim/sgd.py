@@ -12,12 +12,39 @@ from .base import Optimizer, Overrides
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with momentum, torch.optim.SGD's definition::
+    """Stochastic gradient descent with momentum, torch.optim.SGD's definition:
 
         g = g + wd * p
         buf = g (first step)  else  momentum * buf + (1 - dampening) * g
         g = g + momentum * buf  (nesterov)  else  buf
         p = p - lr * g
+
+    The hyperparameters are torch.optim.SGD's.
+
+    Parameters
+    ----------
+    lr
+        learning rate.
+    momentum
+        momentum factor (0: plain SGD).
+    dampening
+        dampening of the momentum update.
+    weight_decay
+        L2 weight decay.
+    nesterov
+        Nesterov momentum (needs momentum > 0 and dampening 0).
+    maximize
+        ascend instead of descend.
+    max_grad_norm
+        clip the global gradient norm first (None: off).
+    nonfinite
+        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
+    track_grad_norm
+        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
+        skip/raise).
+    overrides
+        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
+        ``[(predicate, {...})]``; later entries win.
     """
 
     algorithm = "sgd"

@@ -13,7 +13,11 @@ import numpy as np
 from .._tree import flatten_any
 
 CHUNK_ELEMENTS = 16384
+"""Elements per chunk of the kernels' reductions (norms, per-tensor sums): a tensor is
+summed chunk by chunk, in order, so the result never depends on the thread count."""
 NORM_LANES = 16
+"""float64 lanes per chunk: lane ``j`` adds elements ``j, j + 16, j + 32, ...`` in order,
+then the lanes are added pairwise (8 + 8, 4 + 4, then ``(s0 + s2) + (s1 + s3)``)."""
 
 
 def _lanes_sum(lanes: np.ndarray) -> float:
@@ -69,6 +73,8 @@ def global_sumsq(arrays: List[np.ndarray]) -> float:
 
 
 def global_norm(arrays: List[np.ndarray]) -> float:
+    """The global L2 norm, ``sqrt`` of [`global_sumsq`][fastadapt.reference.global_sumsq]: the norm that
+    gradient clipping and ``last_grad_norm`` use, bit for bit."""
     return math.sqrt(global_sumsq(arrays))
 
 
@@ -99,6 +105,32 @@ class ReferenceOptimizer:
         self.state: Dict[str, Dict[str, np.ndarray]] = {}
 
     def update(self, params: Any, grads: Any) -> Any:
+        """One step: update ``params`` in place from ``grads`` and return ``params``.
+
+        The gradients are pre-processed as the kernels do, in this order: the
+        ``nonfinite`` policy (``"zero"`` replaces NaN/Inf by 0, ``"skip"`` counts
+        the step in ``skipped_steps`` and changes nothing, ``"raise"`` raises),
+        clipping to ``max_grad_norm`` (which sets ``last_grad_norm``), then the
+        sign flip of ``maximize``. The rule then runs on each tensor in key order,
+        with ``step_count`` already advanced (the first step is ``t = 1``).
+
+        Parameters
+        ----------
+        params
+            the parameter tree (nested dicts/lists of float arrays), updated in place.
+        grads
+            the gradients, a tree of the same structure.
+
+        Returns
+        -------
+        Any
+            ``params``.
+
+        Raises
+        ------
+        FloatingPointError
+            with ``nonfinite="raise"`` when a gradient holds NaN or Inf (the
+            message is the key path); nothing is updated."""
         paths, ps = flatten_any(params)
         _, gs = flatten_any(grads)
         gs = [np.asarray(g) for g in gs]

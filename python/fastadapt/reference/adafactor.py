@@ -112,6 +112,10 @@ def adafactor_rule(p, g, row_var, col_var, variance, *, t, lr, beta2_decay, eps,
 
 
 class Adafactor(ReferenceOptimizer):
+    """[`fastadapt.Adafactor`][fastadapt.Adafactor] in plain NumPy, torch.optim.Adafactor's defaults; per
+    tensor [`adafactor_rule`][fastadapt.reference.adafactor_rule] with state ``row_var`` and ``col_var`` (a
+    parameter with ``ndim >= 2``) or ``variance`` (any other)."""
+
     defaults = dict(lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False)
 
     def _apply(self, path, p, g):

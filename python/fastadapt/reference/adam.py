@@ -10,6 +10,11 @@ from ._common import ReferenceOptimizer
 
 
 def adam_rule(p, g, m, v, vmax, *, t, lr, betas, eps, weight_decay, amsgrad, decoupled):
+    """One Adam (``decoupled=False``: L2 weight decay added to ``g``) or AdamW
+    (``decoupled=True``: ``p`` decayed by ``1 - lr * weight_decay`` first) step
+    on one tensor, in place on ``p``, ``m`` and ``v``, and on ``vmax`` with
+    ``amsgrad`` (otherwise it may be None). ``t`` counts from 1; the bias
+    corrections are float64 scalars rounded to the array dtype once."""
     T = p.dtype.type
     b1, b2 = betas
     if weight_decay != 0 and not decoupled:
@@ -27,6 +32,10 @@ def adam_rule(p, g, m, v, vmax, *, t, lr, betas, eps, weight_decay, amsgrad, dec
 
 
 class Adam(ReferenceOptimizer):
+    """[`fastadapt.Adam`][fastadapt.Adam] in plain NumPy, torch.optim.Adam's defaults; per tensor
+    [`adam_rule`][fastadapt.reference.adam_rule] with state ``exp_avg``, ``exp_avg_sq`` (and
+    ``max_exp_avg_sq`` with ``amsgrad``)."""
+
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False)
     decoupled = False
 
@@ -39,5 +48,8 @@ class Adam(ReferenceOptimizer):
 
 
 class AdamW(Adam):
+    """[`fastadapt.AdamW`][fastadapt.AdamW] in plain NumPy: [`Adam`][fastadapt.reference.Adam] with
+    decoupled weight decay, default ``weight_decay=1e-2``."""
+
     defaults = dict(Adam.defaults, weight_decay=1e-2)
     decoupled = True

@@ -8,6 +8,9 @@ from ._common import ReferenceOptimizer
 
 
 def adamax_rule(p, g, m, u, *, t, lr, betas, eps, weight_decay):
+    """One Adamax step on one tensor, in place on ``p``, ``m`` and the infinity
+    norm ``u = max(b2 * u, |g| + eps)``; only ``m`` is bias-corrected. L2
+    weight decay is added to ``g`` first."""
     T = p.dtype.type
     b1, b2 = betas
     if weight_decay != 0:
@@ -18,6 +21,9 @@ def adamax_rule(p, g, m, u, *, t, lr, betas, eps, weight_decay):
 
 
 class Adamax(ReferenceOptimizer):
+    """[`fastadapt.Adamax`][fastadapt.Adamax] in plain NumPy, torch.optim.Adamax's defaults; per tensor
+    [`adamax_rule`][fastadapt.reference.adamax_rule] with state ``exp_avg`` and ``exp_inf``."""
+
     defaults = dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False)
 
     def _apply(self, path, p, g):

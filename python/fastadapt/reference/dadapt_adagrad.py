@@ -103,6 +103,10 @@ def dadapt_adagrad_totals(sums, carried, *, d, gsq_weighted, sksq_weighted, skl1
 
 
 class DAdaptAdaGrad(GlobalReference):
+    """[`fastadapt.DAdaptAdaGrad`][fastadapt.DAdaptAdaGrad] in plain NumPy: one step over all tensors with
+    one global ``d``; ``eps`` and ``weight_decay`` may differ per tensor (state
+    ``alphak``, ``sk``, ``x0`` and the learned scalars, see the module)."""
+
     defaults = dict(lr=1.0, momentum=0.0, weight_decay=0.0, eps=1e-6, d0=1e-6, growth_rate=float("inf"),
                     maximize=False)
     per_tensor = ("eps", "weight_decay")

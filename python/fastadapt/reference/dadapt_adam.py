@@ -61,6 +61,10 @@ def dadapt_adam_update_d(*, d, numerator_weighted, numerator_sum, denominator_su
 
 
 class DAdaptAdam(GlobalStepReference):
+    """[`fastadapt.DAdaptAdam`][fastadapt.DAdaptAdam] in plain NumPy, dadaptation's defaults: two passes
+    over all tensors around one global update of ``d`` (learned scalars ``d``,
+    ``numerator_weighted``, ``k``, kept in every tensor's state)."""
+
     defaults = dict(lr=1.0, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decouple=False,
                     use_bias_correction=False, d0=1e-6, growth_rate=float("inf"), layer_scale=1.0, maximize=False)
     scalars = ("d", "numerator_weighted", "k")

@@ -64,6 +64,10 @@ def dadapt_sgd_rule(ps, gs, ss, x0s, *, d, numerator_weighted, g0_norm, lr, mome
 
 
 class DAdaptSGD(GlobalReference):
+    """[`fastadapt.DAdaptSGD`][fastadapt.DAdaptSGD] in plain NumPy: one step over all tensors with one
+    global ``d`` (state ``s``, ``x0`` and the float64 scalars ``d``,
+    ``numerator_weighted``, ``g0_norm``, the same in every tensor)."""
+
     defaults = dict(lr=1.0, momentum=0.0, weight_decay=0.0, d0=1e-6, growth_rate=float("inf"), maximize=False)
 
     def _initial_learned(self):

@@ -27,6 +27,11 @@ def hd_adam_pass0(p, g, m, v, d_prev, *, t, betas, eps, weight_decay):
 
 
 class HypergradientAdam(HypergradientReference):
+    """[`fastadapt.HypergradientAdam`][fastadapt.HypergradientAdam] in plain NumPy:
+    [`hd_adam_pass0`][fastadapt.reference.hd_adam_pass0] on every tensor, then one learned learning
+    rate for the whole step (state ``exp_avg``, ``exp_avg_sq``, ``direction_prev``, and the float64
+    scalars ``lr`` and ``lr_base``)."""
+
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, hypergrad_lr=1e-8, maximize=False)
 
     def _pass0(self, path, p, g):

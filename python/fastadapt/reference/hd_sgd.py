@@ -32,6 +32,11 @@ def hd_sgd_pass0(p, g, buf, d_prev, *, first, momentum, dampening, weight_decay,
 
 
 class HypergradientSGD(HypergradientReference):
+    """[`fastadapt.HypergradientSGD`][fastadapt.HypergradientSGD] in plain NumPy:
+    [`hd_sgd_pass0`][fastadapt.reference.hd_sgd_pass0] on every tensor, then one learned learning
+    rate for the whole step (state ``grad_prev``, ``momentum_buffer`` with momentum, and the float64
+    scalars ``lr`` and ``lr_base``)."""
+
     defaults = dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, hypergrad_lr=1e-6,
                     maximize=False)
 

@@ -34,6 +34,10 @@ def lamb_rule(p, g, m, v, *, t, lr, betas, eps, eps_root, weight_decay):
 
 
 class LAMB(ReferenceOptimizer):
+    """[`fastadapt.LAMB`][fastadapt.LAMB] in plain NumPy, optax.lamb's defaults with ``lr=1e-3``
+    (optax has no default lr); per tensor [`lamb_rule`][fastadapt.reference.lamb_rule] with state
+    ``mu`` and ``nu``."""
+
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, eps_root=0.0, weight_decay=0.0, maximize=False)
 
     def _apply(self, path, p, g):

@@ -30,6 +30,10 @@ def lars_rule(p, g, trace, *, lr, weight_decay, weight_decay_mask, trust_coeffic
 
 
 class LARS(ReferenceOptimizer):
+    """[`fastadapt.LARS`][fastadapt.LARS] in plain NumPy, optax.lars's defaults with ``lr=1e-3``
+    (optax has no default lr); per tensor [`lars_rule`][fastadapt.reference.lars_rule] with state
+    ``trace``."""
+
     defaults = dict(lr=1e-3, weight_decay=0.0, weight_decay_mask=True, trust_coefficient=0.001, eps=0.0,
                     trust_ratio_mask=True, momentum=0.9, nesterov=False, maximize=False)
 

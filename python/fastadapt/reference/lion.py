@@ -31,6 +31,9 @@ def lion_rule(p, g, m, *, lr, betas, weight_decay):
 
 
 class Lion(ReferenceOptimizer):
+    """[`fastadapt.Lion`][fastadapt.Lion] in plain NumPy, lion-pytorch's defaults; per tensor
+    [`lion_rule`][fastadapt.reference.lion_rule] with state ``exp_avg``."""
+
     defaults = dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False)
 
     def _apply(self, path, p, g):

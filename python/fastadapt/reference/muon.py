@@ -3,12 +3,12 @@
 One step of one matrix is three parts, in the order a fused kernel can run
 them atomically:
 
-1. :func:`muon_direction` (element-wise, writes nothing): the momentum buffer
+1. ``muon_direction`` (element-wise, writes nothing): the momentum buffer
    this step will store, the direction ``d`` Newton-Schulz starts from, and
    the sum of squares of ``d`` in the kernels' fixed order;
-2. :func:`newton_schulz` (matrix work, NumPy and its BLAS): ``d`` scaled to
+2. [`newton_schulz`][fastadapt.reference.newton_schulz] (matrix work, NumPy and its BLAS): ``d`` scaled to
    unit Frobenius norm, then ``ns_steps`` quintic iterations;
-3. :func:`muon_commit` (element-wise, the only writes): the momentum buffer
+3. ``muon_commit`` (element-wise, the only writes): the momentum buffer
    recomputed bit for bit as in part 1 and stored, then the decayed
    parameter minus the adjusted step along the orthogonalized direction.
 
@@ -79,7 +79,7 @@ def newton_schulz(d: np.ndarray, sumsq: float, *, ns_coefficients: Sequence[floa
     ``x = d / S(max(sqrt(sumsq), eps))`` (NaN propagating; ``sumsq`` is part
     1's), transposed when ``d`` has more rows than columns (so the Gram
     matrix is the smaller one), then ``ns_steps`` times, with
-    ``(a, b, c) = ns_coefficients``::
+    ``(a, b, c) = ns_coefficients``:
 
         A = x @ x.T
         B = S(b) * A + S(c) * (A @ A)

@@ -37,6 +37,10 @@ def nadam_rule(p, g, m, v, *, t, lr, betas, eps, weight_decay, momentum_decay, d
 
 
 class NAdam(ReferenceOptimizer):
+    """[`fastadapt.NAdam`][fastadapt.NAdam] in plain NumPy, torch.optim.NAdam's defaults; per tensor
+    [`nadam_rule`][fastadapt.reference.nadam_rule] with state ``exp_avg``, ``exp_avg_sq`` and the
+    float64 scalar ``mu_product``."""
+
     defaults = dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
                     decoupled_weight_decay=False, maximize=False)
 

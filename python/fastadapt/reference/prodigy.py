@@ -69,6 +69,10 @@ def prodigy_update_d(*, d, d_max, d_numerator, numerator_sum, denominator_sum, d
 
 
 class Prodigy(GlobalStepReference):
+    """[`fastadapt.Prodigy`][fastadapt.Prodigy] in plain NumPy, prodigyopt's defaults (``slice_p=1``):
+    two passes over all tensors around one global update of ``d`` (learned
+    scalars ``d``, ``d_max``, ``d_numerator``, ``k``, kept in every tensor's state)."""
+
     defaults = dict(lr=1.0, betas=(0.9, 0.999), beta3=None, eps=1e-8, weight_decay=0.0, decouple=True,
                     use_bias_correction=False, safeguard_warmup=False, d0=1e-6, d_coef=1.0,
                     growth_rate=float("inf"), maximize=False)

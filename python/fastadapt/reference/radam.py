@@ -26,6 +26,10 @@ def radam_rectification(beta2: float, t: int) -> Optional[float]:
 
 
 def radam_rule(p, g, m, v, *, t, lr, betas, eps, weight_decay, decoupled_weight_decay):
+    """One RAdam step on one tensor, in place on ``p``, ``m`` and ``v``: the
+    rectified adaptive step while ``rho_t > 5`` (``radam_rectification``),
+    else the bias-corrected momentum step. Weight decay is L2, or decoupled
+    (``p *= 1 - lr * weight_decay``) with ``decoupled_weight_decay``."""
     T = p.dtype.type
     b1, b2 = betas
     if weight_decay != 0 and not decoupled_weight_decay:
@@ -42,6 +46,9 @@ def radam_rule(p, g, m, v, *, t, lr, betas, eps, weight_decay, decoupled_weight_
 
 
 class RAdam(ReferenceOptimizer):
+    """[`fastadapt.RAdam`][fastadapt.RAdam] in plain NumPy, torch.optim.RAdam's defaults; per tensor
+    [`radam_rule`][fastadapt.reference.radam_rule] with state ``exp_avg`` and ``exp_avg_sq``."""
+
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False,
                     maximize=False)
 

@@ -8,6 +8,10 @@ from ._common import ReferenceOptimizer
 
 
 def rmsprop_rule(p, g, sq, ga, buf, *, lr, alpha, eps, weight_decay, momentum, centered):
+    """One RMSProp step on one tensor, in place on ``p`` and ``sq`` (the
+    running mean of ``g * g``), on ``ga`` (the running mean of ``g``) when
+    ``centered`` and on ``buf`` when ``momentum > 0`` (either may be None
+    otherwise). L2 weight decay is added to ``g`` first."""
     T = p.dtype.type
     if weight_decay != 0:
         g = g + T(weight_decay) * p
@@ -25,6 +29,10 @@ def rmsprop_rule(p, g, sq, ga, buf, *, lr, alpha, eps, weight_decay, momentum, c
 
 
 class RMSProp(ReferenceOptimizer):
+    """[`fastadapt.RMSprop`][fastadapt.RMSprop] in plain NumPy, torch.optim.RMSprop's defaults; per tensor
+    [`rmsprop_rule`][fastadapt.reference.rmsprop_rule] with state ``square_avg`` (``grad_avg`` when centered,
+    ``momentum_buffer`` with momentum)."""
+
     defaults = dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                     maximize=False)
 

@@ -26,6 +26,11 @@ def schedulefree_adamw_rule(y, g, z, v, *, t, betas, eps, weight_decay, schedule
 
 
 class ScheduleFreeAdamW(ScheduleFreeReference):
+    """[`fastadapt.ScheduleFreeAdamW`][fastadapt.ScheduleFreeAdamW] in plain NumPy, schedulefree's
+    defaults; per tensor [`schedulefree_adamw_rule`][fastadapt.reference.schedulefree_adamw_rule]
+    with state ``z``, ``exp_avg_sq`` and the carried schedule scalars. The parameter array holds the
+    training point ``y``."""
+
     defaults = dict(lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0,
                     weight_lr_power=2.0, maximize=False)
 

@@ -21,6 +21,11 @@ def schedulefree_sgd_rule(y, g, z, *, momentum, weight_decay, scheduled_lr, ckp1
 
 
 class ScheduleFreeSGD(ScheduleFreeReference):
+    """[`fastadapt.ScheduleFreeSGD`][fastadapt.ScheduleFreeSGD] in plain NumPy, schedulefree's
+    defaults; per tensor [`schedulefree_sgd_rule`][fastadapt.reference.schedulefree_sgd_rule] with
+    state ``z`` and the carried schedule scalars. The parameter array holds the training point
+    ``y``."""
+
     defaults = dict(lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0,
                     maximize=False)
 

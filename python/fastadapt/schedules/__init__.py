@@ -1,10 +1,10 @@
 """Schedules: pure functions ``step -> value`` that can drive any
 hyperparameter (lr, betas[0], momentum, weight decay) through
-:class:`fastadapt.Scheduler`, or be called directly.
+[`fastadapt.Scheduler`][fastadapt.Scheduler], or be called directly.
 
 Every builder checks its arguments when the schedule is built (the message
 names the argument: ``warmup_steps=-1 must be >= 0``) and returns a
-:class:`Schedule`: a callable with a readable repr that pickles by its
+[`Schedule`][fastadapt.schedules.Schedule]: a callable with a readable repr that pickles by its
 arguments. ``step`` is the 0-based count of steps (or epochs) taken so far.
 Past the end of a finite schedule the final value holds (torch's OneCycleLR
 raises there instead, and its CosineAnnealingLR rises again).
@@ -16,7 +16,7 @@ raises there instead, and its CosineAnnealingLR rises again).
 Definitions are docs/algorithms.md's; one-cycle and cyclic follow torch's
 OneCycleLR and CyclicLR step for step, polynomial torch's PolynomialLR
 (optax's polynomial_schedule with ``end``), inverse_time Keras's
-InverseTimeDecay, and :func:`join` counts steps exactly as torch's
+InverseTimeDecay, and [`join`][fastadapt.schedules.join] counts steps exactly as torch's
 SequentialLR does.
 
 Warmups: by default the seed article's rule, ``base * (k + 1) / w`` (step 0
@@ -30,14 +30,14 @@ This package holds everything that moves a hyperparameter during a run:
   ``warmup.py``, ``decay.py`` (step, exponential, polynomial, inverse
   time), ``cosine.py`` (with warm restarts too), ``one_cycle.py``,
   ``cyclic.py``, ``piecewise.py`` (piecewise constant, join); ``base.py``
-  holds :class:`Schedule` and the registry a pickled schedule is rebuilt
+  holds [`Schedule`][fastadapt.schedules.Schedule] and the registry a pickled schedule is rebuilt
   from;
 - the controllers, callbacks that act on metrics or schedules, a module
-  each: ``scheduler.py`` (:class:`~fastadapt.Scheduler`),
+  each: ``scheduler.py`` ([`Scheduler`][fastadapt.Scheduler]),
   ``reduce_lr_on_plateau.py``, ``early_stopping.py``, ``adaptive_lr.py``
   (the seed article's scheduler), with ``_plateau.py`` (the plateau rule
   they share) and ``_control.py`` (their argument and state checks);
-- ``lr_finder.py``: the learning-rate range test, :func:`~fastadapt.lr_find`.
+- ``lr_finder.py``: the learning-rate range test, [`lr_find`][fastadapt.lr_find].
 
 ``fastadapt.schedules`` itself offers the schedules; the controllers and
 ``lr_find`` are ``fastadapt.<Name>``.

@@ -182,6 +182,8 @@ class _LRPlateau(Callback):
         self.step(_monitored(type(self).__name__, self.monitor, logs), epoch)
 
     def state_dict(self) -> Dict[str, Any]:
+        """The plateau counter (``best``, ``wait``, ``cooldown_left``),
+        ``last_epoch`` and ``num_reductions``; subclasses add their lrs."""
         return {**self._plateau.state(), "last_epoch": self.last_epoch, "num_reductions": self.num_reductions}
 
     _FIELDS: Dict[str, Callable[[str, Any], Any]] = {**_PlateauCounter.FIELDS, "last_epoch": _epoch_index,

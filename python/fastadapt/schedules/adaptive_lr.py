@@ -24,9 +24,9 @@ class AdaptiveLR(_LRPlateau):
       lr=linear_warmup(init, w))``: epoch 0 trains at ``init / w`` (applied
       at construction or binding, as torch's schedulers apply their first
       value), epoch ``w - 1`` at ``init``;
-    - :meth:`step` is called after each epoch ``e`` with its metric ``x``
+    - [`step`][fastadapt.AdaptiveLR.step] is called after each epoch ``e`` with its metric ``x``
       and sets the lr of epoch ``e + 1``. From ``e + 1 >= w`` on it applies
-      the plateau rule of :class:`ReduceLROnPlateau` to ``x`` with the
+      the plateau rule of [`ReduceLROnPlateau`][fastadapt.ReduceLROnPlateau] to ``x`` with the
       article's defaults (``threshold=0``: any decrease is an improvement,
       no cooldown, no floor): on ``wait >= patience``,
       ``lr = max(lr * factor, min_lr)``. The first metric counted is that
@@ -40,27 +40,46 @@ class AdaptiveLR(_LRPlateau):
       callback it then sets ``trainer.stop_training``.
 
     The article counts like Keras, one epoch ahead of torch (see
-    :class:`ReduceLROnPlateau`). The lr is the controller's own
+    [`ReduceLROnPlateau`][fastadapt.ReduceLROnPlateau]). The lr is the controller's own
     (``current_lr``, as in the article) and is written to the optimizer at
     every step. Every lr group moves (the optimizer's default, then each
     override that sets ``lr``): group ``i`` warms up to its own lr at
     binding (``init_lrs[i]``; ``init_lr`` replaces the default group's), and
-    the plateau cuts all groups together, as :class:`ReduceLROnPlateau`
+    the plateau cuts all groups together, as [`ReduceLROnPlateau`][fastadapt.ReduceLROnPlateau]
     does. ``init_lrs`` and ``current_lrs`` travel in the ``state_dict``.
 
-    Args:
-        optimizer: a fastadapt optimizer, or None to bind to
-            ``trainer.optimizer`` in ``on_train_begin``.
-        warmup_epochs: epochs of linear warmup (0: none, epoch 0 trains at ``init``).
-        patience, factor, min_lr, cooldown, threshold, threshold_mode, mode,
-            monitor: as :class:`ReduceLROnPlateau` (defaults: the article's).
-        stop_patience: counted epochs without improvement before
-            ``should_stop``; default ``3 * patience`` (three cuts brought nothing).
-        init_lr: the lr the default group warms up to; default the
-            optimizer's lr when bound.
+    Parameters
+    ----------
+    optimizer
+        a fastadapt optimizer, or None to bind to ``trainer.optimizer`` in ``on_train_begin``.
+    warmup_epochs
+        epochs of linear warmup (0: none, epoch 0 trains at ``init``).
+    patience
+        epochs without improvement before a cut (>= 0), as
+        [`ReduceLROnPlateau`][fastadapt.ReduceLROnPlateau]'s.
+    factor
+        in [0, 1): the multiplier of each cut.
+    min_lr
+        the lr never goes below this; a number for every group or a list with one per lr group.
+    cooldown
+        epochs after a cut in which no waiting is counted.
+    threshold
+        how much better counts as better (``threshold_mode="rel"``: a fraction in [0, 1) of the best
+        value; ``"abs"``: an amount >= 0).
+    threshold_mode
+        ``"rel"`` or ``"abs"``.
+    mode
+        ``"min"`` (a loss) or ``"max"`` (an accuracy).
+    stop_patience
+        counted epochs without improvement before ``should_stop``; default ``3 * patience`` (three
+        cuts brought nothing).
+    monitor
+        the epoch-log key read by ``on_epoch_end``.
+    init_lr
+        the lr the default group warms up to; default the optimizer's lr when bound.
 
-    Example::
-
+    Examples
+    --------
         adaptive = fa.AdaptiveLR(opt, warmup_epochs=10, patience=5, factor=0.5)
         for epoch in range(epochs):
             train_one_epoch()
@@ -147,6 +166,10 @@ class AdaptiveLR(_LRPlateau):
             trainer.stop_training = True
 
     def state_dict(self) -> Dict[str, Any]:
+        """The plateau state (``best``, ``wait``, ``cooldown_left``, ``last_epoch``,
+        ``num_reductions``), the warmup targets ``init_lr`` and current lrs
+        ``current_lr`` of every group (None before binding),
+        ``epochs_since_best`` and ``should_stop``."""
         return {**super().state_dict(),
                 "init_lr": None if self.init_lrs is None else list(self.init_lrs),
                 "current_lr": None if self.current_lrs is None else list(self.current_lrs),

@@ -1,9 +1,9 @@
-"""What every schedule is built on: :class:`Schedule` (a pure function of
+"""What every schedule is built on: [`Schedule`][fastadapt.schedules.Schedule] (a pure function of
 the step with a readable repr that pickles by its arguments), the registry
 that unpickling rebuilds from, and the argument checks the builders share.
 
 A new schedule family is a module beside this one whose builders return a
-:class:`Schedule` and carry ``@register``; the package's ``__init__``
+[`Schedule`][fastadapt.schedules.Schedule] and carry ``@register``; the package's ``__init__``
 imports it and lists its names.
 """
 
@@ -22,7 +22,7 @@ ScheduleLike = Union["Schedule", Callable[[int], float]]
 class Schedule:
     """A pure function of the step count with a readable repr.
 
-    Built by the functions of :mod:`fastadapt.schedules`; calling it with a
+    Built by the functions of ``fastadapt.schedules``; calling it with a
     step (an integer >= 0) returns a float. It pickles as "call
     builder(**args) again", so schedules travel to worker processes.
     """

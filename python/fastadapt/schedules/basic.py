@@ -12,7 +12,14 @@ __all__ = ["constant", "linear"]
 def constant(value: float) -> Schedule:
     """``value`` at every step.
 
-    Example: ``constant(1e-3)(12345) == 1e-3``.
+    Parameters
+    ----------
+    value
+        the value (a finite number).
+
+    Examples
+    --------
+    ``constant(1e-3)(12345) == 1e-3``.
     """
     v = real("value", value)
     return Schedule(lambda k: v, "constant", {"value": value})
@@ -22,12 +29,18 @@ def constant(value: float) -> Schedule:
 def linear(start: float, end: float, total_steps: int) -> Schedule:
     """Linear interpolation: ``start + (end - start) * min(k, T) / T``, then ``end``.
 
-    Args:
-        start: value at step 0.
-        end: value from step ``total_steps`` on.
-        total_steps: ``T``, the length of the ramp (>= 1).
+    Parameters
+    ----------
+    start
+        value at step 0.
+    end
+        value from step ``total_steps`` on.
+    total_steps
+        ``T``, the length of the ramp (>= 1).
 
-    Example: ``linear(0.0, 1.0, 4)`` gives 0, 0.25, 0.5, 0.75, 1, 1, ...
+    Examples
+    --------
+    ``linear(0.0, 1.0, 4)`` gives 0, 0.25, 0.5, 0.75, 1, 1, ...
     """
     a, b = real("start", start), real("end", end)
     t = integer("total_steps", total_steps, 1)

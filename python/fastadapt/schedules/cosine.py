@@ -22,27 +22,35 @@ def cosine(base: float, total_steps: int, end: float = 0.0, warmup_steps: int = 
     """Cosine annealing from ``base`` to ``end``, with an optional linear warmup.
 
     Rule: with ``w = warmup_steps`` and ``T = total_steps - w``: the
-    warmup of :func:`linear_warmup` for ``k < w``, then
+    warmup of [`linear_warmup`][fastadapt.schedules.linear_warmup] for ``k < w``, then
     ``end + (base - end) * (1 + cos(pi * min(j, T) / T)) / 2`` with
     ``j = k - w``; ``end`` from step ``total_steps`` on (torch's
     CosineAnnealingLR climbs back up past ``T_max``; for cycles use
-    :func:`cosine_restarts`). ``total_steps`` counts the warmup (like
+    [`cosine_restarts`][fastadapt.schedules.cosine_restarts]). ``total_steps`` counts the warmup (like
     Hugging Face's cosine-with-warmup and optax's warmup_cosine_decay_schedule).
     ``warmup_start=0`` makes the warmup theirs (from 0 at step 0 to ``base``
-    at step ``w``, see :func:`linear_warmup`): ``cosine(base, T,
+    at step ``w``, see [`linear_warmup`][fastadapt.schedules.linear_warmup]): ``cosine(base, T,
     warmup_steps=w, warmup_start=0.0)`` is Hugging Face's
     ``get_cosine_schedule_with_warmup(w, T)`` times ``base``, and optax's
     ``warmup_cosine_decay_schedule(0.0, base, w, T, end)``.
 
-    Args:
-        base: peak value (reached at step ``w - 1`` and again at ``w``;
-            with a ``warmup_start``, at step ``w``).
-        total_steps: length of warmup plus decay (> warmup_steps).
-        end: final value (torch's ``eta_min``).
-        warmup_steps: linear warmup steps (0: none).
-        warmup_start: None (the seed's warmup) or the value at step 0.
+    Parameters
+    ----------
+    base
+        peak value (reached at step ``w - 1`` and again at ``w``; with a ``warmup_start``, at step
+        ``w``).
+    total_steps
+        length of warmup plus decay (> warmup_steps).
+    end
+        final value (torch's ``eta_min``).
+    warmup_steps
+        linear warmup steps (0: none).
+    warmup_start
+        None (the seed's warmup) or the value at step 0.
 
-    Example: ``cosine(1e-3, total_steps=10_000, warmup_steps=500)``.
+    Examples
+    --------
+    ``cosine(1e-3, total_steps=10_000, warmup_steps=500)``.
     """
     b, e = real("base", base), real("end", end)
     total = integer("total_steps", total_steps, 1)
@@ -67,17 +75,27 @@ def cosine_restarts(base: float, first_period: int, period_mult: int = 1, end: f
     ``end + (base_i - end) * (1 + cos(pi * t / T_i)) / 2`` with
     ``base_i = base * cycle_decay**i``. Each restart jumps back to ``base_i``.
 
-    Args:
-        base: value at the start of the first cycle.
-        first_period: ``T_0`` >= 1, steps in the first cycle.
-        period_mult: integer >= 1 growth of the period (torch's ``T_mult``).
-        end: floor of every cycle (``eta_min``).
-        cycle_decay: multiplies the peak at each restart (1: no decay).
-        warmup_steps: linear warmup to ``base`` before the first cycle.
-        warmup_start: None (the seed's warmup) or the value at step 0 (see
-            :func:`linear_warmup`).
+    Parameters
+    ----------
+    base
+        value at the start of the first cycle.
+    first_period
+        ``T_0`` >= 1, steps in the first cycle.
+    period_mult
+        integer >= 1 growth of the period (torch's ``T_mult``).
+    end
+        floor of every cycle (``eta_min``).
+    cycle_decay
+        multiplies the peak at each restart (1: no decay).
+    warmup_steps
+        linear warmup to ``base`` before the first cycle.
+    warmup_start
+        None (the seed's warmup) or the value at step 0 (see
+        [`linear_warmup`][fastadapt.schedules.linear_warmup]).
 
-    Example: ``cosine_restarts(0.1, first_period=10, period_mult=2)``
+    Examples
+    --------
+    ``cosine_restarts(0.1, first_period=10, period_mult=2)``
     restarts at steps 10, 30, 70, ...
     """
     b, e = real("base", base), real("end", end)

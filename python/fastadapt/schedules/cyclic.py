@@ -27,8 +27,24 @@ def cyclic(base: float, max_value: float, step_size: int, step_size_down: Union[
     (``triangular2``: the amplitude halves every cycle) or ``gamma ** k``
     (``exp_range``). ``max_value < base`` gives the inverse curve (momentum).
 
-    Example: ``cyclic(1e-4, 1e-2, step_size=2000)``: 1e-4 at step 0,
-    1e-2 at 2000, 1e-4 at 4000, ...
+    Parameters
+    ----------
+    base
+        the value at the start of every cycle (torch's ``base_lr``).
+    max_value
+        the value at the top of the first cycle (torch's ``max_lr``).
+    step_size
+        ``up``, steps rising in a cycle (>= 1).
+    step_size_down
+        ``down``, steps falling in a cycle (>= 1; None: ``step_size``).
+    mode
+        ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+    gamma
+        the per-step factor of ``exp_range`` (> 0).
+
+    Examples
+    --------
+    ``cyclic(1e-4, 1e-2, step_size=2000)``: 1e-4 at step 0, 1e-2 at 2000, 1e-4 at 4000, ...
     """
     lo, hi = real("base", base), real("max_value", max_value)
     up = integer("step_size", step_size, 1)

@@ -14,8 +14,18 @@ __all__ = ["step_decay", "exponential", "polynomial", "inverse_time"]
 def step_decay(base: float, step_size: int, gamma: float = 0.1) -> Schedule:
     """Step decay (torch's StepLR): ``base * gamma ** (k // step_size)``.
 
-    Example: ``step_decay(0.1, step_size=30, gamma=0.1)``: 0.1 for steps
-    0-29, 0.01 for 30-59, ...
+    Parameters
+    ----------
+    base
+        value at step 0.
+    step_size
+        steps between two decays (>= 1).
+    gamma
+        the factor of each decay (> 0).
+
+    Examples
+    --------
+    ``step_decay(0.1, step_size=30, gamma=0.1)``: 0.1 for steps 0-29, 0.01 for 30-59, ...
     """
     b = real("base", base)
     s = integer("step_size", step_size, 1)
@@ -27,7 +37,16 @@ def step_decay(base: float, step_size: int, gamma: float = 0.1) -> Schedule:
 def exponential(base: float, gamma: float) -> Schedule:
     """Exponential decay (torch's ExponentialLR): ``base * gamma ** k``.
 
-    Example: ``exponential(1e-2, gamma=0.99)(100) == 1e-2 * 0.99 ** 100``.
+    Parameters
+    ----------
+    base
+        value at step 0.
+    gamma
+        the factor of every step (> 0).
+
+    Examples
+    --------
+    ``exponential(1e-2, gamma=0.99)(100) == 1e-2 * 0.99 ** 100``.
     """
     b = real("base", base)
     g = _positive("gamma", gamma)
@@ -45,13 +64,20 @@ def polynomial(base: float, total_steps: int, power: float = 1.0, end: float = 0
     end_value=end, power=power, transition_steps=T)``. ``power=1`` is a
     linear decay.
 
-    Args:
-        base: value at step 0.
-        total_steps: ``T`` >= 1, steps until ``end``.
-        power: > 0, the exponent.
-        end: final value.
+    Parameters
+    ----------
+    base
+        value at step 0.
+    total_steps
+        ``T`` >= 1, steps until ``end``.
+    power
+        the exponent (> 0).
+    end
+        final value.
 
-    Example: ``polynomial(0.05, total_steps=50, power=0.9)``.
+    Examples
+    --------
+    ``polynomial(0.05, total_steps=50, power=0.9)``.
     """
     b, e = real("base", base), real("end", end)
     t = integer("total_steps", total_steps, 1)
@@ -71,13 +97,20 @@ def inverse_time(base: float, decay_rate: float, decay_steps: float = 1, stairca
     ``t`` is ``inverse_time(lr, lr_decay)(t - 1)``. (optax has no
     inverse-time schedule; Keras's is the one matched.)
 
-    Args:
-        base: value at step 0.
-        decay_rate: >= 0.
-        decay_steps: > 0, the steps over which ``p`` grows by 1.
-        staircase: decay in whole steps of ``decay_steps``.
+    Parameters
+    ----------
+    base
+        value at step 0.
+    decay_rate
+        the rate (>= 0): the value is ``base / (1 + decay_rate * p)``.
+    decay_steps
+        the steps over which ``p`` grows by 1 (> 0).
+    staircase
+        decay in whole steps of ``decay_steps``.
 
-    Example: ``inverse_time(0.1, decay_rate=0.5, decay_steps=100)(200) == 0.05``.
+    Examples
+    --------
+    ``inverse_time(0.1, decay_rate=0.5, decay_steps=100)(200) == 0.05``.
     """
     b = real("base", base)
     r = real("decay_rate", decay_rate, low=0.0)

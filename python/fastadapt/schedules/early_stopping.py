@@ -31,24 +31,33 @@ class EarlyStopping(Callback):
     With ``restore_best=True`` the best params are copied back into the
     *same arrays* (``np.copyto``) when the stop is decided, and again in
     ``on_train_end`` (so a run that ends without stopping also ends on its
-    best params); :meth:`restore_best_params` does it by hand. With
+    best params); [`restore_best_params`][fastadapt.EarlyStopping.restore_best_params] does it by hand. With
     ``fa.Trainer`` and a two-sequence optimizer (Schedule-Free), the params it
     snapshots in ``on_epoch_end`` and restores are the evaluation point: the
     trainer shows that point to ``on_epoch_end`` and ``on_train_end``.
 
-    Args:
-        params: the parameter tree to snapshot, or None to bind to
-            ``trainer.params`` in ``on_train_begin`` (needed only with
-            ``restore_best=True``).
-        monitor, mode: the epoch-log key and its direction.
-        min_delta: >= 0, how much better counts as better (absolute).
-        patience: epochs without improvement before stopping (>= 0).
-        baseline: a value the metric must beat, or None.
-        start_epoch: epochs before this one are ignored (Keras's start_from_epoch).
-        restore_best: snapshot and restore the best params.
+    Parameters
+    ----------
+    params
+        the parameter tree to snapshot, or None to bind to ``trainer.params`` in ``on_train_begin``
+        (needed only with ``restore_best=True``).
+    monitor
+        the epoch-log key to watch (``"val_loss"``, ``"val_accuracy"``, ...).
+    mode
+        its direction: ``"min"`` (a loss) or ``"max"`` (an accuracy).
+    min_delta
+        how much better counts as better (absolute, >= 0).
+    patience
+        epochs without improvement before stopping (>= 0).
+    baseline
+        a value the metric must beat, or None.
+    start_epoch
+        epochs before this one are ignored (Keras's start_from_epoch).
+    restore_best
+        snapshot and restore the best params.
 
-    Example::
-
+    Examples
+    --------
         stopper = fa.EarlyStopping(params, patience=10)
         for epoch in range(1000):
             train_one_epoch()
@@ -155,11 +164,24 @@ class EarlyStopping(Callback):
             self.restore_best_params()
 
     def state_dict(self) -> Dict[str, Any]:
+        """The monitor's state (``best``, ``best_epoch``, ``wait``, ``last_epoch``,
+        ``stopped_epoch``) and, with ``restore_best``, copies of the best params
+        (``best_params``; None before the first snapshot)."""
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "last_epoch": self.last_epoch,
                 "stopped_epoch": self.stopped_epoch,
                 "best_params": None if self._snapshot is None else [a.copy() for a in self._snapshot]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what [`state_dict`][fastadapt.EarlyStopping.state_dict] returned (the saved best params are
+        copied, and checked against the bound params' shapes and dtypes).
+
+        Raises
+        ------
+        ValueError
+            when a key is missing or extra or a value is out of range.
+        TypeError
+            when ``best_params`` is neither None nor a list of NumPy arrays.
+        """
         def arrays(name: str, value: Any) -> Optional[List[np.ndarray]]:
             if value is None:
                 return None

@@ -36,38 +36,47 @@ __all__ = ["lr_find", "LRFindResult"]
 
 @dataclass(frozen=True, eq=False)  # arrays inside: no element-wise ==
 class LRFindResult:
-    """What :func:`lr_find` saw.
+    """What [`lr_find`][fastadapt.lr_find] saw.
 
-    Attributes:
-        lrs: the (default group's) learning rate of each sweep step.
-        losses: the loss of each sweep step's batch, computed before that step's update.
-        smoothed_losses: the debiased EMA of ``losses`` (NaN after a non-finite
-            loss); fastai's curve, on which ``valley``, ``steep`` and ``minimum`` are read.
-        suggestion: the recommended lr: the verified candidate whose short
-            run ended with the lowest loss (``suggestion_method == "verified"``),
-            or, when verification is off or could not run, the lr at the
-            lowest point of the median-smoothed raw loss divided by 3
-            (``"curve"``). None when the sweep has too few points.
-        suggestion_index: the sweep step whose lr is nearest the suggestion (for plots).
-        suggestion_method: ``"verified"``, ``"curve"`` or None.
-        candidates: ``{lr: score}`` of the verification (the mean loss over
-            the second half of each run; inf for a run that blew up).
-        group_lrs: the suggestion for every parameter group, ordered as
-            ``optimizer.group_values("lr")``: each group keeps its ratio to the
-            default lr (pass to ``optimizer.set_group_values("lr", ...)``).
-        valley: fastai's ``valley`` (its ``SuggestionMethod.Valley``, the
-            default of ``Learner.lr_find``): on the smoothed losses without
-            the first ``skip_start`` and last ``skip_end`` points, the longest
-            decreasing run found by fastai's O(n^2) scan, then the point
-            ``int(d / 3) + int(d / 6)`` steps into it (``d`` its length).
-        steep: fastai's ``steep``: the lr where the forward difference of
-            the smoothed loss against ``log(lr)`` is most negative (same points).
-        minimum: fastai's ``minimum``: one tenth of the lr at the lowest
-            smoothed loss (same points); ``minimum_index`` is that lowest point.
-        stop_reason: ``"completed"``, ``"diverged"`` (the smoothed loss above
-            ``diverge_factor`` times its best, or two raw losses in a row
-            above it), ``"non-finite loss"``, ``"non-finite gradient"`` (the
-            optimizer's ``nonfinite="raise"``) or ``"batches exhausted"``.
+    Attributes
+    ----------
+    lrs
+        the (default group's) learning rate of each sweep step.
+    losses
+        the loss of each sweep step's batch, computed before that step's update.
+    smoothed_losses
+        the debiased EMA of ``losses`` (NaN after a non-finite loss); fastai's curve, on which
+        ``valley``, ``steep`` and ``minimum`` are read.
+    suggestion
+        the recommended lr: the verified candidate whose short run ended with the lowest loss
+        (``suggestion_method == "verified"``), or, when verification is off or could not run, the lr
+        at the lowest point of the median-smoothed raw loss divided by 3 (``"curve"``). None when
+        the sweep has too few points.
+    suggestion_index
+        the sweep step whose lr is nearest the suggestion (for plots).
+    suggestion_method
+        ``"verified"``, ``"curve"`` or None.
+    candidates
+        ``{lr: score}`` of the verification (the mean loss over the second half of each run; inf for
+        a run that blew up).
+    group_lrs
+        the suggestion for every parameter group, ordered as ``optimizer.group_values("lr")``: each
+        group keeps its ratio to the default lr (pass to ``optimizer.set_group_values("lr", ...)``).
+    valley
+        fastai's ``valley`` (its ``SuggestionMethod.Valley``, the default of ``Learner.lr_find``):
+        on the smoothed losses without the first ``skip_start`` and last ``skip_end`` points, the
+        longest decreasing run found by fastai's O(n^2) scan, then the point
+        ``int(d / 3) + int(d / 6)`` steps into it (``d`` its length).
+    steep
+        fastai's ``steep``: the lr where the forward difference of the smoothed loss against
+        ``log(lr)`` is most negative (same points).
+    minimum
+        fastai's ``minimum``: one tenth of the lr at the lowest smoothed loss (same points);
+        ``minimum_index`` is that lowest point.
+    stop_reason
+        ``"completed"``, ``"diverged"`` (the smoothed loss above ``diverge_factor`` times its best,
+        or two raw losses in a row above it), ``"non-finite loss"``, ``"non-finite gradient"`` (the
+        optimizer's ``nonfinite="raise"``) or ``"batches exhausted"``.
     """
 
     lrs: np.ndarray
@@ -280,7 +289,7 @@ _MAX_STEPS = 1_000_000
 def check_settings(*, start_lr: float, end_lr: float, num_steps: int, smoothing: float = 0.98,
                    diverge_factor: float = 4.0, skip_start: int = 10, skip_end: int = 5,
                    verify_steps: int = 60) -> Dict[str, Any]:
-    """:func:`lr_find`'s sweep arguments, checked (the message names the
+    """[`lr_find`][fastadapt.lr_find]'s sweep arguments, checked (the message names the
     argument); the command line calls it before it loads any data."""
     start = real("start_lr", start_lr, low=0.0, low_open=True)
     end = real("end_lr", end_lr, low=0.0, low_open=True)
@@ -348,26 +357,42 @@ def lr_find(optimizer: Any, params: Any, loss_and_grad: Callable[[Any, Any], Tup
     (every group's lr) are restored through its ``state_dict`` (a fresh
     optimizer comes back fresh).
 
-    Args:
-        optimizer: any fastadapt optimizer.
-        params: the parameter tree (arrays updated in place during the sweep).
-        loss_and_grad: ``(params, batch) -> (loss, grads)``.
-        batches: an iterable of batches, restarted when it runs out (a
-            one-shot iterator ends the sweep instead). For a full-batch
-            problem pass ``itertools.repeat(batch)``.
-        start_lr, end_lr: the sweep's range for the default group (0 < start_lr < end_lr).
-        num_steps: steps in the sweep (>= 2).
-        smoothing: the EMA factor ``b`` in [0, 1).
-        diverge_factor: > 1; the blow-up bound, a multiple of the best smoothed loss.
-        skip_start, skip_end: points at either end fastai's rules (``valley``,
-            ``steep``, ``minimum``) ignore, as fastai's ``[num_it // 10 : -5]``.
-        verify_steps: steps of each verification run (0: no verification).
+    Parameters
+    ----------
+    optimizer
+        any fastadapt optimizer.
+    params
+        the parameter tree (arrays updated in place during the sweep).
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``.
+    batches
+        an iterable of batches, restarted when it runs out (a one-shot iterator ends the sweep
+        instead). For a full-batch problem pass ``itertools.repeat(batch)``.
+    start_lr
+        the default group's lr at the first step of the sweep (0 < start_lr < end_lr).
+    end_lr
+        the default group's lr at the last step of the sweep.
+    num_steps
+        steps in the sweep (>= 2).
+    smoothing
+        the EMA factor ``b`` in [0, 1).
+    diverge_factor
+        the blow-up bound, a multiple of the best smoothed loss (> 1).
+    skip_start
+        points at the start that fastai's rules (``valley``, ``steep``, ``minimum``) ignore, as
+        fastai's ``[num_it // 10 : -5]``.
+    skip_end
+        points at the end that those rules ignore.
+    verify_steps
+        steps of each verification run (0: no verification).
 
-    Returns:
-        An :class:`LRFindResult`.
+    Returns
+    -------
+    LRFindResult
+        An [`LRFindResult`][fastadapt.LRFindResult].
 
-    Example::
-
+    Examples
+    --------
         result = fa.lr_find(fa.SGD(momentum=0.9), params, loss_and_grad, batches)
         opt.set_group_values("lr", result.group_lrs)
         result.plot("lr_find.png")

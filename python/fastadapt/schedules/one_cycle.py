@@ -70,20 +70,28 @@ def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_fa
     ``initial / final_div_factor`` at step ``total_steps - 1`` (held after).
     ``three_phase=True`` goes back to ``initial`` by step
     ``2 * pct_start * total_steps - 2`` before the final descent.
-    Pair it with :func:`one_cycle_momentum` (same ``total_steps``,
+    Pair it with [`one_cycle_momentum`][fastadapt.schedules.one_cycle_momentum] (same ``total_steps``,
     ``pct_start``, ``anneal``, ``three_phase``) for the momentum/beta1 curve.
 
-    Args:
-        max_value: the peak learning rate.
-        total_steps: steps in the cycle (>= 2).
-        pct_start: fraction of the steps spent rising, in (0, 1).
-        div_factor: ``initial = max_value / div_factor``.
-        final_div_factor: ``final = initial / final_div_factor``.
-        anneal: ``"cos"`` (default) or ``"linear"``.
-        three_phase: add the symmetric descent to ``initial`` (fastai's old variant).
+    Parameters
+    ----------
+    max_value
+        the peak learning rate.
+    total_steps
+        steps in the cycle (>= 2).
+    pct_start
+        fraction of the steps spent rising, in (0, 1).
+    div_factor
+        ``initial = max_value / div_factor``.
+    final_div_factor
+        ``final = initial / final_div_factor``.
+    anneal
+        ``"cos"`` (default) or ``"linear"``.
+    three_phase
+        add the symmetric descent to ``initial`` (fastai's old variant).
 
-    Example::
-
+    Examples
+    --------
         lr = fa.schedules.one_cycle(1e-2, total_steps=1000)
         b1 = fa.schedules.one_cycle_momentum(total_steps=1000)
         fa.Scheduler(opt, lr=lr, betas0=b1)
@@ -103,14 +111,32 @@ def one_cycle(max_value: float, total_steps: int, pct_start: float = 0.3, div_fa
 @register
 def one_cycle_momentum(total_steps: int, pct_start: float = 0.3, base_momentum: float = 0.85,
                        max_momentum: float = 0.95, anneal: str = "cos", three_phase: bool = False) -> Schedule:
-    """The momentum (or Adam's beta1) curve that goes with :func:`one_cycle`.
+    """The momentum (or Adam's beta1) curve that goes with
+    [`one_cycle`][fastadapt.schedules.one_cycle.one_cycle].
 
     Rule: inverse to the learning rate: ``max_momentum`` at step 0, down to
     ``base_momentum`` when the lr peaks, back up to ``max_momentum`` at the
     end (torch's OneCycleLR with ``cycle_momentum=True``). Use the same
     ``total_steps``, ``pct_start``, ``anneal`` and ``three_phase`` as the lr.
 
-    Example: ``fa.Scheduler(opt, betas0=one_cycle_momentum(1000))`` drives Adam's beta1.
+    Parameters
+    ----------
+    total_steps
+        steps in the cycle (>= 2), as for the lr.
+    pct_start
+        fraction of the steps spent falling, in (0, 1), as for the lr.
+    base_momentum
+        the value when the lr peaks (<= ``max_momentum``).
+    max_momentum
+        the value at step 0 and at the end.
+    anneal
+        ``"cos"`` (default) or ``"linear"``.
+    three_phase
+        the three-phase variant, as for the lr.
+
+    Examples
+    --------
+    ``fa.Scheduler(opt, betas0=one_cycle_momentum(1000))`` drives Adam's beta1.
     """
     lo, hi = real("base_momentum", base_momentum), real("max_momentum", max_momentum)
     if lo > hi:

@@ -19,11 +19,16 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
     The new value starts *at* the boundary step (like torch's MultiStepLR;
     Keras's PiecewiseConstantDecay switches one step later).
 
-    Args:
-        boundaries: strictly increasing step counts >= 1.
-        values: one more value than boundaries.
+    Parameters
+    ----------
+    boundaries
+        strictly increasing step counts >= 1.
+    values
+        one more value than boundaries.
 
-    Example: ``piecewise_constant([100, 200], [1e-2, 1e-3, 1e-4])``.
+    Examples
+    --------
+    ``piecewise_constant([100, 200], [1e-2, 1e-3, 1e-4])``.
     """
     bounds = _boundaries("boundaries", boundaries)
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
@@ -47,12 +52,16 @@ def join(schedules: Sequence[ScheduleLike], boundaries: Sequence[int]) -> Schedu
     (``boundaries`` are torch's ``milestones``) for closed-form schedulers;
     no separate ``sequential`` is needed.
 
-    Args:
-        schedules: callables ``step -> value``, one more than boundaries.
-        boundaries: strictly increasing step counts >= 1 where the next
-            schedule takes over.
+    Parameters
+    ----------
+    schedules
+        callables ``step -> value``, one more than boundaries.
+    boundaries
+        strictly increasing step counts >= 1 where the next schedule takes over.
 
-    Example: a 100-step warmup from 0, then exponential decay::
+    Examples
+    --------
+    A 100-step warmup from 0, then exponential decay:
 
         join([linear(0.0, 1e-3, 100), exponential(1e-3, 0.999)], boundaries=[100])
     """

@@ -38,21 +38,30 @@ class ReduceLROnPlateau(_LRPlateau):
     lr (as the optimizer's own ``state_dict`` does), and loading it into a
     bound controller sets them.
 
-    Args:
-        optimizer: a fastadapt optimizer, or None to bind to
-            ``trainer.optimizer`` in ``on_train_begin``.
-        monitor: the epoch-log key read by ``on_epoch_end``.
-        mode: ``"min"`` (a loss) or ``"max"`` (an accuracy).
-        factor: in [0, 1): the multiplier of each cut.
-        patience: epochs without improvement before a cut (>= 0; 0 acts like 1).
-        threshold, threshold_mode: how much better counts as better
-            (``rel``: a fraction in [0, 1); ``abs``: an amount >= 0).
-        cooldown: epochs after a cut in which no waiting is counted.
-        min_lr: the lr never goes below this; a number for every group or a
-            list with one per lr group.
+    Parameters
+    ----------
+    optimizer
+        a fastadapt optimizer, or None to bind to ``trainer.optimizer`` in ``on_train_begin``.
+    monitor
+        the epoch-log key read by ``on_epoch_end``.
+    mode
+        ``"min"`` (a loss) or ``"max"`` (an accuracy).
+    factor
+        in [0, 1): the multiplier of each cut.
+    patience
+        epochs without improvement before a cut (>= 0; 0 acts like 1).
+    threshold
+        how much better counts as better: with ``threshold_mode="rel"`` a fraction in [0, 1) of
+        the best value, with ``"abs"`` an amount >= 0.
+    threshold_mode
+        ``"rel"`` or ``"abs"``.
+    cooldown
+        epochs after a cut in which no waiting is counted.
+    min_lr
+        the lr never goes below this; a number for every group or a list with one per lr group.
 
-    Example::
-
+    Examples
+    --------
         plateau = fa.ReduceLROnPlateau(opt, factor=0.5, patience=5)
         for epoch in range(epochs):
             train_one_epoch()
@@ -85,6 +94,9 @@ class ReduceLROnPlateau(_LRPlateau):
         return self.optimizer.lr
 
     def state_dict(self) -> Dict[str, Any]:
+        """The plateau state (``best``, ``wait``, ``cooldown_left``, ``last_epoch``,
+        ``num_reductions``) and ``lrs``, every lr group's current lr (as the
+        optimizer's own ``state_dict`` has them)."""
         lrs = self.optimizer.group_values("lr") if self.optimizer is not None else self._pending_lrs
         return {**super().state_dict(), "lrs": None if lrs is None else list(lrs)}
 

@@ -49,11 +49,11 @@ class Scheduler(Callback):
     """Drive optimizer hyperparameters from schedules, per step or per epoch.
 
     Each keyword names a hyperparameter and gives a schedule (any callable
-    ``count -> value``, e.g. from :mod:`fastadapt.schedules`). An element of
+    ``count -> value``, e.g. from ``fastadapt.schedules``). An element of
     a tuple hyperparameter is named with its index: ``betas0`` (or
     ``"betas[0]"`` through ``**{...}``) is Adam's beta1. Like torch's
     schedulers, the values for count 0 are applied at construction (or when
-    the optimizer is bound), and each :meth:`step` advances the count by one
+    the optimizer is bound), and each [`step`][fastadapt.Scheduler.step] advances the count by one
     and applies the values for the new count.
 
     Parameter groups (the optimizer's default, then each ``overrides``
@@ -81,19 +81,23 @@ class Scheduler(Callback):
     (``on_epoch_end``); the count and the group bases are the scheduler's
     own, restored from its ``state_dict`` on resume.
 
-    Args:
-        optimizer: a fastadapt optimizer, or None to bind to
-            ``trainer.optimizer`` in ``on_train_begin``.
-        per: ``"step"`` or ``"epoch"``.
-        groups: ``"relative"`` or ``"same"``, how override groups follow.
-        **schedules: ``name=schedule`` for each hyperparameter to drive.
-
     A schedule value the optimizer rejects (``lr=-1``, ``betas0=1.0``, or
     an override group's scaled value) raises the optimizer's error, prefixed
     with the name and the count, and changes nothing.
 
-    Example::
+    Parameters
+    ----------
+    optimizer
+        a fastadapt optimizer, or None to bind to ``trainer.optimizer`` in ``on_train_begin``.
+    per
+        ``"step"`` or ``"epoch"``.
+    groups
+        ``"relative"`` or ``"same"``, how override groups follow.
+    **schedules
+        ``name=schedule`` for each hyperparameter to drive.
 
+    Examples
+    --------
         sched = fa.Scheduler(opt, lr=fa.schedules.one_cycle(1e-2, 1000),
                              betas0=fa.schedules.one_cycle_momentum(1000))
         for batch in batches:
@@ -241,6 +245,9 @@ class Scheduler(Callback):
             self.step()
 
     def state_dict(self) -> Dict[str, Any]:
+        """``{"count": ..., "bases": ...}``: the steps (or epochs) counted so far
+        and each driven hyperparameter's group values when the scheduler was
+        bound (None before), which the schedules' values scale."""
         return {"count": self.count, "bases": self.bases}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:

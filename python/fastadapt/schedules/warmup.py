@@ -58,12 +58,18 @@ def linear_warmup(target: Union[float, ScheduleLike], warmup_steps: int,
 
     then ``target(k - w)``.
 
-    Args:
-        target: the value (or the schedule) to warm up to.
-        warmup_steps: ``w`` >= 0 (0: no warmup).
-        warmup_start: None (the seed's rule) or the value at step 0.
+    Parameters
+    ----------
+    target
+        the value (or the schedule) to warm up to.
+    warmup_steps
+        ``w`` >= 0 (0: no warmup).
+    warmup_start
+        None (the seed's rule) or the value at step 0.
 
-    Example: ``linear_warmup(1e-3, 10)`` gives 1e-4, 2e-4, ..., 1e-3, 1e-3, ...;
+    Examples
+    --------
+    ``linear_warmup(1e-3, 10)`` gives 1e-4, 2e-4, ..., 1e-3, 1e-3, ...;
     ``linear_warmup(1e-3, 10, warmup_start=0.0)`` gives 0, 1e-4, ..., 9e-4, 1e-3, ...
     """
     w = integer("warmup_steps", warmup_steps, 0)

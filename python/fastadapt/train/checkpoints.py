@@ -116,7 +116,7 @@ def _decode_checked(value: Any, arrays: Dict[str, np.ndarray], depth: int = 0) -
 
 
 def load_state(path: PathLike) -> Any:
-    """Read a file written by :func:`save_state`. Anything else (an empty or
+    """Read a file written by ``save_state``. Anything else (an empty or
     truncated file, a plain ``.npy``, a corrupt archive, member or document)
     is one ``ValueError`` naming the file and what is wrong; nothing is
     executed."""

@@ -3,13 +3,13 @@ troubleshooting table (oscillating loss -> lr too high; vanishing gradients
 -> activation; exploding parameters -> clipping; overfitting ->
 regularization) as findings computed from the numbers a run logged.
 
-``fa.diagnose(history)`` returns a list of :class:`Finding`, each with a
+``fa.diagnose(history)`` returns a list of [`Finding`][fastadapt.Finding], each with a
 stable ``code``, a ``severity``, the epochs that show it, the evidence
-(numbers), a message and advice. :class:`DiagnosisCallback` runs it after
+(numbers), a message and advice. [`DiagnosisCallback`][fastadapt.DiagnosisCallback] runs it after
 every epoch and reports each finding once, while training runs.
 
 The rules, on per-epoch values (see ``Trainer.fit`` for what they mean);
-every threshold is a field of :class:`Thresholds`:
+every threshold is a field of [`Thresholds`][fastadapt.Thresholds]:
 
 ``nonfinite`` (error)
     An epoch had steps with a NaN/Inf loss or gradient, skipped steps,
@@ -83,7 +83,7 @@ every threshold is a field of :class:`Thresholds`:
 Epoch values that are missing (None) are skipped; non-finite ones count only
 for ``nonfinite``. The lr a finding cites is the one the epoch's steps used
 (``lr``, their mean, and ``lr_min`` / ``lr_max`` when it varied within
-epochs; see :class:`~fastadapt.History`).
+epochs; see [`History`][fastadapt.History]).
 
 Epoch numbering: a finding's ``epochs`` and every ``epoch`` field of its
 evidence are 0-based indices, the values of ``history.epoch``; its
@@ -124,7 +124,7 @@ CODES: Tuple[str, ...] = tuple(SEVERITY)
 
 
 class DiagnosisWarning(UserWarning):
-    """Warning category of :class:`DiagnosisCallback`'s default report."""
+    """Warning category of [`DiagnosisCallback`][fastadapt.DiagnosisCallback]'s default report."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Finding:
-    """One diagnosis: ``code`` (one of :data:`CODES`), ``severity``
+    """One diagnosis: ``code`` (one of ``CODES``), ``severity``
     (``"error"``: training is broken; ``"warning"``: it could do better), the
     ``epochs`` that show it, the ``evidence`` (plain numbers), a ``message``
     saying what was seen and the ``advice``."""
@@ -178,6 +178,24 @@ class Finding:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Finding":
+        """The finding that [`to_dict`][fastadapt.Finding.to_dict] wrote (e.g. read back from JSON).
+
+        Parameters
+        ----------
+        data
+            a mapping with exactly the fields ``code``, ``severity``,
+            ``epochs``, ``evidence``, ``message`` and ``advice``.
+
+        Returns
+        -------
+        Finding
+            the finding.
+
+        Raises
+        ------
+        ValueError
+            when a field is missing or extra, or the code is unknown.
+        """
         names = {f.name for f in fields(cls)}
         if not isinstance(data, Mapping) or set(data) != names:
             raise ValueError(f"a finding needs exactly the keys {sorted(names)}")
@@ -858,16 +876,18 @@ def diagnose(history: Union[History, Mapping[str, Any], str, "os.PathLike[str]"]
              thresholds: Optional[Thresholds] = None) -> List[Finding]:
     """Findings for a training history, most likely root cause first.
 
-    Args:
-        history: a :class:`History` (``trainer.history``, ``History.load``), the
-            path of a history JSON file, or a dict (``History.to_dict()`` or
-            Keras's ``model.fit(...).history``).
-        thresholds: the rules' numbers (:class:`Thresholds`); see the module
-            documentation for each rule.
+    Parameters
+    ----------
+    history
+        a [`History`][fastadapt.History] (``trainer.history``, ``History.load``), the path of a
+        history JSON file, or a dict (``History.to_dict()`` or Keras's ``model.fit(...).history``).
+    thresholds
+        the rules' numbers ([`Thresholds`][fastadapt.Thresholds]); see the module documentation for each rule.
 
-    Returns:
-        A list of :class:`Finding` in the order of :data:`CODES`; empty for a
-        healthy run.
+    Returns
+    -------
+    List[Finding]
+        A list of [`Finding`][fastadapt.Finding] in the order of ``CODES``; empty for a healthy run.
     """
     t = Thresholds() if thresholds is None else thresholds
     if not isinstance(t, Thresholds):
@@ -905,17 +925,19 @@ def save_findings(findings: Sequence[Finding], path: Union[str, "os.PathLike[str
 
 
 class DiagnosisCallback(Callback):
-    """Runs :func:`diagnose` on ``trainer.history`` after every epoch and
+    """Runs [`diagnose`][fastadapt.diagnose] on ``trainer.history`` after every epoch and
     reports each finding code once per run.
-
-    Args:
-        thresholds: passed to :func:`diagnose`.
-        report: ``finding -> None``; default: ``warnings.warn`` with
-            :class:`DiagnosisWarning`. Pass e.g. ``trainer.log``-based printing
-            to show findings under the progress bar.
 
     ``findings`` lists what was reported, in order; the reported codes are its
     state (a resumed run does not repeat them).
+
+    Parameters
+    ----------
+    thresholds
+        passed to [`diagnose`][fastadapt.diagnose].
+    report
+        ``finding -> None``; default: ``warnings.warn`` with ``DiagnosisWarning``. Pass e.g.
+        ``trainer.log``-based printing to show findings under the progress bar.
     """
 
     def __init__(self, thresholds: Optional[Thresholds] = None, report: Optional[Callable[[Finding], Any]] = None):
@@ -940,9 +962,18 @@ class DiagnosisCallback(Callback):
                 self.report(finding)
 
     def state_dict(self) -> Dict[str, Any]:
+        """``{"reported": [codes]}``: the finding codes reported so far, so a
+        resumed run does not report them again."""
         return {"reported": list(self.reported)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what [`state_dict`][fastadapt.DiagnosisCallback.state_dict] returned.
+
+        Raises
+        ------
+        ValueError
+            when the state is not ``{"reported": [...]}`` or lists an unknown code.
+        """
         if not isinstance(state_dict, Mapping) or set(state_dict) != {"reported"}:
             raise ValueError("DiagnosisCallback state must be {'reported': [codes]}; pass what state_dict() returned")
         codes = state_dict["reported"]

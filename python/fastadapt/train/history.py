@@ -5,7 +5,7 @@ Like Keras's ``History``: ``history.epoch`` is the list of epoch indices and
 ``grad_norm``, ...) to one value per epoch. ``history.info`` holds run-level
 values (``test_accuracy``, the configuration, where training stopped).
 
-JSON layout (strict JSON, readable by any tool)::
+JSON layout (strict JSON, readable by any tool):
 
     {"format": "fastadapt.history", "version": 1,
      "epoch": [0, 1, ...],
@@ -175,6 +175,8 @@ class History:
         return iter(self.history)
 
     def keys(self):
+        """The recorded names (``"loss"``, ``"val_loss"``, ``"lr"``, ...), in the
+        order they were first logged; ``history[name]`` is each one's list."""
         return self.history.keys()
 
     def array(self, name: str) -> np.ndarray:
@@ -211,7 +213,8 @@ class History:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "History":
-        """Inverse of :meth:`to_dict` (also accepts Keras's plain ``{name: [values]}``)."""
+        """Inverse of [`to_dict`][fastadapt.History.to_dict] (also accepts Keras's plain
+        ``{name: [values]}``)."""
         if not isinstance(data, Mapping):
             raise TypeError(f"expected a dict, got {type(data).__name__}")
         h = cls()
@@ -253,7 +256,7 @@ class History:
 
     @classmethod
     def load(cls, path: Union[str, "os.PathLike[str]"]) -> "History":
-        """Read a file written by :meth:`save` (or Keras's history dict as JSON).
+        """Read a file written by [`save`][fastadapt.History.save] (or Keras's history dict as JSON).
 
         A file that is not such a history (empty, cut short, not UTF-8 or not
         JSON, nested too deeply, the wrong layout or version) is one

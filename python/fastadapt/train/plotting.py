@@ -170,12 +170,18 @@ def plot_history(history: Union[History, Any], path: PathLike, *, findings: Opti
                  title: Optional[str] = None, dpi: int = 120) -> str:
     """Draw ``history`` into the PNG file ``path`` and return the path.
 
-    Args:
-        history: a History, a history dict, or the path of a history JSON file.
-        path: the PNG to write.
-        findings: findings to list and shade; default ``fa.diagnose(history)``.
-        title: figure title (default: the optimizer and final metrics).
-        dpi: resolution.
+    Parameters
+    ----------
+    history
+        a History, a history dict, or the path of a history JSON file.
+    path
+        the PNG to write.
+    findings
+        findings to list and shade; default ``fa.diagnose(history)``.
+    title
+        figure title (default: the optimizer and final metrics).
+    dpi
+        resolution.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -8,7 +8,7 @@ then the metrics). Without a terminal (a log file, CI) or without tqdm: one
 complete plain line per epoch, however long. ``progress=False``: nothing.
 Messages (live diagnosis) go through the display so they do not tear a bar.
 
-:func:`terminal_width` and :func:`wrap_parts` are shared with the other
+``terminal_width`` and ``wrap_parts`` are shared with the other
 displays (``tune``, ``lr-find``, ``bench``).
 """
 
@@ -55,7 +55,7 @@ def terminal_width(stream: Any) -> int:
 
 def bar_options(stream: Any) -> dict:
     """tqdm's size options for a one-bar display on ``stream``: the width of
-    :func:`terminal_width`, and a height. tqdm reads the height from the
+    ``terminal_width``, and a height. tqdm reads the height from the
     kernel alone; an unsized pseudo-terminal reports 0 rows, from which tqdm
     concludes no bar fits and draws none."""
     rows = 0

@@ -3,7 +3,7 @@ progress and checkpoints, for any model given as ``params`` plus
 ``loss_and_grad(params, batch) -> (loss, grads)``.
 
 The seed article's ``AdvancedDynamicTuner`` done as Keras users expect
-(``fit`` returns a History; callbacks follow ``fastadapt.callbacks``)::
+(``fit`` returns a History; callbacks follow ``fastadapt.callbacks``):
 
     model = fa.models.MLP([784, 128, 10], seed=0)
     trainer = fa.Trainer("adam", lr=1e-3, loss_and_grad=model.loss_and_grad, params=model.params,
@@ -243,23 +243,6 @@ class _EpochStats:
 class Trainer:
     """Fits ``params`` with a fastadapt optimizer over epochs of batches.
 
-    Args:
-        optimizer: a name ``fa.make_optimizer`` knows (``"adam"``, ``"lion"``, ...:
-            ``fastadapt.optim.OPTIMIZERS``) or an optimizer instance.
-        lr, max_grad_norm, nonfinite: used to build a named optimizer (other
-            hyperparameters: pass an instance). A named optimizer defaults to
-            ``nonfinite="skip"``: a batch with NaN/Inf gradients is skipped and
-            counted (the history and the diagnosis report it) instead of
-            poisoning the parameters. With an instance, configure it instead.
-        loss_and_grad: ``(params, batch) -> (loss, grads)``, grads shaped like params.
-        params: the parameter tree (nested dicts/lists of float arrays),
-            updated in place.
-        loss_fn: ``(params, batch) -> loss`` for validation (default: the loss
-            of ``loss_and_grad``, whose gradient is then computed for nothing).
-        callbacks: objects with some of the hooks of ``fastadapt.callbacks.Callback``.
-        progress: show progress on stderr (a tqdm bar per epoch on a terminal,
-            else a line per epoch); False: silent.
-
     The trainer turns on ``optimizer.track_grad_norm`` so every step's global
     gradient norm (before clipping) is known at no extra pass.
 
@@ -275,13 +258,40 @@ class Trainer:
     trajectory (``opt.train``'s own arithmetic would round it). Params
     changed while they showed the evaluation point (an EarlyStopping
     restore, your edit) are kept: the next epoch starts from what
-    ``opt.train`` makes of them. :meth:`eval_params` gives you the
+    ``opt.train`` makes of them. [`eval_params`][fastadapt.Trainer.eval_params] gives you the
     evaluation point anywhere else. Other optimizers have one sequence and
     nothing is copied.
 
     Attributes a callback may use: ``optimizer``, ``params``, ``history``,
     ``stop_training`` (set True to stop after the current epoch), ``epoch``
     (epochs completed), ``step`` (optimizer steps completed).
+
+    Parameters
+    ----------
+    optimizer
+        a name ``fa.make_optimizer`` knows (``"adam"``, ``"lion"``, ...:
+        ``fastadapt.optim.OPTIMIZERS``) or an optimizer instance.
+    lr
+        the learning rate of a named optimizer (None: its default). Other hyperparameters: pass an
+        instance.
+    max_grad_norm
+        gradient clipping of a named optimizer (None: off).
+    nonfinite
+        the NaN/Inf policy of a named optimizer, ``"skip"`` by default: a batch with NaN/Inf
+        gradients is skipped and counted (the history and the diagnosis report it) instead of
+        poisoning the parameters. With an instance, configure it instead.
+    loss_and_grad
+        ``(params, batch) -> (loss, grads)``, grads shaped like params.
+    params
+        the parameter tree (nested dicts/lists of float arrays), updated in place.
+    loss_fn
+        ``(params, batch) -> loss`` for validation (default: the loss of ``loss_and_grad``, whose
+        gradient is then computed for nothing).
+    callbacks
+        objects with some of the hooks of ``fastadapt.callbacks.Callback``.
+    progress
+        show progress on stderr (a tqdm bar per epoch on a terminal, else a line per epoch); False:
+        silent.
     """
 
     def __init__(self, optimizer: Union[str, Optimizer] = "adam", lr: Optional[float] = None, *,
@@ -443,7 +453,7 @@ class Trainer:
     def evaluate(self, data: Any, metrics: Optional[Mapping[str, Metric]] = None) -> Dict[str, float]:
         """``{"loss": ..., name: ...}`` on ``data``: one batch (e.g. ``(X, y)``), or a
         list of batches (means weighted by batch size). At the evaluation
-        point (:meth:`eval_params`)."""
+        point ([`eval_params`][fastadapt.Trainer.eval_params])."""
         metrics = self._check_metrics(metrics)
         parts = data if isinstance(data, list) else [data]
         if not parts:
@@ -490,28 +500,6 @@ class Trainer:
             verbose: Union[None, int, str] = None) -> History:
         """Train for ``epochs`` more epochs and return the history.
 
-        Args:
-            data: the batches of one epoch, iterated once per epoch: a list,
-                ``fa.batches(...)`` (its ``set_epoch`` is called, so shuffles
-                are reproducible and resumable), any re-iterable, or a function
-                ``epoch -> iterable of batches``. A one-shot iterator (a
-                generator) only serves ``epochs=1``.
-            epochs: how many epochs to run now. Epoch numbers continue from
-                ``trainer.epoch``, so after ``load_checkpoint`` a
-                ``fit(data, epochs=3)`` resumes where the saved run stopped
-                (Keras would need ``initial_epoch``).
-            validation: evaluated after each epoch (see :meth:`evaluate`):
-                logs ``val_loss`` and ``val_<metric>``.
-            metrics: ``{name: (params, batch) -> float}``, on ``validation``.
-            checkpoint_path: save a checkpoint there after every epoch, once
-                its callbacks ran (so before ``on_train_end``: EarlyStopping's
-                final restore of the best params is not in it, and resuming
-                from the last one continues the run exactly).
-            verbose: Keras's switch for this call: 0 silent, 1 a progress bar
-                per epoch (as ``progress=True``: on a terminal with tqdm,
-                else a line per epoch), 2 one line per epoch, ``"auto"`` 1.
-                None (the default): the trainer's ``progress=``.
-
         A callback's ``on_train_begin`` may restore a checkpoint
         (``BackupAndRestore`` does): the epochs then run from the restored
         ``trainer.epoch`` to the last one this call would have run, so
@@ -546,7 +534,32 @@ class Trainer:
         The steps run at the training point; from the end of an epoch's
         steps (validation, ``on_epoch_end``, checkpoints) to the start of the
         next, and when ``fit`` returns, the params are the evaluation point
-        (:meth:`eval_params`; the same for one-sequence optimizers).
+        ([`eval_params`][fastadapt.Trainer.eval_params]; the same for one-sequence optimizers).
+
+        Parameters
+        ----------
+        data
+            the batches of one epoch, iterated once per epoch: a list, ``fa.batches(...)`` (its
+            ``set_epoch`` is called, so shuffles are reproducible and resumable), any re-iterable,
+            or a function ``epoch -> iterable of batches``. A one-shot iterator (a generator) only
+            serves ``epochs=1``.
+        epochs
+            how many epochs to run now. Epoch numbers continue from ``trainer.epoch``, so after
+            ``load_checkpoint`` a ``fit(data, epochs=3)`` resumes where the saved run stopped (Keras
+            would need ``initial_epoch``).
+        validation
+            evaluated after each epoch (see [`evaluate`][fastadapt.Trainer.evaluate]): logs ``val_loss`` and
+            ``val_<metric>``.
+        metrics
+            ``{name: (params, batch) -> float}``, on ``validation``.
+        checkpoint_path
+            save a checkpoint there after every epoch, once its callbacks ran (so before
+            ``on_train_end``: EarlyStopping's final restore of the best params is not in it, and
+            resuming from the last one continues the run exactly).
+        verbose
+            Keras's switch for this call: 0 silent, 1 a progress bar per epoch (as
+            ``progress=True``: on a terminal with tqdm, else a line per epoch), 2 one line per
+            epoch, ``"auto"`` 1. None (the default): the trainer's ``progress=``.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
@@ -728,10 +741,10 @@ class Trainer:
     def state_dict(self) -> Dict[str, Any]:
         """Everything a resumed run needs, as plain data: params (copies),
         optimizer state, each callback's state, the history and the counters.
-        Called from another thread while :meth:`fit` runs, it waits for the
+        Called from another thread while [`fit`][fastadapt.Trainer.fit] runs, it waits for the
         current epoch to end, so it is always an epoch boundary.
 
-        ``params`` is the evaluation point (:meth:`eval_params`), the one to
+        ``params`` is the evaluation point ([`eval_params`][fastadapt.Trainer.eval_params]), the one to
         use; a two-sequence optimizer's training point, which a resumed run
         continues from, is ``train_params`` (present only then)."""
         with self._state_lock:
@@ -771,7 +784,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`: params are copied into the trainer's own
+        """Restore [`state_dict`][fastadapt.Trainer.state_dict]: params are copied into the trainer's own
         arrays. Checked first; a failure (or an interrupt) at any point leaves
         the trainer, its params, optimizer and callbacks as they were."""
         with self._state_lock:
@@ -892,11 +905,11 @@ class Trainer:
                              _train_point=kept, _eval_digest=digest)
 
     def save_checkpoint(self, path: PathLike) -> None:
-        """Write :meth:`state_dict` to ``path`` (an ``.npz`` file, no pickle)."""
+        """Write [`state_dict`][fastadapt.Trainer.state_dict] to ``path`` (an ``.npz`` file, no pickle)."""
         save_state(path, self.state_dict())
 
     def load_checkpoint(self, path: PathLike) -> None:
-        """Resume from a file written by :meth:`save_checkpoint`."""
+        """Resume from a file written by [`save_checkpoint`][fastadapt.Trainer.save_checkpoint]."""
         self.load_state_dict(load_state(path))
 
     def __repr__(self) -> str:

@@ -10,7 +10,7 @@ Based Training, on the driver, a local process pool or Ray.
 
 A trainable is a class built from a config with ``train(budget) -> metric``
 (and ``save``/``load``/``set_config`` to resume and for PBT; see
-:class:`Trainable`), or a function ``f(config, budget) -> metric``.
+[`Trainable`][fastadapt.tune.Trainable]), or a function ``f(config, budget) -> metric``.
 """
 
 from .asha import ASHA

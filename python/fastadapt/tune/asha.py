@@ -31,19 +31,28 @@ class ASHA(Tuner):
     reproducible with ``executor="sequential"`` (one job at a time) but may
     differ between parallel runs, as with any asynchronous scheduler.
 
-    Example::
+    Parameters
+    ----------
+    num_trials
+        configs to start.
+    max_resource
+        ``R``, units at the top rung.
+    min_resource
+        ``r``, units at least at rung 0 (the grace period).
+    eta
+        promotion rate (int >= 2).
 
+    Other Parameters
+    ----------------
+    trial_timeout : Optional[float]
+        seconds one job (one rung's training of one trial) may run before the trial fails; None
+        (default): no limit. Honoured by every executor; see [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
+    **kwargs
+        the other arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
+
+    Examples
+    --------
         result = fa.tune.ASHA(MyTrainable, space, num_trials=50, max_resource=81, eta=3, seed=0).run()
-
-    Args:
-        num_trials: configs to start.
-        max_resource: ``R``, units at the top rung.
-        min_resource: ``r``, units at least at rung 0 (the grace period).
-        eta: promotion rate (int >= 2).
-        trial_timeout: seconds one job (one rung's training of one trial)
-            may run before the trial fails; None (default): no limit.
-            Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
-        Others: see :class:`fastadapt.tune.Tuner`.
     """
 
     algorithm = "asha"

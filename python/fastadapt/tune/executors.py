@@ -2,9 +2,9 @@
 processes ("process", the default) or on Ray ("ray", see ``ray_executor``;
 ``executor_choice`` turns a name into one).
 
-Every executor takes jobs with :meth:`Executor.submit` (queued beyond its
-capacity) and hands back one :class:`~fastadapt.tune.jobs.Outcome` at a time
-from :meth:`Executor.next_outcome`, in completion order. Every executor
+Every executor takes jobs with [`Executor.submit`][fastadapt.tune.Executor.submit] (queued beyond its
+capacity) and hands back one ``Outcome`` at a time
+from [`Executor.next_outcome`][fastadapt.tune.Executor.next_outcome], in completion order. Every executor
 honours a job's ``timeout`` (the tuner's ``trial_timeout``): a job that runs
 past it comes back as a ``timeout`` outcome and the run goes on. Tuners that are
 synchronous decide only once a whole rung or generation is back, so the
@@ -60,19 +60,30 @@ def available_cpus() -> int:
 
 
 class Executor:
-    """Runs jobs. Use as a context manager, or call :meth:`start`/:meth:`close`."""
+    """Runs jobs. Use as a context manager, or call
+    [`start`][fastadapt.tune.Executor.start]/[`close`][fastadapt.tune.Executor.close]."""
 
     name = "executor"
 
     @property
     def capacity(self) -> int:
-        """Jobs that run at the same time (valid after :meth:`start`)."""
+        """Jobs that run at the same time (valid after [`start`][fastadapt.tune.Executor.start])."""
         raise NotImplementedError
 
     def start(self) -> None:
         """Acquire workers. Called by the tuner at the start of ``run()``."""
 
     def submit(self, job: Job) -> None:
+        """Queue ``job``; it runs when a worker is free, and its outcome comes
+        back from [`next_outcome`][fastadapt.tune.Executor.next_outcome]. Never blocks: jobs beyond
+        [`capacity`][fastadapt.tune.Executor.capacity] wait in the executor's queue.
+
+        Parameters
+        ----------
+        job
+            what to train: the trial, its config and state, the budget and the
+            timeout (built by the tuner).
+        """
         raise NotImplementedError
 
     def next_outcome(self) -> Outcome:
@@ -221,18 +232,21 @@ class ProcessExecutor(Executor):
     ("spawn" by default: safe with threads in the driver, the same on every
     OS; "forkserver" starts faster on Linux).
 
-    Args:
-        max_workers: processes (default: the CPUs this process may use).
-        start_method: a ``multiprocessing`` start method.
-        threads_per_worker: threads each worker's NumPy/BLAS and fastadapt
-            kernels use (default: CPUs // workers, at least 1), so the pool
-            does not oversubscribe the machine.
-        task_timeout: seconds a job may run before its worker is killed and
-            the job reported as timed out (None: no limit). The tuner's
-            ``trial_timeout`` is honoured the same way; the smaller applies.
-
     A worker that dies is noticed at once (its process sentinel), its job is
     reported as ``died`` and a new worker takes its place.
+
+    Parameters
+    ----------
+    max_workers
+        processes (default: the CPUs this process may use).
+    start_method
+        a ``multiprocessing`` start method.
+    threads_per_worker
+        threads each worker's NumPy/BLAS and fastadapt kernels use (default: CPUs // workers, at
+        least 1), so the pool does not oversubscribe the machine.
+    task_timeout
+        seconds a job may run before its worker is killed and the job reported as timed out (None:
+        no limit). The tuner's ``trial_timeout`` is honoured the same way; the smaller applies.
     """
 
     name = "process"

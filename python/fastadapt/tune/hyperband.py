@@ -52,20 +52,23 @@ def hyperband_schedule(max_resource: int, eta: int = 3) -> List[Bracket]:
 
     Returns ``[[(n_0, r_0), ..., (n_s, r_s)] for s = s_max, ..., 0]``:
     bracket ``s`` starts ``n_0`` configs with ``r_0`` units each and keeps the
-    best ``floor(n_i / eta)`` of each rung for the next. Per Algorithm 1::
+    best ``floor(n_i / eta)`` of each rung for the next. Per Algorithm 1:
 
         s_max = floor(log_eta(R));  B = (s_max + 1) R
         n = ceil(B / R * eta**s / (s + 1)) = ceil((s_max + 1) eta**s / (s + 1))
         n_i = floor(n eta**-i);  r_i = R eta**(i - s)   (rounded down to whole units)
 
-    Example::
+    Parameters
+    ----------
+    max_resource
+        ``R``, the most units (epochs, steps) one config gets; int >= 1.
+    eta
+        the halving rate; int >= 2 (3 in the paper).
 
-        >>> fa.tune.hyperband_schedule(81, 3)[0]
-        [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)]
-
-    Args:
-        max_resource: ``R``, the most units (epochs, steps) one config gets; int >= 1.
-        eta: the halving rate; int >= 2 (3 in the paper).
+    Examples
+    --------
+    >>> fa.tune.hyperband_schedule(81, 3)[0]
+    [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)]
     """
     max_resource = _checks.integer("max_resource", max_resource, 1)
     eta = _checks.integer("eta", eta, 2)
@@ -94,7 +97,7 @@ def rung_resources(min_resource: int, max_resource: int, eta: int = 3) -> List[i
 def successive_halving_schedule(num_trials: int, min_resource: int, max_resource: int, eta: int = 3) -> Bracket:
     """One bracket: ``num_trials`` configs from ``min_resource`` units up to
     ``max_resource``, keeping the best ``1/eta`` at each rung: rungs
-    ``(floor(n / eta**i), r_i)`` with ``r_i`` from :func:`rung_resources`."""
+    ``(floor(n / eta**i), r_i)`` with ``r_i`` from ``rung_resources``."""
     num_trials = _checks.integer("num_trials", num_trials, 1)
     resources = rung_resources(min_resource, max_resource, eta)
     s = len(resources) - 1
@@ -197,18 +200,18 @@ class _BracketTuner(Tuner):
 class SuccessiveHalving(_BracketTuner):
     """Successive halving (Jamieson & Talwalkar 2016; one Hyperband bracket).
 
-    ``num_trials`` configs train ``r_0`` units each; the best
-    ``floor(n_i / eta)`` of every rung continue to the next, up to
-    ``max_resource`` (see :func:`successive_halving_schedule`). Synchronous:
-    the same seed gives the same result on every executor.
-
-    Example::
-
-        result = fa.tune.SuccessiveHalving(MyTrainable, space, num_trials=27, min_resource=1,
-                                           max_resource=27, eta=3, seed=0).run()
+    ``num_trials`` configs train ``r_0`` units each; the best ``floor(n_i / eta)`` of every rung
+    continue to the next, up to ``max_resource`` (see
+    [`successive_halving_schedule`][fastadapt.tune.successive_halving_schedule]). Synchronous: the
+    same seed gives the same result on every executor.
 
     ``trial_timeout=`` (seconds, None: no limit) fails a trial whose job runs
-    longer, on every executor; other arguments: see :class:`fastadapt.tune.Tuner`.
+    longer, on every executor; other arguments: see [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
+
+    Examples
+    --------
+        result = fa.tune.SuccessiveHalving(MyTrainable, space, num_trials=27, min_resource=1,
+                                           max_resource=27, eta=3, seed=0).run()
     """
 
     algorithm = "successive_halving"
@@ -227,7 +230,7 @@ class SuccessiveHalving(_BracketTuner):
 class Hyperband(_BracketTuner):
     """Hyperband (Li et al., JMLR 2018, Algorithm 1): successive halving over
     every trade-off between many configs on a small budget and few on the
-    full one, brackets ``s = s_max, ..., 0`` of :func:`hyperband_schedule`.
+    full one, brackets ``s = s_max, ..., 0`` of [`hyperband_schedule`][fastadapt.tune.hyperband_schedule].
 
     Brackets run one after another, each rung as a synchronous batch (its
     jobs run in parallel on the executor), so the same seed gives the same
@@ -238,20 +241,27 @@ class Hyperband(_BracketTuner):
     at any rung (``best_metric``, ``best_budget``, ``best_config``), and
     ``best_state`` is the trainable's state at that evaluation.
 
-    Example::
+    Parameters
+    ----------
+    max_resource
+        ``R``, the most units one config trains (int >= 1).
+    eta
+        halving rate (int >= 2).
 
+    Other Parameters
+    ----------------
+    trial_timeout : Optional[float]
+        seconds one job (a rung's training of one trial) may run before the trial fails; None
+        (default): no limit. Honoured by every executor; see [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
+    **kwargs
+        the other arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
+
+    Examples
+    --------
         space = {"lr": fa.tune.loguniform(1e-5, 1e-1), "momentum": fa.tune.uniform(0.0, 0.99)}
         fa.tune.hyperband_schedule(81, 3)          # preview: 5 brackets, 143 configs, 206 jobs
         result = fa.tune.Hyperband(MyTrainable, space, max_resource=81, eta=3, mode="min", seed=0).run()
         result.best_config, result.best_metric
-
-    Args:
-        max_resource: ``R``, the most units one config trains (int >= 1).
-        eta: halving rate (int >= 2).
-        trial_timeout: seconds one job (a rung's training of one trial) may
-            run before the trial fails; None (default): no limit. Honoured
-            by every executor; see :class:`fastadapt.tune.Tuner`.
-        Others: see :class:`fastadapt.tune.Tuner`.
     """
 
     algorithm = "hyperband"

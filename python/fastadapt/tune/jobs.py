@@ -155,7 +155,7 @@ def time_limit(job: Job, task_timeout: Optional[float]) -> Optional[Tuple[float,
 
 
 def timed_out(job: Job, limit: Tuple[float, str], what_happened: str) -> Outcome:
-    """The ``timeout`` outcome of ``job``, past ``limit`` (from :func:`time_limit`)."""
+    """The ``timeout`` outcome of ``job``, past ``limit`` (from ``time_limit``)."""
     seconds, name = limit
     return Outcome(job.trial_id, TIMEOUT, seconds=seconds,
                    error=f"trial {job.trial_id} ran past {name}={seconds!r} s; {what_happened}")

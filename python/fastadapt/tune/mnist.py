@@ -10,7 +10,7 @@
 One unit of budget is one epoch over the training split. The metric is the
 validation loss (``val_loss``; ``val_accuracy`` is reported beside it). The
 validation split is the last ``VALIDATION_SIZE`` training samples, so the
-test set stays untouched for judging the winner (:func:`evaluate_on_test_set`).
+test set stays untouched for judging the winner (``evaluate_on_test_set``).
 """
 
 from __future__ import annotations

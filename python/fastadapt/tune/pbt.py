@@ -67,28 +67,49 @@ class PBT(Tuner):
     optimizer state carrying the donor's learning rate does not undo the
     exploration.
 
-    Example::
+    Parameters
+    ----------
+    population
+        members (int >= 2).
+    perturbation_interval
+        units between ready points.
+    max_resource
+        units each member trains in all (default: 10 intervals).
+    quantile
+        fraction in the top and bottom groups (0, 0.5].
+    resample_probability
+        chance to redraw a hyperparameter from its prior.
+    perturbation_factors
+        factors a continuous value is multiplied by.
+    boundary
+        "clip" or "reflect" into the bounds.
+    mutations
+        names of the hyperparameters explore may change (default: every domain in the space; a
+        nested one by its path, "optim/lr").
+    synchronous
+        True (default): decide once the whole generation is back, in member order (reproducible
+        on every executor); False: decide for each member as soon as it is ready (see above).
+    exploit
+        copy the state and config of a top member into a bottom one (False: the explore-only
+        ablation).
+    explore
+        perturb or resample the copied config (False: the exploit-only ablation).
 
+    Other Parameters
+    ----------------
+    trial_timeout : Optional[float]
+        seconds one job (one ``perturbation_interval`` of one member) may run before the member
+        fails; None (default): no limit. Honoured by every executor; see
+        [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
+    **kwargs
+        the other arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner].
+
+    Examples
+    --------
         pbt = fa.tune.PBT(MyTrainable, space, population=8, perturbation_interval=4, max_resource=40,
                           quantile=0.25, seed=0, executor="process", mode="min")
         result = pbt.run()
         result.lineage[:3]; result.plot("pbt.png")
-
-    Args:
-        population: members (int >= 2).
-        perturbation_interval: units between ready points.
-        max_resource: units each member trains in all (default: 10 intervals).
-        quantile: fraction in the top and bottom groups (0, 0.5].
-        resample_probability: chance to redraw a hyperparameter from its prior.
-        perturbation_factors: factors a continuous value is multiplied by.
-        boundary: "clip" or "reflect" into the bounds.
-        mutations: names of the hyperparameters explore may change (default:
-            every domain in the space; a nested one by its path, "optim/lr").
-        synchronous, exploit, explore: see above.
-        trial_timeout: seconds one job (one ``perturbation_interval`` of one
-            member) may run before the member fails; None (default): no
-            limit. Honoured by every executor; see :class:`fastadapt.tune.Tuner`.
-        Others: see :class:`fastadapt.tune.Tuner`.
     """
 
     algorithm = "pbt"

@@ -48,18 +48,23 @@ def import_ray() -> Any:
 class RayExecutor(Executor):
     """Run jobs as Ray tasks.
 
-    Args:
-        address: a cluster to join (``"auto"``, ``"ray://host:10001"``); None
-            starts a local Ray when none is running in this process.
-        num_cpus: CPUs of a local Ray this executor starts (default: all).
-        cpus_per_trial: CPUs each task reserves (also its thread count).
-        max_concurrent: jobs in flight at once (default: the cluster's CPUs
-            // cpus_per_trial). Asynchronous tuners decide each next job
-            when one finishes, so flooding Ray's queue would only delay them.
-        task_timeout: seconds before a job is cancelled (its worker
-            killed) and reported as timed out (None: no limit). The tuner's
-            ``trial_timeout`` is honoured the same way; the smaller applies.
-        init_kwargs: more keyword arguments for ``ray.init``.
+    Parameters
+    ----------
+    address
+        a cluster to join (``"auto"``, ``"ray://host:10001"``); None starts a local Ray when none is
+        running in this process.
+    num_cpus
+        CPUs of a local Ray this executor starts (default: all).
+    cpus_per_trial
+        CPUs each task reserves (also its thread count).
+    max_concurrent
+        jobs in flight at once (default: the cluster's CPUs // cpus_per_trial). Asynchronous tuners
+        decide each next job when one finishes, so flooding Ray's queue would only delay them.
+    task_timeout
+        seconds before a job is cancelled (its worker killed) and reported as timed out (None: no
+        limit). The tuner's ``trial_timeout`` is honoured the same way; the smaller applies.
+    init_kwargs
+        more keyword arguments for ``ray.init``.
     """
 
     name = "ray"
@@ -109,6 +114,20 @@ class RayExecutor(Executor):
         self._running.clear()
 
     def submit(self, job: Job) -> None:
+        """Queue ``job`` as a Ray task; it is dispatched when fewer than
+        [`capacity`][fastadapt.tune.Executor.capacity] tasks are in flight.
+
+        Parameters
+        ----------
+        job
+            what to train (built by the tuner).
+
+        Raises
+        ------
+        RuntimeError
+            before [`start`][fastadapt.tune.Executor.start] (use the executor through a tuner or a
+            ``with`` block).
+        """
         if self._remote is None:
             raise RuntimeError("RayExecutor.submit() before start(); use it through a tuner or a with-block")
         self._queue.append(job)

@@ -84,24 +84,34 @@ class TrialRecord:
     ``budget == 9`` is the metric after epoch 9 (history.json's index 8),
     drawn at x = 9 in the plots, and printed as "after 9 epochs".
 
-    Attributes:
-        trial_id: its id, in the order trials were created (from 0; an id,
-            not a count: the same number in tables, plots and progress lines).
-        config: its current (for PBT: final) hyperparameters.
-        status: pending, running, paused, completed, stopped or failed.
-        budget: resource units the trial's model has been trained for (completed).
-        cost: units actually computed for it; larger than ``budget`` when a
-            non-resumable trainable was retrained from scratch.
-        history: one entry per finished job: ``{"budget": b, "metric": m, ...}``
-            (``m`` measured after ``b`` units completed) plus any other numbers
-            train() returned.
-        config_history: ``{"budget": b, "config": c}`` each time the config was
-            set, ``c`` used from ``b`` units completed on (PBT's exploit/explore
-            adds entries).
-        error: the traceback (or death/timeout notice) of a failed trial.
-        retries: jobs re-run after their worker died.
-        seconds: time spent in its jobs.
-        bracket: the Hyperband bracket ``s`` (None for other tuners).
+    Attributes
+    ----------
+    trial_id
+        its id, in the order trials were created (from 0; an id, not a count: the same number in
+        tables, plots and progress lines).
+    config
+        its current (for PBT: final) hyperparameters.
+    status
+        pending, running, paused, completed, stopped or failed.
+    budget
+        resource units the trial's model has been trained for (completed).
+    cost
+        units actually computed for it; larger than ``budget`` when a non-resumable trainable was
+        retrained from scratch.
+    history
+        one entry per finished job: ``{"budget": b, "metric": m, ...}`` (``m`` measured after ``b``
+        units completed) plus any other numbers train() returned.
+    config_history
+        ``{"budget": b, "config": c}`` each time the config was set, ``c`` used from ``b`` units
+        completed on (PBT's exploit/explore adds entries).
+    error
+        the traceback (or death/timeout notice) of a failed trial.
+    retries
+        jobs re-run after their worker died.
+    seconds
+        time spent in its jobs.
+    bracket
+        the Hyperband bracket ``s`` (None for other tuners).
     """
 
     trial_id: int
@@ -164,28 +174,34 @@ def _plain(value: Any) -> Any:
 class TuneResult:
     """The outcome of ``tuner.run()``.
 
-    Attributes:
-        algorithm: "hyperband", "successive_halving", "asha" or "pbt".
-        metric, mode: what was optimized and in which direction.
-        seed: the seed that reproduces the run.
-        settings: the tuner's arguments (max_resource, eta, population, ...).
-        trials: every trial, by id.
-        lineage: PBT's exploit/explore events, in order: who copied whom
-            (``member``, ``donor``), when (``budget``: units the member had
-            completed; ``generation``: synchronous PBT's generations completed,
-            so 1 after the first, the number the plot shows; None when
-            asynchronous), the metrics then, and each hyperparameter's change
-            (``changes``).
-        rungs: the successive-halving decisions: per rung its ``resource``
-            (the budget its trials complete), its trials and those promoted;
-            ``rung`` is the 0-based index of the papers' ``r_0 .. r_s``, so
-            ``rung: 0`` is what plots and tables call "rung 1"; Hyperband's
-            also name their ``bracket`` (the paper's ``s``, a parameter kept
-            as it is, not a position).
-        seconds: wall time of the run (summed over resumed parts).
-        space: each hyperparameter's domain (or constant) as text.
-        best_state: the trainable's state at the best evaluation (resumable
-            trainables; None for functions).
+    Attributes
+    ----------
+    algorithm
+        "hyperband", "successive_halving", "asha" or "pbt".
+    metric, mode
+        what was optimized and in which direction.
+    seed
+        the seed that reproduces the run.
+    settings
+        the tuner's arguments (max_resource, eta, population, ...).
+    trials
+        every trial, by id.
+    lineage
+        PBT's exploit/explore events, in order: who copied whom (``member``, ``donor``), when
+        (``budget``: units the member had completed; ``generation``: synchronous PBT's generations
+        completed, so 1 after the first, the number the plot shows; None when asynchronous), the
+        metrics then, and each hyperparameter's change (``changes``).
+    rungs
+        the successive-halving decisions: per rung its ``resource`` (the budget its trials
+        complete), its trials and those promoted; ``rung`` is the 0-based index of the papers'
+        ``r_0 .. r_s``, so ``rung: 0`` is what plots and tables call "rung 1"; Hyperband's also name
+        their ``bracket`` (the paper's ``s``, a parameter kept as it is, not a position).
+    seconds
+        wall time of the run (summed over resumed parts).
+    space
+        each hyperparameter's domain (or constant) as text.
+    best_state
+        the trainable's state at the best evaluation (resumable trainables; None for functions).
     """
 
     algorithm: str
@@ -203,7 +219,7 @@ class TuneResult:
     # ---- the best evaluation ------------------------------------------------
     @property
     def best_trial(self) -> Optional[TrialRecord]:
-        """The trial that reported the best metric (see :func:`best_evaluation`),
+        """The trial that reported the best metric (see ``best_evaluation``),
         or None when no trial reported a rankable metric."""
         best = best_evaluation(self.trials, self.mode)
         return None if best is None else best[0]
@@ -216,18 +232,35 @@ class TuneResult:
 
     @property
     def best_budget(self) -> Optional[int]:
-        """The budget at which :attr:`best_metric` was reported."""
+        """The budget at which [`best_metric`][fastadapt.tune.TuneResult.best_metric] was reported."""
         best = best_evaluation(self.trials, self.mode)
         return None if best is None else best[1]["budget"]
 
     @property
     def best_config(self) -> Optional[Dict[str, Any]]:
-        """The config that produced :attr:`best_metric` (for PBT: the member's
-        config at that time)."""
+        """The config that produced [`best_metric`][fastadapt.tune.TuneResult.best_metric] (for PBT:
+        the member's config at that time)."""
         best = best_evaluation(self.trials, self.mode)
         return None if best is None else best[0].config_at(best[1]["budget"])
 
     def trial(self, trial_id: int) -> TrialRecord:
+        """The trial with id ``trial_id``.
+
+        Parameters
+        ----------
+        trial_id
+            an id from ``trials`` (0-based, in the order trials were created).
+
+        Returns
+        -------
+        TrialRecord
+            that trial's record.
+
+        Raises
+        ------
+        KeyError
+            when no trial has that id.
+        """
         for t in self.trials:
             if t.trial_id == trial_id:
                 return t
@@ -239,6 +272,9 @@ class TuneResult:
         return sum(t.cost for t in self.trials)
 
     def count(self, status: str) -> int:
+        """How many trials ended in (or, for an interrupted run, are in)
+        ``status``: ``"completed"``, ``"stopped"``, ``"failed"``, ``"paused"``,
+        ``"running"`` or ``"pending"``."""
         return sum(t.status == status for t in self.trials)
 
     # ---- tables --------------------------------------------------------------
@@ -295,7 +331,8 @@ class TuneResult:
         return text
 
     def to_csv(self, path: Optional[PathLike] = None) -> str:
-        """:meth:`table` as CSV (written to ``path`` when given, atomically, UTF-8); returns the text."""
+        """[`table`][fastadapt.tune.TuneResult.table] as CSV (written to ``path`` when given,
+        atomically, UTF-8); returns the text."""
         rows = self.table()
         out = io.StringIO()
         columns = list(rows[0]) if rows else ["trial_id", "status"]
@@ -311,9 +348,9 @@ class TuneResult:
 
     # ---- plots ---------------------------------------------------------------
     def plot(self, path: Optional[PathLike] = None, **kwargs: Any) -> Any:
-        """PBT: :meth:`plot_population`; the others: :meth:`plot_rungs`.
-        Both take ``unit`` (what one budget unit is, "epochs", for the
-        labels) and ``title``."""
+        """PBT: [`plot_population`][fastadapt.tune.TuneResult.plot_population]; the others:
+        [`plot_rungs`][fastadapt.tune.TuneResult.plot_rungs]. Both take ``unit`` (what one budget
+        unit is, "epochs", for the labels) and ``title``."""
         if self.algorithm == "pbt":
             return self.plot_population(path, **kwargs)
         return self.plot_rungs(path, **kwargs)

@@ -1,7 +1,7 @@
 """Search spaces: bounded domains sampled from a seeded generator, moved by
 PBT's explore step and projected back into their bounds.
 
-A space is a plain dict from hyperparameter name to a domain or a constant::
+A space is a plain dict from hyperparameter name to a domain or a constant:
 
     space = {"lr": fa.tune.loguniform(1e-5, 1e-1),
              "batch_size": fa.tune.choice([16, 32, 64]),
@@ -11,7 +11,7 @@ A space is a plain dict from hyperparameter name to a domain or a constant::
     config = fa.tune.sample_config(space, rng)      # {"lr": ..., "batch_size": ..., ...}
 
 A nested dict is a nested config, as in Ray Tune: each of its domains is
-sampled and the trainable receives plain values at the same place::
+sampled and the trainable receives plain values at the same place:
 
     space = {"optim": {"lr": fa.tune.loguniform(1e-4, 1e-1), "momentum": 0.9}, "layers": fa.tune.randint(1, 4)}
     # config == {"optim": {"lr": 0.0031..., "momentum": 0.9}, "layers": 2}
@@ -51,8 +51,8 @@ BOUNDARIES = ("clip", "reflect")
 
 
 class Domain:
-    """A hyperparameter's prior and bounds. Subclasses: :class:`Float`,
-    :class:`Integer`, :class:`Categorical`."""
+    """A hyperparameter's prior and bounds. Subclasses: [`Float`][fastadapt.tune.Float],
+    [`Integer`][fastadapt.tune.Integer], [`Categorical`][fastadapt.tune.Categorical]."""
 
     def sample(self, rng: np.random.Generator) -> Any:
         """One value drawn from the prior with ``rng``."""
@@ -93,7 +93,8 @@ def _reflect(x: float, low: float, high: float) -> float:
 
 class Float(Domain):
     """Real values in ``[low, high]``, uniform in the value or (``log=True``)
-    in its logarithm. Build with :func:`uniform` or :func:`loguniform`."""
+    in its logarithm. Build with [`uniform`][fastadapt.tune.uniform] or
+    [`loguniform`][fastadapt.tune.loguniform]."""
 
     def __init__(self, low: float, high: float, *, log: bool = False):
         low = _checks.real("low", low)
@@ -149,7 +150,7 @@ class Float(Domain):
 
 class Integer(Domain):
     """Integers ``low <= v < high`` (upper bound excluded, as NumPy's and Ray
-    Tune's ``randint``), uniform. Build with :func:`randint`."""
+    Tune's ``randint``), uniform. Build with [`randint`][fastadapt.tune.randint]."""
 
     def __init__(self, low: int, high: int):
         low = _checks.integer("low", low, -(2 ** 62))
@@ -199,7 +200,7 @@ class Integer(Domain):
 class Categorical(Domain):
     """One of a fixed list of values, uniform. The list's order defines the
     neighbours that PBT's explore moves between (so list ordered values, e.g.
-    batch sizes, in order). Build with :func:`choice`."""
+    batch sizes, in order). Build with [`choice`][fastadapt.tune.choice]."""
 
     def __init__(self, values: Sequence[Any]):
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
@@ -223,6 +224,24 @@ class Categorical(Domain):
         return self.values[int(rng.integers(len(self.values)))]
 
     def index(self, value: Any) -> int:
+        """The position of ``value`` in ``values``: an equal value of the same
+        type first (so ``True`` does not match ``1``), else any equal value.
+
+        Parameters
+        ----------
+        value
+            one of the choices.
+
+        Returns
+        -------
+        int
+            its 0-based index.
+
+        Raises
+        ------
+        ValueError
+            when ``value`` is none of the choices.
+        """
         for i, v in enumerate(self.values):
             if v == value and type(v) is type(value):
                 return i

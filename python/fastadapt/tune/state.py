@@ -1,6 +1,6 @@
 """The tuner's own checkpoint, so ``resume=`` continues after a crash.
 
-A checkpoint directory holds::
+A checkpoint directory holds:
 
     tuner.json                     the tuner: trials, decisions so far, random streams, jobs in flight
     states/trial-<id>-v<k>.pkl     each live trial's trainable state, version k
@@ -17,7 +17,7 @@ What is pickled and what is not:
   the only pickles in a checkpoint. Unpickling can run code: load only
   checkpoints you wrote (resuming unpickles the states the tuner file names).
 
-Every file is written through :mod:`fastadapt._files` (a fresh exclusive
+Every file is written through ``fastadapt._files`` (a fresh exclusive
 temporary file in the same directory, fsync, then an atomic rename). The
 tuner file is rewritten after every finished job and every decision. A
 trial's new state is written under a new version *before* the tuner file
@@ -77,7 +77,7 @@ def _array_from_text(text: Any) -> np.ndarray:
 
 
 def encode(value: Any, objects: Optional[Dict[type, Callable[[Any], Dict[str, Any]]]] = None) -> Any:
-    """``value`` as JSON-ready data that :func:`decode` turns back into an
+    """``value`` as JSON-ready data that ``decode`` turns back into an
     equal value of the same types. ``objects``: class -> function giving a
     dict of its fields (decoded by a matching ``decode`` hook). TypeError
     naming the type for anything else (functions, arbitrary objects)."""
@@ -116,8 +116,8 @@ def encode(value: Any, objects: Optional[Dict[type, Callable[[Any], Dict[str, An
 
 
 def decode(data: Any, objects: Optional[Dict[str, Callable[[Dict[str, Any]], Any]]] = None) -> Any:
-    """The value :func:`encode` wrote. ValueError (or TypeError/KeyError,
-    which :meth:`CheckpointStore.load` reports as ValueError) for anything
+    """The value ``encode`` wrote. ValueError (or TypeError/KeyError,
+    which ``CheckpointStore.load`` reports as ValueError) for anything
     that is not such data. ``objects``: name -> function building the
     object from its decoded fields (it must check them)."""
     if data is None or isinstance(data, (bool, str, int, float)):
@@ -182,7 +182,7 @@ def _list(body: Any, tag: str) -> list:
 
 
 def encodable(value: Any) -> Optional[str]:
-    """None when :func:`encode` can store ``value`` (and gives it back equal),
+    """None when ``encode`` can store ``value`` (and gives it back equal),
     else why not."""
     try:
         encode(value)

@@ -1,6 +1,6 @@
 """The trainable protocol: what a tuner needs from the thing it tunes.
 
-A trainable is a class built from a config::
+A trainable is a class built from a config:
 
     class MyTrainable(fa.tune.Trainable):
         def __init__(self, config):
@@ -43,29 +43,50 @@ class Trainable:
     """Base class documenting the protocol (subclassing it is optional: any
     class with these methods works).
 
-    Methods:
-        __init__(config): build everything from a config dict.
-        train(budget) -> metric: train ``budget`` *more* units (int >= 1) and
-            return the metric after them, as a number or a dict holding the
-            tuner's ``metric`` key (other numbers in it are kept in the
-            trial's history). A metric that is NaN or infinite fails the
-            trial (it diverged); it never becomes the best.
-        save() -> state: picklable state (params, optimizer ``state_dict()``,
-            counters). Optional, with ``load``. A state that cannot be
-            pickled fails the trial (on every executor), and with
-            ``checkpoint_dir`` states are written as pickles (the tuner's
-            own state is JSON; see ``fastadapt.tune.state``).
-        load(state): restore what ``save`` returned. Hyperparameters in the
-            state (an optimizer's lr) may be another member's: PBT calls
-            ``set_config`` right after ``load``.
-        set_config(config): apply new hyperparameters to a trained state.
-            Needed by PBT; a Hyperband trial's config never changes.
+    A trainable is built from a config dict, ``__init__(config)``, and has
+    [`train`][fastadapt.tune.Trainable.train]. Three more methods are optional:
+
+    - ``save() -> state``: picklable state (params, optimizer
+      ``state_dict()``, counters); with ``load``, it makes the trainable
+      resumable. A state that cannot be pickled fails the trial (on every
+      executor), and with ``checkpoint_dir`` states are written as pickles
+      (the tuner's own state is JSON; see ``fastadapt.tune.state``).
+    - ``load(state)``: restore what ``save`` returned. Hyperparameters in
+      the state (an optimizer's lr) may be another member's: PBT calls
+      ``set_config`` right after ``load``.
+    - ``set_config(config)``: apply new hyperparameters to a trained state.
+      Needed by PBT; a Hyperband trial's config never changes.
+
+    Parameters
+    ----------
+    config
+        the trial's hyperparameters, one value per key of the space.
     """
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = dict(config)
 
     def train(self, budget: int) -> Any:
+        """Train ``budget`` *more* units and return the metric after them.
+
+        Parameters
+        ----------
+        budget
+            resource units (epochs, steps, ...) to train on top of those done,
+            an int >= 1.
+
+        Returns
+        -------
+        Any
+            the metric, a number or a dict holding the tuner's ``metric`` key
+            (other numbers in the dict are kept in the trial's history). A NaN
+            or infinite metric fails the trial: it diverged.
+
+        Raises
+        ------
+        NotImplementedError
+            here; a trainable defines its own.
+        """
         raise NotImplementedError(f"{type(self).__name__}.train(budget) must train `budget` more units and "
                                   f"return the metric")
 

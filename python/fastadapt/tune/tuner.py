@@ -64,49 +64,59 @@ def _trial_from_fields(fields: Dict[str, Any]) -> TrialRecord:
 
 
 class Tuner:
-    """Base class of :class:`Hyperband`, :class:`SuccessiveHalving`,
-    :class:`ASHA` and :class:`PBT`. Common arguments:
-
-    Args:
-        trainable: a class following :class:`fastadapt.tune.Trainable`'s
-            protocol, or a function ``f(config, budget) -> metric``.
-        space: dict of name -> domain (``fa.tune.uniform`` ...) or constant.
-        metric: the key to read when ``train`` returns a dict.
-        mode: "min" (lower is better) or "max".
-        seed: seeds every random draw (configs, PBT decisions); None draws a
-            fresh seed, recorded in the result.
-        executor: "process" (local worker processes, the default),
-            "sequential" (in this process), "ray", or an Executor instance.
-        initial_configs: configs (possibly partial; the rest is sampled) to
-            try before sampled ones, as Optuna's ``enqueue_trial`` and Ray
-            Tune's ``points_to_evaluate``.
-        max_retries: times a job is re-run after its worker process died (a
-            trainable that raises is not retried: it would raise again).
-        checkpoint_dir: where the tuner saves itself after every outcome.
-        resume: False: start afresh (an existing checkpoint is overwritten);
-            True: continue from ``checkpoint_dir`` (it must exist); "auto":
-            continue when a checkpoint is there, else start.
-        progress: report each finished job on stderr.
-        on_result: called with the trial after each recorded outcome (after
-            the checkpoint is written); raising stops the run.
-        trial_timeout: seconds one job of a trial (one ``train`` call with
-            its ``load``/``save``) may run; None (default): no limit. A job
-            past it fails its trial ("trial 3 ran past trial_timeout=2.0 s")
-            and the run goes on. Every executor honours it: the process pool
-            kills the worker process, Ray cancels the task (killing its
-            worker); the sequential executor runs the job in a thread and,
-            as Python cannot kill a thread, abandons it (it may keep
-            running in the background; its result is discarded). Not part
-            of the checkpoint's setup check: a resumed run may change it.
+    """Base class of [`Hyperband`][fastadapt.tune.Hyperband],
+    [`SuccessiveHalving`][fastadapt.tune.SuccessiveHalving], [`ASHA`][fastadapt.tune.ASHA] and
+    [`PBT`][fastadapt.tune.PBT]; its arguments (below) are theirs too.
 
     Checkpoints: the tuner's own state is written as JSON (``tuner.json``,
     never a pickle, so resuming never runs code from it); only what the
     trainable's ``save()`` returns is pickled (``states/*.pkl``). Load only
-    checkpoints you wrote. See :mod:`fastadapt.tune.state`.
+    checkpoints you wrote. See ``fastadapt.tune.state``.
 
     A metric that is NaN or infinite fails its trial (it diverged) and never
     ranks or wins; a ``save()`` result that cannot be pickled fails its
     trial too, the same on every executor.
+
+    Parameters
+    ----------
+    trainable
+        a class following [`fastadapt.tune.Trainable`][fastadapt.tune.Trainable]'s protocol, or a function
+        ``f(config, budget) -> metric``.
+    space
+        dict of name -> domain (``fa.tune.uniform`` ...) or constant.
+    metric
+        the key to read when ``train`` returns a dict.
+    mode
+        "min" (lower is better) or "max".
+    seed
+        seeds every random draw (configs, PBT decisions); None draws a fresh seed, recorded in the
+        result.
+    executor
+        "process" (local worker processes, the default), "sequential" (in this process), "ray", or
+        an Executor instance.
+    initial_configs
+        configs (possibly partial; the rest is sampled) to try before sampled ones, as Optuna's
+        ``enqueue_trial`` and Ray Tune's ``points_to_evaluate``.
+    max_retries
+        times a job is re-run after its worker process died (a trainable that raises is not retried:
+        it would raise again).
+    checkpoint_dir
+        where the tuner saves itself after every outcome.
+    resume
+        False: start afresh (an existing checkpoint is overwritten); True: continue from
+        ``checkpoint_dir`` (it must exist); "auto": continue when a checkpoint is there, else start.
+    progress
+        report each finished job on stderr.
+    on_result
+        called with the trial after each recorded outcome (after the checkpoint is written); raising
+        stops the run.
+    trial_timeout
+        seconds one job of a trial (one ``train`` call with its ``load``/``save``) may run; None
+        (default): no limit. A job past it fails its trial ("trial 3 ran past trial_timeout=2.0 s")
+        and the run goes on. Every executor honours it: the process pool kills the worker process,
+        Ray cancels the task (killing its worker); the sequential executor runs the job in a thread
+        and, as Python cannot kill a thread, abandons it (it may keep running in the background; its
+        result is discarded). Not part of the checkpoint's setup check: a resumed run may change it.
     """
 
     algorithm: ClassVar[str] = ""
@@ -338,7 +348,7 @@ class Tuner:
 
     def _snapshot_if_best(self, trial: TrialRecord, state: Any) -> None:
         """Keep ``state`` as ``best_state`` when the trial's newest metric is the
-        best seen (ties as :func:`best_evaluation` breaks them)."""
+        best seen (ties as ``best_evaluation`` breaks them)."""
         metric = trial.history[-1]["metric"]
         if not metric_is_valid(metric):
             return
@@ -398,7 +408,7 @@ class Tuner:
 
     def prepare(self) -> None:
         """Read the checkpoint (when resuming) or set up a fresh run, without
-        running any job. :meth:`run` calls it; call it first to have a
+        running any job. [`run`][fastadapt.tune.Tuner.run] calls it; call it first to have a
         missing, damaged or mismatched checkpoint refused before anything
         else starts (ValueError or FileNotFoundError naming the file)."""
         store = self._store

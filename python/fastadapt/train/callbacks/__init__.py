@@ -2,19 +2,19 @@
 arguments, one per module (also ``fastadapt.callbacks``, as Keras's
 ``keras.callbacks``, and ``fastadapt.<Name>``).
 
-- ``base.py``: :class:`Callback` (the hooks, ``state_dict``), ``HOOKS``,
+- ``base.py``: [`Callback`][fastadapt.Callback] (the hooks, ``state_dict``), ``HOOKS``,
   and the checks the trainer runs on a callback list;
-- :class:`ModelCheckpoint` saves the run (or its params) every epoch, or
+- [`ModelCheckpoint`][fastadapt.ModelCheckpoint] saves the run (or its params) every epoch, or
   only when a monitored metric improves;
-- :class:`CSVLogger` writes each epoch's logs to a CSV file;
-- :class:`LambdaCallback` turns functions into a callback;
-- :class:`TerminateOnNaN` stops a run whose loss became NaN or infinite;
-- :class:`BackupAndRestore` resumes a crashed ``fit`` where it stopped;
-- :class:`LearningRateScheduler` sets the lr each epoch from
+- [`CSVLogger`][fastadapt.CSVLogger] writes each epoch's logs to a CSV file;
+- [`LambdaCallback`][fastadapt.LambdaCallback] turns functions into a callback;
+- [`TerminateOnNaN`][fastadapt.TerminateOnNaN] stops a run whose loss became NaN or infinite;
+- [`BackupAndRestore`][fastadapt.BackupAndRestore] resumes a crashed ``fit`` where it stopped;
+- [`LearningRateScheduler`][fastadapt.LearningRateScheduler] sets the lr each epoch from
   ``schedule(epoch, lr)``;
 - ``_drivers.py``: which controller drives which hyperparameter (every
   controller that sets one registers there, the ones in
-  :mod:`fastadapt.schedules` too).
+  ``fastadapt.schedules`` too).
 
 Library modules import what they need from the module that defines it
 (``.callbacks.base``), not from here: this package imports every callback,

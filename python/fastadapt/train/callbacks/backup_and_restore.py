@@ -34,13 +34,16 @@ class BackupAndRestore(Callback):
     the backup is deleted, as Keras deletes it, unless
     ``delete_checkpoint=False``; an exception leaves it in place.
 
-    Works with :class:`fastadapt.Trainer`; DataParallel has the same built in
+    Works with [`fastadapt.Trainer`][fastadapt.Trainer]; DataParallel has the same built in
     (``fit(checkpoint_dir=..., resume=True)``).
 
-    Args:
-        backup_dir: a directory for the backup (created if missing). Use one
-            per run: two runs sharing it would restore each other's state.
-        delete_checkpoint: delete the backup when ``fit`` finishes.
+    Parameters
+    ----------
+    backup_dir
+        a directory for the backup (created if missing). Use one per run: two runs sharing it would
+        restore each other's state.
+    delete_checkpoint
+        delete the backup when ``fit`` finishes.
     """
 
     def __init__(self, backup_dir: Any, delete_checkpoint: bool = True):
@@ -82,6 +85,7 @@ class BackupAndRestore(Callback):
                 os.rmdir(self.backup_dir)
 
     def state_dict(self) -> Dict[str, Any]:
+        """Empty: the backup is the checkpoint itself; nothing of it goes into one."""
         return {}
 
     def __repr__(self) -> str:

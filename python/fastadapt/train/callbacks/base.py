@@ -2,7 +2,7 @@
 
 A callback is any object with some of these methods; `Callback` gives no-op
 defaults so subclasses override only what they need. The trainer (or a
-user's own loop) calls them in this order::
+user's own loop) calls them in this order:
 
     on_train_begin(trainer)
     for each epoch:

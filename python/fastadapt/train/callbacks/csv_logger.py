@@ -38,16 +38,19 @@ class CSVLogger(Callback):
     whole, atomically, after each epoch (``fastadapt._files``), so a crash
     never leaves a torn row and the columns stay aligned.
 
-    Args:
-        filename: the CSV file (its directory must exist).
-        separator: the field separator (one character).
-        append: keep the rows already in the file (Keras's ``append``; a
-            header that differs is merged as above); False starts it anew
-            at every ``fit``.
-
     The rows travel in ``state_dict``: a run resumed from a checkpoint
     (``BackupAndRestore``, ``trainer.load_checkpoint``) writes exactly the
     rows of the epochs before the checkpoint, then its own.
+
+    Parameters
+    ----------
+    filename
+        the CSV file (its directory must exist).
+    separator
+        the field separator (one character).
+    append
+        keep the rows already in the file (Keras's ``append``; a header that differs is merged as
+        above); False starts it anew at every ``fit``.
     """
 
     def __init__(self, filename: Any, separator: str = ",", append: bool = False):
@@ -106,9 +109,21 @@ class CSVLogger(Callback):
         write_text(self.filename, buffer.getvalue())
 
     def state_dict(self) -> Dict[str, Any]:
+        """``{"keys": [...], "rows": [...]}``: the columns and every row written so
+        far (as cell text), so a resumed run rewrites exactly the rows of the
+        epochs before its checkpoint."""
         return {"keys": list(self.keys), "rows": [dict(r) for r in self.rows]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what [`state_dict`][fastadapt.CSVLogger.state_dict] returned; the next write starts from
+        these rows instead of the file's.
+
+        Raises
+        ------
+        ValueError
+            when a key is missing or extra, or the columns or rows are not lists
+            of strings and of ``{column: text}`` dicts.
+        """
         check_state_keys("CSVLogger", state_dict, ("keys", "rows"))
         keys, rows = state_dict["keys"], state_dict["rows"]
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):

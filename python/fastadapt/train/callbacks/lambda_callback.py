@@ -55,8 +55,8 @@ class LambdaCallback(Callback):
     batch-begin hook in fastadapt; passing one (or any other name) is a
     TypeError naming the hooks.
 
-    Example::
-
+    Examples
+    --------
         fa.LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))
     """
 

@@ -50,17 +50,19 @@ class LearningRateScheduler(Callback):
     beside a default of 0 are refused at binding. The bases travel in
     ``state_dict``, so a resumed run keeps the original ratios.
 
-    Args:
-        schedule: ``(epoch, lr) -> lr``; the value must be a finite number
-            the optimizer accepts (>= 0).
-        verbose: 1 prints the lr it sets.
-
     Another controller that also drives the lr (ReduceLROnPlateau,
     AdaptiveLR, a Scheduler of lr) on the same optimizer is warned about
     when both are bound: each would overwrite the other.
 
-    Example::
+    Parameters
+    ----------
+    schedule
+        ``(epoch, lr) -> lr``; the value must be a finite number the optimizer accepts (>= 0).
+    verbose
+        1 prints the lr it sets.
 
+    Examples
+    --------
         def schedule(epoch, lr):
             return lr if epoch < 10 else lr * math.exp(-0.1)
         trainer.fit(data, epochs=20, ...)  # with callbacks=[fa.LearningRateScheduler(schedule)]
@@ -121,9 +123,19 @@ class LearningRateScheduler(Callback):
 
     # ---- state --------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        """``{"bases": [...]}``: every lr group's lr when the callback was bound
+        (None before), so a resumed run keeps the groups' original ratios."""
         return {"bases": None if self._bases is None else list(self._bases)}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what [`state_dict`][fastadapt.LearningRateScheduler.state_dict] returned.
+
+        Raises
+        ------
+        ValueError
+            when the key is missing or extra, the bases are not a list of finite
+            lrs >= 0, or a bound optimizer has another number of lr groups.
+        """
         check_state_keys("LearningRateScheduler", state_dict, ("bases",))
         bases = state_dict["bases"]
         if bases is not None:

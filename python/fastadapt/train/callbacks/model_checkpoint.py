@@ -30,7 +30,7 @@ class ModelCheckpoint(Callback):
     """Save the training state to ``filepath`` after every epoch, or only when
     ``monitor`` improves (``save_best_only=True``).
 
-    What is saved: with a :class:`fastadapt.Trainer`, the trainer's
+    What is saved: with a [`fastadapt.Trainer`][fastadapt.Trainer], the trainer's
     checkpoint (``trainer.save_checkpoint``: params, optimizer state, every
     callback's state, history; resume with ``trainer.load_checkpoint``); with
     ``save_weights_only=True``, the params alone as
@@ -53,22 +53,29 @@ class ModelCheckpoint(Callback):
     Without fields, ``save_best_only=False`` keeps the last state and
     ``True`` the best. Missing directories are created.
 
-    Args:
-        filepath: where to save (see above).
-        monitor: the log key compared with ``save_best_only``.
-        verbose: 1 prints a line when it saves.
-        save_best_only: save only when ``monitor`` improves on the best so far.
-        save_weights_only: save the params only, not the whole run.
-        mode: ``"min"``, ``"max"`` or ``"auto"`` (Keras's rule: ``max`` when the
-            name holds ``acc`` or ``auc`` or starts with ``fmeasure``).
-        save_freq: ``"epoch"`` or an int N: save after every N optimizer
-            steps (then ``monitor`` is read from the step's logs, which hold
-            ``loss``, ``lr`` and ``grad_norm``).
-        initial_value_threshold: with ``save_best_only``, a value the metric
-            must beat before the first save.
-
     The best value travels in ``state_dict``, so a resumed run does not
     overwrite the best file with a worse one. A NaN metric never improves.
+
+    Parameters
+    ----------
+    filepath
+        where to save (see above).
+    monitor
+        the log key compared with ``save_best_only``.
+    verbose
+        1 prints a line when it saves.
+    save_best_only
+        save only when ``monitor`` improves on the best so far.
+    save_weights_only
+        save the params only, not the whole run.
+    mode
+        ``"min"``, ``"max"`` or ``"auto"`` (Keras's rule: ``max`` when the name holds ``acc`` or
+        ``auc`` or starts with ``fmeasure``).
+    save_freq
+        ``"epoch"`` or an int N: save after every N optimizer steps (then ``monitor`` is read from
+        the step's logs, which hold ``loss``, ``lr`` and ``grad_norm``).
+    initial_value_threshold
+        with ``save_best_only``, a value the metric must beat before the first save.
     """
 
     def __init__(self, filepath: Any, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
@@ -223,9 +230,20 @@ class ModelCheckpoint(Callback):
 
     # ---- state --------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        """``{"best": ..., "steps_since_save": ...}``: the best monitored value so far
+        (so a resumed run does not overwrite the best file with a worse one) and the
+        steps counted towards the next save with an integer ``save_freq``."""
         return {"best": self.best, "steps_since_save": self._steps_since_save}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what [`state_dict`][fastadapt.ModelCheckpoint.state_dict] returned.
+
+        Raises
+        ------
+        ValueError
+            when a key is missing or extra, ``best`` is not a number (or is NaN),
+            or ``steps_since_save`` is not an int >= 0.
+        """
         check_state_keys("ModelCheckpoint", state_dict, ("best", "steps_since_save"))
         best, steps = state_dict["best"], state_dict["steps_since_save"]
         if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best):

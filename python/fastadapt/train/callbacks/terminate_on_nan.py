@@ -52,4 +52,5 @@ class TerminateOnNaN(Callback):
             self._stop(trainer, f"Epoch {epoch + 1}", (epoch, None))
 
     def state_dict(self) -> Dict[str, Any]:
+        """Empty: the callback keeps no state between epochs."""
         return {}
