@@ -132,6 +132,9 @@ def _raise_alarm(signum, frame):
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals go to the main thread")
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="Python 3.9 can run a signal handler between a with block's "
+                    "end and its __exit__ (bpo-29988, fixed in 3.10), which leaves the busy lock held; documented "
+                    "in docs/guide/speed.md")
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_alarms_around_update_never_leave_the_lock_held_or_a_step_half_done(momentum):
     steps = 400

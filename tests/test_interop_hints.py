@@ -246,11 +246,23 @@ def test_foreign_memory_owner_is_viewed_not_copied(cls, how, conv):
     memory = np.arange(6, dtype=np.float32).reshape(3, 2)
     owner = cls(memory)
     msg = _refused(_params(owner), _grads(), TypeError)
+    view = np.from_dlpack(owner) if cls is _DLPackOnly else np.asarray(owner)
+    if cls is _DLPackOnly and not view.flags.writeable:
+        # NumPy 1.x: np.from_dlpack views are read-only, so the hint says so and offers the copy
+        from fastadapt._interop import FROM_DLPACK_WRITABLE
+        assert not FROM_DLPACK_WRITABLE
+        assert msg == (f"params['w']: expected a float32 or float64 NumPy array, got {cls.__name__}; it exposes "
+                       f"its memory through DLPack, but NumPy {np.__version__}'s np.from_dlpack gives a read-only "
+                       f"view (NumPy >= 2 gives a writable one): upgrade NumPy, or store a NumPy copy "
+                       f"(np.from_dlpack(p).copy()) in the structure, keep using it, and copy it back into the "
+                       f"original yourself")
+        assert np.array_equal(memory, np.arange(6, dtype=np.float32).reshape(3, 2))
+        _refused(_params(view), _grads(), ValueError)
+        return
     assert msg == (f"params['w']: expected a float32 or float64 NumPy array, got {cls.__name__}; it exposes its "
                    f"memory through {how}, so store {conv} in the structure: a NumPy view of the same memory "
                    f"that is updated in place (it must be writable, float32/float64 and C-contiguous)")
     assert np.array_equal(memory, np.arange(6, dtype=np.float32).reshape(3, 2))
-    view = np.from_dlpack(owner) if cls is _DLPackOnly else np.asarray(owner)
     fa.Adam(lr=0.1).update(_params(view), _grads())
     assert not np.array_equal(memory, np.arange(6, dtype=np.float32).reshape(3, 2))
 

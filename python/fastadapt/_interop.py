@@ -104,6 +104,11 @@ def not_array(obj: Any, role: str, written: bool, dtype: str = "float32") -> str
     how = _exposes_memory(obj)
     if how:
         conv = f"np.from_dlpack({name})" if how == "DLPack" else f"np.asarray({name})"
+        if written and how == "DLPack" and not FROM_DLPACK_WRITABLE:
+            return (f"it exposes its memory through DLPack, but NumPy {np.__version__}'s np.from_dlpack gives a "
+                    f"read-only view (NumPy >= 2 gives a writable one): upgrade NumPy, or store a NumPy copy "
+                    f"(np.from_dlpack({name}).copy()) in the structure, keep using it, and copy it back into "
+                    f"the original yourself")
         if written:
             return (f"it exposes its memory through {how}, so store {conv} in the structure: a NumPy view of "
                     f"the same memory that is updated in place (it must be writable, float32/float64 and "
@@ -115,6 +120,11 @@ def not_array(obj: Any, role: str, written: bool, dtype: str = "float32") -> str
     if written:
         return f"it is modified in place, so pass a NumPy array (np.asarray(x, dtype=np.{dtype})) and use that array"
     return f"pass np.asarray({'x' if role != 'grads' else 'g'}, dtype=np.{dtype})"
+
+
+# NumPy 1.x marks every array np.from_dlpack makes read-only; NumPy 2 makes a
+# writable view when the producer allows it.
+FROM_DLPACK_WRITABLE = int(np.__version__.split(".")[0]) >= 2
 
 
 def read_only(arr: np.ndarray) -> str:

@@ -208,7 +208,7 @@ class Optimizer:
             raise TypeError(f"overrides must be a dict {{pattern: {{name: value}}}} or a list of (pattern, "
                             f"{{name: value}}) pairs, got {type(overrides).__name__}")
         items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
-        out = []
+        out: List[Tuple[Pattern, Dict[str, Any]]] = []
         for entry in items:
             if not (isinstance(entry, tuple) and len(entry) == 2):
                 raise TypeError(f"overrides entries must be (pattern, {{name: value}}) pairs, got {entry!r}")
