@@ -286,6 +286,31 @@ def test_list_param_keeps_the_generic_hint():
                    "using that array")
 
 
+def test_numpy_scalar_param_is_immutable_and_a_0d_array_is_updated():
+    # np.float64 has an __array_interface__, but np.asarray of it is a new array, not a view
+    params = {"a": np.arange(4, dtype=np.float32), "b": np.float64(0.5)}
+    grads = {"a": np.full(4, 0.5, np.float32), "b": np.array(1.0)}
+    msg = _refused(params, grads, TypeError)
+    assert msg == ("params['b']: expected a float32 or float64 NumPy array, got float64; a NumPy scalar (float64) "
+                   "is immutable, so it cannot be updated in place: store a 0-d array (np.array(x, "
+                   "dtype=np.float64)) in the structure and keep using that array")
+    params["b"] = np.array(params["b"], dtype=np.float64)
+    fa.Adam(lr=0.1).update(params, grads)
+    assert params["b"].shape == () and abs(params["b"] - 0.4) < 1e-6   # Adam's first step: lr * sign(g)
+
+
+def test_numpy_scalar_gradient_becomes_a_0d_array():
+    params = {"a": np.arange(4, dtype=np.float32), "b": np.array(0.5, np.float32)}
+    grads = {"a": np.full(4, 0.5, np.float32), "b": np.float32(1.0)}
+    with pytest.raises(TypeError) as info:
+        fa.Adam(lr=0.1).update(params, grads)
+    assert str(info.value).endswith("got float32; pass np.asarray(g, dtype=np.float32) (a NumPy scalar becomes a "
+                                    "0-d array)")
+    grads["b"] = np.asarray(grads["b"], dtype=np.float32)
+    fa.Adam(lr=0.1).update(params, grads)
+    assert abs(params["b"] - 0.4) < 1e-6
+
+
 class _DLPackOnly:
     """An owner that shares its memory only through DLPack (like a CPU tensor of another library)."""
 

@@ -134,6 +134,14 @@ def not_array(obj: Any, role: str, written: bool, dtype: str = "float32") -> str
         if obj.device.type != "cpu":
             return f"pass {name}.detach().cpu().numpy()"
         return f"pass {name}.detach().numpy() (a view of the tensor's memory, no copy)"
+    if isinstance(obj, np.generic):
+        # A NumPy scalar (np.float64(0.5), what x.mean() returns) has an
+        # __array_interface__, but it is immutable and np.asarray makes a new array.
+        if written:
+            kind = obj.dtype.name if obj.dtype in (np.float32, np.float64) else dtype
+            return (f"a NumPy scalar ({type(obj).__name__}) is immutable, so it cannot be updated in place: "
+                    f"store a 0-d array (np.array(x, dtype=np.{kind})) in the structure and keep using that array")
+        return f"pass np.asarray({name}, dtype=np.{dtype}) (a NumPy scalar becomes a 0-d array)"
     how = _exposes_memory(obj)
     if how:
         conv = f"np.from_dlpack({name})" if how == "DLPack" else f"np.asarray({name})"
