@@ -175,6 +175,74 @@ def test_jax_gradient_read_only_view_is_enough():
     assert params["w"].all()
 
 
+# --- values traced by JAX or autograd (the optimizer called inside the transformed function) ---
+
+TRACED_JAX = ("it is a JAX tracer, the stand-in that jax.grad, jax.jit or jax.vmap passes through the function "
+              "it transforms, so the optimizer was called inside that function (a jitted training step, say); "
+              "transform only the loss and call opt.update after it returns: grads = jax.grad(loss)(params, "
+              "batch), then opt.update(params, grads) with the params kept as NumPy arrays and each gradient "
+              "converted with np.asarray(g)")
+TRACED_AUTOGRAD = ("it is an autograd box, the stand-in that autograd's grad passes through the function it "
+                   "differentiates, so the optimizer was called inside that function; call opt.update outside "
+                   "it, with the gradients grad(loss)(params, batch) returns (plain NumPy arrays)")
+
+
+@pytest.mark.parametrize("transform", ["grad", "jit"])
+def test_jax_tracer_says_to_update_outside_the_transformed_function(transform):
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    params = _params(np.arange(6, dtype=np.float32).reshape(3, 2))
+    seen = []
+
+    def loss(w):
+        as_param = _refused(_params(w), _grads(), TypeError)
+        as_grad = _refused(_params(np.zeros((3, 2), np.float32)), {**_grads(), "w": w * 0.5}, TypeError)
+        with pytest.raises(Exception):  # why the hint does not suggest np.asarray / np.array of it
+            np.asarray(w)
+        seen.append((type(w).__name__, as_param, as_grad))
+        return jnp.sum(w * w)
+
+    (jax.grad(loss) if transform == "grad" else jax.jit(loss))(jnp.asarray(params["w"]))
+    [(name, as_param, as_grad)] = seen
+    assert as_param == f"params['w']: expected a float32 or float64 NumPy array, got {name}; {TRACED_JAX}"
+    assert as_grad == (f"grads['w']: expected a NumPy array like params['w'] (float32, shape (3, 2)), got {name}; "
+                       f"{TRACED_JAX}")
+    # Following the advice: jax.grad outside, its gradients as NumPy arrays, the params updated.
+    before = params["w"].copy()
+    grads = jax.grad(lambda p: sum(jnp.sum(v * v) for v in p.values()))(params)
+    fa.Adam(lr=0.1).update(params, {k: np.asarray(g) for k, g in grads.items()})
+    assert not np.array_equal(params["w"], before)
+
+
+def test_autograd_box_says_to_update_outside_grad():
+    autograd = pytest.importorskip("autograd")
+    anp = pytest.importorskip("autograd.numpy")
+    params = _params(np.arange(6, dtype=np.float32).reshape(3, 2))
+    seen = []
+
+    def loss(p):
+        with pytest.raises(TypeError) as info:  # the whole tree is one box (a DictBox)
+            fa.Adam(lr=0.1).update(p, _grads())
+        seen.append(str(info.value))
+        seen.append(_refused(_params(p["w"]), _grads(), TypeError))
+        seen.append(_refused(_params(np.zeros((3, 2), np.float32)), {**_grads(), "w": p["w"] * 0.5}, TypeError))
+        with pytest.raises(ValueError):  # why the hint does not suggest np.asarray of it
+            np.asarray(p["w"], dtype=np.float32)
+        return anp.sum(p["w"] * p["w"]) + anp.sum(p["a"])
+
+    autograd.grad(loss)(params)
+    assert seen == [f"params: expected a float32 or float64 NumPy array, got DictBox; {TRACED_AUTOGRAD}",
+                    f"params['w']: expected a float32 or float64 NumPy array, got ArrayBox; {TRACED_AUTOGRAD}",
+                    f"grads['w']: expected a NumPy array like params['w'] (float32, shape (3, 2)), got ArrayBox; "
+                    f"{TRACED_AUTOGRAD}"]
+    # Following the advice: the gradients grad returns are plain arrays of the params' dtype.
+    before = params["w"].copy()
+    grads = autograd.grad(lambda p: anp.sum(p["w"] * p["w"]) + anp.sum(p["a"]))(params)
+    assert all(type(g) is np.ndarray and g.dtype == np.float32 for g in grads.values())
+    fa.Adam(lr=0.1).update(params, grads)
+    assert not np.array_equal(params["w"], before)
+
+
 # --- plain NumPy and buffer owners ---------------------------------------------
 
 def test_numpy_non_contiguous_param_does_not_suggest_a_copy():
@@ -216,6 +284,31 @@ def test_list_param_keeps_the_generic_hint():
     assert msg == ("params['w']: expected a float32 or float64 NumPy array, got list; parameters are updated in "
                    "place, so store a NumPy array (np.asarray(x, dtype=np.float32)) in the structure and keep "
                    "using that array")
+
+
+def test_numpy_scalar_param_is_immutable_and_a_0d_array_is_updated():
+    # np.float64 has an __array_interface__, but np.asarray of it is a new array, not a view
+    params = {"a": np.arange(4, dtype=np.float32), "b": np.float64(0.5)}
+    grads = {"a": np.full(4, 0.5, np.float32), "b": np.array(1.0)}
+    msg = _refused(params, grads, TypeError)
+    assert msg == ("params['b']: expected a float32 or float64 NumPy array, got float64; a NumPy scalar (float64) "
+                   "is immutable, so it cannot be updated in place: store a 0-d array (np.array(x, "
+                   "dtype=np.float64)) in the structure and keep using that array")
+    params["b"] = np.array(params["b"], dtype=np.float64)
+    fa.Adam(lr=0.1).update(params, grads)
+    assert params["b"].shape == () and abs(params["b"] - 0.4) < 1e-6   # Adam's first step: lr * sign(g)
+
+
+def test_numpy_scalar_gradient_becomes_a_0d_array():
+    params = {"a": np.arange(4, dtype=np.float32), "b": np.array(0.5, np.float32)}
+    grads = {"a": np.full(4, 0.5, np.float32), "b": np.float32(1.0)}
+    with pytest.raises(TypeError) as info:
+        fa.Adam(lr=0.1).update(params, grads)
+    assert str(info.value).endswith("got float32; pass np.asarray(g, dtype=np.float32) (a NumPy scalar becomes a "
+                                    "0-d array)")
+    grads["b"] = np.asarray(grads["b"], dtype=np.float32)
+    fa.Adam(lr=0.1).update(params, grads)
+    assert abs(params["b"] - 0.4) < 1e-6
 
 
 class _DLPackOnly:

@@ -7,6 +7,9 @@ for an immutable array (JAX) it says that a copy is needed and how to keep
 using it; for a non-contiguous view it says that a copy would break the link
 and that the original must be made contiguous. Only the error paths call
 these functions; they read attributes of the object and never modify it.
+A value being traced by JAX or autograd (the optimizer called inside the
+function they transform) has no memory at all: its hint says where to call
+the optimizer instead.
 """
 
 from __future__ import annotations
@@ -24,6 +27,33 @@ JAX_COPY = ("JAX arrays are immutable, so they cannot be updated in place and a 
 
 def _module(obj: Any) -> str:
     return (getattr(type(obj), "__module__", "") or "").split(".")[0]
+
+
+# A value inside a function that JAX or autograd is transforming is a stand-in
+# (a JAX Tracer, an autograd Box) with no memory to view or copy: np.asarray
+# of it raises (JAX) or makes an object array (autograd). The only fix is to
+# call the optimizer outside the transformed function.
+TRACED = {
+    "jax": ("it is a JAX tracer, the stand-in that jax.grad, jax.jit or jax.vmap passes through the function "
+            "it transforms, so the optimizer was called inside that function (a jitted training step, say); "
+            "transform only the loss and call opt.update after it returns: grads = jax.grad(loss)(params, "
+            "batch), then opt.update(params, grads) with the params kept as NumPy arrays and each gradient "
+            "converted with np.asarray(g)"),
+    "autograd": ("it is an autograd box, the stand-in that autograd's grad passes through the function it "
+                 "differentiates, so the optimizer was called inside that function; call opt.update outside "
+                 "it, with the gradients grad(loss)(params, batch) returns (plain NumPy arrays)"),
+}
+
+
+def traced_by(obj: Any) -> str:
+    """'jax' or 'autograd' for a value being traced by that library ('' otherwise)."""
+    for cls in getattr(type(obj), "__mro__", ()):
+        top = (getattr(cls, "__module__", "") or "").split(".")[0]
+        if top in ("jax", "jaxlib") and cls.__name__ == "Tracer":
+            return "jax"
+        if top == "autograd" and cls.__name__ == "Box":
+            return "autograd"
+    return ""
 
 
 def is_jax(obj: Any) -> bool:
@@ -91,6 +121,9 @@ def _torch() -> Any:
 def not_array(obj: Any, role: str, written: bool, dtype: str = "float32") -> str:
     """Advice after '<role>[key]: expected a NumPy array, got <type>'."""
     name = "p" if role == "params" else "g"
+    traced = traced_by(obj)
+    if traced:
+        return TRACED[traced]
     if is_jax(obj):
         if not written:
             return f"pass np.asarray({name}) (a read-only view of the JAX array is fine: gradients are only read)"
@@ -101,6 +134,14 @@ def not_array(obj: Any, role: str, written: bool, dtype: str = "float32") -> str
         if obj.device.type != "cpu":
             return f"pass {name}.detach().cpu().numpy()"
         return f"pass {name}.detach().numpy() (a view of the tensor's memory, no copy)"
+    if isinstance(obj, np.generic):
+        # A NumPy scalar (np.float64(0.5), what x.mean() returns) has an
+        # __array_interface__, but it is immutable and np.asarray makes a new array.
+        if written:
+            kind = obj.dtype.name if obj.dtype in (np.float32, np.float64) else dtype
+            return (f"a NumPy scalar ({type(obj).__name__}) is immutable, so it cannot be updated in place: "
+                    f"store a 0-d array (np.array(x, dtype=np.{kind})) in the structure and keep using that array")
+        return f"pass np.asarray({name}, dtype=np.{dtype}) (a NumPy scalar becomes a 0-d array)"
     how = _exposes_memory(obj)
     if how:
         conv = f"np.from_dlpack({name})" if how == "DLPack" else f"np.asarray({name})"
