@@ -18,6 +18,10 @@ backslash, then split at `&&`):
   cover;
 - anything else fails, so a new kind of command gets a rule here first.
 Blocks in other languages (text, json, toml, yaml, output) are not programs.
+
+A block that needs a package it does not import itself (Ray, behind
+fa.distributed or executor="ray") says so on the line above its fence, in a
+comment the rendered page does not show: `<!-- requires: ray -->`.
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ REQUIRE_ALL = os.environ.get("FASTADAPT_DOCS_REQUIRE_ALL") == "1"
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
 
 
+_REQUIRES = re.compile(r"^\s*<!--\s*requires:\s*([\w, .-]+?)\s*-->\s*$")
+
+
 def code_blocks(path: Path):
-    """(first line number, language, source) of each fenced block in `path`."""
+    """(first line number, language, source, declared requirements) of each fenced block in `path`."""
     lines = path.read_text(encoding="utf-8").splitlines()
     i = 0
     while i < len(lines):
@@ -57,7 +64,9 @@ def code_blocks(path: Path):
         while j < len(lines) and not lines[j].strip().startswith(fence):
             j += 1
         body = [ln[len(indent):] if ln.startswith(indent) else ln for ln in lines[start:j]]
-        yield start + 1, lang, "\n".join(body) + "\n"
+        above = _REQUIRES.match(lines[i - 1]) if i > 0 else None
+        requires = tuple(r.strip() for r in above.group(1).split(",")) if above else ()
+        yield start + 1, lang, "\n".join(body) + "\n", requires
         i = j + 1
 
 
@@ -66,17 +75,17 @@ def _cases():
     for path in DOC_FILES:
         if not path.exists():
             continue
-        for line, lang, src in code_blocks(path):
+        for line, lang, src, requires in code_blocks(path):
             if lang in RUN_LANGS:
-                out.append(pytest.param(path, line, lang, src, id=f"{path.relative_to(ROOT)}:{line}"))
+                out.append(pytest.param(path, line, lang, src, requires, id=f"{path.relative_to(ROOT)}:{line}"))
     return out
 
 
 CASES = _cases()
 
 
-def _missing_modules(src: str):
-    names = set()
+def _missing_modules(src: str, requires=()):
+    names = set(requires)
     for m in re.finditer(r"^\s*(?:import\s+([\w.]+)|from\s+([\w.]+)\s+import)", src, re.M):
         top = (m.group(1) or m.group(2)).split(".")[0]
         if top != "__future__":
@@ -183,17 +192,17 @@ def _check_or_run_command(words, cwd, where):
     pytest.fail(f"{where}: the docs runner has no rule for `{' '.join(words)}`; add one in {Path(__file__).name}")
 
 
-@pytest.mark.parametrize("path,line,lang,src", CASES)
-def test_code_block_runs(path, line, lang, src, tmp_path):
+@pytest.mark.parametrize("path,line,lang,src,requires", CASES)
+def test_code_block_runs(path, line, lang, src, requires, tmp_path):
     where = f"{path.relative_to(ROOT)}:{line}"
     cwd = _workdir(tmp_path)
+    missing = _missing_modules(src if lang in ("python", "py") else "", requires)
+    if missing:
+        msg = f"{where} needs {', '.join(missing)}, not installed here"
+        if REQUIRE_ALL:
+            pytest.fail(msg + " (FASTADAPT_DOCS_REQUIRE_ALL=1)")
+        pytest.skip(msg)
     if lang in ("python", "py"):
-        missing = _missing_modules(src)
-        if missing:
-            msg = f"{where} needs {', '.join(missing)}, not installed here"
-            if REQUIRE_ALL:
-                pytest.fail(msg + " (FASTADAPT_DOCS_REQUIRE_ALL=1)")
-            pytest.skip(msg)
         script = cwd / "block.py"
         script.write_text(src, encoding="utf-8")
         _run([sys.executable, str(script)], cwd, where)
@@ -207,3 +216,10 @@ def test_every_doc_file_has_runnable_blocks_collected():
     readme = [c for c in CASES if c.values[0].name == "README.md"]
     assert len(readme) >= 2, "README.md: expected its install/test commands and at least one Python block"
     assert any(c.values[2] == "bash" for c in readme)
+
+
+def test_requires_comment_is_read(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("text\n<!-- requires: ray, torch -->\n```python\nprint(1)\n```\n\n```python\nprint(2)\n```\n")
+    blocks = list(code_blocks(page))
+    assert [b[3] for b in blocks] == [("ray", "torch"), ()]
