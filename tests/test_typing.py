@@ -6,7 +6,7 @@ script holds mistakes mypy must report, so the check is known to bite.
 
 One mypy run (cold, a few seconds to a minute; the cache lives in pytest's
 cache folder, so reruns take seconds). Skipped where mypy is not installed
-(pip install "fastadapt[test]" brings it).
+(the test extra brings it: pip install ".[test]" from a checkout).
 """
 
 import os
