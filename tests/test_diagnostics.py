@@ -84,6 +84,17 @@ def test_each_finding_names_the_epochs_and_numbers_that_show_it():
     assert lr.evidence["rises"][0] == {"epoch": 2, "loss": 1.5, "best_before": 0.9, "best_epoch": 1, "rise": 0.6667,
                                        "lr": 1e-3}  # the lr the rising epoch used
     assert "epoch 7 averaged 1.7 at lr 0.001" in lr.message and "its best of 0.8 (epoch 4)" in lr.message
+    assert "2.12x its best of 0.8" in lr.message  # 1.7 / 0.8, the ratio a reader can check
+
+
+def test_lr_too_high_states_the_ratio_to_the_best_even_when_the_best_is_near_zero():
+    # a loss that got near zero and bounced: the rise is measured against a floor
+    # (a fraction of the first loss), but the message must give loss / best
+    history = synthetic([2.3, 0.05, 0.3, 0.04, 0.35, 0.045, 0.4], grad=[1.0] * 7)
+    (lr,) = [f for f in fa.diagnose(history) if f.code == "lr_too_high"]
+    worst = max(lr.evidence["rises"], key=lambda r: r["rise"])
+    ratio = worst["loss"] / worst["best_before"]
+    assert f"{ratio:.3g}x its best of {worst['best_before']:.4g}" in lr.message, lr.message
     (exploding,) = fa.diagnose(CASES["exploding"])
     assert exploding.epochs == [3, 4, 5] and exploding.evidence["grad_norm"][0]["median_before"] == 1.0
     assert "max_grad_norm=1.0" in exploding.advice  # clipping is off: advise it

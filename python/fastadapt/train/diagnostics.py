@@ -414,7 +414,15 @@ def _lr_too_high(s: _Series, t: Thresholds) -> Optional[Finding]:
         fix = _step_size_advice(s, exploded=True)
     return _make("lr_too_high", [r["epoch"] for r in rises], evidence,
                  f"The training loss is {kind}: epoch {_human(worst['epoch'])} averaged {worst['loss']:.4g}"
-                 f"{used}, {1 + worst['rise']:.3g}x {start}.{times}", fix)
+                 f"{used}, {_how_far_above(worst['loss'], worst['best_before'])} {start}.{times}", fix)
+
+
+def _how_far_above(value: float, best: float) -> str:
+    # The ratio a reader can check (value / best); "rise" in the evidence is
+    # measured against a floor when the best is near zero, so it is not that ratio.
+    if best > 0 and math.isfinite(value):
+        return f"{value / best:.3g}x"
+    return f"{value - best:.4g} above"
 
 
 def _exploding(s: _Series, t: Thresholds) -> Optional[Finding]:
