@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastadapt
@@ -589,3 +590,46 @@ def test_deepcopy_and_pickle_of_the_optimizer():
             p.grad = q.grad.clone()
         twin.step()
         assert twin.state[params[0]]["step"].item() == 4
+
+
+def test_a_torch_optim_checkpoint_loads_and_continues_as_torch():
+    """torch.optim.Adam's state_dict (same names, step as a tensor) loads
+    into FusedOptimizer(rule="adam"), which then steps as torch would."""
+    nets = [make_net(), make_net()]
+    ref = torch.optim.Adam(nets[0].parameters(), lr=1e-2, foreach=False)
+    train(nets[0], ref, torch.optim.lr_scheduler.LambdaLR(ref, lambda k: 1.0), 3)
+    nets[1].load_state_dict(nets[0].state_dict())
+    ours = FusedOptimizer(nets[1].parameters(), rule="adam", lr=1e-2)
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))
+    for net, opt in zip(nets, (ref, ours)):
+        train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 3, start=3)
+    for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+        assert rel(p.detach(), q.detach()) <= 1e-12
+    assert ours.state[nets[1].fc1.weight]["step"].item() == 6
+
+
+@pytest.mark.parametrize("rule", sorted(fastadapt.optim.OPTIMIZERS))
+def test_every_rule_steps_as_fastadapt_does_on_numpy(rule):
+    """Four steps through the adapter equal fastadapt's own optimizer on
+    NumPy copies of the same parameters and gradients, bit for bit (the
+    same kernel; the adapter adds views, groups and state, not arithmetic)."""
+    net = make_net()
+    if rule == "muon":   # matrices only
+        params = [net.fc1.weight, net.fc2.weight]
+    else:
+        params = list(net.parameters())
+    arrays = [p.detach().numpy().copy() for p in params]
+    start = [a.copy() for a in arrays]
+    ours = FusedOptimizer(params, rule=rule)
+    theirs = fastadapt.make_optimizer(rule)
+    for k in range(4):
+        x, y = data(k)
+        ours.zero_grad()
+        ((net(x) - y) ** 2).mean().backward()
+        grads = [p.grad.numpy().copy() for p in params]
+        ours.step()
+        theirs.update(arrays, grads)
+        for p, a in zip(params, arrays):
+            assert np.array_equal(p.detach().numpy(), a), (rule, k)
+    assert all(not np.array_equal(a, a0) for a, a0 in zip(arrays, start))  # every tensor moved
+    assert ours.adapted == theirs.adapted and ours.lr_estimate == theirs.lr_estimate

@@ -735,11 +735,14 @@ class FusedOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Load a state saved by :meth:`state_dict` (or by the ``torch.optim``
-        optimizer of the same rule, where the state names agree).
+        optimizer of the same rule, where the state names agree: Adam,
+        AdamW, SGD, RMSprop, Adagrad, ...).
 
         The fused optimizers are rebuilt from the loaded state at the next
         step. Scalars the rule carries keep float64 (torch would cast them
-        to the parameter's dtype).
+        to the parameter's dtype). Hyperparameters a torch checkpoint's
+        param groups lack (``max_grad_norm``, ...) take the constructor's
+        values.
 
         Parameters
         ----------
@@ -757,6 +760,9 @@ class FusedOptimizer(torch.optim.Optimizer):
         for k, entry in scalars.items():
             if entry and params[k] in st:
                 st[params[k]].update(entry)
+        for g in self.param_groups:  # a torch.optim checkpoint lacks fastadapt's own keys: the constructor's
+            for name in self._names:
+                g.setdefault(name, self.defaults[name])
         if self._two_points:
             mode = self._train_mode()
             for g in self.param_groups:
