@@ -592,20 +592,33 @@ def test_deepcopy_and_pickle_of_the_optimizer():
         assert twin.state[params[0]]["step"].item() == 4
 
 
-def test_a_torch_optim_checkpoint_loads_and_continues_as_torch():
-    """torch.optim.Adam's state_dict (same names, step as a tensor) loads
-    into FusedOptimizer(rule="adam"), which then steps as torch would."""
+@pytest.mark.parametrize("case,rule,torch_cls,kw", [c for c in CASES if c[1] != "sgd"],
+                         ids=[c[0] for c in CASES if c[1] != "sgd"])
+def test_a_torch_optim_checkpoint_loads_and_continues_as_torch(case, rule, torch_cls, kw, float64_scalars):
+    """torch.optim's state_dict (the same names, step as a tensor) loads
+    into FusedOptimizer of the same rule, which then steps as torch would.
+    (torch.optim.SGD keeps no step count: its checkpoints are refused.)"""
     nets = [make_net(), make_net()]
-    ref = torch.optim.Adam(nets[0].parameters(), lr=1e-2, foreach=False)
+    ref = torch_cls(groups(nets[0], case), foreach=False, **kw)
     train(nets[0], ref, torch.optim.lr_scheduler.LambdaLR(ref, lambda k: 1.0), 3)
     nets[1].load_state_dict(nets[0].state_dict())
-    ours = FusedOptimizer(nets[1].parameters(), rule="adam", lr=1e-2)
+    ours = FusedOptimizer(groups(nets[1], case), rule=rule, **kw)
     ours.load_state_dict(copy.deepcopy(ref.state_dict()))
     for net, opt in zip(nets, (ref, ours)):
         train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 3, start=3)
     for p, q in zip(nets[1].parameters(), nets[0].parameters()):
         assert rel(p.detach(), q.detach()) <= 1e-12
     assert ours.state[nets[1].fc1.weight]["step"].item() == 6
+
+
+def test_a_torch_sgd_checkpoint_without_step_is_refused():
+    net = make_net()
+    ref = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    train(net, ref, torch.optim.lr_scheduler.LambdaLR(ref, lambda k: 1.0), 2)
+    ours = FusedOptimizer(net.parameters(), rule="sgd", lr=0.1, momentum=0.9)
+    ours.load_state_dict(ref.state_dict())
+    with pytest.raises(ValueError, match="has buffers but no 'step'"):
+        train(net, ours, torch.optim.lr_scheduler.LambdaLR(ours, lambda k: 1.0), 1)
 
 
 @pytest.mark.parametrize("rule", sorted(fastadapt.optim.OPTIMIZERS))

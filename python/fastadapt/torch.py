@@ -155,7 +155,7 @@ class FusedOptimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` that runs a fastadapt rule's fused C++ step
     on CPU tensors.
 
-    Each :meth:`step` updates every parameter that has a gradient with one
+    Each ``step()`` updates every parameter that has a gradient with one
     call of fastadapt's C++ kernel, working in place on NumPy views of the
     tensors' memory. Param groups, ``zero_grad``, closures, lr schedulers,
     ``state_dict``/``load_state_dict`` and step hooks behave as for a
@@ -197,10 +197,25 @@ class FusedOptimizer(torch.optim.Optimizer):
 
     Notes
     -----
-    A parameter whose ``.grad`` is None is skipped, as torch does. The
-    learning-rate-free rules learn from all tensors together: for them a
-    parameter that has stepped must have a gradient in every step. The
-    module docstring of ``fastadapt.torch`` gives the details.
+    - A parameter whose ``.grad`` is None is skipped, as torch does (no
+      update, its state and step count stay). Parameters with different
+      step counts are stepped by one fused call each, so ``max_grad_norm``
+      and ``nonfinite`` act per such set.
+    - The learning-rate-free rules (Prodigy, D-Adaptation, DoG,
+      hypergradient, Schedule-Free) learn one step size from all their
+      tensors: for them a parameter that has stepped must have a gradient
+      in every step (a ValueError says which does not). LDoG's step sizes
+      are per tensor, and it skips as torch does.
+    - Values set in ``param_groups`` (by hand or by a
+      ``torch.optim.lr_scheduler``) are checked and used from the next step.
+    - ``state[p]`` holds views of the fused buffers under torch's names
+      (``exp_avg``, ``exp_avg_sq``, ``momentum_buffer``, ...) and ``step``
+      as a float32 tensor; scalars a rule carries (NAdam's ``mu_product``,
+      Prodigy's ``d``) are float64 0-d tensors.
+    - The parameters' NumPy views are made once and reused while each
+      parameter keeps its memory (``data_ptr()``, checked every step); the
+      gradients' views are reused while the gradients are the same tensors
+      from step to step (``zero_grad(set_to_none=False)``).
 
     Examples
     --------
@@ -300,7 +315,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         Raises
         ------
         TypeError, ValueError
-            For a tensor the step cannot update (see :class:`FusedOptimizer`),
+            For a tensor the step cannot update (see ``FusedOptimizer``),
             an invalid value, or a rule-wide hyperparameter that differs from
             the constructor's.
         """
@@ -353,7 +368,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         Raises
         ------
         RuntimeError
-            For a Schedule-Free rule in eval mode (call :meth:`train` first).
+            For a Schedule-Free rule in eval mode (call ``train()`` first).
         TypeError, ValueError
             For a sparse or non-contiguous gradient, an invalid value set in
             ``param_groups``, or (learning-rate-free rules) a parameter that
@@ -606,14 +621,14 @@ class FusedOptimizer(torch.optim.Optimizer):
         y; ``eval()`` writes the averaged point x into the tensors
         themselves, in place, as the schedulefree package's optimizers do.
         Call it before validation, inference or saving the model, and
-        :meth:`train` before the next step. A second call changes nothing;
+        ``train()`` before the next step. A second call changes nothing;
         parameters that have not stepped stay as they are. For every other
         rule it does nothing (so a training loop may call it regardless).
         """
         self._switch(to_train=False)
 
     def train(self) -> None:
-        """Switch the parameters back to the training point after :meth:`eval`.
+        """Switch the parameters back to the training point after ``eval()``.
 
         Writes y back into the tensors (Schedule-Free rules; a no-op for the
         others and in train mode). A FusedOptimizer starts in train mode, so
@@ -625,7 +640,7 @@ class FusedOptimizer(torch.optim.Optimizer):
     @property
     def train_mode(self) -> bool:
         """True while the parameters hold the training point (always, except
-        for a Schedule-Free rule between :meth:`eval` and :meth:`train`)."""
+        for a Schedule-Free rule between ``eval()`` and ``train()``)."""
         return self._train_mode()
 
     def _switch(self, to_train: bool) -> None:
@@ -656,7 +671,7 @@ class FusedOptimizer(torch.optim.Optimizer):
             D-Adaptation's ``d`` (and their other scalars), DoG's ``eta``,
             a hypergradient rule's ``lr``, Schedule-Free's scheduled ``lr``
             and averaging ``weight``; empty for rules with a fixed step size,
-            before the first step, and after :meth:`load_state_dict` until
+            before the first step, and after ``load_state_dict()`` until
             the next step (as ``fastadapt.Optimizer``).
         """
         cohorts = self._cohorts
@@ -734,9 +749,10 @@ class FusedOptimizer(torch.optim.Optimizer):
         return super().state_dict()
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Load a state saved by :meth:`state_dict` (or by the ``torch.optim``
-        optimizer of the same rule, where the state names agree: Adam,
-        AdamW, SGD, RMSprop, Adagrad, ...).
+        """Load a state saved by ``state_dict()``, or by the ``torch.optim``
+        optimizer of the same rule (Adam, AdamW, RMSprop, Adagrad, NAdam,
+        RAdam, Adamax, Adadelta: the same state names; not SGD, whose
+        state has no step count, which the next step refuses).
 
         The fused optimizers are rebuilt from the loaded state at the next
         step. Scalars the rule carries keep float64 (torch would cast them
@@ -747,7 +763,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         Parameters
         ----------
         state_dict : dict
-            What :meth:`state_dict` returned (possibly through ``torch.save``
+            What ``state_dict()`` returned (possibly through ``torch.save``
             and ``torch.load``).
         """
         scalars = {k: {n: v.detach().clone().to(torch.float64) for n, v in entry.items()
