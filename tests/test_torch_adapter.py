@@ -646,3 +646,34 @@ def test_every_rule_steps_as_fastadapt_does_on_numpy(rule):
             assert np.array_equal(p.detach().numpy(), a), (rule, k)
     assert all(not np.array_equal(a, a0) for a, a0 in zip(arrays, start))  # every tensor moved
     assert ours.adapted == theirs.adapted and ours.lr_estimate == theirs.lr_estimate
+
+
+SCHEDULERS = {
+    "OneCycleLR": lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=5e-2, total_steps=16),   # lr and betas
+    "CosineAnnealingWarmRestarts": lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=5),
+    "SequentialLR": lambda o: torch.optim.lr_scheduler.SequentialLR(
+        o, [torch.optim.lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=4),
+            torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=12)], milestones=[4]),
+}
+
+
+@pytest.mark.parametrize("name", [*SCHEDULERS, "ReduceLROnPlateau"])
+def test_lr_schedulers_drive_it_as_torch(name):
+    nets = [make_net(), make_net()]
+    opts = [torch.optim.AdamW(groups(nets[0], "adamw"), lr=1e-2, foreach=False),
+            FusedOptimizer(groups(nets[1], "adamw"), rule="adamw", lr=1e-2)]
+    if name == "ReduceLROnPlateau":
+        scheds = [torch.optim.lr_scheduler.ReduceLROnPlateau(o, factor=0.5, patience=0) for o in opts]
+    else:
+        scheds = [SCHEDULERS[name](o) for o in opts]
+    for k in range(16):
+        for net, opt, sched in zip(nets, opts, scheds):
+            x, y = data(k)
+            opt.zero_grad()
+            loss = ((net(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            sched.step(loss.item()) if name == "ReduceLROnPlateau" else sched.step()
+    assert opts[1].param_groups[0]["lr"] == opts[0].param_groups[0]["lr"] != 1e-2
+    for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+        assert rel(p.detach(), q.detach()) <= 1e-12
