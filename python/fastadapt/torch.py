@@ -278,6 +278,16 @@ class FusedOptimizer(torch.optim.Optimizer):
 
     @property
     def state(self):  # type: ignore[override]
+        """The per-parameter state, as ``torch.optim.Optimizer.state``.
+
+        Returns
+        -------
+        collections.defaultdict
+            ``{param: {"step": float32 tensor, buffer name: tensor, ...}}``:
+            the buffers are views of the fused kernel's (writing them changes
+            the optimizer); scalars a rule carries are float64 0-d tensors.
+            Parameters that have not stepped have no entry.
+        """
         # The fused optimizers own the buffers; the torch state is refreshed
         # from them when read after a step (O(params), never inside a step).
         d = self.__dict__
