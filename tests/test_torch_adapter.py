@@ -563,6 +563,30 @@ def test_new_gradients_every_step_are_not_kept_alive():
     assert old() is None
 
 
+def test_some_gradients_kept_and_some_new_stay_exact():
+    """More tensors than the step samples to tell kept gradients from new
+    ones: the first ten keep theirs (zeroed in place), the last two get new
+    ones every step; every step reads the current values, as torch."""
+    def make():
+        torch.manual_seed(1)
+        return [torch.nn.Parameter(torch.randn(3, dtype=torch.float64)) for _ in range(12)]
+    sets = [make(), make()]
+    opts = [torch.optim.SGD(sets[0], lr=0.1, momentum=0.9), FusedOptimizer(sets[1], rule="sgd", lr=0.1, momentum=0.9)]
+    for k in range(6):
+        g = torch.Generator().manual_seed(k)
+        target = torch.randn(12, 3, generator=g, dtype=torch.float64)
+        for params, opt in zip(sets, opts):
+            for i, p in enumerate(params):
+                if i >= 10:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
+            sum(((p - t) ** 2).sum() * (i + 1) for i, (p, t) in enumerate(zip(params, target))).backward()
+            opt.step()
+        for p, q in zip(sets[1], sets[0]):
+            assert rel(p.detach(), q.detach()) <= 1e-12, k
+
+
 def test_parameter_given_new_memory_is_rebound():
     nets = [make_net(), make_net()]
     opts = [torch.optim.SGD(nets[0].parameters(), lr=0.1, momentum=0.9),
