@@ -4,11 +4,14 @@ gradients, state_dict round trips, errors, and the import boundary
 (fastadapt never imports torch)."""
 
 import copy
+import pickle
+import weakref
 import io
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastadapt
@@ -39,20 +42,29 @@ def test_fastadapt_torch_without_torch_says_what_is_missing():
 torch = pytest.importorskip("torch")
 from fastadapt.torch import FusedOptimizer  # noqa: E402
 
+# (id, rule, torch class, options): the second group's own values are GROUP2[id]
 CASES = [
-    ("adam", torch.optim.Adam, dict(lr=1e-2, weight_decay=0.05, amsgrad=True)),
-    ("adamw", torch.optim.AdamW, dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1)),
-    ("sgd", torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True)),
-    ("adagrad", torch.optim.Adagrad, dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1)),
-    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, momentum=0.5, centered=True, weight_decay=0.01)),
+    ("adam", "adam", torch.optim.Adam, dict(lr=1e-2, weight_decay=0.05, amsgrad=True)),
+    ("adamw", "adamw", torch.optim.AdamW, dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1)),
+    ("sgd-nesterov", "sgd", torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True)),
+    ("sgd-momentum", "sgd", torch.optim.SGD, dict(lr=0.05, momentum=0.8, dampening=0.1)),
+    ("adagrad", "adagrad", torch.optim.Adagrad, dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1)),
+    ("rmsprop", "rmsprop", torch.optim.RMSprop, dict(lr=1e-2, momentum=0.5, centered=True, weight_decay=0.01)),
+    ("nadam", "nadam", torch.optim.NAdam, dict(lr=1e-2, weight_decay=0.01, momentum_decay=3e-3)),
+    ("radam", "radam", torch.optim.RAdam, dict(lr=1e-2, weight_decay=0.05, decoupled_weight_decay=True)),
+    ("adamax", "adamax", torch.optim.Adamax, dict(lr=2e-2, weight_decay=0.01)),
+    ("adadelta", "adadelta", torch.optim.Adadelta, dict(lr=1.0, rho=0.8, weight_decay=0.01)),
 ]
-# the second group's own values (a per-group override on the fastadapt side)
 GROUP2 = {"adam": dict(lr=3e-3, weight_decay=0.0), "adamw": dict(lr=2e-3, betas=(0.9, 0.999)),
-          "sgd": dict(lr=0.02, momentum=0.5), "adagrad": dict(lr=0.02, eps=1e-8),
-          "rmsprop": dict(lr=3e-3, alpha=0.9)}
+          "sgd-nesterov": dict(lr=0.02, momentum=0.5), "sgd-momentum": dict(lr=0.02, dampening=0.0),
+          "adagrad": dict(lr=0.02, eps=1e-8), "rmsprop": dict(lr=3e-3, alpha=0.9),
+          "nadam": dict(lr=3e-3, momentum_decay=5e-3), "radam": dict(lr=3e-3, weight_decay=0.0),
+          "adamax": dict(lr=5e-3, betas=(0.8, 0.99)), "adadelta": dict(lr=0.5, rho=0.95)}
 STATE_KEYS = {"adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
-              "sgd": ("momentum_buffer",), "adagrad": ("sum",), "rmsprop": ("square_avg", "grad_avg",
-                                                                             "momentum_buffer")}
+              "sgd": ("momentum_buffer",), "adagrad": ("sum",),
+              "rmsprop": ("square_avg", "grad_avg", "momentum_buffer"),
+              "nadam": ("exp_avg", "exp_avg_sq", "mu_product"), "radam": ("exp_avg", "exp_avg_sq"),
+              "adamax": ("exp_avg", "exp_inf"), "adadelta": ("square_avg", "acc_delta")}
 
 
 class Net(torch.nn.Module):
@@ -77,8 +89,9 @@ def data(k, dtype=torch.float64):
     return torch.randn(12, 6, generator=g, dtype=dtype), torch.randn(12, 4, generator=g, dtype=dtype)
 
 
-def groups(net, rule):
-    return [{"params": list(net.fc1.parameters()) + [net.emb]}, {"params": net.fc2.parameters(), **GROUP2[rule]}]
+def groups(net, case, group2=None):
+    return [{"params": list(net.fc1.parameters()) + [net.emb]},
+            {"params": net.fc2.parameters(), **(GROUP2[case] if group2 is None else group2)}]
 
 
 def train(net, opt, sched, steps, start=0, use_emb=lambda k: True):
@@ -96,12 +109,22 @@ def rel(a, b):
     return 0.0 if err == 0 else err / scale
 
 
-@pytest.mark.parametrize("rule,torch_cls,kw", CASES, ids=[c[0] for c in CASES])
+@pytest.fixture
+def float64_scalars():
+    """torch keeps some scalar state (NAdam's mu_product) in the default dtype:
+    float32 unless the default is float64, and then it alone is ~1e-9 off."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+@pytest.mark.parametrize("case,rule,torch_cls,kw", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("skip_emb", [False, True], ids=["all-grads", "some-steps-without-grad"])
-def test_parity_with_torch_optim(rule, torch_cls, kw, skip_emb):
+def test_parity_with_torch_optim(case, rule, torch_cls, kw, skip_emb, float64_scalars):
     nets = [make_net(), make_net()]
-    ref = torch_cls(groups(nets[0], rule), foreach=False, **kw)
-    ours = FusedOptimizer(groups(nets[1], rule), rule=rule, **kw)
+    ref = torch_cls(groups(nets[0], case), foreach=False, **kw)
+    ours = FusedOptimizer(groups(nets[1], case), rule=rule, **kw)
     start = [p.detach().clone() for p in nets[1].parameters()]
     use_emb = (lambda k: k % 3 != 1) if skip_emb else (lambda k: True)
     for net, opt in zip(nets, (ref, ours)):
@@ -135,9 +158,9 @@ def test_lr_set_through_param_groups_is_used_at_the_next_step():
         assert torch.equal(p.detach(), before - lr * g)
 
 
-@pytest.mark.parametrize("rule", ["adam", "rmsprop", "nadam", "prodigy"])
+@pytest.mark.parametrize("rule", ["adam", "rmsprop", "nadam", "prodigy", "schedulefree-adamw"])
 def test_state_dict_round_trip_mid_run_equals_an_uninterrupted_run(rule):
-    kw = {"prodigy": dict(lr=1.0)}.get(rule, dict(lr=1e-2))
+    kw = {"prodigy": dict(lr=1.0), "schedulefree-adamw": dict(lr=1e-2, warmup_steps=4)}.get(rule, dict(lr=1e-2))
 
     def build(net):
         g = [{"params": list(net.fc1.parameters()) + [net.emb]}, {"params": net.fc2.parameters()}]
@@ -146,7 +169,8 @@ def test_state_dict_round_trip_mid_run_equals_an_uninterrupted_run(rule):
         opt = FusedOptimizer(g, rule=rule, **kw)
         return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9)
 
-    use_emb = lambda k: k % 4 != 2  # noqa: E731  (two cohorts at the checkpoint)
+    # two cohorts at the checkpoint; the learning-rate-free rules need every gradient in every step
+    use_emb = (lambda k: True) if rule in ("prodigy", "schedulefree-adamw") else (lambda k: k % 4 != 2)
     whole = make_net()
     opt_whole, sched_whole = build(whole)
     train(whole, opt_whole, sched_whole, 20, use_emb=use_emb)
@@ -268,3 +292,412 @@ def test_bad_gradients_and_group_values_change_nothing():
     opt.param_groups[0]["lr"] = 0.1
     opt.step()
     assert not torch.equal(w.detach(), before[0])
+
+
+def test_hyperparameters_set_mid_run_match_torch():
+    """lr, betas, eps and weight_decay set by hand in param_groups between
+    steps (per group) take effect at the next step, as in torch.optim.Adam."""
+    changes = {4: (0, dict(lr=3e-3)), 7: (1, dict(betas=(0.8, 0.99), eps=1e-6)),
+               11: (0, dict(weight_decay=0.0)), 14: (1, dict(lr=1e-1, weight_decay=0.2))}
+    nets = [make_net(), make_net()]
+    opts = [torch.optim.Adam(groups(nets[0], "adam"), lr=1e-2, weight_decay=0.05, foreach=False),
+            FusedOptimizer(groups(nets[1], "adam"), rule="adam", lr=1e-2, weight_decay=0.05)]
+    for k in range(18):
+        for net, opt in zip(nets, opts):
+            if k in changes:
+                gi, values = changes[k]
+                opt.param_groups[gi].update(values)
+            x, y = data(k)
+            opt.zero_grad()
+            ((net(x) - y) ** 2).mean().backward()
+            opt.step()
+        for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+            assert rel(p.detach(), q.detach()) <= 1e-12, k
+    assert opts[1].param_groups[1]["betas"] == (0.8, 0.99)
+
+
+def test_closure_steps_with_its_gradients_as_torch():
+    nets = [make_net(), make_net()]
+    opts = [torch.optim.SGD(nets[0].parameters(), lr=0.1, momentum=0.9),
+            FusedOptimizer(nets[1].parameters(), rule="sgd", lr=0.1, momentum=0.9)]
+    for k in range(4):
+        x, y = data(k)
+        for net, opt in zip(nets, opts):
+            def closure():
+                opt.zero_grad()
+                loss = ((net(x) - y) ** 2).mean()
+                loss.backward()
+                return loss
+            with torch.no_grad():
+                loss = opt.step(closure)
+            assert loss.requires_grad and loss.item() > 0
+    for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+        assert rel(p.detach(), q.detach()) <= 1e-12
+
+
+# ---- learning-rate-free rules against their packages ----------------------------------
+
+def _package(rule):
+    """The reference package's optimizer class for ``rule`` (skipped without it)."""
+    module, name = {"prodigy": ("prodigyopt", "Prodigy"), "dadapt-adam": ("dadaptation", "DAdaptAdam"),
+                    "dadapt-sgd": ("dadaptation", "DAdaptSGD"), "dadapt-adagrad": ("dadaptation", "DAdaptAdaGrad"),
+                    "dog": ("dog", "DoG"), "ldog": ("dog", "LDoG"),
+                    "schedulefree-adamw": ("schedulefree", "AdamWScheduleFree"),
+                    "schedulefree-sgd": ("schedulefree", "SGDScheduleFree")}[rule]
+    return getattr(pytest.importorskip(module), name)
+
+
+# (rule, options for both, the second group's own values, the lr set in every group from step 6)
+LR_FREE = [
+    ("prodigy", dict(lr=1.0, d0=1e-4, weight_decay=0.01), dict(weight_decay=0.1), 0.7),
+    ("dadapt-adam", dict(lr=1.0, d0=1e-4), dict(weight_decay=0.05), 0.7),
+    ("dadapt-sgd", dict(lr=1.0, d0=1e-4, momentum=0.9), {}, 0.7),
+    ("dadapt-adagrad", dict(lr=1.0, d0=1e-4, eps=1e-6), dict(weight_decay=0.01), 0.7),
+    ("dog", dict(reps_rel=1e-4), dict(weight_decay=1e-3), 0.5),
+    ("ldog", dict(reps_rel=1e-4), dict(weight_decay=1e-3), 0.5),
+    ("schedulefree-adamw", dict(lr=2e-2, warmup_steps=4, weight_decay=0.01), dict(weight_decay=0.0), 1e-2),
+    ("schedulefree-sgd", dict(lr=0.1, warmup_steps=4), dict(weight_decay=0.01), 0.05),
+]
+
+
+def _learned_by_package(rule, opt):
+    """What our ``adapted`` reports, from the package's param groups."""
+    g = opt.param_groups[0]
+    if rule in ("dog", "ldog"):
+        etas = [float(e) for grp in opt.param_groups for e in grp["eta"]] if rule == "ldog" else [float(g["eta"][0])]
+        return {"eta": sum(etas) / len(etas)}
+    if rule.startswith("schedulefree"):
+        return {"lr": g["scheduled_lr"]}
+    return {"d": float(g["d"])}
+
+
+@pytest.mark.parametrize("rule,kw,group2,later_lr", LR_FREE, ids=[c[0] for c in LR_FREE])
+def test_lr_free_rules_match_their_packages(rule, kw, group2, later_lr):
+    """12 float64 steps of a small model in two param groups, the lr set
+    through param_groups from step 6; the parameters and what the rule
+    learned (opt.adapted, opt.lr_estimate) after every step, and for
+    Schedule-Free the evaluation point after eval() and the way back."""
+    pkg_cls = _package(rule)
+    nets = [make_net(), make_net()]
+    theirs = pkg_cls(groups(nets[0], rule, group2), **kw)
+    ours = FusedOptimizer(groups(nets[1], rule, group2), rule=rule, **kw)
+    two_points = rule.startswith("schedulefree")
+    if two_points:
+        theirs.train()   # the package starts in eval mode
+        ours.train()     # ours in train mode: a no-op, so schedulefree code runs as is
+    assert ours.adapted == {} and ours.lr_estimate is None
+    start = [p.detach().clone() for p in nets[1].parameters()]
+    for k in range(12):
+        for net, opt in zip(nets, (theirs, ours)):
+            if k == 6:
+                for g in opt.param_groups:
+                    g["lr"] = later_lr
+            x, y = data(k)
+            opt.zero_grad()
+            ((net(x) - y) ** 2).mean().backward()
+            opt.step()
+        for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+            assert rel(p.detach(), q.detach()) <= 1e-10, (k, rule)
+        for name, want in _learned_by_package(rule, theirs).items():
+            assert ours.adapted[name] == pytest.approx(want, rel=1e-10), (k, name)
+        if rule == "prodigy":
+            assert ours.lr_estimate == pytest.approx(float(theirs.param_groups[0]["d"]) * theirs.param_groups[0]["lr"],
+                                                     rel=1e-10)
+        if two_points and k in (5, 11):
+            for _ in range(2):   # a second eval() (train()) changes nothing
+                for opt in (theirs, ours):
+                    opt.eval()
+                for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+                    assert rel(p.detach(), q.detach()) <= 1e-10, ("eval", k)
+            assert not ours.train_mode and ours.state_dict()["param_groups"][0]["train_mode"] is False
+            for _ in range(2):
+                for opt in (theirs, ours):
+                    opt.train()
+                for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+                    assert rel(p.detach(), q.detach()) <= 1e-10, ("train", k)
+            assert ours.train_mode
+    assert ours.lr_estimate is not None and ours.lr_estimate > 0
+    assert min(rel(p.detach(), p0) for p, p0 in zip(nets[1].parameters(), start)) > 1e-6  # it moved
+
+
+def test_schedulefree_eval_writes_the_tensors_and_step_refuses_in_eval_mode():
+    net = make_net()
+    opt = FusedOptimizer(net.parameters(), rule="schedulefree-adamw", lr=1e-2)
+    before = [p.detach().clone() for p in net.parameters()]
+    opt.eval()   # nothing has stepped: only the mode changes (as schedulefree)
+    assert all(torch.equal(p.detach(), b) for p, b in zip(net.parameters(), before))
+    x, y = data(0)
+    ((net(x) - y) ** 2).mean().backward()
+    with pytest.raises(RuntimeError, match=r"eval mode.*optimizer.train\(\)"):
+        opt.step()
+    assert all(torch.equal(p.detach(), b) for p, b in zip(net.parameters(), before)) and not opt.state
+    opt.train()
+    for k in range(3):
+        x, y = data(k)
+        opt.zero_grad()
+        ((net(x) - y) ** 2).mean().backward()
+        opt.step()
+    y_point = [p.detach().clone() for p in net.parameters()]
+    versions = [p._version for p in net.parameters()]
+    opt.eval()
+    # x = (y - (1 - b1) z) / b1, in the tensors themselves; autograd sees the write
+    b1 = 0.9
+    for p, yp in zip(net.parameters(), y_point):
+        z = opt.state[p]["z"]
+        assert rel(p.detach(), (yp - (1 - b1) * z) / b1) <= 1e-12
+    assert all(p._version > v for p, v in zip(net.parameters(), versions))
+    with pytest.raises(RuntimeError, match="eval mode"):
+        opt.step()
+    opt.train()
+    for p, yp in zip(net.parameters(), y_point):
+        assert rel(p.detach(), yp) <= 1e-12
+
+
+def test_schedulefree_state_dict_in_eval_mode_resumes_in_eval_mode():
+    net = make_net()
+    opt = FusedOptimizer(net.parameters(), rule="schedulefree-sgd", lr=0.1)
+    train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 4)
+    opt.eval()
+    ckpt = copy.deepcopy({"model": net.state_dict(), "opt": opt.state_dict()})
+    assert ckpt["opt"]["param_groups"][0]["train_mode"] is False
+    net2 = make_net()
+    net2.load_state_dict(ckpt["model"])
+    opt2 = FusedOptimizer(net2.parameters(), rule="schedulefree-sgd", lr=0.1)
+    opt2.load_state_dict(ckpt["opt"])
+    assert not opt2.train_mode
+    opt.train()
+    opt2.train()   # writes y back from the loaded z
+    for p, q in zip(net.parameters(), net2.parameters()):
+        assert rel(q.detach(), p.detach()) <= 1e-12
+    train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 2, start=4)
+    train(net2, opt2, torch.optim.lr_scheduler.LambdaLR(opt2, lambda k: 1.0), 2, start=4)
+    for p, q in zip(net.parameters(), net2.parameters()):
+        assert rel(q.detach(), p.detach()) <= 1e-12
+
+
+@pytest.mark.parametrize("rule", ["prodigy", "dog", "schedulefree-adamw"])
+def test_lr_free_rules_refuse_a_parameter_without_gradient_after_it_stepped(rule):
+    net = make_net()
+    opt = FusedOptimizer(net.parameters(), rule=rule)
+    train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 2)
+    before = [p.detach().clone() for p in net.parameters()]
+    steps = opt.state[net.fc1.weight]["step"].item()
+    opt.zero_grad()
+    x, y = data(5)
+    ((net(x, use_emb=False) - y) ** 2).mean().backward()
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\] has no gradient.*"
+                                         r"learns its step size from all its tensors"):
+        opt.step()
+    assert all(torch.equal(p.detach(), b) for p, b in zip(net.parameters(), before))
+    assert opt.state[net.fc1.weight]["step"].item() == steps
+    net.emb.grad = torch.zeros_like(net.emb)   # the fix the message gives
+    opt.step()
+    assert opt.state[net.emb]["step"].item() == steps + 1
+
+
+def test_lr_free_rules_refuse_a_parameter_that_joins_late():
+    net = make_net()
+    opt = FusedOptimizer(net.parameters(), rule="dadapt-adam")
+    train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 2, use_emb=lambda k: False)
+    assert net.emb not in opt.state
+    with pytest.raises(ValueError, match=r"\['params'\]\[0\] has stepped 0 times and other parameters 2 times"):
+        train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 1, start=2)
+
+
+def test_ldog_steps_parameters_without_gradient_apart():
+    """LDoG's step sizes are per tensor: skipped parameters are fine."""
+    net = make_net()
+    opt = FusedOptimizer(net.parameters(), rule="ldog")
+    train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 6, use_emb=lambda k: k % 3 != 1)
+    assert opt.state[net.emb]["step"].item() == 4 and opt.state[net.fc1.weight]["step"].item() == 6
+    etas = [float(opt.state[p]["eta"]) for p in net.parameters()]
+    got = opt.adapted
+    assert got["eta"] == pytest.approx(sum(etas) / len(etas), rel=1e-12)
+    assert got["eta_min"] == min(etas) and got["eta_max"] == max(etas)
+
+
+# ---- the views kept between steps ------------------------------------------------------
+
+def test_persistent_gradients_reuse_their_views_and_stay_exact():
+    """zero_grad(set_to_none=False): the same gradient tensors every step,
+    filled in place by backward; the step keeps their views and still
+    reads each step's values (as torch.optim.Adam)."""
+    nets = [make_net(), make_net()]
+    opts = [torch.optim.Adam(nets[0].parameters(), lr=1e-2, foreach=False),
+            FusedOptimizer(nets[1].parameters(), rule="adam", lr=1e-2)]
+    for k in range(6):
+        for net, opt in zip(nets, opts):
+            x, y = data(k)
+            opt.zero_grad(set_to_none=False)
+            ((net(x) - y) ** 2).mean().backward()
+            opt.step()
+    assert opts[1]._grads is not None   # the kept views were used
+    # a gradient given new memory (same tensor object) and a new gradient tensor are seen
+    for net in nets:
+        net.fc1.bias.grad.data = torch.full_like(net.fc1.bias, 0.5)
+        net.fc2.bias.grad = torch.full_like(net.fc2.bias, -0.25)
+    for opt in opts:
+        opt.step()
+    for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+        assert rel(p.detach(), q.detach()) <= 1e-12
+
+
+def test_new_gradients_every_step_are_not_kept_alive():
+    net = make_net()
+    opt = FusedOptimizer(net.parameters(), rule="adam")
+    for k in range(3):
+        net.zero_grad()   # the module's zero_grad: set_to_none, not through the optimizer
+        x, y = data(k)
+        ((net(x) - y) ** 2).mean().backward()
+        opt.step()
+        old = weakref.ref(net.fc1.weight.grad)
+        net.zero_grad()
+        assert old() is None, k   # the step held no reference to it
+    # kept (persistent) gradients are dropped by the optimizer's zero_grad()
+    for k in range(3):
+        opt.zero_grad(set_to_none=False)
+        ((net(x) - y) ** 2).mean().backward()
+        opt.step()
+    old = weakref.ref(net.fc1.weight.grad)
+    opt.zero_grad()
+    assert old() is None
+
+
+def test_some_gradients_kept_and_some_new_stay_exact():
+    """More tensors than the step samples to tell kept gradients from new
+    ones: the first ten keep theirs (zeroed in place), the last two get new
+    ones every step; every step reads the current values, as torch."""
+    def make():
+        torch.manual_seed(1)
+        return [torch.nn.Parameter(torch.randn(3, dtype=torch.float64)) for _ in range(12)]
+    sets = [make(), make()]
+    opts = [torch.optim.SGD(sets[0], lr=0.1, momentum=0.9), FusedOptimizer(sets[1], rule="sgd", lr=0.1, momentum=0.9)]
+    for k in range(6):
+        g = torch.Generator().manual_seed(k)
+        target = torch.randn(12, 3, generator=g, dtype=torch.float64)
+        for params, opt in zip(sets, opts):
+            for i, p in enumerate(params):
+                if i >= 10:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
+            sum(((p - t) ** 2).sum() * (i + 1) for i, (p, t) in enumerate(zip(params, target))).backward()
+            opt.step()
+        for p, q in zip(sets[1], sets[0]):
+            assert rel(p.detach(), q.detach()) <= 1e-12, k
+
+
+def test_parameter_given_new_memory_is_rebound():
+    nets = [make_net(), make_net()]
+    opts = [torch.optim.SGD(nets[0].parameters(), lr=0.1, momentum=0.9),
+            FusedOptimizer(nets[1].parameters(), rule="sgd", lr=0.1, momentum=0.9)]
+    for k in range(4):
+        for net, opt in zip(nets, opts):
+            if k == 2:
+                net.fc1.weight.data = net.fc1.weight.data.clone()   # new memory, same Parameter
+            x, y = data(k)
+            opt.zero_grad()
+            ((net(x) - y) ** 2).mean().backward()
+            opt.step()
+    for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+        assert rel(p.detach(), q.detach()) <= 1e-12
+
+
+def test_deepcopy_and_pickle_of_the_optimizer():
+    net = make_net()
+    opt = FusedOptimizer(net.parameters(), rule="adam", lr=1e-2)
+    train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 3)
+    for twin in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert twin.rule == "adam"
+        params = twin.param_groups[0]["params"]
+        for p, q in zip(params, net.parameters()):
+            p.grad = q.grad.clone()
+        twin.step()
+        assert twin.state[params[0]]["step"].item() == 4
+
+
+@pytest.mark.parametrize("case,rule,torch_cls,kw", [c for c in CASES if c[1] != "sgd"],
+                         ids=[c[0] for c in CASES if c[1] != "sgd"])
+def test_a_torch_optim_checkpoint_loads_and_continues_as_torch(case, rule, torch_cls, kw, float64_scalars):
+    """torch.optim's state_dict (the same names, step as a tensor) loads
+    into FusedOptimizer of the same rule, which then steps as torch would.
+    (torch.optim.SGD keeps no step count: its checkpoints are refused.)"""
+    nets = [make_net(), make_net()]
+    ref = torch_cls(groups(nets[0], case), foreach=False, **kw)
+    train(nets[0], ref, torch.optim.lr_scheduler.LambdaLR(ref, lambda k: 1.0), 3)
+    nets[1].load_state_dict(nets[0].state_dict())
+    ours = FusedOptimizer(groups(nets[1], case), rule=rule, **kw)
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))
+    for net, opt in zip(nets, (ref, ours)):
+        train(net, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), 3, start=3)
+    for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+        assert rel(p.detach(), q.detach()) <= 1e-12
+    assert ours.state[nets[1].fc1.weight]["step"].item() == 6
+
+
+def test_a_torch_sgd_checkpoint_without_step_is_refused():
+    net = make_net()
+    ref = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    train(net, ref, torch.optim.lr_scheduler.LambdaLR(ref, lambda k: 1.0), 2)
+    ours = FusedOptimizer(net.parameters(), rule="sgd", lr=0.1, momentum=0.9)
+    ours.load_state_dict(ref.state_dict())
+    with pytest.raises(ValueError, match="has buffers but no 'step'"):
+        train(net, ours, torch.optim.lr_scheduler.LambdaLR(ours, lambda k: 1.0), 1)
+
+
+@pytest.mark.parametrize("rule", sorted(fastadapt.optim.OPTIMIZERS))
+def test_every_rule_steps_as_fastadapt_does_on_numpy(rule):
+    """Four steps through the adapter equal fastadapt's own optimizer on
+    NumPy copies of the same parameters and gradients, bit for bit (the
+    same kernel; the adapter adds views, groups and state, not arithmetic)."""
+    net = make_net()
+    if rule == "muon":   # matrices only
+        params = [net.fc1.weight, net.fc2.weight]
+    else:
+        params = list(net.parameters())
+    arrays = [p.detach().numpy().copy() for p in params]
+    start = [a.copy() for a in arrays]
+    ours = FusedOptimizer(params, rule=rule)
+    theirs = fastadapt.make_optimizer(rule)
+    for k in range(4):
+        x, y = data(k)
+        ours.zero_grad()
+        ((net(x) - y) ** 2).mean().backward()
+        grads = [p.grad.numpy().copy() for p in params]
+        ours.step()
+        theirs.update(arrays, grads)
+        for p, a in zip(params, arrays):
+            assert np.array_equal(p.detach().numpy(), a), (rule, k)
+    assert all(not np.array_equal(a, a0) for a, a0 in zip(arrays, start))  # every tensor moved
+    assert ours.adapted == theirs.adapted and ours.lr_estimate == theirs.lr_estimate
+
+
+SCHEDULERS = {
+    "OneCycleLR": lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=5e-2, total_steps=16),   # lr and betas
+    "CosineAnnealingWarmRestarts": lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=5),
+    "SequentialLR": lambda o: torch.optim.lr_scheduler.SequentialLR(
+        o, [torch.optim.lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=4),
+            torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=12)], milestones=[4]),
+}
+
+
+@pytest.mark.parametrize("name", [*SCHEDULERS, "ReduceLROnPlateau"])
+def test_lr_schedulers_drive_it_as_torch(name):
+    nets = [make_net(), make_net()]
+    opts = [torch.optim.AdamW(groups(nets[0], "adamw"), lr=1e-2, foreach=False),
+            FusedOptimizer(groups(nets[1], "adamw"), rule="adamw", lr=1e-2)]
+    if name == "ReduceLROnPlateau":
+        scheds = [torch.optim.lr_scheduler.ReduceLROnPlateau(o, factor=0.5, patience=0) for o in opts]
+    else:
+        scheds = [SCHEDULERS[name](o) for o in opts]
+    for k in range(16):
+        for net, opt, sched in zip(nets, opts, scheds):
+            x, y = data(k)
+            opt.zero_grad()
+            loss = ((net(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            sched.step(loss.item()) if name == "ReduceLROnPlateau" else sched.step()
+    assert opts[1].param_groups[0]["lr"] == opts[0].param_groups[0]["lr"] != 1e-2
+    for p, q in zip(nets[1].parameters(), nets[0].parameters()):
+        assert rel(p.detach(), q.detach()) <= 1e-12
