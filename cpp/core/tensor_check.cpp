@@ -90,14 +90,17 @@ static ArrayView view_of(const py::array& a, DType dt) {
   return v;
 }
 
-// `fix` is the advice for a non-contiguous array; for one updated in place it
-// must not be a copy presented as the array itself (the copy would be updated,
-// the caller's array not), see _interop.non_contiguous.
-static void check_layout(const py::array& a, const KeyRef& w, bool writeable, const std::string& fix) {
+// `fix()` gives the advice for a non-contiguous array; for one updated in place
+// it must not be a copy presented as the array itself (the copy would be
+// updated, the caller's array not), see _interop.non_contiguous. It is a
+// callable, run only when the check fails: building that advice calls into
+// Python, which must not happen per tensor on every good step.
+template <class Fix>
+static void check_layout(const py::array& a, const KeyRef& w, bool writeable, Fix&& fix) {
   const int flags = a.flags();
   if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_))
     fail_value(w, "expected a C-contiguous array, got a non-contiguous view of shape " +
-                      shape_str(a) + "; fastadapt never copies silently: " + fix);
+                      shape_str(a) + "; fastadapt never copies silently: " + std::string(fix()));
   if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
     fail_value(w, std::string("expected an aligned array, got an unaligned view; ") +
                       (writeable ? "a copy is needed: store a.copy() in the structure and keep using it "
@@ -118,10 +121,11 @@ ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
   if (!native_float(a, &dt))
     fail_type(w, "expected a float32 or float64 array in native byte order, got " + describe(obj) +
                      "; convert it once with .astype(np.float32) (or np.float64)");
-  check_layout(a, w, writeable,
-               is_param    ? interop_hint("non_contiguous", true, "p")
-               : writeable ? "pass np.ascontiguousarray(g) and use the result (it is modified in place)"
-                           : "pass np.ascontiguousarray(g)");
+  check_layout(a, w, writeable, [&]() -> std::string {
+    return is_param    ? interop_hint("non_contiguous", true, "p")
+           : writeable ? "pass np.ascontiguousarray(g) and use the result (it is modified in place)"
+                       : "pass np.ascontiguousarray(g)";
+  });
   return view_of(a, dt);
 }
 
@@ -147,7 +151,7 @@ ArrayView check_matching_array(py::handle obj, const KeyRef& w, py::handle param
   if (!same_shape)
     fail_value(w, "expected shape " + shape_str(param) + " (the shape of " + pw.str() + "), got " +
                       shape_str(obj) + "; " + (fix ? fix : "the gradient must have the parameter's shape"));
-  check_layout(a, w, writeable, "pass np.ascontiguousarray(g)");
+  check_layout(a, w, writeable, [] { return std::string("pass np.ascontiguousarray(g)"); });
   ArrayView v = view_of(a, dt);
   if (overlaps(v, pv))
     fail_value(w, "shares memory with " + pw.str() +
