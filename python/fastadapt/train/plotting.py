@@ -163,7 +163,7 @@ def _use_log(ax: Any, *series: np.ndarray) -> None:
     # A log axis only when every value is positive and they span a decade or more.
     if data.size and data.min() > 0 and data.max() / data.min() >= 10:
         ax.set_yscale("log")
-        _plain_log_ticks(ax, "y", few_decades=data.max() / data.min() < 100)
+        _plain_log_ticks(ax, "y", few_decades=bool(data.max() / data.min() < 100))
 
 
 def plot_history(history: Union[History, Any], path: PathLike, *, findings: Optional[Sequence[Finding]] = None,
