@@ -19,6 +19,8 @@ from .hyperband import Hyperband, SuccessiveHalving, hyperband_schedule, success
 from .pbt import PBT
 from .ray_executor import RayExecutor
 from .results import TrialRecord, TuneResult
+from .search import Search
+from .searcher import Observation, RandomSearcher, Searcher
 from .space import Categorical, Domain, Float, Integer, choice, loguniform, randint, sample_config, uniform
 from .trainable import Trainable
 from .tuner import Tuner
@@ -39,6 +41,10 @@ __all__ = [
     "SuccessiveHalving",
     "ASHA",
     "PBT",
+    "Search",
+    "Searcher",
+    "RandomSearcher",
+    "Observation",
     "hyperband_schedule",
     "successive_halving_schedule",
     "Executor",

@@ -27,14 +27,17 @@ from .jobs import DIED, Job, Outcome, reject_non_finite
 from .progress import TuneProgress
 from .results import (FAILED, PAUSED, RUNNING, STATUSES, STOPPED, TrialRecord, TuneResult, best_evaluation,
                       evaluation_key, ranked)
-from .space import (Categorical, Domain, check_config, check_space, copy_config, domains, leaf_paths, sample_config,
-                    space_repr)
+from .searcher import RandomSearcher, Searcher, observations_of
+from .space import (Categorical, Domain, check_config, check_space, copy_config, domains, get_path, leaf_paths,
+                    sample_config, space_repr)
 from .state import CheckpointStore, PathLike, encodable
 from .trainable import TrainableSpec, as_trainable, metric_is_valid
 
 __all__ = ["Tuner"]
 
 OnResult = Callable[[TrialRecord], None]
+
+_MISSING = object()
 
 # The key under which the state behind the best evaluation is kept (trial states use their int ids).
 BEST_STATE = "best"
@@ -110,6 +113,10 @@ class Tuner:
     on_result
         called with the trial after each recorded outcome (after the checkpoint is written); raising
         stops the run.
+    searcher
+        what proposes each new trial's config: None (default) samples the space's priors
+        ([`RandomSearcher`][fastadapt.tune.RandomSearcher]); `fa.tune.TPE` proposes from the
+        results so far. Initial configs are tried first, as given (their missing keys sampled).
     trial_timeout
         seconds one job of a trial (one ``train`` call with its ``load``/``save``) may run; None
         (default): no limit. A job past it fails its trial ("trial 3 ran past trial_timeout=2.0 s")
@@ -126,7 +133,7 @@ class Tuner:
                  initial_configs: Optional[Sequence[Mapping[str, Any]]] = None, max_retries: int = 1,
                  checkpoint_dir: Optional[PathLike] = None, resume: Union[bool, str] = False,
                  progress: bool = False, on_result: Optional[OnResult] = None,
-                 trial_timeout: Optional[float] = None):
+                 trial_timeout: Optional[float] = None, searcher: Optional[Searcher] = None):
         self.spec: TrainableSpec = as_trainable(trainable)
         self.space = check_space(space)
         if not isinstance(metric, str) or not metric:
@@ -161,6 +168,10 @@ class Tuner:
         self.on_result = on_result
         self.trial_timeout = None if trial_timeout is None else _checks.real(
             "trial_timeout", trial_timeout, low=0, low_open=True)
+        if searcher is not None and not isinstance(searcher, Searcher):
+            raise TypeError(f"searcher must be a fa.tune.Searcher such as fa.tune.TPE() (or None: random "
+                            f"sampling), got {type(searcher).__name__}")
+        self.searcher: Searcher = RandomSearcher() if searcher is None else searcher
         if self._store is not None:
             self._check_storable()
         self._prepared = False
@@ -284,9 +295,13 @@ class Tuner:
             raise ValueError(f"{name} names trials {sorted(unknown)[:5]} that it does not hold")
 
     def _fingerprint(self) -> Dict[str, Any]:
-        return {"algorithm": self.algorithm, "trainable": self.spec.name, "space": space_repr(self.space),
-                "metric": self.metric, "mode": self.mode, "settings": self.settings(),
-                "initial_configs": repr(self.initial_configs)}
+        fingerprint = {"algorithm": self.algorithm, "trainable": self.spec.name, "space": space_repr(self.space),
+                       "metric": self.metric, "mode": self.mode, "settings": self.settings(),
+                       "initial_configs": repr(self.initial_configs)}
+        if not isinstance(self.searcher, RandomSearcher):
+            # (absent for the default, so checkpoints written before searchers existed still resume)
+            fingerprint["searcher"] = self.searcher.describe()
+        return fingerprint
 
     def _save_checkpoint(self) -> None:
         self._prune_states()
@@ -358,15 +373,33 @@ class Tuner:
             self._put_state(BEST_STATE, state)
 
     def _new_trial(self, bracket: Optional[int] = None) -> TrialRecord:
-        given = None
         if self._initial_used < len(self.initial_configs):
             given = self.initial_configs[self._initial_used]
             self._initial_used += 1
-        config = sample_config(self.space, self._sample_rng, given)
+            config = sample_config(self.space, self._sample_rng, given)
+        elif isinstance(self.searcher, RandomSearcher):
+            config = sample_config(self.space, self._sample_rng)
+        else:
+            config = self._suggested_config()
         trial = TrialRecord(trial_id=len(self._trials), config=config, bracket=bracket,
                             config_history=[{"budget": 0, "config": copy_config(config)}])
         self._trials[trial.trial_id] = trial
         return trial
+
+    def _suggested_config(self) -> Dict[str, Any]:
+        """The searcher's proposal from every evaluation so far, checked against the space."""
+        trials = [self._trials[k] for k in sorted(self._trials)]
+        pending = [copy_config(t.config) for t in trials if not t.history and t.status != FAILED]
+        config = self.searcher.suggest(self.space, self._sample_rng, observations_of(trials, self.mode), pending)
+        if not isinstance(config, dict):
+            raise TypeError(f"{self.searcher.describe()}.suggest() returned {type(config).__name__}, not a config dict")
+        where = f"the config {self.searcher.describe()} proposed"
+        check_config(self.space, config, where)
+        missing = [path for path, _ in leaf_paths(self.space) if get_path(config, path, _MISSING) is _MISSING]
+        if missing:
+            raise ValueError(f"{where} lacks {', '.join('/'.join(p) for p in missing)}; a searcher must give "
+                             f"every key of the space")
+        return copy_config(config)
 
     def _ranking(self, trial_ids: Sequence[int]) -> List[Tuple[int, Optional[float]]]:
         return ranked([(tid, self._trials[tid].metric) for tid in trial_ids], self.mode)
@@ -482,8 +515,11 @@ class Tuner:
         return self._result()
 
     def _result(self) -> TuneResult:
+        settings = self.settings()
+        if not isinstance(self.searcher, RandomSearcher):
+            settings["searcher"] = self.searcher.describe()
         result = TuneResult(algorithm=self.algorithm, metric=self.metric, mode=self.mode, seed=self.seed,
-                            settings=self.settings(), trials=[self._trials[k] for k in sorted(self._trials)],
+                            settings=settings, trials=[self._trials[k] for k in sorted(self._trials)],
                             lineage=list(self._lineage), rungs=list(self._rungs), seconds=self._elapsed,
                             space=dict(space_repr(self.space)))
         result.best_state = self._states.get(BEST_STATE)
