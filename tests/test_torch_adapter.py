@@ -701,3 +701,27 @@ def test_lr_schedulers_drive_it_as_torch(name):
     assert opts[1].param_groups[0]["lr"] == opts[0].param_groups[0]["lr"] != 1e-2
     for p, q in zip(nets[1].parameters(), nets[0].parameters()):
         assert rel(p.detach(), q.detach()) <= 1e-12
+
+
+def test_a_parameter_swapped_into_a_group_in_place_is_stepped_as_torch_does():
+    # Same number of tensors, one replaced: the adapter must notice (a count
+    # alone would not) and step the new tensor with fresh state, as torch.
+    torch.manual_seed(0)
+    ours = [torch.randn(4, 3), torch.randn(5)]
+    theirs = [t.clone() for t in ours]
+    opt = FusedOptimizer(ours, rule="adam", lr=1e-2)
+    ref = torch.optim.Adam(theirs, lr=1e-2)
+    new = torch.randn(4, 3)
+    for step in range(6):
+        if step == 3:
+            opt.param_groups[0]["params"][0] = new
+            ref.param_groups[0]["params"][0] = new_ref = new.clone()
+            ours[0], theirs[0] = new, new_ref
+        g = [torch.randn_like(t) for t in ours]
+        for p, q, gi in zip(ours, theirs, g):
+            p.grad, q.grad = gi.clone(), gi.clone()
+        opt.step()
+        ref.step()
+        for p, q in zip(ours, theirs):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert opt.state[new]["step"] == ref.state[new_ref]["step"] == 3

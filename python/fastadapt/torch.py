@@ -69,7 +69,7 @@ except ImportError as _err:  # pragma: no cover - exercised in a subprocess
                       "without it") from _err
 
 import weakref
-from itertools import repeat
+from itertools import chain, repeat
 from operator import is_, is_not
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -400,7 +400,12 @@ class FusedOptimizer(torch.optim.Optimizer):
 
     def _flat_params(self) -> List[Tuple[int, int, Any]]:
         flat = self._flat
-        if flat is None or len(flat) != sum(len(g["params"]) for g in self.param_groups):
+        # Every tensor compared by identity, not just counted: a parameter
+        # swapped into a group in place (group["params"][0] = new) must be
+        # stepped, as torch's optimizers do, with fresh state of its own. The
+        # check is one C-level pass (~20 us for 1000 tensors).
+        current = list(chain.from_iterable(g["params"] for g in self.param_groups))
+        if flat is None or len(current) != len(self._plist) or not all(map(is_, current, self._plist)):
             flat = [(gi, j, p) for gi, g in enumerate(self.param_groups) for j, p in enumerate(g["params"])]
             self._flat, self._active, self._all = flat, None, tuple(range(len(flat)))
             self._plist = [p for _, _, p in flat]
