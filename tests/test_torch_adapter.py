@@ -725,3 +725,24 @@ def test_a_parameter_swapped_into_a_group_in_place_is_stepped_as_torch_does():
         for p, q in zip(ours, theirs):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
     assert opt.state[new]["step"] == ref.state[new_ref]["step"] == 3
+
+
+def test_zero_grad_keeping_tensors_zeroes_them_in_place_as_torch_does():
+    ps = [torch.nn.Parameter(torch.randn(3, dtype=dt)) for dt in (torch.float32, torch.float64, torch.float32)]
+    opt = FusedOptimizer(ps, rule="sgd", lr=0.1)
+    ps[0].grad, ps[2].grad = torch.randn(3), torch.randn(3)  # ps[1] has none
+    kept = [ps[0].grad, ps[2].grad]
+    opt.zero_grad(set_to_none=False)
+    assert ps[1].grad is None
+    assert ps[0].grad is kept[0] and ps[2].grad is kept[1]
+    assert all(torch.count_nonzero(g) == 0 for g in kept)
+    # a gradient inside a graph (create_graph=True) is detached first, as torch does
+    x = torch.nn.Parameter(torch.tensor([2.0]))
+    opt2 = FusedOptimizer([x], rule="sgd", lr=0.1)
+    with pytest.warns(UserWarning, match="create_graph=True"):  # torch's reference-cycle notice
+        (x ** 3).sum().backward(create_graph=True)
+    assert x.grad.requires_grad
+    opt2.zero_grad(set_to_none=False)
+    assert not x.grad.requires_grad and x.grad.item() == 0.0
+    opt.zero_grad()
+    assert all(p.grad is None for p in ps)
