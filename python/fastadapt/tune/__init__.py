@@ -22,6 +22,7 @@ from .results import TrialRecord, TuneResult
 from .search import Search
 from .searcher import Observation, RandomSearcher, Searcher
 from .space import Categorical, Domain, Float, Integer, choice, loguniform, randint, sample_config, uniform
+from .tpe import TPE
 from .trainable import Trainable
 from .tuner import Tuner
 
@@ -44,6 +45,7 @@ __all__ = [
     "Search",
     "Searcher",
     "RandomSearcher",
+    "TPE",
     "Observation",
     "hyperband_schedule",
     "successive_halving_schedule",
