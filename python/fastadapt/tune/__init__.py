@@ -14,6 +14,7 @@ A trainable is a class built from a config with ``train(budget) -> metric``
 """
 
 from .asha import ASHA
+from .bohb import BOHB, AsyncBOHB
 from .executors import Executor, ProcessExecutor, SequentialExecutor
 from .hyperband import Hyperband, SuccessiveHalving, hyperband_schedule, successive_halving_schedule
 from .pbt import PBT
@@ -41,6 +42,8 @@ __all__ = [
     "Hyperband",
     "SuccessiveHalving",
     "ASHA",
+    "BOHB",
+    "AsyncBOHB",
     "PBT",
     "Search",
     "Searcher",
