@@ -244,8 +244,8 @@ class TPE(Searcher):
     The defaults follow Optuna's TPE (10 startup trials, 24 candidates,
     best 10 % as good, the prior as one more kernel);
     [`BOHB`][fastadapt.tune.BOHB] uses the paper's settings (1/3 random, 64
-    candidates, best 15 %, bandwidth factor 3, no prior kernel, dims + 1
-    points).
+    candidates, best 15 %, bandwidth factor 3, normal-reference bandwidths,
+    dims + 1 points; a prior kernel of weight 0.1).
 
     Parameters
     ----------
@@ -266,7 +266,8 @@ class TPE(Searcher):
         the smallest bandwidth, in coordinates where every domain is [0, 1].
     prior_weight
         weight of the prior (uniform) kernel in each density, against 1 for each observation
-        (Optuna: 1; BOHB: 0).
+        (Optuna: 1; BOHB's paper: none, ours 0.1). Far from every observation the densities are
+        then both about the prior, so their ratio stays bounded.
     bandwidth
         how a continuous kernel's bandwidth is set, in unit coordinates with ``m`` points in ``d``
         dimensions: "range" (Optuna's multivariate TPE): ``0.2 * m**(-1/(d+4))``, never collapsing
