@@ -489,7 +489,8 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
 
     names = [n for n, r in result.space.items() if r.split("(", 1)[0] in ("uniform", "loguniform", "randint",
                                                                           "choice")]
-    points = [(t, e["budget"], e["metric"], t.config_at(e["budget"])) for t in result.trials for e in t.history]
+    points = [(t, e["budget"], e["metric"], t.config_at(int(e["budget"]))) for t in result.trials
+              for e in t.history]
     # A conditional choice's branches: a panel for each numeric value inside them ("optim/momentum"),
     # showing the evaluations whose config took that branch.
     log_names = {n for n in names if result.space[n].startswith("loguniform")}
@@ -556,7 +557,8 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
         missing = [i for i in range(len(active)) if i not in set(ok)]
         if missing:
             ax.scatter([xs[i] for i in missing], [ys[i] for i in missing], marker="x", color="0.3", s=25, zorder=3)
-        value = lookup(result.best_config, name) if best is not None else None
+        best_config = result.best_config
+        value = lookup(best_config, name) if best_config is not None else None
         if value is not None and (not categorical or _branch_label(value, 0) in labels):
             bx = labels.index(_branch_label(value, 0)) if categorical else float(value)
             ax.plot([bx], [result.best_budget], "*", ms=14, color="red", mec="black", mew=0.7, zorder=5)
