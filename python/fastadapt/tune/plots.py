@@ -527,7 +527,7 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
     columns = min(3, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / columns))
     band = 0.75
-    width, height = PANEL_WIDTH * columns + 1.0, PANEL_HEIGHT * rows + band + 0.4
+    width, height = max(6.4, PANEL_WIDTH * columns + 1.0), PANEL_HEIGHT * rows + band + 0.6
     figure = _new_figure(width, height)
     figure.get_layout_engine().set(rect=(0, band / height, 1, 1 - band / height))
     gridspec = figure.add_gridspec(rows, columns)
@@ -599,6 +599,6 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
         figure.legend(handles, labels_, loc="lower left", ncol=1, fontsize=8, frameon=False,
                       bbox_to_anchor=(0.01, 0.0), borderaxespad=0.2)
     kind = "BOHB" if result.algorithm == "bohb" else "asynchronous BOHB"
-    figure.suptitle(title or f"{kind}: {len(result.trials)} configurations, each evaluation at the budget it "
+    figure.suptitle(title or f"{kind}: {len(result.trials)} configurations\neach evaluation at the budget it "
                              f"reached, coloured by {result.metric}", fontsize=10)
     return _finish(figure, path)
