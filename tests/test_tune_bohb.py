@@ -60,7 +60,7 @@ def test_bohb_beats_hyperband_on_a_mixed_space():
             for s in seeds]
     hyperband = [T.Hyperband(H.mixed_objective, MIXED, max_resource=27, seed=s, executor="sequential").run()
                  .best_metric for s in seeds]
-    # measured over seeds 0-7: BOHB 0.33, Hyperband 0.65 (mean best)
+    # measured (mean best): seeds 0-4 BOHB 0.36, Hyperband 0.50; seeds 0-19 BOHB 0.49, Hyperband 0.79
     assert np.mean(bohb) < 0.8 * np.mean(hyperband)
 
 
