@@ -1,5 +1,5 @@
-"""Hyperparameter tuning: Hyperband, successive halving, ASHA and Population
-Based Training, on the driver, a local process pool or Ray.
+"""Hyperparameter tuning: Hyperband, successive halving, ASHA, Population
+Based Training, TPE and BOHB, on the driver, a local process pool or Ray.
 
     import fastadapt as fa
     space = {"lr": fa.tune.loguniform(1e-5, 1e-1), "batch_size": fa.tune.choice([16, 32, 64]),
@@ -14,6 +14,7 @@ A trainable is a class built from a config with ``train(budget) -> metric``
 """
 
 from .asha import ASHA
+from .bohb import BOHB, AsyncBOHB
 from .executors import Executor, ProcessExecutor, SequentialExecutor
 from .hyperband import Hyperband, SuccessiveHalving, hyperband_schedule, successive_halving_schedule
 from .pbt import PBT
@@ -22,6 +23,7 @@ from .results import TrialRecord, TuneResult
 from .search import Search
 from .searcher import Observation, RandomSearcher, Searcher
 from .space import Categorical, Domain, Float, Integer, choice, loguniform, randint, sample_config, uniform
+from .tpe import TPE
 from .trainable import Trainable
 from .tuner import Tuner
 
@@ -40,10 +42,13 @@ __all__ = [
     "Hyperband",
     "SuccessiveHalving",
     "ASHA",
+    "BOHB",
+    "AsyncBOHB",
     "PBT",
     "Search",
     "Searcher",
     "RandomSearcher",
+    "TPE",
     "Observation",
     "hyperband_schedule",
     "successive_halving_schedule",

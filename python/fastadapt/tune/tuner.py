@@ -28,7 +28,7 @@ from .progress import TuneProgress
 from .results import (FAILED, PAUSED, RUNNING, STATUSES, STOPPED, TrialRecord, TuneResult, best_evaluation,
                       evaluation_key, ranked)
 from .searcher import RandomSearcher, Searcher, observations_of
-from .space import (Categorical, Domain, check_config, check_space, copy_config, domains, get_path, leaf_paths,
+from .space import (check_config, check_space, copy_config, domains, get_path, leaf_paths, plain_values,
                     sample_config, space_repr)
 from .state import CheckpointStore, PathLike, encodable
 from .trainable import TrainableSpec, as_trainable, metric_is_valid
@@ -68,8 +68,9 @@ def _trial_from_fields(fields: Dict[str, Any]) -> TrialRecord:
 
 class Tuner:
     """Base class of [`Hyperband`][fastadapt.tune.Hyperband],
-    [`SuccessiveHalving`][fastadapt.tune.SuccessiveHalving], [`ASHA`][fastadapt.tune.ASHA] and
-    [`PBT`][fastadapt.tune.PBT]; its arguments (below) are theirs too.
+    [`SuccessiveHalving`][fastadapt.tune.SuccessiveHalving], [`ASHA`][fastadapt.tune.ASHA],
+    [`PBT`][fastadapt.tune.PBT], [`Search`][fastadapt.tune.Search] and [`BOHB`][fastadapt.tune.BOHB];
+    its arguments (below) are theirs too.
 
     Checkpoints: the tuner's own state is written as JSON (``tuner.json``,
     never a pickle, so resuming never runs code from it); only what the
@@ -115,7 +116,7 @@ class Tuner:
         stops the run.
     searcher
         what proposes each new trial's config: None (default) samples the space's priors
-        ([`RandomSearcher`][fastadapt.tune.RandomSearcher]); `fa.tune.TPE` proposes from the
+        ([`RandomSearcher`][fastadapt.tune.RandomSearcher]); [`TPE`][fastadapt.tune.TPE] proposes from the
         results so far. Initial configs are tried first, as given (their missing keys sampled).
     trial_timeout
         seconds one job of a trial (one ``train`` call with its ``load``/``save``) may run; None
@@ -180,19 +181,12 @@ class Tuner:
         """With a checkpoint, refuse now (not mid-run) a config value that its
         JSON cannot hold: constants, choice values and initial configs are
         the only values a config gets that the tuner did not make itself."""
-        for path, value in leaf_paths(self.space):
-            where = "space" + "".join(f"[{key!r}]" for key in path)
-            if isinstance(value, Categorical):
-                values = [(f"{where} choice {i}", v) for i, v in enumerate(value.values)]
-            elif isinstance(value, Domain):
-                continue  # Float and Integer domains give Python floats and ints
-            else:
-                values = [(where, value)]
-            for name, v in values:
-                problem = encodable(v)
-                if problem is not None:
-                    raise TypeError(f"{name} = {v!r:.60} cannot be stored in the checkpoint ({problem}). "
-                                    f"{_STORABLE}")
+        # (plain_values walks the branches of conditional choices too; their domains make floats and ints)
+        for name, v in plain_values(self.space):
+            problem = encodable(v)
+            if problem is not None:
+                raise TypeError(f"{name} = {v!r:.60} cannot be stored in the checkpoint ({problem}). "
+                                f"{_STORABLE}")
         for i, config in enumerate(self.initial_configs):
             problem = encodable(config)
             if problem is not None:
