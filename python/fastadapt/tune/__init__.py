@@ -1,5 +1,5 @@
-"""Hyperparameter tuning: Hyperband, successive halving, ASHA and Population
-Based Training, on the driver, a local process pool or Ray.
+"""Hyperparameter tuning: Hyperband, successive halving, ASHA, Population
+Based Training and Population Based Bandits (PB2), on the driver, a local process pool or Ray.
 
     import fastadapt as fa
     space = {"lr": fa.tune.loguniform(1e-5, 1e-1), "batch_size": fa.tune.choice([16, 32, 64]),
@@ -16,6 +16,7 @@ A trainable is a class built from a config with ``train(budget) -> metric``
 from .asha import ASHA
 from .executors import Executor, ProcessExecutor, SequentialExecutor
 from .hyperband import Hyperband, SuccessiveHalving, hyperband_schedule, successive_halving_schedule
+from .pb2 import PB2
 from .pbt import PBT
 from .ray_executor import RayExecutor
 from .results import TrialRecord, TuneResult
@@ -41,6 +42,7 @@ __all__ = [
     "SuccessiveHalving",
     "ASHA",
     "PBT",
+    "PB2",
     "Search",
     "Searcher",
     "RandomSearcher",
