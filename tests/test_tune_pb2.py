@@ -142,9 +142,11 @@ def test_pb2_exploits_like_pbt_and_explores_by_ucb_within_bounds():
         assert 0.1 <= event["new_config"]["rate"] <= 10.0
         # a bottom member copies the top one (population 4, quantile 0.25: one each)
         assert event["donor_metric"] >= event["metric"]
-    # The change of the metric per interval is 2 * rate: the GP learns that larger rates are better.
-    late = [e["new_config"]["rate"] for e in result.lineage if e["generation"] >= 4]
-    assert np.median(late) > 7.0, late
+    # The change of the metric per interval is 2 * rate: once it has observations (from generation 2 on)
+    # the GP's first picks go to the top of the range. (Later, with the population there, UCB explores
+    # the rest with the bottom member, as it should: it has not seen it lately.)
+    first = [e["new_config"]["rate"] for e in result.lineage if e["generation"] in (2, 3)]
+    assert first and min(first) > 9.0, first
     # the rates the members trained with are in the trials' config histories, at their budgets
     member = result.trial(result.lineage[-1]["member"])
     assert member.config_history[-1] == {"budget": result.lineage[-1]["budget"],

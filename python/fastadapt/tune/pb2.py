@@ -229,6 +229,18 @@ class PB2(PBT):
             return np.zeros(0), np.zeros((0, len(self._axes))), np.zeros(0)
         # A diverged interval teaches the GP where not to go: the worst change seen.
         y[~finite] = float(np.min(y[finite]))
+        # Standardised per interval: improvements shrink by orders of magnitude as training converges. With
+        # the raw changes a GP (constant prior mean) takes a region not visited lately for as good as the
+        # early, large improvements and keeps exploring it, and late differences between configs drown in
+        # the early ones' scale. Standardised, y says by how many population spreads a config beat the
+        # population in its interval, which is what the choice needs.
+        slot = np.ceil(t - 1e-9)
+        for value in np.unique(slot):
+            group = slot == value
+            y[group] -= float(np.mean(y[group]))
+            spread = float(np.std(y[group]))
+            if spread > 0:
+                y[group] /= spread
         return t, h, y
 
     def _pending(self, member: int, bottom: set) -> Tuple[np.ndarray, np.ndarray]:
