@@ -164,7 +164,8 @@ class TimeVaryingGP:
         theta = np.clip(np.log(start), low, high)
         step = 0.5
         for _ in range(steps):
-            value, grad = log_marginal_likelihood(self.data, *np.exp(theta), gradient=True)
+            lengthscale, eps, ratio = (float(v) for v in np.exp(theta))
+            value, grad = log_marginal_likelihood(self.data, lengthscale, eps, ratio, gradient=True)
             if grad is None or not np.all(np.isfinite(grad)):
                 break
             norm = float(np.linalg.norm(grad))
@@ -172,7 +173,8 @@ class TimeVaryingGP:
                 break
             while step > 1e-4:
                 candidate = np.clip(theta + step * grad / norm, low, high)
-                new_value, _ = log_marginal_likelihood(self.data, *np.exp(candidate))
+                l_new, eps_new, ratio_new = (float(v) for v in np.exp(candidate))
+                new_value, _ = log_marginal_likelihood(self.data, l_new, eps_new, ratio_new)
                 if new_value > value:
                     theta = candidate
                     step *= 1.5

@@ -210,7 +210,7 @@ class PB2(PBT):
             trial = self._trials[tid]
             before_budget, before = 0, None
             for entry in trial.history:
-                budget, metric = entry["budget"], entry["metric"]
+                budget, metric = int(entry["budget"]), entry["metric"]
                 start = copied_from.get((tid, before_budget), before)
                 if start is not None and math.isfinite(start) and budget > before_budget:
                     change = (sign * (metric - start) * self.perturbation_interval / (budget - before_budget)
