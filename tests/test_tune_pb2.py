@@ -300,3 +300,19 @@ def test_a_space_without_continuous_hyperparameters_is_refused():
         T.PB2(H.Accumulator, {"rate": T.choice([1.0, 2.0])}, population=4, perturbation_interval=1)
     with pytest.raises(TypeError, match="needs save\\(\\) and load\\(\\)"):
         T.PB2(H.quadratic_function, {"x": T.uniform(0.0, 1.0)}, population=2, perturbation_interval=1)
+
+
+def test_a_hung_member_times_out_and_the_others_go_on():
+    space = {"x": T.uniform(0.0, 1.0), "how": "hang"}
+    result = T.PB2(H.Misbehaves, space, population=4, perturbation_interval=1, max_resource=4, seed=2,
+                   trial_timeout=1.0, executor=ProcessExecutor(max_workers=2)).run()
+    hung = [t for t in result.trials if t.status == "failed"]
+    assert hung and all("ran past trial_timeout=1.0 s" in t.error for t in hung)
+    assert all(t.status == "completed" and t.budget == 4 for t in result.trials if t.status != "failed")
+
+
+def test_asynchronous_pb2_explores_against_the_members_in_flight():
+    result = pb2(synchronous=False, max_resource=12, executor=ProcessExecutor(max_workers=2)).run()
+    assert result.lineage and all(e["generation"] is None for e in result.lineage)
+    assert {e["changes"]["rate"]["how"] for e in result.lineage if "rate" in e["changes"]} == {"copied, pb2-ucb"}
+    assert all(t.budget == 12 and t.status == "completed" for t in result.trials)
