@@ -29,6 +29,7 @@ class _Axis:
 
     def __init__(self, name: str, path: Tuple[str, ...], domain: Any, low: float, high: float):
         self.name, self.path, self.domain = name, path, domain
+        self.bounds = [low, high]  # as given (for the settings: exp(log(x)) may differ from x in the last bit)
         self.log = isinstance(domain, Float) and domain.log
         self.low, self.high = (math.log(low), math.log(high)) if self.log else (float(low), float(high))
 
@@ -171,8 +172,8 @@ class PB2(PBT):
         return axes
 
     def settings(self) -> Dict[str, Any]:
-        bounds = {a.name: [math.exp(a.low), math.exp(a.high)] if a.log else [a.low, a.high] for a in self._axes}
-        return {**super().settings(), "hyperparam_bounds": bounds, "kappa": self.kappa}
+        return {**super().settings(), "hyperparam_bounds": {a.name: list(a.bounds) for a in self._axes},
+                "kappa": self.kappa}
 
     # ---- explore ---------------------------------------------------------------
     def _exploit_explore(self, member: int, ranking: List[int], bottom: set) -> None:
