@@ -1,5 +1,5 @@
 """Hyperparameter tuning: Hyperband, successive halving, ASHA, Population
-Based Training, TPE and BOHB, on the driver, a local process pool or Ray.
+Based Training, PB2, TPE and BOHB, on the driver, a local process pool or Ray.
 
     import fastadapt as fa
     space = {"lr": fa.tune.loguniform(1e-5, 1e-1), "batch_size": fa.tune.choice([16, 32, 64]),
@@ -17,6 +17,7 @@ from .asha import ASHA
 from .bohb import BOHB, AsyncBOHB
 from .executors import Executor, ProcessExecutor, SequentialExecutor
 from .hyperband import Hyperband, SuccessiveHalving, hyperband_schedule, successive_halving_schedule
+from .pb2 import PB2
 from .pbt import PBT
 from .ray_executor import RayExecutor
 from .results import TrialRecord, TuneResult
@@ -45,6 +46,7 @@ __all__ = [
     "BOHB",
     "AsyncBOHB",
     "PBT",
+    "PB2",
     "Search",
     "Searcher",
     "RandomSearcher",

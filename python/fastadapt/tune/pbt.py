@@ -272,21 +272,23 @@ class PBT(Tuner):
 
     def _explored(self, config: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, str]]:
         """A perturbed copy of ``config`` and how each mutable value moved."""
-        rng = self._decision_rng
         out = copy_config(config)
         how: Dict[str, str] = {}
         for path, domain in domain_paths(self.space):
             name = PATH_SEPARATOR.join(path)
             if name not in self.mutations:
                 continue
-            if rng.random() < self.resample_probability:
-                set_path(out, path, domain.sample(rng))
-                how[name] = "resampled"
-            elif isinstance(domain, Categorical):
-                set_path(out, path, domain.perturb(get_path(config, path), 1.0, rng, self.boundary))
-                how[name] = "neighbour"
-            else:
-                factor = self.perturbation_factors[int(rng.integers(len(self.perturbation_factors)))]
-                set_path(out, path, domain.perturb(get_path(config, path), factor, rng, self.boundary))
-                how[name] = f"x{factor:g}"
+            value, how[name] = self._perturbed(domain, get_path(config, path))
+            set_path(out, path, value)
         return out, how
+
+    def _perturbed(self, domain: Any, value: Any) -> Tuple[Any, str]:
+        """PBT's explore of one hyperparameter: resampled from its prior, moved to a neighbouring
+        choice, or multiplied by a perturbation factor; the new value and how it moved."""
+        rng = self._decision_rng
+        if rng.random() < self.resample_probability:
+            return domain.sample(rng), "resampled"
+        if isinstance(domain, Categorical):
+            return domain.perturb(value, 1.0, rng, self.boundary), "neighbour"
+        factor = self.perturbation_factors[int(rng.integers(len(self.perturbation_factors)))]
+        return domain.perturb(value, factor, rng, self.boundary), f"x{factor:g}"

@@ -383,6 +383,11 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
         axes.append(figure.add_subplot(gridspec[i, 0], sharex=axes[0] if axes else None))
     colors = [f"C{i % 10}" for i in range(len(result.trials))]
     color_of = {t.trial_id: c for t, c in zip(result.trials, colors)}
+    # PB2: the schedule found is the best member's; drawn bold, over the others.
+    best_id = result.best_trial.trial_id if result.algorithm == "pb2" and result.best_trial is not None else None
+
+    def width(trial: Any) -> Dict[str, Any]:
+        return {"lw": 2.6, "alpha": 1.0, "zorder": 3} if trial.trial_id == best_id else {"lw": 1.2, "alpha": 0.85}
     for ax, name in zip(axes, shown):
         positive = True
         for trial, color in zip(result.trials, colors):
@@ -393,7 +398,7 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
             ys = [p["config"].get(name) for p in points]
             ys.append(ys[-1])
             positive = positive and all(_number(y) and y > 0 for y in ys)
-            ax.step(xs, ys, where="post", color=color, lw=1.2, alpha=0.85)
+            ax.step(xs, ys, where="post", color=color, **width(trial))
         for event in result.lineage:
             if event["donor"] is not None:
                 ax.plot([event["budget"]], [event["new_config"].get(name)], marker="v", ms=5,
@@ -411,7 +416,7 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
     for trial, color in zip(result.trials, colors):
         xs = [h["budget"] for h in trial.history]
         ys = [h["metric"] for h in trial.history]
-        metric_ax.plot(xs, ys, color=color, lw=1.2, marker=".", ms=4)
+        metric_ax.plot(xs, ys, color=color, marker=".", ms=4, **width(trial))
         o, b = _mark_off_scale(metric_ax, xs, ys, scale, color)
         off, bad = off + o, bad + b
     if result.best_trial is not None:
@@ -436,8 +441,8 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
 
     handles, labels = [], []
     if colored:
-        handles += [_handle(color=c, lw=1.5) for c in colors]
-        labels += [f"member {t.trial_id}" for t in result.trials]
+        handles += [_handle(color=c, lw=3.0 if t.trial_id == best_id else 1.5) for t, c in zip(result.trials, colors)]
+        labels += [f"member {t.trial_id}" + (" (best)" if t.trial_id == best_id else "") for t in result.trials]
     handles.append(_handle(marker="v", color="0.3", ls="none", ms=6))
     labels.append("exploit: copies a better member's weights and hyperparameters (then explores)")
     if result.best_trial is not None:
@@ -461,7 +466,8 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
                   bbox_to_anchor=(0.01, 0.0), borderaxespad=0.2)
     mode = "synchronous" if result.settings.get("synchronous", True) else "asynchronous"
     better = "lower" if result.mode == "min" else "higher"
-    figure.suptitle(title or f"PBT ({mode}), {len(result.trials)} members: hyperparameters and {result.metric} "
+    figure.suptitle(title or f"{result.algorithm.upper()} ({mode}), {len(result.trials)} members: hyperparameters "
+                             f"and {result.metric} "
                              f"({better} is better) over {_unit(unit)} trained", fontsize=10)
     return _finish(figure, path)
 

@@ -348,11 +348,12 @@ class TuneResult:
 
     # ---- plots ---------------------------------------------------------------
     def plot(self, path: Optional[PathLike] = None, **kwargs: Any) -> Any:
-        """PBT: [`plot_population`][fastadapt.tune.TuneResult.plot_population]; BOHB:
+        """PBT and PB2: [`plot_population`][fastadapt.tune.TuneResult.plot_population] (the
+        hyperparameter schedules found); BOHB:
         [`plot_budgets`][fastadapt.tune.TuneResult.plot_budgets]; the others:
         [`plot_rungs`][fastadapt.tune.TuneResult.plot_rungs]. Both take ``unit`` (what one budget
         unit is, "epochs", for the labels) and ``title``."""
-        if self.algorithm == "pbt":
+        if self.algorithm in ("pbt", "pb2"):
             return self.plot_population(path, **kwargs)
         if self.algorithm in ("bohb", "bohb_async"):
             return self.plot_budgets(path, **kwargs)
@@ -382,8 +383,8 @@ class TuneResult:
 
     def plot_population(self, path: Optional[PathLike] = None, *, names: Optional[Sequence[str]] = None,
                         unit: Optional[str] = None, title: Optional[str] = None) -> Any:
-        """PBT: each member's hyperparameters over its budget (one panel per
-        hyperparameter, exploit events marked) and its metric, generations
+        """PBT and PB2: each member's hyperparameters over its budget (one panel per
+        hyperparameter, exploit events marked; PB2: the best member's drawn bold) and its metric, generations
         numbered from 1 on top. Written to ``path`` (PNG) when given, else a
         matplotlib Figure."""
         from .plots import plot_population
