@@ -182,3 +182,21 @@ def test_the_plot_has_a_panel_for_each_branch_hyperparameter_of_a_conditional_sp
     assert panels["optim/beta"].get_xscale() == "log" and panels["optim/momentum"].get_xscale() == "linear"
     sgd = sum(1 for t in result.trials for e in t.history if t.config_at(e["budget"])["optim"]["name"] == "sgd")
     assert len(panels["optim/momentum"].collections[0].get_offsets()) == sgd  # only evaluations on that branch
+
+
+def test_iterations_run_the_bracket_table_again_and_bohb_learns_across_them():
+    one = T.Hyperband(H.ConstantMetric, SPACE, max_resource=9, seed=2, executor="sequential")
+    two = T.Hyperband(H.ConstantMetric, SPACE, max_resource=9, seed=2, executor="sequential", iterations=2)
+    assert two.schedule == one.schedule * 2 and two.planned_cost() == 2 * one.planned_cost()
+    result = two.run()
+    assert result.settings == {"max_resource": 9, "eta": 3, "iterations": 2}
+    assert [t.bracket for t in result.trials] == [t.bracket for t in one.run().trials] * 2
+    assert result.total_cost == two.planned_cost()
+    assert one.settings() == {"max_resource": 9, "eta": 3}  # the default leaves old checkpoints resumable
+    # BOHB's second iteration starts from a model of the first: its most aggressive bracket is no longer random
+    bohb = T.BOHB(H.ConstantMetric, SPACE, max_resource=9, seed=2, executor="sequential", iterations=2).run()
+    n0 = one.schedule[0][0][0]
+    first, second = bohb.trials[:n0], bohb.trials[len(bohb.trials) // 2:][:n0]
+    assert np.mean([t.config["x"] for t in second]) < 0.6 * np.mean([t.config["x"] for t in first])
+    with pytest.raises(ValueError, match="iterations"):
+        T.Hyperband(H.ConstantMetric, SPACE, max_resource=9, iterations=0)

@@ -247,6 +247,9 @@ class Hyperband(_BracketTuner):
         ``R``, the most units one config trains (int >= 1).
     eta
         halving rate (int >= 2).
+    iterations
+        times the whole bracket table runs, one after another (int >= 1; default 1): the paper's
+        outer loop, as hpbandster's ``n_iterations``. Each iteration costs the table's budget again.
 
     Other Parameters
     ----------------
@@ -266,11 +269,20 @@ class Hyperband(_BracketTuner):
 
     algorithm = "hyperband"
 
-    def __init__(self, trainable: Any, space: Any, *, max_resource: int, eta: int = 3, **kwargs: Any):
+    def __init__(self, trainable: Any, space: Any, *, max_resource: int, eta: int = 3, iterations: int = 1,
+                 **kwargs: Any):
         brackets = hyperband_schedule(max_resource, eta)
         s_max = len(brackets) - 1
         self.max_resource = max_resource
-        super().__init__(trainable, space, brackets, list(range(s_max, -1, -1)), eta, **kwargs)
+        # The paper's outer loop: the whole table again, `iterations` times (hpbandster's n_iterations).
+        # Random Hyperband gains little from it; a model-based searcher (BOHB) learns from every
+        # iteration before.
+        self.iterations = _checks.integer("iterations", iterations, 1)
+        super().__init__(trainable, space, brackets * self.iterations,
+                         list(range(s_max, -1, -1)) * self.iterations, eta, **kwargs)
 
     def settings(self) -> Dict[str, Any]:
-        return {"max_resource": self.max_resource, "eta": self.eta}
+        settings: Dict[str, Any] = {"max_resource": self.max_resource, "eta": self.eta}
+        if self.iterations != 1:  # (absent by default: checkpoints written before it existed still resume)
+            settings["iterations"] = self.iterations
+        return settings
