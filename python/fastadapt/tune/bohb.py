@@ -79,16 +79,16 @@ class BOHB(Hyperband):
         ``R``, the most units one config trains (int >= 1).
     eta
         halving rate (int >= 2).
-    iterations
-        times the bracket table runs (int >= 1, default 1; see [`Hyperband`][fastadapt.tune.Hyperband]).
-        The model learns from every bracket before, so BOHB gains the most from several
-        iterations; the paper runs many.
     asynchronous
         False (default): this synchronous BOHB; True: ``AsyncBOHB(trainable, space, num_trials=...,
         max_resource=..., min_resource=..., eta=..., ...)``.
 
     Other Parameters
     ----------------
+    iterations : int
+        times the bracket table runs (>= 1, default 1; see [`Hyperband`][fastadapt.tune.Hyperband]).
+        The model learns from every bracket before, so BOHB gains the most from several
+        iterations; the paper runs many.
     **kwargs
         the model's settings, overriding the paper's: ``n_startup``, ``random_fraction``,
         ``n_candidates``, ``gamma``, ``bandwidth_factor``, ``min_bandwidth``, ``prior_weight``,
