@@ -16,6 +16,7 @@ A trainable is a class built from a config with ``train(budget) -> metric``
 from .asha import ASHA
 from .executors import Executor, ProcessExecutor, SequentialExecutor
 from .hyperband import Hyperband, SuccessiveHalving, hyperband_schedule, successive_halving_schedule
+from .median import MedianStopping
 from .pbt import PBT
 from .ray_executor import RayExecutor
 from .results import TrialRecord, TuneResult
@@ -42,6 +43,7 @@ __all__ = [
     "ASHA",
     "PBT",
     "Search",
+    "MedianStopping",
     "Searcher",
     "RandomSearcher",
     "Observation",

@@ -24,7 +24,7 @@ class Search(Tuner):
     ``interval`` units (default: all of ``max_resource`` in one job); every
     job's metric is one point of the trial's learning curve, which the
     anytime plots use and early-stopping subclasses
-    (`fa.tune.MedianStopping`) judge.
+    ([`MedianStopping`][fastadapt.tune.MedianStopping]) judge.
 
     Whenever a worker is free, a started trial that has not reached
     ``max_resource`` goes on (lowest id first), else a new config starts. A
