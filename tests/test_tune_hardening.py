@@ -301,10 +301,15 @@ def test_domains_nested_where_they_cannot_be_sampled_are_refused(space, error, m
         T.Hyperband(H.Quadratic, space, max_resource=9)
 
 
-def test_a_choice_holding_a_domain_is_refused_but_plain_dicts_are_choices():
-    with pytest.raises(TypeError, match="choice values must be plain values, got a domain in value 1"):
-        T.choice([{"lr": 0.1}, {"lr": T.uniform(0, 1)}])
+def test_a_choice_holding_a_domain_outside_a_dict_is_refused_but_dicts_are_branches():
+    with pytest.raises(TypeError, match="choice values must be plain values or dicts .*got a domain in value 1"):
+        T.choice([0.1, [T.uniform(0, 1)]])
+    with pytest.raises(ValueError, match=r"choice value 1\['lr'\] holds a domain inside a list"):
+        T.choice([{"lr": 0.1}, {"lr": [T.uniform(0, 1)]}])
     assert T.choice([{"lr": 0.1}, {"lr": 0.2}]).sample(np.random.default_rng(0)) in ({"lr": 0.1}, {"lr": 0.2})
+    # a branch's domain is sampled (conditional spaces): the trainable never receives a Domain
+    drawn = [T.choice([{"lr": 0.1}, {"lr": T.uniform(0, 1)}]).sample(np.random.default_rng(s)) for s in range(8)]
+    assert all(isinstance(d["lr"], float) for d in drawn) and len({d["lr"] for d in drawn}) > 2
 
 
 def test_initial_configs_nest_like_the_space():

@@ -222,3 +222,31 @@ def interrupt_after(n):
             raise Interrupt(f"driver stopped after {n} results")
 
     return on_result
+
+
+def mixed_objective(config, budget):
+    """A 4-d loss over a log, a linear, an int and a choice dimension, best at lr = 10**-2.5, x = 0.3,
+    n = 6, act = "relu" (0 there); budget-free, so full-budget search with one unit is cheap."""
+    import math
+    return ((math.log10(config["lr"]) + 2.5) ** 2 + 4 * (config["x"] - 0.3) ** 2 + (config["n"] - 6) ** 2 / 10
+            + (0.0 if config["act"] == "relu" else 0.5))
+
+
+def conditional_objective(config, budget):
+    """A loss over a conditional space: sgd is best at momentum 0.8 (loss 0.3 there), adam at
+    beta = 0.1 and k = 2 (loss 0 there); a little better with budget."""
+    import math
+    optim = config["optim"]
+    if optim["name"] == "sgd":
+        loss = (optim["momentum"] - 0.8) ** 2 + 0.3
+    else:
+        loss = (math.log10(optim["beta"]) + 1) ** 2 + abs(optim["k"] - 2) / 10
+    return loss + 1.0 / (1 + budget)
+
+
+class ConditionalPBT(Quadratic):
+    """A resumable trainable over the conditional space of conditional_objective (for PBT)."""
+
+    def train(self, budget):
+        self.trained += budget
+        return conditional_objective(self.config, self.trained)

@@ -14,6 +14,7 @@ A trainable is a class built from a config with ``train(budget) -> metric``
 """
 
 from .asha import ASHA
+from .bohb import BOHB, AsyncBOHB
 from .executors import Executor, ProcessExecutor, SequentialExecutor
 from .hyperband import Hyperband, SuccessiveHalving, hyperband_schedule, successive_halving_schedule
 from .median import MedianStopping
@@ -23,6 +24,7 @@ from .results import TrialRecord, TuneResult
 from .search import Search
 from .searcher import Observation, RandomSearcher, Searcher
 from .space import Categorical, Domain, Float, Integer, choice, loguniform, randint, sample_config, uniform
+from .tpe import TPE
 from .trainable import Trainable
 from .tuner import Tuner
 
@@ -41,11 +43,14 @@ __all__ = [
     "Hyperband",
     "SuccessiveHalving",
     "ASHA",
+    "BOHB",
+    "AsyncBOHB",
     "PBT",
     "Search",
     "MedianStopping",
     "Searcher",
     "RandomSearcher",
+    "TPE",
     "Observation",
     "hyperband_schedule",
     "successive_halving_schedule",

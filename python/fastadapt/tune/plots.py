@@ -29,7 +29,7 @@ from .status import COMPLETED, FAILED, STOPPED
 if TYPE_CHECKING:
     from .results import TuneResult
 
-__all__ = ["plot_rungs", "plot_population"]
+__all__ = ["plot_rungs", "plot_population", "plot_budgets"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -485,4 +485,117 @@ def plot_population(result: "TuneResult", path: Optional[PathLike] = None, *,
     better = "lower" if result.mode == "min" else "higher"
     figure.suptitle(title or f"PBT ({mode}), {len(result.trials)} members: hyperparameters and {result.metric} "
                              f"({better} is better) over {_unit(unit)} trained", fontsize=10)
+    return _finish(figure, path)
+
+
+def _branch_label(value: Any, index: int) -> str:
+    """How a choice value reads on an axis: a conditional branch (a dict) by its first text constant."""
+    if isinstance(value, dict):
+        for v in value.values():
+            if isinstance(v, str):
+                return v
+        return f"branch {index}"
+    return f"{value:g}" if _number(value) else str(value)
+
+
+def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit: Optional[str] = None,
+                 title: Optional[str] = None) -> Any:
+    """BOHB: every evaluated configuration per budget, one panel per
+    hyperparameter (x: its value, on a log axis for log domains; y: the
+    budget, one row per rung), coloured by metric, the best marked; the
+    colour bar and notes beside and under the panels."""
+    from matplotlib import cm, colors as mcolors
+
+    from ..train.plotting import _plain_log_ticks
+    from .space import lookup
+
+    names = [n for n, r in result.space.items() if r.split("(", 1)[0] in ("uniform", "loguniform", "randint",
+                                                                          "choice")]
+    points = [(t, e["budget"], e["metric"], t.config_at(e["budget"])) for t in result.trials for e in t.history]
+    metrics = [m for _, _, m, _ in points]
+    finite = np.array([float(m) for m in metrics if _number(m) and math.isfinite(m)])
+    scale = _y_scale(metrics, result.mode)
+    if finite.size:
+        low, high = float(finite.min()), float(finite.max())
+        if scale.off_above is not None:
+            high = scale.off_above
+        if scale.off_below is not None:
+            low = scale.off_below
+        high = high if high > low else low + 1.0
+    else:
+        low, high = 0.0, 1.0
+    # the better end of the colour map is the same dark-to-bright end in both modes: bright = better
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis_r" if result.mode == "min" else "viridis"]
+    norm = (mcolors.LogNorm(low, high) if scale.log and low > 0 else mcolors.Normalize(low, high))
+    budgets = sorted({b for _, b, _, _ in points}) or [1]
+    columns = min(3, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    band = 0.75
+    width, height = PANEL_WIDTH * columns + 1.0, PANEL_HEIGHT * rows + band + 0.4
+    figure = _new_figure(width, height)
+    figure.get_layout_engine().set(rect=(0, band / height, 1, 1 - band / height))
+    gridspec = figure.add_gridspec(rows, columns)
+    axes = [figure.add_subplot(gridspec[i // columns, i % columns], sharey=None) for i in range(len(names))]
+    best = result.best_trial
+    bad = 0
+    for ax, name in zip(axes, names):
+        values = [lookup(config, name) for _, _, _, config in points]
+        categorical = not all(_number(v) for v in values)
+        if categorical:
+            labels = sorted({_branch_label(v, 0) for v in values})
+            # a categorical value spreads a little sideways (fixed by trial id) so the points do not all overlap
+            xs = [labels.index(_branch_label(v, 0)) + ((t.trial_id * 0.618) % 1 - 0.5) * 0.5
+                  for (t, _, _, _), v in zip(points, values)]
+        else:
+            xs = [float(v) for v in values]
+        ys = [b * (1 + ((t.trial_id * 0.618) % 1 - 0.5) * 0.12) for t, b, _, _ in points]  # rows, slightly spread
+        ok = [i for i, m in enumerate(metrics) if _number(m) and math.isfinite(m)]
+        # the better drawn last, on top of the worse
+        order = sorted(ok, key=lambda i: metrics[i], reverse=result.mode == "min")
+        ax.scatter([xs[i] for i in order], [ys[i] for i in order], c=[min(max(metrics[i], low), high) for i in order],
+                   cmap=cmap, norm=norm, s=22, edgecolors="0.25", linewidths=0.3, zorder=3)
+        missing = [i for i in range(len(points)) if i not in set(ok)]
+        if missing:
+            ax.scatter([xs[i] for i in missing], [ys[i] for i in missing], marker="x", color="0.3", s=25, zorder=3)
+        if best is not None:
+            value = lookup(result.best_config, name)
+            bx = (labels.index(_branch_label(value, 0)) if categorical else float(value))
+            ax.plot([bx], [result.best_budget], "*", ms=14, color="red", mec="black", mew=0.7, zorder=5)
+        ax.set_yscale("log")
+        ax.set_yticks(budgets, labels=[str(b) for b in budgets])
+        ax.yaxis.set_minor_locator(_null_locator())
+        ax.set_ylim(budgets[0] / 1.35, budgets[-1] * 1.35)
+        if categorical:
+            ax.set_xticks(range(len(labels)), labels=labels)
+            ax.set_xlim(-0.6, len(labels) - 0.4)
+        elif result.space[name].startswith("loguniform"):
+            ax.set_xscale("log")
+            _plain_log_ticks(ax, "x")
+        ax.set_xlabel(name)
+        ax.set_ylabel(_budget_label(unit), fontsize=8)
+        ax.grid(alpha=0.3)
+        bad = len(missing)
+    if axes:
+        bar = figure.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9,
+                              extend="max" if scale.off_above is not None else
+                              "min" if scale.off_below is not None else "neither")
+        if isinstance(norm, mcolors.LogNorm):
+            _plain_log_ticks(bar.ax, "y", few_decades=high / low < 100)
+        bar.set_label(f"{result.metric} ({'lower' if result.mode == 'min' else 'higher'} is better)")
+    handles, labels_ = [], []
+    if best is not None:
+        handles.append(_handle(marker="*", color="red", mec="black", ls="none", ms=11))
+        labels_.append(f"best evaluation: {result.best_metric:.4g}, trial {best.trial_id} after "
+                       f"{result.best_budget} {_unit(unit)}")
+    if bad:
+        handles.append(_handle(marker="x", color="0.3", ls="none", ms=7, mew=1.8))
+        labels_.append(f"non-finite metric (NaN or inf, diverged): {bad} evaluation{'s' if bad > 1 else ''}")
+    if handles:
+        figure.legend(handles, labels_, loc="lower left", ncol=1, fontsize=8, frameon=False,
+                      bbox_to_anchor=(0.01, 0.0), borderaxespad=0.2)
+    kind = "BOHB" if result.algorithm == "bohb" else "asynchronous BOHB"
+    figure.suptitle(title or f"{kind}: {len(result.trials)} configurations, each evaluation at the budget it "
+                             f"reached, coloured by {result.metric}", fontsize=10)
     return _finish(figure, path)

@@ -348,11 +348,14 @@ class TuneResult:
 
     # ---- plots ---------------------------------------------------------------
     def plot(self, path: Optional[PathLike] = None, **kwargs: Any) -> Any:
-        """PBT: [`plot_population`][fastadapt.tune.TuneResult.plot_population]; the others:
+        """PBT: [`plot_population`][fastadapt.tune.TuneResult.plot_population]; BOHB:
+        [`plot_budgets`][fastadapt.tune.TuneResult.plot_budgets]; the others:
         [`plot_rungs`][fastadapt.tune.TuneResult.plot_rungs]. Both take ``unit`` (what one budget
         unit is, "epochs", for the labels) and ``title``."""
         if self.algorithm == "pbt":
             return self.plot_population(path, **kwargs)
+        if self.algorithm in ("bohb", "bohb_async"):
+            return self.plot_budgets(path, **kwargs)
         return self.plot_rungs(path, **kwargs)
 
     def plot_rungs(self, path: Optional[PathLike] = None, *, log_x: Optional[bool] = None,
@@ -369,6 +372,16 @@ class TuneResult:
         from .plots import plot_rungs
 
         return plot_rungs(self, path, log_x=log_x, unit=unit, title=title)
+
+    def plot_budgets(self, path: Optional[PathLike] = None, *, unit: Optional[str] = None,
+                     title: Optional[str] = None) -> Any:
+        """BOHB: every evaluated configuration at the budget it reached, one
+        panel per hyperparameter (x: its value, log axis for log domains;
+        y: budget), coloured by metric, the best marked. Written to ``path``
+        (PNG) when given, else a matplotlib Figure."""
+        from .plots import plot_budgets
+
+        return plot_budgets(self, path, unit=unit, title=title)
 
     def plot_population(self, path: Optional[PathLike] = None, *, names: Optional[Sequence[str]] = None,
                         unit: Optional[str] = None, title: Optional[str] = None) -> Any:

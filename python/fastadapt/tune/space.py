@@ -21,6 +21,20 @@ A nested hyperparameter is named by its path joined with "/"
 Only dicts nest: a domain inside a list or tuple is refused, so a trainable
 never receives a Domain object.
 
+A conditional hyperparameter lives in a branch of a choice (hyperopt's
+tree-structured space): a ``choice`` whose values are dicts holding domains
+picks a branch, then samples that branch's domains; the trainable receives
+a plain dict:
+
+    space = {"optim": fa.tune.choice([{"name": "sgd", "momentum": fa.tune.uniform(0.0, 0.99)},
+                                      {"name": "adam", "beta2": fa.tune.uniform(0.9, 0.999)}])}
+    # config == {"optim": {"name": "adam", "beta2": 0.95...}}
+
+A value belongs to the first branch it fits (same keys, its constants equal,
+its domains containing the values), so give branches a distinguishing
+constant such as ``"name"``. A branch's hyperparameters are named by their
+path below the choice (``"optim/momentum"``) in ``branch_domains``.
+
 Domains sample in the order of the dict's keys (depth first), so one seed
 gives one sequence of configs on every machine. A domain is refused when it
 could sample a value that is not finite (``uniform(-1e308, 1e308)``: its
@@ -39,6 +53,7 @@ from .. import _checks
 
 __all__ = ["Domain", "Float", "Integer", "Categorical", "uniform", "loguniform", "randint", "choice",
            "sample_config", "check_space", "check_config", "check_boundary", "domains", "domain_paths",
+           "branch_domains", "plain_values",
            "leaf_paths", "get_path", "set_path", "lookup", "copy_config", "BOUNDARIES", "PATH_SEPARATOR"]
 
 # Joins the keys of a nested hyperparameter into its name ("optim/lr").
@@ -214,14 +229,43 @@ class Categorical(Domain):
                     and not math.isfinite(float(value)):
                 raise ValueError(f"choice values must be finite numbers, got {value!r} at index {i}; for "
                                  f"'no limit' use None or a string")
-            if _contains_domain(value):
-                raise TypeError(f"choice values must be plain values, got a domain in value {i} ({value!r:.60}); "
-                                f"a trainable would receive it unsampled (nest dicts of domains in the space "
-                                f"instead)")
+            if isinstance(value, Mapping):
+                # A branch of a conditional space: checked as a (sub)space, its dicts copied.
+                values = list(values)
+                values[i] = _check_subspace(value, f"choice value {i}")
+            elif _contains_domain(value):
+                raise TypeError(f"choice values must be plain values or dicts (branches whose domains are sampled "
+                                f"when the branch is picked), got a domain in value {i} ({value!r:.60}); a "
+                                f"trainable would receive it unsampled")
         self.values: Tuple[Any, ...] = tuple(values)
 
+    @property
+    def branched(self) -> bool:
+        """Whether a value is a dict holding domains (a conditional space's branch)."""
+        return any(isinstance(v, Mapping) and _contains_domain(v) for v in self.values)
+
     def sample(self, rng: np.random.Generator) -> Any:
-        return self.values[int(rng.integers(len(self.values)))]
+        return self.branch_value(int(rng.integers(len(self.values))), rng)
+
+    def branch_value(self, i: int, rng: np.random.Generator) -> Any:
+        """Value ``i``: as given, or for a dict a new config with its domains sampled from ``rng``.
+
+        Parameters
+        ----------
+        i
+            the value's index.
+        rng
+            draws the branch's domains (none for a plain value).
+
+        Returns
+        -------
+        Any
+            the value a trainable receives.
+        """
+        value = self.values[i]
+        if isinstance(value, Mapping):
+            return _sample(value, rng, {}, f"choice value {i}")
+        return value
 
     def index(self, value: Any) -> int:
         """The position of ``value`` in ``values``: an equal value of the same
@@ -243,10 +287,13 @@ class Categorical(Domain):
             when ``value`` is none of the choices.
         """
         for i, v in enumerate(self.values):
-            if v == value and type(v) is type(value):
+            if isinstance(v, Mapping):
+                if _fits(v, value):
+                    return i
+            elif v == value and type(v) is type(value):
                 return i
         for i, v in enumerate(self.values):
-            if v == value:
+            if not isinstance(v, Mapping) and v == value:
                 return i
         raise ValueError(f"{value!r} is not one of {list(self.values)!r}")
 
@@ -259,14 +306,18 @@ class Categorical(Domain):
 
     def project(self, value: Any, boundary: str = "clip") -> Any:
         check_boundary(boundary)
-        return self.values[self.index(value)]  # a categorical value is inside or is an error
+        i = self.index(value)  # a categorical value is inside or is an error
+        if isinstance(self.values[i], Mapping):
+            return copy_config(value)  # (a branch's values are inside its domains, or index() failed)
+        return self.values[i]
 
     def perturb(self, value: Any, factor: float, rng: np.random.Generator, boundary: str = "clip") -> Any:
         i = self.index(value)
         neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(self.values)]
         if not neighbours:
-            return self.values[i]
-        return self.values[neighbours[int(rng.integers(len(neighbours)))]]
+            return self.project(value)
+        # Moving onto another branch samples that branch's domains (it has no values to keep).
+        return self.branch_value(neighbours[int(rng.integers(len(neighbours)))], rng)
 
     def __repr__(self) -> str:
         return f"choice({list(self.values)!r})"
@@ -275,7 +326,8 @@ class Categorical(Domain):
         return isinstance(other, Categorical) and self.values == other.values
 
     def __hash__(self) -> int:
-        return hash((Categorical, self.values))
+        # (values may be dicts, which do not hash; equal choices have equally many values)
+        return hash((Categorical, len(self.values)))
 
 
 def uniform(low: float, high: float) -> Float:
@@ -295,7 +347,19 @@ def randint(low: int, high: int) -> Integer:
 
 
 def choice(values: Sequence[Any]) -> Categorical:
-    """One of ``values``, uniform; PBT moves to a neighbour in the list's order."""
+    """One of ``values``, uniform; PBT moves to a neighbour in the list's order.
+
+    A value that is a dict is a branch of a conditional space: when it is
+    picked, its domains are sampled and the trainable receives a plain dict
+    (hyperopt's tree-structured space).
+
+    Examples
+    --------
+    >>> space = {"optim": fa.tune.choice([{"name": "sgd", "momentum": fa.tune.uniform(0.0, 0.99)},
+    ...                                   {"name": "adam", "beta2": fa.tune.uniform(0.9, 0.999)}])}
+    >>> sorted(fa.tune.sample_config(space, np.random.default_rng(0))["optim"])
+    ['beta2', 'name']
+    """
     return Categorical(values)
 
 
@@ -307,6 +371,24 @@ def _contains_domain(value: Any) -> bool:
     if isinstance(value, Mapping):
         return any(_contains_domain(v) for v in value.values())
     return False
+
+
+def _fits(branch: Mapping[str, Any], value: Any) -> bool:
+    """Whether ``value`` is a config of the (sub)space ``branch``: the same keys, nested dicts where it
+    nests them, constants equal and every domain containing its value."""
+    if not isinstance(value, Mapping) or set(value) != set(branch):
+        return False
+    for name, spec in branch.items():
+        v = value[name]
+        if isinstance(spec, Mapping):
+            if not _fits(spec, v):
+                return False
+        elif isinstance(spec, Domain):
+            if not spec.contains(v):
+                return False
+        elif not spec == v:
+            return False
+    return True
 
 
 def _check_subspace(space: Mapping[Any, Any], where: str) -> Dict[str, Any]:
@@ -368,6 +450,37 @@ def domains(space: Mapping[str, Any]) -> Iterator[Tuple[str, Domain]]:
     a nested domain's name is its path joined with "/"."""
     for path, domain in domain_paths(space):
         yield PATH_SEPARATOR.join(path), domain
+
+
+def branch_domains(space: Mapping[str, Any], prefix: Tuple[str, ...] = ()
+                   ) -> Iterator[Tuple[Tuple[str, ...], Domain, Tuple[Tuple[Tuple[str, ...], int], ...]]]:
+    """Every domain of a space including those inside the branches of
+    conditional choices: ``(path, domain, conditions)``, the path as in a
+    config (a branch's keys below its choice's path), the conditions the
+    ``(choice path, branch index)`` pairs that must hold for it to be
+    active (empty for an unconditional domain). Depth first in key order."""
+    for path, domain in domain_paths(space):
+        yield prefix + path, domain, ()
+        if isinstance(domain, Categorical):
+            for i, value in enumerate(domain.values):
+                if isinstance(value, Mapping):
+                    for sub_path, sub_domain, conditions in branch_domains(value, prefix + path):
+                        yield sub_path, sub_domain, ((prefix + path, i),) + conditions
+
+
+def plain_values(space: Mapping[str, Any], where: str = "space") -> Iterator[Tuple[str, Any]]:
+    """``(where, value)`` of every value a config can get that no domain
+    makes: constants and plain choice values, inside branches too."""
+    for path, value in leaf_paths(space):
+        here = _where(where, path)
+        if isinstance(value, Categorical):
+            for i, v in enumerate(value.values):
+                if isinstance(v, Mapping):
+                    yield from plain_values(v, f"{here} choice {i}")
+                else:
+                    yield f"{here} choice {i}", v
+        elif not isinstance(value, Domain):
+            yield here, value
 
 
 def get_path(config: Mapping[str, Any], path: Sequence[str], default: Any = None) -> Any:

@@ -28,7 +28,7 @@ from .progress import TuneProgress
 from .results import (FAILED, PAUSED, RUNNING, STATUSES, STOPPED, TrialRecord, TuneResult, best_evaluation,
                       evaluation_key, ranked)
 from .searcher import RandomSearcher, Searcher, observations_of
-from .space import (Categorical, Domain, check_config, check_space, copy_config, domains, get_path, leaf_paths,
+from .space import (check_config, check_space, copy_config, domains, get_path, leaf_paths, plain_values,
                     sample_config, space_repr)
 from .state import CheckpointStore, PathLike, encodable
 from .trainable import TrainableSpec, as_trainable, metric_is_valid
@@ -180,19 +180,12 @@ class Tuner:
         """With a checkpoint, refuse now (not mid-run) a config value that its
         JSON cannot hold: constants, choice values and initial configs are
         the only values a config gets that the tuner did not make itself."""
-        for path, value in leaf_paths(self.space):
-            where = "space" + "".join(f"[{key!r}]" for key in path)
-            if isinstance(value, Categorical):
-                values = [(f"{where} choice {i}", v) for i, v in enumerate(value.values)]
-            elif isinstance(value, Domain):
-                continue  # Float and Integer domains give Python floats and ints
-            else:
-                values = [(where, value)]
-            for name, v in values:
-                problem = encodable(v)
-                if problem is not None:
-                    raise TypeError(f"{name} = {v!r:.60} cannot be stored in the checkpoint ({problem}). "
-                                    f"{_STORABLE}")
+        # (plain_values walks the branches of conditional choices too; their domains make floats and ints)
+        for name, v in plain_values(self.space):
+            problem = encodable(v)
+            if problem is not None:
+                raise TypeError(f"{name} = {v!r:.60} cannot be stored in the checkpoint ({problem}). "
+                                f"{_STORABLE}")
         for i, config in enumerate(self.initial_configs):
             problem = encodable(config)
             if problem is not None:
