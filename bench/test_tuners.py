@@ -31,7 +31,8 @@ Runs:
     python -m pytest bench/test_tuners.py -s                  # full: 10 seeds, R = 27 (about 10-15 min)
     python -m pytest bench --benchmark-disable                # CI: 2 seeds, tiny budgets, checks the harness
     FASTADAPT_TUNERS_SCALE=small|full                         # forces either
-    FASTADAPT_TUNERS_MD=path.md FASTADAPT_TUNERS_PNG=path.png # outputs (default bench/out/tuners.{md,png})
+    FASTADAPT_TUNERS_MD=path.md FASTADAPT_TUNERS_PNG=path.png # outputs (default: bench/out/tuners.{md,png} in
+                                                              # the full run, pytest's tmp_path in the small one)
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ import tuner_workloads as W
 
 T = fa.tune
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT_MD = os.environ.get("FASTADAPT_TUNERS_MD", os.path.join(HERE, "out", "tuners.md"))
-OUT_PNG = os.environ.get("FASTADAPT_TUNERS_PNG", os.path.join(HERE, "out", "tuners.png"))
+# Where the full run writes its table and figure (the small run writes to pytest's tmp_path unless these are set,
+# so CI never overwrites the committed full results).
+OUT_DIR = os.path.join(HERE, "out")
 ETA = 3
 
 SCALES = {
@@ -220,6 +222,7 @@ class Measured:
     budget: int
     grid: np.ndarray
     curves: Dict[str, np.ndarray]     # contender -> (seeds, len(grid)) best so far
+    spent: Dict[str, List[int]]       # contender -> units each seed's run computed (the last job may cross B)
     seconds: Dict[str, float]
 
 
@@ -231,17 +234,18 @@ def measure(scale: str, contenders: List[Contender], workloads: Optional[List[st
             w = W.WORKLOADS[name](settings["R"][name])
             budget = hyperband_budget(w)
             grid = np.arange(1, budget + 1)
-            curves, seconds = {}, {}
+            curves, spent, seconds = {}, {}, {}
             for c in contenders:
                 started = time.perf_counter()
-                rows = []
+                rows, spent[c.name] = [], []
                 for seed in range(settings["seeds"]):
                     log = BudgetLog(budget)
                     c.run(w, seed, log)
                     rows.append(log.curve(grid))
+                    spent[c.name].append(log.spent)
                 curves[c.name] = np.array(rows)
                 seconds[c.name] = time.perf_counter() - started
-            out.append(Measured(w, budget, grid, curves, seconds))
+            out.append(Measured(w, budget, grid, curves, spent, seconds))
     return out
 
 
@@ -357,8 +361,11 @@ def _scale(config: Any) -> str:
     return "small" if config.getoption("benchmark_disable", default=False) else "full"
 
 
-def test_tuners_at_equal_budget(request):
+def test_tuners_at_equal_budget(request, tmp_path):
     scale = _scale(request.config)
+    out_dir = OUT_DIR if scale == "full" else str(tmp_path)
+    out_md = os.environ.get("FASTADAPT_TUNERS_MD", os.path.join(out_dir, "tuners.md"))
+    out_png = os.environ.get("FASTADAPT_TUNERS_PNG", os.path.join(out_dir, "tuners.png"))
     contenders = [c for c in CONTENDERS if c.available()]
     missing = [c.name for c in CONTENDERS if c not in contenders]
     results = measure(scale, contenders)
@@ -367,11 +374,12 @@ def test_tuners_at_equal_budget(request):
     if missing:
         text += f"\nNot run (not available here): {', '.join(missing)}\n"
     print("\n" + text)
-    os.makedirs(os.path.dirname(os.path.abspath(OUT_MD)), exist_ok=True)
-    with open(OUT_MD, "w", encoding="utf-8") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out_md)), exist_ok=True)
+    with open(out_md, "w", encoding="utf-8") as f:
         f.write(text + "\n")
-    plot(results, OUT_PNG, seeds)
-    print(f"table: {OUT_MD}\nanytime curves: {OUT_PNG}")
+    plot(results, out_png, seeds)
+    assert os.path.getsize(out_png) > 10_000
+    print(f"table: {out_md}\nanytime curves: {out_png}")
 
     # The harness: every contender spent the budget and improved on its first evaluation; curves are monotone.
     for m in results:
@@ -384,8 +392,12 @@ def test_tuners_at_equal_budget(request):
             assert (np.diff(finite, axis=1) <= 0).all(), f"{name}: best so far got worse"
             if m.workload.optimum is not None:
                 assert (curves[:, -1] >= m.workload.optimum - 1e-9).all(), f"{name} beat the known optimum"
-        # Hyperband spends exactly its planned cost (resumable trainables): its curve ends at B, not before.
-        assert "| Hyperband |" in text
+            # Everyone spent the budget (Hyperband and BOHB: their planned cost, less a failed trial's
+            # remaining rungs), and no run went on past the job that crossed it.
+            assert all(0.9 * m.budget <= s < m.budget + m.workload.max_resource for s in m.spent[name]), \
+                (name, m.spent[name])
+            assert f"| {name} |" in text
+        assert max(m.spent["Hyperband"]) == m.budget
     if scale != "full":
         return
 
@@ -406,3 +418,19 @@ def test_tuners_at_equal_budget(request):
     assert not missing or os.environ.get("FASTADAPT_TUNERS_ALLOW_MISSING"), \
         f"the full run needs every contender; missing: {missing}"
     assert not failures, "\n".join(failures)
+
+
+def test_budget_log_curve_and_reach_fraction():
+    log = BudgetLog(budget=10)
+    log.add(2, 5.0)
+    log.add(0, None)          # a job that failed without training: no cost, no metric
+    log.add(3, math.nan)      # a diverged evaluation costs its units, never becomes the best
+    log.add(1, 4.0)
+    with pytest.raises(BudgetSpent):
+        log.add(5, 1.0)
+    grid = np.arange(1, 11)
+    assert log.curve(grid).tolist() == [math.inf, 5, 5, 5, 5, 4, 4, 4, 4, 4]   # the last one ended at 11 > 10
+    curves = np.array([log.curve(grid), np.full(10, 3.0)])
+    assert mean_curve(curves)[1] == 4.0 and mean_curve(curves)[0] == math.inf
+    assert reach_fraction(curves, 4.0, 10) == 0.2 and reach_fraction(curves, 3.0, 10) is None
+    assert at(curves, 10, 1 / 3).tolist() == [5.0, 3.0]
