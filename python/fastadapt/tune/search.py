@@ -68,7 +68,7 @@ class Search(Tuner):
     def settings(self) -> Dict[str, Any]:
         return {"num_trials": self.num_trials, "max_resource": self.max_resource, "interval": self.interval}
 
-    def planned_jobs(self) -> int:
+    def planned_jobs(self) -> Optional[int]:  # (Optional: early-stopping subclasses cannot know)
         return self.num_trials * -(-self.max_resource // self.interval)
 
     def _open_trials(self) -> List[int]:
