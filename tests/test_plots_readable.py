@@ -120,7 +120,8 @@ def test_tune_legends_sit_outside_every_panel(hyperband81, tmp_path):
     pbt = fa.tune.PBT(H.Quadratic, SPACE, population=4, perturbation_interval=2, max_resource=6, seed=0,
                       executor="sequential").run()
     asha = fa.tune.ASHA(diverging, SPACE, num_trials=6, max_resource=9, eta=3, seed=2, executor="sequential").run()
-    for result in (hyperband81, pbt, asha):
+    bohb = fa.tune.BOHB(diverging, SPACE, max_resource=9, eta=3, seed=2, executor="sequential").run()
+    for result in (hyperband81, pbt, asha, bohb):
         figure = result.plot()
         renderer = _draw(figure)
         legends = _legends(figure)
@@ -130,6 +131,17 @@ def test_tune_legends_sit_outside_every_panel(hyperband81, tmp_path):
             box = legend.get_window_extent(renderer)
             assert not any(box.overlaps(p) for p in panels), result.algorithm
     assert hyperband81.plot(tmp_path / "hb.png") == str(tmp_path / "hb.png")
+
+
+def test_bohb_plot_keeps_a_diverged_metric_off_the_colour_scale():
+    bohb = fa.tune.BOHB(diverging, SPACE, max_resource=27, eta=3, seed=1, executor="sequential").run()
+    assert any(e["metric"] > 1e13 for t in bohb.trials for e in t.history)   # a finite 1e14 (diverged)
+    figure = bohb.plot()
+    bar = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"][0]
+    low, high = bar.get_ylim()
+    assert high < 10  # the colours span the trials worth comparing, 0.3..1.3, not up to 1e14
+    labels = " ".join(_legend_labels(figure))
+    assert "non-finite metric" in labels and "best evaluation" in labels
 
 
 def _title(figure):

@@ -1,5 +1,5 @@
-"""Hyperparameter tuning: Hyperband, successive halving, ASHA and Population
-Based Training, on the driver, a local process pool or Ray.
+"""Hyperparameter tuning: Hyperband, successive halving, ASHA, Population
+Based Training, TPE and BOHB, on the driver, a local process pool or Ray.
 
     import fastadapt as fa
     space = {"lr": fa.tune.loguniform(1e-5, 1e-1), "batch_size": fa.tune.choice([16, 32, 64]),

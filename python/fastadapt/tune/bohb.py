@@ -85,13 +85,13 @@ class BOHB(Hyperband):
 
     Other Parameters
     ----------------
-    n_startup, random_fraction, n_candidates, gamma, bandwidth_factor, min_bandwidth, prior_weight, bandwidth
-        override the model's paper settings (see [`TPE`][fastadapt.tune.TPE]; ``n_startup=None``
-        is dims + 1). ``searcher=`` is refused: BOHB's searcher is its model.
     **kwargs
-        the arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner] (``seed``, ``executor``,
+        the model's settings, overriding the paper's: ``n_startup``, ``random_fraction``,
+        ``n_candidates``, ``gamma``, ``bandwidth_factor``, ``min_bandwidth``, ``prior_weight``,
+        ``bandwidth`` (see [`TPE`][fastadapt.tune.TPE]; ``n_startup=None`` is dims + 1); and the
+        arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner] (``seed``, ``executor``,
         ``checkpoint_dir``, ``trial_timeout``, ...); with ``asynchronous=True`` also ``num_trials``
-        and ``min_resource``.
+        and ``min_resource``. ``searcher=`` is refused: BOHB's searcher is its model.
 
     Examples
     --------
@@ -147,10 +147,10 @@ class AsyncBOHB(ASHA):
 
     Other Parameters
     ----------------
-    n_startup, random_fraction, n_candidates, gamma, bandwidth_factor, min_bandwidth, prior_weight, bandwidth
-        override the model's paper settings (see [`TPE`][fastadapt.tune.TPE]).
     **kwargs
-        the arguments of [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner] (no ``searcher``).
+        the model's settings, overriding the paper's (as for [`BOHB`][fastadapt.tune.BOHB]; see
+        [`TPE`][fastadapt.tune.TPE]), and the arguments of
+        [`fastadapt.tune.Tuner`][fastadapt.tune.Tuner] (no ``searcher``).
 
     Examples
     --------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -511,7 +512,23 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
 
     names = [n for n, r in result.space.items() if r.split("(", 1)[0] in ("uniform", "loguniform", "randint",
                                                                           "choice")]
-    points = [(t, e["budget"], e["metric"], t.config_at(e["budget"])) for t in result.trials for e in t.history]
+    points = [(t, e["budget"], e["metric"], t.config_at(int(e["budget"]))) for t in result.trials
+              for e in t.history]
+    # A conditional choice's branches: a panel for each numeric value inside them ("optim/momentum"),
+    # showing the evaluations whose config took that branch.
+    log_names = {n for n in names if result.space[n].startswith("loguniform")}
+    for name in list(names):
+        inner: Dict[str, None] = {}
+        for _, _, _, config in points:
+            value = lookup(config, name)
+            if isinstance(value, dict):
+                inner.update((k, None) for k, v in value.items() if _number(v))
+        for key in inner:
+            # (the choice's repr names each branch domain: "'beta': loguniform(0.001, 1.0)")
+            if re.search(r"'" + re.escape(key) + r"': loguniform\(", result.space[name]):
+                log_names.add(f"{name}/{key}")
+            if re.search(r"'" + re.escape(key) + r"': (uniform|loguniform|randint)\(", result.space[name]):
+                names.append(f"{name}/{key}")
     metrics = [m for _, _, m, _ in points]
     finite = np.array([float(m) for m in metrics if _number(m) and math.isfinite(m)])
     scale = _y_scale(metrics, result.mode)
@@ -533,7 +550,7 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
     columns = min(3, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / columns))
     band = 0.75
-    width, height = PANEL_WIDTH * columns + 1.0, PANEL_HEIGHT * rows + band + 0.4
+    width, height = max(6.4, PANEL_WIDTH * columns + 1.0), PANEL_HEIGHT * rows + band + 0.6
     figure = _new_figure(width, height)
     figure.get_layout_engine().set(rect=(0, band / height, 1, 1 - band / height))
     gridspec = figure.add_gridspec(rows, columns)
@@ -541,27 +558,32 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
     best = result.best_trial
     bad = 0
     for ax, name in zip(axes, names):
-        values = [lookup(config, name) for _, _, _, config in points]
+        active = [i for i, (_, _, _, config) in enumerate(points) if lookup(config, name) is not None]
+        values = [lookup(points[i][3], name) for i in active]
         categorical = not all(_number(v) for v in values)
         if categorical:
             labels = sorted({_branch_label(v, 0) for v in values})
             # a categorical value spreads a little sideways (fixed by trial id) so the points do not all overlap
-            xs = [labels.index(_branch_label(v, 0)) + ((t.trial_id * 0.618) % 1 - 0.5) * 0.5
-                  for (t, _, _, _), v in zip(points, values)]
+            xs = [labels.index(_branch_label(v, 0)) + ((points[i][0].trial_id * 0.618) % 1 - 0.5) * 0.5
+                  for i, v in zip(active, values)]
         else:
             xs = [float(v) for v in values]
-        ys = [b * (1 + ((t.trial_id * 0.618) % 1 - 0.5) * 0.12) for t, b, _, _ in points]  # rows, slightly spread
-        ok = [i for i, m in enumerate(metrics) if _number(m) and math.isfinite(m)]
+        # rows, slightly spread (fixed by trial id)
+        ys = [points[i][1] * (1 + ((points[i][0].trial_id * 0.618) % 1 - 0.5) * 0.12) for i in active]
+        panel_metrics = [metrics[i] for i in active]
+        ok = [i for i, m in enumerate(panel_metrics) if _number(m) and math.isfinite(m)]
         # the better drawn last, on top of the worse
-        order = sorted(ok, key=lambda i: metrics[i], reverse=result.mode == "min")
-        ax.scatter([xs[i] for i in order], [ys[i] for i in order], c=[min(max(metrics[i], low), high) for i in order],
+        order = sorted(ok, key=lambda i: panel_metrics[i], reverse=result.mode == "min")
+        ax.scatter([xs[i] for i in order], [ys[i] for i in order],
+                   c=[min(max(panel_metrics[i], low), high) for i in order],
                    cmap=cmap, norm=norm, s=22, edgecolors="0.25", linewidths=0.3, zorder=3)
-        missing = [i for i in range(len(points)) if i not in set(ok)]
+        missing = [i for i in range(len(active)) if i not in set(ok)]
         if missing:
             ax.scatter([xs[i] for i in missing], [ys[i] for i in missing], marker="x", color="0.3", s=25, zorder=3)
-        if best is not None:
-            value = lookup(result.best_config, name)
-            bx = (labels.index(_branch_label(value, 0)) if categorical else float(value))
+        best_config = result.best_config
+        value = lookup(best_config, name) if best_config is not None else None
+        if value is not None and (not categorical or _branch_label(value, 0) in labels):
+            bx = labels.index(_branch_label(value, 0)) if categorical else float(value)
             ax.plot([bx], [result.best_budget], "*", ms=14, color="red", mec="black", mew=0.7, zorder=5)
         ax.set_yscale("log")
         ax.set_yticks(budgets, labels=[str(b) for b in budgets])
@@ -570,13 +592,17 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
         if categorical:
             ax.set_xticks(range(len(labels)), labels=labels)
             ax.set_xlim(-0.6, len(labels) - 0.4)
-        elif result.space[name].startswith("loguniform"):
+        elif all(isinstance(v, (int, np.integer)) for v in values):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        elif name in log_names and values and min(values) > 0:
             ax.set_xscale("log")
             _plain_log_ticks(ax, "x")
         ax.set_xlabel(name)
         ax.set_ylabel(_budget_label(unit), fontsize=8)
         ax.grid(alpha=0.3)
-        bad = len(missing)
+        bad = max(bad, len(missing))
     if axes:
         bar = figure.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9,
                               extend="max" if scale.off_above is not None else
@@ -596,6 +622,6 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
         figure.legend(handles, labels_, loc="lower left", ncol=1, fontsize=8, frameon=False,
                       bbox_to_anchor=(0.01, 0.0), borderaxespad=0.2)
     kind = "BOHB" if result.algorithm == "bohb" else "asynchronous BOHB"
-    figure.suptitle(title or f"{kind}: {len(result.trials)} configurations, each evaluation at the budget it "
+    figure.suptitle(title or f"{kind}: {len(result.trials)} configurations\neach evaluation at the budget it "
                              f"reached, coloured by {result.metric}", fontsize=10)
     return _finish(figure, path)

@@ -16,11 +16,19 @@ from .space import lookup
 __all__ = ["TuneProgress"]
 
 
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, Mapping):  # a conditional choice's branch: its values, short
+        return "{" + " ".join(f"{k}={_value_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def _config_parts(config: Mapping[str, Any], keys: Sequence[str]) -> List[str]:
     parts = []
     for key in keys:
         value = lookup(config, key)  # a nested hyperparameter is named by its "a/b" path
-        parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+        parts.append(f"{key}={_value_text(value)}")
     return parts
 
 

@@ -19,7 +19,7 @@ class Search(Tuner):
     """Full-budget search: ``num_trials`` configs from the searcher, each trained to ``max_resource``.
 
     With the default searcher this is random search (Bergstra & Bengio, JMLR
-    2012); with ``searcher=fa.tune.TPE()`` it is TPE on its own (Optuna's
+    2012); with ``searcher=fa.tune.TPE()`` it is [`TPE`][fastadapt.tune.TPE] on its own (Optuna's
     default study without a pruner). Each trial trains in jobs of
     ``interval`` units (default: all of ``max_resource`` in one job); every
     job's metric is one point of the trial's learning curve, which the

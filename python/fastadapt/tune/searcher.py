@@ -2,7 +2,7 @@
 
 Every tuner draws a new trial's config from its searcher. The default,
 [`RandomSearcher`][fastadapt.tune.RandomSearcher], samples the space's priors;
-a model-based one (`fa.tune.TPE`) proposes from the results so
+a model-based one ([`TPE`][fastadapt.tune.TPE]) proposes from the results so
 far:
 
     result = fa.tune.ASHA(MyTrainable, space, num_trials=60, max_resource=27,

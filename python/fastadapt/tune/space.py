@@ -215,7 +215,9 @@ class Integer(Domain):
 class Categorical(Domain):
     """One of a fixed list of values, uniform. The list's order defines the
     neighbours that PBT's explore moves between (so list ordered values, e.g.
-    batch sizes, in order). Build with [`choice`][fastadapt.tune.choice]."""
+    batch sizes, in order). A value that is a dict is a branch of a
+    conditional space: picking it samples its domains. Build with
+    [`choice`][fastadapt.tune.choice]."""
 
     def __init__(self, values: Sequence[Any]):
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):

@@ -35,7 +35,8 @@ import numpy as np
 
 from .. import _checks
 from .searcher import Observation, Searcher
-from .space import Categorical, Domain, Float, Integer, branch_domains, domain_paths, get_path, sample_config
+from .space import (Categorical, Domain, Float, Integer, branch_domains, check_config, domain_paths, get_path,
+                    sample_config)
 
 __all__ = ["TPE", "model_budget", "BANDWIDTHS"]
 
@@ -331,15 +332,18 @@ class TPE(Searcher):
         # (no draw at 0 or 1, so TPE(random_fraction=1) proposes exactly what random search samples)
         if self.random_fraction >= 1 or (self.random_fraction > 0 and rng.random() < self.random_fraction):
             return sample_config(space, rng)
-        used = sorted((o for o in observations if o.budget == budget), key=lambda o: (o.loss, o.trial_id))
+        used = sorted((o for o in observations if o.budget == budget and _inside(space, o.config)),
+                      key=lambda o: (o.loss, o.trial_id))
+        if not used:
+            return sample_config(space, rng)
         n_good = min(max(1, math.ceil(self.gamma * len(used))), len(used) - 1) if len(used) > 1 else 1
         good = [o.config for o in used[:n_good]]
         bad = [o.config for o in used[n_good:]]
         config = self._propose(_group(space), rng, good, bad)
         return config
 
-    def _propose(self, group: _Group, rng: np.random.Generator, good: List[Mapping[str, Any]],
-                 bad: List[Mapping[str, Any]]) -> Dict[str, Any]:
+    def _propose(self, group: _Group, rng: np.random.Generator, good: Sequence[Mapping[str, Any]],
+                 bad: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         """A config of ``group.space`` from the good and bad configs of it (observations where it was active)."""
         if not good and not bad:
             return sample_config(group.space, rng)
@@ -363,16 +367,25 @@ class TPE(Searcher):
             if branch is None:
                 chosen[dim.path] = domain.values[i]
             else:
-                def active(configs: List[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+                def active(configs: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
                     values = [get_path(c, dim.path) for c in configs]
                     return [v for v in values if domain.index(v) == i]
                 chosen[dim.path] = self._propose(branch, rng, active(good), active(bad))
         return _build(group.space, chosen, ())
 
     @staticmethod
-    def _encode(dims: List[_Dim], configs: List[Mapping[str, Any]]) -> np.ndarray:
+    def _encode(dims: List[_Dim], configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return np.array([[dim.encode(get_path(c, dim.path)) for dim in dims] for c in configs],
                         dtype=float).reshape(len(configs), len(dims))
+
+
+def _inside(space: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` fits ``space`` (a config from elsewhere, e.g. an older space, is not modelled)."""
+    try:
+        check_config(space, config, "config")
+    except ValueError:
+        return False
+    return True
 
 
 def _build(space: Mapping[str, Any], chosen: Mapping[Tuple[str, ...], Any], prefix: Tuple[str, ...]

@@ -68,8 +68,9 @@ def _trial_from_fields(fields: Dict[str, Any]) -> TrialRecord:
 
 class Tuner:
     """Base class of [`Hyperband`][fastadapt.tune.Hyperband],
-    [`SuccessiveHalving`][fastadapt.tune.SuccessiveHalving], [`ASHA`][fastadapt.tune.ASHA] and
-    [`PBT`][fastadapt.tune.PBT]; its arguments (below) are theirs too.
+    [`SuccessiveHalving`][fastadapt.tune.SuccessiveHalving], [`ASHA`][fastadapt.tune.ASHA],
+    [`PBT`][fastadapt.tune.PBT], [`Search`][fastadapt.tune.Search] and [`BOHB`][fastadapt.tune.BOHB];
+    its arguments (below) are theirs too.
 
     Checkpoints: the tuner's own state is written as JSON (``tuner.json``,
     never a pickle, so resuming never runs code from it); only what the
@@ -115,7 +116,7 @@ class Tuner:
         stops the run.
     searcher
         what proposes each new trial's config: None (default) samples the space's priors
-        ([`RandomSearcher`][fastadapt.tune.RandomSearcher]); `fa.tune.TPE` proposes from the
+        ([`RandomSearcher`][fastadapt.tune.RandomSearcher]); [`TPE`][fastadapt.tune.TPE] proposes from the
         results so far. Initial configs are tried first, as given (their missing keys sampled).
     trial_timeout
         seconds one job of a trial (one ``train`` call with its ``load``/``save``) may run; None
