@@ -31,6 +31,7 @@ Runs:
     python -m pytest bench/test_tuners.py -s                  # full: 10 seeds, R = 27 (about 10-15 min)
     python -m pytest bench --benchmark-disable                # CI: 2 seeds, tiny budgets, checks the harness
     FASTADAPT_TUNERS_SCALE=small|full                         # forces either
+    python bench/test_tuners.py bench/out/tuners.npz          # redraws table and figure from a run's curves
     FASTADAPT_TUNERS_MD=path.md FASTADAPT_TUNERS_PNG=path.png # outputs (default: bench/out/tuners.{md,png} in
                                                               # the full run, pytest's tmp_path in the small one)
 """
@@ -164,8 +165,10 @@ def run_optuna(w, seed, log):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # (the trial ended by BudgetSpent would warn)
+    # A fixed study name: HyperbandPruner assigns trials to brackets by a hash of it (a random default name
+    # makes the run irreproducible).
     study = optuna.create_study(
-        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name=f"{w.name}-{seed}", direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=w.max_resource, reduction_factor=ETA))
 
     def objective(trial):
@@ -301,52 +304,95 @@ COLORS = {"random search": "0.5", "Hyperband": "tab:blue", "ASHA": "tab:cyan", "
           "BOHB": "tab:red", "Optuna TPE+HB": "tab:purple"}
 
 
+def save_curves(results: List[Measured], path: str) -> None:
+    """The raw curves (and spent budgets, seconds) as .npz, so the table and figure can be redrawn."""
+    arrays: Dict[str, Any] = {}
+    for m in results:
+        arrays[f"{m.workload.name}|R"] = np.array(m.workload.max_resource)
+        for name, curves in m.curves.items():
+            arrays[f"{m.workload.name}|{name}|curves"] = curves
+            arrays[f"{m.workload.name}|{name}|spent"] = np.array(m.spent[name])
+            arrays[f"{m.workload.name}|{name}|seconds"] = np.array(m.seconds[name])
+    np.savez_compressed(path, **arrays)
+
+
+def load_curves(path: str) -> List[Measured]:
+    data = np.load(path)
+    results = []
+    for workload in dict.fromkeys(k.split("|")[0] for k in data.files):
+        w = W.WORKLOADS[workload](int(data[f"{workload}|R"]))
+        names = [k.split("|")[1] for k in data.files if k.startswith(workload + "|") and k.endswith("|curves")]
+        budget = hyperband_budget(w)
+        results.append(Measured(w, budget, np.arange(1, budget + 1),
+                                {n: data[f"{workload}|{n}|curves"] for n in names},
+                                {n: data[f"{workload}|{n}|spent"].tolist() for n in names},
+                                {n: float(data[f"{workload}|{n}|seconds"]) for n in names}))
+    return results
+
+
 def plot(results: List[Measured], path: str, seeds: int) -> str:
+    """Top row: the whole run (log budget axis); bottom row: its last 8/9 zoomed in, where the contenders
+    separate. Mean line and 25-75th percentile band per contender."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from fastadapt.train.plotting import _plain_log_ticks   # plain numbers on log axes, as fastadapt's plots
 
-    figure = Figure(figsize=(5.2 * len(results), 4.8), layout="constrained")
+    figure = Figure(figsize=(5.2 * len(results), 8.4), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(results), squeeze=False)[0]
-    for ax, m in zip(axes, results):
+    grid = figure.subplots(2, len(results), squeeze=False)
+    for column, m in enumerate(results):
         w = m.workload
         # Hartmann's values go negative: draw the gap to its known optimum on a log axis instead.
         shift = w.optimum if w.optimum is not None else 0.0
         x = m.grid
+        zoom_from = max(int(m.budget / 9), 1)
+        lines = {}
         for name, curves in m.curves.items():
             values = curves - shift
             ok = np.isfinite(values).all(axis=0)   # from the budget at which every seed has an evaluation
-            if not ok.any():
-                continue
-            low, high = np.percentile(values[:, ok], [25, 75], axis=0)
-            ax.plot(x[ok], values[:, ok].mean(axis=0), color=COLORS.get(name), lw=2.0 if name == "BOHB" else 1.4,
-                    label=name)
-            ax.fill_between(x[ok], low, high, color=COLORS.get(name), alpha=0.15, lw=0)
+            if ok.any():
+                low, high = np.percentile(values[:, ok], [25, 75], axis=0)
+                lines[name] = (x[ok], values[:, ok].mean(axis=0), low, high)
         hb_final = float(mean_curve(m.curves["Hyperband"])[-1]) - shift
-        ax.axhline(hb_final, color="tab:blue", ls=":", lw=1)
-        for fraction, label in ((1 / 9, "B/9"), (1 / 3, "B/3")):
-            ax.axvline(m.budget * fraction, color="0.55", lw=0.9, ls="--", zorder=0)
-            ax.text(m.budget * fraction, 1.0, label, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
-                    fontsize=8, color="0.3")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(1, m.budget)
-        low, high = ax.get_ylim()
-        _plain_log_ticks(ax, "y", few_decades=high / low < 100)
-        _plain_log_ticks(ax, "x")
-        ax.set_xlabel(f"budget spent ({w.unit}, all trials together)")
-        what = f"best {w.label} so far" if w.optimum is None else \
-            f"best {w.label} so far − optimum ({w.optimum})"
-        ax.set_ylabel(what)
-        ax.set_title(f"{w.name}: R={w.max_resource}, B={m.budget} {w.unit}", fontsize=10, pad=14)
-        ax.grid(alpha=0.3, which="major")
-        ax.grid(alpha=0.12, which="minor", axis="y")
-    handles, labels = axes[0].get_legend_handles_labels()
+        for row, ax in enumerate(grid[:, column]):
+            for name, (xs, mean, low, high) in lines.items():
+                ax.plot(xs, mean, color=COLORS.get(name), lw=2.2 if name == "BOHB" else 1.4, label=name,
+                        zorder=3 if name == "BOHB" else 2)
+                ax.fill_between(xs, low, high, color=COLORS.get(name), alpha=0.13, lw=0)
+            ax.axhline(hb_final, color="tab:blue", ls=":", lw=1)
+            for fraction, label in ((1 / 9, "B/9"), (1 / 3, "B/3")):
+                ax.axvline(m.budget * fraction, color="0.55", lw=0.9, ls="--", zorder=0)
+                ax.text(m.budget * fraction, 1.0, label, transform=ax.get_xaxis_transform(), ha="center",
+                        va="bottom", fontsize=8, color="0.3")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            start = 1 if row == 0 else zoom_from
+            ax.set_xlim(start, m.budget)
+            # y limits from the means and bands in view, with the first R units left out of the top row's
+            # upper limit: one seed's diverged first evaluation would otherwise stretch it over decades.
+            top_from = w.max_resource if row == 0 else zoom_from
+            seen = [np.concatenate([mean[xs >= top_from], high[xs >= top_from]]) for xs, mean, _, high in
+                    lines.values()]
+            floor = [np.concatenate([mean[xs >= start], low[xs >= start]]) for xs, mean, low, _ in lines.values()]
+            upper = max(float(v.max()) for v in seen if v.size)
+            lower = min(float(v.min()) for v in floor if v.size)
+            ax.set_ylim(lower / 1.08, upper * 1.08)
+            _plain_log_ticks(ax, "y", few_decades=upper / lower < 100)
+            _plain_log_ticks(ax, "x")
+            ax.grid(alpha=0.3, which="major")
+            ax.grid(alpha=0.12, which="minor")
+            what = f"best {w.label} so far" if w.optimum is None else f"best {w.label} − optimum ({w.optimum})"
+            ax.set_ylabel(what)
+            if row == 0:
+                ax.set_title(f"{w.name}: R={w.max_resource}, B={m.budget} {w.unit}", fontsize=10, pad=14)
+            else:
+                ax.set_title(f"{w.name}, from B/9 on", fontsize=9, pad=14)
+                ax.set_xlabel(f"budget spent ({w.unit}, all trials together)")
+    handles, labels = grid[0, 0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9, frameon=False)
-    figure.suptitle(f"Anytime best (mean over {seeds} seeds; bands: 25-75th percentile); dotted: random "
-                    f"Hyperband's final mean", fontsize=10)
+    figure.suptitle(f"Anytime best at equal budget B (random Hyperband's): mean over {seeds} seeds, bands 25-75th "
+                    f"percentile; dotted: random Hyperband's final mean", fontsize=10)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=110)
     return path
@@ -377,6 +423,7 @@ def test_tuners_at_equal_budget(request, tmp_path):
     os.makedirs(os.path.dirname(os.path.abspath(out_md)), exist_ok=True)
     with open(out_md, "w", encoding="utf-8") as f:
         f.write(text + "\n")
+    save_curves(results, os.path.splitext(out_md)[0] + ".npz")
     plot(results, out_png, seeds)
     assert os.path.getsize(out_png) > 10_000
     print(f"table: {out_md}\nanytime curves: {out_png}")
@@ -434,3 +481,28 @@ def test_budget_log_curve_and_reach_fraction():
     assert mean_curve(curves)[1] == 4.0 and mean_curve(curves)[0] == math.inf
     assert reach_fraction(curves, 4.0, 10) == 0.2 and reach_fraction(curves, 3.0, 10) is None
     assert at(curves, 10, 1 / 3).tolist() == [5.0, 3.0]
+
+
+def test_every_contender_is_reproducible_and_spends_the_budget():
+    w = W.hartmann(3)
+    budget = hyperband_budget(w)
+    for c in CONTENDERS:
+        if not c.available():
+            continue
+        runs = []
+        for _ in range(2):
+            log = BudgetLog(budget)
+            c.run(w, 1, log)
+            runs.append(log.points)
+        assert runs[0] == runs[1], c.name
+        assert budget <= runs[0][-1][0] < budget + w.max_resource or c.name in ("Hyperband", "BOHB"), c.name
+
+
+if __name__ == "__main__":
+    import sys
+
+    measured = load_curves(sys.argv[1])
+    n = next(iter(measured[0].curves.values())).shape[0]
+    print(table(measured, n))
+    base = os.path.splitext(sys.argv[1])[0]
+    print(plot(measured, base + ".png", n))
