@@ -369,11 +369,9 @@ def plot(results: List[Measured], path: str, seeds: int) -> str:
             ax.set_yscale("log")
             start = 1 if row == 0 else zoom_from
             ax.set_xlim(start, m.budget)
-            # y limits from the means and bands in view, with the first R units left out of the top row's
-            # upper limit: one seed's diverged first evaluation would otherwise stretch it over decades.
-            top_from = w.max_resource if row == 0 else zoom_from
-            seen = [np.concatenate([mean[xs >= top_from], high[xs >= top_from]]) for xs, mean, _, high in
-                    lines.values()]
+            # The upper y limit from the bands (75th percentiles), not the means: one seed's diverged first
+            # evaluation (1e6) would stretch the axis over decades; a mean above it leaves the panel.
+            seen = [high[xs >= start] for xs, _, _, high in lines.values()]
             floor = [np.concatenate([mean[xs >= start], low[xs >= start]]) for xs, mean, low, _ in lines.values()]
             upper = max(float(v.max()) for v in seen if v.size)
             lower = min(float(v.min()) for v in floor if v.size)
