@@ -32,6 +32,8 @@ Runs:
     python -m pytest bench --benchmark-disable                # CI: 2 seeds, tiny budgets, checks the harness
     FASTADAPT_TUNERS_SCALE=small|full                         # forces either
     python bench/test_tuners.py bench/out/tuners.npz          # redraws table and figure from a run's curves
+    FASTADAPT_TUNERS_WORKLOADS=hartmann,lstsq FASTADAPT_TUNERS_R=hartmann=81,lstsq=81   # explore (targets are
+                                                              # stated for the default workloads and R)
     FASTADAPT_TUNERS_MD=path.md FASTADAPT_TUNERS_PNG=path.png # outputs (default: bench/out/tuners.{md,png} in
                                                               # the full run, pytest's tmp_path in the small one)
 """
@@ -229,12 +231,24 @@ class Measured:
     seconds: Dict[str, float]
 
 
+def _overrides() -> Dict[str, int]:
+    """FASTADAPT_TUNERS_R="hartmann=81,lstsq=81": another R for some workloads (for exploring; the
+    targets are stated for the defaults)."""
+    out = {}
+    for item in filter(None, os.environ.get("FASTADAPT_TUNERS_R", "").split(",")):
+        name, _, value = item.partition("=")
+        assert name.strip() in W.WORKLOADS and value.strip().isdigit(), f"FASTADAPT_TUNERS_R: bad item {item!r}"
+        out[name.strip()] = int(value)
+    return out
+
+
 def measure(scale: str, contenders: List[Contender], workloads: Optional[List[str]] = None) -> List[Measured]:
     settings = SCALES[scale]
+    R = {**settings["R"], **_overrides()}
     out = []
     with one_blas_thread():
         for name in workloads or list(W.WORKLOADS):
-            w = W.WORKLOADS[name](settings["R"][name])
+            w = W.WORKLOADS[name](R[name])
             budget = hyperband_budget(w)
             grid = np.arange(1, budget + 1)
             curves, spent, seconds = {}, {}, {}
@@ -412,7 +426,8 @@ def test_tuners_at_equal_budget(request, tmp_path):
     out_png = os.environ.get("FASTADAPT_TUNERS_PNG", os.path.join(out_dir, "tuners.png"))
     contenders = [c for c in CONTENDERS if c.available()]
     missing = [c.name for c in CONTENDERS if c not in contenders]
-    results = measure(scale, contenders)
+    chosen = os.environ.get("FASTADAPT_TUNERS_WORKLOADS")
+    results = measure(scale, contenders, chosen.split(",") if chosen else None)
     seeds = SCALES[scale]["seeds"]
     text = table(results, seeds)
     if missing:
