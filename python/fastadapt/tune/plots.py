@@ -41,6 +41,10 @@ LEGEND_ROW = 1.0  # inches under the panels for the shared legend, when no grid 
 OFF_SCALE_Y = 0.965  # where an evaluation beyond the y axis is marked, in axes fraction
 
 
+# Algorithms whose trials all aim at max_resource, with what "stopped" means for them.
+FULL_BUDGET = {"search": "stopped early", "median_stopping": "stopped by the median rule"}
+
+
 def _new_figure(width: float, height: float) -> Any:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -207,7 +211,9 @@ def _budget_ticks(ax: Any, budgets: Sequence[float], log_x: bool) -> None:
     if log_x:
         ax.set_xscale("log")
     if budgets:
-        ax.xaxis.set_major_locator(ticker.FixedLocator(sorted(budgets)))
+        # every budget when they are few (the rungs), else a tick every few (a curve of 27 epochs)
+        ax.xaxis.set_major_locator(ticker.FixedLocator(sorted(budgets)) if len(budgets) <= 10 else
+                                   ticker.MaxNLocator(nbins=9, integer=True))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_locator(ticker.NullLocator())
         low, high = min(budgets), max(budgets)
@@ -217,7 +223,7 @@ def _budget_ticks(ax: Any, budgets: Sequence[float], log_x: bool) -> None:
             ax.set_xlim(0, high * 1.04)
 
 
-def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: bool = True,
+def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: Optional[bool] = None,
                unit: Optional[str] = None, title: Optional[str] = None) -> Any:
     """Metric against budget for every trial, one panel per bracket (grid of
     at most three columns), one legend outside the panels. ``unit``: what
@@ -238,6 +244,10 @@ def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: 
         axes.append(figure.add_subplot(gridspec[i // columns, i % columns], sharex=share, sharey=share))
 
     best = result.best_trial
+    # Full-budget search (Search, MedianStopping): no rungs; "the top rung" is the full budget.
+    full_budget = not result.rungs and result.algorithm in FULL_BUDGET
+    if log_x is None:  # rungs grow geometrically, a full-budget curve's evaluations evenly
+        log_x = not full_budget
     scale = _y_scale([h["metric"] for t in result.trials for h in t.history], result.mode)
     top_resource = result.settings.get("max_resource")
     budgets = sorted({r["resource"] for r in result.rungs}) or sorted(
@@ -266,6 +276,10 @@ def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: 
                 style, counts["unfinished"] = {"color": "0.6", "lw": 0.8, "ls": "--", "alpha": 0.6, "zorder": 1}, \
                     counts["unfinished"] + 1
             ax.plot(xs, ys, marker="o", ms=3, **style)
+            if full_budget and trial.status == STOPPED and _number(ys[-1]) and math.isfinite(ys[-1]):
+                # where the early-stopping rule ended it (with rungs, the rung lines show it)
+                ax.plot([xs[-1]], [ys[-1]], marker="X", ms=7, color="0.45", mec="white", mew=0.5, ls="none",
+                        zorder=2)
             off, bad = _mark_off_scale(ax, xs, ys, scale, style["color"])
             counts["off"] += off
             counts["nonfinite"] += bad
@@ -288,15 +302,23 @@ def plot_rungs(result: "TuneResult", path: Optional[PathLike] = None, *, log_x: 
 
     handles, labels = [], []
     if best is not None:
-        reached = "reached the top rung" if best.status == COMPLETED else \
+        reached = ("trained to the full budget" if full_budget else "reached the top rung") \
+            if best.status == COMPLETED else \
             f"{best.status} after {best.budget} {_unit(unit)}"
         handles += [_handle(color="tab:red", lw=2.2, marker="o", ms=3),
                     _handle(color="tab:red", marker="*", ms=12, ls="none", mec="white")]
         labels += [f"trial {best.trial_id}, the best ({reached})",
                    f"best evaluation: {result.best_metric:.4g} after {result.best_budget} {_unit(unit)}"]
+    top_label, stopped_label = "reached the top rung", "stopped early"
+    if full_budget:
+        top_label = f"trained to the full budget ({top_resource} {_unit(unit)})"
+        stopped_label = FULL_BUDGET[result.algorithm]
+    stopped_handle = _handle(color="0.6", lw=0.8, marker="o", ms=3)
+    if full_budget:
+        stopped_handle = _handle(color="0.6", lw=0.8, marker="X", ms=7, mfc="0.45", mec="white")
     for count, handle, label in (
-            (counts["top"], _handle(color="tab:blue", lw=1.2, marker="o", ms=3), "reached the top rung"),
-            (counts["stopped"], _handle(color="0.6", lw=0.8, marker="o", ms=3), "stopped early"),
+            (counts["top"], _handle(color="tab:blue", lw=1.2, marker="o", ms=3), top_label),
+            (counts["stopped"], stopped_handle, stopped_label),
             (counts["unfinished"], _handle(color="0.6", lw=0.8, ls="--", marker="o", ms=3), "not finished"),
             (counts["failed"], _handle(color="black", lw=0.8, ls=":", marker="o", ms=3), "failed"),
             (counts["off"], _handle(marker="^" if scale.off_below is None else "v", color="0.5", mec="black",
@@ -324,7 +346,8 @@ def _g(*values: Optional[float]) -> str:
 def _top_rung_text(result: "TuneResult", top_resource: Any, unit: Optional[str]) -> str:
     # Counted, never assumed: a short ASHA run may stop with nobody at the top rung.
     reached = result.count(COMPLETED)
-    where = f"the top rung ({top_resource} {_unit(unit)})" if top_resource is not None else "the top rung"
+    top = "the full budget" if not result.rungs and result.algorithm in FULL_BUDGET else "the top rung"
+    where = f"{top} ({top_resource} {_unit(unit)})" if top_resource is not None else top
     if reached == 0:
         return f"no trial reached {where}"
     return f"{reached} reached {where}"

@@ -359,12 +359,15 @@ class TuneResult:
             return self.plot_budgets(path, **kwargs)
         return self.plot_rungs(path, **kwargs)
 
-    def plot_rungs(self, path: Optional[PathLike] = None, *, log_x: bool = True, unit: Optional[str] = None,
-                   title: Optional[str] = None) -> Any:
+    def plot_rungs(self, path: Optional[PathLike] = None, *, log_x: Optional[bool] = None,
+                   unit: Optional[str] = None, title: Optional[str] = None) -> Any:
         """Each trial's metric against the budget it had completed, one panel
         per bracket (a grid of at most three columns), promoted paths drawn
         over stopped ones, the best trial and evaluation highlighted, rungs
-        numbered from 1 on top. Diverged evaluations far off the others are
+        numbered from 1 on top; for a full-budget search ([`Search`][fastadapt.tune.Search],
+        [`MedianStopping`][fastadapt.tune.MedianStopping]) one panel of learning curves, where
+        early-stopped trials end in an X. The budget axis is logarithmic with rungs, linear
+        without (``log_x`` True/False overrides). Diverged evaluations far off the others are
         marked at the axis' edge instead of stretching it. Written to
         ``path`` (PNG) when given, else a matplotlib Figure."""
         from .plots import plot_rungs

@@ -24,7 +24,7 @@ class Search(Tuner):
     ``interval`` units (default: all of ``max_resource`` in one job); every
     job's metric is one point of the trial's learning curve, which the
     anytime plots use and early-stopping subclasses
-    (`fa.tune.MedianStopping`) judge.
+    ([`MedianStopping`][fastadapt.tune.MedianStopping]) judge.
 
     Whenever a worker is free, a started trial that has not reached
     ``max_resource`` goes on (lowest id first), else a new config starts. A
@@ -68,7 +68,7 @@ class Search(Tuner):
     def settings(self) -> Dict[str, Any]:
         return {"num_trials": self.num_trials, "max_resource": self.max_resource, "interval": self.interval}
 
-    def planned_jobs(self) -> int:
+    def planned_jobs(self) -> Optional[int]:  # (Optional: early-stopping subclasses cannot know)
         return self.num_trials * -(-self.max_resource // self.interval)
 
     def _open_trials(self) -> List[int]:
