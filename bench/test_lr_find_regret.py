@@ -8,12 +8,12 @@ median regret <= 1.5 and worst <= 3 for ``suggestion``.
 Run: python -m pytest bench/test_lr_find_regret.py -s
 """
 
-import contextlib
 from collections import defaultdict
 
 import numpy as np
 
 import lr_regret_problems as P
+from blas_threads import one_blas_thread
 
 RULES = ("suggestion", "old", "valley", "steep", "minimum/10")
 
@@ -28,16 +28,6 @@ def old_rule(result):
         return None
     slopes = np.gradient(s[:finite], np.log(lrs[:finite]))
     return float(lrs[10 + int(np.argmin(slopes[10:finite - 5]))])
-
-
-def one_blas_thread():
-    # Many tiny matmuls: BLAS threads only fight each other (and the other
-    # tests) here; one thread is ~40x faster on a loaded 2-core runner.
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 
 def measure():

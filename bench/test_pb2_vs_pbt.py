@@ -13,7 +13,6 @@ CI (``--benchmark-disable``, or FASTADAPT_PB2_QUICK=1): 2 seeds and a small
 budget; checks that both tuners run and the table is sane, not the target.
 """
 
-import contextlib
 import importlib.util
 import math
 import os
@@ -22,19 +21,11 @@ import time
 import numpy as np
 
 import fastadapt as fa
+from blas_threads import one_blas_thread
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = {"PBT": fa.tune.PBT, "PB2": fa.tune.PB2}
 POPULATION = 4
-
-
-def one_blas_thread():
-    # Tiny matmuls (the toy, a 64-unit MLP, the GP): BLAS threads only fight each other on 2 cores.
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 
 def toy_member():

@@ -53,6 +53,7 @@ import pytest
 
 import fastadapt as fa
 import tuner_workloads as W
+from blas_threads import one_blas_thread
 
 T = fa.tune
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -214,14 +215,6 @@ CONTENDERS = [
 
 
 # ---- measuring ---------------------------------------------------------------------------------------------
-def one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
-
-
 def hyperband_budget(w: W.Workload) -> int:
     return T.Hyperband(w.trainable, w.space, max_resource=w.max_resource, eta=ETA, iterations=ITERATIONS["n"],
                        seed=0).planned_cost()
@@ -330,6 +323,7 @@ def save_curves(results: List[Measured], path: str) -> None:
     arrays: Dict[str, Any] = {}
     for m in results:
         arrays[f"{m.workload.name}|R"] = np.array(m.workload.max_resource)
+        arrays[f"{m.workload.name}|iterations"] = np.array(ITERATIONS["n"])
         for name, curves in m.curves.items():
             arrays[f"{m.workload.name}|{name}|curves"] = curves
             arrays[f"{m.workload.name}|{name}|spent"] = np.array(m.spent[name])
@@ -342,6 +336,8 @@ def load_curves(path: str) -> List[Measured]:
     results = []
     for workload in dict.fromkeys(k.split("|")[0] for k in data.files):
         w = W.WORKLOADS[workload](int(data[f"{workload}|R"]))
+        # (files written before iterations existed ran one)
+        ITERATIONS["n"] = int(data[f"{workload}|iterations"]) if f"{workload}|iterations" in data.files else 1
         names = [k.split("|")[1] for k in data.files if k.startswith(workload + "|") and k.endswith("|curves")]
         budget = hyperband_budget(w)
         results.append(Measured(w, budget, np.arange(1, budget + 1),
