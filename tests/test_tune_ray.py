@@ -20,6 +20,8 @@ import tune_helpers as H  # noqa: E402
 
 T = fa.tune
 SPACE = {"x": T.uniform(0.0, 1.0)}
+MIXED = {"lr": T.loguniform(1e-5, 1e-1), "x": T.uniform(-1.0, 1.0), "n": T.randint(1, 17),
+         "act": T.choice(["tanh", "relu", "gelu"])}
 
 # No warning filter: with Ray 2.60 nothing here warns, so the project-wide
 # "error" filter stays in force (a Ray release that starts warning shows up here).
@@ -42,7 +44,12 @@ def local_ray():
     lambda ex: T.Hyperband(H.Quadratic, SPACE, max_resource=9, eta=3, seed=3, executor=ex),
     lambda ex: T.PBT(H.Accumulator, {"rate": T.loguniform(0.1, 10.0)}, population=4, perturbation_interval=2,
                      max_resource=6, mode="max", seed=3, executor=ex),
-], ids=["hyperband", "pbt"])
+    lambda ex: T.BOHB(H.mixed_objective, MIXED, max_resource=9, eta=3, seed=3, executor=ex),
+    lambda ex: T.Hyperband(H.mixed_objective, MIXED, max_resource=9, eta=3, seed=3, executor=ex, iterations=2,
+                           searcher=T.TPE(n_startup=3)),
+    lambda ex: T.PB2(H.Accumulator, {"rate": T.loguniform(0.1, 10.0)}, population=4, perturbation_interval=2,
+                     max_resource=6, mode="max", seed=3, executor=ex),
+], ids=["hyperband", "pbt", "bohb", "hyperband-tpe", "pb2"])
 def test_ray_gives_the_process_executor_results(local_ray, make):
     on_ray = make(T.RayExecutor()).run()
     on_processes = make(ProcessExecutor(max_workers=2)).run()
