@@ -566,9 +566,13 @@ def plot_budgets(result: "TuneResult", path: Optional[PathLike] = None, *, unit:
     for ax, name in zip(axes, names):
         active = [i for i, (_, _, _, config) in enumerate(points) if lookup(config, name) is not None]
         values = [lookup(points[i][3], name) for i in active]
-        categorical = not all(_number(v) for v in values)
+        # A choice is categorical even when its values are numbers (batch sizes 16, 32, 64: three columns,
+        # not a continuous axis); numbers in their order, other labels alphabetically.
+        categorical = result.space.get(name, "").startswith("choice(") or not all(_number(v) for v in values)
         if categorical:
-            labels = sorted({_branch_label(v, 0) for v in values})
+            by_label = {_branch_label(v, 0): v for v in values}
+            labels = sorted(by_label, key=lambda k: (0, float(by_label[k]), "") if _number(by_label[k])
+                            else (1, 0.0, k))
             # a categorical value spreads a little sideways (fixed by trial id) so the points do not all overlap
             xs = [labels.index(_branch_label(v, 0)) + ((points[i][0].trial_id * 0.618) % 1 - 0.5) * 0.5
                   for i, v in zip(active, values)]
