@@ -278,8 +278,9 @@ class Hyperband(_BracketTuner):
         # Random Hyperband gains little from it; a model-based searcher (BOHB) learns from every
         # iteration before.
         self.iterations = _checks.integer("iterations", iterations, 1)
-        super().__init__(trainable, space, brackets * self.iterations,
-                         list(range(s_max, -1, -1)) * self.iterations, eta, **kwargs)
+        bracket_ids: List[Optional[int]] = list(range(s_max, -1, -1))
+        super().__init__(trainable, space, brackets * self.iterations, bracket_ids * self.iterations, eta,
+                         **kwargs)
 
     def settings(self) -> Dict[str, Any]:
         settings: Dict[str, Any] = {"max_resource": self.max_resource, "eta": self.eta}
