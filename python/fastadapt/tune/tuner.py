@@ -292,7 +292,7 @@ class Tuner:
         fingerprint = {"algorithm": self.algorithm, "trainable": self.spec.name, "space": space_repr(self.space),
                        "metric": self.metric, "mode": self.mode, "settings": self.settings(),
                        "initial_configs": repr(self.initial_configs)}
-        if not isinstance(self.searcher, RandomSearcher):
+        if type(self.searcher) is not RandomSearcher:
             # (absent for the default, so checkpoints written before searchers existed still resume)
             fingerprint["searcher"] = self.searcher.describe()
         return fingerprint
@@ -371,8 +371,6 @@ class Tuner:
             given = self.initial_configs[self._initial_used]
             self._initial_used += 1
             config = sample_config(self.space, self._sample_rng, given)
-        elif isinstance(self.searcher, RandomSearcher):
-            config = sample_config(self.space, self._sample_rng)
         else:
             config = self._suggested_config()
         trial = TrialRecord(trial_id=len(self._trials), config=config, bracket=bracket,
@@ -510,7 +508,7 @@ class Tuner:
 
     def _result(self) -> TuneResult:
         settings = self.settings()
-        if not isinstance(self.searcher, RandomSearcher):
+        if type(self.searcher) is not RandomSearcher:
             settings["searcher"] = self.searcher.describe()
         result = TuneResult(algorithm=self.algorithm, metric=self.metric, mode=self.mode, seed=self.seed,
                             settings=settings, trials=[self._trials[k] for k in sorted(self._trials)],
