@@ -14,6 +14,7 @@
 #include "cpu.hpp"
 #include "dispatch.hpp"
 #include "rule_api.hpp"
+#include "lowp.hpp"
 #include "stepper.hpp"
 #include "tensor_check.hpp"
 #include "thread_pool.hpp"
@@ -181,6 +182,55 @@ class Roof {
   std::vector<WorkUnit> units_;
 };
 
+// The roof of a low-precision step (benchmarks only): one tensor of n
+// elements (a multiple of 64) whose buffers are any contiguous arrays of
+// whole bytes per element; `reads` are read, `writes` written.
+class RoofBytes {
+ public:
+  RoofBytes(const py::list& reads, const py::list& writes, std::size_t n) : n_(n) {
+    if (reads.empty() || writes.empty() || reads.size() > kMaxRoofBuffers || writes.size() > kMaxRoofBuffers)
+      throw py::value_error("roof: need 1.." + std::to_string(kMaxRoofBuffers) + " read and written buffers");
+    if (n == 0 || n % 64) throw py::value_error("roof: n must be a positive multiple of 64");
+    auto add = [&](py::handle obj, bool write, std::vector<char*>* ptr, std::vector<std::size_t>* width) {
+      auto a = py::reinterpret_borrow<py::array>(obj);
+      if (!(a.flags() & py::array::c_style) || (write && !a.writeable()) || a.nbytes() % n)
+        throw py::value_error("roof: buffers must be C-contiguous (writeable when written), whole bytes per element");
+      ptr->push_back(static_cast<char*>(const_cast<void*>(a.data())));
+      width->push_back(static_cast<std::size_t>(a.nbytes()) / n);
+      arrays_.append(a);
+    };
+    for (auto r : reads) add(r, false, &reads_, &rwidth_);
+    for (auto w : writes) add(w, true, &writes_, &wwidth_);
+    plan_chunks({n}, &chunks_);
+    plan_units(chunks_, &units_);
+  }
+
+  void run() {
+    struct Ctx { RoofBytes* self; const KernelTable* kt; } ctx{this, &active_kernels()};
+    auto task = [](void* c, std::size_t i) {
+      auto* x = static_cast<Ctx*>(c);
+      RoofBytes& r = *x->self;
+      const ChunkRef& ch = r.chunks_[i];
+      const char* rd[kMaxRoofBuffers];
+      char* wr[kMaxRoofBuffers];
+      for (std::size_t k = 0; k < r.reads_.size(); ++k) rd[k] = r.reads_[k] + ch.begin * r.rwidth_[k];
+      for (std::size_t k = 0; k < r.writes_.size(); ++k) wr[k] = r.writes_[k] + ch.begin * r.wwidth_[k];
+      x->kt->roof_bytes(rd, r.rwidth_.data(), static_cast<int>(r.reads_.size()), wr, r.wwidth_.data(),
+                        static_cast<int>(r.writes_.size()), ch.size);
+    };
+    py::gil_scoped_release nogil;
+    run_chunks(units_, n_, task, &ctx);
+  }
+
+ private:
+  std::size_t n_;
+  py::list arrays_;
+  std::vector<char*> reads_, writes_;
+  std::vector<std::size_t> rwidth_, wwidth_;
+  std::vector<ChunkRef> chunks_;
+  std::vector<WorkUnit> units_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -213,7 +263,11 @@ PYBIND11_MODULE(_core, m) {
         passes.append(kPassNames[r.pass_kind[k]]);
         sums.append(r.sums[k]);
       }
-      rules[r.name] = py::dict(py::arg("slots") = py::tuple(slots), py::arg("slot_shapes") = py::tuple(shapes),
+      py::list nonneg;
+      for (int s = 0; s < kMaxSlots && r.slots[s]; ++s)
+        if (r.nonnegative_slots >> s & 1u) nonneg.append(r.slots[s]);
+      rules[r.name] = py::dict(py::arg("nonnegative_slots") = py::tuple(nonneg),
+                               py::arg("slots") = py::tuple(slots), py::arg("slot_shapes") = py::tuple(shapes),
                                py::arg("scalars") = py::tuple(scalars), py::arg("flags") = py::tuple(flags),
                                py::arg("passes") = py::tuple(passes), py::arg("sums") = py::tuple(sums),
                                py::arg("tensor_scalars") = py::tuple(tensor_scalars));
@@ -233,7 +287,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("group_scalars").noconvert(), py::arg("group_flags").noconvert(),
            py::arg("policy"), py::arg("max_norm"), py::arg("track_norm"), py::arg("t"),
            py::arg("counts").noconvert(), py::arg("last_norm").noconvert(),
-           py::arg("tensor_scalars") = py::none());
+           py::arg("tensor_scalars") = py::none(), py::arg("state_scales") = py::none(),
+           py::arg("masters") = py::none(), py::arg("rounding") = py::none());
 
   py::class_<BusyLock>(m, "BusyLock",
                        "One call at a time (a context manager; non-blocking, raises when busy).")
@@ -257,6 +312,62 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Roof>(m, "_Roof", "Memory-roof yardstick for benchmarks (private).")
       .def(py::init<const py::list&, int>(), py::arg("buffers"), py::arg("nreads"))
       .def("run", &Roof::run);
+  py::class_<RoofBytes>(m, "_RoofBytes", "Memory roof over buffers of mixed widths (benchmarks; private).")
+      .def(py::init<const py::list&, const py::list&, std::size_t>(), py::arg("reads"), py::arg("writes"),
+           py::arg("n"))
+      .def("run", &RoofBytes::run);
+
+  // Low-precision storage (cpp/core/lowp.hpp), exposed for the tests that hold
+  // the active path to fastadapt.reference.lowp bit for bit.
+  m.attr("QBLOCK") = kQBlock;
+  m.def(
+      "_qmap",
+      [](bool is_signed) {
+        const QMap& q = qmap(is_signed);
+        return py::dict(py::arg("values") = py::array_t<float>(256, q.value),
+                        py::arg("thr") = py::array_t<float>(kQLevels, q.thr),
+                        py::arg("dec") = py::array_t<float>(kQLevels, q.dec),
+                        py::arg("invdec") = py::array_t<float>(kQLevels, q.invdec),
+                        py::arg("step") = py::array_t<float>(kQLevels, q.step),
+                        py::arg("invstep") = py::array_t<float>(kQLevels, q.invstep),
+                        py::arg("offset") = py::array_t<std::int32_t>(kQLevels, q.offset),
+                        py::arg("last") = py::array_t<std::int32_t>(kQLevels, q.last));
+      },
+      py::arg("signed"), "The 8-bit dynamic map: its 256 sorted values and its level tables (cpp/core/lowp.hpp).");
+  m.def(
+      "_quantize",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> x, bool is_signed) {
+        const std::size_t n = static_cast<std::size_t>(x.size());
+        py::array_t<std::uint8_t> codes(n);
+        py::array_t<float> absmax((n + kQBlock - 1) / kQBlock);
+        active_kernels().lowp.quant(qmap(is_signed), x.data(), codes.mutable_data(), absmax.mutable_data(), n);
+        return py::make_tuple(codes, absmax);
+      },
+      py::arg("x"), py::arg("signed"), "8-bit block quantization of a float32 vector (tests).");
+  m.def(
+      "_dequantize",
+      [](py::array_t<std::uint8_t, py::array::c_style> codes, py::array_t<float, py::array::c_style> absmax,
+         bool is_signed) {
+        const std::size_t n = static_cast<std::size_t>(codes.size());
+        if (static_cast<std::size_t>(absmax.size()) != (n + kQBlock - 1) / kQBlock)
+          throw py::value_error("absmax must have one value per block");
+        py::array_t<float> out(n);
+        active_kernels().lowp.dequant(qmap(is_signed), codes.data(), absmax.data(), out.mutable_data(), n);
+        return out;
+      },
+      py::arg("codes"), py::arg("absmax"), py::arg("signed"), "8-bit block dequantization (tests).");
+  m.def(
+      "_round_bf16",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> x, py::object key, std::uint64_t first) {
+        const std::size_t n = static_cast<std::size_t>(x.size());
+        py::array_t<std::uint16_t> out(n);
+        if (key.is_none()) active_kernels().lowp.narrow(kBF16, x.data(), out.mutable_data(), n);
+        else active_kernels().lowp.narrow_sr(x.data(), out.mutable_data(), n, key.cast<std::uint32_t>(), first);
+        return out;
+      },
+      py::arg("x"), py::arg("key") = py::none(), py::arg("first") = 0,
+      "float32 -> bfloat16 bits, to nearest even or (key given) stochastically (tests).");
+  m.def("_rounding_key", &rounding_key, py::arg("seed"), py::arg("step"), py::arg("tensor"));
 
   m.def("compiled_isas", &compiled_isas);
   m.def("supported_isas", &supported_isas);

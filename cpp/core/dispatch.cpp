@@ -18,7 +18,9 @@ bool always() { return true; }
 #if defined(FASTADAPT_X86_PATHS)
 // __builtin_cpu_supports also checks that the OS saves the wide registers.
 bool has_avx512() { return __builtin_cpu_supports("avx512f"); }
-bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+bool has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
 
 const IsaEntry kIsas[] = {
     {"avx512", kernels_avx512, has_avx512},

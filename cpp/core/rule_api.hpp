@@ -30,8 +30,24 @@ constexpr std::size_t kMinParallelElements = 8 * kChunk;
 // prefetchnta / prefetchw hints were measured 3x slower.
 constexpr std::size_t kPrefetchBytes = 4096;
 
-enum DType : int { kF32 = 0, kF64 = 1 };
-constexpr std::size_t elem_size(DType d) { return d == kF32 ? 4 : 8; }
+// kF32 and kF64 are the compute types (kernels exist for them); the others
+// are storage only (cpp/core/lowp.hpp): bfloat16/float16 params, grads and
+// state are widened to float32 around the float32 kernel, uint8 is 8-bit
+// block-quantized state.
+enum DType : int { kF32 = 0, kF64 = 1, kBF16 = 2, kF16 = 3, kU8 = 4 };
+constexpr std::size_t elem_size(DType d) {
+  return d == kF64 ? 8 : d == kF32 ? 4 : d == kU8 ? 1 : 2;
+}
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case kF32: return "float32";
+    case kF64: return "float64";
+    case kBF16: return "bfloat16";
+    case kF16: return "float16";
+    case kU8: return "uint8";
+  }
+  return "?";
+}
 
 // Limits of a rule's description (raise them freely; they size small arrays).
 constexpr int kMaxSlots = 5;       // state buffers per tensor
@@ -78,6 +94,10 @@ struct RuleInfo {
   // reduced: turns sums into the scalars later passes use (a new step size)
   // and the tensor scalars the step carries forward. nullptr: none.
   void (*after_pass)(const PassSums&) = nullptr;
+  // State slots (bit s = slot s) that are never negative (second moments):
+  // 8-bit state quantizes them with the unsigned map, one more bit of
+  // resolution (cpp/core/lowp.hpp); the others with the signed map.
+  unsigned nonnegative_slots = 0;
 };
 
 // What a rule's after_pass hook sees. The sums are indexed
@@ -106,11 +126,46 @@ struct TensorShape {
 
 // How the step treats the gradient before the update rule (docs/algorithms.md,
 // "Gradient pre-processing"); maximize is a group flag.
+struct QMap;
+// Low-precision streams of a chunk (cpp/core/lowp.hpp). The kernel reads and
+// writes float32 scratch; the element loop (run_chunk) widens each stream's
+// next block of kNormLanes elements into it just before the kernel's body
+// runs there, and rounds (or, per kQBlock block, quantizes) what the body
+// wrote just after, so every stored stream is read and written in the same
+// interleaved sweep as the float32 ones (no extra pass over memory).
+struct StagedStream {
+  DType store = kF32;            // kBF16, kF16, or kU8 (8-bit state)
+  char* data = nullptr;          // the stored buffer at the chunk's start
+  float* scratch = nullptr;      // the float32 values the kernel sees, chunk-relative
+  float* absmax = nullptr;       // kU8: the scale of the chunk's first block
+  const QMap* map = nullptr;     // kU8
+  bool read = false, write = false;
+  bool stochastic = false;       // kBF16 written with stochastic rounding:
+  std::uint32_t key = 0;         //   its key, and
+  std::uint64_t first = 0;       //   the chunk's offset in its tensor
+};
+struct Staging {
+  int n = 0;
+  StagedStream s[2 + kMaxSlots];
+};
+
+// The lanes of a chunk's sums between calls of one pass on consecutive
+// pieces of the chunk (the staged low-precision path runs a chunk in pieces
+// whose float32 scratch fits L1): each call starts from them and leaves them
+// there instead of combining, so the pieces sum exactly as one call would.
+struct ChunkCarry {
+  double norm[kNormLanes] = {};
+  double sums[kMaxSums][kNormLanes] = {};
+  std::uint64_t bad = 0;
+};
+
 struct GradPrep {
   bool zero_nonfinite = false;  // replace NaN/Inf by 0 and count them
   bool clip = false;            // multiply by scale
   double scale = 1.0;
   bool track_norm = true;       // accumulate sum of squares of the (sanitized) grad
+  const Staging* staging = nullptr;  // low-precision streams converted around the body (or none)
+  ChunkCarry* carry = nullptr;       // continue (and leave) the lanes here instead of combining them
 };
 
 // One chunk of one tensor (or the whole tensor, for a per-tensor pass).
@@ -150,11 +205,24 @@ using ScaleFn = void (*)(void* g, std::size_t n, double scale);
 // n elements each (their sum, no arithmetic worth the name).
 constexpr int kMaxRoofBuffers = 10;  // Prodigy moves 9 arrays in and 4 out per element
 using RoofFn = void (*)(char* const* reads, int nreads, char* const* writes, int nwrites, std::size_t n);
+// The same over buffers of mixed widths (bytes per element each).
+using RoofBytesFn = void (*)(const char* const* reads, const std::size_t* rwidth, int nreads, char* const* writes,
+                             const std::size_t* wwidth, int nwrites, std::size_t n);
 
 // One rule in one ISA: its description and its passes per dtype.
 struct RuleKernels {
   const RuleInfo* info;
   PassFn pass[kMaxPasses][2];  // [pass][dtype]
+};
+
+// Low-precision storage loops (cpp/simd/lowp_loops.hpp); n elements, the
+// quantized ones from the start of a kQBlock block.
+struct LowpFns {
+  void (*widen)(DType src, const void* in, float* out, std::size_t n);
+  void (*narrow)(DType dst, const float* in, void* out, std::size_t n);
+  void (*narrow_sr)(const float* in, void* out, std::size_t n, std::uint32_t key, std::uint64_t first);
+  void (*dequant)(const QMap& map, const std::uint8_t* codes, const float* absmax, float* out, std::size_t n);
+  void (*quant)(const QMap& map, const float* in, std::uint8_t* codes, float* absmax, std::size_t n);
 };
 
 struct KernelTable {
@@ -164,6 +232,8 @@ struct KernelTable {
   SanitizeFn sanitize[2];
   ScaleFn scale[2];
   RoofFn roof[2];
+  LowpFns lowp;
+  RoofBytesFn roof_bytes;
 };
 
 // One table per ISA translation unit.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dispatch.hpp"
+#include "lowp.hpp"
 #include "thread_pool.hpp"
 
 namespace fastadapt {
@@ -32,12 +33,161 @@ struct StepContext {
 
 constexpr std::size_t kSumsPerTensor = static_cast<std::size_t>(kMaxPasses) * kMaxSums;
 
+// Per-thread float32 scratch of staged tensors: [0] param, [1] grad, [2 + s]
+// state slot s. A chunk's worth each (a whole tensor for per-tensor passes),
+// allocated once per thread and kept.
+struct Scratch {
+  std::vector<float> buf[2 + kMaxSlots];
+  float* get(int k, std::size_t n) {
+    if (buf[k].size() < n) buf[k].resize(n);
+    return buf[k].data();
+  }
+};
+thread_local Scratch scratch;
+
 void prepass_task(void* c, std::size_t i) {
   auto* ctx = static_cast<StepContext*>(c);
   const ChunkRef& ch = ctx->chunks[i];
   const TensorPlan& t = ctx->tensors[ch.tensor];
-  const char* g = static_cast<const char*>(t.g) + ch.begin * elem_size(t.dtype);
+  const char* g = static_cast<const char*>(t.g) + ch.begin * elem_size(t.gstore);
+  if (t.gstore != t.dtype) {
+    float* g32 = scratch.get(1, ch.size);
+    ctx->kt->lowp.widen(t.gstore, g, g32, ch.size);
+    g = reinterpret_cast<const char*>(g32);
+  }
   ctx->results[i] = ctx->kt->sumsq[t.dtype](g, ch.size, ctx->prepass_mode);
+}
+
+// A pass over one chunk of a staged tensor. The float32 kernel runs on
+// scratch: a param, grad or state buffer stored in low precision gets a
+// chunk-sized float32 scratch that the element loop fills block by block
+// just before the kernel's body reaches it, and rounds (or quantizes) back
+// just after (run_chunk, GradPrep::staging): one interleaved sweep over the
+// stored bytes, the scratch staying in L1 between the two. Master weights
+// are float32 already: the kernel updates them in place and the loop rounds
+// them into the param. 8-bit blocks start at multiples of kQBlock in the
+// tensor, chunks at multiples of kChunk: a chunk holds whole blocks (the
+// tensor's last one may be short).
+//
+// Per-tensor passes (and rules that call the element loop more than once in
+// a pass) cannot be converted block by block: their chunk (or tensor) is
+// widened whole before the kernel and rounded after.
+constexpr std::size_t kStagePiece = 1024;
+static_assert(kStagePiece % kQBlock == 0 && kStagePiece % kNormLanes == 0, "pieces hold whole blocks");
+
+ChunkResult staged_pass(const StepContext& ctx, const ChunkRef& ch, const TensorPlan& t, ChunkTask& task) {
+  const RuleInfo& info = *ctx.rule->info;
+  const std::size_t n = ch.size, b = ch.begin;
+  // Element-wise single-pass rules call run_chunk once per chunk: the loop
+  // converts as it goes, in pieces of kStagePiece elements whose scratch
+  // stays in L1. Others: the whole item is converted around the kernel.
+  const bool streaming = info.passes == 1 && info.pass_kind[0] == kPerChunk;
+  const std::size_t span = streaming ? std::min(n, kStagePiece) : n;
+  Staging st;
+  bool direct[2 + kMaxSlots] = {};  // the stream's scratch is a float32 array of the tensor (master weights)
+  auto add = [&](DType store, char* data, float* scratch, bool read, bool write) -> StagedStream& {
+    StagedStream& s = st.s[st.n++];
+    s.store = store;
+    s.data = data;
+    s.scratch = scratch;
+    s.read = read;
+    s.write = write;
+    return s;
+  };
+  // The float32 arrays the kernel sees: a pointer into the tensor (float32
+  // storage, master weights) that moves with the piece, or scratch that does not.
+  float* p32;
+  bool p_moves = true;
+  if (t.master) {
+    p32 = t.master + b;
+    add(t.pstore, static_cast<char*>(t.p) + 2 * b, p32, false, true);
+    direct[st.n - 1] = true;
+  } else if (t.pstore == kF32) {
+    p32 = static_cast<float*>(t.p) + b;
+  } else {
+    p32 = scratch.get(0, span);
+    p_moves = false;
+    add(t.pstore, static_cast<char*>(t.p) + 2 * b, p32, true, true);
+  }
+  if (t.pstore == kBF16 && t.stochastic) {
+    StagedStream& s = st.s[st.n - 1];
+    s.stochastic = true;
+    s.key = t.rounding_key;
+    s.first = b;
+  }
+  const float* g32;
+  bool g_moves = true;
+  if (t.gstore == kF32) {
+    g32 = static_cast<const float*>(t.g) + b;
+  } else {
+    float* buf = scratch.get(1, span);
+    add(t.gstore, const_cast<char*>(static_cast<const char*>(t.g)) + 2 * b, buf, true, false);
+    g32 = buf;
+    g_moves = false;
+  }
+  float* s32[kMaxSlots] = {};
+  bool s_moves[kMaxSlots] = {};
+  for (int s = 0; s < kMaxSlots; ++s) {
+    if (!t.s[s]) continue;
+    if (info.slot_shape[s] != kLikeParam || t.sstore[s] == kF32) {
+      // (row/column statistics are always float32: checked up front)
+      s32[s] = static_cast<float*>(t.s[s]) + (info.slot_shape[s] == kLikeParam ? b : 0);
+      s_moves[s] = info.slot_shape[s] == kLikeParam;
+      continue;
+    }
+    s32[s] = scratch.get(2 + s, span);
+    StagedStream& x = add(t.sstore[s], static_cast<char*>(t.s[s]) + b * elem_size(t.sstore[s]), s32[s], true, true);
+    if (t.sstore[s] == kU8) {
+      x.absmax = t.scale[s] + b / kQBlock;
+      x.map = &qmap(!(info.nonnegative_slots >> s & 1u));
+    }
+  }
+  task.p = p32;
+  task.g = g32;
+  for (int s = 0; s < kMaxSlots; ++s) task.s[s] = s32[s];
+  if (streaming) {
+    // The sums' lanes carry from piece to piece: the chunk sums exactly as in one call.
+    ChunkCarry carry;
+    GradPrep prep = ctx.prep;
+    prep.staging = &st;
+    prep.carry = &carry;
+    const Staging whole = st;
+    for (std::size_t off = 0; off < n; off += kStagePiece) {
+      for (int k = 0; k < whole.n; ++k) {
+        const StagedStream& w = whole.s[k];
+        StagedStream& s = st.s[k];
+        s.data = w.data + off * elem_size(w.store);
+        s.scratch = direct[k] ? w.scratch + off : w.scratch;
+        if (w.store == kU8) s.absmax = w.absmax + off / kQBlock;
+        s.first = w.first + off;
+      }
+      task.p = p_moves ? p32 + off : p32;
+      task.g = g_moves ? g32 + off : g32;
+      for (int s = 0; s < kMaxSlots; ++s) task.s[s] = s32[s] && s_moves[s] ? s32[s] + off : s32[s];
+      task.n = std::min(kStagePiece, n - off);
+      task.begin = b + off;
+      ctx.rule->pass[ctx.pass][kF32](task, prep);
+    }
+    ChunkResult r{prep.track_norm ? combine_lanes(carry.norm) : 0.0, carry.bad, {}};
+    for (int j = 0; j < kMaxSums; ++j) r.sums[j] = combine_lanes(carry.sums[j]);
+    return r;
+  }
+  const LowpFns& L = ctx.kt->lowp;
+  for (int k = 0; k < st.n; ++k) {
+    const StagedStream& s = st.s[k];
+    if (!s.read) continue;
+    if (s.store == kU8) L.dequant(*s.map, reinterpret_cast<const std::uint8_t*>(s.data), s.absmax, s.scratch, n);
+    else L.widen(s.store, s.data, s.scratch, n);
+  }
+  const ChunkResult r = ctx.rule->pass[ctx.pass][kF32](task, ctx.prep);
+  for (int k = 0; k < st.n; ++k) {
+    const StagedStream& s = st.s[k];
+    if (!s.write) continue;
+    if (s.store == kU8) L.quant(*s.map, s.scratch, reinterpret_cast<std::uint8_t*>(s.data), s.absmax, n);
+    else if (s.stochastic) L.narrow_sr(s.scratch, s.data, n, s.key, s.first);
+    else L.narrow(s.store, s.scratch, s.data, n);
+  }
+  return r;
 }
 
 void pass_task(void* c, std::size_t i) {
@@ -62,6 +212,10 @@ void pass_task(void* c, std::size_t i) {
   task.tensor_sums = ctx->tensor_sums ? ctx->tensor_sums + ch.tensor * kSumsPerTensor : nullptr;
   task.global_sums = ctx->global_sums;
   task.tensor_scalars = ctx->tensor_scalars ? ctx->tensor_scalars + ch.tensor * kMaxTensorScalars : nullptr;
+  if (t.staged) {
+    ctx->results[i] = staged_pass(*ctx, ch, t, task);
+    return;
+  }
   ctx->results[i] = ctx->rule->pass[ctx->pass][t.dtype](task, ctx->prep);
 }
 
@@ -181,7 +335,8 @@ std::size_t slot_elements(SlotShape kind, const TensorShape& sh, std::size_t siz
 void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
                            const py::list& grads, const py::list& states,
                            const IntArray& tensor_group, const DoubleArray& group_scalars,
-                           const FlagArray& group_flags) {
+                           const FlagArray& group_flags, const py::object& state_scales,
+                           const py::object& masters, const py::object& rounding, std::int64_t step) {
   const std::size_t n = params.size();
   if (grads.size() != n || keys.size() != n || static_cast<std::size_t>(tensor_group.size()) != n ||
       tensor_group.ndim() != 1 || group_flags.ndim() != 1)
@@ -212,17 +367,51 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
                         static_cast<std::size_t>(PyList_GET_SIZE(slot_lists[s].ptr())) != n))
       throw py::value_error("internal: each state slot must be None or a list per tensor");
   }
+  // Low-precision extras: per slot None or a list per tensor of absmax arrays
+  // (8-bit slots); a list per tensor of float32 master weights or None; and
+  // (seed, [stochastic per tensor]) or None.
+  auto per_tensor_list = [&](const py::object& o, const char* what) {
+    if (!PyList_Check(o.ptr()) || static_cast<std::size_t>(PyList_GET_SIZE(o.ptr())) != n)
+      throw py::value_error(std::string("internal: ") + what + " must be None or a list per tensor");
+  };
+  py::object scale_lists[kMaxSlots];
+  if (!state_scales.is_none()) {
+    if (!PyList_Check(state_scales.ptr()) || static_cast<int>(PyList_GET_SIZE(state_scales.ptr())) != nslots_)
+      throw py::value_error("internal: state_scales must be None or a list per state slot");
+    for (int s = 0; s < nslots_; ++s) {
+      scale_lists[s] = py::reinterpret_borrow<py::object>(PyList_GET_ITEM(state_scales.ptr(), s));
+      if (!scale_lists[s].is_none()) per_tensor_list(scale_lists[s], "state_scales[slot]");
+    }
+  }
+  if (!masters.is_none()) per_tensor_list(masters, "masters");
+  std::uint64_t seed = 0;
+  py::object stochastic;
+  if (!rounding.is_none()) {
+    const py::tuple r = rounding.cast<py::tuple>();
+    if (r.size() != 2) throw py::value_error("internal: rounding must be (seed, [flag per tensor])");
+    seed = r[0].cast<std::uint64_t>();
+    stochastic = r[1];
+    per_tensor_list(stochastic, "rounding flags");
+  }
+  bool single_pass = info_->passes == 1 && info_->pass_kind[0] == kPerChunk;
   for (std::size_t i = 0; i < n; ++i) {
     const KeyRef pw{"params", &keys, i};
     const KeyRef gw{"grads", &keys, i};
     py::handle p = params[i];
-    const ArrayView pv = check_float_array(p, pw, /*writeable=*/true);
+    const ArrayView pv = check_float_array(p, pw, /*writeable=*/true, /*low_precision=*/true);
+    // float64 params compute in float64; float32, bfloat16 and float16 ones
+    // in float32, with grads in any of those three.
+    const DType compute = pv.dtype == kF64 ? kF64 : kF32;
+    const unsigned low = (1u << kF32) | (1u << kBF16) | (1u << kF16);
     const ArrayView gv = check_matching_array(grads[i], gw, p, pv, pw, /*writeable=*/false,
-                                                  nullptr);
+                                              nullptr, compute == kF64 ? 1u << kF64 : low);
     if (groups[i] < 0 || static_cast<std::size_t>(groups[i]) >= ngroups)
       throw py::value_error("internal: group index out of range");
-    TensorPlan t{pv.data, gv.data, {}, pv.size, pv.dtype, static_cast<std::uint32_t>(groups[i]),
+    TensorPlan t{pv.data, gv.data, {}, pv.size, compute, static_cast<std::uint32_t>(groups[i]),
                  shape_of(p)};
+    t.pstore = pv.dtype;
+    t.gstore = gv.dtype;
+    for (int s = 0; s < kMaxSlots; ++s) t.sstore[s] = compute;
     const unsigned need = info_->slot_mask(flags_[t.group], t.shape.ndim);
     for (int s = 0; s < nslots_; ++s) {
       if (!(need & (1u << s))) continue;
@@ -233,15 +422,45 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
       const KeyRef sw{name, &keys, i};
       ArrayView sv;
       if (info_->slot_shape[s] == kLikeParam) {
+        ArrayView cv = pv;
+        cv.dtype = compute;
         sv = check_matching_array(
-            item, sw, p, pv, pw, true,
+            item, sw, p, cv, pw, true,
             "the parameter changed since the optimizer state was created; call opt.reset() "
-            "(or load a matching state_dict)");
+            "(or load a matching state_dict)",
+            compute == kF64 ? 1u << kF64 : (1u << kF32) | (1u << kBF16) | (1u << kU8));
+        if (sv.dtype != compute) {
+          if (!single_pass)
+            throw py::type_error(sw.str() + ": " + dtype_name(sv.dtype) + " state needs a single-pass element-wise "
+                                 "rule; '" + rule_name_ + "' keeps float32 state");
+          t.staged = true;
+        }
+        if (sv.dtype == kU8) {
+          py::handle sc = scale_lists[s] ? py::handle(PyList_GET_ITEM(scale_lists[s].ptr(), i)) : py::none();
+          const std::size_t blocks = (pv.size + kQBlock - 1) / kQBlock;
+          if (sc.is_none() || !py::isinstance<py::array_t<float>>(sc))
+            throw py::type_error(sw.str() + ": 8-bit state needs its float32 block scales; call opt.reset() "
+                                 "(or load a matching state_dict)");
+          auto sa = py::reinterpret_borrow<py::array>(sc);
+          DType sdt;
+          if (!storage_dtype(sa, &sdt) || sdt != kF32 || sa.ndim() != 1 ||
+              static_cast<std::size_t>(sa.shape(0)) != blocks || !(sa.flags() & py::array::c_style) ||
+              !sa.writeable())
+            throw py::value_error(sw.str() + ": its block scales must be a writeable float32 array of shape (" +
+                                  std::to_string(blocks) + ",) (one per " + std::to_string(kQBlock) +
+                                  " elements), got " + std::string(py::str(sa.dtype())) + " of shape " +
+                                  shape_str(sc) + "; call opt.reset() (or load a matching state_dict)");
+          t.scale[s] = static_cast<float*>(sa.mutable_data());
+          keep_alive_.push_back(py::reinterpret_borrow<py::object>(sc));
+        }
+        t.sstore[s] = sv.dtype;
       } else {
         // Row or column statistics: the param's dtype (else TypeError, as for
         // param-shaped state) and its shape with the last axis (rows) or the
         // second-to-last (columns) of length 1 (else ValueError).
         sv = check_float_array(item, sw, true);
+        const ArrayView pv_c{pv.data, pv.size, pv.nbytes, compute};
+        const ArrayView& pv = pv_c;  // row/column statistics are kept in the compute type
         const std::string fix =
             "the parameter changed since the optimizer state was created; call opt.reset() "
             "(or load a matching state_dict)";
@@ -275,6 +494,32 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
                               "; call opt.reset() or load a fresh state_dict");
       t.s[s] = sv.data;
     }
+    if (!masters.is_none()) {
+      py::handle mh = PyList_GET_ITEM(masters.ptr(), i);
+      if (!mh.is_none()) {
+        if (t.pstore == kF32 || t.pstore == kF64)
+          throw py::value_error(pw.str() + ": master weights are kept for bfloat16/float16 params only, this one "
+                                "is " + dtype_name(t.pstore));
+        ArrayView cv = pv;
+        cv.dtype = kF32;
+        const ArrayView mv = check_matching_array(
+            mh, KeyRef{"master_param", &keys, i}, p, cv, pw, true,
+            "the parameter changed since the optimizer state was created; call opt.reset() "
+            "(or load a matching state_dict)", 1u << kF32);
+        t.master = reinterpret_cast<float*>(mv.data);
+        keep_alive_.push_back(py::reinterpret_borrow<py::object>(mh));
+      }
+    }
+    if (stochastic) {
+      if (py::bool_(py::reinterpret_borrow<py::object>(PyList_GET_ITEM(stochastic.ptr(), i)))) {
+        if (t.pstore != kBF16)
+          throw py::value_error(pw.str() + ": stochastic rounding is for bfloat16 params, this one is " +
+                                dtype_name(t.pstore));
+        t.stochastic = true;
+        t.rounding_key = rounding_key(seed, static_cast<std::uint64_t>(step), static_cast<std::uint32_t>(i));
+      }
+    }
+    t.staged = t.staged || t.pstore != compute || t.gstore != compute || t.master;
     keep_alive_.push_back(py::reinterpret_borrow<py::object>(p));
     keep_alive_.push_back(py::reinterpret_borrow<py::object>(grads[i]));
     for (int s = 0; s < nslots_; ++s)
@@ -320,7 +565,7 @@ void Stepper::check_param_overlap(const py::sequence& keys) {
     const TensorPlan& t = tensors_[i];
     if (t.size == 0) continue;
     const ArrayView gv{const_cast<char*>(static_cast<const char*>(t.g)), t.size,
-                       t.size * elem_size(t.dtype), t.dtype};
+                       t.size * elem_size(t.gstore), t.gstore};
     auto it = std::upper_bound(order_.begin(), order_.end(), gv.data,
                                [&](const char* x, std::size_t k) { return x < params_view_[k].data; });
     // Candidates: the parameter starting at or before the grad, then those
@@ -339,7 +584,8 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
                         const py::list& states, const IntArray& tensor_group,
                         const DoubleArray& group_scalars, const FlagArray& group_flags,
                         int policy, double max_norm, bool track_norm, std::int64_t t,
-                        CountArray counts, DoubleArray last_norm, const py::object& tensor_scalars) {
+                        CountArray counts, DoubleArray last_norm, const py::object& tensor_scalars,
+                        const py::object& state_scales, const py::object& masters, const py::object& rounding) {
   const int me = static_cast<int>(getpid());
   int owner = 0;
   if (!busy_pid_.compare_exchange_strong(owner, me)) {
@@ -358,7 +604,8 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
   if (counts.ndim() != 1 || counts.shape(0) != kNumCounts || !counts.writeable() ||
       last_norm.ndim() != 1 || last_norm.shape(0) != 1 || !last_norm.writeable())
     throw py::value_error("internal: counters must be writeable int64[5] and float64[1]");
-  check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags);
+  check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags, state_scales, masters,
+               rounding, t);
   const bool has_tensor_scalars = info_->tensor_scalars[0] != nullptr;
   DoubleArray tensor_scalars_out;
   if (has_tensor_scalars) {

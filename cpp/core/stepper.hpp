@@ -36,9 +36,19 @@ struct TensorPlan {
   const void* g;
   void* s[kMaxSlots];
   std::size_t size;
-  DType dtype;
+  DType dtype;  // the compute type (float32 for bfloat16/float16 params)
   std::uint32_t group;
   TensorShape shape;
+  // Low-precision storage (cpp/core/lowp.hpp). A tensor with any of it is
+  // "staged": each chunk is widened to float32 scratch, the float32 kernel
+  // runs on it, and what the pass wrote is rounded or quantized back.
+  DType pstore = kF32, gstore = kF32;
+  DType sstore[kMaxSlots] = {};
+  float* scale[kMaxSlots] = {};  // absmax per kQBlock block of an 8-bit slot
+  float* master = nullptr;       // float32 master weights of a bfloat16/float16 param
+  bool stochastic = false;       // round a bfloat16 param stochastically
+  std::uint32_t rounding_key = 0;
+  bool staged = false;
 };
 
 struct ChunkRef {
@@ -94,7 +104,8 @@ class Stepper {
                  const py::list& states, const IntArray& tensor_group,
                  const DoubleArray& group_scalars, const FlagArray& group_flags, int policy,
                  double max_norm, bool track_norm, std::int64_t t, CountArray counts,
-                 DoubleArray last_norm, const py::object& tensor_scalars);
+                 DoubleArray last_norm, const py::object& tensor_scalars,
+                 const py::object& state_scales, const py::object& masters, const py::object& rounding);
 
   const std::string& rule() const { return rule_name_; }
   // The state slots (bit s = slot s) a tensor of ndim dimensions uses with these flags.
@@ -103,7 +114,9 @@ class Stepper {
  private:
   void check_inputs(const py::sequence& keys, const py::list& params, const py::list& grads,
                     const py::list& states, const IntArray& tensor_group,
-                    const DoubleArray& group_scalars, const FlagArray& group_flags);
+                    const DoubleArray& group_scalars, const FlagArray& group_flags,
+                    const py::object& state_scales, const py::object& masters, const py::object& rounding,
+                    std::int64_t t);
   void check_param_overlap(const py::sequence& keys);
 
   int rule_;

@@ -7,7 +7,6 @@
 namespace fastadapt {
 namespace {
 
-const char* dtype_name(DType d) { return d == kF32 ? "float32" : "float64"; }
 
 std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
 
@@ -25,6 +24,30 @@ bool native_float(const py::array& a, DType* out) {
   if (dt.num() == py::detail::npy_api::NPY_DOUBLE_) { *out = kF64; return true; }
   return false;
 }
+
+}  // namespace
+
+bool storage_dtype(const py::array& a, DType* out) {
+  if (native_float(a, out)) return true;
+  const py::dtype dt = a.dtype();
+  const char bo = dt.byteorder();
+  if (bo != '=' && bo != '<' && bo != '|') return false;
+  const int num = dt.num();
+  if (num == 23 /* NPY_HALF */) { *out = kF16; return true; }
+  if (num == 2 /* NPY_UBYTE */) { *out = kU8; return true; }
+  // ml_dtypes.bfloat16 registers a user dtype (its number depends on the
+  // import order): recognized by name once, then by number.
+  static int bf16_num = -1;
+  if (num == bf16_num) { *out = kBF16; return true; }
+  if (num >= 256 && dt.itemsize() == 2 && std::string(py::str(dt.attr("name"))) == "bfloat16") {
+    bf16_num = num;
+    *out = kBF16;
+    return true;
+  }
+  return false;
+}
+
+namespace {
 
 [[noreturn]] void fail_type(const KeyRef& w, const std::string& msg) {
   throw py::type_error(w.str() + ": " + msg);
@@ -110,16 +133,18 @@ static void check_layout(const py::array& a, const KeyRef& w, bool writeable, Fi
     fail_value(w, "array is read-only, but it is updated in place; " + interop_hint("read_only", a));
 }
 
-ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
+ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable, bool low_precision) {
   const bool is_param = std::strcmp(w.role, "params") == 0;
+  const char* kinds = low_precision ? "a float32, float64, float16 or bfloat16" : "a float32 or float64";
   if (!py::isinstance<py::array>(obj))
     fail_type(w, "expected a float32 or float64 NumPy array, got " + describe(obj) + "; " +
                      interop_hint("not_array", obj, w.role, writeable));
   refuse_subclass(obj, w, is_param);
   auto a = py::reinterpret_borrow<py::array>(obj);
   DType dt;
-  if (!native_float(a, &dt))
-    fail_type(w, "expected a float32 or float64 array in native byte order, got " + describe(obj) +
+  const bool ok = low_precision ? storage_dtype(a, &dt) && dt != kU8 : native_float(a, &dt);
+  if (!ok)
+    fail_type(w, std::string("expected ") + kinds + " array in native byte order, got " + describe(obj) +
                      "; convert it once with .astype(np.float32) (or np.float64)");
   check_layout(a, w, writeable, [&]() -> std::string {
     return is_param    ? interop_hint("non_contiguous", true, "p")
@@ -131,7 +156,8 @@ ArrayView check_float_array(py::handle obj, const KeyRef& w, bool writeable) {
 
 ArrayView check_matching_array(py::handle obj, const KeyRef& w, py::handle param,
                                const ArrayView& pv, const KeyRef& pw, bool writeable,
-                               const char* fix) {
+                               const char* fix, unsigned allowed) {
+  if (!allowed) allowed = 1u << pv.dtype;
   if (!py::isinstance<py::array>(obj))
     fail_type(w, "expected a NumPy array like " + pw.str() + " (" + dtype_name(pv.dtype) +
                      ", shape " + shape_str(param) + "), got " + describe(obj) + "; " +
@@ -141,10 +167,15 @@ ArrayView check_matching_array(py::handle obj, const KeyRef& w, py::handle param
   if (!fix) refuse_subclass(obj, w, false);
   auto a = py::reinterpret_borrow<py::array>(obj);
   DType dt;
-  if (!native_float(a, &dt) || dt != pv.dtype)
-    fail_type(w, std::string("expected ") + dtype_name(pv.dtype) + " (the dtype of " + pw.str() +
-                     "), got " + describe(obj) + "; " +
+  if (!storage_dtype(a, &dt) || !(allowed & (1u << dt))) {
+    std::string also;
+    for (DType d : {kF32, kF64, kBF16, kF16, kU8})
+      if ((allowed & (1u << d)) && d != pv.dtype) also += std::string(also.empty() ? " (or " : ", ") + dtype_name(d);
+    if (!also.empty()) also += ")";
+    fail_type(w, std::string("expected ") + dtype_name(pv.dtype) + " (the dtype of " + pw.str() + ")" + also +
+                     ", got " + describe(obj) + "; " +
                      (fix ? std::string(fix) : "cast it with .astype(np." + std::string(dtype_name(pv.dtype)) + ")"));
+  }
   auto p = py::reinterpret_borrow<py::array>(param);
   bool same_shape = a.ndim() == p.ndim();
   for (py::ssize_t i = 0; same_shape && i < a.ndim(); ++i) same_shape = a.shape(i) == p.shape(i);

@@ -28,15 +28,21 @@ struct KeyRef {
   std::string str() const;  // e.g. grads['fc1.w']
 };
 
+// The storage type of an array in native byte order: float32, float64,
+// float16, ml_dtypes.bfloat16 or uint8; false for anything else.
+bool storage_dtype(const py::array& a, DType* out);
+
 // A parameter-like array: float32/float64, native byte order, C-contiguous,
 // aligned, and (if writeable) writeable. Never converts or copies.
-ArrayView check_float_array(py::handle obj, const KeyRef& where, bool writeable);
+// low_precision: float16 and bfloat16 are accepted too (params).
+ArrayView check_float_array(py::handle obj, const KeyRef& where, bool writeable, bool low_precision = false);
 
 // A gradient (or state) array that must match `param` (of key param_key).
 // `fix` ends the message of a shape or dtype mismatch.
 ArrayView check_matching_array(py::handle obj, const KeyRef& where, py::handle param,
                                const ArrayView& pv, const KeyRef& param_where, bool writeable,
-                               const char* fix);
+                               const char* fix, unsigned allowed = 0);
+// `allowed`: a mask of the DTypes accepted (bit 1 << dtype); 0: exactly pv's.
 
 inline bool overlaps(const ArrayView& a, const ArrayView& b) {
   return a.nbytes > 0 && b.nbytes > 0 && a.data < b.data + b.nbytes && b.data < a.data + a.nbytes;

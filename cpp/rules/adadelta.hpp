@@ -18,6 +18,9 @@ struct Adadelta {
       {kPerChunk},
       {0},
       slot_mask,
+      {},
+      nullptr,
+      0b11u,  // never negative (square_avg, acc_delta): the unsigned 8-bit map
   };
 
   template <int Pass, class T>

@@ -9,6 +9,9 @@ struct Adagrad {
 
   static constexpr RuleInfo info = {
       "adagrad", {"sum"}, {kLikeParam}, {"wd", "clr", "eps"}, {"l2"}, 1, {kPerChunk}, {0}, slot_mask,
+      {},
+      nullptr,
+      0b1u,  // never negative (sum): the unsigned 8-bit map
   };
 
   template <int Pass, class T>

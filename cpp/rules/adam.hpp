@@ -18,6 +18,9 @@ struct Adam {
       {kPerChunk},
       {0},
       slot_mask,
+      {},
+      nullptr,
+      0b110u,  // never negative (exp_avg_sq, max_exp_avg_sq): the unsigned 8-bit map
   };
 
   template <int Pass, class T>

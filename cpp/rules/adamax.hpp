@@ -18,6 +18,9 @@ struct Adamax {
       {kPerChunk},
       {0},
       slot_mask,
+      {},
+      nullptr,
+      0b10u,  // never negative (exp_inf): the unsigned 8-bit map
   };
 
   template <int Pass, class T>

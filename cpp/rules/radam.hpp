@@ -21,6 +21,9 @@ struct RAdam {
       {kPerChunk},
       {0},
       slot_mask,
+      {},
+      nullptr,
+      0b10u,  // never negative (exp_avg_sq): the unsigned 8-bit map
   };
 
   template <int Pass, class T>

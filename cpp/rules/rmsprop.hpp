@@ -19,6 +19,9 @@ struct RMSprop {
       {kPerChunk},
       {0},
       slot_mask,
+      {},
+      nullptr,
+      0b001u,  // never negative (square_avg): the unsigned 8-bit map
   };
 
   template <int Pass, class T>

@@ -14,16 +14,20 @@
 #endif
 
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
+#include "../core/lowp.hpp"
 #include "../core/rule_api.hpp"
 
 namespace fastadapt {
 namespace FA_ISA {
 
 #include "simd.hpp"
+#include "lowp_loops.hpp"
 
 // Gradient pre-processing of one element group: non-finite policy, norm
 // accumulation, clip scale, maximize (docs/algorithms.md order). It also
@@ -63,6 +67,44 @@ FA_INLINE void prefetch_block(const T* const (&streams)[N], std::size_t i) {
   }
 }
 
+// Widen the staged streams' elements [i, i + len) of the chunk into their
+// scratch (8-bit codes: times their block's scale), prefetching each stored
+// stream as far ahead as the kernels prefetch theirs.
+inline void stage_in(const Staging& st, std::size_t i, std::size_t len) {
+  for (int k = 0; k < st.n; ++k) {
+    const StagedStream& s = st.s[k];
+    const std::size_t w = elem_size(s.store);
+    for (std::size_t off = i * w; off < (i + len) * w; off += 64) __builtin_prefetch(s.data + off + kPrefetchBytes, 0, 3);
+    if (!s.read) continue;
+    if (s.store == kU8)
+      dequant_block(*s.map, reinterpret_cast<const std::uint8_t*>(s.data) + i, s.absmax[i / kQBlock], s.scratch + i, len);
+    else
+      widen_chunk(s.store, s.data + i * w, s.scratch + i, len);
+  }
+}
+
+// Round the written streams' [i, i + len) back; an 8-bit stream quantizes
+// each block once the kernel has written all of it (at its end, or the
+// chunk's).
+inline void stage_out(const Staging& st, std::size_t i, std::size_t len, std::size_t n) {
+  for (int k = 0; k < st.n; ++k) {
+    const StagedStream& s = st.s[k];
+    if (!s.write) continue;
+    if (s.store == kU8) {
+      const std::size_t end = i + len;
+      if (end % kQBlock == 0 || end == n) {
+        const std::size_t b0 = (end - 1) / kQBlock * kQBlock;
+        quant_chunk(*s.map, s.scratch + b0, reinterpret_cast<std::uint8_t*>(s.data) + b0, s.absmax + b0 / kQBlock,
+                    end - b0);
+      }
+    } else if (s.stochastic) {
+      narrow_sr_chunk(s.scratch + i, s.data + 2 * i, len, s.key, s.first + i);
+    } else {
+      narrow_chunk(s.store, s.scratch + i, s.data + 2 * i, len);
+    }
+  }
+}
+
 // Runs body(prep, i, k) over n elements: blocks of kNormLanes elements with
 // the widest vector, then the tail one element at a time, continuing the
 // same lanes. `streams` are the arrays the rule reads (prefetched ahead).
@@ -75,16 +117,48 @@ FA_INLINE ChunkResult run_chunk(std::size_t n, const GradPrep& gp, bool maximize
   constexpr int kPerBlock = kNormLanes / V::W;
   static_assert(NSums >= 0 && NSums <= kMaxSums, "at most kMaxSums sums per pass");
   Prep<V, NSums> pv(gp, maximize);
+  if (gp.carry) {
+    pv.acc.from_lanes(gp.carry->norm);
+    for (int j = 0; j < NSums; ++j) pv.sum[j].from_lanes(gp.carry->sums[j]);
+    pv.bad = gp.carry->bad;
+  }
+  const Staging* st = gp.staging;
   std::size_t i = 0;
-  for (; i + kNormLanes <= n; i += kNormLanes) {
-    prefetch_block(streams, i);
-    for (int k = 0; k < kPerBlock; ++k) body(pv, i + static_cast<std::size_t>(k) * V::W, k);
+  if (!st) {
+    for (; i + kNormLanes <= n; i += kNormLanes) {
+      prefetch_block(streams, i);
+      for (int k = 0; k < kPerBlock; ++k) body(pv, i + static_cast<std::size_t>(k) * V::W, k);
+    }
+  } else {
+    // Low-precision streams: converted a kQBlock block at a time around the
+    // body's loop over it (the conversions stay out of the body's loop; the
+    // block's scratch stays in L1; 8-bit blocks are quantized whole).
+    const std::size_t vec_end = n - n % kNormLanes;
+    for (std::size_t s0 = 0; s0 < vec_end; s0 += kQBlock) {
+      const std::size_t s1 = s0 + kQBlock < vec_end ? s0 + kQBlock : vec_end;
+      stage_in(*st, s0, s1 - s0);
+      for (i = s0; i < s1; i += kNormLanes) {
+        prefetch_block(streams, i);
+        for (int k = 0; k < kPerBlock; ++k) body(pv, i + static_cast<std::size_t>(k) * V::W, k);
+      }
+      stage_out(*st, s0, s1 - s0, n);
+    }
+    i = vec_end;
   }
   Prep<Scalar<T>, NSums> ps(gp, maximize);
   pv.acc.to_lanes(ps.acc.lane);
   for (int j = 0; j < NSums; ++j) pv.sum[j].to_lanes(ps.sum[j].lane);
   ps.bad = pv.bad;
+  const std::size_t tail = i;
+  if (st && tail < n) stage_in(*st, tail, n - tail);
   for (; i < n; ++i) body(ps, i, static_cast<int>(i % kNormLanes));
+  if (st && tail < n) stage_out(*st, tail, n - tail, n);
+  if (gp.carry) {
+    ps.acc.to_lanes(gp.carry->norm);
+    for (int j = 0; j < NSums; ++j) ps.sum[j].to_lanes(gp.carry->sums[j]);
+    gp.carry->bad = ps.bad;
+    return ChunkResult{0.0, 0, {}};
+  }
   ChunkResult r{ps.track ? combine_lanes(ps.acc.lane) : 0.0, ps.bad, {}};
   for (int j = 0; j < NSums; ++j) r.sums[j] = combine_lanes(ps.sum[j].lane);
   return r;
@@ -168,6 +242,31 @@ void roof_chunk(char* const* reads, int nreads, char* const* writes, int nwrites
     T s = r[0][i];
     for (int k = 1; k < nreads; ++k) s = s + r[k][i];
     for (int k = 0; k < nwrites; ++k) w[k][i] = s;
+  }
+}
+
+// The roof of a step over buffers of mixed widths (low-precision params and
+// state): n elements of a chunk, buffer k holding `width[k]` bytes per
+// element. Interleaved as the float32 roof is: every 64 elements it reads
+// each read buffer's 64 x width bytes and writes each written one's,
+// prefetching every stream as far ahead as the kernels do.
+inline void roof_bytes_chunk(const char* const* reads, const std::size_t* rwidth, int nreads, char* const* writes,
+                             const std::size_t* wwidth, int nwrites, std::size_t n) {
+  using V = Widest<float>;
+  constexpr std::size_t kGroup = 64;
+  V acc = V::set1(0.0f);
+  for (std::size_t i = 0; i + kGroup <= n; i += kGroup) {
+    for (int k = 0; k < nreads; ++k) {
+      const std::size_t bytes = kGroup * rwidth[k];
+      const char* base = reads[k] + i * rwidth[k];
+      for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(base + off + kPrefetchBytes, 0, 3);
+      const float* p = reinterpret_cast<const float*>(base);
+      for (std::size_t j = 0; j < bytes / 4; j += V::W) acc = acc + V::load(p + j);
+    }
+    for (int k = 0; k < nwrites; ++k) {
+      float* p = reinterpret_cast<float*>(writes[k] + i * wwidth[k]);
+      for (std::size_t j = 0; j < kGroup * wwidth[k] / 4; j += V::W) acc.store(p + j);
+    }
   }
 }
 

@@ -89,6 +89,9 @@ struct SqAcc<Scalar<T>> {
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < kNormLanes; ++j) out[j] = lane[j];
   }
+  FA_INLINE void from_lanes(const double* in) {
+    for (int j = 0; j < kNormLanes; ++j) lane[j] = in[j];
+  }
 };
 
 #if defined(__AVX2__)
@@ -185,6 +188,9 @@ struct SqAcc<F32x8> {  // 2 vectors per block, each feeding 8 lanes (2 x 4 doubl
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < 4; ++j) _mm256_storeu_pd(out + 4 * j, acc[j]);
   }
+  FA_INLINE void from_lanes(const double* in) {
+    for (int j = 0; j < 4; ++j) acc[j] = _mm256_loadu_pd(in + 4 * j);
+  }
 };
 
 template <>
@@ -197,6 +203,9 @@ struct SqAcc<F64x4> {  // 4 vectors per block, 4 lanes each
   }
   FA_INLINE void to_lanes(double* out) const {
     for (int j = 0; j < 4; ++j) _mm256_storeu_pd(out + 4 * j, acc[j]);
+  }
+  FA_INLINE void from_lanes(const double* in) {
+    for (int j = 0; j < 4; ++j) acc[j] = _mm256_loadu_pd(in + 4 * j);
   }
 };
 #endif  // __AVX2__
@@ -310,6 +319,10 @@ struct SqAcc<F32x16> {  // 1 vector per block: low 8 -> lanes 0..7, high 8 -> 8.
     _mm512_storeu_pd(out, lo);
     _mm512_storeu_pd(out + 8, hi);
   }
+  FA_INLINE void from_lanes(const double* in) {
+    lo = _mm512_loadu_pd(in);
+    hi = _mm512_loadu_pd(in + 8);
+  }
 };
 
 template <>
@@ -322,6 +335,10 @@ struct SqAcc<F64x8> {  // 2 vectors per block
   FA_INLINE void to_lanes(double* out) const {
     _mm512_storeu_pd(out, acc[0]);
     _mm512_storeu_pd(out + 8, acc[1]);
+  }
+  FA_INLINE void from_lanes(const double* in) {
+    acc[0] = _mm512_loadu_pd(in);
+    acc[1] = _mm512_loadu_pd(in + 8);
   }
 };
 #endif  // __AVX512F__

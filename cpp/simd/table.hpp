@@ -40,6 +40,8 @@ inline const KernelTable& table() {
       {sanitize_chunk<float>, sanitize_chunk<double>},
       {scale_chunk<float>, scale_chunk<double>},
       {roof_chunk<float>, roof_chunk<double>},
+      {widen_chunk, narrow_chunk, narrow_sr_chunk, dequant_chunk, quant_chunk},
+      roof_bytes_chunk,
   };
   return t;
 }

@@ -46,6 +46,17 @@ class Adagrad(Optimizer):
     overrides
         per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
         ``[(predicate, {...})]``; later entries win.
+    state_dtype
+        how new state buffers are stored: None (the params' compute type), "float32", "bfloat16" or
+        "int8" (8-bit block-quantized; rules of one element-wise pass). Per key through ``overrides``.
+    state_bits
+        the same as a bit count: 8 ("int8"), 16 ("bfloat16") or 32 ("float32").
+    master_weights
+        keep float32 master weights of bfloat16/float16 params (rounded into the param each step).
+    stochastic_rounding
+        round bfloat16 params stochastically (seeded by ``seed``, reproducible) instead of to nearest.
+    seed
+        seed of the stochastic rounding.
     """
 
     algorithm = "adagrad"
@@ -62,11 +73,15 @@ class Adagrad(Optimizer):
     def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None, state_dtype: Optional[str] = None,
+                 state_bits: Optional[int] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0):
         super().__init__(dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                               initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize),
                          max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
+                         track_grad_norm=track_grad_norm,
+                         overrides=overrides, state_dtype=state_dtype, state_bits=state_bits,
+                         master_weights=master_weights, stochastic_rounding=stochastic_rounding, seed=seed)
 
     def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
         return np.full_like(param, hp["initial_accumulator_value"])

@@ -19,6 +19,7 @@ from .. import _hyper as hv
 from .._hyper import Hyper
 from .._interop import not_array
 from .._tree import TreeDef
+from . import _lowp
 
 __all__ = ["Optimizer", "OPTIMIZERS", "Overrides"]
 
@@ -36,6 +37,15 @@ P = TypeVar("P")
 # A step's transaction (see _settle): t, bound by this step, created (slot,
 # tensor) buffers, carried (members, values), tensors given initial scalars.
 _Txn = Tuple[int, bool, List[Tuple[int, int]], List[Tuple[List[int], Dict[str, float]]], List[int]]
+
+
+class _StateDtype(Hyper):
+    """``state_dtype``: also checked against the rule (low-precision state
+    needs one element-wise pass)."""
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._check_lowp({"state_dtype": self.validate(self.name, value)}, where="")
+        super().__set__(obj, value)
 
 
 class Optimizer:
@@ -76,6 +86,15 @@ class Optimizer:
     # A learning-rate-free rule sets its own step size (Prodigy, DoG, ...):
     # callers (fastadapt mnist, fa.compare) run it without lr schedules.
     lr_free: ClassVar[bool] = False
+    # Low-precision state (state_dtype "bfloat16" / "int8") needs a rule of one
+    # element-wise pass over param-shaped buffers (set from the C++ rule);
+    # its second moments (_nonnegative) take the unsigned 8-bit map.
+    _lowp_state: ClassVar[bool] = False
+    _nonnegative: ClassVar[Tuple[str, ...]] = ()
+    # Names of the state entries low precision adds: each 8-bit buffer's
+    # block scales, and float32 master weights of bfloat16/float16 params.
+    _absmax_names: ClassVar[Tuple[str, ...]] = ()
+    _MASTER: ClassVar[str] = "master_param"
 
     # Instance attributes. Most are set in groups by self.__dict__.update
     # (_fresh, _binding, load_state_dict) so that each change commits whole;
@@ -90,6 +109,9 @@ class Optimizer:
     # created yet); Any, as most readers know which (float(...) of a scalar).
     _state: Dict[str, List[Any]]
     _slot_lists: List[List[Optional[np.ndarray]]]
+    _scale_lists: List[List[Optional[np.ndarray]]]         # per slot: each 8-bit buffer's block scales
+    _rounding_groups: Dict[int, bool]                      # group -> stochastic rounding
+    _lowp_cache: Optional[Tuple[bool, bool]]               # (any 8-bit buffer, any master weights)
     _group_masks: List[Tuple[int, ...]]
     _group_members: List[List[int]]
     _group_ready: List[Set[Tuple[int, int]]]
@@ -117,6 +139,9 @@ class Optimizer:
             cls._state_slots, cls._slot_shapes = tuple(rule["slots"]), tuple(rule["slot_shapes"])
             cls._scalar_names, cls._flag_names = tuple(rule["scalars"]), tuple(rule["flags"])
             cls._tensor_scalar_names = tuple(rule["tensor_scalars"])
+            cls._nonnegative = tuple(rule["nonnegative_slots"])
+            cls._lowp_state = tuple(rule["passes"]) == ("chunk",) and all(k == "param" for k in cls._slot_shapes)
+            cls._absmax_names = tuple(f"{name}_absmax" for name in cls._state_slots) if cls._lowp_state else ()
         if cls.__dict__.get("algorithm"):
             if cls.algorithm in OPTIMIZERS:
                 raise TypeError(f"two optimizers are called {cls.algorithm!r}: {OPTIMIZERS[cls.algorithm]} and {cls}")
@@ -126,9 +151,18 @@ class Optimizer:
     nonfinite = Hyper(hv.nonfinite_policy, "What to do with NaN/Inf gradients: propagate, zero, skip, raise.")
     track_grad_norm = Hyper(hv.flag, "Compute the global gradient norm in every step (last_grad_norm); "
                                      "about 5% of a memory-bound step. Always on with clipping, skip and raise.")
+    state_dtype = _StateDtype(_lowp.state_dtype, "How new state buffers are stored: None (the params' compute type), "
+                                           "'float32', 'bfloat16' or 'int8' (8-bit, block-quantized).")
+    master_weights = Hyper(hv.flag, "Keep float32 master weights of bfloat16/float16 params (the param is "
+                                    "rounded from them each step).")
+    stochastic_rounding = Hyper(hv.flag, "Round bfloat16 params stochastically (seeded, reproducible) instead of "
+                                         "to nearest.")
+    seed = Hyper(_lowp.seed, "Seed of the stochastic rounding.")
 
     def __init__(self, hyper: Dict[str, Any], *, max_grad_norm: Optional[float], nonfinite: str,
-                 track_grad_norm: bool, overrides: Overrides):
+                 track_grad_norm: bool, overrides: Overrides, state_dtype: Optional[str] = None,
+                 state_bits: Optional[int] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0):
         self._hyper: Dict[str, Any] = {}
         # One update (or load/reset) at a time: the step count and state are
         # read before and written after the kernel runs without the GIL. A
@@ -139,7 +173,12 @@ class Optimizer:
         candidate["max_grad_norm"] = hv.max_grad_norm("max_grad_norm", max_grad_norm)
         candidate["nonfinite"] = hv.nonfinite_policy("nonfinite", nonfinite)
         candidate["track_grad_norm"] = hv.flag("track_grad_norm", track_grad_norm)
+        candidate["state_dtype"] = _lowp.resolve("state_dtype", state_dtype, state_bits)
+        candidate["master_weights"] = hv.flag("master_weights", master_weights)
+        candidate["stochastic_rounding"] = hv.flag("stochastic_rounding", stochastic_rounding)
+        candidate["seed"] = _lowp.seed("seed", seed)
         self._check_consistency(candidate, where="")
+        self._check_lowp(candidate, where="")
         self._hyper = candidate
         self._overrides = self._normalize_overrides(overrides)
         self._stepper = _core.Stepper(self._kernel)
@@ -155,6 +194,12 @@ class Optimizer:
 
     def _check_consistency(self, hp: Dict[str, Any], where: str) -> None:
         """Cross-checks between hyperparameters (subclasses extend)."""
+
+    def _check_lowp(self, hp: Mapping[str, Any], where: str) -> None:
+        if hp.get("state_dtype") in ("bfloat16", "int8") and not self._lowp_state:
+            raise ValueError(f"{where}state_dtype={hp['state_dtype']!r}: {type(self).__name__} keeps state that "
+                             f"low precision does not cover (it needs a rule of one element-wise pass, e.g. Adam, "
+                             f"SGD, RMSprop, AdaGrad, Lion); use state_dtype=None")
 
     def _check_group(self, hyper: Mapping[str, Any], group: Mapping[str, Any], where: str) -> None:
         """The cross-checks for an override group: its values over the defaults."""
@@ -219,12 +264,19 @@ class Optimizer:
             if not isinstance(values, Mapping):
                 raise TypeError(f"overrides[{pattern!r}] must be a dict of hyperparameters, got {values!r}")
             checked = {}
+            per_key = self._per_key + _lowp.LOWP_PER_KEY
             for name, v in values.items():
-                if name not in self._per_key:
+                if name == "state_bits":  # (state_bits=8 is state_dtype="int8")
+                    if "state_dtype" in values:
+                        raise ValueError(f"overrides[{pattern!r}]: give state_dtype or state_bits, not both")
+                    checked["state_dtype"] = _lowp.state_bits(f"overrides[{pattern!r}]['state_bits']", v)
+                    continue
+                if name not in per_key:
                     raise TypeError(f"overrides[{pattern!r}]: {name!r} is not a per-key hyperparameter of "
-                                    f"{type(self).__name__} (expected one of {', '.join(self._per_key)})")
+                                    f"{type(self).__name__} (expected one of {', '.join(per_key)}, state_bits)")
                 checked[name] = getattr(type(self), name).validate(f"overrides[{pattern!r}][{name!r}]", v)
             self._check_group(self._hyper, checked, where=f"overrides[{pattern!r}]: ")
+            self._check_lowp(checked, where=f"overrides[{pattern!r}]: ")
             out.append((pattern, checked))
         return out
 
@@ -317,7 +369,8 @@ class Optimizer:
         return dict(_tree=None, _paths=(), _state={}, _slot_lists=[], _group_masks=[],
                     _group_members=[], _group_ready=[], _tensor_group=np.zeros(0, dtype=np.int32),
                     _scalars=np.zeros((0, _core.MAX_SCALARS)), _flags=np.zeros(0, dtype=np.uint32),
-                    _tensor_scalars=np.zeros((0, _core.MAX_TENSOR_SCALARS)), _param_meta={})
+                    _tensor_scalars=np.zeros((0, _core.MAX_TENSOR_SCALARS)), _param_meta={},
+                    _scale_lists=[], _rounding_groups={}, _lowp_cache=None)
 
     def _fresh(self) -> Dict[str, Any]:
         """Attributes of a new optimizer (applied with one dict update: atomic)."""
@@ -370,6 +423,8 @@ class Optimizer:
                     _flags=np.zeros(len(members), dtype=np.uint32), _state=state,
                     _tensor_scalars=np.zeros((len(paths), _core.MAX_TENSOR_SCALARS)),
                     _slot_lists=[state[name] for name in self._state_slots],
+                    _scale_lists=[state[name] for name in self._absmax_names],
+                    _rounding_groups={}, _lowp_cache=None,
                     _param_meta={p: (leaf.shape, leaf.dtype) for p, leaf in zip(paths, leaves)
                                  if isinstance(leaf, np.ndarray)})
 
@@ -403,7 +458,8 @@ class Optimizer:
         return tuple(shape)
 
     def _state_names(self) -> Tuple[str, ...]:
-        return self._state_slots + self._carried + self._tensor_scalar_names
+        return (self._state_slots + self._carried + self._tensor_scalar_names + self._absmax_names +
+                (self._MASTER,))
 
     def _scalar_names_carried(self) -> Tuple[str, ...]:
         """Every state entry that is a float64 scalar (shape ()), not a buffer."""
@@ -469,14 +525,37 @@ class Optimizer:
                         continue  # (the kernel call reports a bad param)
                     if not self._stepper.slot_mask(base_flags, leaf.ndim) >> slot & 1:
                         continue
-                    buffer = self._new_state(slot, leaf, hp)
+                    buffer, absmax = self._new_stored_state(slot, leaf, hp)
                     created.append((slot, i))
                     lst[i] = buffer
+                    if absmax is not None:
+                        self._scale_lists[slot][i] = absmax
                     fresh = True
                 if fresh:
                     flags |= self._fresh_flag(slot)
                 ready.add((slot, base_flags))
+            if hp["master_weights"]:
+                masters = self._state[self._MASTER]
+                for i in members:
+                    leaf = leaves[i]
+                    if isinstance(leaf, np.ndarray) and _lowp.is_low(leaf.dtype) and masters[i] is None:
+                        created.append((-1, i))
+                        masters[i] = _lowp.widen(leaf)
+            self._rounding_groups[g] = hp["stochastic_rounding"]
             self._flags[g] = flags
+
+    def _new_stored_state(self, slot: int, leaf: np.ndarray, hp: Dict[str, Any]
+                          ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """A fresh state buffer in the group's storage: the rule's float32 (or
+        float64) buffer, rounded to bfloat16 or quantized to 8 bits (with its
+        block scales) when ``state_dtype`` asks."""
+        if not _lowp.is_param_dtype(leaf.dtype):
+            return self._new_state(slot, leaf, hp), None  # (the kernel call reports the bad param)
+        proto = _lowp.widen(leaf) if _lowp.is_low(leaf.dtype) else leaf
+        buffer = self._new_state(slot, proto, hp)
+        want = _lowp.storage_dtype(hp["state_dtype"], leaf.dtype)
+        name = self._state_slots[slot]
+        return _lowp.to_storage(buffer, want, signed=name not in self._nonnegative)
 
     def _fresh_flag(self, slot: int) -> int:
         """Flags for the step that creates slot ``slot`` (e.g. SGD's first momentum step)."""
@@ -492,7 +571,12 @@ class Optimizer:
 
     def _drop(self, created: List[Tuple[int, int]]) -> None:
         for slot, i in created:
+            if slot < 0:
+                self._state[self._MASTER][i] = None
+                continue
             self._slot_lists[slot][i] = None
+            if self._scale_lists:
+                self._scale_lists[slot][i] = None
             ready = self._group_ready[self._tensor_group[i]]
             ready.difference_update({entry for entry in ready if entry[0] == slot})
 
@@ -557,7 +641,8 @@ class Optimizer:
                 paths, leaves, gleaves, self._slot_lists, self._tensor_group,
                 self._scalars, self._flags, _POLICY[policy], -1.0 if max_norm is None else max_norm,
                 hp["track_grad_norm"], t, self._counts, self._last_norm,
-                tensor_scalars=self._tensor_scalars if self._tensor_scalar_names else None)
+                tensor_scalars=self._tensor_scalars if self._tensor_scalar_names else None,
+                **self._lowp_args(leaves, created))
         finally:
             self._settle()
         if status == 2:  # a raise leaves the optimizer exactly as it was
@@ -567,6 +652,26 @@ class Optimizer:
                 f"value(s) in this step); nothing was updated. Pass nonfinite='zero' or 'skip' "
                 f"to tolerate them.")
         return params
+
+    def _lowp_args(self, leaves: list, created: List[Tuple[int, int]]) -> Dict[str, Any]:
+        """The stepper's low-precision arguments (none when nothing is low).
+        Which lists hold anything is cached until buffers are created or loaded."""
+        cache = self._lowp_cache
+        if cache is None or created:
+            cache = (bool(self._scale_lists) and any(a is not None for lst in self._scale_lists for a in lst),
+                     any(m is not None for m in self._state[self._MASTER]))
+            self._lowp_cache = cache
+        out: Dict[str, Any] = {}
+        if cache[0]:
+            out["state_scales"] = self._scale_lists
+        if cache[1]:
+            out["masters"] = self._state[self._MASTER]
+        if any(self._rounding_groups.values()):
+            groups = self._rounding_groups
+            out["rounding"] = (self._hyper["seed"],
+                               [groups.get(int(g), False) and isinstance(leaf, np.ndarray) and
+                                _lowp.is_bfloat16(leaf.dtype) for g, leaf in zip(self._tensor_group, leaves)])
+        return out
 
     @property
     def state(self) -> Dict[str, Dict[str, np.ndarray]]:
@@ -653,6 +758,9 @@ class Optimizer:
                 raise ValueError(f"state_dict[{name!r}] must be an integer >= 0 and <= 2**62, got {v!r}")
             counts[name] = int(v)
         hyper_in = sd["hyperparameters"]
+        if isinstance(hyper_in, Mapping) and set(hyper_in) == set(self._hyper) - set(_lowp.LOWP_HYPER):
+            # a checkpoint from before low precision existed: its defaults
+            hyper_in = dict(hyper_in, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0)
         if not isinstance(hyper_in, Mapping) or set(hyper_in) != set(self._hyper):
             got = sorted(map(str, hyper_in)) if isinstance(hyper_in, Mapping) else hyper_in
             raise ValueError(f"state_dict['hyperparameters'] must have exactly the keys "
@@ -679,9 +787,11 @@ class Optimizer:
                     if type(arr) is not np.ndarray or arr.dtype != np.float64 or arr.shape != ():
                         raise TypeError(f"state_dict['state'][{key!r}][{name!r}] must be a float64 NumPy array "
                                         f"of shape () (a scalar the rule carries), got {arr!r}")
-                elif type(arr) is not np.ndarray or arr.dtype not in (np.float32, np.float64):
-                    raise TypeError(f"state_dict['state'][{key!r}][{name!r}] must be a float32/float64 "
-                                    f"NumPy array, got {type(arr).__name__}")
+                elif type(arr) is not np.ndarray or not (arr.dtype in (np.float32, np.float64, np.uint8) or
+                                                          _lowp.is_bfloat16(arr.dtype)):
+                    raise TypeError(f"state_dict['state'][{key!r}][{name!r}] must be a float32/float64 (or "
+                                    f"bfloat16, or uint8 8-bit codes) NumPy array, got {type(arr).__name__}"
+                                    f"{' ' + arr.dtype.name if isinstance(arr, np.ndarray) else ''}")
         if params is not None:
             binding = self._binding(params)
             if self._tree is not None and binding["_paths"] != self._paths:
@@ -729,11 +839,12 @@ class Optimizer:
         meta = binding["_param_meta"]
         for path in binding["_paths"]:
             shape_dtype = meta.get(path)
-            if shape_dtype is None or shape_dtype[1] not in (np.float32, np.float64):
+            if shape_dtype is None or not _lowp.is_param_dtype(shape_dtype[1]):
                 leaf = dict(zip(binding["_paths"], binding["_tree"].flatten(params, "params", "")))[path]
                 got = f"{leaf.dtype} array" if isinstance(leaf, np.ndarray) else type(leaf).__name__
                 hint = "" if isinstance(leaf, np.ndarray) else "; " + not_array(leaf, "params", True)
-                raise TypeError(f"params[{path!r}]: expected a float32 or float64 NumPy array, got {got}{hint}")
+                kinds = "float32, float64, float16 or bfloat16" if isinstance(leaf, np.ndarray) else "float32 or float64"
+                raise TypeError(f"params[{path!r}]: expected a {kinds} NumPy array, got {got}{hint}")
 
     def _check_state_against(self, state: Mapping[str, Any], step: int, binding: Mapping[str, Any]) -> None:
         """Check loaded state against bound parameters (keys, shapes, dtypes)."""
@@ -765,9 +876,19 @@ class Optimizer:
                 if shape is None or name in self._scalar_names_carried():
                     continue  # a scalar, or that param is not an array (the update reports it)
                 where = f"state_dict['state'][{key!r}][{name!r}]"
-                if arr.dtype != dtype:
-                    raise TypeError(f"{where}: expected {np.dtype(dtype).name} (the dtype of params[{key!r}]), "
-                                    f"got {arr.dtype.name}; the state_dict belongs to other parameters")
+                if name in self._absmax_names or name == self._MASTER:
+                    self._check_lowp_entry(where, key, name, arr, entry, shape, dtype)
+                    continue
+                compute = _lowp.compute_dtype(dtype)
+                if arr.dtype != compute and not (compute == np.float32 and self._lowp_state and (
+                        arr.dtype == np.uint8 or _lowp.is_bfloat16(arr.dtype))):
+                    whose = (f"the dtype of params[{key!r}]" if compute == dtype else
+                             f"the compute dtype of params[{key!r}], {np.dtype(dtype).name}")
+                    raise TypeError(f"{where}: expected {compute.name} ({whose}), got {arr.dtype.name}; the "
+                                    f"state_dict belongs to other parameters")
+                if arr.dtype == np.uint8 and f"{name}_absmax" not in entry:
+                    raise ValueError(f"{where}: 8-bit state without its block scales "
+                                     f"{name + '_absmax'!r}; pass the complete state_dict")
                 expected = self._slot_shape(self._state_slots.index(name), shape)
                 if arr.shape != expected:
                     what = (f"the shape of params[{key!r}]" if expected == tuple(shape) else
@@ -795,10 +916,33 @@ class Optimizer:
                                      f"the same hyperparameters have (e.g. {all_paths[have[0]]!r}); pass a "
                                      f"complete state_dict")
 
+    def _check_lowp_entry(self, where: str, key: str, name: str, arr: np.ndarray, entry: Mapping[str, Any],
+                          shape: Tuple[int, ...], dtype: Any) -> None:
+        """A loaded block-scale array or master-weight copy."""
+        if name == self._MASTER:
+            if not _lowp.is_low(dtype):
+                raise ValueError(f"{where}: master weights are kept for bfloat16/float16 params, params[{key!r}] "
+                                 f"is {np.dtype(dtype).name}; the state_dict belongs to other parameters")
+            want_shape, what = tuple(shape), f"the shape of params[{key!r}]"
+        else:
+            slot = name[:-len("_absmax")]
+            if not (isinstance(entry.get(slot), np.ndarray) and entry[slot].dtype == np.uint8):
+                raise ValueError(f"{where}: block scales of a buffer that is not 8-bit ({slot!r}); pass the "
+                                 f"state_dict the optimizer saved")
+            want_shape, what = (_lowp.blocks(int(np.prod(shape))),), f"one per {_core.QBLOCK} elements"
+        if arr.dtype != np.float32:
+            raise TypeError(f"{where}: expected float32, got {arr.dtype.name}; the state_dict belongs to other "
+                            f"parameters")
+        if arr.shape != want_shape:
+            raise ValueError(f"{where}: expected shape {want_shape} ({what}), got {arr.shape}; the state_dict "
+                             f"belongs to other parameters")
+
     def _may_hold(self, name: str, shape_dtype: Optional[Tuple[Tuple[int, ...], Any]]) -> bool:
         """Whether a parameter of this shape uses buffer ``name`` under some flags."""
         if shape_dtype is None:
             return True
+        if name == self._MASTER or name in self._absmax_names:
+            return False  # (optional entries: present for some keys only)
         return bool(self._stepper.slot_mask(0xFFFFFFFF, len(shape_dtype[0])) >> self._state_slots.index(name) & 1)
 
     def _installed(self, state: Mapping[str, Any], binding: Mapping[str, Any]) -> Dict[str, Any]:
@@ -815,6 +959,7 @@ class Optimizer:
                     table[i, j] = value
                     lst[i] = self._tensor_scalar_view(table, i, j)
         return dict(_state=lists, _slot_lists=[lists[name] for name in self._state_slots],
+                    _scale_lists=[lists[name] for name in self._absmax_names], _lowp_cache=None,
                     _group_ready=[set() for _ in binding["_group_members"]], _tensor_scalars=table)
 
     # ---- display ---------------------------------------------------------

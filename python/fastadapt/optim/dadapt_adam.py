@@ -69,6 +69,17 @@ class DAdaptAdam(da.DAdaptOptimizer):
     overrides
         per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
         ``[(predicate, {...})]``; later entries win.
+    state_dtype
+        how new state buffers are stored: None (the params' compute type), "float32", "bfloat16" or
+        "int8" (8-bit block-quantized; rules of one element-wise pass). Per key through ``overrides``.
+    state_bits
+        the same as a bit count: 8 ("int8"), 16 ("bfloat16") or 32 ("float32").
+    master_weights
+        keep float32 master weights of bfloat16/float16 params (rounded into the param each step).
+    stochastic_rounding
+        round bfloat16 params stochastically (seeded by ``seed``, reproducible) instead of to nearest.
+    seed
+        seed of the stochastic rounding.
     """
 
     algorithm = "dadapt-adam"
@@ -84,12 +95,16 @@ class DAdaptAdam(da.DAdaptOptimizer):
                  weight_decay: float = 0.0, decouple: bool = False, use_bias_correction: bool = False,
                  d0: float = 1e-6, growth_rate: float = float("inf"), *, layer_scale: float = 1.0,
                  maximize: bool = False, max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None, state_dtype: Optional[str] = None,
+                 state_bits: Optional[int] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0):
         super().__init__(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decouple=decouple,
                               use_bias_correction=use_bias_correction, d0=d0, growth_rate=growth_rate,
                               layer_scale=layer_scale, maximize=maximize),
                          max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
+                         track_grad_norm=track_grad_norm,
+                         overrides=overrides, state_dtype=state_dtype, state_bits=state_bits,
+                         master_weights=master_weights, stochastic_rounding=stochastic_rounding, seed=seed)
 
     def _initial_tensor_scalars(self, hp: Dict[str, Any]) -> Dict[str, float]:
         return {"d": hp["d0"], "numerator_weighted": 0.0, "k": 0.0}

@@ -176,6 +176,17 @@ class Muon(Optimizer):
     overrides
         per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
         ``[(predicate, {...})]``; later entries win.
+    state_dtype
+        how new state buffers are stored: None (the params' compute type), "float32", "bfloat16" or
+        "int8" (8-bit block-quantized; rules of one element-wise pass). Per key through ``overrides``.
+    state_bits
+        the same as a bit count: 8 ("int8"), 16 ("bfloat16") or 32 ("float32").
+    master_weights
+        keep float32 master weights of bfloat16/float16 params (rounded into the param each step).
+    stochastic_rounding
+        round bfloat16 params stochastically (seeded by ``seed``, reproducible) instead of to nearest.
+    seed
+        seed of the stochastic rounding.
 
     Examples
     --------
@@ -212,14 +223,18 @@ class Muon(Optimizer):
                  ns_steps: int = 5, adjust_lr_fn: Optional[str] = None, *, ns_dtype: Optional[str] = None,
                  maximize: bool = False, companion: Optional[Optimizer] = None,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None, state_dtype: Optional[str] = None,
+                 state_bits: Optional[int] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0):
         companion = AdamW() if companion is None else companion
         self._check_companion(companion)
         super().__init__(dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                               ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
                               adjust_lr_fn=adjust_lr_fn, ns_dtype=ns_dtype, maximize=maximize),
                          max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
+                         track_grad_norm=track_grad_norm,
+                         overrides=overrides, state_dtype=state_dtype, state_bits=state_bits,
+                         master_weights=master_weights, stochastic_rounding=stochastic_rounding, seed=seed)
         self.__dict__.update(_companion=companion, _stepper=_MuonStepper(self), _scratch=[], _companion_due=None)
 
     @property
@@ -375,6 +390,13 @@ class _MuonStepper:
         tensor_group, scalars, flags, policy, max_norm, track, t, counts, last_norm = groups
         opt = self.opt
         opt._check_companion(opt._companion)  # (its settings may have changed since construction)
+        for key, p in zip(keys, params):
+            if isinstance(p, np.ndarray) and p.dtype in (np.float16,) or (
+                    isinstance(p, np.ndarray) and p.dtype.itemsize == 2 and p.dtype.name == "bfloat16"):
+                raise TypeError(f"params[{key!r}]: Muon runs on float32/float64 params (its Newton-Schulz "
+                                f"iteration works in NumPy on the parameter's dtype), got {p.dtype.name}; keep "
+                                f"float32 params, or use a rule of one element-wise pass (Adam, Lion, ...) for "
+                                f"{p.dtype.name} params")
         if not all(isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64) for p in params):
             # The commit call's checks name the bad parameter (they run before any write).
             fill = [np.empty(p.shape, p.dtype) if isinstance(p, np.ndarray) and p.ndim == 2 else None for p in params]

@@ -52,6 +52,17 @@ class RAdam(Optimizer):
     overrides
         per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
         ``[(predicate, {...})]``; later entries win.
+    state_dtype
+        how new state buffers are stored: None (the params' compute type), "float32", "bfloat16" or
+        "int8" (8-bit block-quantized; rules of one element-wise pass). Per key through ``overrides``.
+    state_bits
+        the same as a bit count: 8 ("int8"), 16 ("bfloat16") or 32 ("float32").
+    master_weights
+        keep float32 master weights of bfloat16/float16 params (rounded into the param each step).
+    stochastic_rounding
+        round bfloat16 params stochastically (seeded by ``seed``, reproducible) instead of to nearest.
+    seed
+        seed of the stochastic rounding.
     """
 
     algorithm = "radam"
@@ -68,11 +79,15 @@ class RAdam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decoupled_weight_decay: bool = False, *, maximize: bool = False,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None, state_dtype: Optional[str] = None,
+                 state_bits: Optional[int] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0):
         super().__init__(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                               decoupled_weight_decay=decoupled_weight_decay, maximize=maximize),
                          max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
+                         track_grad_norm=track_grad_norm,
+                         overrides=overrides, state_dtype=state_dtype, state_bits=state_bits,
+                         master_weights=master_weights, stochastic_rounding=stochastic_rounding, seed=seed)
 
     def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
         b1, b2 = hp["betas"]

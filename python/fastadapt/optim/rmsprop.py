@@ -48,6 +48,17 @@ class RMSprop(Optimizer):
     overrides
         per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
         ``[(predicate, {...})]``; later entries win.
+    state_dtype
+        how new state buffers are stored: None (the params' compute type), "float32", "bfloat16" or
+        "int8" (8-bit block-quantized; rules of one element-wise pass). Per key through ``overrides``.
+    state_bits
+        the same as a bit count: 8 ("int8"), 16 ("bfloat16") or 32 ("float32").
+    master_weights
+        keep float32 master weights of bfloat16/float16 params (rounded into the param each step).
+    stochastic_rounding
+        round bfloat16 params stochastically (seeded by ``seed``, reproducible) instead of to nearest.
+    seed
+        seed of the stochastic rounding.
     """
 
     algorithm = "rmsprop"
@@ -65,11 +76,15 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  momentum: float = 0.0, centered: bool = False, *, maximize: bool = False,
                  max_grad_norm: Optional[float] = None, nonfinite: str = "propagate",
-                 track_grad_norm: bool = False, overrides: Overrides = None):
+                 track_grad_norm: bool = False, overrides: Overrides = None, state_dtype: Optional[str] = None,
+                 state_bits: Optional[int] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0):
         super().__init__(dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                               centered=centered, maximize=maximize),
                          max_grad_norm=max_grad_norm, nonfinite=nonfinite,
-                         track_grad_norm=track_grad_norm, overrides=overrides)
+                         track_grad_norm=track_grad_norm,
+                         overrides=overrides, state_dtype=state_dtype, state_bits=state_bits,
+                         master_weights=master_weights, stochastic_rounding=stochastic_rounding, seed=seed)
 
     def _scalars_for(self, hp: Dict[str, Any], t: int) -> Dict[str, float]:
         return {"wd": hp["weight_decay"], "alpha": hp["alpha"], "one_minus_alpha": 1.0 - hp["alpha"],

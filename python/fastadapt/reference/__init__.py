@@ -32,8 +32,12 @@ from .schedulefree_adamw import ScheduleFreeAdamW, schedulefree_adamw_rule
 from .schedulefree_sgd import ScheduleFreeSGD, schedulefree_sgd_rule
 from .prodigy import Prodigy
 from .dadapt_adam import DAdaptAdam
+from .lowp import (QBLOCK, LowPrecision, dequantize, dynamic_map, lowbias32, quantize, round_bf16,
+                   round_bf16_stochastic, rounding_key)
 
-__all__ = ["CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "global_sum", "tensor_sum", "clip_scale",
+__all__ = ["QBLOCK", "LowPrecision", "dequantize", "dynamic_map", "lowbias32", "quantize", "round_bf16",
+           "round_bf16_stochastic", "rounding_key",
+           "CHUNK_ELEMENTS", "NORM_LANES", "global_sumsq", "global_norm", "global_sum", "tensor_sum", "clip_scale",
            "adam_rule", "adagrad_rule", "rmsprop_rule", "sgd_rule", "ReferenceOptimizer",
            "Adam", "AdamW", "AdaGrad", "RMSProp", "SGD",
            "nadam_rule", "radam_rule", "adamax_rule", "adadelta_rule", "NAdam", "RAdam", "Adamax", "Adadelta",

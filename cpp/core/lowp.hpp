@@ -1,0 +1,67 @@
+// Low-precision storage, ISA-independent part: the storage types a tensor's
+// param, grad and state may have, the 8-bit block quantization maps, and the
+// stochastic-rounding hash. The element loops (cpp/simd/lowp_loops.hpp) and
+// fastadapt.reference.lowp implement the same operations bit for bit.
+//
+// 8-bit state (Dettmers et al., "8-bit Optimizers via Block-wise
+// Quantization", ICLR 2022): a state buffer is cut into blocks of kQBlock
+// elements from the tensor's start; each block keeps its absolute maximum
+// (float32) and one byte per element, the index of the nearest value of a
+// sorted 256-entry "dynamic" map times that maximum. The signed map (first
+// moments) and the unsigned map (second moments: one more bit of fraction)
+// are the paper's dynamic tree maps (values below).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace fastadapt {
+
+constexpr std::size_t kQBlock = 256;
+static_assert(16384 % kQBlock == 0, "a quantization block never straddles a chunk");
+
+// The map in closed form, so both directions are a few vector operations
+// (no table gathers). The non-zero magnitudes come in levels L = 0..6 of
+// n_L values (signed: 2^L, unsigned: 2^(L+1)) spanning [0.1, 1] x 10^(L-6),
+// plus level 7, the value 1 alone. Value k of level L, in float32 operations:
+//   (0.1f + step[L] * (k + 0.5f)) * invdec[L]
+// (the paper's means of linspace(0.1, 1, n_L + 1), to float32 rounding).
+// A magnitude a in [0, 1] is coded by its level (the number of thresholds
+// thr[L] <= a, less one; none: the code of 0) and, within it,
+//   k = clamp(rint((a * dec[L] - 0.1f) * invstep[L] - 0.5f), 0, last[L])
+// (the nearest value), its index among the magnitudes being offset[L] + k.
+constexpr int kQLevels = 8;
+
+struct QMap {
+  bool is_signed;
+  float value[256];              // code -> value, sorted (signed: value[127] == 0; unsigned: value[0] == 0)
+  float thr[kQLevels];           // a >= thr[L]: level L or above (thr[0]: half the smallest magnitude)
+  float dec[kQLevels];           // 10^(6-L) (1 for L = 7)
+  float invdec[kQLevels];        // float32(10^(L-6))
+  float step[kQLevels];          // float32(0.9 / n_L) (1.8 for L = 7: 0.1f + 0.9f is 1.0f)
+  float invstep[kQLevels];       // float32(n_L / 0.9)
+  std::int32_t offset[kQLevels]; // index of the level's first value among the magnitudes (0 is index 0)
+  std::int32_t last[kQLevels];   // n_L - 1
+};
+
+// The two maps, built once (thread-safe static initialization).
+const QMap& qmap(bool is_signed);
+
+// "lowbias32" (Chris Wellons' integer hash constants): the stochastic-rounding
+// noise of element i of a tensor is lowbias32(i ^ key) & 0xFFFF, with the key
+// of (seed, step, tensor) below.
+inline std::uint32_t lowbias32(std::uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+inline std::uint32_t rounding_key(std::uint64_t seed, std::uint64_t step, std::uint32_t tensor) {
+  const std::uint32_t s = static_cast<std::uint32_t>(seed) ^ static_cast<std::uint32_t>(seed >> 32);
+  const std::uint32_t t = static_cast<std::uint32_t>(step) ^ static_cast<std::uint32_t>(step >> 32);
+  return lowbias32(s ^ lowbias32(t ^ lowbias32(tensor + 0x632be5abu)));
+}
+
+}  // namespace fastadapt

@@ -1,0 +1,181 @@
+"""``fastadapt bench --precision``: low-precision params and state against
+float32, in one run. For each storage (float32; bfloat16 state; 8-bit
+state; bfloat16 params and grads with 8-bit state) the fused step and its
+own memory roof are timed in interleaved rounds, so the speedups over
+float32 come from the same rounds on the same machine.
+
+A storage's roof moves the bytes its step must move: every buffer read and
+written once per element, at its storage width (params and grads 4 or 2
+bytes, each moment 4, 2 or 1 byte), by a C++ pass (``_core._RoofBytes``)
+that, like the staged low-precision step, walks the tensor in pieces of 2048
+elements and streams each buffer's segment of the piece. The 8-bit block
+scales (8 bytes per 256 elements per moment) are counted in the bytes, not
+in the roof (0.4% of an 8-bit step). Layouts: one tensor (64K, 1M, 16M).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, cast
+
+import numpy as np
+
+from .. import _core
+from .. import optim as fopt
+from ..optim import _lowp
+from ..runtime import get_num_threads, set_num_threads
+from .benchmarks import LAYOUTS, layout_elements, measure_samples
+
+__all__ = ["PRECISIONS", "Precision", "PRECISION_RULES", "run_precision_suite", "format_precision_table",
+           "format_precision_markdown", "check_precision_suite", "PRECISION_LAYOUTS"]
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    param_dtype: str        # params and grads
+    state_dtype: Optional[str]
+
+    def widths(self) -> Dict[str, int]:
+        p = 2 if self.param_dtype in ("bfloat16", "float16") else 4
+        s = {None: 4, "float32": 4, "bfloat16": 2, "int8": 1}[self.state_dtype]
+        return {"param": p, "state": s}
+
+
+PRECISIONS: Dict[str, Precision] = {p.name: p for p in [
+    Precision("float32", "float32", None),
+    Precision("bf16-state", "float32", "bfloat16"),
+    Precision("int8-state", "float32", "int8"),
+    Precision("bf16-params-int8-state", "bfloat16", "int8"),
+]}
+# The rules of one element-wise pass (low-precision state), by their fa class and options.
+PRECISION_RULES: Dict[str, Dict[str, Any]] = {
+    "adam": {"cls": "Adam", "options": {"lr": 1e-3}},
+    "adamw": {"cls": "AdamW", "options": {"lr": 1e-3, "weight_decay": 1e-2}},
+    "sgd-momentum": {"cls": "SGD", "options": {"lr": 1e-2, "momentum": 0.9}},
+    "rmsprop": {"cls": "RMSProp", "options": {"lr": 1e-2}},
+    "adagrad": {"cls": "AdaGrad", "options": {"lr": 1e-2}},
+    "lion": {"cls": "Lion", "options": {"lr": 1e-4}},
+}
+
+
+PRECISION_LAYOUTS = ("64K", "1M", "16M")
+
+
+def _moments(rule: str) -> int:
+    opt = getattr(fopt, PRECISION_RULES[rule]["cls"])(**PRECISION_RULES[rule]["options"])
+    return sum(1 for s in range(len(opt._state_slots)) if opt._stepper.slot_mask(opt._flags_for(opt._hyper), 1) >> s & 1)
+
+
+def traffic(rule: str, precision: Precision) -> Dict[str, float]:
+    """Bytes read and written per element, and state bytes per parameter."""
+    w = precision.widths()
+    k = _moments(rule)
+    scales = 8.0 / _core.QBLOCK if precision.state_dtype == "int8" else 0.0  # absmax read + write
+    return {"read": 2 * w["param"] + k * w["state"], "write": w["param"] + k * w["state"],
+            "scales": k * scales, "state_per_param": k * (w["state"] + (4.0 / _core.QBLOCK if scales else 0.0))}
+
+
+@dataclass
+class _Case:
+    impl: str
+    step: Callable[[], Any]
+    keep: List[Any]
+
+
+def _cases(rule: str, layout: str, precision: Precision, seed: int = 0) -> List[_Case]:
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(np.float32) if precision.param_dtype == "float32" else _lowp.bfloat16()
+    shapes = LAYOUTS[layout]
+    params = {f"t{i}": np.asarray(rng.standard_normal(s), np.float32).astype(dtype) for i, s in enumerate(shapes)}
+    grads = {k: np.asarray(rng.standard_normal(v.shape), np.float32).astype(dtype) for k, v in params.items()}
+    spec = PRECISION_RULES[rule]
+    opt = getattr(fopt, spec["cls"])(**spec["options"], state_dtype=precision.state_dtype)
+    # The roof: the same buffers at their storage widths (the 8-bit scales aside).
+    n = layout_elements(layout)
+    w = precision.widths()
+    k = _moments(rule)
+    reads = [np.ones(n * w["param"], np.uint8), np.ones(n * w["param"], np.uint8)] + \
+        [np.ones(n * w["state"], np.uint8) for _ in range(k)]
+    writes = [np.ones(n * w["param"], np.uint8)] + [np.ones(n * w["state"], np.uint8) for _ in range(k)]
+    roof = _core._RoofBytes(reads, writes, n)
+    return [_Case(f"fastadapt {precision.name}", lambda: opt.update(params, grads), [opt, params, grads]),
+            _Case(f"roof {precision.name}", roof.run, [roof, reads, writes])]
+
+
+def check_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: Sequence[int], rounds: int) -> None:
+    for r in rules:
+        if r not in PRECISION_RULES:
+            raise ValueError(f"unknown rule {r!r} for --precision; expected one of {', '.join(PRECISION_RULES)}")
+    for lay in layouts:
+        if lay not in PRECISION_LAYOUTS:
+            raise ValueError(f"layout {lay!r} for --precision: expected one of {', '.join(PRECISION_LAYOUTS)} "
+                             f"(one tensor)")
+    if not threads or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in threads):
+        raise ValueError(f"thread counts must be ints >= 1, got {threads!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+
+
+def run_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: Sequence[int], rounds: int = 9,
+                        progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
+    """One row per (rule, layout, threads, precision): the fused step's median,
+    its own roof's, and the float32 step's from the same rounds."""
+    check_precision_suite(rules, layouts, threads, rounds)
+    rows: List[Dict[str, Any]] = []
+    before = get_num_threads()
+    try:
+        for r in rules:
+            for lay in layouts:
+                for th in threads:
+                    if progress:
+                        progress(f"{r} {lay} {th} thread(s): {len(PRECISIONS)} storages and their roofs")
+                    set_num_threads(th)
+                    cases = [c for p in PRECISIONS.values() for c in _cases(r, lay, p)]
+                    samples = measure_samples(cast(Any, cases), rounds=rounds)  # (only .step is used)
+                    med = {c.impl: statistics.median(s) for c, s in zip(cases, samples)}
+                    per_round = {c.impl: s for c, s in zip(cases, samples)}
+                    n = layout_elements(lay)
+                    base = per_round["fastadapt float32"]
+                    for p in PRECISIONS.values():
+                        t = traffic(r, p)
+                        mine = per_round[f"fastadapt {p.name}"]
+                        rows.append({
+                            "rule": r, "layout": lay, "threads": th, "precision": p.name,
+                            "seconds": med[f"fastadapt {p.name}"], "roof_seconds": med[f"roof {p.name}"],
+                            "bytes": (t["read"] + t["write"] + t["scales"]) * n,
+                            "state_bytes_per_param": t["state_per_param"],
+                            # the per-round ratio's median: both timed in the same round
+                            "x_float32": statistics.median(b / m for b, m in zip(base, mine)),
+                        })
+    finally:
+        set_num_threads(before)
+    return rows
+
+
+COLUMNS = ("case", "thr", "storage", "ms", "GB/s", "% own roof", "x float32", "state B/param")
+
+
+def _cells(row: Dict[str, Any]) -> List[str]:
+    s = row["seconds"]
+    return [f"{row['rule']} {row['layout']}", str(row["threads"]), row["precision"], f"{s * 1e3:.2f}",
+            f"{row['bytes'] / s / 1e9:.1f}", f"{100 * row['roof_seconds'] / s:.0f}%", f"{row['x_float32']:.2f}",
+            f"{row['state_bytes_per_param']:.2f}"]
+
+
+def format_precision_table(rows: List[Dict[str, Any]]) -> str:
+    body = [list(COLUMNS)] + [_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in body) for i in range(len(COLUMNS))]
+    out = []
+    for j, line in enumerate(body):
+        out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def format_precision_markdown(rows: List[Dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
