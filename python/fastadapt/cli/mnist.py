@@ -37,6 +37,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the initial params and batch order")
     parser.add_argument("--train-size", type=positive_int, default=None,
                         help="train on the first N training samples only")
+    parser.add_argument("--state-bits", type=int, choices=(8, 16, 32), default=None,
+                        help="store the optimizer's state 8-bit block-quantized (8), in bfloat16 (16) or float32 "
+                             "(32); rules of one element-wise pass (adam, adamw, sgd, rmsprop, adagrad, lion, ...)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     parser.set_defaults(func=run)
     return parser
@@ -50,11 +53,18 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.lr is None and default_lr(args.optimizer) is None:
         raise UserError(f"--optimizer {args.optimizer} has no default learning rate; pass --lr")
+    if args.state_bits in (8, 16):
+        from ..optim import OPTIMIZERS
+
+        if not OPTIMIZERS[args.optimizer]._lowp_state:
+            raise UserError(f"--state-bits {args.state_bits}: --optimizer {args.optimizer} keeps state that low "
+                            f"precision does not cover (it needs a rule of one element-wise pass: adam, adamw, "
+                            f"sgd, rmsprop, adagrad, lion, nadam, radam, adamax, adadelta)")
     with user_input():  # data files and --out, checked before training
         prepared = _prepare(args.data_dir, args.out, args.train_size, out_name="--out")
     _train(prepared, started=started, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
            batch_size=args.batch_size, max_grad_norm=args.max_grad_norm or None, seed=args.seed,
-           train_size=args.train_size, progress=not args.no_progress, echo=_echo)
+           train_size=args.train_size, progress=not args.no_progress, echo=_echo, state_bits=args.state_bits)
     return 0
 
 

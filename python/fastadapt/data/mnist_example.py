@@ -32,7 +32,7 @@ import numpy as np
 from .._files import check_writable_dir
 from .._install import install_hint
 from .._version import __version__
-from ..optim import OPTIMIZERS
+from ..optim import OPTIMIZERS, make_optimizer
 from ..schedules.adaptive_lr import AdaptiveLR
 from ..schedules.early_stopping import EarlyStopping
 from ..train.diagnostics import DiagnosisCallback, Finding, diagnose, save_findings
@@ -88,11 +88,13 @@ def _prepare(data_dir: Optional[str], out: str, train_size: Optional[int], out_n
 def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: Optional[float] = None, batch_size: int = 32,
               max_grad_norm: Optional[float] = 1.0, data_dir: Optional[str] = None, out: str = "fastadapt-mnist",
               seed: int = 0, train_size: Optional[int] = None, progress: bool = True,
-              echo: Callable[[str], Any] = print) -> Dict[str, Any]:
+              echo: Callable[[str], Any] = print, state_bits: Optional[int] = None) -> Dict[str, Any]:
     """Train, evaluate, diagnose and write the three files into ``out``.
 
     ``optimizer`` is any name ``fa.make_optimizer`` knows; ``lr`` None means
-    that optimizer's own default (Adam's 1e-3, Lion's 1e-4, ...).
+    that optimizer's own default (Adam's 1e-3, Lion's 1e-4, ...). ``state_bits``
+    8 or 16 stores the optimizer's state 8-bit block-quantized or in bfloat16
+    (rules of one element-wise pass; see the low-precision guide).
 
     Data and ``out`` are checked before training (ValueError naming the file
     or argument). Returns a summary: ``test_accuracy``, ``test_loss``,
@@ -101,12 +103,12 @@ def run_mnist(*, epochs: int = 20, optimizer: str = "adam", lr: Optional[float] 
     started = time.perf_counter()
     return _train(_prepare(data_dir, out, train_size), started=started, epochs=epochs, optimizer=optimizer, lr=lr,
                   batch_size=batch_size, max_grad_norm=max_grad_norm, seed=seed, train_size=train_size,
-                  progress=progress, echo=echo)
+                  progress=progress, echo=echo, state_bits=state_bits)
 
 
 def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, lr: Optional[float], batch_size: int,
            max_grad_norm: Optional[float], seed: int, train_size: Optional[int], progress: bool,
-           echo: Callable[[str], Any]) -> Dict[str, Any]:
+           echo: Callable[[str], Any], state_bits: Optional[int] = None) -> Dict[str, Any]:
     """``run_mnist`` after its checks (the command line runs the two
     halves itself, so that only the checks' errors count as user errors)."""
     source, out = prepared.source, prepared.out
@@ -127,8 +129,15 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
     lr_free = bool(getattr(OPTIMIZERS.get(optimizer.lower()), "lr_free", False))
     schedule = [] if lr_free else [AdaptiveLR(warmup_epochs=WARMUP_EPOCHS, patience=PLATEAU_PATIENCE,
                                               factor=PLATEAU_FACTOR)]
-    trainer = Trainer(optimizer, lr=lr, loss_and_grad=model.loss_and_grad, params=model.params,
-                      loss_fn=model.loss, max_grad_norm=max_grad_norm,
+    if state_bits is None:
+        built: Any = optimizer
+        options: Dict[str, Any] = {"lr": lr, "max_grad_norm": max_grad_norm}
+    else:  # (the Trainer's own defaults for a named optimizer, plus the state's storage)
+        built = make_optimizer(optimizer, **({} if lr is None else {"lr": lr}), max_grad_norm=max_grad_norm,
+                               nonfinite="skip", state_bits=state_bits)
+        options = {}
+    trainer = Trainer(built, loss_and_grad=model.loss_and_grad, params=model.params,
+                      loss_fn=model.loss, **options,
                       callbacks=[*schedule, early_stopping, DiagnosisCallback(report=report)],
                       progress=progress)
     lr = trainer.optimizer.hyperparameters["lr"]  # the one given, or the optimizer's own default
@@ -155,7 +164,8 @@ def _train(prepared: _Prepared, *, started: float, epochs: int, optimizer: str, 
         "test_samples": len(X_test),
         "schedule": "none" if lr_free else "AdaptiveLR",
         "config": {"epochs": epochs, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
-                   "max_grad_norm": max_grad_norm, "seed": seed, "train_size": train_size},
+                   "max_grad_norm": max_grad_norm, "seed": seed, "train_size": train_size,
+                   "state_bits": state_bits},
         "fastadapt": __version__,
     })
     findings = diagnose(history)

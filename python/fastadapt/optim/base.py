@@ -964,7 +964,8 @@ class Optimizer:
 
     # ---- display ---------------------------------------------------------
     def __repr__(self) -> str:
-        parts = [f"{k}={v!r}" for k, v in self._hyper.items()]
+        defaults = {"state_dtype": None, "master_weights": False, "stochastic_rounding": False, "seed": 0}
+        parts = [f"{k}={v!r}" for k, v in self._hyper.items() if not (k in defaults and v == defaults[k])]
         if self._overrides:
             shown = {(p if isinstance(p, str) else getattr(p, "__name__", repr(p))): v for p, v in self._overrides}
             parts.append(f"overrides={shown!r}")

@@ -27,6 +27,7 @@ import numpy as np
 from .._files import check_writable_file
 from .._tree import flatten_any
 from ..gradients import global_norm
+from ..optim import _lowp
 from ..optim import Optimizer, make_optimizer
 from .callbacks.base import check_callbacks, hooks
 from .checkpoints import PathLike, load_state, save_state
@@ -363,9 +364,9 @@ class Trainer:
             raise ValueError("params is empty; pass the tree of arrays to train")
         for path, leaf in zip(paths, leaves):
             where = f"params[{path!r}]" if path else "params"
-            if not isinstance(leaf, np.ndarray) or leaf.dtype not in (np.float32, np.float64):
+            if not isinstance(leaf, np.ndarray) or not _lowp.is_param_dtype(leaf.dtype):
                 what = leaf.dtype.name if isinstance(leaf, np.ndarray) else type(leaf).__name__
-                raise TypeError(f"{where} must be a float32 or float64 NumPy array, got {what}")
+                raise TypeError(f"{where} must be a float32, float64, float16 or bfloat16 NumPy array, got {what}")
 
     # ---- callbacks and messages ------------------------------------------------
     def _display_for(self, verbose: Union[None, int, str]) -> Any:
