@@ -411,7 +411,7 @@ def test_bad_trainer_arguments(data):
     with pytest.raises(TypeError, match="loss_and_grad must be a function"):
         fa.Trainer(given, loss_and_grad=None, params=model.params)
     assert not given.track_grad_norm  # a refused call leaves the optimizer as it was
-    with pytest.raises(TypeError, match=r"params\['fc1.w'\] must be a float32 or float64 NumPy array, got list"):
+    with pytest.raises(TypeError, match=r"params\['fc1.w'\] must be a float32, float64, float16 or bfloat16 NumPy array, got list"):
         fa.Trainer("adam", loss_and_grad=model.loss_and_grad, params={"fc1": {"w": [[1.0, 2.0]]}})
     with pytest.raises(TypeError, match=r"wrap a single one: callbacks=\[cb\]"):
         fa.Trainer("adam", callbacks=Recorder(), **ok)
