@@ -181,3 +181,38 @@ def test_bench_progress_fits_the_terminal(tmp_path, columns):
             (name, screen.text)
     assert any(line.startswith("bench: 100%") and "1/1" in line for line in screen.lines), screen.text
     assert "adam float32 64K" in out   # the table, on stdout
+
+
+# --- --precision: low-precision storage against float32 -------------------------------------------------------
+
+
+def test_precision_prints_every_storage_with_its_roof_and_state_bytes(capsys, tmp_path):
+    """The smallest case, one round: the table's rows and the bytes it counts (not the speed)."""
+    out = tmp_path / "p.json"
+    assert main(["bench", "--precision", "--layouts", "64K", "--threads", "1", "--rounds", "1",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    for storage, state in (("float32", "8.00"), ("bf16-state", "4.00"), ("int8-state", "2.03"),
+                           ("bf16-params-int8-state", "2.03")):
+        assert re.search(rf"adam 64K\s+1\s+{storage}\s+.*\s{state}$", text, re.M), (storage, text)
+    import json
+
+    rows = json.loads(out.read_text())["rows"]
+    by = {r["precision"]: r for r in rows}
+    n = 65536
+    # bytes a step must move: float32 Adam 28 per element; 8-bit state 4+4+4 (p, g, p) + 4 x 1 (m, v) + scales
+    assert by["float32"]["bytes"] == 28 * n
+    assert by["bf16-state"]["bytes"] == 20 * n
+    assert by["int8-state"]["bytes"] == (16 + 2 * 8 / 256) * n
+    assert by["bf16-params-int8-state"]["bytes"] == (10 + 2 * 8 / 256) * n
+    assert by["float32"]["x_float32"] == 1.0
+    assert all(r["seconds"] > 0 and r["roof_seconds"] > 0 for r in rows)
+
+
+def test_precision_refuses_what_it_does_not_measure(capsys):
+    assert main(["bench", "--precision", "--rules", "lamb"]) == 2
+    assert "unknown rule 'lamb' for --precision" in capsys.readouterr().err
+    assert main(["bench", "--precision", "--full"]) == 2
+    assert "--precision measures its own grid" in capsys.readouterr().err
+    assert main(["bench", "--precision", "--layouts", "1000x100"]) == 2
+    assert "one tensor" in capsys.readouterr().err

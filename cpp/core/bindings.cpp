@@ -183,14 +183,14 @@ class Roof {
 };
 
 // The roof of a low-precision step (benchmarks only): one tensor of n
-// elements (a multiple of 64) whose buffers are any contiguous arrays of
+// elements (a multiple of 32) whose buffers are any contiguous arrays of
 // whole bytes per element; `reads` are read, `writes` written.
 class RoofBytes {
  public:
   RoofBytes(const py::list& reads, const py::list& writes, std::size_t n) : n_(n) {
     if (reads.empty() || writes.empty() || reads.size() > kMaxRoofBuffers || writes.size() > kMaxRoofBuffers)
       throw py::value_error("roof: need 1.." + std::to_string(kMaxRoofBuffers) + " read and written buffers");
-    if (n == 0 || n % 64) throw py::value_error("roof: n must be a positive multiple of 64");
+    if (n == 0 || n % 32) throw py::value_error("roof: n must be a positive multiple of 32");
     auto add = [&](py::handle obj, bool write, std::vector<char*>* ptr, std::vector<std::size_t>* width) {
       auto a = py::reinterpret_borrow<py::array>(obj);
       if (!(a.flags() & py::array::c_style) || (write && !a.writeable()) || a.nbytes() % n)

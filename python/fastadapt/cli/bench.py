@@ -39,6 +39,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=positive_int, default=None,
                         help="interleaved timing rounds, median reported (default 9, with --full 15)")
     parser.add_argument("--variants", action="store_true", help="also fused clipping and each non-finite policy")
+    parser.add_argument("--precision", action="store_true",
+                        help="low precision instead: float32 against bfloat16 state, 8-bit state and bfloat16 "
+                             "params+grads with 8-bit state, each against its own memory roof, in one run "
+                             "(default adam 16M at 1 and all threads; --rules adam,adamw,sgd-momentum,rmsprop,"
+                             "adagrad,lion, --layouts 64K,1M,16M)")
     parser.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy reference")
     parser.add_argument("--json", metavar="PATH", help="write all medians as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
@@ -138,12 +143,47 @@ def _row_parts(row: dict) -> List[str]:
     return parts
 
 
+def _run_precision(args: argparse.Namespace) -> int:
+    from ..runtime import get_num_threads
+    from . import precision_bench as pb
+
+    rules = args.rules or ["adam"]
+    layouts = args.layouts or ["16M"]
+    threads = sorted({get_num_threads() if t == "all" else t for t in (args.threads or [1, "all"])})
+    rounds = args.rounds or 9
+    with user_input():
+        pb.check_precision_suite(rules, layouts, threads, rounds)
+    print(f"fastadapt bench --precision: {len(rules) * len(layouts) * len(threads)} combination(s) x "
+          f"{len(pb.PRECISIONS)} storages and their roofs, {rounds} interleaved rounds", file=sys.stderr)
+
+    def progress(msg: str) -> None:
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+    rows = pb.run_precision_suite(rules, layouts, threads, rounds, progress=progress)
+    print(f"fastadapt bench --precision: medians of {rounds} interleaved rounds; SIMD {pb._core.active_isa()}; "
+          f"'x float32' = the float32 step's time / this step's (per round, median); '% own roof' = the time of "
+          f"a pass moving the same bytes / this step's")
+    print(pb.format_precision_table(rows))
+    if args.json:
+        write_text(args.json, json.dumps({"simd": pb._core.active_isa(), "rounds": rounds, "rows": rows},
+                                         indent=1) + "\n")
+    if args.markdown:
+        write_text(args.markdown, pb.format_precision_markdown(rows) + "\n")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train.progress import StepBar
     from . import benchmarks as fb
 
     _output_file(args.json, "--json")
     _output_file(args.markdown, "--markdown")
+    if args.precision:
+        if args.full or args.variants or args.dtypes or args.no_numpy:
+            raise UserError("--precision measures its own grid (float32 params and state against low precision); "
+                            "it takes --rules, --layouts, --threads, --rounds, --json and --markdown only")
+        return _run_precision(args)
     plan = _plan(args)
     rules, dtypes, layouts, threads, impls, rounds = (plan[k] for k in ("rules", "dtypes", "layouts", "threads",
                                                                        "impls", "rounds"))
