@@ -137,8 +137,10 @@ struct QTables16 {
     last = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m.last)));
   }
 };
-FA_INLINE __m512i qcode16(bool is_signed, const QTables16& q, __m512 x, __m512 inv) {
-  const __m512 ax = is_signed ? _mm512_abs_ps(x) : x;
+template <bool is_signed>
+FA_INLINE __m512i qcode16(const QTables16& q, __m512 x, __m512 inv) {
+  __m512 ax = x;
+  if constexpr (is_signed) ax = _mm512_abs_ps(x);
   __m512 a = _mm512_mul_ps(ax, inv);
   // clamp01: a > 0 ? min(a, 1) : 0 (NaN -> 0)
   const __mmask16 pos = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ);
@@ -158,12 +160,22 @@ FA_INLINE __m512i qcode16(bool is_signed, const QTables16& q, __m512 x, __m512 i
   __m512i k = _mm512_cvttps_epi32(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   k = _mm512_min_epi32(_mm512_max_epi32(k, _mm512_setzero_si512()), _mm512_permutexvar_epi32(L, q.last));
   const __m512i j = _mm512_maskz_add_epi32(nonzero, _mm512_permutexvar_epi32(L, q.offset), k);
-  if (!is_signed) return j;
+  if constexpr (!is_signed) return j;
   const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512());
   const __m512i c127 = _mm512_set1_epi32(127);
   const __m512i posc = _mm512_add_epi32(c127, j);
   const __m512i negc = _mm512_sub_epi32(c127, _mm512_min_epi32(j, c127));
   return _mm512_mask_blend_epi32(neg, posc, negc);
+}
+// The codes of one block's vector part; returns how many were written.
+template <bool is_signed>
+FA_INLINE std::size_t quant_block16(const QTables16& q, const float* x, std::uint8_t* codes, float inv, std::size_t len) {
+  const __m512 vinv = _mm512_set1_ps(inv);
+  std::size_t i = 0;
+  for (; i + 16 <= len; i += 16)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i),
+                     _mm512_cvtepi32_epi8(qcode16<is_signed>(q, _mm512_loadu_ps(x + i), vinv)));
+  return i;
 }
 }  // namespace lowp
 #elif defined(__AVX2__)
@@ -189,26 +201,31 @@ FA_INLINE __m256i hash8(__m256i x) {
   return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
 }
 struct QTables8 {
-  __m256 thr[kQLevels], dec, invstep;
+  __m256i thr[kQLevels];  // bits(thr[L]) - 1: for a >= 0, a >= thr[L] iff bits(a) > bits(thr[L]) - 1
+  __m256 dec, invstep;
   __m256i offset, last;
   explicit QTables8(const QMap& m) {
-    for (int L = 0; L < kQLevels; ++L) thr[L] = _mm256_set1_ps(m.thr[L]);
+    for (int L = 0; L < kQLevels; ++L) thr[L] = _mm256_set1_epi32(static_cast<int>(bits_of(m.thr[L]) - 1u));
     dec = _mm256_loadu_ps(m.dec);
     invstep = _mm256_loadu_ps(m.invstep);
     offset = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m.offset));
     last = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m.last));
   }
 };
-FA_INLINE __m256i qcode8(bool is_signed, const QTables8& q, __m256 x, __m256 inv) {
-  const __m256 ax = is_signed ? _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x) : x;
+template <bool is_signed>
+FA_INLINE __m256i qcode8(const QTables8& q, __m256 x, __m256 inv) {
+  __m256 ax = x;
+  if constexpr (is_signed) ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
   __m256 a = _mm256_mul_ps(ax, inv);
   const __m256 pos = _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ);
   const __m256 lt1 = _mm256_cmp_ps(a, _mm256_set1_ps(1.0f), _CMP_LT_OQ);
   a = _mm256_blendv_ps(_mm256_set1_ps(1.0f), a, lt1);
   a = _mm256_and_ps(a, pos);
+  // The level: thresholds passed, counted with integer comparisons of the bits
+  // (a is in [0, 1]: float order is integer order), off the float pipes.
+  const __m256i abits = _mm256_castps_si256(a);
   __m256i count = _mm256_setzero_si256();  // (a true comparison is -1: subtract it)
-  for (int L = 0; L < kQLevels; ++L)
-    count = _mm256_sub_epi32(count, _mm256_castps_si256(_mm256_cmp_ps(a, q.thr[L], _CMP_GE_OQ)));
+  for (int L = 0; L < kQLevels; ++L) count = _mm256_sub_epi32(count, _mm256_cmpgt_epi32(abits, q.thr[L]));
   const __m256i zero = _mm256_cmpeq_epi32(count, _mm256_setzero_si256());
   const __m256i L = _mm256_max_epi32(_mm256_sub_epi32(count, _mm256_set1_epi32(1)), _mm256_setzero_si256());
   const __m256 t = _mm256_sub_ps(
@@ -218,11 +235,16 @@ FA_INLINE __m256i qcode8(bool is_signed, const QTables8& q, __m256 x, __m256 inv
   __m256i k = _mm256_cvttps_epi32(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   k = _mm256_min_epi32(_mm256_max_epi32(k, _mm256_setzero_si256()), _mm256_permutevar8x32_epi32(q.last, L));
   const __m256i j = _mm256_andnot_si256(zero, _mm256_add_epi32(_mm256_permutevar8x32_epi32(q.offset, L), k));
-  if (!is_signed) return j;
+  if constexpr (!is_signed) return j;
   const __m256i neg = _mm256_srai_epi32(_mm256_castps_si256(x), 31);
   const __m256i c127 = _mm256_set1_epi32(127);
   return _mm256_blendv_epi8(_mm256_add_epi32(c127, j), _mm256_sub_epi32(c127, _mm256_min_epi32(j, c127)), neg);
 }
+// The codes of one block's vector part, 32 at a time (one 32-byte store);
+// returns how many were written.
+template <bool is_signed>
+FA_INLINE std::size_t quant_block8(const QTables8& q, const float* x, std::uint8_t* codes, float inv, std::size_t len);
+
 // 8 codes < 256 in 32-bit lanes -> 8 bytes
 FA_INLINE void store_codes8(std::uint8_t* out, __m256i c) {
   const __m256i w = _mm256_packus_epi16(_mm256_packus_epi32(c, c), _mm256_setzero_si256());
@@ -230,6 +252,24 @@ FA_INLINE void store_codes8(std::uint8_t* out, __m256i c) {
   const std::uint32_t hi = static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm256_extracti128_si256(w, 1)));
   std::memcpy(out, &lo, 4);
   std::memcpy(out + 4, &hi, 4);
+}
+template <bool is_signed>
+FA_INLINE std::size_t quant_block8(const QTables8& q, const float* x, std::uint8_t* codes, float inv, std::size_t len) {
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  std::size_t i = 0;
+  for (; i + 32 <= len; i += 32) {
+    const __m256i c0 = qcode8<is_signed>(q, _mm256_loadu_ps(x + i), vinv);
+    const __m256i c1 = qcode8<is_signed>(q, _mm256_loadu_ps(x + i + 8), vinv);
+    const __m256i c2 = qcode8<is_signed>(q, _mm256_loadu_ps(x + i + 16), vinv);
+    const __m256i c3 = qcode8<is_signed>(q, _mm256_loadu_ps(x + i + 24), vinv);
+    // packs work within 128-bit lanes: each lane ends up with 4 codes of each
+    // vector; one permute puts the 4-byte groups in order.
+    const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + i), _mm256_permutevar8x32_epi32(b, order));
+  }
+  for (; i + 8 <= len; i += 8) store_codes8(codes + i, qcode8<is_signed>(q, _mm256_loadu_ps(x + i), vinv));
+  return i;
 }
 }  // namespace lowp
 #endif
@@ -411,16 +451,14 @@ inline void quant_chunk(const QMap& m, const float* x, std::uint8_t* codes, floa
 #endif
     absmax[blk] = mx;
     const float inv = lowp::inverse(mx);
-    i = 0;
 #if defined(__AVX512F__)
-    const __m512 vinv = _mm512_set1_ps(inv);
-    for (; i + 16 <= len; i += 16)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + b0 + i),
-                       _mm512_cvtepi32_epi8(lowp::qcode16(m.is_signed, q, _mm512_loadu_ps(x + b0 + i), vinv)));
+    i = m.is_signed ? lowp::quant_block16<true>(q, x + b0, codes + b0, inv, len)
+                    : lowp::quant_block16<false>(q, x + b0, codes + b0, inv, len);
 #elif defined(__AVX2__)
-    const __m256 vinv = _mm256_set1_ps(inv);
-    for (; i + 8 <= len; i += 8)
-      lowp::store_codes8(codes + b0 + i, lowp::qcode8(m.is_signed, q, _mm256_loadu_ps(x + b0 + i), vinv));
+    i = m.is_signed ? lowp::quant_block8<true>(q, x + b0, codes + b0, inv, len)
+                    : lowp::quant_block8<false>(q, x + b0, codes + b0, inv, len);
+#else
+    i = 0;
 #endif
     quant_block_scalar(m, x + b0 + i, codes + b0 + i, inv, len - i);
   }
