@@ -153,6 +153,10 @@ def _shell_commands(src: str):
                 yield shlex.split(part.strip())
 
 
+# pytest options (and pytest-xdist's) whose value is the next word
+_PYTEST_VALUE_OPTIONS = {"-n", "--numprocesses", "--dist", "-k", "-m", "-p", "--durations", "--maxfail"}
+
+
 def _check_or_run_command(words, cwd, where):
     head = words[0]
     if head in ("python", "python3") and words[1:3] == ["-m", "pip"]:
@@ -163,8 +167,10 @@ def _check_or_run_command(words, cwd, where):
         _check_pip_install(words, where)
         return
     if head in ("python", "python3") and words[1:3] == ["-m", "pytest"]:
-        for w in words[3:]:
-            if not w.startswith("-"):
+        args = words[3:]
+        for i, w in enumerate(args):
+            # the word after an option that takes a value (`-n auto`: pytest-xdist's worker count) is no path
+            if not w.startswith("-") and not (i and args[i - 1] in _PYTEST_VALUE_OPTIONS):
                 assert (ROOT / w).exists(), f"{where}: pytest path {w!r} does not exist"
         return
     if head in ("python", "python3") and words[1:3] == ["-m", "build"]:
