@@ -124,6 +124,32 @@ def test_quantization_error_is_bounded_by_the_map_spacing():
     assert np.array_equal(y.reshape(-1, L.QBLOCK)[rows, top[pos_max]], blocks[rows, top[pos_max]])
 
 
+def test_a_positive_second_moment_is_never_stored_as_zero(restore_isa):
+    """The unsigned map rounds a tiny positive value up to its smallest non-zero
+    value (Adam would step m / eps on a zero): found on a rarely active MNIST
+    pixel, v / absmax ~ 1e-9 under a non-zero m."""
+    x = np.zeros(300, np.float32)
+    x[0], x[1:50] = 1.0, np.float32(1e-9) * np.arange(1, 50, dtype=np.float32)
+    x[50] = np.float32(1e-45)  # (the smallest subnormal: positive too)
+    for isa in isas():
+        _core._set_simd(isa)
+        codes, absmax = _core._quantize(x, False)
+        assert np.all(codes[1:51] == 1) and np.all(codes[51:] == 0) and codes[0] == 255, isa
+        assert np.array_equal(codes, L.quantize(x, False)[0])
+    # the signed map (first moments) stays nearest: tiny values are 0
+    assert np.all(L.quantize(np.concatenate([[1.0], -x[1:50]]).astype(np.float32), True)[0][1:] == 127)
+    # through Adam: a rarely active input's weight does not jump
+    rng = np.random.default_rng(9)
+    p = {"w": rng.standard_normal(4096).astype(np.float32)}
+    start = p["w"].copy()
+    opt = fa.Adam(lr=1e-2, state_bits=8)
+    for t in range(6):
+        g = rng.standard_normal(4096).astype(np.float32)
+        g[::256] = 1e-5 if t == 0 else 0.0   # one tiny gradient, then silence, in every block
+        opt.update(p, {"w": g})
+    assert np.max(np.abs(p["w"] - start)) < 10 * 1e-2 * 6
+
+
 def test_stochastic_rounding_is_unbiased_and_seeded():
     x = np.full(1 << 16, 1.0 + 2 ** -10, dtype=np.float32)  # 1/8 of the way from 1 to the next bfloat16
     up = L.round_bf16_stochastic(x, key=L.rounding_key(7, 1, 0)).view(BF16).astype(np.float32)

@@ -51,7 +51,8 @@ FA_INLINE int qcode(const QMap& m, float x, float inv) {
     k = k < 0 ? 0 : (k > m.last[L] ? m.last[L] : k);
     j = m.offset[L] + k;
   }
-  if (!m.is_signed) return j;
+  // Unsigned (second moments): a positive value never becomes 0 (see lowp.hpp).
+  if (!m.is_signed) return (a > 0.0f && j == 0) ? 1 : j;
   return (bits_of(x) >> 31) ? 127 - (j < 127 ? j : 127) : 127 + j;
 }
 
@@ -160,7 +161,7 @@ FA_INLINE __m512i qcode16(const QTables16& q, __m512 x, __m512 inv) {
   __m512i k = _mm512_cvttps_epi32(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   k = _mm512_min_epi32(_mm512_max_epi32(k, _mm512_setzero_si512()), _mm512_permutexvar_epi32(L, q.last));
   const __m512i j = _mm512_maskz_add_epi32(nonzero, _mm512_permutexvar_epi32(L, q.offset), k);
-  if constexpr (!is_signed) return j;
+  if constexpr (!is_signed) return _mm512_mask_max_epi32(j, pos, j, _mm512_set1_epi32(1));  // positive: at least 1
   const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512());
   const __m512i c127 = _mm512_set1_epi32(127);
   const __m512i posc = _mm512_add_epi32(c127, j);
@@ -235,7 +236,8 @@ FA_INLINE __m256i qcode8(const QTables8& q, __m256 x, __m256 inv) {
   __m256i k = _mm256_cvttps_epi32(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   k = _mm256_min_epi32(_mm256_max_epi32(k, _mm256_setzero_si256()), _mm256_permutevar8x32_epi32(q.last, L));
   const __m256i j = _mm256_andnot_si256(zero, _mm256_add_epi32(_mm256_permutevar8x32_epi32(q.offset, L), k));
-  if constexpr (!is_signed) return j;
+  if constexpr (!is_signed)  // positive: at least 1
+    return _mm256_max_epi32(j, _mm256_and_si256(_mm256_castps_si256(pos), _mm256_set1_epi32(1)));
   const __m256i neg = _mm256_srai_epi32(_mm256_castps_si256(x), 31);
   const __m256i c127 = _mm256_set1_epi32(127);
   return _mm256_blendv_epi8(_mm256_add_epi32(c127, j), _mm256_sub_epi32(c127, _mm256_min_epi32(j, c127)), neg);
@@ -244,6 +246,44 @@ FA_INLINE __m256i qcode8(const QTables8& q, __m256 x, __m256 inv) {
 // returns how many were written.
 template <bool is_signed>
 FA_INLINE std::size_t quant_block8(const QTables8& q, const float* x, std::uint8_t* codes, float inv, std::size_t len);
+
+// Dequantization in closed form (no table gather): the magnitude index j of
+// a code, its level L from the exponent of j (signed) or j + 1 (unsigned),
+// k = its place in the level, then the map's float32 formula (lowp.hpp),
+// which is how the table value[] was computed: the same bits.
+template <bool is_signed>
+FA_INLINE std::size_t dequant_block8(const QMap& m, const std::uint8_t* codes, float scale, float* out,
+                                     std::size_t len) {
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256 step = _mm256_loadu_ps(m.step), invdec = _mm256_loadu_ps(m.invdec);
+  const __m256i one = _mm256_set1_epi32(1);
+  std::size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i)));
+    __m256i j, u, neg = _mm256_setzero_si256();
+    if constexpr (is_signed) {
+      const __m256i d = _mm256_sub_epi32(c, _mm256_set1_epi32(127));
+      neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), d);
+      j = _mm256_abs_epi32(d);
+      u = j;
+    } else {
+      j = c;
+      u = _mm256_add_epi32(c, one);
+    }
+    const __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(u)), 23),
+                                       _mm256_set1_epi32(127));
+    __m256i L = is_signed ? e : _mm256_sub_epi32(e, one);
+    L = _mm256_min_epi32(_mm256_max_epi32(L, _mm256_setzero_si256()), _mm256_set1_epi32(kQLevels - 1));
+    const __m256i k = _mm256_sub_epi32(u, _mm256_sllv_epi32(one, e));
+    const __m256 kf = _mm256_add_ps(_mm256_cvtepi32_ps(k), _mm256_set1_ps(0.5f));
+    __m256 v = _mm256_mul_ps(_mm256_add_ps(_mm256_set1_ps(0.1f), _mm256_mul_ps(_mm256_permutevar8x32_ps(step, L), kf)),
+                             _mm256_permutevar8x32_ps(invdec, L));
+    v = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(j, _mm256_setzero_si256())), v);  // j = 0: the value 0
+    if constexpr (is_signed) v = _mm256_or_ps(v, _mm256_and_ps(_mm256_castsi256_ps(neg), _mm256_set1_ps(-0.0f)));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(v, s));
+  }
+  return i;
+}
 
 // 8 codes < 256 in 32-bit lanes -> 8 bytes
 FA_INLINE void store_codes8(std::uint8_t* out, __m256i c) {
@@ -374,11 +414,8 @@ FA_INLINE void dequant_block(const QMap& m, const std::uint8_t* codes, float sca
     _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_i32gather_ps(c, m.value, 4), s));
   }
 #elif defined(__AVX2__)
-  const __m256 s = _mm256_set1_ps(scale);
-  for (; i + 8 <= len; i += 8) {
-    const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i)));
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_i32gather_ps(m.value, c, 4), s));
-  }
+  i = m.is_signed ? lowp::dequant_block8<true>(m, codes, scale, out, len)
+                  : lowp::dequant_block8<false>(m, codes, scale, out, len);
 #endif
   dequant_block_scalar(m, codes + i, scale, out + i, len - i);
 }
@@ -387,21 +424,7 @@ FA_INLINE void dequant_block(const QMap& m, const std::uint8_t* codes, float sca
 inline void dequant_chunk(const QMap& m, const std::uint8_t* codes, const float* absmax, float* out, std::size_t n) {
   for (std::size_t blk = 0; blk * kQBlock < n; ++blk) {
     const std::size_t b0 = blk * kQBlock, len = n - b0 < kQBlock ? n - b0 : kQBlock;
-    std::size_t i = 0;
-#if defined(__AVX512F__)
-    const __m512 s = _mm512_set1_ps(absmax[blk]);
-    for (; i + 16 <= len; i += 16) {
-      const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + b0 + i)));
-      _mm512_storeu_ps(out + b0 + i, _mm512_mul_ps(_mm512_i32gather_ps(c, m.value, 4), s));
-    }
-#elif defined(__AVX2__)
-    const __m256 s = _mm256_set1_ps(absmax[blk]);
-    for (; i + 8 <= len; i += 8) {
-      const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + b0 + i)));
-      _mm256_storeu_ps(out + b0 + i, _mm256_mul_ps(_mm256_i32gather_ps(m.value, c, 4), s));
-    }
-#endif
-    dequant_block_scalar(m, codes + b0 + i, absmax[blk], out + b0 + i, len - i);
+    dequant_block(m, codes + b0, absmax[blk], out + b0, len);
   }
 }
 

@@ -102,7 +102,10 @@ def quantize(x: np.ndarray, signed: bool) -> Tuple[np.ndarray, np.ndarray]:
     within it ``k = clip(rint((a * dec[L] - 0.1) * invstep[L] - 0.5), 0,
     last[L])`` (the nearest value; float32 operations) and
     ``j = offset[L] + k``. The code is ``j`` (unsigned) or ``127 + j`` /
-    ``127 - min(j, 127)`` (signed, by the sign bit of ``x``).
+    ``127 - min(j, 127)`` (signed, by the sign bit of ``x``). One exception
+    to nearest: the unsigned map codes every positive ``a`` as at least ``j = 1``
+    (its smallest non-zero value), so that a second moment is never stored as 0
+    under a non-zero first moment (Adam's step would be ``m / eps``).
 
     Returns
     -------
@@ -127,6 +130,8 @@ def quantize(x: np.ndarray, signed: bool) -> Tuple[np.ndarray, np.ndarray]:
     t = (a * q["dec"][L] - np.float32(0.1)) * q["invstep"][L] - np.float32(0.5)
     k = np.clip(np.rint(t).astype(np.int64), 0, q["last"][L])
     j = np.where(count > 0, q["offset"][L] + k, 0)
+    if not signed:  # a positive second moment never becomes 0 (it would make Adam's step m / eps)
+        j = np.where((a > 0) & (j == 0), 1, j)
     if signed:
         neg = (padded.view(np.uint32) >> 31).astype(bool)
         codes = np.where(neg, 127 - np.minimum(j, 127), 127 + j)
