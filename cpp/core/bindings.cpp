@@ -182,55 +182,6 @@ class Roof {
   std::vector<WorkUnit> units_;
 };
 
-// The roof of a low-precision step (benchmarks only): one tensor of n
-// elements (a multiple of 32) whose buffers are any contiguous arrays of
-// whole bytes per element; `reads` are read, `writes` written.
-class RoofBytes {
- public:
-  RoofBytes(const py::list& reads, const py::list& writes, std::size_t n) : n_(n) {
-    if (reads.empty() || writes.empty() || reads.size() > kMaxRoofBuffers || writes.size() > kMaxRoofBuffers)
-      throw py::value_error("roof: need 1.." + std::to_string(kMaxRoofBuffers) + " read and written buffers");
-    if (n == 0 || n % 32) throw py::value_error("roof: n must be a positive multiple of 32");
-    auto add = [&](py::handle obj, bool write, std::vector<char*>* ptr, std::vector<std::size_t>* width) {
-      auto a = py::reinterpret_borrow<py::array>(obj);
-      if (!(a.flags() & py::array::c_style) || (write && !a.writeable()) || a.nbytes() % n)
-        throw py::value_error("roof: buffers must be C-contiguous (writeable when written), whole bytes per element");
-      ptr->push_back(static_cast<char*>(const_cast<void*>(a.data())));
-      width->push_back(static_cast<std::size_t>(a.nbytes()) / n);
-      arrays_.append(a);
-    };
-    for (auto r : reads) add(r, false, &reads_, &rwidth_);
-    for (auto w : writes) add(w, true, &writes_, &wwidth_);
-    plan_chunks({n}, &chunks_);
-    plan_units(chunks_, &units_);
-  }
-
-  void run() {
-    struct Ctx { RoofBytes* self; const KernelTable* kt; } ctx{this, &active_kernels()};
-    auto task = [](void* c, std::size_t i) {
-      auto* x = static_cast<Ctx*>(c);
-      RoofBytes& r = *x->self;
-      const ChunkRef& ch = r.chunks_[i];
-      const char* rd[kMaxRoofBuffers];
-      char* wr[kMaxRoofBuffers];
-      for (std::size_t k = 0; k < r.reads_.size(); ++k) rd[k] = r.reads_[k] + ch.begin * r.rwidth_[k];
-      for (std::size_t k = 0; k < r.writes_.size(); ++k) wr[k] = r.writes_[k] + ch.begin * r.wwidth_[k];
-      x->kt->roof_bytes(rd, r.rwidth_.data(), static_cast<int>(r.reads_.size()), wr, r.wwidth_.data(),
-                        static_cast<int>(r.writes_.size()), ch.size);
-    };
-    py::gil_scoped_release nogil;
-    run_chunks(units_, n_, task, &ctx);
-  }
-
- private:
-  std::size_t n_;
-  py::list arrays_;
-  std::vector<char*> reads_, writes_;
-  std::vector<std::size_t> rwidth_, wwidth_;
-  std::vector<ChunkRef> chunks_;
-  std::vector<WorkUnit> units_;
-};
-
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -312,10 +263,6 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Roof>(m, "_Roof", "Memory-roof yardstick for benchmarks (private).")
       .def(py::init<const py::list&, int>(), py::arg("buffers"), py::arg("nreads"))
       .def("run", &Roof::run);
-  py::class_<RoofBytes>(m, "_RoofBytes", "Memory roof over buffers of mixed widths (benchmarks; private).")
-      .def(py::init<const py::list&, const py::list&, std::size_t>(), py::arg("reads"), py::arg("writes"),
-           py::arg("n"))
-      .def("run", &RoofBytes::run);
 
   // Low-precision storage (cpp/core/lowp.hpp), exposed for the tests that hold
   // the active path to fastadapt.reference.lowp bit for bit.

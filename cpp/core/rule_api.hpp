@@ -205,9 +205,7 @@ using ScaleFn = void (*)(void* g, std::size_t n, double scale);
 // n elements each (their sum, no arithmetic worth the name).
 constexpr int kMaxRoofBuffers = 10;  // Prodigy moves 9 arrays in and 4 out per element
 using RoofFn = void (*)(char* const* reads, int nreads, char* const* writes, int nwrites, std::size_t n);
-// The same over buffers of mixed widths (bytes per element each).
-using RoofBytesFn = void (*)(const char* const* reads, const std::size_t* rwidth, int nreads, char* const* writes,
-                             const std::size_t* wwidth, int nwrites, std::size_t n);
+
 
 // One rule in one ISA: its description and its passes per dtype.
 struct RuleKernels {
@@ -233,7 +231,6 @@ struct KernelTable {
   ScaleFn scale[2];
   RoofFn roof[2];
   LowpFns lowp;
-  RoofBytesFn roof_bytes;
 };
 
 // One table per ISA translation unit.

@@ -245,46 +245,5 @@ void roof_chunk(char* const* reads, int nreads, char* const* writes, int nwrites
   }
 }
 
-// The roof of a step over buffers of mixed widths (low-precision params and
-// state): n elements of a chunk, buffer k holding `width[k]` bytes per
-// element. Interleaved as the float32 roof is: every 32 elements it reads
-// each read buffer's 32 x width bytes and writes each written one's,
-// prefetching every stream as far ahead as the kernels do.
-inline void roof_bytes_chunk(const char* const* reads, const std::size_t* rwidth, int nreads, char* const* writes,
-                             const std::size_t* wwidth, int nwrites, std::size_t n) {
-  using V = Widest<float>;
-  constexpr std::size_t kGroup = 32;  // a 1-byte stream's 32 bytes: one AVX2 load (AVX-512: see the tail loop)
-  for (std::size_t i = 0; i + kGroup <= n; i += kGroup) {
-    // (sums started afresh per group: no chain of additions across groups)
-    V s0 = V::set1(0.0f), s1 = V::set1(0.0f);
-    for (int k = 0; k < nreads; ++k) {
-      const std::size_t bytes = kGroup * rwidth[k];
-      const char* base = reads[k] + i * rwidth[k];
-      for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(base + off + kPrefetchBytes, 0, 3);
-      const float* p = reinterpret_cast<const float*>(base);
-      std::size_t j = 0;
-      if (bytes / 4 < V::W) {  // (AVX-512, 1-byte stream: 8 floats)
-        for (; j < bytes / 4; ++j) s0 = s0 + V::set1(p[j]);
-        continue;
-      }
-      for (; j + 2 * V::W <= bytes / 4; j += 2 * V::W) {
-        s0 = s0 + V::load(p + j);
-        s1 = s1 + V::load(p + j + V::W);
-      }
-      for (; j + V::W <= bytes / 4; j += V::W) s0 = s0 + V::load(p + j);
-    }
-    const V s = s0 + s1;
-    for (int k = 0; k < nwrites; ++k) {
-      float* p = reinterpret_cast<float*>(writes[k] + i * wwidth[k]);
-      const std::size_t nf = kGroup * wwidth[k] / 4;
-      if (nf < static_cast<std::size_t>(V::W)) {
-        for (std::size_t j = 0; j < nf; ++j) p[j] = 0.0f;
-        continue;
-      }
-      for (std::size_t j = 0; j < nf; j += V::W) s.store(p + j);
-    }
-  }
-}
-
 }  // namespace FA_ISA
 }  // namespace fastadapt

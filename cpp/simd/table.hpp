@@ -41,7 +41,6 @@ inline const KernelTable& table() {
       {scale_chunk<float>, scale_chunk<double>},
       {roof_chunk<float>, roof_chunk<double>},
       {widen_chunk, narrow_chunk, narrow_sr_chunk, dequant_chunk, quant_chunk},
-      roof_bytes_chunk,
   };
   return t;
 }

@@ -4,13 +4,12 @@ state; bfloat16 params and grads with 8-bit state) the fused step and its
 own memory roof are timed in interleaved rounds, so the speedups over
 float32 come from the same rounds on the same machine.
 
-A storage's roof moves the bytes its step must move: every buffer read and
-written once per element, at its storage width (params and grads 4 or 2
-bytes, each moment 4, 2 or 1 byte), by a C++ pass (``_core._RoofBytes``)
-that, like the staged low-precision step, walks the tensor in pieces of 2048
-elements and streams each buffer's segment of the piece. The 8-bit block
-scales (8 bytes per 256 elements per moment) are counted in the bytes, not
-in the roof (0.4% of an 8-bit step). Layouts: one tensor (64K, 1M, 16M).
+A storage's roof is the time to move the bytes its step must move (every
+buffer read and written once per element at its storage width: params and
+grads 4 or 2 bytes, each moment 4, 2 or 1 byte, plus the 8-bit block scales)
+at the bandwidth of the rule's float32 roof, ``fastadapt bench``'s C++ pass
+over the float32 buffers, timed in the same rounds. Layouts: one tensor
+(64K, 1M, 16M).
 """
 
 from __future__ import annotations
@@ -92,16 +91,18 @@ def _cases(rule: str, layout: str, precision: Precision, seed: int = 0) -> List[
     grads = {k: np.asarray(rng.standard_normal(v.shape), np.float32).astype(dtype) for k, v in params.items()}
     spec = PRECISION_RULES[rule]
     opt = getattr(fopt, spec["cls"])(**spec["options"], state_dtype=precision.state_dtype)
-    # The roof: the same buffers at their storage widths (the 8-bit scales aside).
-    n = layout_elements(layout)
-    w = precision.widths()
+    return [_Case(f"fastadapt {precision.name}", lambda: opt.update(params, grads), [opt, params, grads])]
+
+
+def _float32_roof(rule: str, layout: str) -> _Case:
+    """The float32 memory roof of the rule (``fastadapt bench``'s: a C++ pass
+    reading p, g and each moment and writing p and each moment, interleaved)."""
     k = _moments(rule)
-    reads = [np.ones(n * w["param"], np.uint8), np.ones(n * w["param"], np.uint8)] + \
-        [np.ones(n * w["state"], np.uint8) for _ in range(k)]
-    writes = [np.ones(n * w["param"], np.uint8)] + [np.ones(n * w["state"], np.uint8) for _ in range(k)]
-    roof = _core._RoofBytes(reads, writes, n)
-    return [_Case(f"fastadapt {precision.name}", lambda: opt.update(params, grads), [opt, params, grads]),
-            _Case(f"roof {precision.name}", roof.run, [roof, reads, writes])]
+    n = layout_elements(layout)
+    reads = [[np.ones(n, np.float32)] for _ in range(2 + k)]   # p, g, moments
+    writes = [reads[0]] + reads[2:]                             # p and moments, in place (as the step)
+    roof = _core._Roof(reads + writes, len(reads))
+    return _Case("roof float32", roof.run, [roof, reads, writes])
 
 
 def check_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: Sequence[int], rounds: int) -> None:
@@ -121,7 +122,8 @@ def check_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads:
 def run_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: Sequence[int], rounds: int = 9,
                         progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
     """One row per (rule, layout, threads, precision): the fused step's median,
-    its own roof's, and the float32 step's from the same rounds."""
+    its own roof's (its bytes at the float32 roof's bandwidth), and the speedup
+    over the float32 step in the same rounds."""
     check_precision_suite(rules, layouts, threads, rounds)
     rows: List[Dict[str, Any]] = []
     before = get_num_threads()
@@ -132,19 +134,23 @@ def run_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: S
                     if progress:
                         progress(f"{r} {lay} {th} thread(s): {len(PRECISIONS)} storages and their roofs")
                     set_num_threads(th)
-                    cases = [c for p in PRECISIONS.values() for c in _cases(r, lay, p)]
+                    cases = [c for p in PRECISIONS.values() for c in _cases(r, lay, p)] + [_float32_roof(r, lay)]
                     samples = measure_samples(cast(Any, cases), rounds=rounds)  # (only .step is used)
                     med = {c.impl: statistics.median(s) for c, s in zip(cases, samples)}
                     per_round = {c.impl: s for c, s in zip(cases, samples)}
                     n = layout_elements(lay)
                     base = per_round["fastadapt float32"]
+                    bytes32 = sum(traffic(r, PRECISIONS["float32"])[k] for k in ("read", "write")) * n
                     for p in PRECISIONS.values():
                         t = traffic(r, p)
+                        nbytes = (t["read"] + t["write"] + t["scales"]) * n
                         mine = per_round[f"fastadapt {p.name}"]
                         rows.append({
                             "rule": r, "layout": lay, "threads": th, "precision": p.name,
-                            "seconds": med[f"fastadapt {p.name}"], "roof_seconds": med[f"roof {p.name}"],
-                            "bytes": (t["read"] + t["write"] + t["scales"]) * n,
+                            "seconds": med[f"fastadapt {p.name}"],
+                            # this storage's bytes at the float32 roof's bandwidth
+                            "roof_seconds": med["roof float32"] * nbytes / bytes32,
+                            "bytes": nbytes,
                             "state_bytes_per_param": t["state_per_param"],
                             # the per-round ratio's median: both timed in the same round
                             "x_float32": statistics.median(b / m for b, m in zip(base, mine)),
