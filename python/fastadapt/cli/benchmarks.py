@@ -572,20 +572,29 @@ def _cells(row: Dict[str, Any]) -> List[str]:
             variants or "-"]
 
 
-def format_table(rows: List[Dict[str, Any]]) -> str:
-    """A compact fixed-width table: ``x impl`` is that implementation's time
-    divided by fastadapt's (above 1: fastadapt is faster)."""
-    body = [list(COLUMNS)] + [_cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in body) for i in range(len(COLUMNS))]
+def fixed_width(columns: Sequence[str], cells: List[List[str]], left: int = 1) -> str:
+    """A fixed-width table: the first ``left`` columns left-aligned, the rest right-aligned."""
+    body = [list(columns)] + cells
+    widths = [max(len(line[i]) for line in body) for i in range(len(columns))]
     out = []
     for j, line in enumerate(body):
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        out.append("  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
 
 
-def format_markdown(rows: List[Dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+def markdown(columns: Sequence[str], cells: List[List[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(c) + " |" for c in cells]
     return "\n".join(lines)
+
+
+def format_table(rows: List[Dict[str, Any]]) -> str:
+    """A compact fixed-width table: ``x impl`` is that implementation's time
+    divided by fastadapt's (above 1: fastadapt is faster)."""
+    return fixed_width(COLUMNS, [_cells(r) for r in rows])
+
+
+def format_markdown(rows: List[Dict[str, Any]]) -> str:
+    return markdown(COLUMNS, [_cells(r) for r in rows])

@@ -24,7 +24,7 @@ from .. import _core
 from .. import optim as fopt
 from ..optim import _lowp
 from ..runtime import get_num_threads, set_num_threads
-from .benchmarks import LAYOUTS, layout_elements, measure_samples
+from .benchmarks import LAYOUTS, fixed_width, layout_elements, markdown, measure_samples
 
 __all__ = ["PRECISIONS", "Precision", "PRECISION_RULES", "run_precision_suite", "format_precision_table",
            "format_precision_markdown", "check_precision_suite", "PRECISION_LAYOUTS"]
@@ -171,17 +171,8 @@ def _cells(row: Dict[str, Any]) -> List[str]:
 
 
 def format_precision_table(rows: List[Dict[str, Any]]) -> str:
-    body = [list(COLUMNS)] + [_cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in body) for i in range(len(COLUMNS))]
-    out = []
-    for j, line in enumerate(body):
-        out.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
-        if j == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return fixed_width(COLUMNS, [_cells(r) for r in rows], left=3)
 
 
 def format_precision_markdown(rows: List[Dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown(COLUMNS, [_cells(r) for r in rows])

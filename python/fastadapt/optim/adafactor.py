@@ -76,17 +76,8 @@ class Adafactor(Optimizer):
     overrides
         per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
         ``[(predicate, {...})]``; later entries win.
-    state_dtype
-        how new state buffers are stored: None (the params' compute type), "float32", "bfloat16" or
-        "int8" (8-bit block-quantized; rules of one element-wise pass). Per key through ``overrides``.
-    state_bits
-        the same as a bit count: 8 ("int8"), 16 ("bfloat16") or 32 ("float32").
-    master_weights
-        keep float32 master weights of bfloat16/float16 params (rounded into the param each step).
-    stochastic_rounding
-        round bfloat16 params stochastically (seeded by ``seed``, reproducible) instead of to nearest.
-    seed
-        seed of the stochastic rounding.
+    state_dtype, state_bits, master_weights, stochastic_rounding, seed
+        low precision, as for every rule: see [`Optimizer`][fastadapt.Optimizer] and the low-precision guide.
 
     Examples
     --------

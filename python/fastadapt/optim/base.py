@@ -62,6 +62,20 @@ class Optimizer:
     at any point, a ``KeyboardInterrupt`` from a signal handler included,
     leaves the optimizer either exactly as before the call or exactly one
     step after it.
+
+    Low precision (the options every rule takes; docs/guide/low-precision.md):
+
+    - ``state_dtype``: how new state buffers are stored: None (the params'
+      compute type), ``"float32"``, ``"bfloat16"``, or ``"int8"`` (8-bit
+      block-quantized; rules of one element-wise pass). Per key through
+      ``overrides``.
+    - ``state_bits``: the same as a bit count: 8 (``"int8"``), 16
+      (``"bfloat16"``) or 32 (``"float32"``).
+    - ``master_weights``: keep float32 master weights of bfloat16/float16
+      params (the param is rounded from them each step).
+    - ``stochastic_rounding``: round bfloat16 params stochastically, seeded by
+      ``seed`` and reproducible, instead of to nearest.
+    - ``seed``: the seed of the stochastic rounding.
     """
 
     algorithm: ClassVar[str] = ""                      # public name (make_optimizer, state_dict)
