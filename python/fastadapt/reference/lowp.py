@@ -149,23 +149,26 @@ def dequantize(codes: np.ndarray, absmax: np.ndarray, signed: bool) -> np.ndarra
         return (values[flat] * scale).reshape(codes.shape)
 
 
+_U = np.uint64  # (every integer constant typed: NumPy 1.x would promote uint64 with a Python int to float64)
+
+
 def round_bf16(x: np.ndarray) -> np.ndarray:
     """bfloat16 bits (uint16) of float32 ``x``, rounded to nearest even; NaN
     stays NaN (its quiet bit set)."""
     b = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    nan = (b & 0x7FFFFFFF) > 0x7F800000
-    rne = ((b + 0x7FFF + ((b >> 16) & 1)) & _MASK32) >> 16
-    return np.where(nan, (b >> 16) | 0x40, rne).astype(np.uint16)
+    nan = (b & _U(0x7FFFFFFF)) > _U(0x7F800000)
+    rne = ((b + _U(0x7FFF) + ((b >> _U(16)) & _U(1))) & _MASK32) >> _U(16)
+    return np.where(nan, (b >> _U(16)) | _U(0x40), rne).astype(np.uint16)
 
 
 def lowbias32(x: Any) -> np.ndarray:
     """The stochastic-rounding hash (Chris Wellons' "lowbias32") on uint32 values."""
     x = np.asarray(x, dtype=np.uint64) & _MASK32
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & _MASK32
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & _MASK32
-    x ^= x >> 16
+    x = x ^ (x >> _U(16))
+    x = (x * _U(0x7FEB352D)) & _MASK32
+    x = x ^ (x >> _U(15))
+    x = (x * _U(0x846CA68B)) & _MASK32
+    x = x ^ (x >> _U(16))
     return x
 
 
@@ -183,15 +186,11 @@ def round_bf16_stochastic(x: np.ndarray, key: int, first: int = 0) -> np.ndarray
     below the kept bits and truncates; non-finite values round to nearest."""
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     b = flat.view(np.uint32).astype(np.uint64)
-    idx = (np.arange(flat.size, dtype=np.uint64) + np.uint64(first)) & _MASK32
-    noise = lowbias32(idx ^ np.uint64(key)) & 0xFFFF
-    sr = (((b + noise) & _MASK32) >> 16).astype(np.uint16)
-    special = (b & 0x7F800000) == 0x7F800000
+    idx = (np.arange(flat.size, dtype=np.uint64) + _U(first)) & _MASK32
+    noise = lowbias32(idx ^ _U(key)) & _U(0xFFFF)
+    sr = (((b + noise) & _MASK32) >> _U(16)).astype(np.uint16)
+    special = (b & _U(0x7F800000)) == _U(0x7F800000)
     return np.where(special, round_bf16(flat), sr).astype(np.uint16).reshape(np.shape(x))
-
-
-def _is_bf16(dtype: np.dtype) -> bool:
-    return dtype.itemsize == 2 and dtype.name == "bfloat16"
 
 
 def widen(a: np.ndarray) -> np.ndarray:
