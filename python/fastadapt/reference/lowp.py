@@ -193,6 +193,10 @@ def round_bf16_stochastic(x: np.ndarray, key: int, first: int = 0) -> np.ndarray
     return np.where(special, round_bf16(flat), sr).astype(np.uint16).reshape(np.shape(x))
 
 
+def _is_bf16(dtype: np.dtype) -> bool:
+    return dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
 def widen(a: np.ndarray) -> np.ndarray:
     """A float32 copy of a bfloat16/float16/float32 array (exact)."""
     if _is_bf16(a.dtype):
