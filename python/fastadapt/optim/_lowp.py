@@ -15,7 +15,9 @@ from .. import _core
 
 STATE_DTYPES = ("float32", "bfloat16", "int8")
 _BITS = {8: "int8", 16: "bfloat16", 32: "float32"}
-LOWP_HYPER = ("state_dtype", "master_weights", "stochastic_rounding", "seed")
+# The options' defaults (what a checkpoint from before low precision existed means, and what repr leaves out).
+LOWP_DEFAULTS = {"state_dtype": None, "master_weights": False, "stochastic_rounding": False, "seed": 0}
+LOWP_HYPER = tuple(LOWP_DEFAULTS)
 # (state_dtype, master_weights, stochastic_rounding) may differ per key; the seed is one per optimizer.
 LOWP_PER_KEY = ("state_dtype", "master_weights", "stochastic_rounding")
 
@@ -92,10 +94,10 @@ def seed(name: str, value: Any) -> int:
     return int(value)
 
 
-def resolve(name: str, state_dtype_value: Any, state_bits_value: Any) -> Optional[str]:
+def resolve(state_dtype_value: Any, state_bits_value: Any) -> Optional[str]:
     """One storage from the two spellings (``state_dtype="bfloat16"`` or ``state_bits=16``)."""
-    a = state_dtype(name, state_dtype_value)
-    b = state_bits(name.replace("state_dtype", "state_bits"), state_bits_value)
+    a = state_dtype("state_dtype", state_dtype_value)
+    b = state_bits("state_bits", state_bits_value)
     if a is not None and b is not None and a != b:
         raise ValueError(f"state_dtype={state_dtype_value!r} and state_bits={state_bits_value!r} disagree; "
                          f"give one of them")

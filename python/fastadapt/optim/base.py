@@ -187,7 +187,7 @@ class Optimizer:
         candidate["max_grad_norm"] = hv.max_grad_norm("max_grad_norm", max_grad_norm)
         candidate["nonfinite"] = hv.nonfinite_policy("nonfinite", nonfinite)
         candidate["track_grad_norm"] = hv.flag("track_grad_norm", track_grad_norm)
-        candidate["state_dtype"] = _lowp.resolve("state_dtype", state_dtype, state_bits)
+        candidate["state_dtype"] = _lowp.resolve(state_dtype, state_bits)
         candidate["master_weights"] = hv.flag("master_weights", master_weights)
         candidate["stochastic_rounding"] = hv.flag("stochastic_rounding", stochastic_rounding)
         candidate["seed"] = _lowp.seed("seed", seed)
@@ -774,7 +774,7 @@ class Optimizer:
         hyper_in = sd["hyperparameters"]
         if isinstance(hyper_in, Mapping) and set(hyper_in) == set(self._hyper) - set(_lowp.LOWP_HYPER):
             # a checkpoint from before low precision existed: its defaults
-            hyper_in = dict(hyper_in, state_dtype=None, master_weights=False, stochastic_rounding=False, seed=0)
+            hyper_in = dict(hyper_in, **_lowp.LOWP_DEFAULTS)
         if not isinstance(hyper_in, Mapping) or set(hyper_in) != set(self._hyper):
             got = sorted(map(str, hyper_in)) if isinstance(hyper_in, Mapping) else hyper_in
             raise ValueError(f"state_dict['hyperparameters'] must have exactly the keys "
@@ -978,7 +978,7 @@ class Optimizer:
 
     # ---- display ---------------------------------------------------------
     def __repr__(self) -> str:
-        defaults = {"state_dtype": None, "master_weights": False, "stochastic_rounding": False, "seed": 0}
+        defaults = _lowp.LOWP_DEFAULTS
         parts = [f"{k}={v!r}" for k, v in self._hyper.items() if not (k in defaults and v == defaults[k])]
         if self._overrides:
             shown = {(p if isinstance(p, str) else getattr(p, "__name__", repr(p))): v for p, v in self._overrides}
