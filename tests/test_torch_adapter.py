@@ -563,6 +563,37 @@ def test_new_gradients_every_step_are_not_kept_alive():
     assert old() is None
 
 
+def test_unusual_gradients_are_read_as_their_values():
+    """Gradients the step reads at their addresses (new tensors every step):
+    a lazily negated view (its memory holds -g), a gradient that is part of a
+    graph (backward(create_graph=True)), a slice at an offset into a larger
+    buffer; each step equals torch.optim.Adam's, and no view outlives it."""
+    torch.manual_seed(3)
+    base = [torch.randn(5, 4, dtype=torch.float64) for _ in range(3)]
+    ours = [torch.nn.Parameter(b.clone()) for b in base]
+    ref = [torch.nn.Parameter(b.clone()) for b in base]
+    opts = [FusedOptimizer(ours, rule="adam", lr=0.1), torch.optim.Adam(ref, lr=0.1, foreach=False)]
+    for k in range(4):
+        g = torch.randn(3, 5, 4, dtype=torch.float64)
+        big = torch.randn(100, dtype=torch.float64)
+        big[7:27] = g[2].reshape(-1)
+        ours[0].grad = torch._neg_view(-g[0])  # (is_neg(); values g[0])
+        assert ours[0].grad.is_neg()
+        ours[1].grad = g[1].clone().requires_grad_()
+        ours[2].grad = big[7:27].view(5, 4)
+        for q, gq in zip(ref, g):
+            q.grad = gq.clone()
+        for opt in opts:
+            opt.step()
+        for p, q in zip(ours, ref):
+            assert rel(p.detach(), q.detach()) <= 1e-12, k
+        old = weakref.ref(big)
+        del big
+        for p in ours:
+            p.grad = None
+        assert old() is None, k   # the step kept no view of the buffer
+
+
 def test_some_gradients_kept_and_some_new_stay_exact():
     """More tensors than the step samples to tell kept gradients from new
     ones: the first ten keep theirs (zeroed in place), the last two get new

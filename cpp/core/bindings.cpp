@@ -314,6 +314,46 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("x"), py::arg("key") = py::none(), py::arg("first") = 0,
       "float32 -> bfloat16 bits, to nearest even or (key given) stochastically (tests).");
+  m.def(
+      "_views_at",
+      [](const py::list& like, const py::list& addresses, const py::list& owners) {
+        // Read-only arrays over memory the caller owns: element i has like[i]'s
+        // dtype and shape, starts at addresses[i] and keeps owners[i] alive.
+        // For fastadapt.torch, whose CPU tensors' data_ptr() it gets in one
+        // C-level map (Tensor.numpy() costs ~1 us a tensor); the caller has
+        // checked each buffer (contiguous, same dtype and element count).
+        const std::size_t n = like.size();
+        if (addresses.size() != n || owners.size() != n)
+          throw py::value_error("internal: like, addresses and owners differ in length");
+        auto& api = py::detail::npy_api::get();
+        py::list out(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          PyObject* a = PyList_GET_ITEM(like.ptr(), static_cast<Py_ssize_t>(i));
+          if (!api.PyArray_Check_(a)) throw py::type_error("internal: like must hold NumPy arrays");
+          const auto* proxy = py::detail::array_proxy(a);
+          const auto addr = PyLong_AsVoidPtr(PyList_GET_ITEM(addresses.ptr(), static_cast<Py_ssize_t>(i)));
+          if (addr == nullptr) {
+            if (PyErr_Occurred()) throw py::error_already_set();
+            if (static_cast<std::size_t>(py::array(py::reinterpret_borrow<py::object>(a)).size()) != 0)
+              throw py::value_error("internal: null address for a non-empty array");
+          }
+          Py_INCREF(proxy->descr);  // (stolen by NewFromDescr)
+          PyObject* v = api.PyArray_NewFromDescr_(api.PyArray_Type_, proxy->descr, proxy->nd, proxy->dimensions,
+                                                  nullptr, addr, py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                                                  py::detail::npy_api::NPY_ARRAY_ALIGNED_, nullptr);
+          if (v == nullptr) throw py::error_already_set();
+          PyObject* owner = PyList_GET_ITEM(owners.ptr(), static_cast<Py_ssize_t>(i));
+          Py_INCREF(owner);
+          if (api.PyArray_SetBaseObject_(v, owner) != 0) {
+            Py_DECREF(v);
+            throw py::error_already_set();
+          }
+          PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), v);
+        }
+        return out;
+      },
+      py::arg("like"), py::arg("addresses"), py::arg("owners"),
+      "Read-only views of caller-owned memory shaped like `like` (fastadapt.torch; internal).");
   m.def("_rounding_key", &rounding_key, py::arg("seed"), py::arg("step"), py::arg("tensor"));
 
   m.def("compiled_isas", &compiled_isas);

@@ -75,6 +75,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from torch.autograd.graph import increment_version
 
+from . import _core
 from .optim import OPTIMIZERS, make_optimizer
 
 __all__ = ["FusedOptimizer"]
@@ -89,7 +90,9 @@ _CONFIG = ("rule", "_cls", "_names", "_per_key", "_wide", "_scalar_names", "_sta
            "_two_points")
 _contiguous = torch.Tensor.is_contiguous
 _data_ptr = torch.Tensor.data_ptr
-_to_numpy = torch.Tensor.numpy
+_numel = torch.Tensor.numel
+_is_neg = torch.Tensor.is_neg
+_DTYPE = attrgetter("dtype")
 
 
 def _where(gi: int, j: int) -> str:
@@ -141,15 +144,16 @@ class _Cohort:
 class _Grads:
     """The gradients of one step: which parameters have one, and their views."""
 
-    __slots__ = ("grads", "active", "params", "tensors", "ptrs", "views", "tree")
+    __slots__ = ("grads", "active", "params", "tensors", "ptrs", "views", "tree", "kept")
 
     def __init__(self, grads, active, params, tensors, ptrs, views):
         self.grads = grads          # p.grad of every parameter (None where it has none), flat order
         self.active = active        # flat indices of the parameters with a gradient
         self.params = params        # those parameters
         self.tensors = tensors      # their gradients
-        self.ptrs = ptrs            # the gradients' data_ptr() when viewed (when kept for the next step)
-        self.views = views          # the gradients' NumPy views
+        self.ptrs = ptrs            # the gradients' data_ptr(), checked (None: views made by _checked_views)
+        self.views = views          # the gradients' NumPy views (None until made, after the params' views)
+        self.kept = False           # kept for the next step (the gradients persist between steps)
         self.tree = None            # the single cohort's gradient tree, once made
 
 
@@ -267,6 +271,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         self._cohorts: List[_Cohort] = []
         self._active: Optional[Tuple[int, ...]] = None   # flat indices the cohorts cover
         self._pptrs: Optional[List[int]] = None          # their params' data_ptr() when viewed
+        self._pviews: List[Any] = []                     # their params' NumPy views, in that order
         self._flat: Optional[List[Tuple[int, int, Any]]] = None
         self._plist: List[Any] = []
         self._seen: List[Dict[str, Tuple[Any, Any]]] = []  # per group: name -> (raw, validated)
@@ -430,8 +435,12 @@ class FusedOptimizer(torch.optim.Optimizer):
             gs.tree = None
         self._apply_hyperparameters()
         cohorts = self._cohorts
-        self._dirty = True
         views = gs.views
+        if views is None:
+            # Read-only arrays at the checked gradients' addresses, each with
+            # its parameter's dtype and shape, each keeping its tensor alive.
+            views = gs.views = _core._views_at(self._pviews, gs.ptrs, gs.tensors)
+        self._dirty = True
         if len(cohorts) == 1:  # members in active order, groups in order: slices
             c = cohorts[0]
             if gs.tree is None:
@@ -458,15 +467,23 @@ class FusedOptimizer(torch.optim.Optimizer):
                 return None
             params = [self._plist[i] for i in active]
             tensors = [grads[i] for i in active]
-        # Every gradient checked (and viewed) before anything changes.
+        # Every gradient checked before anything changes, with C-level maps:
+        # dense (data_ptr raises for sparse), contiguous, the parameter's dtype
+        # and element count (torch checks them when .grad is assigned, but not
+        # after p.data = ...), and no lazy negation. The views are made from
+        # the addresses after the parameters' (Tensor.numpy() per gradient was
+        # most of the adapter's time with new gradients every step).
         try:
-            views = list(map(_to_numpy, tensors))  # raises for sparse and requires_grad gradients
-            ok = all(map(_contiguous, tensors))
+            ptrs = list(map(_data_ptr, tensors))
+            ok = (all(map(_contiguous, tensors)) and not any(map(_is_neg, tensors))
+                  and list(map(_DTYPE, tensors)) == list(map(_DTYPE, params))
+                  and list(map(_numel, tensors)) == list(map(_numel, params)))
         except (TypeError, RuntimeError):
             ok = False
-        if not ok:
-            views = self._checked_views(flat, active, tensors)
-        gs = _Grads(grads, active, params, tensors, None, views)
+        if ok:
+            gs = _Grads(grads, active, params, tensors, ptrs, None)
+        else:
+            gs = _Grads(grads, active, params, tensors, None, self._checked_views(flat, active, tensors))
         # Gradients that persist from step to step (zero_grad(set_to_none=False),
         # or set once) are worth keeping views of: the model keeps them alive
         # anyway. A few of them, weakly referenced, tell (the next step checks
@@ -474,7 +491,8 @@ class FusedOptimizer(torch.optim.Optimizer):
         last = self._gweak
         sample = tensors[:_SAMPLE]
         if last is not None and last[0] == active and all(map(is_, [w() for w in last[1]], sample)):
-            gs.ptrs = list(map(_data_ptr, tensors))
+            if gs.ptrs is None:
+                gs.ptrs = list(map(_data_ptr, tensors))
             self._grads, self._gweak = gs, None
         else:
             self._grads, self._gweak = None, (active, list(map(weakref.ref, sample)))
@@ -491,7 +509,10 @@ class FusedOptimizer(torch.optim.Optimizer):
             if not g.is_contiguous():
                 raise ValueError(f"{_where(gi, j)}.grad is not contiguous (strides {g.stride()}); the fused "
                                  f"step reads it as one block: assign p.grad = p.grad.contiguous()")
-            views.append((g.detach() if g.requires_grad else g).numpy())
+            g = g.detach() if g.requires_grad else g
+            if g.is_neg():  # a lazily negated view (its memory holds -g): the values, copied (only read)
+                g = g.resolve_neg()
+            views.append(g.numpy())
         return views
 
     def _check_coupled(self, flat, active, state, by_step) -> None:
@@ -533,6 +554,7 @@ class FusedOptimizer(torch.optim.Optimizer):
             self._check_coupled(flat, active, state, by_step)
         cohorts = []
         ptrs = {}
+        pviews = {}
         for step, members in by_step.items():
             groups = sorted({flat[i][0] for i in members})
             pos = {gi: k for k, gi in enumerate(groups)}
@@ -546,7 +568,8 @@ class FusedOptimizer(torch.optim.Optimizer):
                     p = flat[i][2]
                     _check_param(p, _where(gi, flat[i][1]))
                     path = f"{pos[gi]}.{len(ptree[pos[gi]])}"
-                    ptree[pos[gi]].append(p.detach().numpy())
+                    pviews[i] = p.detach().numpy()
+                    ptree[pos[gi]].append(pviews[i])
                     mem.append((gi, i, p))
                     ptrs[i] = p.data_ptr()
                     entry = {}
@@ -580,6 +603,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         if self._grads is not None:
             self._grads.tree = None   # (laid out for the old cohorts)
         self._pptrs = [ptrs[i] for i in active]
+        self._pviews = [pviews[i] for i in active]  # (the gradient views' dtypes and shapes)
         self._seen = [{} for _ in self.param_groups]
 
     def _group_values(self, gi: int) -> Dict[str, Any]:
