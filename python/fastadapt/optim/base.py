@@ -63,7 +63,21 @@ class Optimizer:
     leaves the optimizer either exactly as before the call or exactly one
     step after it.
 
-    Low precision (the options every rule takes; docs/guide/low-precision.md):
+    The options every rule takes (each rule's docstring points here):
+
+    - ``max_grad_norm``: clip the global gradient norm (over every key) to
+      this value first; None: off.
+    - ``nonfinite``: what a NaN/Inf gradient does: ``"propagate"`` (as
+      torch), ``"zero"`` (it counts as 0), ``"skip"`` (the whole step is
+      skipped and counted) or ``"raise"`` (FloatingPointError; nothing
+      changes).
+    - ``track_grad_norm``: compute ``last_grad_norm`` in every step (it is
+      always computed when clipping, and with ``"skip"``/``"raise"``).
+    - ``overrides``: per-key hyperparameters, ``{"*.b": {"weight_decay":
+      0.0}}`` (globs on dotted key paths) or ``[(predicate, {...})]`` with
+      ``predicate(key, array)``; later entries win.
+
+    Low precision (docs/guide/low-precision.md):
 
     - ``state_dtype``: how new state buffers are stored: None (the params'
       compute type), ``"float32"``, ``"bfloat16"``, or ``"int8"`` (8-bit

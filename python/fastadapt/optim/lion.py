@@ -34,19 +34,9 @@ class Lion(Optimizer):
         decoupled weight decay: p = p * (1 - lr * weight_decay).
     maximize
         ascend instead of descend.
-    max_grad_norm
-        clip the global gradient norm first (None: off).
-    nonfinite
-        "propagate", "zero", "skip" or "raise" for NaN/Inf gradients.
-    track_grad_norm
-        compute ``last_grad_norm`` in every step (it is always computed when clipping or with
-        skip/raise).
-    overrides
-        per-key hyperparameters, ``{"*.b": {"weight_decay": 0.0}}`` (glob on dotted key paths) or
-        ``[(predicate, {...})]``; later entries win; optax.lion's ``mask`` is
-        ``overrides={key: {"weight_decay": 0.0}}``.
-    state_dtype, state_bits, master_weights, stochastic_rounding, seed
-        low precision, as for every rule: see [`Optimizer`][fastadapt.Optimizer] and the low-precision guide.
+    max_grad_norm, nonfinite, track_grad_norm, overrides, state_dtype, state_bits, master_weights, stochastic_rounding, seed
+        the options every rule takes (gradient clipping, the NaN/Inf policy, per-key overrides, low
+        precision): see [`Optimizer`][fastadapt.Optimizer].
     """
 
     algorithm = "lion"
