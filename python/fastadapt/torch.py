@@ -144,7 +144,7 @@ class _Cohort:
 class _Grads:
     """The gradients of one step: which parameters have one, and their views."""
 
-    __slots__ = ("grads", "active", "params", "tensors", "ptrs", "views", "tree", "kept")
+    __slots__ = ("grads", "active", "params", "tensors", "ptrs", "views", "tree", "pptrs")
 
     def __init__(self, grads, active, params, tensors, ptrs, views):
         self.grads = grads          # p.grad of every parameter (None where it has none), flat order
@@ -153,7 +153,7 @@ class _Grads:
         self.tensors = tensors      # their gradients
         self.ptrs = ptrs            # the gradients' data_ptr(), checked (None: views made by _checked_views)
         self.views = views          # the gradients' NumPy views (None until made, after the params' views)
-        self.kept = False           # kept for the next step (the gradients persist between steps)
+        self.pptrs = None           # the params' data_ptr() when the gradients were checked
         self.tree = None            # the single cohort's gradient tree, once made
 
 
@@ -272,6 +272,7 @@ class FusedOptimizer(torch.optim.Optimizer):
         self._active: Optional[Tuple[int, ...]] = None   # flat indices the cohorts cover
         self._pptrs: Optional[List[int]] = None          # their params' data_ptr() when viewed
         self._pviews: List[Any] = []                     # their params' NumPy views, in that order
+        self._pmeta: Optional[Tuple[List[int], list, List[int]]] = None  # params' (data_ptr, dtype, numel)
         self._flat: Optional[List[Tuple[int, int, Any]]] = None
         self._plist: List[Any] = []
         self._seen: List[Dict[str, Tuple[Any, Any]]] = []  # per group: name -> (raw, validated)
@@ -424,13 +425,15 @@ class FusedOptimizer(torch.optim.Optimizer):
         flat = self._flat_params()
         grads = [p.grad for p in self._plist]
         gs = self._grads
-        if not (gs is not None and all(map(is_, grads, gs.grads))
-                and list(map(_data_ptr, gs.tensors)) == gs.ptrs):
+        if gs is not None and all(map(is_, grads, gs.grads)) and list(map(_data_ptr, gs.tensors)) == gs.ptrs:
+            pptrs = list(map(_data_ptr, gs.params))
+        else:
             gs = self._view_grads(flat, grads)
             if gs is None:
                 return  # as torch: nothing has a gradient, nothing changes (not a step)
+            pptrs = gs.pptrs
         active, params = gs.active, gs.params
-        if (active is not self._active and active != self._active) or list(map(_data_ptr, params)) != self._pptrs:
+        if (active is not self._active and active != self._active) or pptrs != self._pptrs:
             self._rebuild(flat, active)
             gs.tree = None
         self._apply_hyperparameters()
@@ -473,17 +476,23 @@ class FusedOptimizer(torch.optim.Optimizer):
         # after p.data = ...), and no lazy negation. The views are made from
         # the addresses after the parameters' (Tensor.numpy() per gradient was
         # most of the adapter's time with new gradients every step).
+        # The params' dtypes and sizes are looked up again when their memory
+        # changes (the same test that rebuilds their views).
+        pptrs = list(map(_data_ptr, params))
+        meta = self._pmeta
+        if meta is None or meta[0] != pptrs:
+            meta = self._pmeta = (pptrs, list(map(_DTYPE, params)), list(map(_numel, params)))
         try:
             ptrs = list(map(_data_ptr, tensors))
             ok = (all(map(_contiguous, tensors)) and not any(map(_is_neg, tensors))
-                  and list(map(_DTYPE, tensors)) == list(map(_DTYPE, params))
-                  and list(map(_numel, tensors)) == list(map(_numel, params)))
+                  and list(map(_DTYPE, tensors)) == meta[1] and list(map(_numel, tensors)) == meta[2])
         except (TypeError, RuntimeError):
             ok = False
         if ok:
             gs = _Grads(grads, active, params, tensors, ptrs, None)
         else:
             gs = _Grads(grads, active, params, tensors, None, self._checked_views(flat, active, tensors))
+        gs.pptrs = pptrs
         # Gradients that persist from step to step (zero_grad(set_to_none=False),
         # or set once) are worth keeping views of: the model keeps them alive
         # anyway. A few of them, weakly referenced, tell (the next step checks
