@@ -406,9 +406,18 @@ def test_master_weights_and_rounding_are_checked():
     opt = fa.Adam(master_weights=True, stochastic_rounding=True)
     opt.update(p, {"w": np.ones(10, np.float32)})  # float32 params: nothing to keep or round
     assert "master_param" not in opt.state["w"]
-    p16 = {"w": np.ones(10, np.float16)}
-    opt = fa.Adam(stochastic_rounding=True)
-    opt.update(p16, {"w": np.ones(10, np.float16)})  # float16 rounds to nearest (documented)
+    # float16 params round to nearest even with or without stochastic_rounding (documented)
+    rng = np.random.default_rng(4)
+    start = rng.standard_normal(300).astype(np.float16)
+    runs = []
+    for sr, seed in [(False, 0), (True, 1), (True, 2)]:
+        p16 = {"w": start.copy()}
+        opt = fa.Adam(lr=1e-2, stochastic_rounding=sr, seed=seed)
+        for k in range(3):
+            opt.update(p16, {"w": np.random.default_rng(k).standard_normal(300).astype(np.float16)})
+        runs.append(p16["w"])
+    assert not np.array_equal(runs[0], start)
+    assert same_bits(runs[1], runs[0]) and same_bits(runs[2], runs[0])
     bad = {"w": np.ones(10, BF16)}
     with pytest.raises(TypeError, match=r"grads\['w'\].*bfloat16"):
         fa.Adam().update(bad, {"w": np.ones(10)})
