@@ -47,6 +47,22 @@ struct QMap {
   float invstep[kQLevels];       // float32(n_L / 0.9)
   std::int32_t offset[kQLevels]; // index of the level's first value among the magnitudes (0 is index 0)
   std::int32_t last[kQLevels];   // n_L - 1
+
+  // The same level search in a vector-friendly form (AVX-512 quantizer; built
+  // and checked in qmap.cpp). The octave of a in [0, 1], E = bits(a) >> 23,
+  // holds at most one threshold, so with e = max(E, 96) - 96 (0..31; no
+  // threshold lies below 2^-30) the count of thresholds <= a is
+  //   oct_base[e] + (bits(a) >= oct_thr[e])
+  // oct_base: the thresholds <= 2^(E-127); oct_thr: the bits of the one
+  // strictly inside the octave (0x7f800000 if none).
+  alignas(64) std::int32_t oct_base[32];
+  alignas(64) std::int32_t oct_thr[32];
+  // Level tables indexed by that count (level count - 1); row 0 (below thr[0])
+  // has offset 0 and last 0, which gives the magnitude index 0; rows 9..15: 0.
+  alignas(64) float cnt_dec[16];
+  alignas(64) float cnt_invstep[16];
+  alignas(64) std::int32_t cnt_offset[16];
+  alignas(64) std::int32_t cnt_last[16];
 };
 
 // The two maps, built once (thread-safe static initialization).

@@ -1,3 +1,4 @@
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -42,6 +43,29 @@ QMap build(bool is_signed) {
   for (int L = 0; L < kQLevels; ++L) {
     const double below = L == 0 ? 0.0 : static_cast<double>(mag[m.offset[L] - 1]);
     m.thr[L] = static_cast<float>((below + static_cast<double>(mag[m.offset[L]])) / 2.0);
+  }
+  // The octave tables of the vector level search (lowp.hpp).
+  for (int e = 0; e < 32; ++e) {
+    const std::uint32_t lo = static_cast<std::uint32_t>(e + 96) << 23, hi = lo + (1u << 23);
+    int base = 0, inside = 0;
+    std::uint32_t t = 0x7f800000u;
+    for (int L = 0; L < kQLevels; ++L) {
+      std::uint32_t b;
+      std::memcpy(&b, &m.thr[L], 4);
+      if (b <= lo) ++base;
+      else if (b < hi) ++inside, t = b;
+    }
+    if (inside > 1) throw std::logic_error("qmap: two thresholds in one octave");
+    m.oct_base[e] = base;
+    m.oct_thr[e] = static_cast<std::int32_t>(t);
+  }
+  // Octave 0 stands for every a below 2^-30 too: none may pass a threshold.
+  if (m.oct_base[0] != 0 || m.oct_thr[0] != 0x7f800000) throw std::logic_error("qmap: a threshold below 2^-30");
+  for (int c = 1; c <= kQLevels; ++c) {
+    m.cnt_dec[c] = m.dec[c - 1];
+    m.cnt_invstep[c] = m.invstep[c - 1];
+    m.cnt_offset[c] = m.offset[c - 1];
+    m.cnt_last[c] = m.last[c - 1];
   }
   if (is_signed) {  // codes 0..126: -mag[127..1]; 127: 0; 128..255: mag[1..128]
     for (int c = 0; c < 256; ++c) m.value[c] = c < 127 ? -mag[127 - c] : mag[c - 127];

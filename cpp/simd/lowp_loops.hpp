@@ -126,47 +126,46 @@ FA_INLINE __m512i hash16(__m512i x) {
   x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(0x846ca68bu)));
   return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
 }
-// The level tables of a map in registers (index < 8: one permute each).
+// The level search tables of a map (QMap's oct_* and cnt_*, lowp.hpp) in
+// registers: six aligned loads.
 struct QTables16 {
-  __m512 thr[kQLevels], dec, invstep;
-  __m512i offset, last;
-  explicit QTables16(const QMap& m) {
-    for (int L = 0; L < kQLevels; ++L) thr[L] = _mm512_set1_ps(m.thr[L]);
-    dec = _mm512_castps256_ps512(_mm256_loadu_ps(m.dec));
-    invstep = _mm512_castps256_ps512(_mm256_loadu_ps(m.invstep));
-    offset = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m.offset)));
-    last = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m.last)));
-  }
+  __m512i base_lo, base_hi, thr_lo, thr_hi, offset, last;
+  __m512 dec, invstep;
+  explicit QTables16(const QMap& m)
+      : base_lo(_mm512_load_si512(m.oct_base)), base_hi(_mm512_load_si512(m.oct_base + 16)),
+        thr_lo(_mm512_load_si512(m.oct_thr)), thr_hi(_mm512_load_si512(m.oct_thr + 16)),
+        offset(_mm512_load_si512(m.cnt_offset)), last(_mm512_load_si512(m.cnt_last)),
+        dec(_mm512_load_ps(m.cnt_dec)), invstep(_mm512_load_ps(m.cnt_invstep)) {}
 };
 template <bool is_signed>
 FA_INLINE __m512i qcode16(const QTables16& q, __m512 x, __m512 inv) {
   __m512 ax = x;
   if constexpr (is_signed) ax = _mm512_abs_ps(x);
-  __m512 a = _mm512_mul_ps(ax, inv);
   // clamp01: a > 0 ? min(a, 1) : 0 (NaN -> 0)
-  const __mmask16 pos = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ);
-  const __mmask16 lt1 = _mm512_cmp_ps_mask(a, _mm512_set1_ps(1.0f), _CMP_LT_OQ);
-  a = _mm512_mask_blend_ps(lt1, _mm512_set1_ps(1.0f), a);
-  a = _mm512_maskz_mov_ps(pos, a);
-  __m512i count = _mm512_setzero_si512();
-  const __m512i one = _mm512_set1_epi32(1);
-  for (int L = 0; L < kQLevels; ++L)
-    count = _mm512_mask_add_epi32(count, _mm512_cmp_ps_mask(a, q.thr[L], _CMP_GE_OQ), count, one);
-  const __mmask16 nonzero = _mm512_cmpgt_epi32_mask(count, _mm512_setzero_si512());
-  const __m512i L = _mm512_max_epi32(_mm512_sub_epi32(count, one), _mm512_setzero_si512());
+  const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_mul_ps(ax, inv), _mm512_setzero_ps(), _CMP_GT_OQ);
+  const __m512 a = _mm512_maskz_min_ps(pos, _mm512_mul_ps(ax, inv), _mm512_set1_ps(1.0f));
+  // The count of thresholds <= a from a's octave (lowp.hpp; a >= 0: float
+  // order is integer order): octaves below 2^-31 are read as that one, whose
+  // row counts nothing; the permutes use the index's low 5 bits, E - 96.
+  const __m512i abits = _mm512_castps_si512(a);
+  const __m512i e = _mm512_srli_epi32(_mm512_max_epi32(abits, _mm512_set1_epi32(96 << 23)), 23);
+  const __m512i base = _mm512_permutex2var_epi32(q.base_lo, e, q.base_hi);
+  const __mmask16 up = _mm512_cmpge_epi32_mask(abits, _mm512_permutex2var_epi32(q.thr_lo, e, q.thr_hi));
+  const __m512i count = _mm512_mask_add_epi32(base, up, base, _mm512_set1_epi32(1));
   const __m512 t = _mm512_sub_ps(
-      _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(a, _mm512_permutexvar_ps(L, q.dec)), _mm512_set1_ps(0.1f)),
-                    _mm512_permutexvar_ps(L, q.invstep)),
+      _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(a, _mm512_permutexvar_ps(count, q.dec)), _mm512_set1_ps(0.1f)),
+                    _mm512_permutexvar_ps(count, q.invstep)),
       _mm512_set1_ps(0.5f));
-  __m512i k = _mm512_cvttps_epi32(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  k = _mm512_min_epi32(_mm512_max_epi32(k, _mm512_setzero_si512()), _mm512_permutexvar_epi32(L, q.last));
-  const __m512i j = _mm512_maskz_add_epi32(nonzero, _mm512_permutexvar_epi32(L, q.offset), k);
+  // Round to nearest even and convert in one (|t| < 2^31: the same integer as
+  // roundscale then truncation).
+  __m512i k = _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  k = _mm512_min_epi32(_mm512_max_epi32(k, _mm512_setzero_si512()), _mm512_permutexvar_epi32(count, q.last));
+  const __m512i j = _mm512_add_epi32(_mm512_permutexvar_epi32(count, q.offset), k);  // count 0: j = 0
   if constexpr (!is_signed) return _mm512_mask_max_epi32(j, pos, j, _mm512_set1_epi32(1));  // positive: at least 1
+  // negative: 127 - min(j, 127); otherwise 127 + j
   const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512());
   const __m512i c127 = _mm512_set1_epi32(127);
-  const __m512i posc = _mm512_add_epi32(c127, j);
-  const __m512i negc = _mm512_sub_epi32(c127, _mm512_min_epi32(j, c127));
-  return _mm512_mask_blend_epi32(neg, posc, negc);
+  return _mm512_mask_sub_epi32(_mm512_add_epi32(c127, j), neg, c127, _mm512_min_epi32(j, c127));
 }
 // Dequantization in closed form, as dequant_block8 (AVX2) does it 16 lanes
 // wide: the map's float32 formula gives value[]'s bits (no table gather, which
