@@ -24,15 +24,31 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
+EXT = _core._lowp_ext()  # the AVX-512 extensions this CPU lends the avx512 path's 8-bit loops
+
+
 def isas():
-    return _core.supported_isas()
+    """Every SIMD path, and the avx512 one again without its extensions (as on
+    a CPU with AVX-512F alone): "avx512-F"."""
+    out = []
+    for isa in _core.supported_isas():
+        out.append(isa)
+        if isa == "avx512" and EXT:
+            out.append("avx512-F")
+    return out
+
+
+def set_path(isa):
+    _core._lowp_ext(0 if isa.endswith("-F") else EXT)
+    _core._set_simd(isa.removesuffix("-F"))
 
 
 @pytest.fixture
 def restore_isa():
-    isa, threads = _core.active_isa(), fa.get_num_threads()
+    isa, threads, ext = _core.active_isa(), fa.get_num_threads(), _core._lowp_ext()
     yield
     _core._set_simd(isa)
+    _core._lowp_ext(ext)
     fa.set_num_threads(threads)
 
 
@@ -55,7 +71,7 @@ def test_kernel_conversions_equal_the_reference_on_every_path(n, restore_isa):
     rng = np.random.default_rng(n)
     x = awkward(rng, n)
     for isa in isas():
-        _core._set_simd(isa)
+        set_path(isa)
         for signed, arr in ((True, x), (False, np.abs(x))):
             codes, absmax = _core._quantize(arr, signed)
             rc, ra = L.quantize(arr, signed)
@@ -132,7 +148,7 @@ def test_a_positive_second_moment_is_never_stored_as_zero(restore_isa):
     x[0], x[1:50] = 1.0, np.float32(1e-9) * np.arange(1, 50, dtype=np.float32)
     x[50] = np.float32(1e-45)  # (the smallest subnormal: positive too)
     for isa in isas():
-        _core._set_simd(isa)
+        set_path(isa)
         codes, absmax = _core._quantize(x, False)
         assert np.all(codes[1:51] == 1) and np.all(codes[51:] == 0) and codes[0] == 255, isa
         assert np.array_equal(codes, L.quantize(x, False)[0])
@@ -190,7 +206,7 @@ def run_pair(name, *, param_dtype=np.float32, grad_dtype=None, state=None, maste
     ref_cls, hyper = RULES[name]
     prep = prep or {}
     if isa:
-        _core._set_simd(isa)
+        set_path(isa)
     fa.set_num_threads(threads)
     opt = fa.make_optimizer(name, **hyper, **prep, state_dtype=state, master_weights=master,
                             stochastic_rounding=sr, seed=11)

@@ -314,6 +314,16 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("x"), py::arg("key") = py::none(), py::arg("first") = 0,
       "float32 -> bfloat16 bits, to nearest even or (key given) stochastically (tests).");
+  m.def(
+      "_lowp_ext",
+      [](long value) {
+        const unsigned before = lowp_ext.load();
+        if (value >= 0) lowp_ext.store(static_cast<unsigned>(value) & lowp_ext_supported());
+        return before;
+      },
+      py::arg("value") = -1,
+      "Read (and with value >= 0 set, within what the CPU has) the AVX-512 extensions the avx512 path's 8-bit "
+      "loops use: bit 0, VBMI byte-table dequantization (tests run both).");
   m.def("_rounding_key", &rounding_key, py::arg("seed"), py::arg("step"), py::arg("tensor"));
 
   m.def("compiled_isas", &compiled_isas);

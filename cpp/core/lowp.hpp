@@ -11,6 +11,7 @@
 // moments) and the unsigned map (second moments: one more bit of fraction)
 // are the paper's dynamic tree maps (values below).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -63,10 +64,20 @@ struct QMap {
   alignas(64) float cnt_invstep[16];
   alignas(64) std::int32_t cnt_offset[16];
   alignas(64) std::int32_t cnt_last[16];
+  // value[]'s float32 bits cut into byte planes (plane b: byte b of each
+  // value, little-endian) for the AVX-512 VBMI byte-table dequantization.
+  alignas(64) std::uint8_t vplane[4][256];
 };
 
 // The two maps, built once (thread-safe static initialization).
 const QMap& qmap(bool is_signed);
+
+// AVX-512 extensions the avx512 path's 8-bit loops use beyond AVX-512F, one
+// bit each; set at load to what the CPU has. Tests clear them (_core._lowp_ext)
+// to run the AVX-512F-only code on the same machine.
+constexpr unsigned kLowpVbmi = 1;  // AVX512_VBMI + AVX512BW: byte-table dequantization
+extern std::atomic<unsigned> lowp_ext;
+unsigned lowp_ext_supported();
 
 // "lowbias32" (Chris Wellons' integer hash constants): the stochastic-rounding
 // noise of element i of a tensor is lowbias32(i ^ key) & 0xFFFF, with the key

@@ -72,10 +72,26 @@ QMap build(bool is_signed) {
   } else {
     for (int c = 0; c < 256; ++c) m.value[c] = mag[c];
   }
+  for (int c = 0; c < 256; ++c) {
+    std::uint32_t b;
+    std::memcpy(&b, &m.value[c], 4);
+    for (int p = 0; p < 4; ++p) m.vplane[p][c] = static_cast<std::uint8_t>(b >> (8 * p));
+  }
   return m;
 }
 
 }  // namespace
+
+unsigned lowp_ext_supported() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();  // (may run before the constructors that would call it)
+  return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi") ? kLowpVbmi : 0u;
+#else
+  return 0u;
+#endif
+}
+
+std::atomic<unsigned> lowp_ext{lowp_ext_supported()};
 
 const QMap& qmap(bool is_signed) {
   static const QMap s = build(true), u = build(false);

@@ -207,6 +207,37 @@ FA_INLINE std::size_t dequant_block16(const QMap& m, const std::uint8_t* codes, 
   }
   return i;
 }
+// With AVX512_VBMI (checked at run time: the translation unit targets
+// AVX-512F only): value[c] itself, 64 codes at a time, from the map's byte
+// planes: per plane, two 128-entry byte permutes and a blend on the code's top
+// bit; byte and word unpacks interleave the planes into float32s. The unpacks
+// work within 128-bit lanes, so the codes' 4-byte groups are first moved
+// (group 4q + l to place 4l + q) for each result to hold 16 consecutive values.
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) inline std::size_t dequant_block64_vbmi(
+    const QMap& m, const std::uint8_t* codes, float scale, float* out, std::size_t len) {
+  if (len < 64) return 0;
+  __m512i t[4][4];  // plane p, codes 64q..64q+63
+  for (int p = 0; p < 4; ++p)
+    for (int q = 0; q < 4; ++q) t[p][q] = _mm512_load_si512(m.vplane[p] + 64 * q);
+  const __m512 s = _mm512_set1_ps(scale);
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  std::size_t i = 0;
+  for (; i + 64 <= len; i += 64) {
+    const __m512i c = _mm512_permutexvar_epi32(order, _mm512_loadu_si512(codes + i));
+    const __mmask64 hi = _mm512_movepi8_mask(c);  // code >= 128
+    __m512i b[4];
+    for (int p = 0; p < 4; ++p)
+      b[p] = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(t[p][0], c, t[p][1]),
+                                    _mm512_permutex2var_epi8(t[p][2], c, t[p][3]));
+    const __m512i w01lo = _mm512_unpacklo_epi8(b[0], b[1]), w01hi = _mm512_unpackhi_epi8(b[0], b[1]);
+    const __m512i w23lo = _mm512_unpacklo_epi8(b[2], b[3]), w23hi = _mm512_unpackhi_epi8(b[2], b[3]);
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(w01lo, w23lo)), s));
+    _mm512_storeu_ps(out + i + 16, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(w01lo, w23lo)), s));
+    _mm512_storeu_ps(out + i + 32, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(w01hi, w23hi)), s));
+    _mm512_storeu_ps(out + i + 48, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(w01hi, w23hi)), s));
+  }
+  return i;
+}
 // The codes of one block's vector part; returns how many were written.
 template <bool is_signed>
 FA_INLINE std::size_t quant_block16(const QTables16& q, const float* x, std::uint8_t* codes, float inv, std::size_t len) {
@@ -447,8 +478,9 @@ FA_INLINE void narrow_sr_chunk(const float* in, void* out, std::size_t n, std::u
 FA_INLINE void dequant_block(const QMap& m, const std::uint8_t* codes, float scale, float* out, std::size_t len) {
   std::size_t i = 0;
 #if defined(__AVX512F__)
-  i = m.is_signed ? lowp::dequant_block16<true>(m, codes, scale, out, len)
-                  : lowp::dequant_block16<false>(m, codes, scale, out, len);
+  if (lowp_ext.load(std::memory_order_relaxed) & kLowpVbmi) i = lowp::dequant_block64_vbmi(m, codes, scale, out, len);
+  i += m.is_signed ? lowp::dequant_block16<true>(m, codes + i, scale, out + i, len - i)
+                   : lowp::dequant_block16<false>(m, codes + i, scale, out + i, len - i);
 #elif defined(__AVX2__)
   i = m.is_signed ? lowp::dequant_block8<true>(m, codes, scale, out, len)
                   : lowp::dequant_block8<false>(m, codes, scale, out, len);
