@@ -107,6 +107,21 @@ def test_codes_at_every_level_and_value_boundary_equal_the_reference(restore_isa
                     assert np.array_equal(_core._quantize(arr, signed)[0], want), (isa, signed, scale)
 
 
+def test_blocks_of_zeros_and_subnormal_scales_equal_the_reference(restore_isa):
+    """A zero block (inverse scale 0: the code of 0 throughout) and a block
+    whose absmax is subnormal (its inverse is Inf: a = 0 * Inf is NaN)."""
+    x = np.zeros(4 * 256, np.float32)
+    x[256::3], x[257::7], x[258::11] = 1e-45, -1e-45, -0.0
+    x[512:768] = x[256:512] * np.float32(3)
+    x[768::5] = -0.0
+    for signed, arr in ((True, x), (False, x), (False, np.abs(x))):
+        want_c, want_a = L.quantize(arr, signed)
+        for isa in isas():
+            set_path(isa)
+            codes, absmax = _core._quantize(arr, signed)
+            assert np.array_equal(codes, want_c) and same_bits(absmax, want_a), (isa, signed)
+
+
 def test_round_to_nearest_is_ml_dtypes_and_numpy():
     rng = np.random.default_rng(1)
     x = awkward(rng, 20000)

@@ -60,9 +60,15 @@ struct QMap {
   alignas(64) std::int32_t oct_thr[32];
   // Level tables indexed by that count (level count - 1); row 0 (below thr[0])
   // has offset 0 and last 0, which gives the magnitude index 0; rows 9..15: 0.
+  // k = rint(t) is never negative past a level's threshold (checked), so only
+  // the upper clamp, min(k, last), is needed. The signed map's rows give the
+  // code directly: cnt_offset = 127 + offset (a positive x: code 127 + j) and
+  // cnt_offset_neg = 127 - min(offset, 127) (a negative x: that minus k, which
+  // is 127 - min(j, 127); checked: min() only bites where last is 0).
   alignas(64) float cnt_dec[16];
   alignas(64) float cnt_invstep[16];
   alignas(64) std::int32_t cnt_offset[16];
+  alignas(64) std::int32_t cnt_offset_neg[16];
   alignas(64) std::int32_t cnt_last[16];
   // value[]'s float32 bits cut into byte planes (plane b: byte b of each
   // value, little-endian) for the AVX-512 VBMI byte-table dequantization.

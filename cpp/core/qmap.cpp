@@ -61,11 +61,18 @@ QMap build(bool is_signed) {
   }
   // Octave 0 stands for every a below 2^-30 too: none may pass a threshold.
   if (m.oct_base[0] != 0 || m.oct_thr[0] != 0x7f800000) throw std::logic_error("qmap: a threshold below 2^-30");
-  for (int c = 1; c <= kQLevels; ++c) {
-    m.cnt_dec[c] = m.dec[c - 1];
-    m.cnt_invstep[c] = m.invstep[c - 1];
-    m.cnt_offset[c] = m.offset[c - 1];
-    m.cnt_last[c] = m.last[c - 1];
+  for (int c = 0; c <= kQLevels; ++c) {
+    const int L = c - 1;
+    const std::int32_t offset = c ? m.offset[L] : 0, last = c ? m.last[L] : 0;
+    m.cnt_dec[c] = c ? m.dec[L] : 0.0f;  // (row 0: t = -0.5, k = 0)
+    m.cnt_invstep[c] = c ? m.invstep[L] : 0.0f;
+    m.cnt_last[c] = last;
+    m.cnt_offset[c] = is_signed ? 127 + offset : offset;
+    m.cnt_offset_neg[c] = is_signed ? 127 - (offset < 127 ? offset : 127) : 0;
+    if (is_signed && offset + last > 127 && last != 0) throw std::logic_error("qmap: a level straddles code 0");
+    // t is monotone in a, so k >= 0 for every a >= thr[L] if it is at thr[L].
+    if (c && __builtin_roundevenf((m.thr[L] * m.dec[L] - 0.1f) * m.invstep[L] - 0.5f) < 0.0f)
+      throw std::logic_error("qmap: a negative k past a threshold");
   }
   if (is_signed) {  // codes 0..126: -mag[127..1]; 127: 0; 128..255: mag[1..128]
     for (int c = 0; c < 256; ++c) m.value[c] = c < 127 ? -mag[127 - c] : mag[c - 127];

@@ -127,23 +127,30 @@ FA_INLINE __m512i hash16(__m512i x) {
   return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
 }
 // The level search tables of a map (QMap's oct_* and cnt_*, lowp.hpp) in
-// registers: six aligned loads.
+// registers: aligned loads.
 struct QTables16 {
-  __m512i base_lo, base_hi, thr_lo, thr_hi, offset, last;
+  __m512i base_lo, base_hi, thr_lo, thr_hi, offset, offset_neg, last;
   __m512 dec, invstep;
   explicit QTables16(const QMap& m)
       : base_lo(_mm512_load_si512(m.oct_base)), base_hi(_mm512_load_si512(m.oct_base + 16)),
         thr_lo(_mm512_load_si512(m.oct_thr)), thr_hi(_mm512_load_si512(m.oct_thr + 16)),
-        offset(_mm512_load_si512(m.cnt_offset)), last(_mm512_load_si512(m.cnt_last)),
-        dec(_mm512_load_ps(m.cnt_dec)), invstep(_mm512_load_ps(m.cnt_invstep)) {}
+        offset(_mm512_load_si512(m.cnt_offset)), offset_neg(_mm512_load_si512(m.cnt_offset_neg)),
+        last(_mm512_load_si512(m.cnt_last)), dec(_mm512_load_ps(m.cnt_dec)), invstep(_mm512_load_ps(m.cnt_invstep)) {}
 };
-template <bool is_signed>
+// finite: the block's inverse scale is finite and non-zero, so every x is
+// finite and a = |x| * inv cannot be NaN (signed: the clamp is one min).
+template <bool is_signed, bool finite>
 FA_INLINE __m512i qcode16(const QTables16& q, __m512 x, __m512 inv) {
-  __m512 ax = x;
-  if constexpr (is_signed) ax = _mm512_abs_ps(x);
-  // clamp01: a > 0 ? min(a, 1) : 0 (NaN -> 0)
-  const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_mul_ps(ax, inv), _mm512_setzero_ps(), _CMP_GT_OQ);
-  const __m512 a = _mm512_maskz_min_ps(pos, _mm512_mul_ps(ax, inv), _mm512_set1_ps(1.0f));
+  __m512 a;
+  __mmask16 pos = 0xffff;
+  if constexpr (is_signed && finite) {
+    a = _mm512_min_ps(_mm512_mul_ps(_mm512_abs_ps(x), inv), _mm512_set1_ps(1.0f));
+  } else {
+    // clamp01: a > 0 ? min(a, 1) : 0 (NaN -> 0)
+    const __m512 ax = _mm512_mul_ps(is_signed ? _mm512_abs_ps(x) : x, inv);
+    pos = _mm512_cmp_ps_mask(ax, _mm512_setzero_ps(), _CMP_GT_OQ);
+    a = _mm512_maskz_min_ps(pos, ax, _mm512_set1_ps(1.0f));
+  }
   // The count of thresholds <= a from a's octave (lowp.hpp; a >= 0: float
   // order is integer order): octaves below 2^-31 are read as that one, whose
   // row counts nothing; the permutes use the index's low 5 bits, E - 96.
@@ -157,15 +164,17 @@ FA_INLINE __m512i qcode16(const QTables16& q, __m512 x, __m512 inv) {
                     _mm512_permutexvar_ps(count, q.invstep)),
       _mm512_set1_ps(0.5f));
   // Round to nearest even and convert in one (|t| < 2^31: the same integer as
-  // roundscale then truncation).
-  __m512i k = _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  k = _mm512_min_epi32(_mm512_max_epi32(k, _mm512_setzero_si512()), _mm512_permutexvar_epi32(count, q.last));
-  const __m512i j = _mm512_add_epi32(_mm512_permutexvar_epi32(count, q.offset), k);  // count 0: j = 0
-  if constexpr (!is_signed) return _mm512_mask_max_epi32(j, pos, j, _mm512_set1_epi32(1));  // positive: at least 1
-  // negative: 127 - min(j, 127); otherwise 127 + j
+  // roundscale then truncation); k >= 0 (lowp.hpp).
+  const __m512i k = _mm512_min_epi32(_mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                     _mm512_permutexvar_epi32(count, q.last));
+  if constexpr (!is_signed) {  // positive: at least 1 (count 0: j = 0)
+    const __m512i j = _mm512_add_epi32(_mm512_permutexvar_epi32(count, q.offset), k);
+    return _mm512_mask_max_epi32(j, pos, j, _mm512_set1_epi32(1));
+  }
+  // 127 + j, or for a negative x 127 - min(j, 127): from the rows' offsets
   const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512());
-  const __m512i c127 = _mm512_set1_epi32(127);
-  return _mm512_mask_sub_epi32(_mm512_add_epi32(c127, j), neg, c127, _mm512_min_epi32(j, c127));
+  const __m512i o = _mm512_mask_permutexvar_epi32(_mm512_permutexvar_epi32(count, q.offset), neg, count, q.offset_neg);
+  return _mm512_mask_sub_epi32(_mm512_add_epi32(o, k), neg, o, k);
 }
 // Dequantization in closed form, as dequant_block8 (AVX2) does it 16 lanes
 // wide: the map's float32 formula gives value[]'s bits (no table gather, which
@@ -239,13 +248,13 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) inline std::size_t dequan
   return i;
 }
 // The codes of one block's vector part; returns how many were written.
-template <bool is_signed>
+template <bool is_signed, bool finite>
 FA_INLINE std::size_t quant_block16(const QTables16& q, const float* x, std::uint8_t* codes, float inv, std::size_t len) {
   const __m512 vinv = _mm512_set1_ps(inv);
   std::size_t i = 0;
   for (; i + 16 <= len; i += 16)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i),
-                     _mm512_cvtepi32_epi8(qcode16<is_signed>(q, _mm512_loadu_ps(x + i), vinv)));
+                     _mm512_cvtepi32_epi8(qcode16<is_signed, finite>(q, _mm512_loadu_ps(x + i), vinv)));
   return i;
 }
 }  // namespace lowp
@@ -508,16 +517,14 @@ inline void quant_chunk(const QMap& m, const float* x, std::uint8_t* codes, floa
     float mx;
 #if defined(__AVX512F__)
     {
-      __m512 acc = _mm512_setzero_ps();
-      __mmask16 nan = 0;
-      for (; i + 16 <= len; i += 16) {
-        const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(x + b0 + i));
-        nan |= _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
-        acc = _mm512_max_ps(acc, a);
-      }
-      mx = _mm512_reduce_max_ps(acc);
+      // |x|'s bits as integers: the same order, and any NaN above Inf's bits.
+      __m512i acc = _mm512_setzero_si512();
+      for (; i + 16 <= len; i += 16)
+        acc = _mm512_max_epi32(acc, _mm512_and_si512(_mm512_loadu_si512(x + b0 + i), _mm512_set1_epi32(0x7fffffff)));
+      const std::uint32_t top = static_cast<std::uint32_t>(_mm512_reduce_max_epi32(acc));
+      mx = lowp::float_of(top);
       const float tail = absmax_scalar(x + b0 + i, len - i);
-      if (nan || tail != tail) mx = lowp::float_of(0x7fc00000u);
+      if (top > 0x7f800000u || tail != tail) mx = lowp::float_of(0x7fc00000u);
       else mx = tail > mx ? tail : mx;
     }
 #elif defined(__AVX2__)
@@ -542,9 +549,14 @@ inline void quant_chunk(const QMap& m, const float* x, std::uint8_t* codes, floa
 #endif
     absmax[blk] = mx;
     const float inv = lowp::inverse(mx);
+    if (inv == 0.0f) {  // absmax 0, Inf or NaN: every a is 0 (or NaN, clamped to 0): the code of 0
+      std::memset(codes + b0, m.is_signed ? 127 : 0, len);
+      continue;
+    }
 #if defined(__AVX512F__)
-    i = m.is_signed ? lowp::quant_block16<true>(q, x + b0, codes + b0, inv, len)
-                    : lowp::quant_block16<false>(q, x + b0, codes + b0, inv, len);
+    if (!m.is_signed) i = lowp::quant_block16<false, false>(q, x + b0, codes + b0, inv, len);
+    else if (std::isfinite(inv)) i = lowp::quant_block16<true, true>(q, x + b0, codes + b0, inv, len);
+    else i = lowp::quant_block16<true, false>(q, x + b0, codes + b0, inv, len);
 #elif defined(__AVX2__)
     i = m.is_signed ? lowp::quant_block8<true>(q, x + b0, codes + b0, inv, len)
                     : lowp::quant_block8<false>(q, x + b0, codes + b0, inv, len);
