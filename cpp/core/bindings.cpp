@@ -322,8 +322,8 @@ PYBIND11_MODULE(_core, m) {
         return before;
       },
       py::arg("value") = -1,
-      "Read (and with value >= 0 set, within what the CPU has) the AVX-512 extensions the avx512 path's 8-bit "
-      "loops use: bit 0, VBMI byte-table dequantization (tests run both).");
+      "Read (and with value >= 0 set, within what the CPU has) the AVX-512 extensions the avx512 path's low-precision "
+      "loops use: bit 0, VBMI byte-table dequantization; bit 1, BW bfloat16 narrowing (tests run with and without).");
   m.def("_rounding_key", &rounding_key, py::arg("seed"), py::arg("step"), py::arg("tensor"));
 
   m.def("compiled_isas", &compiled_isas);

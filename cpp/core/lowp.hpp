@@ -78,10 +78,11 @@ struct QMap {
 // The two maps, built once (thread-safe static initialization).
 const QMap& qmap(bool is_signed);
 
-// AVX-512 extensions the avx512 path's 8-bit loops use beyond AVX-512F, one
+// AVX-512 extensions the avx512 path's low-precision loops use beyond AVX-512F, one
 // bit each; set at load to what the CPU has. Tests clear them (_core._lowp_ext)
 // to run the AVX-512F-only code on the same machine.
 constexpr unsigned kLowpVbmi = 1;  // AVX512_VBMI + AVX512BW: byte-table dequantization
+constexpr unsigned kLowpBw = 2;    // AVX512BW: bfloat16 narrowing by word permutes
 extern std::atomic<unsigned> lowp_ext;
 unsigned lowp_ext_supported();
 

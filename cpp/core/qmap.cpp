@@ -92,7 +92,8 @@ QMap build(bool is_signed) {
 unsigned lowp_ext_supported() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();  // (may run before the constructors that would call it)
-  return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi") ? kLowpVbmi : 0u;
+  if (!__builtin_cpu_supports("avx512bw")) return 0u;
+  return kLowpBw | (__builtin_cpu_supports("avx512vbmi") ? kLowpVbmi : 0u);
 #else
   return 0u;
 #endif

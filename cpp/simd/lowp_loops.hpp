@@ -247,6 +247,27 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) inline std::size_t dequan
   }
   return i;
 }
+// With AVX512BW: float32 -> bfloat16 (nearest even), 32 at a time: the
+// rounded value is the upper half of b + 0x7fff + lsb (NaN: of b with the
+// quiet bit set), and one word permute gathers the upper halves of two
+// vectors in order (instead of a shift and vpmovdw, 2 uops, per 16).
+__attribute__((target("avx512f,avx512bw"))) inline std::size_t narrow_bf16_bw(const float* in, std::uint16_t* out,
+                                                                              std::size_t n) {
+  const __m512i odd = _mm512_setr_epi32(0x00030001, 0x00070005, 0x000b0009, 0x000f000d, 0x00130011, 0x00170015,
+                                        0x001b0019, 0x001f001d, 0x00230021, 0x00270025, 0x002b0029, 0x002f002d,
+                                        0x00330031, 0x00370035, 0x003b0039, 0x003f003d);
+  auto hi = [](__m512 x) {
+    const __m512i b = _mm512_castps_si512(x);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb);
+    return _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), b, _mm512_set1_epi32(0x00400000));
+  };
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    _mm512_storeu_si512(out + i, _mm512_permutex2var_epi16(hi(_mm512_loadu_ps(in + i)), odd,
+                                                           hi(_mm512_loadu_ps(in + i + 16))));
+  return i;
+}
 // The codes of one block's vector part; returns how many were written.
 template <bool is_signed, bool finite>
 FA_INLINE std::size_t quant_block16(const QTables16& q, const float* x, std::uint8_t* codes, float inv, std::size_t len) {
@@ -427,6 +448,7 @@ FA_INLINE void narrow_chunk(DType dst, const float* in, void* out, std::size_t n
 #if defined(__AVX512F__)
   std::uint16_t* d = static_cast<std::uint16_t*>(out);
   if (dst == kBF16) {
+    if (lowp_ext.load(std::memory_order_relaxed) & kLowpBw) i = lowp::narrow_bf16_bw(in, d, n);
     for (; i + 16 <= n; i += 16)
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), _mm512_cvtepi32_epi16(lowp::bf16_rne16(_mm512_loadu_ps(in + i))));
   } else {
