@@ -10,6 +10,8 @@ hyperparameters changed mid-run, clipping and non-finite gradients."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -105,6 +107,24 @@ def test_codes_at_every_level_and_value_boundary_equal_the_reference(restore_isa
                 for isa in isas():
                     set_path(isa)
                     assert np.array_equal(_core._quantize(arr, signed)[0], want), (isa, signed, scale)
+
+
+@pytest.mark.skipif(not os.environ.get("FASTADAPT_EXHAUSTIVE"), reason="~1 min: set FASTADAPT_EXHAUSTIVE=1")
+def test_every_float32_in_0_1_gets_the_scalar_paths_code_on_every_path(restore_isa):
+    """The whole domain of the vector level searches: every a in [0, 1] (absmax
+    1, so a is x itself), and -a, coded as the scalar path (the reference's
+    own statement, test above) codes it."""
+    top, per = 0x3F800000 + 1, 255 << 16
+    for start in range(0, top, per):
+        a = np.arange(start, min(start + per, top), dtype=np.uint32).view(np.float32)
+        a = np.concatenate([a, np.zeros(-a.size % 255, np.float32)]).reshape(-1, 255)
+        x = np.concatenate([np.ones((a.shape[0], 1), np.float32), a], axis=1).ravel()
+        for signed, arr in ((True, x), (True, -x), (False, x)):
+            set_path("baseline")
+            want = _core._quantize(arr, signed)[0]
+            for isa in isas():
+                set_path(isa)
+                assert np.array_equal(_core._quantize(arr, signed)[0], want), (isa, signed, start)
 
 
 def test_blocks_of_zeros_and_subnormal_scales_equal_the_reference(restore_isa):
