@@ -10,6 +10,8 @@ hyperparameters changed mid-run, clipping and non-finite gradients."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -24,15 +26,31 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
+EXT = _core._lowp_ext()  # the AVX-512 extensions this CPU lends the avx512 path's 8-bit loops
+
+
 def isas():
-    return _core.supported_isas()
+    """Every SIMD path, and the avx512 one again without its extensions (as on
+    a CPU with AVX-512F alone): "avx512-F"."""
+    out = []
+    for isa in _core.supported_isas():
+        out.append(isa)
+        if isa == "avx512" and EXT:
+            out.append("avx512-F")
+    return out
+
+
+def set_path(isa):
+    _core._lowp_ext(0 if isa.endswith("-F") else EXT)
+    _core._set_simd(isa.removesuffix("-F"))
 
 
 @pytest.fixture
 def restore_isa():
-    isa, threads = _core.active_isa(), fa.get_num_threads()
+    isa, threads, ext = _core.active_isa(), fa.get_num_threads(), _core._lowp_ext()
     yield
     _core._set_simd(isa)
+    _core._lowp_ext(ext)
     fa.set_num_threads(threads)
 
 
@@ -55,7 +73,7 @@ def test_kernel_conversions_equal_the_reference_on_every_path(n, restore_isa):
     rng = np.random.default_rng(n)
     x = awkward(rng, n)
     for isa in isas():
-        _core._set_simd(isa)
+        set_path(isa)
         for signed, arr in ((True, x), (False, np.abs(x))):
             codes, absmax = _core._quantize(arr, signed)
             rc, ra = L.quantize(arr, signed)
@@ -66,6 +84,62 @@ def test_kernel_conversions_equal_the_reference_on_every_path(n, restore_isa):
         for key, first in ((0, 0), (12345, 7), (0xFFFFFFFF, 2 ** 33 + 5)):
             assert np.array_equal(_core._round_bf16(x, key=key, first=first),
                                   L.round_bf16_stochastic(x, key, first)), (isa, key)
+
+
+def test_codes_at_every_level_and_value_boundary_equal_the_reference(restore_isa):
+    """The vector quantizers find the level another way (AVX-512: from the
+    octave of a, cpp/core/lowp.hpp); a few ulps around every threshold, every
+    power of two and every value and midpoint of the maps, under absmax 1 (a
+    itself) and a scale that is not a power of two. (Every float32 in [0, 1]
+    was checked once, offline.)"""
+    for signed in (True, False):
+        tables = _core._qmap(signed)
+        mag = np.abs(tables["values"])
+        edges = np.concatenate([tables["thr"], mag, (mag[1:] + mag[:-1]) / 2,
+                                2.0 ** np.arange(-40, 1, dtype=np.float64)]).astype(np.float32)
+        bits = edges.view(np.uint32)[:, None].astype(np.int64) + np.arange(-4, 5)
+        a = np.unique(bits[(bits >= 0) & (bits <= 0x3F800000)].astype(np.uint32)).view(np.float32)
+        a = np.concatenate([a, np.zeros(-a.size % 255, np.float32)]).reshape(-1, 255)
+        for scale in (1.0, 3.0):
+            x = np.concatenate([np.full((a.shape[0], 1), scale, np.float32), a * np.float32(scale)], axis=1).ravel()
+            for arr in ((x, -x) if signed else (x,)):
+                want = L.quantize(arr, signed)[0]
+                for isa in isas():
+                    set_path(isa)
+                    assert np.array_equal(_core._quantize(arr, signed)[0], want), (isa, signed, scale)
+
+
+@pytest.mark.skipif(not os.environ.get("FASTADAPT_EXHAUSTIVE"), reason="~1 min: set FASTADAPT_EXHAUSTIVE=1")
+def test_every_float32_in_0_1_gets_the_scalar_paths_code_on_every_path(restore_isa):
+    """The whole domain of the vector level searches: every a in [0, 1] (absmax
+    1, so a is x itself), and -a, coded as the scalar path (the reference's
+    own statement, test above) codes it."""
+    top, per = 0x3F800000 + 1, 255 << 16
+    for start in range(0, top, per):
+        a = np.arange(start, min(start + per, top), dtype=np.uint32).view(np.float32)
+        a = np.concatenate([a, np.zeros(-a.size % 255, np.float32)]).reshape(-1, 255)
+        x = np.concatenate([np.ones((a.shape[0], 1), np.float32), a], axis=1).ravel()
+        for signed, arr in ((True, x), (True, -x), (False, x)):
+            set_path("baseline")
+            want = _core._quantize(arr, signed)[0]
+            for isa in isas():
+                set_path(isa)
+                assert np.array_equal(_core._quantize(arr, signed)[0], want), (isa, signed, start)
+
+
+def test_blocks_of_zeros_and_subnormal_scales_equal_the_reference(restore_isa):
+    """A zero block (inverse scale 0: the code of 0 throughout) and a block
+    whose absmax is subnormal (its inverse is Inf: a = 0 * Inf is NaN)."""
+    x = np.zeros(4 * 256, np.float32)
+    x[256::3], x[257::7], x[258::11] = 1e-45, -1e-45, -0.0
+    x[512:768] = x[256:512] * np.float32(3)
+    x[768::5] = -0.0
+    for signed, arr in ((True, x), (False, x), (False, np.abs(x))):
+        want_c, want_a = L.quantize(arr, signed)
+        for isa in isas():
+            set_path(isa)
+            codes, absmax = _core._quantize(arr, signed)
+            assert np.array_equal(codes, want_c) and same_bits(absmax, want_a), (isa, signed)
 
 
 def test_round_to_nearest_is_ml_dtypes_and_numpy():
@@ -132,7 +206,7 @@ def test_a_positive_second_moment_is_never_stored_as_zero(restore_isa):
     x[0], x[1:50] = 1.0, np.float32(1e-9) * np.arange(1, 50, dtype=np.float32)
     x[50] = np.float32(1e-45)  # (the smallest subnormal: positive too)
     for isa in isas():
-        _core._set_simd(isa)
+        set_path(isa)
         codes, absmax = _core._quantize(x, False)
         assert np.all(codes[1:51] == 1) and np.all(codes[51:] == 0) and codes[0] == 255, isa
         assert np.array_equal(codes, L.quantize(x, False)[0])
@@ -190,7 +264,7 @@ def run_pair(name, *, param_dtype=np.float32, grad_dtype=None, state=None, maste
     ref_cls, hyper = RULES[name]
     prep = prep or {}
     if isa:
-        _core._set_simd(isa)
+        set_path(isa)
     fa.set_num_threads(threads)
     opt = fa.make_optimizer(name, **hyper, **prep, state_dtype=state, master_weights=master,
                             stochastic_rounding=sr, seed=11)

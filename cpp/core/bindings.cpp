@@ -354,6 +354,16 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("like"), py::arg("addresses"), py::arg("owners"),
       "Read-only views of caller-owned memory shaped like `like` (fastadapt.torch; internal).");
+  m.def(
+      "_lowp_ext",
+      [](long value) {
+        const unsigned before = lowp_ext.load();
+        if (value >= 0) lowp_ext.store(static_cast<unsigned>(value) & lowp_ext_supported());
+        return before;
+      },
+      py::arg("value") = -1,
+      "Read (and with value >= 0 set, within what the CPU has) the AVX-512 extensions the avx512 path's low-precision "
+      "loops use: bit 0, VBMI byte-table dequantization; bit 1, BW bfloat16 narrowing (tests run with and without).");
   m.def("_rounding_key", &rounding_key, py::arg("seed"), py::arg("step"), py::arg("tensor"));
 
   m.def("compiled_isas", &compiled_isas);

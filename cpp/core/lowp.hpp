@@ -11,6 +11,7 @@
 // moments) and the unsigned map (second moments: one more bit of fraction)
 // are the paper's dynamic tree maps (values below).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -47,10 +48,43 @@ struct QMap {
   float invstep[kQLevels];       // float32(n_L / 0.9)
   std::int32_t offset[kQLevels]; // index of the level's first value among the magnitudes (0 is index 0)
   std::int32_t last[kQLevels];   // n_L - 1
+
+  // The same level search in a vector-friendly form (AVX-512 quantizer; built
+  // and checked in qmap.cpp). The octave of a in [0, 1], E = bits(a) >> 23,
+  // holds at most one threshold, so with e = max(E, 96) - 96 (0..31; no
+  // threshold lies below 2^-30) the count of thresholds <= a is
+  //   oct_base[e] + (bits(a) >= oct_thr[e])
+  // oct_base: the thresholds <= 2^(E-127); oct_thr: the bits of the one
+  // strictly inside the octave (0x7f800000 if none).
+  alignas(64) std::int32_t oct_base[32];
+  alignas(64) std::int32_t oct_thr[32];
+  // Level tables indexed by that count (level count - 1); row 0 (below thr[0])
+  // has offset 0 and last 0, which gives the magnitude index 0; rows 9..15: 0.
+  // k = rint(t) is never negative past a level's threshold (checked), so only
+  // the upper clamp, min(k, last), is needed. The signed map's rows give the
+  // code directly: cnt_offset = 127 + offset (a positive x: code 127 + j) and
+  // cnt_offset_neg = 127 - min(offset, 127) (a negative x: that minus k, which
+  // is 127 - min(j, 127); checked: min() only bites where last is 0).
+  alignas(64) float cnt_dec[16];
+  alignas(64) float cnt_invstep[16];
+  alignas(64) std::int32_t cnt_offset[16];
+  alignas(64) std::int32_t cnt_offset_neg[16];
+  alignas(64) std::int32_t cnt_last[16];
+  // value[]'s float32 bits cut into byte planes (plane b: byte b of each
+  // value, little-endian) for the AVX-512 VBMI byte-table dequantization.
+  alignas(64) std::uint8_t vplane[4][256];
 };
 
 // The two maps, built once (thread-safe static initialization).
 const QMap& qmap(bool is_signed);
+
+// AVX-512 extensions the avx512 path's low-precision loops use beyond AVX-512F, one
+// bit each; set at load to what the CPU has. Tests clear them (_core._lowp_ext)
+// to run the AVX-512F-only code on the same machine.
+constexpr unsigned kLowpVbmi = 1;  // AVX512_VBMI + AVX512BW: byte-table dequantization
+constexpr unsigned kLowpBw = 2;    // AVX512BW: bfloat16 narrowing by word permutes
+extern std::atomic<unsigned> lowp_ext;
+unsigned lowp_ext_supported();
 
 // "lowbias32" (Chris Wellons' integer hash constants): the stochastic-rounding
 // noise of element i of a tensor is lowbias32(i ^ key) & 0xFFFF, with the key

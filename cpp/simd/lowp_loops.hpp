@@ -126,56 +126,156 @@ FA_INLINE __m512i hash16(__m512i x) {
   x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(0x846ca68bu)));
   return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
 }
-// The level tables of a map in registers (index < 8: one permute each).
+// The level search tables of a map (QMap's oct_* and cnt_*, lowp.hpp) in
+// registers: aligned loads.
 struct QTables16 {
-  __m512 thr[kQLevels], dec, invstep;
-  __m512i offset, last;
-  explicit QTables16(const QMap& m) {
-    for (int L = 0; L < kQLevels; ++L) thr[L] = _mm512_set1_ps(m.thr[L]);
-    dec = _mm512_castps256_ps512(_mm256_loadu_ps(m.dec));
-    invstep = _mm512_castps256_ps512(_mm256_loadu_ps(m.invstep));
-    offset = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m.offset)));
-    last = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m.last)));
-  }
+  __m512i base_lo, base_hi, thr_lo, thr_hi, offset, offset_neg, last;
+  __m512 dec, invstep;
+  explicit QTables16(const QMap& m)
+      : base_lo(_mm512_load_si512(m.oct_base)), base_hi(_mm512_load_si512(m.oct_base + 16)),
+        thr_lo(_mm512_load_si512(m.oct_thr)), thr_hi(_mm512_load_si512(m.oct_thr + 16)),
+        offset(_mm512_load_si512(m.cnt_offset)), offset_neg(_mm512_load_si512(m.cnt_offset_neg)),
+        last(_mm512_load_si512(m.cnt_last)), dec(_mm512_load_ps(m.cnt_dec)), invstep(_mm512_load_ps(m.cnt_invstep)) {}
 };
-template <bool is_signed>
+// finite: the block's inverse scale is finite and non-zero, so every x is
+// finite and a = |x| * inv cannot be NaN (signed: the clamp is one min).
+template <bool is_signed, bool finite>
 FA_INLINE __m512i qcode16(const QTables16& q, __m512 x, __m512 inv) {
-  __m512 ax = x;
-  if constexpr (is_signed) ax = _mm512_abs_ps(x);
-  __m512 a = _mm512_mul_ps(ax, inv);
-  // clamp01: a > 0 ? min(a, 1) : 0 (NaN -> 0)
-  const __mmask16 pos = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ);
-  const __mmask16 lt1 = _mm512_cmp_ps_mask(a, _mm512_set1_ps(1.0f), _CMP_LT_OQ);
-  a = _mm512_mask_blend_ps(lt1, _mm512_set1_ps(1.0f), a);
-  a = _mm512_maskz_mov_ps(pos, a);
-  __m512i count = _mm512_setzero_si512();
-  const __m512i one = _mm512_set1_epi32(1);
-  for (int L = 0; L < kQLevels; ++L)
-    count = _mm512_mask_add_epi32(count, _mm512_cmp_ps_mask(a, q.thr[L], _CMP_GE_OQ), count, one);
-  const __mmask16 nonzero = _mm512_cmpgt_epi32_mask(count, _mm512_setzero_si512());
-  const __m512i L = _mm512_max_epi32(_mm512_sub_epi32(count, one), _mm512_setzero_si512());
+  __m512 a;
+  __mmask16 pos = 0xffff;
+  if constexpr (is_signed && finite) {
+    a = _mm512_min_ps(_mm512_mul_ps(_mm512_abs_ps(x), inv), _mm512_set1_ps(1.0f));
+  } else {
+    // clamp01: a > 0 ? min(a, 1) : 0 (NaN -> 0)
+    const __m512 ax = _mm512_mul_ps(is_signed ? _mm512_abs_ps(x) : x, inv);
+    pos = _mm512_cmp_ps_mask(ax, _mm512_setzero_ps(), _CMP_GT_OQ);
+    a = _mm512_maskz_min_ps(pos, ax, _mm512_set1_ps(1.0f));
+  }
+  // The count of thresholds <= a from a's octave (lowp.hpp; a >= 0: float
+  // order is integer order): octaves below 2^-31 are read as that one, whose
+  // row counts nothing; the permutes use the index's low 5 bits, E - 96.
+  const __m512i abits = _mm512_castps_si512(a);
+  const __m512i e = _mm512_srli_epi32(_mm512_max_epi32(abits, _mm512_set1_epi32(96 << 23)), 23);
+  const __m512i base = _mm512_permutex2var_epi32(q.base_lo, e, q.base_hi);
+  const __mmask16 up = _mm512_cmpge_epi32_mask(abits, _mm512_permutex2var_epi32(q.thr_lo, e, q.thr_hi));
+  const __m512i count = _mm512_mask_add_epi32(base, up, base, _mm512_set1_epi32(1));
   const __m512 t = _mm512_sub_ps(
-      _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(a, _mm512_permutexvar_ps(L, q.dec)), _mm512_set1_ps(0.1f)),
-                    _mm512_permutexvar_ps(L, q.invstep)),
+      _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(a, _mm512_permutexvar_ps(count, q.dec)), _mm512_set1_ps(0.1f)),
+                    _mm512_permutexvar_ps(count, q.invstep)),
       _mm512_set1_ps(0.5f));
-  __m512i k = _mm512_cvttps_epi32(_mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  k = _mm512_min_epi32(_mm512_max_epi32(k, _mm512_setzero_si512()), _mm512_permutexvar_epi32(L, q.last));
-  const __m512i j = _mm512_maskz_add_epi32(nonzero, _mm512_permutexvar_epi32(L, q.offset), k);
-  if constexpr (!is_signed) return _mm512_mask_max_epi32(j, pos, j, _mm512_set1_epi32(1));  // positive: at least 1
+  // Round to nearest even and convert in one (|t| < 2^31: the same integer as
+  // roundscale then truncation); k >= 0 (lowp.hpp).
+  const __m512i k = _mm512_min_epi32(_mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                     _mm512_permutexvar_epi32(count, q.last));
+  if constexpr (!is_signed) {  // positive: at least 1 (count 0: j = 0)
+    const __m512i j = _mm512_add_epi32(_mm512_permutexvar_epi32(count, q.offset), k);
+    return _mm512_mask_max_epi32(j, pos, j, _mm512_set1_epi32(1));
+  }
+  // 127 + j, or for a negative x 127 - min(j, 127): from the rows' offsets
   const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512());
-  const __m512i c127 = _mm512_set1_epi32(127);
-  const __m512i posc = _mm512_add_epi32(c127, j);
-  const __m512i negc = _mm512_sub_epi32(c127, _mm512_min_epi32(j, c127));
-  return _mm512_mask_blend_epi32(neg, posc, negc);
+  const __m512i o = _mm512_mask_permutexvar_epi32(_mm512_permutexvar_epi32(count, q.offset), neg, count, q.offset_neg);
+  return _mm512_mask_sub_epi32(_mm512_add_epi32(o, k), neg, o, k);
+}
+// Dequantization in closed form, as dequant_block8 (AVX2) does it 16 lanes
+// wide: the map's float32 formula gives value[]'s bits (no table gather, which
+// costs ~16 loads per vector).
+template <bool is_signed>
+FA_INLINE std::size_t dequant_block16(const QMap& m, const std::uint8_t* codes, float scale, float* out,
+                                      std::size_t len) {
+  const __m512 s = _mm512_set1_ps(scale);
+  const __m512 step = _mm512_castps256_ps512(_mm256_loadu_ps(m.step));
+  const __m512 invdec = _mm512_castps256_ps512(_mm256_loadu_ps(m.invdec));
+  const __m512i one = _mm512_set1_epi32(1);
+  std::size_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
+    __m512i j, u;
+    __mmask16 neg = 0;
+    if constexpr (is_signed) {
+      const __m512i d = _mm512_sub_epi32(c, _mm512_set1_epi32(127));
+      neg = _mm512_cmplt_epi32_mask(d, _mm512_setzero_si512());
+      j = _mm512_abs_epi32(d);
+      u = j;
+    } else {
+      j = c;
+      u = _mm512_add_epi32(c, one);
+    }
+    const __m512i e = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(u)), 23),
+                                       _mm512_set1_epi32(127));
+    __m512i L = is_signed ? e : _mm512_sub_epi32(e, one);
+    L = _mm512_min_epi32(_mm512_max_epi32(L, _mm512_setzero_si512()), _mm512_set1_epi32(kQLevels - 1));
+    const __m512i k = _mm512_sub_epi32(u, _mm512_sllv_epi32(one, e));
+    const __m512 kf = _mm512_add_ps(_mm512_cvtepi32_ps(k), _mm512_set1_ps(0.5f));
+    __m512 v = _mm512_mul_ps(_mm512_add_ps(_mm512_set1_ps(0.1f), _mm512_mul_ps(_mm512_permutexvar_ps(L, step), kf)),
+                             _mm512_permutexvar_ps(L, invdec));
+    v = _mm512_maskz_mov_ps(_mm512_test_epi32_mask(j, j), v);  // j = 0: the value 0
+    if constexpr (is_signed)  // (integer or: _mm512_or_ps needs AVX-512DQ)
+      v = _mm512_castsi512_ps(_mm512_mask_or_epi32(_mm512_castps_si512(v), neg, _mm512_castps_si512(v),
+                                                   _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(v, s));
+  }
+  return i;
+}
+// With AVX512_VBMI (checked at run time: the translation unit targets
+// AVX-512F only): value[c] itself, 64 codes at a time, from the map's byte
+// planes: per plane, two 128-entry byte permutes and a blend on the code's top
+// bit; byte and word unpacks interleave the planes into float32s. The unpacks
+// work within 128-bit lanes, so the codes' 4-byte groups are first moved
+// (group 4q + l to place 4l + q) for each result to hold 16 consecutive values.
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) inline std::size_t dequant_block64_vbmi(
+    const QMap& m, const std::uint8_t* codes, float scale, float* out, std::size_t len) {
+  if (len < 64) return 0;
+  __m512i t[4][4];  // plane p, codes 64q..64q+63
+  for (int p = 0; p < 4; ++p)
+    for (int q = 0; q < 4; ++q) t[p][q] = _mm512_load_si512(m.vplane[p] + 64 * q);
+  const __m512 s = _mm512_set1_ps(scale);
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  std::size_t i = 0;
+  for (; i + 64 <= len; i += 64) {
+    const __m512i c = _mm512_permutexvar_epi32(order, _mm512_loadu_si512(codes + i));
+    const __mmask64 hi = _mm512_movepi8_mask(c);  // code >= 128
+    __m512i b[4];
+    for (int p = 0; p < 4; ++p)
+      b[p] = _mm512_mask_blend_epi8(hi, _mm512_permutex2var_epi8(t[p][0], c, t[p][1]),
+                                    _mm512_permutex2var_epi8(t[p][2], c, t[p][3]));
+    const __m512i w01lo = _mm512_unpacklo_epi8(b[0], b[1]), w01hi = _mm512_unpackhi_epi8(b[0], b[1]);
+    const __m512i w23lo = _mm512_unpacklo_epi8(b[2], b[3]), w23hi = _mm512_unpackhi_epi8(b[2], b[3]);
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(w01lo, w23lo)), s));
+    _mm512_storeu_ps(out + i + 16, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(w01lo, w23lo)), s));
+    _mm512_storeu_ps(out + i + 32, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(w01hi, w23hi)), s));
+    _mm512_storeu_ps(out + i + 48, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(w01hi, w23hi)), s));
+  }
+  return i;
+}
+// With AVX512BW: float32 -> bfloat16 (nearest even), 32 at a time: the
+// rounded value is the upper half of b + 0x7fff + lsb (NaN: of b with the
+// quiet bit set), and one word permute gathers the upper halves of two
+// vectors in order (instead of a shift and vpmovdw, 2 uops, per 16).
+__attribute__((target("avx512f,avx512bw"))) inline std::size_t narrow_bf16_bw(const float* in, std::uint16_t* out,
+                                                                              std::size_t n) {
+  const __m512i odd = _mm512_setr_epi32(0x00030001, 0x00070005, 0x000b0009, 0x000f000d, 0x00130011, 0x00170015,
+                                        0x001b0019, 0x001f001d, 0x00230021, 0x00270025, 0x002b0029, 0x002f002d,
+                                        0x00330031, 0x00370035, 0x003b0039, 0x003f003d);
+  auto hi = [](__m512 x) {
+    const __m512i b = _mm512_castps_si512(x);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb);
+    return _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), b, _mm512_set1_epi32(0x00400000));
+  };
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    _mm512_storeu_si512(out + i, _mm512_permutex2var_epi16(hi(_mm512_loadu_ps(in + i)), odd,
+                                                           hi(_mm512_loadu_ps(in + i + 16))));
+  return i;
 }
 // The codes of one block's vector part; returns how many were written.
-template <bool is_signed>
+template <bool is_signed, bool finite>
 FA_INLINE std::size_t quant_block16(const QTables16& q, const float* x, std::uint8_t* codes, float inv, std::size_t len) {
   const __m512 vinv = _mm512_set1_ps(inv);
   std::size_t i = 0;
   for (; i + 16 <= len; i += 16)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i),
-                     _mm512_cvtepi32_epi8(qcode16<is_signed>(q, _mm512_loadu_ps(x + i), vinv)));
+                     _mm512_cvtepi32_epi8(qcode16<is_signed, finite>(q, _mm512_loadu_ps(x + i), vinv)));
   return i;
 }
 }  // namespace lowp
@@ -348,6 +448,7 @@ FA_INLINE void narrow_chunk(DType dst, const float* in, void* out, std::size_t n
 #if defined(__AVX512F__)
   std::uint16_t* d = static_cast<std::uint16_t*>(out);
   if (dst == kBF16) {
+    if (lowp_ext.load(std::memory_order_relaxed) & kLowpBw) i = lowp::narrow_bf16_bw(in, d, n);
     for (; i + 16 <= n; i += 16)
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), _mm512_cvtepi32_epi16(lowp::bf16_rne16(_mm512_loadu_ps(in + i))));
   } else {
@@ -408,11 +509,9 @@ FA_INLINE void narrow_sr_chunk(const float* in, void* out, std::size_t n, std::u
 FA_INLINE void dequant_block(const QMap& m, const std::uint8_t* codes, float scale, float* out, std::size_t len) {
   std::size_t i = 0;
 #if defined(__AVX512F__)
-  const __m512 s = _mm512_set1_ps(scale);
-  for (; i + 16 <= len; i += 16) {
-    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
-    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_i32gather_ps(c, m.value, 4), s));
-  }
+  if (lowp_ext.load(std::memory_order_relaxed) & kLowpVbmi) i = lowp::dequant_block64_vbmi(m, codes, scale, out, len);
+  i += m.is_signed ? lowp::dequant_block16<true>(m, codes + i, scale, out + i, len - i)
+                   : lowp::dequant_block16<false>(m, codes + i, scale, out + i, len - i);
 #elif defined(__AVX2__)
   i = m.is_signed ? lowp::dequant_block8<true>(m, codes, scale, out, len)
                   : lowp::dequant_block8<false>(m, codes, scale, out, len);
@@ -440,16 +539,14 @@ inline void quant_chunk(const QMap& m, const float* x, std::uint8_t* codes, floa
     float mx;
 #if defined(__AVX512F__)
     {
-      __m512 acc = _mm512_setzero_ps();
-      __mmask16 nan = 0;
-      for (; i + 16 <= len; i += 16) {
-        const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(x + b0 + i));
-        nan |= _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
-        acc = _mm512_max_ps(acc, a);
-      }
-      mx = _mm512_reduce_max_ps(acc);
+      // |x|'s bits as integers: the same order, and any NaN above Inf's bits.
+      __m512i acc = _mm512_setzero_si512();
+      for (; i + 16 <= len; i += 16)
+        acc = _mm512_max_epi32(acc, _mm512_and_si512(_mm512_loadu_si512(x + b0 + i), _mm512_set1_epi32(0x7fffffff)));
+      const std::uint32_t top = static_cast<std::uint32_t>(_mm512_reduce_max_epi32(acc));
+      mx = lowp::float_of(top);
       const float tail = absmax_scalar(x + b0 + i, len - i);
-      if (nan || tail != tail) mx = lowp::float_of(0x7fc00000u);
+      if (top > 0x7f800000u || tail != tail) mx = lowp::float_of(0x7fc00000u);
       else mx = tail > mx ? tail : mx;
     }
 #elif defined(__AVX2__)
@@ -474,9 +571,14 @@ inline void quant_chunk(const QMap& m, const float* x, std::uint8_t* codes, floa
 #endif
     absmax[blk] = mx;
     const float inv = lowp::inverse(mx);
+    if (inv == 0.0f) {  // absmax 0, Inf or NaN: every a is 0 (or NaN, clamped to 0): the code of 0
+      std::memset(codes + b0, m.is_signed ? 127 : 0, len);
+      continue;
+    }
 #if defined(__AVX512F__)
-    i = m.is_signed ? lowp::quant_block16<true>(q, x + b0, codes + b0, inv, len)
-                    : lowp::quant_block16<false>(q, x + b0, codes + b0, inv, len);
+    if (!m.is_signed) i = lowp::quant_block16<false, false>(q, x + b0, codes + b0, inv, len);
+    else if (std::isfinite(inv)) i = lowp::quant_block16<true, true>(q, x + b0, codes + b0, inv, len);
+    else i = lowp::quant_block16<true, false>(q, x + b0, codes + b0, inv, len);
 #elif defined(__AVX2__)
     i = m.is_signed ? lowp::quant_block8<true>(q, x + b0, codes + b0, inv, len)
                     : lowp::quant_block8<false>(q, x + b0, codes + b0, inv, len);
