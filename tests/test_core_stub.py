@@ -147,5 +147,5 @@ def test_stepper_step_parameters():
     assert got is not None, "pybind11 wrote no signature for Stepper.step"
     assert [n for n, _ in got] == ["self", "keys", "params", "grads", "states", "tensor_group", "group_scalars",
                                    "group_flags", "policy", "max_norm", "track_norm", "t", "counts", "last_norm",
-                                   "tensor_scalars", "state_scales", "masters", "rounding"]
-    assert [n for n, d in got if d] == ["tensor_scalars", "state_scales", "masters", "rounding"]
+                                   "tensor_scalars", "state_scales", "masters", "rounding", "grad_addresses"]
+    assert [n for n, d in got if d] == ["tensor_scalars", "state_scales", "masters", "rounding", "grad_addresses"]

@@ -594,6 +594,45 @@ def test_unusual_gradients_are_read_as_their_values():
         assert old() is None, k   # the step kept no view of the buffer
 
 
+def test_gradients_by_address_step_as_their_views():
+    """The kernel reads checked gradients by address (FusedOptimizer's
+    default): bit-equal to the same optimizer reading NumPy views of them,
+    with two param groups, new gradients every step, and parameters that
+    skip steps (cohorts of different step counts)."""
+    torch.manual_seed(5)
+    base = [torch.randn(n, dtype=torch.float32) for n in (7, 300, 1, 40, 0, 9)]
+    sets = [[torch.nn.Parameter(b.clone()) for b in base] for _ in range(2)]
+    opts = [FusedOptimizer([{"params": ps[:3]}, {"params": ps[3:], "lr": 0.03}], rule="adamw", lr=0.1)
+            for ps in sets]
+    opts[1]._by_address = False
+    assert opts[0]._by_address
+    for k in range(6):
+        grads = [torch.randn(b.shape) for b in base]
+        for ps in sets:
+            for j, (p, g) in enumerate(zip(ps, grads)):
+                p.grad = None if (k + j) % 4 == 0 else g.clone()
+        for opt in opts:
+            opt.step()
+        for p, q in zip(*sets):
+            assert torch.equal(p.detach(), q.detach()), k
+    assert len(opts[0]._cohorts) > 1   # (steps skipped: several step counts were stepped)
+
+
+def test_a_kept_negated_gradient_is_read_as_its_values():
+    """A lazily negated gradient kept from step to step is read through its
+    copy every step, never at its address (which holds -g)."""
+    torch.manual_seed(6)
+    base = torch.randn(10, dtype=torch.float64)
+    ours, ref = torch.nn.Parameter(base.clone()), torch.nn.Parameter(base.clone())
+    g = torch.randn(10, dtype=torch.float64)
+    ours.grad, ref.grad = torch._neg_view(-g), g.clone()
+    opts = [FusedOptimizer([ours], rule="adam", lr=0.1), torch.optim.Adam([ref], lr=0.1, foreach=False)]
+    for k in range(4):
+        for opt in opts:
+            opt.step()
+        assert rel(ours.detach(), ref.detach()) <= 1e-12, k
+
+
 def test_some_gradients_kept_and_some_new_stay_exact():
     """More tensors than the step samples to tell kept gradients from new
     ones: the first ten keep theirs (zeroed in place), the last two get new

@@ -239,7 +239,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("policy"), py::arg("max_norm"), py::arg("track_norm"), py::arg("t"),
            py::arg("counts").noconvert(), py::arg("last_norm").noconvert(),
            py::arg("tensor_scalars") = py::none(), py::arg("state_scales") = py::none(),
-           py::arg("masters") = py::none(), py::arg("rounding") = py::none());
+           py::arg("masters") = py::none(), py::arg("rounding") = py::none(),
+           py::arg("grad_addresses") = py::none());
 
   py::class_<BusyLock>(m, "BusyLock",
                        "One call at a time (a context manager; non-blocking, raises when busy).")

@@ -336,8 +336,21 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
                            const py::list& grads, const py::list& states,
                            const IntArray& tensor_group, const DoubleArray& group_scalars,
                            const FlagArray& group_flags, const py::object& state_scales,
-                           const py::object& masters, const py::object& rounding, std::int64_t step) {
+                           const py::object& masters, const py::object& rounding, std::int64_t step,
+                           const py::object& grad_addresses) {
   const std::size_t n = params.size();
+  // Gradients given by address (Optimizer._update_at, for fastadapt.torch):
+  // grads[i] is the object that owns the memory (kept alive for the call) and
+  // grad_addresses[i] its start, which the caller has checked holds the
+  // param's dtype and element count contiguously. Making a NumPy view per
+  // gradient only for this call to take it apart was most of the torch
+  // adapter's own work with new gradients every step.
+  PyObject* addrs = nullptr;
+  if (!grad_addresses.is_none()) {
+    if (!PyList_Check(grad_addresses.ptr()) || static_cast<std::size_t>(PyList_GET_SIZE(grad_addresses.ptr())) != n)
+      throw py::value_error("internal: grad_addresses must be None or a list per tensor");
+    addrs = grad_addresses.ptr();
+  }
   if (grads.size() != n || keys.size() != n || static_cast<std::size_t>(tensor_group.size()) != n ||
       tensor_group.ndim() != 1 || group_flags.ndim() != 1)
     throw py::value_error("internal: params, grads, keys and groups differ in length");
@@ -403,8 +416,18 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
     // in float32, with grads in any of those three.
     const DType compute = pv.dtype == kF64 ? kF64 : kF32;
     const unsigned low = (1u << kF32) | (1u << kBF16) | (1u << kF16);
-    const ArrayView gv = check_matching_array(grads[i], gw, p, pv, pw, /*writeable=*/false,
-                                              nullptr, compute == kF64 ? 1u << kF64 : low);
+    ArrayView gv;
+    if (addrs) {
+      gv = ArrayView{static_cast<char*>(PyLong_AsVoidPtr(PyList_GET_ITEM(addrs, static_cast<Py_ssize_t>(i)))),
+                     pv.size, pv.nbytes, pv.dtype};
+      if (gv.data == nullptr) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        if (pv.size) throw py::value_error("internal: " + gw.str() + " has a null address");
+      }
+    } else {
+      gv = check_matching_array(grads[i], gw, p, pv, pw, /*writeable=*/false, nullptr,
+                                compute == kF64 ? 1u << kF64 : low);
+    }
     if (groups[i] < 0 || static_cast<std::size_t>(groups[i]) >= ngroups)
       throw py::value_error("internal: group index out of range");
     TensorPlan t{pv.data, gv.data, {}, pv.size, compute, static_cast<std::uint32_t>(groups[i]),
@@ -585,7 +608,8 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
                         const DoubleArray& group_scalars, const FlagArray& group_flags,
                         int policy, double max_norm, bool track_norm, std::int64_t t,
                         CountArray counts, DoubleArray last_norm, const py::object& tensor_scalars,
-                        const py::object& state_scales, const py::object& masters, const py::object& rounding) {
+                        const py::object& state_scales, const py::object& masters, const py::object& rounding,
+                        const py::object& grad_addresses) {
   const int me = static_cast<int>(getpid());
   int owner = 0;
   if (!busy_pid_.compare_exchange_strong(owner, me)) {
@@ -605,7 +629,7 @@ py::tuple Stepper::step(const py::sequence& keys, const py::list& params, const 
       last_norm.ndim() != 1 || last_norm.shape(0) != 1 || !last_norm.writeable())
     throw py::value_error("internal: counters must be writeable int64[5] and float64[1]");
   check_inputs(keys, params, grads, states, tensor_group, group_scalars, group_flags, state_scales, masters,
-               rounding, t);
+               rounding, t, grad_addresses);
   const bool has_tensor_scalars = info_->tensor_scalars[0] != nullptr;
   DoubleArray tensor_scalars_out;
   if (has_tensor_scalars) {

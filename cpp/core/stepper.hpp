@@ -105,7 +105,8 @@ class Stepper {
                  const DoubleArray& group_scalars, const FlagArray& group_flags, int policy,
                  double max_norm, bool track_norm, std::int64_t t, CountArray counts,
                  DoubleArray last_norm, const py::object& tensor_scalars,
-                 const py::object& state_scales, const py::object& masters, const py::object& rounding);
+                 const py::object& state_scales, const py::object& masters, const py::object& rounding,
+                 const py::object& grad_addresses);
 
   const std::string& rule() const { return rule_name_; }
   // The state slots (bit s = slot s) a tensor of ndim dimensions uses with these flags.
@@ -116,7 +117,7 @@ class Stepper {
                     const py::list& states, const IntArray& tensor_group,
                     const DoubleArray& group_scalars, const FlagArray& group_flags,
                     const py::object& state_scales, const py::object& masters, const py::object& rounding,
-                    std::int64_t t);
+                    std::int64_t t, const py::object& grad_addresses);
   void check_param_overlap(const py::sequence& keys);
 
   int rule_;

@@ -41,6 +41,7 @@ class Stepper:
         state_scales: Optional[List[Optional[List[Optional[npt.NDArray[np.float32]]]]]] = ...,
         masters: Optional[List[Optional[npt.NDArray[np.float32]]]] = ...,
         rounding: Optional[Tuple[int, List[bool]]] = ...,
+        grad_addresses: Optional[List[int]] = ...,
     ) -> Tuple[int, Optional[float], int, int]: ...
 
 # __exit__ always returns False (an exception inside the block propagates):

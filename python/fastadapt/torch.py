@@ -87,7 +87,7 @@ _SAMPLE = 8   # gradients looked at to tell whether they persist between steps
 _PER_TENSOR_LR_FREE = ("ldog",)
 # what pickling (copy.deepcopy, torch.save of the optimizer) keeps besides torch's fields
 _CONFIG = ("rule", "_cls", "_names", "_per_key", "_wide", "_scalar_names", "_state_names", "_coupled",
-           "_two_points")
+           "_two_points", "_by_address")
 _contiguous = torch.Tensor.is_contiguous
 _data_ptr = torch.Tensor.data_ptr
 _numel = torch.Tensor.numel
@@ -144,7 +144,7 @@ class _Cohort:
 class _Grads:
     """The gradients of one step: which parameters have one, and their views."""
 
-    __slots__ = ("grads", "active", "params", "tensors", "ptrs", "views", "tree", "pptrs")
+    __slots__ = ("grads", "active", "params", "tensors", "ptrs", "views", "tree", "pptrs", "direct")
 
     def __init__(self, grads, active, params, tensors, ptrs, views):
         self.grads = grads          # p.grad of every parameter (None where it has none), flat order
@@ -153,6 +153,7 @@ class _Grads:
         self.tensors = tensors      # their gradients
         self.ptrs = ptrs            # the gradients' data_ptr(), checked (None: views made by _checked_views)
         self.views = views          # the gradients' NumPy views (None until made, after the params' views)
+        self.direct = ptrs is not None  # their memory holds their values, checked: readable by address
         self.pptrs = None           # the params' data_ptr() when the gradients were checked
         self.tree = None            # the single cohort's gradient tree, once made
 
@@ -263,6 +264,8 @@ class FusedOptimizer(torch.optim.Optimizer):
         self._coupled = bool(cls.lr_free) and cls.algorithm not in _PER_TENSOR_LR_FREE
         # two points (Schedule-Free): eval()/train() switch them, param groups carry "train_mode"
         self._two_points = isinstance(getattr(cls, "train_mode", None), property)
+        # the rule's step is one C++ call that can read the gradients by address
+        self._by_address = template._takes_grad_addresses()
         self._reset_engines()
         super().__init__(params, template.hyperparameters)
 
@@ -310,6 +313,7 @@ class FusedOptimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault("_by_address", False)  # (pickled by an older version: views, as it did)
         if "_cohorts" not in self.__dict__:  # unpickled: the fused optimizers rebuild from the state
             self._reset_engines()
 
@@ -438,21 +442,32 @@ class FusedOptimizer(torch.optim.Optimizer):
             gs.tree = None
         self._apply_hyperparameters()
         cohorts = self._cohorts
-        views = gs.views
-        if views is None:
-            # Read-only arrays at the checked gradients' addresses, each with
-            # its parameter's dtype and shape, each keeping its tensor alive.
-            views = gs.views = _core._views_at(self._pviews, gs.ptrs, gs.tensors)
         self._dirty = True
-        if len(cohorts) == 1:  # members in active order, groups in order: slices
-            c = cohorts[0]
-            if gs.tree is None:
-                gs.tree = [views[a:b] for a, b in c.spans]
-            c.engine.update(c.params, gs.tree)
+        if gs.direct and self._by_address:
+            # The checked gradients go to the kernel by address (no NumPy view
+            # made per gradient per step; the tensors stay alive for the call).
+            if len(cohorts) == 1:  # members in active order, groups in order
+                cohorts[0].engine._update_at(cohorts[0].params, gs.tensors, gs.ptrs)
+            else:
+                by_index = dict(zip(active, zip(gs.ptrs, gs.tensors)))
+                for c in cohorts:
+                    order = [by_index[i] for idx in c.indices for i in idx]
+                    c.engine._update_at(c.params, [t for _, t in order], [a for a, _ in order])
         else:
-            by_index = dict(zip(active, views))
-            for c in cohorts:
-                c.engine.update(c.params, [[by_index[i] for i in idx] for idx in c.indices])
+            views = gs.views
+            if views is None:
+                # Read-only arrays at the checked gradients' addresses, each with
+                # its parameter's dtype and shape, each keeping its tensor alive.
+                views = gs.views = _core._views_at(self._pviews, gs.ptrs, gs.tensors)
+            if len(cohorts) == 1:  # members in active order, groups in order: slices
+                c = cohorts[0]
+                if gs.tree is None:
+                    gs.tree = [views[a:b] for a, b in c.spans]
+                c.engine.update(c.params, gs.tree)
+            else:
+                by_index = dict(zip(active, views))
+                for c in cohorts:
+                    c.engine.update(c.params, [[by_index[i] for i in idx] for idx in c.indices])
         # The views wrote the memory behind autograd's back: bump the version
         # counters so a graph that saved these tensors refuses to backward.
         increment_version(params)

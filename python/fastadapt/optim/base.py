@@ -647,7 +647,22 @@ class Optimizer:
         with self._busy:
             return self._update(params, grads)
 
-    def _update(self, params: P, grads: Any) -> P:
+    def _takes_grad_addresses(self) -> bool:
+        """Whether ``_update_at`` works for this rule (its step is the one
+        C++ call of this class; Muon and Schedule-Free add their own work)."""
+        return type(self)._update is Optimizer._update and type(self._stepper) is _core.Stepper
+
+    def _update_at(self, params: P, owners: List[Any], addresses: List[int]) -> P:
+        """``update`` with the gradients given by
+        address, for ``fastadapt.torch``: ``addresses[i]`` is the start of the
+        gradient of the i-th leaf of ``params`` (in flattening order), which
+        the caller has checked is contiguous memory of that leaf's dtype and
+        element count, owned by ``owners[i]``. Internal: nothing here can
+        check what an address points at."""
+        with self._busy:
+            return self._update(params, owners, addresses)
+
+    def _update(self, params: P, grads: Any, addresses: Optional[List[int]] = None) -> P:
         self._settle()
         t = int(self._counts[0]) + 1
         created: List[Tuple[int, int]] = []
@@ -660,7 +675,7 @@ class Optimizer:
             tree, paths = self._tree, self._paths
             assert tree is not None  # (bound just above)
             leaves = tree.flatten(params, "params", _STRUCTURE_FIX)
-            gleaves = tree.flatten(grads, "grads", _GRADS_FIX)
+            gleaves = grads if addresses is not None else tree.flatten(grads, "grads", _GRADS_FIX)
             self._prepare(t, leaves, created, carried, fresh_scalars)
             hp = self._hyper
             policy = hp["nonfinite"]
@@ -670,7 +685,7 @@ class Optimizer:
                 self._scalars, self._flags, _POLICY[policy], -1.0 if max_norm is None else max_norm,
                 hp["track_grad_norm"], t, self._counts, self._last_norm,
                 tensor_scalars=self._tensor_scalars if self._tensor_scalar_names else None,
-                **self._lowp_args(leaves, created))
+                **self._lowp_args(leaves, created), **({} if addresses is None else {"grad_addresses": addresses}))
         finally:
             self._settle()
         if status == 2:  # a raise leaves the optimizer exactly as it was
