@@ -443,9 +443,11 @@ class FusedOptimizer(torch.optim.Optimizer):
         self._apply_hyperparameters()
         cohorts = self._cohorts
         self._dirty = True
-        if gs.direct and self._by_address:
-            # The checked gradients go to the kernel by address (no NumPy view
-            # made per gradient per step; the tensors stay alive for the call).
+        if gs.direct and self._by_address and gs is not self._grads:
+            # New gradients, checked, go to the kernel by address: no NumPy
+            # view made per gradient per step (the tensors stay alive for the
+            # call). Kept ones (self._grads) are viewed once and the views
+            # reused, which measured ~5% faster than addresses.
             if len(cohorts) == 1:  # members in active order, groups in order
                 cohorts[0].engine._update_at(cohorts[0].params, gs.tensors, gs.ptrs)
             else:
