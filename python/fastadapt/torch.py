@@ -222,7 +222,9 @@ class FusedOptimizer(torch.optim.Optimizer):
     - The parameters' NumPy views are made once and reused while each
       parameter keeps its memory (``data_ptr()``, checked every step); the
       gradients' views are reused while the gradients are the same tensors
-      from step to step (``zero_grad(set_to_none=False)``).
+      from step to step (``zero_grad(set_to_none=False)``). New gradient
+      tensors are checked (dense, contiguous, the parameter's dtype and
+      size) and read by the kernel at their address, with no view made.
 
     Examples
     --------
@@ -679,9 +681,11 @@ class FusedOptimizer(torch.optim.Optimizer):
             Set every ``.grad`` to None (the next ``backward()`` makes new
             gradient tensors) instead of filling them with zeros. With
             ``False`` the gradient tensors persist, and the step reuses
-            their NumPy views instead of making new ones each step (at
-            1000 tensors of 100 elements, about half of the adapter's own
-            work per step).
+            their NumPy views, checking only that they are the same tensors
+            at the same addresses; new gradient tensors are each checked
+            (layout, dtype, size) and read at their address (at 1000 tensors
+            of 100 elements, measured warm on one thread: 0.55 ms per step
+            with kept gradients, 0.82 ms with new ones).
         """
         if set_to_none:
             self._drop_grads()  # hold no reference to the gradients being dropped

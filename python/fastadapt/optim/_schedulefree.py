@@ -223,13 +223,13 @@ class ScheduleFree(Optimizer):
                 out.append((leaf, z, hp))
         return out
 
-    def _update(self, params: P, grads: Any) -> P:
+    def _update(self, params: P, grads: Any, addresses: Optional[List[int]] = None) -> P:
         self._settle()
         if not self._train_mode:
             raise RuntimeError(f"{type(self).__name__}.update() in eval mode: params hold the averaged point x; "
                                f"call opt.train(params) first (and opt.eval(params) again to evaluate); nothing "
                                f"was updated")
-        return super()._update(params, grads)
+        return super()._update(params, grads, addresses)
 
     # ---- checkpoints: the mode travels with the state --------------------
     def _snapshot(self, also: Any) -> Tuple[Dict[str, Any], Any]:

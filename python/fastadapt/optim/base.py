@@ -648,9 +648,9 @@ class Optimizer:
             return self._update(params, grads)
 
     def _takes_grad_addresses(self) -> bool:
-        """Whether ``_update_at`` works for this rule (its step is the one
-        C++ call of this class; Muon and Schedule-Free add their own work)."""
-        return type(self)._update is Optimizer._update and type(self._stepper) is _core.Stepper
+        """Whether ``_update_at`` works for this rule: its step is one call
+        of the C++ stepper (Muon's is its own, which takes arrays)."""
+        return type(self._stepper) is _core.Stepper
 
     def _update_at(self, params: P, owners: List[Any], addresses: List[int]) -> P:
         """``update`` with the gradients given by
