@@ -13,14 +13,15 @@ Only ``opt.step()`` is timed, in two ways of handing it gradients:
 - ``new``: new gradient tensors before every step (what ``zero_grad()``'s
   default, ``set_to_none=True``, followed by ``backward()`` gives; the
   tensors come from a pool, assigned outside the timed region);
-  FusedOptimizer takes new views of them each step.
+  FusedOptimizer checks them and its kernel reads them at their addresses.
 
 For FusedOptimizer the time includes checking the gradients and bumping
 autograd's version counters, every step. The last row is fa.Adam's update
 on NumPy arrays of the same sizes: the kernel without the adapter. Within a
 round each figure is the median of ``--repeats`` steps after two warm-up
 steps, the optimizers taking turns step by step (so a load that comes and
-goes on a shared machine falls on all of them); the table gives the median
+goes on a shared machine falls on all of them; each repeat of the turns
+starts one optimizer later, so each follows every other equally often); the table gives the median
 over ``--rounds`` rounds and, in brackets, the smallest and largest round.
 Figures only: nothing here asserts a time.
 
@@ -81,8 +82,12 @@ def interleaved_medians(cases, raw, repeats):
             prep()
             step()
     times = [[] for _ in steps]
-    for _ in range(repeats):
-        for step, prep, out in zip(steps, prepare, times):
+    order = list(zip(steps, prepare, times))
+    for r in range(repeats):
+        # Each repeat starts one case later: every case follows every other
+        # equally often (what ran just before moves a step's time: caches).
+        k = r % len(order)
+        for step, prep, out in order[k:] + order[:k]:
             prep()
             start = time.perf_counter()
             step()
