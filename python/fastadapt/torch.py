@@ -18,7 +18,11 @@ rebuilds them). The gradients' views are reused while the gradients are
 the same tensors at the same addresses as in the last steps (gradients
 kept by ``zero_grad(set_to_none=False)``, or set once); gradients that are
 new tensors every step (``zero_grad()``'s default, then ``backward()``)
-get new views each step, and no reference to them outlives the step.
+are checked each step (dense, contiguous, not a lazily negated view, the
+parameter's dtype and size) and the kernel reads them at their addresses
+(``Optimizer._update_at``; a gradient that fails a check is read through a
+view or a copy of its values, or refused with an error that names it); no
+reference to them outlives the step.
 
 Params without a gradient. torch skips a parameter whose ``.grad`` is None
 (no update, no weight decay, its state and its step count stay). A fused
