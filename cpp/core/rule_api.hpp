@@ -211,6 +211,12 @@ using RoofFn = void (*)(char* const* reads, int nreads, char* const* writes, int
 struct RuleKernels {
   const RuleInfo* info;
   PassFn pass[kMaxPasses][2];  // [pass][dtype]
+  // A single-pass element-wise rule may also read and write bfloat16 state
+  // itself (float32 params and grads, every param-shaped slot bfloat16):
+  // widened and rounded in registers, with the bits of widen/narrow. Staged
+  // conversions run as passes of their own next to a body bound by its
+  // divider; in the body they overlap with it. Null: staged as any other.
+  PassFn bf16_state = nullptr;
 };
 
 // Low-precision storage loops (cpp/simd/lowp_loops.hpp); n elements, the

@@ -212,6 +212,13 @@ void pass_task(void* c, std::size_t i) {
   task.tensor_sums = ctx->tensor_sums ? ctx->tensor_sums + ch.tensor * kSumsPerTensor : nullptr;
   task.global_sums = ctx->global_sums;
   task.tensor_scalars = ctx->tensor_scalars ? ctx->tensor_scalars + ch.tensor * kMaxTensorScalars : nullptr;
+  if (t.staged && t.bf16_state && ctx->rule->bf16_state) {
+    // The rule reads and writes the bfloat16 bits itself: no staging.
+    for (int s = 0; s < kMaxSlots; ++s)
+      if (t.s[s] && info.slot_shape[s] == kLikeParam) task.s[s] = static_cast<char*>(t.s[s]) + 2 * ch.begin;
+    ctx->results[i] = ctx->rule->bf16_state(task, ctx->prep);
+    return;
+  }
   if (t.staged) {
     ctx->results[i] = staged_pass(*ctx, ch, t, task);
     return;
@@ -543,6 +550,12 @@ void Stepper::check_inputs(const py::sequence& keys, const py::list& params,
       }
     }
     t.staged = t.staged || t.pstore != compute || t.gstore != compute || t.master;
+    if (t.staged && compute == kF32 && t.pstore == kF32 && t.gstore == kF32 && !t.master && single_pass) {
+      bool all_bf16 = true;
+      for (int s = 0; s < nslots_; ++s)
+        if (t.s[s] && info_->slot_shape[s] == kLikeParam) all_bf16 = all_bf16 && t.sstore[s] == kBF16;
+      t.bf16_state = all_bf16;
+    }
     keep_alive_.push_back(py::reinterpret_borrow<py::object>(p));
     keep_alive_.push_back(py::reinterpret_borrow<py::object>(grads[i]));
     for (int s = 0; s < nslots_; ++s)

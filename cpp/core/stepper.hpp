@@ -49,6 +49,9 @@ struct TensorPlan {
   bool stochastic = false;       // round a bfloat16 param stochastically
   std::uint32_t rounding_key = 0;
   bool staged = false;
+  // float32 params and grads, every param-shaped state slot bfloat16: the
+  // rule's RuleKernels::bf16_state (if it has one) runs on the stored bits.
+  bool bf16_state = false;
 };
 
 struct ChunkRef {

@@ -167,6 +167,54 @@ FA_INLINE ChunkResult run_chunk(std::size_t n, const GradPrep& gp, bool maximize
 template <class P>
 using VecOf = typename std::remove_reference_t<P>::vec;
 
+// A rule body's state access in the state's storage type S: the vector's own
+// element type (a plain load/store), or std::uint16_t for bfloat16 bits,
+// widened on load and rounded to nearest even on store in registers (the
+// bits widen_chunk/narrow_chunk give; RuleKernels::bf16_state).
+template <class W>
+struct Bf16IO;
+template <>
+struct Bf16IO<Scalar<float>> {
+  static FA_INLINE Scalar<float> load(const std::uint16_t* p) {
+    return {lowp::float_of(static_cast<std::uint32_t>(*p) << 16)};
+  }
+  static FA_INLINE void store(std::uint16_t* p, Scalar<float> x) { *p = lowp::bf16_rne(x.v); }
+};
+#if defined(__AVX512F__)
+template <>
+struct Bf16IO<F32x16> {
+  static FA_INLINE F32x16 load(const std::uint16_t* p) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  }
+  static FA_INLINE void store(std::uint16_t* p, F32x16 x) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(lowp::bf16_rne16(x.v)));
+  }
+};
+#elif defined(__AVX2__)
+template <>
+struct Bf16IO<F32x8> {
+  static FA_INLINE F32x8 load(const std::uint16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+  }
+  static FA_INLINE void store(std::uint16_t* p, F32x8 x) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), lowp::pack16(lowp::bf16_rne8(x.v)));
+  }
+};
+#endif
+
+template <class W, class S>
+FA_INLINE W load_state(const S* p) {
+  if constexpr (std::is_same_v<S, typename W::elem>) return W::load(p);
+  else return Bf16IO<W>::load(p);
+}
+template <class W, class S>
+FA_INLINE void store_state(S* p, W x) {
+  if constexpr (std::is_same_v<S, typename W::elem>) x.store(p);
+  else Bf16IO<W>::store(p, x);
+}
+
 // Sum of squares (and non-finite count) of a gradient chunk, with exactly the
 // lanes the step kernels use. kSkipAndCount sums as if NaN/Inf were 0.
 template <class T>

@@ -20,15 +20,28 @@ void fill_pass(RuleKernels& rk) {
   }
 }
 
+// Rules whose pass<0, float, std::uint16_t> reads and writes bfloat16 state
+// (static constexpr bool kFusedBf16State = true).
+template <class Rule, class = void>
+struct FusedBf16State : std::false_type {};
+template <class Rule>
+struct FusedBf16State<Rule, std::void_t<decltype(Rule::kFusedBf16State)>>
+    : std::bool_constant<Rule::kFusedBf16State> {};
+
+template <class Rule>
+void fill_bf16_state(RuleKernels& rk) {
+  if constexpr (FusedBf16State<Rule>::value) rk.bf16_state = &Rule::template pass<0, float, std::uint16_t>;
+}
+
 template <class... Rules>
 std::vector<RuleKernels> rule_kernels() {
   std::vector<RuleKernels> out;
   auto add = [&](const RuleInfo* info, auto fill) {
-    RuleKernels rk{info, {}};
+    RuleKernels rk{info, {}, nullptr};
     fill(rk);
     out.push_back(rk);
   };
-  (add(&Rules::info, fill_pass<Rules, 0>), ...);
+  (add(&Rules::info, [](RuleKernels& rk) { fill_pass<Rules, 0>(rk); fill_bf16_state<Rules>(rk); }), ...);
   return out;
 }
 
