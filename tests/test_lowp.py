@@ -362,12 +362,13 @@ def test_clipping_and_nonfinite_policies_with_8bit_state(prep, restore_isa):
 @pytest.mark.parametrize("prep", [dict(max_grad_norm=1.0), dict(nonfinite="zero"),
                                   dict(nonfinite="skip"), dict(nonfinite="propagate"), dict(maximize=True)],
                          ids=lambda p: "-".join(map(str, p.values())))
-@pytest.mark.parametrize("name", ["adam", "adamw"])
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop", "adagrad", "lion"])
 def test_bfloat16_state_read_in_the_rule_body_equals_the_reference(name, prep, restore_isa):
-    """float32 params and grads with bfloat16 state: Adam reads and writes the
-    state's bits in its body (no staging). Every path and thread count gives
-    the reference's bits, with clipping, each non-finite policy, maximize and
-    (adamw) amsgrad's stored maximum."""
+    """float32 params and grads with bfloat16 state: these rules read and
+    write the state's bits in their body (no staging). Every path and thread
+    count gives the reference's bits, with clipping, each non-finite policy,
+    maximize, and every optional buffer (adamw: amsgrad's stored maximum;
+    sgd: nesterov momentum; rmsprop: centered with momentum)."""
     for isa in isas():
         for threads in (1, 2, 3):
             assert_pair_equal(*run_pair(name, state="bfloat16", prep=prep, nonfinite_step=1, steps=3, isa=isa,

@@ -14,24 +14,35 @@ struct Adagrad {
       0b1u,  // never negative (sum): the unsigned 8-bit map
   };
 
-  template <int Pass, class T>
+  // pass<0, float, std::uint16_t>: bfloat16 state read and written in the
+  // body (RuleKernels::bf16_state).
+  static constexpr bool kFusedBf16State = true;
+
+  // S: the state's storage (T, or std::uint16_t for bfloat16 bits).
+  template <int Pass, class T, class S = T>
   static ChunkResult pass(const ChunkTask& t, const GradPrep& gp) {
     T* p = static_cast<T*>(t.p);
     const T* g = static_cast<const T*>(t.g);
-    T* sum = static_cast<T*>(t.s[0]);
+    S* sum = static_cast<S*>(t.s[0]);
     const double* s = t.scalars;
     const T wd = T(s[kWd]), clr = T(s[kClr]), eps = T(s[kEps]);
     const bool l2 = t.flags & kL2;
-    const T* const streams[] = {g, p, sum};
-    return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
+    auto body = [&](auto& pr, std::size_t i, int k) {
       using W = VecOf<decltype(pr)>;
       W gi = pr.grad(g, i, k);
       W pi = W::load(p + i);
       if (l2) gi = gi + W::set1(wd) * pi;
-      const W si = W::load(sum + i) + gi * gi;
-      si.store(sum + i);
+      const W si = load_state<W>(sum + i) + gi * gi;
+      store_state(sum + i, si);
       pi = pi - W::set1(clr) * (gi / (vsqrt(si) + W::set1(eps)));
       pi.store(p + i);
-    });
+    };
+    if constexpr (std::is_same_v<S, T>) {
+      const T* const streams[] = {g, p, sum};
+      return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, body);
+    } else {
+      const T* const streams[] = {g, p};  // (the state's lines: the hardware prefetcher's)
+      return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, body);
+    }
   }
 };

@@ -44,26 +44,37 @@ struct Lion {
     return -max_nan(-lo, minus_one) + W::set1(T(0));
   }
 
-  template <int Pass, class T>
+  // pass<0, float, std::uint16_t>: bfloat16 state read and written in the
+  // body (RuleKernels::bf16_state).
+  static constexpr bool kFusedBf16State = true;
+
+  // S: the state's storage (T, or std::uint16_t for bfloat16 bits).
+  template <int Pass, class T, class S = T>
   static ChunkResult pass(const ChunkTask& t, const GradPrep& gp) {
     T* p = static_cast<T*>(t.p);
     const T* g = static_cast<const T*>(t.g);
-    T* m = static_cast<T*>(t.s[0]);
+    S* m = static_cast<S*>(t.s[0]);
     const double* s = t.scalars;
     const T b1 = T(s[kB1]), omb1 = T(s[kOneMinusB1]), b2 = T(s[kB2]), omb2 = T(s[kOneMinusB2]),
             lr = T(s[kLr]), decay = T(s[kDecayFactor]);
     const bool decayed = t.flags & kDecay;
-    const T* const streams[] = {g, p, m};
-    return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
+    auto body = [&](auto& pr, std::size_t i, int k) {
       using W = VecOf<decltype(pr)>;
       const W gi = pr.grad(g, i, k);
       W pi = W::load(p + i);
-      const W mi = W::load(m + i);
+      const W mi = load_state<W>(m + i);
       if (decayed) pi = pi * W::set1(decay);
       const W c = W::set1(b1) * mi + W::set1(omb1) * gi;
       pi = pi - W::set1(lr) * exact_sign(c);
       pi.store(p + i);
-      (W::set1(b2) * mi + W::set1(omb2) * gi).store(m + i);
-    });
+      store_state(m + i, W::set1(b2) * mi + W::set1(omb2) * gi);
+    };
+    if constexpr (std::is_same_v<S, T>) {
+      const T* const streams[] = {g, p, m};
+      return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, body);
+    } else {
+      const T* const streams[] = {g, p};  // (the state's lines: the hardware prefetcher's)
+      return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, body);
+    }
   }
 };

@@ -21,28 +21,39 @@ struct SGD {
       slot_mask,
   };
 
-  template <int Pass, class T>
+  // pass<0, float, std::uint16_t>: bfloat16 state read and written in the
+  // body (RuleKernels::bf16_state).
+  static constexpr bool kFusedBf16State = true;
+
+  // S: the state's storage (T, or std::uint16_t for bfloat16 bits).
+  template <int Pass, class T, class S = T>
   static ChunkResult pass(const ChunkTask& t, const GradPrep& gp) {
     T* p = static_cast<T*>(t.p);
     const T* g = static_cast<const T*>(t.g);
-    T* buf = static_cast<T*>(t.s[0]);
+    S* buf = static_cast<S*>(t.s[0]);
     const double* s = t.scalars;
     const T wd = T(s[kWd]), mom = T(s[kMomentumFactor]), omd = T(s[kOneMinusDampening]), lr = T(s[kLr]);
     const bool l2 = t.flags & kL2, momentum = t.flags & kMomentum, nesterov = t.flags & kNesterov,
                init = t.flags & kInitBuffer;
-    const T* const streams[] = {g, p, (momentum && !init) ? buf : p};
-    return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, [&](auto& pr, std::size_t i, int k) {
+    auto body = [&](auto& pr, std::size_t i, int k) {
       using W = VecOf<decltype(pr)>;
       W gi = pr.grad(g, i, k);
       W pi = W::load(p + i);
       if (l2) gi = gi + W::set1(wd) * pi;
       if (momentum) {
-        const W bi = init ? gi : W::set1(mom) * W::load(buf + i) + W::set1(omd) * gi;
-        bi.store(buf + i);
+        const W bi = init ? gi : W::set1(mom) * load_state<W>(buf + i) + W::set1(omd) * gi;
+        store_state(buf + i, bi);
         gi = nesterov ? gi + W::set1(mom) * bi : bi;
       }
       pi = pi - W::set1(lr) * gi;
       pi.store(p + i);
-    });
+    };
+    if constexpr (std::is_same_v<S, T>) {
+      const T* const streams[] = {g, p, (momentum && !init) ? buf : p};
+      return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, body);
+    } else {
+      const T* const streams[] = {g, p};  // (the state's lines: the hardware prefetcher's)
+      return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, body);
+    }
   }
 };
