@@ -69,8 +69,7 @@ struct RMSprop {
       const T* const streams[] = {g, p, sq, centered ? ga : sq, momentum ? buf : sq};
       return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, body);
     } else {
-      const T* const streams[] = {g, p};  // (the state's lines: the hardware prefetcher's)
-      return run_chunk<T>(t.n, gp, t.flags & kMaximize, streams, body);
+      return run_chunk_bf16_state(t.n, gp, t.flags & kMaximize, g, p, body);
     }
   }
 };

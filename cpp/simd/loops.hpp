@@ -204,6 +204,16 @@ struct Bf16IO<F32x8> {
 };
 #endif
 
+// run_chunk for a pass<0, float, std::uint16_t> (bfloat16 state): only the
+// param and grad are prefetched by address; the state's lines, half as many,
+// are left to the hardware prefetcher.
+template <class Body>
+FA_INLINE ChunkResult run_chunk_bf16_state(std::size_t n, const GradPrep& gp, bool maximize, const float* g,
+                                           const float* p, Body&& body) {
+  const float* const streams[] = {g, p};
+  return run_chunk<float>(n, gp, maximize, streams, body);
+}
+
 template <class W, class S>
 FA_INLINE W load_state(const S* p) {
   if constexpr (std::is_same_v<S, typename W::elem>) return W::load(p);
