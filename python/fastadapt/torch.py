@@ -496,9 +496,11 @@ class FusedOptimizer(torch.optim.Optimizer):
         # Every gradient checked before anything changes, with C-level maps:
         # dense (data_ptr raises for sparse), contiguous, the parameter's dtype
         # and element count (torch checks them when .grad is assigned, but not
-        # after p.data = ...), and no lazy negation. The views are made from
-        # the addresses after the parameters' (Tensor.numpy() per gradient was
-        # most of the adapter's time with new gradients every step).
+        # after p.data = ...), and no lazy negation. Checked gradients are read
+        # by address; views of them (made from the addresses, shaped like the
+        # parameters') only for kept gradients and rules without _update_at
+        # (Tensor.numpy() per gradient was most of the adapter's time with new
+        # gradients every step).
         # The params' dtypes and sizes are looked up again when their memory
         # changes (the same test that rebuilds their views).
         pptrs = list(map(_data_ptr, params))
