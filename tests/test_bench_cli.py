@@ -207,6 +207,9 @@ def test_precision_prints_every_storage_with_its_roof_and_state_bytes(capsys, tm
     assert by["bf16-params-int8-state"]["bytes"] == (10 + 2 * 8 / 256) * n
     assert by["float32"]["x_float32"] == 1.0
     assert all(r["seconds"] > 0 and r["roof_seconds"] > 0 for r in rows)
+    # the compute floor: seconds, or None ('?') where one round's slope was not positive
+    assert all(r["compute_seconds"] is None or r["compute_seconds"] > 0 for r in rows)
+    assert "compute floor ms" in text
 
 
 def test_precision_refuses_what_it_does_not_measure(capsys):

@@ -163,7 +163,8 @@ def _run_precision(args: argparse.Namespace) -> int:
     rows = pb.run_precision_suite(rules, layouts, threads, rounds, progress=progress)
     print(f"fastadapt bench --precision: medians of {rounds} interleaved rounds; SIMD {pb._core.active_isa()}; "
           f"'x float32' = the float32 step's time / this step's (per round, median); '% own roof' = the time to "
-          f"move this step's bytes at the bandwidth of the float32 roof (timed in the same rounds) / this step's")
+          f"move this step's bytes at the bandwidth of the float32 roof (timed in the same rounds) / this step's; "
+          f"'compute floor' = this step's arithmetic per element (in cache, 1 thread) x elements / threads")
     print(pb.format_precision_table(rows))
     if args.json:
         write_text(args.json, json.dumps({"simd": pb._core.active_isa(), "rounds": rounds, "rows": rows},

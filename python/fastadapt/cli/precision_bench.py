@@ -10,6 +10,15 @@ grads 4 or 2 bytes, each moment 4, 2 or 1 byte, plus the 8-bit block scales)
 at the bandwidth of the rule's float32 roof, ``fastadapt bench``'s C++ pass
 over the float32 buffers, timed in the same rounds. Layouts: one tensor
 (64K, 1M, 16M).
+
+A storage's compute floor is the other limit: the same step on tensors that
+stay in cache (16K and 48K elements), at one thread, timed in interleaved
+rounds; the slope between the two sizes (which cancels the per-call cost) is
+the step's arithmetic per element. A step of n elements on T threads cannot
+take less than that times n / T. Where the floor is above the roof, the
+storage is compute-bound on this machine, and no memory saving shows as time
+(8-bit state on few cores: its quantization costs more per element than the
+bytes it saves).
 """
 
 from __future__ import annotations
@@ -84,9 +93,12 @@ class _Case:
 
 
 def _cases(rule: str, layout: str, precision: Precision, seed: int = 0) -> List[_Case]:
+    return _cases_of(rule, LAYOUTS[layout], precision, seed)
+
+
+def _cases_of(rule: str, shapes: Sequence[Any], precision: Precision, seed: int = 0) -> List[_Case]:
     rng = np.random.default_rng(seed)
     dtype = np.dtype(np.float32) if precision.param_dtype == "float32" else _lowp.bfloat16()
-    shapes = LAYOUTS[layout]
     params = {f"t{i}": np.asarray(rng.standard_normal(s), np.float32).astype(dtype) for i, s in enumerate(shapes)}
     grads = {k: np.asarray(rng.standard_normal(v.shape), np.float32).astype(dtype) for k, v in params.items()}
     spec = PRECISION_RULES[rule]
@@ -103,6 +115,30 @@ def _float32_roof(rule: str, layout: str) -> _Case:
     writes = [reads[0]] + reads[2:]                             # p and moments, in place (as the step)
     roof = _core._Roof(reads + writes, len(reads))
     return _Case("roof float32", roof.run, [roof, reads, writes])
+
+
+# Two cache-resident sizes (float32 Adam at 48K: 768 KB of p, g, m and v).
+CACHE_SIZES = (16384, 49152)
+
+
+def compute_per_element(rule: str, rounds: int) -> Dict[str, Optional[float]]:
+    """Seconds of arithmetic per element of each storage's step at one thread:
+    the median over interleaved rounds of (t(48K) - t(16K)) / 32K, both sizes
+    in cache, so neither memory nor the per-call cost is in it. None where
+    that is not positive (a round too noisy to tell; printed as '?')."""
+    before = get_num_threads()
+    try:
+        set_num_threads(1)
+        cases = [c for p in PRECISIONS.values() for n in CACHE_SIZES for c in _cases_of(rule, [(n,)], p)]
+        samples = measure_samples(cast(Any, cases), rounds=rounds)
+    finally:
+        set_num_threads(before)
+    out: Dict[str, Optional[float]] = {}
+    for i, p in enumerate(PRECISIONS.values()):
+        small, large = samples[2 * i], samples[2 * i + 1]
+        slope = statistics.median((b - a) / (CACHE_SIZES[1] - CACHE_SIZES[0]) for a, b in zip(small, large))
+        out[p.name] = slope if slope > 0 else None
+    return out
 
 
 def check_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: Sequence[int], rounds: int) -> None:
@@ -122,13 +158,17 @@ def check_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads:
 def run_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: Sequence[int], rounds: int = 9,
                         progress: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
     """One row per (rule, layout, threads, precision): the fused step's median,
-    its own roof's (its bytes at the float32 roof's bandwidth), and the speedup
-    over the float32 step in the same rounds."""
+    its own roof's (its bytes at the float32 roof's bandwidth), its compute
+    floor (``compute_per_element`` x n / threads) and the speedup over the
+    float32 step in the same rounds."""
     check_precision_suite(rules, layouts, threads, rounds)
     rows: List[Dict[str, Any]] = []
     before = get_num_threads()
     try:
         for r in rules:
+            if progress:
+                progress(f"{r}: the compute per element of each storage (in cache, 1 thread)")
+            per_element = compute_per_element(r, rounds)
             for lay in layouts:
                 for th in threads:
                     if progress:
@@ -150,6 +190,8 @@ def run_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: S
                             "seconds": med[f"fastadapt {p.name}"],
                             # this storage's bytes at the float32 roof's bandwidth
                             "roof_seconds": med["roof float32"] * nbytes / bytes32,
+                            # its arithmetic at one thread, shared perfectly among th
+                            "compute_seconds": None if per_element[p.name] is None else per_element[p.name] * n / th,
                             "bytes": nbytes,
                             "state_bytes_per_param": t["state_per_param"],
                             # the per-round ratio's median: both timed in the same round
@@ -160,13 +202,14 @@ def run_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: S
     return rows
 
 
-COLUMNS = ("case", "thr", "storage", "ms", "GB/s", "% own roof", "x float32", "state B/param")
+COLUMNS = ("case", "thr", "storage", "ms", "GB/s", "% own roof", "compute floor ms", "x float32", "state B/param")
 
 
 def _cells(row: Dict[str, Any]) -> List[str]:
     s = row["seconds"]
     return [f"{row['rule']} {row['layout']}", str(row["threads"]), row["precision"], f"{s * 1e3:.2f}",
-            f"{row['bytes'] / s / 1e9:.1f}", f"{100 * row['roof_seconds'] / s:.0f}%", f"{row['x_float32']:.2f}",
+            f"{row['bytes'] / s / 1e9:.1f}", f"{100 * row['roof_seconds'] / s:.0f}%",
+            "?" if row["compute_seconds"] is None else f"{row['compute_seconds'] * 1e3:.2f}", f"{row['x_float32']:.2f}",
             f"{row['state_bytes_per_param']:.2f}"]
 
 
