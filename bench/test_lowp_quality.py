@@ -53,7 +53,7 @@ ACC_BOUND = 0.3        # accuracy points (issue 18)
 LOSS_BOUND = 0.05      # relative, fastadapt.compare's LOSS_TOLERANCE
 SCALES = {
     # MNIST: seeds, epochs, train_size; compare: seeds, grid seeds, step fraction, workloads (None: the suite)
-    "full": dict(mnist_seeds=10, epochs=20, train_size=None, compare_seeds=5, grid_seeds=2, fraction=1.0,
+    "full": dict(mnist_seeds=10, epochs=20, train_size=None, compare_seeds=10, grid_seeds=2, fraction=1.0,
                  workloads=None),
     "small": dict(mnist_seeds=2, epochs=3, train_size=500, compare_seeds=2, grid_seeds=0, fraction=0.1,
                   workloads=["mnist-mlp", "breast-cancer-logreg", "ill-conditioned-lsq"]),
