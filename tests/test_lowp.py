@@ -532,3 +532,23 @@ def test_loading_a_bad_8bit_state_dict_is_refused_and_changes_nothing():
             opt.load_state_dict(bad)
         for n, a in opt.state["w"].items():
             assert same_bits(a, before[n])
+
+
+def test_gradient_helpers_read_bfloat16_and_float16_in_float32_and_round_back():
+    g32 = {"a": np.array([3.0, 4.0, np.inf], np.float32), "b": np.array([0.1, np.nan], np.float32),
+           "c": np.array([12.0], np.float32)}
+    low = {"a": g32["a"].astype(BF16), "b": g32["b"].astype(np.float16), "c": g32["c"].copy()}
+    wide = {k: v.astype(np.float32) for k, v in low.items()}   # what the low arrays hold, exactly
+    assert fa.global_norm({"a": low["a"][:2], "c": low["c"]}) == 13.0
+    assert fa.sanitize(low) == fa.sanitize(wide) == 2
+    assert np.array_equal(low["b"], wide["b"].astype(np.float16)) and low["a"][2] == 0
+    norm = fa.clip_by_global_norm(low, 1.3)
+    assert norm == fa.clip_by_global_norm(wide, 1.3)
+    # scaled in float32, then rounded to nearest even into the arrays
+    assert same_bits(low["a"], wide["a"].astype(BF16)) and same_bits(low["b"], wide["b"].astype(np.float16))
+    assert same_bits(low["c"], wide["c"])
+    before = low["a"].copy()
+    assert fa.clip_by_global_norm(low, 100.0) < 100.0 and same_bits(low["a"], before)  # within bounds: untouched
+    strided = np.zeros((4, 4), BF16)[:, ::2]
+    with pytest.raises(ValueError, match=r"grads\['x'\]: the array is not C-contiguous"):
+        fa.global_norm({"x": strided})

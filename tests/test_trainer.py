@@ -295,6 +295,60 @@ def test_checkpoint_files_round_trip_exactly_without_pickle(tmp_path):
         save_state(tmp_path / "bad.npz", {"k": np.array([None])})
 
 
+def test_checkpoint_files_keep_bfloat16_arrays(tmp_path):
+    """.npy writes ml_dtypes.bfloat16 as raw 2-byte voids; a checkpoint gives it back as bfloat16."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    a = np.array([0.5, -3.0, np.inf, 1e-3], np.float32).astype(ml_dtypes.bfloat16)
+    save_state(tmp_path / "b.npz", {"a": a, "pair": (a[:2], 1)})
+    back = load_state(tmp_path / "b.npz")
+    assert back["a"].dtype == ml_dtypes.bfloat16 and back["pair"][0].dtype == ml_dtypes.bfloat16
+    assert np.array_equal(back["a"].view(np.uint16), a.view(np.uint16))
+    with pytest.raises(ValueError, match="reserved"):
+        save_state(tmp_path / "r.npz", {"k": {"__ndarray__": "a0", "__dtype__": "bfloat16"}})
+    with pytest.raises(TypeError, match="cannot be saved"):
+        save_state(tmp_path / "v.npz", {"k": np.zeros(2, "V4")})
+    # A hand-edited document: an unknown dtype name, or bits that are not uint16, is refused.
+    with np.load(tmp_path / "b.npz", allow_pickle=False) as archive:
+        members = {k: archive[k] for k in archive.files}
+    for doc, bits in (('{"a": {"__ndarray__": "a0", "__dtype__": "float8"}}', members["a0"]),
+                      ('{"a": {"__ndarray__": "a0", "__dtype__": "bfloat16"}}', members["a0"].astype(np.int32))):
+        np.savez(tmp_path / "e.npz", __state__=np.array(doc), a0=bits)
+        with pytest.raises(ValueError, match="not a valid fastadapt checkpoint"):
+            load_state(tmp_path / "e.npz")
+
+
+def test_resume_with_bfloat16_params_and_state_is_bit_identical(tmp_path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 8)).astype(np.float32)
+    y = X @ rng.standard_normal(8).astype(np.float32)
+
+    def loss_and_grad(p, batch):
+        xb, yb = batch
+        r = xb @ p["w"].astype(np.float32) + p["b"] - yb
+        return 0.5 * float(np.mean(r * r)), {"w": (xb.T @ r / len(yb)).astype(ml_dtypes.bfloat16),
+                                             "b": np.float32(np.mean(r)).reshape(1)}
+
+    def trainer():
+        params = {"w": np.zeros(8, ml_dtypes.bfloat16), "b": np.zeros(1, np.float32)}
+        opt = fa.Adam(lr=1e-2, state_dtype="bfloat16", master_weights=True, overrides={"b": {"state_bits": 8}})
+        return fa.Trainer(opt, loss_and_grad=loss_and_grad, params=params, progress=False)
+
+    whole = trainer()
+    whole.fit(fa.batches(X, y, 16, shuffle=True, seed=1), epochs=4)
+    first = trainer()
+    first.fit(fa.batches(X, y, 16, shuffle=True, seed=1), epochs=2, checkpoint_path=tmp_path / "c.npz")
+    resumed = trainer()
+    resumed.load_checkpoint(tmp_path / "c.npz")
+    resumed.fit(fa.batches(X, y, 16, shuffle=True, seed=1), epochs=2)
+    assert resumed.params["w"].dtype == ml_dtypes.bfloat16
+    assert trees_same_bits(resumed.params, whole.params)
+    for key, entries in whole.optimizer.state.items():
+        for name, value in entries.items():
+            assert np.array_equal(np.asarray(resumed.optimizer.state[key][name]).view(np.uint8),
+                                  np.asarray(value).view(np.uint8)), (key, name)
+
+
 def test_progress_one_line_per_epoch_when_not_a_terminal(data, capsys):
     X, y = data
     model, trainer = _trainer()

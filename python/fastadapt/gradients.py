@@ -1,6 +1,11 @@
 """Gradient utilities over nested structures: the global L2 norm, clipping
 by it, and replacing non-finite values. Each is one C++ call over all arrays,
-chunked like the optimizer step (same norm bits for any thread count)."""
+chunked like the optimizer step (same norm bits for any thread count).
+
+bfloat16 and float16 arrays (low-precision params and grads, as the
+optimizers take them) are read in float32, exactly; clipping and sanitizing
+write them back rounded to nearest even, as the optimizer rounds its
+low-precision params."""
 
 from __future__ import annotations
 
@@ -23,16 +28,47 @@ def _leaves(grads: Any):
     return tuple(paths), leaves
 
 
+def _is_low(a: Any) -> bool:
+    return isinstance(a, np.ndarray) and (a.dtype == np.float16 or (a.dtype.itemsize == 2 and
+                                                                      a.dtype.name == "bfloat16"))
+
+
+def _in_float32(paths: Any, leaves: list) -> tuple:
+    """The leaves with each bfloat16/float16 array widened to a float32 copy
+    (exact), and the indices of those. A non-contiguous one is refused, as the
+    C++ call refuses a float32 one: nothing is copied that would not be."""
+    out, low = list(leaves), []
+    for i, a in enumerate(leaves):
+        if _is_low(a):
+            if not a.flags.c_contiguous:
+                where = f"grads[{paths[i]!r}]" if paths[i] else "grads"
+                raise ValueError(f"{where}: the array is not C-contiguous; pass np.ascontiguousarray(g)")
+            out[i] = (a.view(np.uint16).astype(np.uint32) << 16).view(np.float32) if a.dtype.name == "bfloat16" \
+                else a.astype(np.float32)
+            low.append(i)
+    return out, low
+
+
+def _write_back(leaves: list, widened: list, low: list) -> None:
+    """Round the float32 copies back into their bfloat16/float16 arrays (to nearest even)."""
+    for i in low:
+        a = leaves[i]
+        if a.dtype.name == "bfloat16":
+            a.view(np.uint16)[...] = _core._round_bf16(widened[i].reshape(-1)).reshape(a.shape)
+        else:
+            a[...] = widened[i].astype(np.float16)
+
+
 def global_norm(grads: Any) -> float:
     """``sqrt(sum of g*g over all arrays)``, accumulated in float64 in a
-    fixed order. NaN/Inf propagate. Arrays must be float32/float64 and
-    C-contiguous (nothing is copied).
+    fixed order. NaN/Inf propagate. Arrays must be float32/float64 (or
+    bfloat16/float16, read in float32) and C-contiguous.
 
     Parameters
     ----------
     grads
         a gradient tree (nested dicts, lists or tuples of arrays) or one array. Arrays must be
-        float32/float64 and C-contiguous: nothing is copied.
+        float32/float64 (or bfloat16/float16, read in float32) and C-contiguous.
 
     Returns
     -------
@@ -47,7 +83,7 @@ def global_norm(grads: Any) -> float:
         for a non-contiguous array (pass ``np.ascontiguousarray(g)``).
     """
     paths, leaves = _leaves(grads)
-    sumsq, _ = _core.global_sumsq(paths, leaves, False)
+    sumsq, _ = _core.global_sumsq(paths, _in_float32(paths, leaves)[0], False)
     return math.sqrt(sumsq)
 
 
@@ -60,7 +96,7 @@ def clip_by_global_norm(grads: Any, max_norm: float) -> float:
     ----------
     grads
         a gradient tree (nested dicts, lists or tuples of arrays) or one array. Arrays must be
-        float32/float64 and C-contiguous: nothing is copied.
+        float32/float64 (or bfloat16/float16, read in float32) and C-contiguous.
     max_norm
         the largest global norm allowed, a finite number > 0.
 
@@ -82,7 +118,10 @@ def clip_by_global_norm(grads: Any, max_norm: float) -> float:
     if not (math.isfinite(limit) and limit > 0):
         raise ValueError(f"Invalid max_norm: {limit} (must be a finite number > 0)")
     paths, leaves = _leaves(grads)
-    norm, _ = _core.clip_by_global_norm(paths, leaves, limit)
+    widened, low = _in_float32(paths, leaves)
+    norm, _ = _core.clip_by_global_norm(paths, widened, limit)
+    if low and norm > limit:
+        _write_back(leaves, widened, low)
     return norm
 
 
@@ -93,7 +132,7 @@ def sanitize(grads: Any) -> int:
     ----------
     grads
         a gradient tree (nested dicts, lists or tuples of arrays) or one array. Arrays must be
-        float32/float64 and C-contiguous: nothing is copied.
+        float32/float64 (or bfloat16/float16, read in float32) and C-contiguous.
 
     Returns
     -------
@@ -108,4 +147,8 @@ def sanitize(grads: Any) -> int:
         for a non-contiguous array (pass ``np.ascontiguousarray(g)``).
     """
     paths, leaves = _leaves(grads)
-    return int(_core.sanitize(paths, leaves))
+    widened, low = _in_float32(paths, leaves)
+    count = int(_core.sanitize(paths, widened))
+    if low and count:
+        _write_back(leaves, widened, low)
+    return count

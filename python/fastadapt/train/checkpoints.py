@@ -28,6 +28,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _META = "__state__"
 _ARRAY, _TUPLE = "__ndarray__", "__tuple__"
+# .npy has no code for NumPy's extension dtypes: it writes ml_dtypes.bfloat16 as
+# raw 2-byte voids ('|V2'). Such an array is saved as its bits (uint16) with the
+# dtype's name beside the member, and viewed back on load. Only these names.
+_DTYPE = "__dtype__"
+_EXTENSION_DTYPES = ("bfloat16",)
 _MAX_DEPTH = 200  # far deeper than any real state
 
 
@@ -36,6 +41,12 @@ def _encode(value: Any, arrays: Dict[str, np.ndarray], where: str) -> Any:
         if value.dtype.hasobject:
             raise TypeError(f"{where}: object arrays cannot be saved without pickle; store plain numbers")
         key = f"a{len(arrays)}"
+        if value.dtype.name in _EXTENSION_DTYPES and value.dtype.itemsize == 2:
+            arrays[key] = value.view(np.uint16)
+            return {_ARRAY: key, _DTYPE: value.dtype.name}
+        if value.dtype.kind == "V" and not value.dtype.names:
+            raise TypeError(f"{where}: arrays of dtype {value.dtype} cannot be saved (.npy stores them as raw "
+                            f"bytes); save a standard NumPy dtype or bfloat16")
         arrays[key] = value
         return {_ARRAY: key}
     if isinstance(value, dict):
@@ -44,8 +55,9 @@ def _encode(value: Any, arrays: Dict[str, np.ndarray], where: str) -> Any:
             if not isinstance(k, str):
                 raise TypeError(f"{where}: dict keys must be strings to be saved, got {type(k).__name__} {k!r}")
             out[k] = _encode(v, arrays, f"{where}[{k!r}]")
-        if len(out) == 1 and (_ARRAY in out or _TUPLE in out):
-            raise ValueError(f"{where}: a dict whose only key is {next(iter(out))!r} cannot be saved (reserved)")
+        if (len(out) == 1 and (_ARRAY in out or _TUPLE in out)) or set(out) == {_ARRAY, _DTYPE}:
+            raise ValueError(f"{where}: a dict whose keys are {', '.join(map(repr, out))} cannot be saved "
+                             f"(reserved)")
         return out
     if isinstance(value, tuple):
         return {_TUPLE: [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]}
@@ -104,6 +116,16 @@ def _decode_checked(value: Any, arrays: Dict[str, np.ndarray], depth: int = 0) -
             if not isinstance(key, str) or key not in arrays:
                 raise _Corrupt(f"its document refers to an array {key!r} that the file does not contain")
             return arrays[key]
+        if set(value) == {_ARRAY, _DTYPE}:
+            key, name = value[_ARRAY], value[_DTYPE]
+            if not isinstance(key, str) or key not in arrays:
+                raise _Corrupt(f"its document refers to an array {key!r} that the file does not contain")
+            if name not in _EXTENSION_DTYPES:
+                raise _Corrupt(f"its array {key!r} has an unknown dtype {name!r}")
+            bits = arrays[key]
+            if bits.dtype != np.uint16:
+                raise _Corrupt(f"its {name} array {key!r} is stored as {bits.dtype}, not as its uint16 bits")
+            return bits.view(_extension_dtype(name))
         if len(value) == 1 and _TUPLE in value:
             items = value[_TUPLE]
             if not isinstance(items, list):
@@ -113,6 +135,15 @@ def _decode_checked(value: Any, arrays: Dict[str, np.ndarray], depth: int = 0) -
     if isinstance(value, list):
         return [_decode_checked(v, arrays, depth + 1) for v in value]
     return value
+
+
+def _extension_dtype(name: str) -> np.dtype:
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise _Corrupt(f"it holds {name} arrays, which need the ml_dtypes package (pip install ml_dtypes, or "
+                       f"fastadapt's 'lowp' extra)") from None
+    return np.dtype(getattr(ml_dtypes, name))
 
 
 def load_state(path: PathLike) -> Any:
