@@ -552,3 +552,23 @@ def test_gradient_helpers_read_bfloat16_and_float16_in_float32_and_round_back():
     strided = np.zeros((4, 4), BF16)[:, ::2]
     with pytest.raises(ValueError, match=r"grads\['x'\]: the array is not C-contiguous"):
         fa.global_norm({"x": strided})
+
+
+@pytest.mark.parametrize("option", ["master_weights", "stochastic_rounding"])
+def test_muon_refuses_master_weights_and_stochastic_rounding_clearly(option):
+    msg = rf"{option}=True: Muon runs on float32/float64 params only"
+    with pytest.raises(ValueError, match=msg):
+        fa.Muon(**{option: True})
+    with pytest.raises(ValueError, match=rf"overrides\['w'\]: {msg}"):
+        fa.Muon(overrides={"w": {option: True}})
+    if option == "master_weights":
+        return  # (switched on later it does nothing on float32 params, as for every rule; bf16 params are refused)
+    # switched on later: the step refuses before anything changes, and goes on once it is off
+    opt, p = fa.Muon(), {"w": np.ones((4, 3), np.float32)}
+    setattr(opt, option, True)
+    with pytest.raises(ValueError, match=msg):
+        opt.update(p, {"w": np.ones((4, 3), np.float32)})
+    assert opt.step_count == 0 and np.all(p["w"] == 1) and not opt.state
+    setattr(opt, option, False)
+    opt.update(p, {"w": np.ones((4, 3), np.float32)})
+    assert opt.step_count == 1 and not np.all(p["w"] == 1)

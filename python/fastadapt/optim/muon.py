@@ -233,6 +233,15 @@ class Muon(Optimizer):
         """The optimizer of the keys that are not 2-D (set at construction)."""
         return self._companion
 
+    def _check_lowp(self, hp: Mapping[str, Any], where: str) -> None:
+        super()._check_lowp(hp, where)
+        for name in ("master_weights", "stochastic_rounding"):
+            if hp.get(name):
+                raise ValueError(f"{where}{name}=True: Muon runs on float32/float64 params only (its Newton-Schulz "
+                                 f"iteration works in NumPy on the parameter's dtype), so there are no bfloat16 "
+                                 f"params to {'keep master weights of' if name == 'master_weights' else 'round'}; "
+                                 f"leave {name} off (the companion takes its own low-precision options)")
+
     @staticmethod
     def _check_companion(companion: Any) -> None:
         if not isinstance(companion, Optimizer) or isinstance(companion, Muon):
@@ -375,8 +384,12 @@ class _MuonStepper:
         return self.direction.slot_mask(flags, ndim)
 
     def step(self, keys: Sequence[str], params: list, grads: list, states: list, *groups: Any,
-             tensor_scalars: Any = None) -> Any:
+             tensor_scalars: Any = None, **lowp: Any) -> Any:
         # (Muon learns no tensor scalars: tensor_scalars is always None)
+        if lowp:  # master weights or stochastic rounding, switched on after construction
+            self.opt._check_lowp(self.opt._hyper, where="")
+            for _, group in self.opt._overrides:
+                self.opt._check_lowp(group, where="")
         # (named one by one: a type checker cannot count a starred list)
         tensor_group, scalars, flags, policy, max_norm, track, t, counts, last_norm = groups
         opt = self.opt
