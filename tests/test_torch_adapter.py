@@ -271,6 +271,26 @@ def test_bad_params_and_options_are_refused_clearly():
                         {"params": [torch.nn.Parameter(torch.zeros(3))], "max_grad_norm": 1.0}])
 
 
+@pytest.mark.parametrize("option", [{"state_bits": 8}, {"state_dtype": "int8"}, {"state_dtype": "bfloat16"},
+                                    {"master_weights": True}, {"stochastic_rounding": True}])
+def test_low_precision_options_are_refused_up_front(option):
+    """Low-precision state is for the NumPy optimizers: the adapter's state is torch tensors of the params'
+    dtype, which its state_dict and state[p] hand out. Refused at construction and in a param group."""
+    (name, value), = option.items()
+    with pytest.raises(ValueError, match=rf"{name}={value!r}.*fastadapt's NumPy optimizers"):
+        FusedOptimizer([torch.nn.Parameter(torch.zeros(3))], **option)
+    net = torch.nn.Linear(3, 2)
+    opt = FusedOptimizer(net.parameters(), state_bits=32, state_dtype=None)   # the values that leave it off
+    net(torch.ones(1, 3)).sum().backward()
+    before = [p.detach().clone() for p in net.parameters()]
+    if name == "state_bits":
+        return  # (not a param-group entry: state_dtype is)
+    opt.param_groups[0][name] = value
+    with pytest.raises(ValueError, match=rf"param_groups\[0\]\['{name}'\] = {value!r}"):
+        opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters())) and not opt.state
+
+
 def test_bad_gradients_and_group_values_change_nothing():
     emb = torch.nn.Embedding(10, 3, sparse=True).double()
     w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))

@@ -103,6 +103,11 @@ def _where(gi: int, j: int) -> str:
     return f"param_groups[{gi}]['params'][{j}]"
 
 
+# The low-precision options and the values that leave them off (see FusedOptimizer.__init__).
+_LOWP_OPTIONS: Dict[str, Tuple[Any, ...]] = {"state_dtype": (None, "float32"), "state_bits": (None, 32),
+                                             "master_weights": (False,), "stochastic_rounding": (False,)}
+
+
 def _check_param(p: Any, where: str) -> None:
     if not isinstance(p, torch.Tensor):
         raise TypeError(f"{where}: expected a torch.Tensor, got {type(p).__name__}")
@@ -252,6 +257,14 @@ class FusedOptimizer(torch.optim.Optimizer):
         # (every registered rule's constructor has defaults for all its arguments; the base class's, which
         # is all that OPTIMIZERS' type promises, has none)
         names = cls().hyperparameters  # type: ignore[call-arg]
+        # Low-precision state and params are for the NumPy optimizers: the adapter's state is torch
+        # tensors of the params' dtype (state_dict, state[p]), and its params are float32/float64.
+        for name in _LOWP_OPTIONS:
+            if name in hyperparameters and hyperparameters[name] not in _LOWP_OPTIONS[name]:
+                raise ValueError(f"FusedOptimizer keeps its state as torch tensors of the params' dtype: "
+                                 f"{name}={hyperparameters[name]!r} (low-precision state or params) is for "
+                                 f"fastadapt's NumPy optimizers, e.g. fa.{cls.__name__}({name}=...); drop it")
+        hyperparameters = {k: v for k, v in hyperparameters.items() if k != "state_bits"}
         for name in hyperparameters:
             if name in _TORCH_ONLY:
                 raise TypeError(f"FusedOptimizer has no {name!r} option: its step is always one fused C++ "
@@ -371,7 +384,11 @@ class FusedOptimizer(torch.optim.Optimizer):
         self._drop_grads()
 
     def _validate(self, name: str, value: Any, where: str) -> Any:
-        return getattr(self._cls, name).validate(where, _plain(value))
+        checked = getattr(self._cls, name).validate(where, _plain(value))
+        if name in _LOWP_OPTIONS and checked not in _LOWP_OPTIONS[name]:
+            raise ValueError(f"{where} = {value!r}: FusedOptimizer keeps its state as torch tensors of the params' "
+                             f"dtype; low-precision state and params are for fastadapt's NumPy optimizers")
+        return checked
 
     def _train_mode(self) -> bool:
         groups = self.__dict__.get("param_groups") or [{}]
