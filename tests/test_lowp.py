@@ -572,3 +572,25 @@ def test_muon_refuses_master_weights_and_stochastic_rounding_clearly(option):
     setattr(opt, option, False)
     opt.update(p, {"w": np.ones((4, 3), np.float32)})
     assert opt.step_count == 1 and not np.all(p["w"] == 1)
+
+
+def test_master_weights_switched_off_mid_run_hand_the_weight_back_to_the_param():
+    p, g = {"w": np.ones(8, BF16)}, {"w": np.ones(8, BF16)}
+    opt = fa.SGD(lr=0.1, master_weights=True)
+    opt.update(p, g)
+    assert opt.state["w"]["master_param"].dtype == np.float32
+    opt.master_weights = False
+    p["w"][:] = 7            # the param is the weight again: this write counts
+    opt.update(p, g)
+    assert np.all(p["w"] == np.float32(7 - 0.1).astype(BF16)) and "master_param" not in opt.state.get("w", {})
+    # a step that fails changes nothing, the drop included
+    opt2 = fa.SGD(lr=0.1, master_weights=True, nonfinite="raise")
+    opt2.update(p, g)
+    opt2.master_weights = False
+    with pytest.raises(FloatingPointError):
+        opt2.update(p, {"w": np.full(8, np.nan, BF16)})
+    assert "master_param" in opt2.state["w"]
+    opt2.master_weights = True   # on again: the copy it kept is still the weight
+    before = opt2.state["w"]["master_param"].copy()
+    opt2.update(p, g)
+    assert np.array_equal(opt2.state["w"]["master_param"], before - np.float32(0.1))

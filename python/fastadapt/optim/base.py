@@ -140,6 +140,7 @@ class Optimizer:
     _scale_lists: List[List[Optional[np.ndarray]]]         # per slot: each 8-bit buffer's block scales
     _rounding_groups: Dict[int, bool]                      # group -> stochastic rounding
     _lowp_cache: Optional[Tuple[bool, bool]]               # (any 8-bit buffer, any master weights)
+    _masters_off: List[int]                                # keys whose master weights the step in flight drops
     _group_masks: List[Tuple[int, ...]]
     _group_members: List[List[int]]
     _group_ready: List[Set[Tuple[int, int]]]
@@ -398,7 +399,7 @@ class Optimizer:
                     _group_members=[], _group_ready=[], _tensor_group=np.zeros(0, dtype=np.int32),
                     _scalars=np.zeros((0, _core.MAX_SCALARS)), _flags=np.zeros(0, dtype=np.uint32),
                     _tensor_scalars=np.zeros((0, _core.MAX_TENSOR_SCALARS)), _param_meta={},
-                    _scale_lists=[], _rounding_groups={}, _lowp_cache=None)
+                    _scale_lists=[], _rounding_groups={}, _lowp_cache=None, _masters_off=[])
 
     def _fresh(self) -> Dict[str, Any]:
         """Attributes of a new optimizer (applied with one dict update: atomic)."""
@@ -516,6 +517,10 @@ class Optimizer:
         the first time get their initial values in the table and go to
         ``fresh_scalars`` (their state entries appear when the step commits)."""
         names = self._scalar_names
+        masters_off: List[int] = []
+        self._masters_off = masters_off
+        cache = self._lowp_cache
+        have_masters = cache[1] if cache is not None else any(m is not None for m in self._state[self._MASTER])
         tensor_names = self._tensor_scalar_names
         for g, members in enumerate(self._group_members):
             hp = self._group_hyper(g)
@@ -569,6 +574,11 @@ class Optimizer:
                     if isinstance(leaf, np.ndarray) and _lowp.is_low(leaf.dtype) and masters[i] is None:
                         created.append((-1, i))
                         masters[i] = _lowp.widen(leaf)
+            elif have_masters:
+                # Switched off: the param is the weight again. Its master is not
+                # read in this step and is dropped when the step commits (_settle).
+                masters = self._state[self._MASTER]
+                masters_off.extend(i for i in members if masters[i] is not None)
             self._rounding_groups[g] = hp["stochastic_rounding"]
             self._flags[g] = flags
 
@@ -616,8 +626,14 @@ class Optimizer:
         if txn is None:
             return
         t, bound_now, created, carried, fresh_scalars = txn
+        off, self._masters_off = self._masters_off, []
         if self._counts[0] == t:
             self._pending_state = None
+            if off:  # master weights switched off: the committed step rounded from the param itself
+                masters = self._state[self._MASTER]
+                for i in off:
+                    masters[i] = None
+                self._lowp_cache = None
             # (the kernel wrote the values into the table when it committed)
             table = self._tensor_scalars
             for j, name in enumerate(self._tensor_scalar_names):
@@ -708,7 +724,12 @@ class Optimizer:
         if cache[0]:
             out["state_scales"] = self._scale_lists
         if cache[1]:
-            out["masters"] = self._state[self._MASTER]
+            masters = self._state[self._MASTER]
+            if self._masters_off:  # (master_weights switched off for these: not read)
+                masters = list(masters)
+                for i in self._masters_off:
+                    masters[i] = None
+            out["masters"] = masters
         if any(self._rounding_groups.values()):
             groups = self._rounding_groups
             out["rounding"] = (self._hyper["seed"],
