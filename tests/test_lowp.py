@@ -594,3 +594,25 @@ def test_master_weights_switched_off_mid_run_hand_the_weight_back_to_the_param()
     before = opt2.state["w"]["master_param"].copy()
     opt2.update(p, g)
     assert np.array_equal(opt2.state["w"]["master_param"], before - np.float32(0.1))
+
+
+def test_low_precision_errors_name_the_key_the_option_and_a_fix_that_works():
+    with pytest.raises(TypeError, match=r"cast it with \.astype\(ml_dtypes\.bfloat16\)"):
+        fa.Adam().update({"w": np.ones(3, BF16)}, {"w": np.ones(3)})
+    mixed = {"a": np.ones(3, np.float32), "b": np.ones(3)}
+    opt = fa.Adam(state_bits=8)
+    with pytest.raises(ValueError, match=r"params\['b'\] is float64: .*overrides=\{'b': \{'state_dtype': None\}\}"):
+        opt.update({k: v.copy() for k, v in mixed.items()}, mixed)
+    assert opt.step_count == 0 and not opt.state
+    fixed = fa.Adam(state_bits=8, overrides={"b": {"state_dtype": None}})
+    fixed.update({k: v.copy() for k, v in mixed.items()}, mixed)
+    assert fixed.state["a"]["exp_avg"].dtype == np.uint8 and fixed.state["b"]["exp_avg"].dtype == np.float64
+    with pytest.raises(ValueError, match=r"state_dtype='int8' \(state_bits=8\): LAMB .*leave state_dtype and state_bits"):
+        fa.LAMB(state_bits=8)
+    for bad in ("8", 8.0):
+        with pytest.raises(TypeError, match="state_bits must be None or an int"):
+            fa.Adam(state_bits=bad)
+    # a dtype, as optax's mu_dtype: float32 and bfloat16
+    assert fa.Adam(state_dtype=BF16).state_dtype == "bfloat16" and fa.Adam(state_dtype=np.float32).state_dtype == "float32"
+    with pytest.raises(TypeError, match="np.float32 / ml_dtypes.bfloat16"):
+        fa.Adam(state_dtype=np.float16)

@@ -174,7 +174,9 @@ ArrayView check_matching_array(py::handle obj, const KeyRef& w, py::handle param
     if (!also.empty()) also += ")";
     fail_type(w, std::string("expected ") + dtype_name(pv.dtype) + " (the dtype of " + pw.str() + ")" + also +
                      ", got " + describe(obj) + "; " +
-                     (fix ? std::string(fix) : "cast it with .astype(np." + std::string(dtype_name(pv.dtype)) + ")"));
+                     (fix ? std::string(fix)
+                          : pv.dtype == kBF16 ? std::string("cast it with .astype(ml_dtypes.bfloat16)")
+                                              : "cast it with .astype(np." + std::string(dtype_name(pv.dtype)) + ")"));
   }
   auto p = py::reinterpret_borrow<py::array>(param);
   bool same_shape = a.ndim() == p.ndim();

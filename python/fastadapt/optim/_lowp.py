@@ -69,8 +69,16 @@ def state_dtype(name: str, value: Any) -> Optional[str]:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be None or one of {', '.join(map(repr, STATE_DTYPES))}, got "
-                        f"{type(value).__name__} {value!r}")
+        # a dtype, as optax's mu_dtype takes one: np.float32 or ml_dtypes.bfloat16 (8-bit is "int8")
+        try:
+            as_dtype = np.dtype(value)
+        except TypeError:
+            as_dtype = None
+        if as_dtype is not None and (as_dtype == np.float32 or is_bfloat16(as_dtype)):
+            value = as_dtype.name
+        else:
+            raise TypeError(f"{name} must be None, one of {', '.join(map(repr, STATE_DTYPES))} or the dtype "
+                            f"np.float32 / ml_dtypes.bfloat16, got {type(value).__name__} {value!r}")
     if value not in STATE_DTYPES:
         raise ValueError(f"Invalid {name}: {value!r} (expected None or one of {', '.join(map(repr, STATE_DTYPES))})")
     if value == "bfloat16":
@@ -82,7 +90,9 @@ def state_bits(name: str, value: Any) -> Optional[str]:
     """``state_bits`` (None, 8, 16 or 32) as the ``state_dtype`` it stands for."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) not in _BITS:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be None or an int (8, 16 or 32), got {type(value).__name__} {value!r}")
+    if int(value) not in _BITS:
         raise ValueError(f"Invalid {name}: {value!r} (expected None, 8 (block-quantized), 16 (bfloat16) or 32 "
                          f"(float32))")
     return state_dtype(name, _BITS[int(value)])
@@ -104,14 +114,16 @@ def resolve(state_dtype_value: Any, state_bits_value: Any) -> Optional[str]:
     return a if a is not None else b
 
 
-def storage_dtype(storage: Optional[str], param_dtype: Any) -> np.dtype:
-    """The dtype of a state buffer kept as ``storage`` for a param of ``param_dtype``."""
+def storage_dtype(storage: Optional[str], param_dtype: Any, key: str = "") -> np.dtype:
+    """The dtype of a state buffer kept as ``storage`` for a param of ``param_dtype`` (``key``: its path)."""
     compute = compute_dtype(param_dtype)
     if storage is None or storage == "float32" and compute == np.float32:
         return compute
     if compute == np.float64:
-        raise ValueError(f"state_dtype={storage!r} is for float32, float16 and bfloat16 params; float64 params "
-                         f"keep float64 state (pass float32 params, or state_dtype=None)")
+        which = f"params[{key!r}] is float64" if key else "float64 params"
+        raise ValueError(f"{which}: state_dtype={storage!r} is for float32, float16 and bfloat16 params; float64 "
+                         f"params keep float64 state (pass float32 params, or give this key "
+                         f"overrides={{{key or '...'!r}: {{'state_dtype': None}}}})")
     return bfloat16() if storage == "bfloat16" else np.dtype(np.uint8)
 
 

@@ -226,9 +226,10 @@ class Optimizer:
 
     def _check_lowp(self, hp: Mapping[str, Any], where: str) -> None:
         if hp.get("state_dtype") in ("bfloat16", "int8") and not self._lowp_state:
-            raise ValueError(f"{where}state_dtype={hp['state_dtype']!r}: {type(self).__name__} keeps state that "
+            raise ValueError(f"{where}state_dtype={hp['state_dtype']!r} (state_bits="
+                             f"{8 if hp['state_dtype'] == 'int8' else 16}): {type(self).__name__} keeps state that "
                              f"low precision does not cover (it needs a rule of one element-wise pass, e.g. Adam, "
-                             f"SGD, RMSprop, AdaGrad, Lion); use state_dtype=None")
+                             f"SGD, RMSprop, AdaGrad, Lion); leave state_dtype and state_bits unset")
 
     def _check_group(self, hyper: Mapping[str, Any], group: Mapping[str, Any], where: str) -> None:
         """The cross-checks for an override group: its values over the defaults."""
@@ -558,7 +559,7 @@ class Optimizer:
                         continue  # (the kernel call reports a bad param)
                     if not self._stepper.slot_mask(base_flags, leaf.ndim) >> slot & 1:
                         continue
-                    buffer, absmax = self._new_stored_state(slot, leaf, hp)
+                    buffer, absmax = self._new_stored_state(slot, leaf, hp, self._paths[i])
                     created.append((slot, i))
                     lst[i] = buffer
                     if absmax is not None:
@@ -582,7 +583,7 @@ class Optimizer:
             self._rounding_groups[g] = hp["stochastic_rounding"]
             self._flags[g] = flags
 
-    def _new_stored_state(self, slot: int, leaf: np.ndarray, hp: Dict[str, Any]
+    def _new_stored_state(self, slot: int, leaf: np.ndarray, hp: Dict[str, Any], key: str = ""
                           ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """A fresh state buffer in the group's storage: the rule's float32 (or
         float64) buffer, rounded to bfloat16 or quantized to 8 bits (with its
@@ -591,7 +592,7 @@ class Optimizer:
             return self._new_state(slot, leaf, hp), None  # (the kernel call reports the bad param)
         proto = _lowp.widen(leaf) if _lowp.is_low(leaf.dtype) else leaf
         buffer = self._new_state(slot, proto, hp)
-        want = _lowp.storage_dtype(hp["state_dtype"], leaf.dtype)
+        want = _lowp.storage_dtype(hp["state_dtype"], leaf.dtype, key)
         name = self._state_slots[slot]
         return _lowp.to_storage(buffer, want, signed=name not in self._nonnegative)
 
