@@ -616,3 +616,32 @@ def test_low_precision_errors_name_the_key_the_option_and_a_fix_that_works():
     assert fa.Adam(state_dtype=BF16).state_dtype == "bfloat16" and fa.Adam(state_dtype=np.float32).state_dtype == "float32"
     with pytest.raises(TypeError, match="np.float32 / ml_dtypes.bfloat16"):
         fa.Adam(state_dtype=np.float16)
+
+
+def test_a_state_dict_without_the_master_copy_it_needs_is_refused():
+    rng = np.random.default_rng(0)
+    p = {"w": rng.standard_normal(600).astype(BF16), "b": np.zeros(3, np.float32)}
+    g = {"w": (rng.standard_normal(600) * 1e-3).astype(BF16), "b": np.ones(3, np.float32)}
+    opt = fa.Adam(lr=1e-4, state_bits=8, master_weights=True)
+    opt.update(p, g)
+    sd = opt.state_dict()
+    del sd["state"]["w"]["master_param"]
+    msg = r"state_dict\['state'\]\['w'\] lacks 'master_param'"
+    with pytest.raises(ValueError, match=msg):           # checked now, against the params
+        fa.Adam(lr=1e-4, state_bits=8, master_weights=True).load_state_dict(sd, params=p)
+    late = fa.Adam(lr=1e-4, state_bits=8, master_weights=True)
+    late.load_state_dict(sd)                            # checked at the first update, which changes nothing
+    before = p["w"].copy()
+    with pytest.raises(ValueError, match=msg):
+        late.update(p, g)
+    assert same_bits(p["w"], before) and late.step_count == 1   # (the loaded count)
+    # saved without master weights: nothing to miss (the copy is taken when a step turns them on)
+    plain = fa.Adam(lr=1e-4, state_bits=8)
+    plain.update({k: v.copy() for k, v in p.items()}, g)
+    fa.Adam(lr=1e-4, state_bits=8, master_weights=True).load_state_dict(plain.state_dict(), params=p)
+    # an override that turns them off for 'w' saves none for it, and that loads
+    off = fa.Adam(lr=1e-4, state_bits=8, master_weights=True, overrides={"w": {"master_weights": False}})
+    off.update({k: v.copy() for k, v in p.items()}, g)
+    assert "master_param" not in off.state["w"]
+    fa.Adam(lr=1e-4, state_bits=8, master_weights=True, overrides={"w": {"master_weights": False}}
+            ).load_state_dict(off.state_dict(), params=p)

@@ -863,11 +863,14 @@ class Optimizer:
                 raise ValueError(f"params differ from the parameters this optimizer is bound to (keys "
                                  f"{', '.join(self._paths[:4])}...); {_STRUCTURE_FIX}")
             self._check_params(binding, params)
-            self._check_state_against(state, counts["step"], binding)
+        # The loaded hyperparameters decide what the state must hold (master weights).
+        loaded_overrides = self._loaded_overrides(sd["overrides"], hyper) if "overrides" in sd else self._overrides
+        if params is not None:
+            self._check_state_against(state, counts["step"], binding, (hyper, loaded_overrides))
         new: Dict[str, Any] = {}
         if self._tree is not None:
-            current = {k: getattr(self, k) for k in ("_paths", "_param_meta", "_group_members")}
-            self._check_state_against(state, counts["step"], current)
+            current = {k: getattr(self, k) for k in ("_paths", "_param_meta", "_group_members", "_group_masks")}
+            self._check_state_against(state, counts["step"], current, (hyper, loaded_overrides))
             new.update(self._installed(state, current))
         else:
             new.update(_pending_state={k: {n: np.array(a, copy=True, order="C") for n, a in v.items()}
@@ -876,7 +879,7 @@ class Optimizer:
         fresh_counts = self._counts.copy()
         fresh_counts[:3] = (counts["step"], counts["skipped_steps"], counts["total_nonfinite_count"])
         if "overrides" in sd:
-            new["_overrides"] = self._loaded_overrides(sd["overrides"], hyper)
+            new["_overrides"] = loaded_overrides
         new.update(_hyper=hyper, _counts=fresh_counts)
         self.__dict__.update(new)  # one C call: the load commits whole
 
@@ -911,11 +914,33 @@ class Optimizer:
                 kinds = "float32, float64, float16 or bfloat16" if isinstance(leaf, np.ndarray) else "float32 or float64"
                 raise TypeError(f"params[{path!r}]: expected a {kinds} NumPy array, got {got}{hint}")
 
-    def _check_state_against(self, state: Mapping[str, Any], step: int, binding: Mapping[str, Any]) -> None:
-        """Check loaded state against bound parameters (keys, shapes, dtypes)."""
+    def _check_state_against(self, state: Mapping[str, Any], step: int, binding: Mapping[str, Any],
+                             settings: Optional[Tuple[Dict[str, Any], List[Tuple[Pattern, Dict[str, Any]]]]] = None
+                             ) -> None:
+        """Check loaded state against bound parameters (keys, shapes, dtypes),
+        under ``settings`` (the loaded hyperparameters and overrides; default:
+        the optimizer's own)."""
         all_paths = binding["_paths"]
         param_meta = binding["_param_meta"]
         group_members = binding["_group_members"]
+        hyper, overrides = settings if settings is not None else (self._hyper, self._overrides)
+        if step > 0:
+            # master_weights=True keeps a float32 copy of every bfloat16/float16 param that has
+            # stepped: without it the resume would start from the rounded param (not bit-exact).
+            for members, mask in zip(group_members, binding["_group_masks"]):
+                on = hyper["master_weights"]
+                for i in mask:
+                    on = overrides[i][1].get("master_weights", on)
+                if not on:
+                    continue
+                for i in members:
+                    key = all_paths[i]
+                    meta, entry = param_meta.get(key), state.get(key, {})
+                    if meta is not None and _lowp.is_low(meta[1]) and self._MASTER not in entry and any(
+                            name in entry for name in self._state_slots):
+                        raise ValueError(f"state_dict['state'][{key!r}] lacks {self._MASTER!r}, the float32 copy "
+                                         f"master_weights=True keeps of a {np.dtype(meta[1]).name} param; pass the "
+                                         f"complete state_dict")
         paths = set(all_paths)
         for key in state:
             if key not in paths:
