@@ -505,3 +505,44 @@ def test_a_state_pickled_before_the_package_had_folders_still_resumes(tmp_path):
     loaded = store.read_state(7, 1)
     assert {k: type(v) for k, v in loaded.items()} == {k: type(v) for k, v in state.items()}
     assert loaded["plateau"]._plateau.patience == 3 and loaded["plateau"].state_dict() == state["plateau"].state_dict()
+
+
+# ---- what a user of Optuna or Ray Tune expects when things go wrong ----------------------------------------
+def test_a_run_where_every_trial_failed_warns_with_the_first_error():
+    with pytest.warns(RuntimeWarning, match=r"every trial failed \(17 of 17\).*Trial 0: KeyError: .*'metric'"):
+        result = T.Hyperband(lambda c, b: {"loss": 1.0}, SPACE, max_resource=9, seed=0, executor="sequential",
+                             progress=False).run()
+    assert result.best_config is None and all(t.status == "failed" for t in result.trials)
+
+
+def test_result_gives_the_trials_finished_before_an_exception_stopped_the_run():
+    tuner = hyperband(on_result=H.interrupt_after(7), progress=False)
+    with pytest.raises(H.Interrupt):
+        tuner.run()
+    partial = tuner.result()
+    assert sum(len(t.history) for t in partial.trials) == 7 and partial.best_metric is not None
+    assert partial.best_metric == min(h["metric"] for t in partial.trials for h in t.history)
+
+
+def test_a_keyboard_interrupt_raised_by_a_trainable_in_a_worker_fails_that_trial_alone():
+    result = T.SuccessiveHalving(H.keyboard_interrupt_above_half, SPACE, max_resource=9, num_trials=9, seed=0,
+                                 progress=False, executor=ProcessExecutor(max_workers=2)).run()
+    failed = [t for t in result.trials if t.status == "failed"]
+    assert failed and all(t.config["x"] > 0.5 for t in failed)
+    assert all(t.retries == 0 and t.error.strip().endswith("KeyboardInterrupt") for t in failed)
+    assert all(t.status != "failed" for t in result.trials if t.config["x"] <= 0.5)
+
+
+@pytest.mark.parametrize("cls", [T.PBT, T.PB2])
+def test_pbt_refuses_an_interval_that_never_perturbs_and_names_itself(cls):
+    with pytest.raises(ValueError, match=rf"perturbation_interval=10 >= max_resource=3: .* {cls.__name__} would be "
+                                         r"a random search"):
+        cls(H.Quadratic, SPACE, population=4, perturbation_interval=10, max_resource=3)
+    with pytest.raises(TypeError, match=rf"{cls.__name__} continues and copies members' states"):
+        cls(H.quadratic_function, SPACE, population=4, perturbation_interval=1)
+
+
+def test_sample_config_takes_a_seed_or_a_generator():
+    assert T.sample_config(SPACE, 3) == T.sample_config(SPACE, np.random.default_rng(3))
+    with pytest.raises(TypeError, match="rng must be a np.random.Generator or an int seed"):
+        T.sample_config(SPACE, "3")

@@ -71,6 +71,7 @@ def test_ray_records_raising_and_dying_trials(local_ray):
     assert all(t.status != "failed" for t in dying.trials if t.config["x"] <= 0.5)
 
 
+@pytest.mark.filterwarnings("ignore:.*every trial failed:RuntimeWarning")  # (about the errors, not the warning)
 def test_ray_fails_an_unpicklable_state_and_a_hung_trial_like_the_other_executors(local_ray):
     unpicklable = T.SuccessiveHalving(H.UnpicklableState, SPACE, num_trials=3, max_resource=3, eta=3, seed=1,
                                       executor="ray").run()

@@ -319,8 +319,9 @@ def test_bad_trainables():
 
 
 def test_train_returning_a_dict_needs_the_metric_key():
-    result = T.SuccessiveHalving(H.Accumulator, RATE_SPACE, num_trials=3, max_resource=3, metric="loss",
-                                 seed=0, executor="sequential").run()
+    with pytest.warns(RuntimeWarning, match=r"every trial failed \(3 of 3\)"):
+        result = T.SuccessiveHalving(H.Accumulator, RATE_SPACE, num_trials=3, max_resource=3, metric="loss",
+                                     seed=0, executor="sequential").run()
     assert result.count("failed") == 3 and result.best_trial is None
     assert "without the tuner's metric 'loss' (keys: ['metric', 'rate_in_effect'])" in result.trials[0].error
     ok = T.SuccessiveHalving(H.Accumulator, RATE_SPACE, num_trials=3, max_resource=3, mode="max", seed=0,

@@ -59,6 +59,13 @@ def nan_above_half(config, budget):
     return float("nan") if config["x"] > 0.5 else config["x"]
 
 
+def keyboard_interrupt_above_half(config, budget):
+    """A trainable that raises KeyboardInterrupt itself for x above 0.5 (not a Ctrl-C of the driver)."""
+    if config["x"] > 0.5:
+        raise KeyboardInterrupt
+    return config["x"]
+
+
 class ConstantMetric(fa.tune.Trainable):
     """Metric ``x`` whatever the budget: successive-halving decisions are
     then exactly "the smallest x go on"."""

@@ -27,6 +27,7 @@ import pickle
 import signal
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 from multiprocessing.connection import wait as wait_for_ready
 from typing import Any, Deque, Iterator, List, Optional, Tuple
@@ -198,7 +199,10 @@ def _worker_main(conn: Any, threads: int) -> None:
             conn.send(Outcome(trial_id, ERROR, error=f"could not unpickle the job in a worker process: "
                                                       f"{type(err).__name__}: {err}; {_IMPORTABLE_FIX}"))
             continue
-        outcome = run_job(job)
+        try:
+            outcome = run_job(job)
+        except KeyboardInterrupt:  # raised by the trainable itself (SIGINT is ignored here): it fails alone
+            outcome = Outcome(trial_id, ERROR, error=traceback.format_exc())
         try:
             conn.send(outcome)
         except Exception as err:  # the state or metric extras cannot be pickled

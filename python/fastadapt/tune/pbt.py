@@ -148,12 +148,18 @@ class PBT(Tuner):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False, got {value!r}")
         self.synchronous, self.exploit, self.explore = synchronous, exploit, explore
+        me = type(self).__name__
         if not self.spec.resumable:
-            raise TypeError(f"PBT continues and copies members' states, so the trainable needs save() and "
-                            f"load(); {self.spec.name} has neither (a plain function cannot be used with PBT)")
+            raise TypeError(f"{me} continues and copies members' states, so the trainable needs save() and "
+                            f"load(); {self.spec.name} has neither (a plain function cannot be used with {me})")
         if (exploit or explore) and not self.spec.configurable:
-            raise TypeError(f"PBT gives members new hyperparameters through set_config(config); define it on "
+            raise TypeError(f"{me} gives members new hyperparameters through set_config(config); define it on "
                             f"{self.spec.name} (or pass exploit=False, explore=False)")
+        if (exploit or explore) and self.perturbation_interval >= self.max_resource:
+            raise ValueError(f"perturbation_interval={self.perturbation_interval} >= max_resource="
+                             f"{self.max_resource}: the members finish before their first perturbation, so {me} "
+                             f"would be a random search; pass a perturbation_interval below max_resource (e.g. "
+                             f"max_resource // 4), or a larger max_resource")
 
     def settings(self) -> Dict[str, Any]:
         return {"population": self.population, "perturbation_interval": self.perturbation_interval,

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -533,16 +533,21 @@ def _sample(space: Mapping[str, Any], rng: np.random.Generator, given: Mapping[s
     return config
 
 
-def sample_config(space: Mapping[str, Any], rng: np.random.Generator,
+def sample_config(space: Mapping[str, Any], rng: Union[np.random.Generator, int, None],
                   given: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """A config: ``given`` values where present (checked against their
     domains), every other domain sampled in key order (nested dicts depth
     first), constants copied.
 
-    Every domain draws from ``rng`` even when ``given`` fixes it, so the
+    ``rng``: a ``np.random.Generator``, or a seed (an int, or None for a fresh
+    one). Every domain draws from it even when ``given`` fixes it, so the
     configs sampled after a partial initial config do not depend on which
     keys it fixed.
     """
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        rng = np.random.default_rng(rng)
+    elif not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a np.random.Generator or an int seed, got {type(rng).__name__} {rng!r}")
     config = _sample(space, rng, dict(given or {}), "config")
     check_config(space, config, "config")
     return config

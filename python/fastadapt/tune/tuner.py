@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
@@ -457,7 +458,14 @@ class Tuner:
         self._prepared = True
 
     def run(self) -> TuneResult:
-        """Run to the end (or continue a checkpointed run) and return the result."""
+        """Run to the end (or continue a checkpointed run) and return the result.
+
+        An exception that stops the run (a KeyboardInterrupt, an ``on_result``
+        that raises) propagates; ``result()`` then gives the trials finished so
+        far, and with ``checkpoint_dir`` a new tuner continues the run
+        (``resume=True``). A run in which every trial failed warns (a
+        ``RuntimeWarning`` with the first error): a wrong ``metric`` name or a
+        trainable that always raises should not pass for a result."""
         if not self._prepared:
             self.prepare()
         self._prepared = False  # a second run() prepares again
@@ -504,6 +512,18 @@ class Tuner:
         finally:
             executor.close(abort=aborted)
             progress.close()
+        failed = [t for t in self._trials.values() if t.status == FAILED]
+        if failed and len(failed) == len(self._trials):
+            first = min(failed, key=lambda t: t.trial_id)
+            last_line = (first.error or "").strip().splitlines()[-1:] or ["(no error recorded)"]
+            warnings.warn(f"[{self.algorithm}] every trial failed ({len(failed)} of {len(self._trials)}); there is "
+                          f"no best config. Trial {first.trial_id}: {last_line[0]} (the full traceback is in "
+                          f"result.trials[{first.trial_id}].error)", RuntimeWarning, stacklevel=2)
+        return self._result()
+
+    def result(self) -> TuneResult:
+        """The result so far: after ``run()`` returned, the same as its
+        result; after a run stopped by an exception, the trials it finished."""
         return self._result()
 
     def _result(self) -> TuneResult:
