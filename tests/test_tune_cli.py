@@ -55,6 +55,11 @@ def test_tune_resume_continues_from_the_checkpoint(mnist_subset, tmp_path, capsy
     again = json.loads((tmp_path / "result.json").read_text())
     assert "[pbt" not in capsys.readouterr().err            # no job ran again
     assert again["trials"] == first["trials"] and again["best"] == first["best"]
+    # a new run never overwrites a previous one in the same --out
+    before = (tmp_path / "result.json").read_bytes()
+    assert main(args) == 2
+    assert "holds a previous run (result.json, checkpoint/tuner.json); pass --resume" in capsys.readouterr().err
+    assert (tmp_path / "result.json").read_bytes() == before
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -64,6 +69,11 @@ def test_tune_resume_continues_from_the_checkpoint(mnist_subset, tmp_path, capsy
     (["hyperband", "--data-dir", "/nonexistent/mnist"], "is not a directory"),
     (["pb2", "--searcher", "tpe"], "--searcher applies to hyperband, asha and median"),
     (["median", "--max-resource", "3", "--grace-period", "3"], "grace_period"),
+    # flags of other algorithms are refused, not ignored
+    (["hyperband", "--population", "5"], "--population applies to pbt, pb2, not to hyperband; drop it"),
+    (["pbt", "--eta", "2"], "--eta applies to hyperband, asha, bohb, not to pbt"),
+    (["bohb", "--num-trials", "7"], "--num-trials applies to bohb --asynchronous only"),
+    (["hyperband", "--resume"], "has no checkpoint to continue"),
 ])
 def test_tune_errors_exit_2_naming_the_problem(tmp_path, capsys, flags, message):
     assert main(["tune", *flags, "--out", str(tmp_path / "never")]) == 2

@@ -546,3 +546,19 @@ def test_sample_config_takes_a_seed_or_a_generator():
     assert T.sample_config(SPACE, 3) == T.sample_config(SPACE, np.random.default_rng(3))
     with pytest.raises(TypeError, match="rng must be a np.random.Generator or an int seed"):
         T.sample_config(SPACE, "3")
+
+
+def test_table_and_csv_flatten_nested_and_conditional_configs():
+    space = {"opt": T.choice([{"name": "sgd", "mom": T.uniform(0, 1)}, {"name": "adam", "b2": T.uniform(0.9, 0.99)}]),
+             "nest": {"a": T.uniform(0, 1)}}
+    result = T.Search(lambda c, b: c["nest"]["a"], space, num_trials=12, max_resource=1, seed=0,
+                      executor="sequential", progress=False).run()
+    rows = result.table()
+    assert {"config.opt/name", "config.opt/mom", "config.opt/b2", "config.nest/a"} <= set(rows[0])
+    assert not any(isinstance(v, dict) for row in rows for v in row.values())
+    for row, trial in zip(rows, result.trials):
+        assert row["config.nest/a"] == trial.config["nest"]["a"]
+        other = "config.opt/b2" if trial.config["opt"]["name"] == "sgd" else "config.opt/mom"
+        assert row[other] is None   # the branch it did not take
+    header = result.to_csv().splitlines()[0].split(",")
+    assert "config.opt/name" in header and "config.opt" not in header

@@ -185,13 +185,14 @@ def run_precision_suite(rules: Sequence[str], layouts: Sequence[str], threads: S
                         t = traffic(r, p)
                         nbytes = (t["read"] + t["write"] + t["scales"]) * n
                         mine = per_round[f"fastadapt {p.name}"]
+                        arithmetic = per_element[p.name]
                         rows.append({
                             "rule": r, "layout": lay, "threads": th, "precision": p.name,
                             "seconds": med[f"fastadapt {p.name}"],
                             # this storage's bytes at the float32 roof's bandwidth
                             "roof_seconds": med["roof float32"] * nbytes / bytes32,
                             # its arithmetic at one thread, shared perfectly among th
-                            "compute_seconds": None if per_element[p.name] is None else per_element[p.name] * n / th,
+                            "compute_seconds": None if arithmetic is None else arithmetic * n / th,
                             "bytes": nbytes,
                             "state_bytes_per_param": t["state_per_param"],
                             # the per-round ratio's median: both timed in the same round

@@ -71,6 +71,49 @@ def _searcher(args: argparse.Namespace) -> Any:
     return TPE() if args.searcher == "tpe" or args.algorithm == "tpe" else None
 
 
+# Flags that apply to some algorithms only: (default, the algorithms it applies to). A flag set to another
+# value for an algorithm it does not apply to is refused rather than silently ignored.
+_ONLY_FOR = {
+    "eta": (3, ("hyperband", "asha", "bohb")),
+    "num_trials": (30, ("asha", "tpe", "median", "bohb")),
+    "min_resource": (1, ("asha", "bohb")),
+    "report_every": (1, ("median",)),
+    "grace_period": (1, ("median",)),
+    "population": (None, ("pbt", "pb2")),
+    "interval": (3, ("pbt", "pb2")),
+    "quantile": (0.25, ("pbt", "pb2")),
+    "asynchronous": (False, ("pbt", "pb2", "bohb")),
+}
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    for name, (default, algorithms) in _ONLY_FOR.items():
+        value = getattr(args, name)
+        if name == "population" and value == (4 if args.algorithm == "pb2" else 8):
+            continue  # (filled in by _run_with_defaults)
+        if value != default and args.algorithm not in algorithms:
+            raise ValueError(f"--{name.replace('_', '-')} applies to {', '.join(algorithms)}, not to "
+                             f"{args.algorithm}; drop it")
+    if args.algorithm == "bohb" and not args.asynchronous:
+        for name in ("num_trials", "min_resource"):
+            if getattr(args, name) != _ONLY_FOR[name][0]:
+                raise ValueError(f"--{name.replace('_', '-')} applies to bohb --asynchronous only (synchronous "
+                                 f"BOHB runs Hyperband's brackets); add --asynchronous or drop it")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """--out: a new run never overwrites a previous one; --resume needs one to continue."""
+    checkpoint = os.path.join(args.out, "checkpoint", "tuner.json")
+    previous = [f for f in ("result.json", os.path.join("checkpoint", "tuner.json"))
+                if os.path.exists(os.path.join(args.out, f))]
+    if args.resume and not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"--resume: {args.out} has no checkpoint to continue ({checkpoint} does not "
+                                f"exist); drop --resume to start a new run there")
+    if not args.resume and previous:
+        raise ValueError(f"--out {args.out} holds a previous run ({', '.join(previous)}); pass --resume to "
+                         f"continue it, or another --out for a new run")
+
+
 def _tuner(args: argparse.Namespace) -> Any:
     common = dict(metric="val_loss", mode="min", seed=args.seed, executor=_executor(args), progress=True,
                   checkpoint_dir=os.path.join(args.out, "checkpoint"), resume="auto" if args.resume else False,
@@ -103,14 +146,20 @@ def run(args: argparse.Namespace) -> int:
     """The ``fastadapt tune`` command (argparse namespace from ``add_parser``)."""
     # Every user error is found here, before any trial runs: one line on stderr and exit status 2.
     try:
-        tuner = _tuner(args)
+        _check_flags(args)
+        tuner = _tuner(args)  # (checks every value before anything looks at --out)
+        _check_out(args)
         train, _, _ = mnist_splits(args.data_dir, args.train_samples)  # fail early, in the driver, without data
         # After the checks above, so that none of their errors leaves an empty --out behind.
         check_writable_dir(args.out, "--out")
         check_writable_dir(os.path.join(args.out, "checkpoint"), "--out's checkpoint directory")
         tuner.prepare()  # with --resume: a damaged or mismatched checkpoint is refused now
     except (TypeError, ValueError, FileNotFoundError, ImportError) as err:
-        print(f"fastadapt tune {args.algorithm}: {err}", file=sys.stderr)
+        # (the tuner's own words for what the command line spells as --resume / --out)
+        message = str(err).replace("pass resume=False to start over",
+                                   "run with the checkpointed run's flags, or drop --resume and pass another --out")
+        message = message.replace("pass the same seed (or seed=None) to resume", "pass the same --seed to resume")
+        print(f"fastadapt tune {args.algorithm}: {message}", file=sys.stderr)
         return 2
     plan = f"{tuner.planned_jobs()} jobs" if tuner.planned_jobs() else f"{args.num_trials} configs"
     print(f"fastadapt tune {args.algorithm}: MNIST MLP 784-{args.hidden}-10, SGD; {len(train[0])} training / "

@@ -281,13 +281,15 @@ class TuneResult:
     def _config_keys(self) -> List[str]:
         keys: Dict[str, None] = {}
         for t in self.trials:
-            keys.update(dict.fromkeys(t.config))
+            keys.update(dict.fromkeys(_flat_config(t.config)))
         return list(keys)
 
     def table(self) -> List[Dict[str, Any]]:
         """One row per trial: id, status, bracket, budget (units completed),
         cost, last metric, best metric and ``best_budget`` (the units completed
-        when it was reported), retries, the config and the error's last line. It holds
+        when it was reported), retries, the config (one column per value; a
+        nested one as ``config.outer/inner``, the names ``space`` uses, empty
+        where a conditional branch lacks it) and the error's last line. It holds
         no timings, so one seed gives the same table on every executor (for
         the synchronous tuners)."""
         keys = self._config_keys()
@@ -301,7 +303,8 @@ class TuneResult:
                                    # where best_metric was reached: "after N epochs", as the CLI and plot say it
                                    "best_budget": best["budget"],
                                    "retries": t.retries}
-            row.update({f"config.{k}": t.config.get(k) for k in keys})
+            flat = _flat_config(t.config)
+            row.update({f"config.{k}": flat.get(k) for k in keys})
             row["error"] = t.error_summary
             rows.append(row)
         return rows
@@ -393,3 +396,14 @@ class TuneResult:
         from .plots import plot_population
 
         return plot_population(self, path, names=names, unit=unit, title=title)
+
+
+def _flat_config(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """A (nested) config as one level, ``outer/inner`` names (as ``TuneResult.space``)."""
+    out: Dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat_config(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
