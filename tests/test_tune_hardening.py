@@ -562,3 +562,27 @@ def test_table_and_csv_flatten_nested_and_conditional_configs():
         assert row[other] is None   # the branch it did not take
     header = result.to_csv().splitlines()[0].split(",")
     assert "config.opt/name" in header and "config.opt" not in header
+
+
+def test_a_result_written_to_json_reads_back_whole(tmp_path):
+    pbt = T.PBT(H.Quadratic, SPACE, population=4, perturbation_interval=2, max_resource=6, seed=1,
+                executor="sequential", progress=False).run()
+    with pytest.warns(RuntimeWarning):   # every trial failed: a result with errors and no best
+        failed = T.Hyperband(lambda c, b: {"loss": 1.0}, SPACE, max_resource=3, seed=0, executor="sequential",
+                             progress=False).run()
+    for result in (pbt, failed):
+        result.to_json(tmp_path / "r.json")
+        back = T.TuneResult.from_json(tmp_path / "r.json")
+        assert back.to_dict() == result.to_dict() and back.table() == result.table()
+        assert back.best_config == result.best_config and back.best_state is None
+    (tmp_path / "bad.json").write_text('{"algorithm": "pbt"}')
+    with pytest.raises(ValueError, match=r"bad.json is not a tuning result written by TuneResult.to_json: the "
+                                         r"file has no 'trials'"):
+        T.TuneResult.from_json(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text("not json")
+    with pytest.raises(ValueError, match="is not a tuning result"):
+        T.TuneResult.from_json(tmp_path / "bad.json")
+    pytest.importorskip("matplotlib")
+    pbt.to_json(tmp_path / "pbt.json")
+    T.TuneResult.from_json(tmp_path / "pbt.json").plot(tmp_path / "pbt.png")   # the lineage plots as before
+    assert (tmp_path / "pbt.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

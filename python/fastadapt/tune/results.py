@@ -333,6 +333,50 @@ class TuneResult:
             write_text(path, text + "\n")  # atomic: a reader never sees half a file
         return text
 
+    @classmethod
+    def from_json(cls, path: PathLike) -> "TuneResult":
+        """A result written by [`to_json`][fastadapt.tune.TuneResult.to_json]
+        (``result.json`` of ``fastadapt tune``), to read, tabulate and plot
+        again, as Optuna's ``load_study`` or Ray Tune's ``ExperimentAnalysis``.
+        Everything but ``best_state`` (never in the file). A file that is not
+        such a result is a ``ValueError`` naming what is wrong."""
+        name = os.fspath(path)
+        with open(name, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except ValueError as err:
+                raise ValueError(f"{name} is not a tuning result (not JSON: {err})") from None
+
+        def need(mapping: Any, key: str, kind: Any, where: str) -> Any:
+            if not isinstance(mapping, dict) or key not in mapping:
+                raise ValueError(f"{name} is not a tuning result written by TuneResult.to_json: {where} has no "
+                                 f"{key!r}")
+            value = mapping[key]
+            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+                raise ValueError(f"{name} is not a tuning result written by TuneResult.to_json: {where}[{key!r}] "
+                                 f"is {type(value).__name__}")
+            return value
+
+        trials = []
+        for i, t in enumerate(need(data, "trials", list, "the file")):
+            where = f"trials[{i}]"
+            status = need(t, "status", str, where)
+            if status not in STATUSES:
+                raise ValueError(f"{name}: {where}['status'] = {status!r} is not one of {', '.join(STATUSES)}")
+            trials.append(TrialRecord(
+                trial_id=need(t, "trial_id", int, where), config=need(t, "config", dict, where), status=status,
+                budget=need(t, "budget", int, where), cost=need(t, "cost", int, where),
+                history=need(t, "history", list, where), config_history=need(t, "config_history", list, where),
+                error=need(t, "error", (str, type(None)), where), retries=need(t, "retries", int, where),
+                seconds=float(need(t, "seconds", numbers.Real, where)),
+                bracket=need(t, "bracket", (int, type(None)), where)))
+        return cls(algorithm=need(data, "algorithm", str, "the file"), metric=need(data, "metric", str, "the file"),
+                   mode=need(data, "mode", str, "the file"), seed=need(data, "seed", int, "the file"),
+                   settings=need(data, "settings", dict, "the file"), trials=trials,
+                   lineage=need(data, "lineage", list, "the file"), rungs=need(data, "rungs", list, "the file"),
+                   seconds=float(need(data, "seconds", numbers.Real, "the file")),
+                   space=need(data, "space", dict, "the file"))
+
     def to_csv(self, path: Optional[PathLike] = None) -> str:
         """[`table`][fastadapt.tune.TuneResult.table] as CSV (written to ``path`` when given,
         atomically, UTF-8); returns the text."""
