@@ -586,3 +586,31 @@ def test_a_result_written_to_json_reads_back_whole(tmp_path):
     pbt.to_json(tmp_path / "pbt.json")
     T.TuneResult.from_json(tmp_path / "pbt.json").plot(tmp_path / "pbt.png")   # the lineage plots as before
     assert (tmp_path / "pbt.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_reported_entry_named_like_the_history_fields_fails_the_trial_clearly():
+    def clashes(config, budget):
+        return {"score": config["x"], "budget": 1234.0}
+    with pytest.warns(RuntimeWarning, match="every trial failed"):
+        result = T.Search(clashes, SPACE, metric="score", num_trials=2, max_resource=1, seed=0,
+                          executor="sequential", progress=False).run()
+    assert "train() returned 'budget' besides the tuner's metric 'score'" in result.trials[0].error
+    kept = T.Search(lambda c, b: {"score": c["x"], "other": 2.0}, SPACE, metric="score", num_trials=2,
+                    max_resource=1, seed=0, executor="sequential", progress=False).run()
+    assert kept.trials[0].history[0] == {"budget": 1, "metric": kept.trials[0].config["x"], "other": 2.0}
+
+
+def test_an_initial_config_may_give_part_of_a_conditional_branch():
+    space = {"lr": T.loguniform(1e-3, 1.0),
+             "opt": T.choice([{"name": "sgd", "mom": T.uniform(0, 1)}, {"name": "adam", "b2": T.uniform(0.9, 0.99)}])}
+    result = T.Search(lambda c, b: c["lr"], space, num_trials=3, max_resource=1, seed=0, executor="sequential",
+                      progress=False, initial_configs=[{"opt": {"name": "adam"}}, {"opt": {"mom": 0.5}}]).run()
+    first, second = result.trials[0].config["opt"], result.trials[1].config["opt"]
+    assert first["name"] == "adam" and 0.9 <= first["b2"] <= 0.99 and set(first) == {"name", "b2"}
+    assert second == {"name": "sgd", "mom": 0.5}
+    for bad in ({"name": "rms"}, {"b2": 2.0}):
+        with pytest.raises(ValueError, match=r"initial_configs\[0\]\['opt'\] = .* is outside its domain"):
+            T.Search(lambda c, b: c["lr"], space, num_trials=3, max_resource=1, initial_configs=[{"opt": bad}])
+    # sample_config says which branches a partial dict matches
+    with pytest.raises(ValueError, match="is part of no branch"):
+        T.sample_config(space, 0, {"opt": {"name": "rms"}})

@@ -162,6 +162,13 @@ def test_a_conditional_space_samples_a_branch_and_only_its_domains():
 def test_a_config_that_fits_no_branch_is_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         check_config(CONDITIONAL, bad, "config")
+    if "k" not in bad["optim"] and bad["optim"]["name"] == "adam":
+        # an initial config may be part of one branch: the tuner samples the rest (k) of it
+        search = T.Search(H.conditional_objective, CONDITIONAL, num_trials=2, max_resource=1, seed=0,
+                          executor="sequential", progress=False, initial_configs=[bad])
+        first = search.run().trials[0].config["optim"]
+        assert first["name"] == "adam" and first["beta"] == 0.1 and "k" in first
+        return
     with pytest.raises(ValueError, match=message):
         T.Search(H.conditional_objective, CONDITIONAL, num_trials=2, max_resource=1, initial_configs=[bad])
 

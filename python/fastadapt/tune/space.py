@@ -393,6 +393,24 @@ def _fits(branch: Mapping[str, Any], value: Any) -> bool:
     return True
 
 
+def _agrees(branch: Mapping[str, Any], partial: Mapping[str, Any]) -> bool:
+    """Whether a partial config can belong to ``branch``: only its keys, its
+    constants equal, its domains containing the values given (nested alike)."""
+    for name, v in partial.items():
+        if name not in branch:
+            return False
+        spec = branch[name]
+        if isinstance(spec, Mapping):
+            if not (isinstance(v, Mapping) and _agrees(spec, v)):
+                return False
+        elif isinstance(spec, Domain):
+            if not spec.contains(v):
+                return False
+        elif not spec == v:
+            return False
+    return True
+
+
 def _check_subspace(space: Mapping[Any, Any], where: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for name, value in space.items():
@@ -525,6 +543,19 @@ def _sample(space: Mapping[str, Any], rng: np.random.Generator, given: Mapping[s
                 raise ValueError(f"{where}[{name!r}] = {sub!r} must be a dict: the space nests a dict there")
             config[name] = _sample(value, rng, sub, f"{where}[{name!r}]")
             continue
+        partial = given.get(name)
+        if isinstance(value, Categorical) and isinstance(partial, Mapping) and not any(
+                isinstance(v, Mapping) and _fits(v, partial) for v in value.values):
+            # Part of a conditional branch (initial_configs=[{"opt": {"name": "adam"}}]): the one branch it
+            # agrees with, its other domains sampled, as if the choice had drawn that branch.
+            matches = [i for i, v in enumerate(value.values) if isinstance(v, Mapping) and _agrees(v, partial)]
+            if len(matches) != 1:
+                raise ValueError(f"{where}[{name!r}] = {partial!r} is part of {'no' if not matches else 'more than one'}"
+                                 f" branch of {value!r}; give values that pick one branch (e.g. its constant "
+                                 f"'name'), each inside its domain")
+            rng.integers(len(value.values))  # (the draw that picks a branch, as sample() makes it)
+            config[name] = _sample(value.values[matches[0]], rng, given.pop(name), f"{where}[{name!r}]")
+            continue
         drawn = value.sample(rng) if isinstance(value, Domain) else value
         config[name] = given.pop(name) if name in given else drawn
     if given:
@@ -557,9 +588,12 @@ def _where(where: str, path: Sequence[str]) -> str:
     return where + "".join(f"[{key!r}]" for key in path)
 
 
-def check_config(space: Mapping[str, Any], config: Mapping[str, Any], where: str) -> None:
+def check_config(space: Mapping[str, Any], config: Mapping[str, Any], where: str, *,
+                 partial_branches: bool = False) -> None:
     """ValueError unless each value of ``config`` is inside its domain (and
-    names only keys the space defines, nested dicts where it nests them)."""
+    names only keys the space defines, nested dicts where it nests them).
+    ``partial_branches``: a dict for a conditional choice may be part of one
+    branch (an initial config's ``{"opt": {"name": "adam"}}``)."""
     def walk(sub_space: Mapping[str, Any], sub: Any, path: Tuple[str, ...]) -> None:
         if not isinstance(sub, Mapping):
             raise ValueError(f"{_where(where, path)} = {sub!r} must be a dict: the space nests a dict there")
@@ -573,6 +607,9 @@ def check_config(space: Mapping[str, Any], config: Mapping[str, Any], where: str
             if isinstance(value, Mapping):
                 walk(value, sub[name], path + (name,))
             elif isinstance(value, Domain) and not value.contains(sub[name]):
+                if partial_branches and isinstance(value, Categorical) and isinstance(sub[name], Mapping) and sum(
+                        isinstance(v, Mapping) and _agrees(v, sub[name]) for v in value.values) == 1:
+                    continue  # (sampling fills in the rest of that branch)
                 raise ValueError(f"{_where(where, path + (name,))} = {sub[name]!r} is outside its domain {value!r}")
 
     walk(space, config, ())

@@ -169,6 +169,11 @@ def parse_report(report: Any, metric: str) -> Tuple[float, Dict[str, float]]:
                            f"(keys: {sorted(map(str, report))}); return it, or pass metric=<one of them> "
                            f"to the tuner")
         value = _as_metric(report[metric], f"train()[{metric!r}]")
+        clash = [k for k in ("budget", "metric") if k in report and k != metric]
+        if clash:
+            raise ValueError(f"train() returned {clash[0]!r} besides the tuner's metric {metric!r}; a history entry "
+                             f"keeps the budget and the tuner's metric under the names 'budget' and 'metric', so "
+                             f"that entry would be lost: rename it")
         extras = {}
         for key, extra in report.items():
             if key != metric and isinstance(key, str) and isinstance(extra, numbers.Real) \

@@ -202,7 +202,8 @@ class Tuner:
         for i, config in enumerate(configs):
             if not isinstance(config, Mapping):
                 raise TypeError(f"initial_configs[{i}] must be a dict, got {type(config).__name__}")
-            check_config(self.space, config, f"initial_configs[{i}]")  # unknown keys, nested too, and bounds
+            # unknown keys, nested too, and bounds; part of a conditional branch is filled in when sampled
+            check_config(self.space, config, f"initial_configs[{i}]", partial_branches=True)
             out.append(copy_config(config))
         return out
 
