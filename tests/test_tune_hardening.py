@@ -614,3 +614,15 @@ def test_an_initial_config_may_give_part_of_a_conditional_branch():
     # sample_config says which branches a partial dict matches
     with pytest.raises(ValueError, match="is part of no branch"):
         T.sample_config(space, 0, {"opt": {"name": "rms"}})
+
+
+def test_hyperband_takes_a_min_resource_as_optunas_pruner():
+    assert T.hyperband_schedule(81, 3, 9) == [[(9, 9), (3, 27), (1, 81)], [(5, 27), (1, 81)], [(3, 81)]]
+    assert T.hyperband_schedule(81, 3, 1) == T.hyperband_schedule(81, 3)
+    result = T.Hyperband(H.quadratic_function, SPACE, max_resource=27, min_resource=3, seed=0,
+                         executor="sequential", progress=False).run()
+    assert sorted({h["budget"] for t in result.trials for h in t.history}) == [3, 9, 27]
+    assert result.settings["min_resource"] == 3
+    assert "min_resource" not in hyperband(progress=False).settings()   # (default: checkpoints stay as they were)
+    with pytest.raises(ValueError, match=r"min_resource \(30\) must be <= max_resource \(27\)"):
+        T.Hyperband(H.quadratic_function, SPACE, max_resource=27, min_resource=30)

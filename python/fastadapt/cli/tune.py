@@ -76,7 +76,7 @@ def _searcher(args: argparse.Namespace) -> Any:
 _ONLY_FOR = {
     "eta": (3, ("hyperband", "asha", "bohb")),
     "num_trials": (30, ("asha", "tpe", "median", "bohb")),
-    "min_resource": (1, ("asha", "bohb")),
+    "min_resource": (1, ("hyperband", "asha", "bohb")),
     "report_every": (1, ("median",)),
     "grace_period": (1, ("median",)),
     "population": (None, ("pbt", "pb2")),
@@ -123,7 +123,8 @@ def _tuner(args: argparse.Namespace) -> Any:
         common["searcher"] = searcher
     space = _space(args)
     if args.algorithm == "hyperband":
-        return Hyperband(MnistMLP, space, max_resource=args.max_resource, eta=args.eta, **common)
+        return Hyperband(MnistMLP, space, max_resource=args.max_resource, eta=args.eta,
+                         min_resource=args.min_resource, **common)
     if args.algorithm == "asha":
         return ASHA(MnistMLP, space, num_trials=args.num_trials, max_resource=args.max_resource,
                     min_resource=args.min_resource, eta=args.eta, **common)
@@ -218,7 +219,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--num-trials", type=positive_int, default=30,
                         help="asha, tpe, median, bohb --asynchronous: configs to start (30)")
     parser.add_argument("--min-resource", type=positive_int, default=1,
-                        help="asha, bohb --asynchronous: epochs at the first rung (1)")
+                        help="hyperband, asha, bohb --asynchronous: epochs at the first rung (1)")
     parser.add_argument("--searcher", choices=("random", "tpe"), default="random",
                         help="hyperband/asha/median: where new configs come from (random: the priors; tpe: a "
                              "model of the results so far)")

@@ -47,14 +47,14 @@ def _rungs(n: int, s: int, max_resource: int, eta: int) -> Bracket:
     return [(n // eta ** i, max_resource // eta ** (s - i)) for i in range(s + 1)]
 
 
-def hyperband_schedule(max_resource: int, eta: int = 3) -> List[Bracket]:
+def hyperband_schedule(max_resource: int, eta: int = 3, min_resource: int = 1) -> List[Bracket]:
     """Hyperband's bracket table without training anything.
 
     Returns ``[[(n_0, r_0), ..., (n_s, r_s)] for s = s_max, ..., 0]``:
     bracket ``s`` starts ``n_0`` configs with ``r_0`` units each and keeps the
     best ``floor(n_i / eta)`` of each rung for the next. Per Algorithm 1:
 
-        s_max = floor(log_eta(R));  B = (s_max + 1) R
+        s_max = floor(log_eta(R / r_min));  B = (s_max + 1) R
         n = ceil(B / R * eta**s / (s + 1)) = ceil((s_max + 1) eta**s / (s + 1))
         n_i = floor(n eta**-i);  r_i = R eta**(i - s)   (rounded down to whole units)
 
@@ -64,6 +64,10 @@ def hyperband_schedule(max_resource: int, eta: int = 3) -> List[Bracket]:
         ``R``, the most units (epochs, steps) one config gets; int >= 1.
     eta
         the halving rate; int >= 2 (3 in the paper).
+    min_resource
+        ``r_min``, the fewest units a config gets at the first rung (int >= 1, default 1; as
+        Optuna's ``HyperbandPruner(min_resource=...)``): fewer, less aggressive brackets when the
+        metric after one unit says little.
 
     Examples
     --------
@@ -72,7 +76,10 @@ def hyperband_schedule(max_resource: int, eta: int = 3) -> List[Bracket]:
     """
     max_resource = _checks.integer("max_resource", max_resource, 1)
     eta = _checks.integer("eta", eta, 2)
-    s_max = int_log(max_resource, eta)
+    min_resource = _checks.integer("min_resource", min_resource, 1)
+    if min_resource > max_resource:
+        raise ValueError(f"min_resource ({min_resource}) must be <= max_resource ({max_resource})")
+    s_max = int_log(max_resource // min_resource, eta)
     brackets = []
     for s in range(s_max, -1, -1):
         n = -(-(s_max + 1) * eta ** s // (s + 1))  # ceil of an exact integer ratio
@@ -250,6 +257,9 @@ class Hyperband(_BracketTuner):
     iterations
         times the whole bracket table runs, one after another (int >= 1; default 1): the paper's
         outer loop, as hpbandster's ``n_iterations``. Each iteration costs the table's budget again.
+    min_resource
+        the fewest units a config trains at a first rung (int >= 1; default 1): brackets start no
+        lower (Optuna's ``HyperbandPruner(min_resource=...)``; ``hyperband_schedule``).
 
     Other Parameters
     ----------------
@@ -270,10 +280,10 @@ class Hyperband(_BracketTuner):
     algorithm = "hyperband"
 
     def __init__(self, trainable: Any, space: Any, *, max_resource: int, eta: int = 3, iterations: int = 1,
-                 **kwargs: Any):
-        brackets = hyperband_schedule(max_resource, eta)
+                 min_resource: int = 1, **kwargs: Any):
+        brackets = hyperband_schedule(max_resource, eta, min_resource)
         s_max = len(brackets) - 1
-        self.max_resource = max_resource
+        self.max_resource, self.min_resource = max_resource, min_resource
         # The paper's outer loop: the whole table again, `iterations` times (hpbandster's n_iterations).
         # Random Hyperband gains little from it; a model-based searcher (BOHB) learns from every
         # iteration before.
@@ -286,4 +296,6 @@ class Hyperband(_BracketTuner):
         settings: Dict[str, Any] = {"max_resource": self.max_resource, "eta": self.eta}
         if self.iterations != 1:  # (absent by default: checkpoints written before it existed still resume)
             settings["iterations"] = self.iterations
+        if self.min_resource != 1:  # (likewise)
+            settings["min_resource"] = self.min_resource
         return settings
