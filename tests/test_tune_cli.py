@@ -63,12 +63,13 @@ def test_tune_resume_continues_from_the_checkpoint(mnist_subset, tmp_path, capsy
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["hyperband", "--eta", "1"], "eta=1 must be >= 2"),
-    (["pbt", "--quantile", "0.9"], "quantile=0.9 must be in (0, 0.5]"),
-    (["asha", "--max-resource", "3", "--min-resource", "9"], "min_resource (9) must be <= max_resource (3)"),
+    (["hyperband", "--eta", "1"], "--eta 1 must be >= 2"),          # the tuner's errors in the flags' names
+    (["pbt", "--quantile", "0.9"], "--quantile 0.9 must be in (0, 0.5]"),
+    (["asha", "--max-resource", "3", "--min-resource", "9"], "--min-resource (9) must be <= --max-resource (3)"),
+    (["pbt", "--interval", "40", "--max-resource", "30"], "--interval 40 >= --max-resource 30"),
     (["hyperband", "--data-dir", "/nonexistent/mnist"], "is not a directory"),
     (["pb2", "--searcher", "tpe"], "--searcher applies to hyperband, asha and median"),
-    (["median", "--max-resource", "3", "--grace-period", "3"], "grace_period"),
+    (["median", "--max-resource", "3", "--grace-period", "3"], "--grace-period 3 >= --max-resource 3"),
     # flags of other algorithms are refused, not ignored
     (["hyperband", "--population", "5"], "--population applies to pbt, pb2, not to hyperband; drop it"),
     (["pbt", "--eta", "2"], "--eta applies to hyperband, asha, bohb, not to pbt"),

@@ -469,7 +469,7 @@ def test_tune_cli_refuses_a_damaged_checkpoint_and_a_bad_trial_timeout(mnist_sub
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "has checkpoint version 1.0" in err and "tuner.json" in err
     assert main(args + ["--trial-timeout", "0"]) == 2
-    assert "trial_timeout=0.0 must be > 0" in capsys.readouterr().err
+    assert "--trial-timeout 0.0 must be > 0" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from typing import Any, Dict
@@ -84,6 +85,20 @@ _ONLY_FOR = {
     "quantile": (0.25, ("pbt", "pb2")),
     "asynchronous": (False, ("pbt", "pb2", "bohb")),
 }
+
+
+def _as_flags(message: str, algorithm: str) -> str:
+    """A tuner's error in the command line's words: ``eta=1`` as ``--eta 1``,
+    ``min_resource`` as ``--min-resource``."""
+    names = {"max_resource": "--max-resource", "min_resource": "--min-resource", "num_trials": "--num-trials",
+             "eta": "--eta", "quantile": "--quantile", "grace_period": "--grace-period",
+             "trial_timeout": "--trial-timeout", "population": "--population",
+             "perturbation_interval": "--interval", "interval": "--report-every" if algorithm == "median" else None}
+    for name, flag in names.items():
+        if flag is not None:
+            message = re.sub(rf"(?<![\w.'-]){name}=", f"{flag} ", message)
+            message = re.sub(rf"(?<![\w.'-]){name}\b", flag, message)
+    return message
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -160,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         message = str(err).replace("pass resume=False to start over",
                                    "run with the checkpointed run's flags, or drop --resume and pass another --out")
         message = message.replace("pass the same seed (or seed=None) to resume", "pass the same --seed to resume")
+        message = _as_flags(message, args.algorithm)
         print(f"fastadapt tune {args.algorithm}: {message}", file=sys.stderr)
         return 2
     plan = f"{tuner.planned_jobs()} jobs" if tuner.planned_jobs() else f"{args.num_trials} configs"
