@@ -626,3 +626,70 @@ def test_hyperband_takes_a_min_resource_as_optunas_pruner():
     assert "min_resource" not in hyperband(progress=False).settings()   # (default: checkpoints stay as they were)
     with pytest.raises(ValueError, match=r"min_resource \(30\) must be <= max_resource \(27\)"):
         T.Hyperband(H.quadratic_function, SPACE, max_resource=27, min_resource=30)
+
+
+# ---- ask / tell (trainable=None), as Optuna's study.ask() / study.tell() ------------------------------------
+def _drive(tuner, objective, batch=1):
+    """Ask up to ``batch`` jobs, tell them all, until the run is over; the jobs in order."""
+    jobs = []
+    while not tuner.done:
+        asked = []
+        for _ in range(batch):
+            job = tuner.ask()
+            if job is None:
+                break
+            asked.append(job)
+        if not asked:
+            break
+        for job in asked:
+            tuner.tell(job, objective(job.config, job.total))
+        jobs += asked
+    return jobs
+
+
+@pytest.mark.parametrize("make", [
+    lambda tr: T.Hyperband(tr, SPACE, max_resource=9, seed=0, executor="sequential"),
+    lambda tr: T.ASHA(tr, SPACE, num_trials=9, max_resource=9, seed=0, executor="sequential"),
+    lambda tr: T.BOHB(tr, SPACE, max_resource=9, seed=0, executor="sequential"),
+    lambda tr: T.Search(tr, SPACE, num_trials=5, max_resource=3, seed=0, executor="sequential"),
+    lambda tr: T.MedianStopping(tr, SPACE, num_trials=6, max_resource=4, seed=0, executor="sequential"),
+], ids=["hyperband", "asha", "bohb", "search", "median"])
+def test_ask_and_tell_make_the_decisions_run_makes(make):
+    tuner = make(None)
+    jobs = _drive(tuner, lambda config, total: (config["x"] - 0.3) ** 2 + 1.0 / (1 + total))
+    assert tuner.done and tuner.ask() is None
+    ran = make(H.Quadratic).run()     # the same metric, trained by the tuner itself
+    assert tuner.result().table() == ran.table() and len(jobs) == sum(len(t.history) for t in ran.trials)
+    assert all(j.total == j.trained + j.budget and j.budget >= 1 for j in jobs)
+
+
+def test_ask_hands_out_a_whole_rung_and_tell_checks_what_it_is_told(tmp_path):
+    tuner = T.Hyperband(None, SPACE, max_resource=9, seed=0, executor="sequential", checkpoint_dir=tmp_path)
+    first = [tuner.ask() for _ in range(9)]          # the first rung of bracket s=2: 9 jobs of 1 unit
+    assert [j.budget for j in first] == [1] * 9 and tuner.ask() is None and not tuner.done
+    with pytest.raises(ValueError, match="no job of that trial was asked and not yet told"):
+        tuner.tell(99, 0.5)
+    with pytest.raises(TypeError, match="one of them"):
+        tuner.tell(first[0])
+    with pytest.raises(KeyError, match="without the tuner's metric 'metric'"):
+        tuner.tell(first[0], {"loss": 0.5})         # (nothing recorded: it can be told again)
+    tuner.tell(first[0], error="diverged")
+    tuner.tell(first[1], float("nan"))
+    assert [t.status for t in tuner.result().trials[:2]] == ["failed", "failed"]
+    for job in first[2:5]:
+        tuner.tell(job, job.config["x"])
+    # a new tuner on the checkpoint asks the jobs in flight again, then goes on to the end
+    again = T.Hyperband(None, SPACE, max_resource=9, seed=0, executor="sequential", checkpoint_dir=tmp_path,
+                        resume=True)
+    rest = _drive(again, lambda config, total: config["x"])
+    assert [j.trial_id for j in rest[:4]] == [j.trial_id for j in first[5:]] and again.done
+    assert again.result().count("failed") == 2
+
+
+def test_ask_and_tell_are_for_a_tuner_without_a_trainable():
+    with pytest.raises(TypeError, match="built without a trainable .*drive it with ask\\(\\) and tell\\(\\)"):
+        T.Hyperband(None, SPACE, max_resource=3, executor="sequential").run()
+    with pytest.raises(TypeError, match="ask\\(\\) drives a tuner built without a trainable"):
+        hyperband().ask()
+    with pytest.raises(TypeError, match="PBT copies members' states between trials"):
+        T.PBT(None, SPACE, population=4, perturbation_interval=1, max_resource=3)

@@ -27,7 +27,7 @@ from .searcher import Observation, RandomSearcher, Searcher
 from .space import Categorical, Domain, Float, Integer, choice, loguniform, randint, sample_config, uniform
 from .tpe import TPE
 from .trainable import Trainable
-from .tuner import Tuner
+from .tuner import Ask, Tuner
 
 __all__ = [
     "uniform",
@@ -41,6 +41,7 @@ __all__ = [
     "Categorical",
     "Trainable",
     "Tuner",
+    "Ask",
     "Hyperband",
     "SuccessiveHalving",
     "ASHA",

@@ -113,6 +113,7 @@ class PBT(Tuner):
     """
 
     algorithm = "pbt"
+    _asks = False  # (exploit copies members' states: a trainable class with save/load)
 
     def __init__(self, trainable: Any, space: Any, *, population: int, perturbation_interval: int,
                  max_resource: Optional[int] = None, quantile: float = 0.25, resample_probability: float = 0.25,

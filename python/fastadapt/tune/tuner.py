@@ -24,7 +24,7 @@ from .._files import check_writable_dir
 from . import schema as S
 from .executor_choice import EXECUTORS, make_executor
 from .executors import Executor
-from .jobs import DIED, Job, Outcome, reject_non_finite
+from .jobs import DIED, ERROR, OK, Job, Outcome, reject_non_finite
 from .progress import TuneProgress
 from .results import (FAILED, PAUSED, RUNNING, STATUSES, STOPPED, TrialRecord, TuneResult, best_evaluation,
                       evaluation_key, ranked)
@@ -32,9 +32,9 @@ from .searcher import RandomSearcher, Searcher, observations_of
 from .space import (check_config, check_space, copy_config, domains, get_path, leaf_paths, plain_values,
                     sample_config, space_repr)
 from .state import CheckpointStore, PathLike, encodable
-from .trainable import TrainableSpec, as_trainable, metric_is_valid
+from .trainable import TrainableSpec, as_trainable, metric_is_valid, parse_report
 
-__all__ = ["Tuner"]
+__all__ = ["Tuner", "Ask"]
 
 OnResult = Callable[[TrialRecord], None]
 
@@ -67,6 +67,35 @@ def _trial_from_fields(fields: Dict[str, Any]) -> TrialRecord:
     return TrialRecord(**fields)
 
 
+def ask_tell(config: Mapping[str, Any], budget: int) -> float:
+    """The trainable of a tuner built with ``trainable=None``: you train, the
+    tuner asks and is told (``Tuner.ask`` / ``Tuner.tell``)."""
+    raise TypeError("this tuner was built without a trainable (trainable=None): drive it with ask() and tell()")
+
+
+# Resumable: each job trains a trial on from what it completed (you keep each trial's model).
+_ASK_TELL = TrainableSpec(ask_tell, is_function=False, resumable=True, configurable=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ask:
+    """One job of a tuner driven by ``ask()``/``tell()``: train trial
+    ``trial_id`` (hyperparameters ``config``) from the ``trained`` units it has
+    completed for ``budget`` more, to ``trained + budget`` in all, then
+    ``tell`` the metric. A trial asked again continues its own model (keep it
+    by ``trial_id``); a new trial starts from scratch (``trained == 0``)."""
+
+    trial_id: int
+    config: Dict[str, Any]
+    budget: int
+    trained: int
+
+    @property
+    def total(self) -> int:
+        """Units completed once this job is done (``trained + budget``)."""
+        return self.trained + self.budget
+
+
 class Tuner:
     """Base class of [`Hyperband`][fastadapt.tune.Hyperband],
     [`SuccessiveHalving`][fastadapt.tune.SuccessiveHalving], [`ASHA`][fastadapt.tune.ASHA],
@@ -86,7 +115,8 @@ class Tuner:
     ----------
     trainable
         a class following [`fastadapt.tune.Trainable`][fastadapt.tune.Trainable]'s protocol, or a function
-        ``f(config, budget) -> metric``.
+        ``f(config, budget) -> metric``; or None: you train, driving the tuner with
+        [`ask`][fastadapt.tune.Tuner.ask] and [`tell`][fastadapt.tune.Tuner.tell] (not PBT/PB2).
     space
         dict of name -> domain (``fa.tune.uniform`` ...) or constant.
     metric
@@ -129,6 +159,8 @@ class Tuner:
     """
 
     algorithm: ClassVar[str] = ""
+    # Whether ask()/tell() can drive it (PBT cannot: it copies states between trials).
+    _asks: ClassVar[bool] = True
 
     def __init__(self, trainable: Any, space: Mapping[str, Any], *, metric: str = "metric", mode: str = "min",
                  seed: Optional[int] = None, executor: Union[str, Executor] = "process",
@@ -136,7 +168,10 @@ class Tuner:
                  checkpoint_dir: Optional[PathLike] = None, resume: Union[bool, str] = False,
                  progress: bool = False, on_result: Optional[OnResult] = None,
                  trial_timeout: Optional[float] = None, searcher: Optional[Searcher] = None):
-        self.spec: TrainableSpec = as_trainable(trainable)
+        if trainable is None and not self._asks:
+            raise TypeError(f"{type(self).__name__} copies members' states between trials, so it needs a trainable "
+                            f"class with save() and load(); ask()/tell() (trainable=None) leaves states with you")
+        self.spec: TrainableSpec = _ASK_TELL if trainable is None else as_trainable(trainable)
         self.space = check_space(space)
         if not isinstance(metric, str) or not metric:
             raise TypeError(f"metric must be a non-empty string (the key read when train() returns a dict), "
@@ -177,6 +212,10 @@ class Tuner:
         if self._store is not None:
             self._check_storable()
         self._prepared = False
+        # ask()/tell(): jobs in flight not yet handed out by ask(), when each was asked, whether the run ended
+        self._unasked: List[int] = []
+        self._asked_at: Dict[int, float] = {}
+        self._finished = False
 
     def _check_storable(self) -> None:
         """With a checkpoint, refuse now (not mid-run) a config value that its
@@ -467,6 +506,9 @@ class Tuner:
         (``resume=True``). A run in which every trial failed warns (a
         ``RuntimeWarning`` with the first error): a wrong ``metric`` name or a
         trainable that always raises should not pass for a result."""
+        if self.spec is _ASK_TELL:
+            raise TypeError(f"{type(self).__name__} was built without a trainable (trainable=None): drive it with "
+                            f"ask() and tell(), or pass a trainable to run it")
         if not self._prepared:
             self.prepare()
         self._prepared = False  # a second run() prepares again
@@ -521,6 +563,101 @@ class Tuner:
                           f"no best config. Trial {first.trial_id}: {last_line[0]} (the full traceback is in "
                           f"result.trials[{first.trial_id}].error)", RuntimeWarning, stacklevel=2)
         return self._result()
+
+    # ---- ask and tell (trainable=None) ---------------------------------------
+    def ask(self) -> Optional[Ask]:
+        """The next job to train, or None: when jobs asked before must be told
+        first (a rung decides once all its jobs are in), or when the run is
+        over (``done``). Only for a tuner built with ``trainable=None``; the
+        same decisions ``run()`` makes, job by job, as Optuna's ``study.ask()``.
+
+        Examples
+        --------
+            tuner = fa.tune.Hyperband(None, space, max_resource=27, seed=0)
+            while not tuner.done:
+                job = tuner.ask()
+                if job is None:
+                    break                       # (here: every job is told before the next ask)
+                tuner.tell(job, train(job.config, job.trial_id, job.total))
+            result = tuner.result()
+        """
+        self._check_ask_tell("ask")
+        if not self._prepared:
+            self.prepare()
+            self._asked_at, self._finished = {}, False
+            # in flight at the checkpoint (asked, never told): asked again first
+            self._unasked = sorted(self._in_flight)
+        if not self._unasked:
+            # The jobs the tuner starts now (a synchronous rung: all of it), in flight from here on.
+            jobs = self._next_jobs(1)
+            if not jobs:
+                self._finish_if_done()
+                return None
+            for trial_id, budget in jobs:
+                if budget < 1:
+                    raise AssertionError(f"tuner bug: job of {budget} units for trial {trial_id}")
+                self._in_flight[trial_id] = budget
+                self._trials[trial_id].status = RUNNING
+                self._unasked.append(trial_id)
+            self._save_checkpoint()
+        trial_id = self._unasked.pop(0)
+        budget = self._in_flight[trial_id]
+        self._asked_at[trial_id] = time.perf_counter()
+        trial = self._trials[trial_id]
+        return Ask(trial_id=trial_id, config=copy_config(trial.config), budget=budget, trained=trial.budget)
+
+    def tell(self, job: Union[Ask, int], value: Any = None, *, error: Optional[str] = None) -> TrialRecord:
+        """Report an asked job: ``value`` is what a trainable's ``train()``
+        would return (the metric, or a dict holding ``metric``); or
+        ``error=`` (a message) fails the trial, as Optuna's ``TrialState.FAIL``.
+        A NaN or infinite metric fails the trial, as in ``run()``. Returns the
+        trial's record."""
+        self._check_ask_tell("tell")
+        trial_id = job.trial_id if isinstance(job, Ask) else job
+        waiting = sorted(set(getattr(self, "_in_flight", {})) - set(self._unasked))
+        if isinstance(trial_id, bool) or not isinstance(trial_id, (int, np.integer)) or int(trial_id) not in waiting:
+            raise ValueError(f"tell({job!r}): no job of that trial was asked and not yet told (waiting: {waiting})")
+        trial_id = int(trial_id)
+        if (error is None) == (value is None):
+            raise TypeError("tell() takes the job's value (the metric, or a dict with it) or error='message', "
+                            "one of them")
+        if error is not None and not isinstance(error, str):
+            raise TypeError(f"error must be a message (str), got {type(error).__name__}")
+        started = self._asked_at.pop(trial_id, time.perf_counter())
+        budget = self._in_flight[trial_id]
+        seconds = time.perf_counter() - started
+        if error is not None:
+            outcome = Outcome(trial_id, ERROR, error=error, seconds=seconds)
+        else:
+            metric, extras = parse_report(value, self.metric)  # (TypeError/KeyError/ValueError: nothing changes)
+            outcome = reject_non_finite(Outcome(trial_id, OK, metric=metric, extras=extras, cost=budget,
+                                                seconds=seconds))
+        del self._in_flight[trial_id]
+        trial = self._record(outcome, budget)
+        self._on_outcome(trial, outcome)
+        self._elapsed += seconds
+        self._save_checkpoint()
+        if self.on_result is not None:
+            self.on_result(trial)
+        return trial
+
+    @property
+    def done(self) -> bool:
+        """Whether an ask/tell run is over: no job to ask and none waiting to be told."""
+        if self.spec is not _ASK_TELL or not self._prepared:
+            return False
+        return not self._in_flight and not self._unasked and self._finished
+
+    def _finish_if_done(self) -> None:
+        if not self._in_flight and not self._finished:
+            self._finish()
+            self._save_checkpoint()
+            self._finished = True
+
+    def _check_ask_tell(self, what: str) -> None:
+        if self.spec is not _ASK_TELL:
+            raise TypeError(f"{what}() drives a tuner built without a trainable (trainable=None); this one runs "
+                            f"{self.spec.name} itself: call run()")
 
     def result(self) -> TuneResult:
         """The result so far: after ``run()`` returned, the same as its
