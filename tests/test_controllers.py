@@ -225,16 +225,23 @@ def test_plateau_as_callback_reads_the_monitored_key():
     plateau = fa.ReduceLROnPlateau(monitor="val_acc", mode="max", patience=1, factor=0.5)
     lrs = fit(FakeTrainer(opt), [plateau], [{"val_acc": 0.5}, {"val_acc": 0.4}, {"val_acc": 0.6}])
     assert lrs == [1, 0.5, 0.5] and plateau.last_epoch == 2
-    with pytest.raises(KeyError, match=r"monitors 'val_loss', which this epoch's logs lack \(logged: 'loss', "
-                                       r"'val_acc'\)"):
-        fit(FakeTrainer(opt), [fa.ReduceLROnPlateau()], [{"loss": 1.0, "val_acc": 0.5}])
+    # a monitor the logs lack: a warning (as Keras), and the epoch does not count
+    quiet = fa.ReduceLROnPlateau(patience=0)
+    with pytest.warns(RuntimeWarning, match=r"monitors 'val_loss', which this epoch's logs lack, so it did nothing "
+                                            r"this epoch \(logged: 'loss', 'val_acc'\)"):
+        lrs = fit(FakeTrainer(fa.Adam(lr=1.0)), [quiet], [{"loss": 1.0, "val_acc": 0.5}] * 3)
+    assert lrs == [1, 1, 1] and quiet.last_epoch == -1
+    # 'auto' (the default) reads an accuracy as higher-is-better, as Keras
+    auto = fa.ReduceLROnPlateau(monitor="val_acc", patience=1, factor=0.5)
+    assert fit(FakeTrainer(fa.Adam(lr=1.0)), [auto], [{"val_acc": 0.5}, {"val_acc": 0.4}, {"val_acc": 0.6}]) == \
+        [1, 0.5, 0.5]
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(factor=1.0), ValueError, r"factor=1.0 must be in \[0, 1\)"),
     (dict(patience=-1), ValueError, r"patience=-1 must be >= 0"),
     (dict(patience=2.0), TypeError, r"patience=2.0 must be an integer"),
-    (dict(mode="minimum"), ValueError, r"mode='minimum' must be one of 'min', 'max'"),
+    (dict(mode="minimum"), ValueError, r"mode='minimum' must be one of 'auto', 'min', 'max'"),
     (dict(threshold_mode="relative"), ValueError, r"threshold_mode='relative' must be one of 'rel', 'abs'"),
     (dict(threshold=1.0), ValueError, r"threshold=1.0 must be in \[0, 1\)"),
     (dict(threshold=-0.1, threshold_mode="abs"), ValueError, r"threshold=-0.1 must be >= 0"),

@@ -514,3 +514,84 @@ def test_every_registered_rule_trains_by_name_and_resumes(data, name, tmp_path):
     again = _trainer(callbacks(), optimizer=name, lr=None)[1]
     again.load_checkpoint(path)
     assert trees_same_bits(again.optimizer.state_dict()["state"], trainer.optimizer.state_dict()["state"])
+
+
+# ---- what a Keras user meets -------------------------------------------------------------------------------
+def _lsq_trainer(callbacks=(), lr=0.05):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 6)).astype(np.float32)
+    y = X @ rng.standard_normal(6).astype(np.float32)
+
+    def loss_and_grad(p, batch):
+        xb, yb = batch
+        r = xb @ p["w"] - yb
+        return 0.5 * float(np.mean(r * r)), {"w": (xb.T @ r / len(yb)).astype(np.float32)}
+
+    trainer = fa.Trainer(fa.SGD(lr=lr), loss_and_grad=loss_and_grad, params={"w": np.zeros(6, np.float32)},
+                         callbacks=list(callbacks), progress=False)
+    return trainer, fa.batches(X[:96], y[:96], 16, shuffle=True, seed=0), (X[96:], y[96:]), (X, y)
+
+
+class _RaiseOnce(fa.Callback):
+    def __init__(self, at, error):
+        self.at, self.error = at, error
+
+    def on_epoch_end(self, epoch, logs, trainer):
+        if epoch == self.at:
+            self.at = None
+            raise self.error
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("boom")])
+def test_an_epoch_whose_callback_raised_is_counted_once(error):
+    trainer, data, val, _ = _lsq_trainer([_RaiseOnce(1, error)])
+    with pytest.raises(type(error)):
+        trainer.fit(data, epochs=4, validation=val)
+    assert trainer.epoch == 2 and trainer.history.epoch == [0, 1]   # epoch 1 trained and is recorded
+    trainer.fit(data, epochs=2, validation=val)
+    assert trainer.history.epoch == [0, 1, 2, 3] and trainer.epoch == 4
+
+
+def test_early_stopping_reused_in_a_second_fit_watches_it_afresh():
+    stopper = fa.EarlyStopping(patience=1)
+    trainer, data, val, _ = _lsq_trainer([stopper], lr=0.5)   # diverges: stops after two epochs
+    trainer.fit(data, epochs=20, validation=val)
+    first = len(trainer.history.epoch)
+    assert stopper.stopped_epoch is not None and first < 20
+    trainer.fit(data, epochs=3, validation=val)              # a fresh watch (Keras resets too)
+    # before: the old stop ended the new fit after one epoch and restored the old best params
+    assert len(trainer.history.epoch) >= first + 2 and stopper.best_epoch >= first
+
+
+def test_mode_auto_maximizes_an_accuracy_and_a_missing_monitor_warns():
+    assert fa.EarlyStopping(monitor="val_accuracy")._improves.mode == "max"
+    assert fa.EarlyStopping()._improves.mode == "min"
+    assert fa.AdaptiveLR(monitor="val_acc")._plateau.improves.mode == "max"
+    assert fa.ReduceLROnPlateau(monitor="val_accuracy")._plateau.improves.mode == "max"
+    trainer, data, _, _ = _lsq_trainer([fa.EarlyStopping(patience=1)])
+    with pytest.warns(RuntimeWarning, match=r"EarlyStopping monitors 'val_loss', which this epoch's logs lack "
+                                            r"\(pass validation= to fit\)"):
+        trainer.fit(data, epochs=3)
+    assert trainer.history.epoch == [0, 1, 2]            # it trained on
+
+
+def test_keras_habits_get_clear_errors_before_any_training():
+    trainer, data, val, (X, y) = _lsq_trainer()
+    for wrong, match in (((X, y), r"a pair of arrays \(120, 6\) and \(120,\), which would be two batches"),
+                         (X, r"one array .*iterated row by row")):
+        with pytest.raises(TypeError, match=match):
+            trainer.fit(wrong, epochs=1)
+    with pytest.raises(TypeError, match="epochs must be an int >= 0, got str '3'"):
+        trainer.fit(data, epochs="3")
+
+    class KerasStyle(fa.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    keras, data, _, _ = _lsq_trainer([KerasStyle()])
+    with pytest.raises(TypeError, match=r"callbacks\[0\] \(KerasStyle\)\.on_epoch_end\(epoch, logs=None\) cannot be "
+                                        r"called as on_epoch_end\(epoch, logs, trainer\)"):
+        keras.fit(data, epochs=1)
+    assert keras.step == 0
+    with pytest.warns(UserWarning, match=r"fit\(metrics=\.\.\.\) are computed on validation="):
+        trainer.fit(data, epochs=1, metrics={"mse": lambda p, b: 0.0})

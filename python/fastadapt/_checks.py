@@ -54,6 +54,15 @@ def choice(name: str, value: Any, options: Tuple[str, ...]) -> str:
     return value
 
 
+def monitor_mode(mode: Any, monitor: str) -> str:
+    """``"min"`` or ``"max"`` for a monitored log key; ``"auto"`` is Keras's
+    rule: accuracies (and AUC, F-measures) are maximized, the rest minimized."""
+    mode = choice("mode", mode, ("auto", "min", "max"))
+    if mode != "auto":
+        return mode
+    return "max" if ("acc" in monitor or "auc" in monitor or monitor.startswith("fmeasure")) else "min"
+
+
 def flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}={value!r} must be True or False")

@@ -4,6 +4,7 @@ loading, the lr groups."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .._checks import integer, real
@@ -49,10 +50,15 @@ def _epoch_arg(owner: str, epoch: Any, last_epoch: int) -> int:
 
 
 def _monitored(owner: str, monitor: str, logs: Mapping[str, Any]) -> Any:
+    """The monitored value, or None (with a warning, as Keras) when the logs lack it: training goes on,
+    and this epoch does not count for the callback."""
     if monitor not in logs:
-        raise KeyError(f"{owner} monitors {monitor!r}, which this epoch's logs lack (logged: "
-                       f"{', '.join(map(repr, sorted(logs))) or 'nothing'}); pass monitor= one of those or "
-                       f"log {monitor!r}")
+        hint = " (pass validation= to fit)" if monitor.startswith("val_") and not any(
+            k.startswith("val_") for k in logs) else ""
+        warnings.warn(f"{owner} monitors {monitor!r}, which this epoch's logs lack{hint}, so it did nothing this "
+                      f"epoch (logged: {', '.join(map(repr, sorted(logs))) or 'nothing'}); pass monitor= one of "
+                      f"those or log {monitor!r}", RuntimeWarning, stacklevel=3)
+        return None
     return logs[monitor]
 
 

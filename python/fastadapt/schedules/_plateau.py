@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
-from .._checks import choice, real
+from .._checks import choice, monitor_mode, real
 from ..train.callbacks._drivers import claim, release
 from ..train.callbacks.base import Callback
 from ._control import (_best_metric, _bound_optimizer, _count, _cut, _epoch_arg, _epoch_index, _min_lrs, _MODES,
@@ -115,7 +115,7 @@ class _LRPlateau(Callback):
         self.monitor = _monitor_key(monitor)
         self.factor = real("factor", factor, low=0.0, high=1.0, high_open=True)
         self.min_lr = _min_lrs(min_lr)
-        self._plateau = _PlateauCounter(_Improvement(mode, threshold, threshold_mode),
+        self._plateau = _PlateauCounter(_Improvement(monitor_mode(mode, self.monitor), threshold, threshold_mode),
                                         _count("patience", patience), _count("cooldown", cooldown))
         self.last_epoch = -1
         self.num_reductions = 0
@@ -179,7 +179,9 @@ class _LRPlateau(Callback):
             release(self, self.optimizer)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
-        self.step(_monitored(type(self).__name__, self.monitor, logs), epoch)
+        value = _monitored(type(self).__name__, self.monitor, logs)
+        if value is not None:
+            self.step(value, epoch)
 
     def state_dict(self) -> Dict[str, Any]:
         """The plateau counter (``best``, ``wait``, ``cooldown_left``),

@@ -69,7 +69,8 @@ class AdaptiveLR(_LRPlateau):
     threshold_mode
         ``"rel"`` or ``"abs"``.
     mode
-        ``"min"`` (a loss) or ``"max"`` (an accuracy).
+        ``"min"`` (a loss), ``"max"`` (an accuracy) or ``"auto"`` (the default, Keras's rule: ``"max"``
+        when ``monitor`` names an accuracy, AUC or F-measure, else ``"min"``).
     stop_patience
         counted epochs without improvement before ``should_stop``; default ``3 * patience`` (three
         cuts brought nothing).
@@ -90,7 +91,7 @@ class AdaptiveLR(_LRPlateau):
 
     def __init__(self, optimizer: Any = None, *, warmup_epochs: int = 10, patience: int = 5, factor: float = 0.5,
                  min_lr: Union[float, List[float]] = 0.0, cooldown: int = 0, threshold: float = 0.0,
-                 threshold_mode: str = "rel", mode: str = "min", stop_patience: Optional[int] = None,
+                 threshold_mode: str = "rel", mode: str = "auto", stop_patience: Optional[int] = None,
                  monitor: str = "val_loss", init_lr: Optional[float] = None):
         self.warmup_epochs = _count("warmup_epochs", warmup_epochs)
         patience = _count("patience", patience)

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from .._checks import array_leaves, flag, real
+from .._checks import array_leaves, flag, monitor_mode, real
 from ..train.callbacks.base import Callback
 from ._control import (_best_metric, _count, _epoch_arg, _epoch_index, _load_fields, _monitor_key, _monitored,
                        _real_or_nan)
@@ -44,7 +44,8 @@ class EarlyStopping(Callback):
     monitor
         the epoch-log key to watch (``"val_loss"``, ``"val_accuracy"``, ...).
     mode
-        its direction: ``"min"`` (a loss) or ``"max"`` (an accuracy).
+        its direction: ``"min"`` (a loss), ``"max"`` (an accuracy) or ``"auto"`` (the default, Keras's
+        rule: ``"max"`` when ``monitor`` names an accuracy, AUC or F-measure, else ``"min"``).
     min_delta
         how much better counts as better (absolute, >= 0).
     patience
@@ -65,11 +66,11 @@ class EarlyStopping(Callback):
                 break               # params now hold the best epoch's values
     """
 
-    def __init__(self, params: Any = None, *, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0,
+    def __init__(self, params: Any = None, *, monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0.0,
                  patience: int = 10, baseline: Optional[float] = None, start_epoch: int = 0,
                  restore_best: bool = True):
         self.monitor = _monitor_key(monitor)
-        self._improves = _Improvement(mode, min_delta, "abs", threshold_name="min_delta")
+        self._improves = _Improvement(monitor_mode(mode, self.monitor), min_delta, "abs", threshold_name="min_delta")
         self.patience = _count("patience", patience)
         self.baseline = None if baseline is None else real("baseline", baseline)
         self.start_epoch = _count("start_epoch", start_epoch)
@@ -148,6 +149,11 @@ class EarlyStopping(Callback):
         return self.should_stop
 
     def on_train_begin(self, trainer: Any) -> None:
+        if self.stopped_epoch is not None:
+            # A new fit after a stop (the same callback reused, as in Keras): watch it afresh. A run that
+            # was not stopped (resumed from a checkpoint, continued) keeps its count.
+            self.best, self.best_epoch, self.wait, self.stopped_epoch = self._improves.worst, -1, 0, None
+            self._snapshot = None
         if self._paths is None and self.restore_best:
             params = getattr(trainer, "params", None)
             if params is None:
@@ -156,7 +162,8 @@ class EarlyStopping(Callback):
             self._bind(params)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any], trainer: Any) -> None:
-        if self.step(_monitored("EarlyStopping", self.monitor, logs), epoch):
+        value = _monitored("EarlyStopping", self.monitor, logs)
+        if value is not None and self.step(value, epoch):
             trainer.stop_training = True
 
     def on_train_end(self, trainer: Any) -> None:

@@ -45,7 +45,8 @@ class ReduceLROnPlateau(_LRPlateau):
     monitor
         the epoch-log key read by ``on_epoch_end``.
     mode
-        ``"min"`` (a loss) or ``"max"`` (an accuracy).
+        ``"min"`` (a loss), ``"max"`` (an accuracy) or ``"auto"`` (the default, Keras's rule: ``"max"``
+        when ``monitor`` names an accuracy, AUC or F-measure, else ``"min"``).
     factor
         in [0, 1): the multiplier of each cut.
     patience
@@ -68,7 +69,7 @@ class ReduceLROnPlateau(_LRPlateau):
             plateau.step(validation_loss())
     """
 
-    def __init__(self, optimizer: Any = None, *, monitor: str = "val_loss", mode: str = "min", factor: float = 0.1,
+    def __init__(self, optimizer: Any = None, *, monitor: str = "val_loss", mode: str = "auto", factor: float = 0.1,
                  patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
                  min_lr: Union[float, List[float]] = 0.0):
         self._pending_lrs: Optional[List[float]] = None  # loaded before binding: applied when bound

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import math
 import numbers
 import threading
 import time
+import warnings
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Sized, Tuple, Union
 
 import numpy as np
@@ -53,6 +55,33 @@ def _batch_size(batch: Any) -> int:
         return max(len(first), 1)
     except TypeError:
         return 1
+
+
+# What fastadapt passes each hook (Keras's pass (epoch, logs): the trainer is extra here).
+_HOOK_ARGS = {"on_train_begin": ("trainer",), "on_epoch_begin": ("epoch", "trainer"),
+              "on_batch_end": ("step", "logs", "trainer"), "on_epoch_end": ("epoch", "logs", "trainer"),
+              "on_train_end": ("trainer",)}
+
+
+def _check_hook_signatures(callbacks: Sequence[Any]) -> None:
+    """A TypeError before any training for a hook that cannot take what fit passes it."""
+    for i, cb in enumerate(callbacks):
+        for name, args in _HOOK_ARGS.items():
+            hook = getattr(cb, name, None)
+            if not callable(hook):
+                continue
+            try:
+                signature = inspect.signature(hook)
+            except (TypeError, ValueError):  # no signature to read (a builtin): the call decides
+                continue
+            try:
+                signature.bind(*args)
+            except TypeError:
+                raise TypeError(f"callbacks[{i}] ({type(cb).__name__}).{name}{signature} cannot be called as "
+                                f"{name}({', '.join(args)}), which is how fit calls it (Keras's hooks take "
+                                f"(epoch, logs); fastadapt's take the trainer too); define "
+                                f"{name}(self, {', '.join(args)}), or pass Keras-style functions through "
+                                f"fa.LambdaCallback({name}=...)") from None
 
 
 def _as_loss(value: Any, where: str) -> float:
@@ -562,9 +591,15 @@ class Trainer:
             ``progress=True``: on a terminal with tqdm, else a line per epoch), 2 one line per
             epoch, ``"auto"`` 1. None (the default): the trainer's ``progress=``.
         """
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral):
+            raise TypeError(f"epochs must be an int >= 0, got {type(epochs).__name__} {epochs!r}")
+        if epochs < 0:
             raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
         metrics = self._check_metrics(metrics)
+        if metrics and validation is None:
+            warnings.warn("fit(metrics=...) are computed on validation=, and none was given: they are not "
+                          "logged; pass validation=(X_val, y_val)", UserWarning, stacklevel=2)
+        _check_hook_signatures(self.callbacks)
         if isinstance(validation, list) and not validation:
             raise ValueError("validation is an empty list; pass a batch such as (X, y), a list of batches, or None")
         epoch_batches = self._epoch_source(data, int(epochs))
@@ -610,6 +645,15 @@ class Trainer:
     def _epoch_source(self, data: Any, epochs: int) -> Callable[[int], Iterable[Any]]:
         if callable(data) and not hasattr(data, "__iter__"):
             return data
+        # Keras's fit(X, y) habits: iterated, an array gives one row per "batch", a pair (X, y) two batches.
+        if isinstance(data, np.ndarray):
+            raise TypeError(f"data is one array ({data.dtype} {data.shape}), which would be iterated row by row as "
+                            f"batches; pass fa.batches(X, batch_size=...) or [X] for one full batch")
+        if isinstance(data, tuple) and len(data) == 2 and all(isinstance(a, np.ndarray) and a.ndim for a in data) \
+                and len(data[0]) == len(data[1]) and data[0].shape != data[1].shape:
+            raise TypeError(f"data is a pair of arrays {data[0].shape} and {data[1].shape}, which would be two "
+                            f"batches; for (X, y) pass fa.batches(X, y, batch_size=...) or [(X, y)] for one full "
+                            f"batch")
         if not hasattr(data, "__iter__"):
             raise TypeError(f"data must be an iterable of batches (a list, fa.batches(...)) or a function "
                             f"epoch -> batches, got {type(data).__name__}")
@@ -714,8 +758,14 @@ class Trainer:
             self.history.backfill_from(f"{name}_min", name)
             self.history.backfill_from(f"{name}_max", name)
         recorded = dict(logs)
-        for hook in self._hooks("on_epoch_end"):
-            hook(epoch, logs, self)
+        try:
+            for hook in self._hooks("on_epoch_end"):
+                hook(epoch, logs, self)
+        except BaseException:
+            # The epoch trained and is in the history: count it even when a callback raised (a Ctrl-C in
+            # on_epoch_end), so the next fit goes on with the next epoch instead of recording this one again.
+            self.epoch = epoch + 1
+            raise
         # Keys callbacks added to the logs are recorded too (Keras's History sees them).
         added = {k: v for k, v in logs.items() if (k not in recorded or v is not recorded[k])
                  and (v is None or (isinstance(v, (numbers.Real, np.floating, np.integer))

@@ -9,7 +9,7 @@ import os
 import string
 from typing import Any, Dict, Mapping, Optional, Union
 
-from ..._checks import integer
+from ..._checks import integer, monitor_mode
 from ..._tree import flatten_any
 from ..checkpoints import save_state
 from ._common import check_state_keys, path_arg, say, verbose_arg
@@ -19,11 +19,6 @@ __all__ = ["ModelCheckpoint"]
 
 PARAMS_FORMAT = "fastadapt.params"  # what save_weights_only writes (load with fastadapt.train.checkpoints.load_state)
 PARAMS_VERSION = 1
-
-
-def _auto_mode(monitor: str) -> str:
-    """Keras's rule for ``mode="auto"``: accuracies (and AUC, F-measures) are maximized, the rest minimized."""
-    return "max" if ("acc" in monitor or "auc" in monitor or monitor.startswith("fmeasure")) else "min"
 
 
 class ModelCheckpoint(Callback):
@@ -102,7 +97,7 @@ class ModelCheckpoint(Callback):
         self.save_weights_only = save_weights_only
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"ModelCheckpoint(mode={mode!r}) must be 'auto', 'min' or 'max'")
-        self.mode = _auto_mode(monitor) if mode == "auto" else mode
+        self.mode = monitor_mode(mode, monitor)
         if save_freq != "epoch":
             if isinstance(save_freq, str):
                 raise ValueError(f"ModelCheckpoint(save_freq={save_freq!r}) must be 'epoch' or an int >= 1 (steps)")
