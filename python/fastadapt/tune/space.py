@@ -375,33 +375,16 @@ def _contains_domain(value: Any) -> bool:
     return False
 
 
-def _fits(branch: Mapping[str, Any], value: Any) -> bool:
-    """Whether ``value`` is a config of the (sub)space ``branch``: the same keys, nested dicts where it
-    nests them, constants equal and every domain containing its value."""
-    if not isinstance(value, Mapping) or set(value) != set(branch):
+def _fits(branch: Mapping[str, Any], value: Any, partial: bool = False) -> bool:
+    """Whether ``value`` is a config of the (sub)space ``branch``: the same keys
+    (``partial``: some of them), nested dicts where it nests them, constants
+    equal and every domain containing its value."""
+    if not isinstance(value, Mapping) or not (set(value) <= set(branch) if partial else set(value) == set(branch)):
         return False
-    for name, spec in branch.items():
-        v = value[name]
-        if isinstance(spec, Mapping):
-            if not _fits(spec, v):
-                return False
-        elif isinstance(spec, Domain):
-            if not spec.contains(v):
-                return False
-        elif not spec == v:
-            return False
-    return True
-
-
-def _agrees(branch: Mapping[str, Any], partial: Mapping[str, Any]) -> bool:
-    """Whether a partial config can belong to ``branch``: only its keys, its
-    constants equal, its domains containing the values given (nested alike)."""
-    for name, v in partial.items():
-        if name not in branch:
-            return False
+    for name, v in value.items():
         spec = branch[name]
         if isinstance(spec, Mapping):
-            if not (isinstance(v, Mapping) and _agrees(spec, v)):
+            if not _fits(spec, v, partial):
                 return False
         elif isinstance(spec, Domain):
             if not spec.contains(v):
@@ -548,7 +531,7 @@ def _sample(space: Mapping[str, Any], rng: np.random.Generator, given: Mapping[s
                 isinstance(v, Mapping) and _fits(v, partial) for v in value.values):
             # Part of a conditional branch (initial_configs=[{"opt": {"name": "adam"}}]): the one branch it
             # agrees with, its other domains sampled, as if the choice had drawn that branch.
-            matches = [i for i, v in enumerate(value.values) if isinstance(v, Mapping) and _agrees(v, partial)]
+            matches = [i for i, v in enumerate(value.values) if isinstance(v, Mapping) and _fits(v, partial, partial=True)]
             if len(matches) != 1:
                 raise ValueError(f"{where}[{name!r}] = {partial!r} is part of {'no' if not matches else 'more than one'}"
                                  f" branch of {value!r}; give values that pick one branch (e.g. its constant "
@@ -608,7 +591,7 @@ def check_config(space: Mapping[str, Any], config: Mapping[str, Any], where: str
                 walk(value, sub[name], path + (name,))
             elif isinstance(value, Domain) and not value.contains(sub[name]):
                 if partial_branches and isinstance(value, Categorical) and isinstance(sub[name], Mapping) and sum(
-                        isinstance(v, Mapping) and _agrees(v, sub[name]) for v in value.values) == 1:
+                        isinstance(v, Mapping) and _fits(v, sub[name], partial=True) for v in value.values) == 1:
                     continue  # (sampling fills in the rest of that branch)
                 raise ValueError(f"{_where(where, path + (name,))} = {sub[name]!r} is outside its domain {value!r}")
 
